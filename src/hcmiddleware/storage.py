@@ -1,0 +1,51 @@
+"""Database engines for the index and the journal: SQLite by default, PostgreSQL shared."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from hcmiddleware.errors import StorageError
+
+__all__ = ["create_engine", "ping"]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers work while one writer commits; synchronous=FULL because the
+    # journal must survive a power cut between "written" and "sent".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url``; SQLite connections get WAL and durable commits."""
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except Exception as exc:  # bad URL, driver not installed
+        raise StorageError(
+            f"cannot use database {sa.engine.make_url(url).render_as_string(hide_password=True)}"
+            f": {exc}",
+            hint="check [database] url in the config file and that its driver is installed",
+        ) from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def ping(engine: Engine) -> None:
+    """Open a connection and run a trivial query; raise StorageError if that fails."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        raise StorageError(
+            f"cannot reach database {engine.url.render_as_string(hide_password=True)}: "
+            f"{type(exc).__name__}",
+            hint="check that the database server is running and [database] url is right",
+        ) from exc
