@@ -6,10 +6,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
 
 from hcmiddleware.errors import StorageError
 
-__all__ = ["create_engine", "ping"]
+__all__ = ["Base", "create_engine", "ping"]
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every table of the product (index, faces, journal)."""
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
