@@ -3,7 +3,7 @@
 The tree (a subclass is always caught by its parent's ``except``)::
 
     HcmError                          base: .message, .hint, .details()
-    ├── ConfigError                   bad config file: .file, .key   (CLI exit code 2)
+    ├── ConfigError                   bad config file: .file, .key, .related  (CLI exit 2)
     │   └── SecretError               a secret's env var or file is missing
     ├── PluginError                   .plugin
     │   ├── PluginLoadError           not installed, misnamed, or raised on import
@@ -124,6 +124,13 @@ class ConfigError(HcmError):
         super().__init__(message, hint=hint)
         self.file = file
         self.key = key
+        #: further problems found in the same file, reported together
+        self.related: list[ConfigError] = []
+
+    def details(self) -> dict[str, Any]:
+        data = super().details()
+        data["related"] = [e.details() for e in self.related]
+        return data
 
     def __str__(self) -> str:
         where = ""
@@ -170,9 +177,7 @@ class PluginCallError(PluginError):
 
     default_hint = "the operation was stopped; check the plugin's own log and its settings"
 
-    def __init__(
-        self, message: str, *, plugin: str, hook: str, hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, plugin: str, hook: str, hint: str | None = None) -> None:
         super().__init__(message, plugin=plugin, hint=hint)
         self.hook = hook
 

@@ -1,18 +1,67 @@
-"""The ``hcm`` command line."""
+"""The ``hcm`` command line.
+
+Exit codes: 0 success; 1 the operation failed or a check did not pass; 2 the
+configuration, a plugin, or the command line is wrong (fix it and run again).
+Errors print one clear message to stderr; ``--debug`` adds the traceback.
+"""
 
 from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any
 
 import click
 
 from hcmiddleware import __version__
+from hcmiddleware.cli.context import CliState
+from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
+from hcmiddleware.errors import ConfigError, HcmError, PluginLoadError
+
+__all__ = ["main"]
 
 
-@click.group()
+class _Main(click.Group):
+    """Turns every error into one readable line and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HcmError as exc:
+            debug = bool(ctx.meta.get("hcm.debug"))
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            for other in getattr(exc, "related", []):
+                click.echo(f"error: {other}", err=True)
+            code = 2 if isinstance(exc, ConfigError | PluginLoadError) else 1
+            ctx.exit(code)
+
+
+@click.group(cls=_Main)
 @click.version_option(__version__, prog_name="hcm")
-def main() -> None:
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="HCM_CONFIG",
+    help="config file (TOML); default: $HCM_CONFIG, else embedded defaults",
+)
+@click.option("--debug", is_flag=True, help="show tracebacks and debug logging")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """Resident Health Card middleware: cards, SAM, resident index, adapters."""
+    ctx.meta["hcm.debug"] = debug
+    ctx.obj = CliState(config_path=config_path, debug=debug)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
-# Command groups of the product's parts register here, one line each:
-# from hcmiddleware.cli.card import card
-# main.add_command(card)
+main.add_command(plugins_group)
+main.add_command(config_group)
+main.add_command(doctor)
+main.add_command(demo)

@@ -1,0 +1,96 @@
+"""The core's own ``hcm doctor`` checks: data directory, database, card readers."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from hcmiddleware import storage
+from hcmiddleware.errors import HcmError
+from hcmiddleware.hookspecs import hookimpl
+from hcmiddleware.models import CheckResult
+
+if TYPE_CHECKING:
+    from hcmiddleware.runtime import Middleware
+
+NAME = "hcm.core-checks"
+
+
+def _data_dir(mw: Middleware) -> CheckResult:
+    path = mw.config.middleware.data_dir
+    if path.is_dir() and os.access(path, os.W_OK):
+        return CheckResult(name="data directory", ok=True, detail=str(path))
+    if not path.exists() and os.access(path.parent if str(path.parent) else ".", os.W_OK):
+        return CheckResult(
+            name="data directory", ok=True, detail=f"{path} (will be created on first use)"
+        )
+    return CheckResult(
+        name="data directory",
+        ok=False,
+        detail=f"{path} is not writable",
+        hint="create it and give the service's user write access, or change data_dir",
+    )
+
+
+def _database(mw: Middleware) -> CheckResult:
+    try:
+        storage.ping(mw.engine)
+    except HcmError as exc:
+        return CheckResult(name="database", ok=False, detail=exc.message, hint=exc.hint)
+    return CheckResult(
+        name="database",
+        ok=True,
+        detail=mw.engine.url.render_as_string(hide_password=True),
+    )
+
+
+def _readers(mw: Middleware) -> list[CheckResult]:
+    wanted = {
+        role: name
+        for role, name in (("user card", mw.config.readers.user), ("SAM", mw.config.readers.sam))
+        if name
+    }
+    if not wanted:
+        return []
+    try:
+        from smartcard.System import readers as pcsc_readers
+    except ImportError:
+        return [
+            CheckResult(
+                name="card readers",
+                ok=False,
+                detail="pyscard is not installed",
+                hint="install hcmiddleware[pcsc] (needs libpcsclite-dev to build)",
+            )
+        ]
+    try:
+        present = [str(r) for r in pcsc_readers()]
+    except Exception as exc:
+        return [
+            CheckResult(
+                name="card readers",
+                ok=False,
+                detail=f"PC/SC service not available ({type(exc).__name__})",
+                hint="start pcscd (e.g. 'pcscd' as root) and check the reader is plugged in",
+            )
+        ]
+    results = []
+    for role, name in wanted.items():
+        ok = name in present
+        results.append(
+            CheckResult(
+                name=f"reader for the {role}",
+                ok=ok,
+                detail=name
+                if ok
+                else f"{name!r} not found; present: {', '.join(present) or 'none'}",
+                hint="" if ok else "plug the reader in, or fix [readers] in the config",
+            )
+        )
+    return results
+
+
+@hookimpl(trylast=True)
+def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
+    """Data directory, database connection, and the configured readers."""
+    return [_data_dir(middleware), _database(middleware), *_readers(middleware)]

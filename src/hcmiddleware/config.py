@@ -1,0 +1,303 @@
+"""The configuration: one TOML file, one root pydantic model, typed plugin sections.
+
+A site's file looks like this (every key optional; the defaults run the demo)::
+
+    [middleware]
+    site_name = "Shenyang No. 1 Hospital"
+    institution_code = "210100000001"
+    data_dir = "/var/lib/hcm"
+
+    [database]
+    url = "postgresql+psycopg://hcm@db.example/hcm"
+
+    [readers]
+    user = "Virtual PCD 00 00"
+    sam = "Virtual PCD 00 01"
+
+    [plugins]
+    enabled = ["sample-his"]
+    call_timeout = 10.0
+    timeouts = { sample-his = 3.0 }
+
+    [plugins.sample-his]          # validated by the plugin's own settings model
+    hospital_code = "H0001"
+
+Secrets are never written into the file: a secret is ``{env = "NAME"}`` or
+``{file = "path"}`` (relative to the config file), resolved once at load time and held
+as :class:`pydantic.SecretStr`, which prints as ``**********``.
+
+The model is frozen after loading. Plugin sections stay raw here; the runtime validates
+each against the model its plugin registered through ``hcm_add_config``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from hcmiddleware.errors import ConfigError, SecretError
+
+__all__ = [
+    "Config",
+    "DatabaseSection",
+    "LoggingSection",
+    "MiddlewareSection",
+    "PluginsSection",
+    "ReadersSection",
+    "Secret",
+    "SettingsModel",
+    "config_error_from_validation",
+    "load_config",
+    "parse_config",
+]
+
+#: Keys of ``[plugins]`` that belong to the core; no plugin may take these names.
+RESERVED_PLUGIN_KEYS = frozenset({"enabled", "call_timeout", "timeouts", "max_stalled_calls"})
+
+
+def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
+    """Turn ``{env = NAME}`` / ``{file = PATH}`` into the secret's text."""
+    if isinstance(value, SecretStr):
+        return value
+    if isinstance(value, str):
+        raise PydanticCustomError(
+            "secret_inline",
+            "a secret may not be written into the config file",
+        )
+    if not isinstance(value, Mapping) or set(value) not in ({"env"}, {"file"}):
+        raise PydanticCustomError("secret_form", "a secret must be {env = ...} or {file = ...}")
+    if "env" in value:
+        name = str(value["env"])
+        text = os.environ.get(name)
+        if text is None:
+            raise PydanticCustomError(
+                "secret_missing",
+                "environment variable {name} is not set",
+                {"name": name, "source": "env"},
+            )
+        return SecretStr(text)
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = (base / str(value["file"])).expanduser()
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        raise PydanticCustomError(
+            "secret_missing",
+            "secret file {name} cannot be read ({reason})",
+            {"name": str(path), "source": "file", "reason": exc.strerror or type(exc).__name__},
+        ) from None
+
+
+#: A secret setting: give it as ``{env = "NAME"}`` or ``{file = "path"}``.
+Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
+
+
+class SettingsModel(BaseModel):
+    """Base for every settings section, the core's and the plugins'.
+
+    Unknown keys are errors (a typo must not silently fall back to a default) and the
+    values are frozen once loaded.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MiddlewareSection(SettingsModel):
+    """``[middleware]``: who this installation is and where it keeps its files."""
+
+    site_name: str = Field("hcmiddleware demo site", description="shown in reports")
+    institution_code: str = Field(
+        "000000000000",
+        pattern=r"^[0-9A-Za-z]{12}$",
+        description="the 12-character institution code used in insurance message IDs",
+    )
+    data_dir: Path = Field(Path("hcm-data"), description="databases and logs; created on start")
+
+
+class DatabaseSection(SettingsModel):
+    """``[database]``: the index and journal database (SQLite unless a URL is given)."""
+
+    url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/hcm.db")
+
+
+class ReadersSection(SettingsModel):
+    """``[readers]``: PC/SC reader names; unset means 'the first reader with a card'."""
+
+    user: str | None = None
+    sam: str | None = None
+
+
+class LoggingSection(SettingsModel):
+    """``[logging]``: level of the ``hcmiddleware`` loggers."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class PluginsSection(BaseModel):
+    """``[plugins]``: which plugins run, their call limits, and their own sections."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    enabled: tuple[str, ...] = ()
+    call_timeout: float = Field(10.0, gt=0, description="seconds a plugin call may take")
+    timeouts: dict[str, float] = Field(
+        default_factory=dict, description="per-plugin call timeout in seconds"
+    )
+    max_stalled_calls: int = Field(
+        4, ge=1, description="hung calls a plugin may have before it is refused at once"
+    )
+
+    @field_validator("enabled")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for name in value:
+            if name in seen:
+                raise ValueError(f"plugin {name!r} is listed twice")
+            seen.add(name)
+        return value
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """The raw ``[plugins.<name>]`` tables, by plugin name."""
+        extra = self.model_extra or {}
+        return {k: v for k, v in extra.items() if isinstance(v, dict)}
+
+
+class Config(SettingsModel):
+    """The root of the configuration. ``source`` is the file it came from, if any."""
+
+    middleware: MiddlewareSection = MiddlewareSection()
+    database: DatabaseSection = DatabaseSection()
+    readers: ReadersSection = ReadersSection()
+    logging: LoggingSection = LoggingSection()
+    plugins: PluginsSection = PluginsSection()
+    source: Path | None = Field(None, exclude=True)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in ``data_dir``."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.middleware.data_dir / 'hcm.db').as_posix()}"
+
+
+# --- loading -----------------------------------------------------------------------
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that holds the field at ``loc`` (for listing known keys)."""
+    current: type[BaseModel] = model
+    for part in loc[:-1]:
+        field = current.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            current = annotation
+        else:
+            return None
+    return current
+
+
+_HINTS = {
+    "missing": "add this key",
+    "secret_inline": 'write it as {env = "VARIABLE"} or {file = "path/to/file"}',
+    "secret_form": 'write it as {env = "VARIABLE"} or {file = "path/to/file"}',
+}
+
+
+def config_error_from_validation(
+    exc: ValidationError,
+    *,
+    file: str | None,
+    model: type[BaseModel],
+    prefix: tuple[str, ...] = (),
+) -> ConfigError:
+    """Turn pydantic's errors into one ConfigError per problem (first one raised).
+
+    Input values are never echoed: the value at fault may be a secret.
+    """
+    problems: list[ConfigError] = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join((*prefix, *loc)) or None
+        kind = err["type"]
+        message = err["msg"]
+        hint = _HINTS.get(kind)
+        cls: type[ConfigError] = ConfigError
+        if kind == "extra_forbidden":
+            holder = _model_at(model, err["loc"])
+            known = sorted(holder.model_fields) if holder else []
+            close = difflib.get_close_matches(loc[-1], known, n=1) if known else []
+            message = "unknown key"
+            hint = (
+                f"did you mean {close[0]!r}? " if close else "remove it; "
+            ) + f"known keys here: {', '.join(known) or 'none'}"
+        elif kind == "secret_missing":
+            cls = SecretError
+            ctx = err.get("ctx") or {}
+            hint = (
+                f"set {ctx.get('name')} in the service's environment before starting"
+                if ctx.get("source") == "env"
+                else "create the file, readable by the service's user"
+            )
+        elif hint is None:
+            hint = "fix the value; see docs/configuration.md for what this key takes"
+        problems.append(cls(message, file=file, key=key, hint=hint))
+    first = problems[0]
+    first.related = problems[1:]
+    return first
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: Path | None = None, base_dir: Path | None = None
+) -> Config:
+    """Validate an already-parsed mapping (e.g. from TOML) into a frozen Config."""
+    file = str(source) if source else None
+    try:
+        config = Config.model_validate(
+            dict(data), context={"base_dir": str(base_dir or Path.cwd())}
+        )
+    except ValidationError as exc:
+        raise config_error_from_validation(exc, file=file, model=Config) from None
+    return config.model_copy(update={"source": source})
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the TOML file at ``path``; ConfigError names file and key."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the config file ({exc.strerror or type(exc).__name__})",
+            file=str(file),
+            hint="check the path and that the service's user may read it",
+        ) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "the file is not UTF-8 text", file=str(file), hint="save it as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"not valid TOML: {exc}",
+            file=str(file),
+            hint="fix the syntax at the line and column given",
+        ) from None
+    return parse_config(data, source=file, base_dir=file.parent)
