@@ -75,15 +75,15 @@ def test_config_check_ok(tmp_path: Path) -> None:
         ("[plugins]\ncall_timeout = 'x'\n", "plugins.call_timeout"),
         ('[plugins]\nenabled = ["sampel-his"]\n', "did you mean 'sample-his'"),
         (
-            '[plugins]\nenabled = ["sample-his"]\n[plugins.sample-his]\napi_token = {env = "HCM_T_UNSET"}\n',
+            SAMPLE + 'api_token = {env = "HCM_T_UNSET"}\n',
             "HCM_T_UNSET is not set",
         ),
         (
-            '[plugins]\nenabled = ["sample-his"]\n[plugins.sample-his]\napi_token = "hunter2"\n',
+            SAMPLE + 'api_token = "hunter2"\n',
             "may not be written into the config file",
         ),
         (
-            '[plugins]\nenabled = ["sample-his"]\n[plugins.sample-his]\nminutes_per_patient = "x"\n',
+            SAMPLE + 'minutes_per_patient = "x"\n',
             "plugins.sample-his.minutes_per_patient",
         ),
     ],
