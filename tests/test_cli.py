@@ -116,6 +116,7 @@ def test_plugin_raising_on_import_exits_2_and_debug_shows_traceback(tmp_path: Pa
     out = hcm("config", "check", str(cfg), cwd=tmp_path, env=env)
     assert out.returncode == 2
     assert "plugin 'boom'" in out.stderr
+    assert f"{cfg}: plugins.enabled:" in out.stderr
     assert "vendor_sdk" in out.stderr
     assert "Traceback" not in out.stderr
     debug = hcm("--debug", "config", "check", str(cfg), cwd=tmp_path, env=env)

@@ -158,7 +158,10 @@ class PluginError(HcmError):
 
 
 class PluginLoadError(PluginError):
-    """A plugin could not be loaded: not installed, misnamed, or it raised on import."""
+    """A plugin could not be loaded: not installed, misnamed, or it raised on import.
+
+    ``file`` and ``key`` point at the config entry that enabled it, when there is one.
+    """
 
     def __init__(
         self,
@@ -170,6 +173,14 @@ class PluginLoadError(PluginError):
     ) -> None:
         super().__init__(message, plugin=plugin, hint=hint)
         self.installed = installed or []
+        self.file: str | None = None
+        self.key: str | None = None
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.file:
+            return f"{self.file}: {self.key}: {text}" if self.key else f"{self.file}: {text}"
+        return text
 
 
 class PluginCallError(PluginError):

@@ -129,6 +129,7 @@ class Middleware:
         """Load, validate and configure every plugin; see the module docstring."""
         if self._started:
             return
+        logging.getLogger("hcmiddleware").setLevel(self.config.logging.level)
         try:
             self.load_plugins()
             self._configuring = True
@@ -160,7 +161,12 @@ class Middleware:
         for name in enabled:
             if name in self._extra:
                 continue
-            self._register(name, load_plugin(name, self._installed), "entry point")
+            try:
+                self._register(name, load_plugin(name, self._installed), "entry point")
+            except PluginLoadError as exc:
+                if self.config.source is not None:
+                    exc.file, exc.key = str(self.config.source), "plugins.enabled"
+                raise
         for name, plugin in self._extra.items():
             self._register(name, plugin, "object")
         self._check_pending()

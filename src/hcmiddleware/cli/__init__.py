@@ -54,11 +54,12 @@ def main(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """Resident Health Card middleware: cards, SAM, resident index, adapters."""
     ctx.meta["hcm.debug"] = debug
     ctx.obj = CliState(config_path=config_path, debug=debug)
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # The config's [logging] level governs the hcmiddleware loggers; on a terminal only
+    # warnings are shown unless --debug.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
 
 
 main.add_command(plugins_group)
