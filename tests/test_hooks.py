@@ -268,7 +268,8 @@ def test_runtime_passes_every_argument_and_honours_the_result_kind(name: str) ->
             assert result == "B"
             assert (seen_a, seen_b) == ([], [kwargs])
         elif name == "hcm_doctor_checks":
-            assert sorted(result) == ["A", "B"]
+            # the built-in core checks answer too, with their own list
+            assert [r for r in result if isinstance(r, str)] == ["B", "A"]
         else:
             assert sorted(result) == ["A", "B"]
             assert seen_a == seen_b == [kwargs]
