@@ -55,6 +55,7 @@ __all__ = [
     "Algorithm",
     "block_size",
     "card_key",
+    "check_sm_header",
     "city_factor",
     "cryptogram",
     "decrypt_ecb",
@@ -242,7 +243,8 @@ def max_sm_plain(alg: Algorithm) -> int:
     return max_encrypted - 2  # one byte L, at least one byte of padding
 
 
-def _check_header(header: bytes) -> None:
+def check_sm_header(header: bytes) -> None:
+    """Raise :class:`SamInputError` unless ``header`` is ``CLA INS P1 P2`` with the SM bit."""
     _check_len(header, 4, "command header (CLA INS P1 P2)")
     if not header[0] & 0x04:
         raise SamInputError(
@@ -257,7 +259,7 @@ def sm_wrap(alg: Algorithm, session_key: bytes, header: bytes, plain: bytes) -> 
     Returns ``header || Lc || E_SK(pad(L || plain)) || MAC4`` where the MAC covers
     ``header || Lc || encrypted data``.
     """
-    _check_header(header)
+    check_sm_header(header)
     _check_key(alg, session_key, "session key")
     if len(plain) > max_sm_plain(alg):
         raise SamInputError(
