@@ -21,6 +21,7 @@ from sam_vectors import (
 from hcmiddleware.errors import (
     CardAbsentError,
     CardAuthenticityError,
+    CardProtocolError,
     SamBlockedError,
     SamInputError,
     SamPinError,
@@ -131,6 +132,14 @@ class TestOpening:
         with pytest.raises(SamUnavailableError) as info:
             PcscSam(NoCard(), DEFAULT_TEST_PIN)
         assert isinstance(info.value.__cause__, CardAbsentError)
+
+    def test_garbled_link(self) -> None:
+        class Garbled:
+            def transmit(self, apdu: bytes) -> bytes:
+                raise CardProtocolError("the reader returned a malformed frame")
+
+        with pytest.raises(SamUnavailableError):
+            PcscSam(Garbled(), DEFAULT_TEST_PIN)
 
     def test_broken_link(self) -> None:
         class Broken:

@@ -20,9 +20,8 @@ from typing import Protocol
 from pydantic import SecretStr
 
 from hcmiddleware.errors import (
-    CardAbsentError,
     CardAuthenticityError,
-    ReaderError,
+    CardError,
     SamBlockedError,
     SamInputError,
     SamPinError,
@@ -132,7 +131,9 @@ class PcscSam:
         for _ in range(_MAX_CHAINED):
             try:
                 response = transport.transmit(apdu)
-            except (CardAbsentError, ReaderError, OSError) as exc:
+            except (CardError, OSError) as exc:
+                # Whatever the slot's transport raises (no card, reader gone, garbled
+                # link), for the terminal the SAM is not there.
                 raise SamUnavailableError(
                     f"the SAM slot did not answer ({type(exc).__name__})"
                 ) from exc
