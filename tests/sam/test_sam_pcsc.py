@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -296,3 +298,47 @@ def test_no_pin_or_key_in_debug_logs(caplog: pytest.LogCaptureFixture) -> None:
         dk = keyset.card_key(entry.ref, CARD_FACTOR).reveal()
         for secret in (entry.master.reveal(), dk, crypto.session_key(entry.alg, dk, CHALLENGE)):
             assert secret.hex() not in blob
+
+
+def test_threads_sharing_one_sam_get_right_answers(golden_keyset: KeySet) -> None:
+    """Interleaved operations would mix DELIVER KEYs; each must come out as if alone."""
+
+    class SlowLink:
+        """Like PC/SC: the thread waits on I/O for every APDU, so others run meanwhile."""
+
+        def __init__(self, card: EmulatedSam) -> None:
+            self.card = card
+
+        def transmit(self, apdu: bytes) -> bytes:
+            time.sleep(0.0002)
+            return self.card.transmit(apdu)
+
+    software = SoftwareSam(golden_keyset)
+    sam = PcscSam(SlowLink(EmulatedSam(golden_keyset)), DEFAULT_TEST_PIN)
+    failures: list[str] = []
+
+    def worker(seed: int) -> None:
+        try:
+            work(seed)
+        except Exception as exc:  # a thread's exception would otherwise be only a warning
+            failures.append(repr(exc))
+
+    def work(seed: int) -> None:
+        factor = seed.to_bytes(8, "big")
+        for i in range(25):
+            challenge = (seed * 1000 + i).to_bytes(8, "big")
+            ref = 0x01 if seed % 2 else 0x12
+            if sam.external_auth(ref, factor, challenge) != software.external_auth(
+                ref, factor, challenge
+            ):
+                failures.append(f"external {seed}/{i}")
+            apdu = sam.secure_update(0x13, factor, challenge, SM_HEADER, SM_TLV)
+            if apdu != software.secure_update(0x13, factor, challenge, SM_HEADER, SM_TLV):
+                failures.append(f"sm {seed}/{i}")
+
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []

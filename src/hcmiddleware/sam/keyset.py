@@ -34,6 +34,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from hcmiddleware.errors import KeySetError, SamInputError, UnknownKeyError
 from hcmiddleware.sam import crypto
@@ -86,8 +87,9 @@ class SecretKey:
         return hmac.compare_digest(self._value, other._value)
 
     def __hash__(self) -> int:
-        # Hashing by identity: a value hash would be a cheap oracle on the key bytes.
-        return id(self)
+        # Python's bytes hash is SipHash under a per-process random key: consistent with
+        # __eq__ and no use for recovering a 128-bit key.
+        return hash(self._value)
 
     def __copy__(self) -> SecretKey:
         return self  # immutable: a copy may share the bytes
@@ -198,7 +200,11 @@ class KeySet(BaseModel):
         seen: set[int] = set()
         for entry in self.keys:
             if entry.ref in seen:
-                raise ValueError(f"key ref {entry.ref_hex} appears more than once")
+                raise PydanticCustomError(
+                    "duplicate_ref",
+                    "key ref {ref} appears more than once",
+                    {"ref": entry.ref_hex},
+                )
             seen.add(entry.ref)
         return self
 
@@ -261,7 +267,7 @@ def _keyset_error(exc: ValidationError, data: object, source: str) -> KeySetErro
     Built from pydantic's location and message only: its default text quotes the
     input value, which here would be key material.
     """
-    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    errors = exc.errors(include_input=False, include_url=False)
     first = errors[0]
     loc = first["loc"]
     message = first["msg"].removeprefix("Value error, ")
@@ -272,8 +278,8 @@ def _keyset_error(exc: ValidationError, data: object, source: str) -> KeySetErro
         label = f"key ref {key_ref}" if key_ref else f"key #{loc[1] + 1}"
         field = ".".join(str(part) for part in loc[2:])
         where = f"{label}, field {field}" if field else label
-    elif not loc and "key ref" in message:
-        key_ref = message.split("key ref ", 1)[1][:2]
+    elif first["type"] == "duplicate_ref":
+        key_ref = str(first.get("ctx", {}).get("ref"))
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return KeySetError(
         f"{source}: {where}: {message}{more}",

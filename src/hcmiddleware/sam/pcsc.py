@@ -14,6 +14,7 @@ the SAM for good) unless ``allow_last_try=True`` — an operator entering the PI
 from __future__ import annotations
 
 import logging
+import threading
 from types import TracebackType
 from typing import Protocol
 
@@ -78,6 +79,10 @@ class PcscSam:
     ) -> None:
         self._transport: SamTransport | None = transport
         self._ledger = ChallengeLedger()
+        # One operation is several APDUs over state the SAM keeps (the delivered key,
+        # the session key): another thread's DELIVER KEY in between would make a
+        # cryptogram under the wrong key and spend one of the card's tries.
+        self._lock = threading.RLock()
         self._verify_pin(
             pin.get_secret_value() if isinstance(pin, SecretStr) else pin, allow_last_try
         )
@@ -250,7 +255,8 @@ class PcscSam:
 
     def new_challenge(self) -> bytes:
         """8 random bytes from the SAM's generator."""
-        data = self._command(commands.get_challenge(), "GET CHALLENGE")
+        with self._lock:
+            data = self._command(commands.get_challenge(), "GET CHALLENGE")
         if len(data) != CHALLENGE_SIZE:
             raise SamStatusError(f"the SAM's challenge is {len(data)} bytes, not 8", sw=SW.OK)
         return data
@@ -267,8 +273,9 @@ class PcscSam:
     def external_auth(self, key_ref: int, card_factor: bytes, challenge: bytes) -> bytes:
         """DELIVER KEY (type 01) then ENCRYPT the card's challenge."""
         check_challenge(challenge)
-        self._deliver(KeyType.EXTERNAL_AUTH, key_ref, card_factor)
-        data = self._command(commands.encrypt(challenge), "ENCRYPT", key_ref=key_ref)
+        with self._lock:
+            self._deliver(KeyType.EXTERNAL_AUTH, key_ref, card_factor)
+            data = self._command(commands.encrypt(challenge), "ENCRYPT", key_ref=key_ref)
         if len(data) != CHALLENGE_SIZE:
             raise SamStatusError(f"the SAM's cryptogram is {len(data)} bytes, not 8", sw=SW.OK)
         return data
@@ -285,8 +292,9 @@ class PcscSam:
                 f"the card's internal-authentication answer is {len(response)} bytes, not 8",
                 key_ref=f"{key_ref:02X}",
             )
-        self._deliver(KeyType.INTERNAL_AUTH, key_ref, card_factor)
-        _, sw = self._exchange(commands.check_internal_auth(challenge, response))
+        with self._lock:
+            self._deliver(KeyType.INTERNAL_AUTH, key_ref, card_factor)
+            _, sw = self._exchange(commands.check_internal_auth(challenge, response))
         if sw == SW.OK:
             return
         if sw == SW.VERIFICATION_FAILED:
@@ -315,9 +323,10 @@ class PcscSam:
                 f"{len(plain)} bytes do not fit one {alg.value} secure-messaging command "
                 f"(at most {max_sm_plain(alg)})"
             )
-        self._deliver(KeyType.SECURE_MESSAGING, key_ref, card_factor)
-        self._command(commands.session(card_challenge), "SESSION", key_ref=key_ref)
-        body = self._command(commands.sm_wrap(header, plain), "SM WRAP", key_ref=key_ref)
+        with self._lock:
+            self._deliver(KeyType.SECURE_MESSAGING, key_ref, card_factor)
+            self._command(commands.session(card_challenge), "SESSION", key_ref=key_ref)
+            body = self._command(commands.sm_wrap(header, plain), "SM WRAP", key_ref=key_ref)
         encrypted = len(body) - MAC_SIZE
         if encrypted <= 0 or encrypted % block_size(alg):
             raise SamStatusError(
@@ -328,4 +337,5 @@ class PcscSam:
 
     def close(self) -> None:
         """Forget the transport; later calls raise :class:`SamUnavailableError`."""
-        self._transport = None
+        with self._lock:
+            self._transport = None
