@@ -49,10 +49,15 @@ def deliver(card: EmulatedSam, key_type: KeyType, ref: int) -> int:
 def test_atr_ends_with_the_serial(golden_keyset: KeySet) -> None:
     serial = bytes.fromhex("0102030405060708")
     card = EmulatedSam(golden_keyset, serial=serial)
-    assert card.atr[0] == 0x3B
-    historical = card.atr[4:]
-    assert card.atr[1] & 0x0F == len(historical)
+    atr = card.atr
+    assert atr[:4] == bytes([0x3B, 0x80 | 14, 0x80, 0x01])  # T=1, 14 historical bytes
+    historical = atr[4:-1]
+    assert len(historical) == 14
     assert historical.endswith(serial)
+    check = 0
+    for byte in atr[1:]:
+        check ^= byte
+    assert check == 0  # TCK
 
 
 class TestPin:

@@ -134,8 +134,13 @@ class EmulatedSam:
     @staticmethod
     def _make_atr(serial: bytes) -> bytes:
         historical = _HISTORICAL_PREFIX + serial
-        # TS=3B direct convention; T0: TB1 and TC1 present, K historical bytes; TB1=TC1=00.
-        return bytes([0x3B, 0x60 | len(historical), 0x00, 0x00]) + historical
+        # The user card's shape: TS=3B, T0 with TD1 and K historical bytes, TD1=80 and
+        # TD2=01 announce T=1, then TCK (XOR of T0..the last historical byte).
+        body = bytes([0x80 | len(historical), 0x80, 0x01]) + historical
+        check = 0
+        for byte in body:
+            check ^= byte
+        return b"\x3b" + body + bytes([check])
 
     def __repr__(self) -> str:
         return f"EmulatedSam(serial {self._serial.hex().upper()}, city {self._keyset.city_code})"
