@@ -96,6 +96,25 @@ class TestMasking:
             pickle.dumps(load_keyset(TEST_ISSUER_KEYS))
 
 
+class TestFileMode:
+    def test_warns_when_others_may_read(
+        self, write_json: WriteJson, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = write_json(golden_keyset_data())
+        path.chmod(0o644)
+        load_keyset(path)
+        assert "can be read by other users" in caplog.text
+        assert "644" in caplog.text
+
+    def test_quiet_when_private(
+        self, write_json: WriteJson, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = write_json(golden_keyset_data())
+        path.chmod(0o600)
+        load_keyset(path)
+        assert "other users" not in caplog.text
+
+
 class TestDerivation:
     def test_card_key_reproduces_the_golden_vectors(self) -> None:
         assert KeySet.from_data(golden_keyset_data()).card_key(0x01, CARD_FACTOR).reveal() == SM4_DK

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -41,6 +44,8 @@ from hcmiddleware.sam import crypto
 from hcmiddleware.sam.crypto import Algorithm
 
 __all__ = ["MASK", "KeyEntry", "KeyRef", "KeySet", "MasterKey", "SecretKey", "load_keyset"]
+
+log = logging.getLogger(__name__)
 
 #: What a key looks like wherever it is shown or serialised.
 MASK = "**********"
@@ -322,4 +327,23 @@ def load_keyset(path: str | Path) -> KeySet:
             file=str(file),
             hint="let the service's user read the file (and nobody else)",
         ) from None
-    return KeySet.from_json(text, source=str(file))
+    keyset = KeySet.from_json(text, source=str(file))
+    _warn_if_shared(file)
+    return keyset
+
+
+def _warn_if_shared(file: Path) -> None:
+    """Warn when other users may read a file of master keys (a warning: test sets are shared)."""
+    if os.name != "posix":
+        return
+    try:
+        mode = file.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "key-set file %s can be read by other users (mode %03o); "
+            "restrict it to the service's user (chmod 600) unless it holds test keys",
+            file,
+            stat.S_IMODE(mode),
+        )
