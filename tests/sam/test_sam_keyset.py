@@ -106,6 +106,10 @@ class TestFileMode:
         assert "can be read by other users" in caplog.text
         assert "644" in caplog.text
 
+    def test_quiet_for_the_published_samples(self, caplog: pytest.LogCaptureFixture) -> None:
+        load_keyset(TEST_ISSUER_KEYS)
+        assert "other users" not in caplog.text
+
     def test_quiet_when_private(
         self, write_json: WriteJson, caplog: pytest.LogCaptureFixture
     ) -> None:
