@@ -125,6 +125,12 @@ class TestDerivation:
         tdes = KeySet.from_data(golden_keyset_data("3DES"))
         assert tdes.card_key(0x21, CARD_FACTOR).reveal() == TDES_DK
 
+    def test_card_keys(self) -> None:
+        keyset = KeySet.from_data(golden_keyset_data())
+        keys = keyset.card_keys(CARD_FACTOR)
+        assert sorted(keys) == sorted(keyset.refs)
+        assert {k.reveal() for k in keys.values()} == {SM4_DK}  # one master for all here
+
     def test_six_digit_city_code(self) -> None:
         keyset = KeySet.from_data(golden_keyset_data(city_code="210000"))
         assert keyset.card_key(0x01, CARD_FACTOR).reveal() == SM4_DK

@@ -121,6 +121,21 @@ class TestOpening:
         with pytest.raises(SamBlockedError):
             PcscSam(card, DEFAULT_TEST_PIN, allow_last_try=True)
 
+    @pytest.mark.parametrize("blocked_sw", [b"\x69\x83", b"\x63\xc0"])
+    def test_blocked_reported_either_way(self, blocked_sw: bytes) -> None:
+        class BlockedSam:
+            def __init__(self) -> None:
+                self.sent: list[bytes] = []
+
+            def transmit(self, apdu: bytes) -> bytes:
+                self.sent.append(apdu)
+                return blocked_sw
+
+        link = BlockedSam()
+        with pytest.raises(SamBlockedError):
+            PcscSam(link, DEFAULT_TEST_PIN, allow_last_try=True)
+        assert link.sent == [bytes.fromhex("00200000")]  # asked, never tried
+
     def test_malformed_pin_spends_no_try(self, card: EmulatedSam) -> None:
         with pytest.raises(SamInputError):
             PcscSam(card, "12 34")

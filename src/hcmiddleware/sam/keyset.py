@@ -241,6 +241,10 @@ class KeySet(BaseModel):
             crypto.card_key(entry.alg, entry.master.reveal(), card_factor, self.city_code)
         )
 
+    def card_keys(self, card_factor: bytes) -> dict[int, SecretKey]:
+        """Every key of the card with ``card_factor``, by ref: what personalisation writes."""
+        return {entry.ref: self.card_key(entry.ref, card_factor) for entry in self.keys}
+
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "<key set>") -> KeySet:
         """Parse a key set from JSON text; ``source`` names it in errors."""

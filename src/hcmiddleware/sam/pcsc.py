@@ -195,8 +195,9 @@ class PcscSam:
     def _verify_pin(self, pin: str, allow_last_try: bool) -> None:
         apdu = commands.verify_pin(pin)  # checks the PIN's form before any try is spent
         _, sw = self._exchange(commands.pin_status())
-        if sw == SW.BLOCKED:
-            raise SamBlockedError("the SAM's PIN is blocked (6983)")
+        # Some SAMs report a blocked PIN as 63C0 (no tries left) rather than 6983.
+        if sw in (SW.BLOCKED, 0x63C0):
+            raise SamBlockedError(f"the SAM's PIN is blocked ({sw:04X})")
         if sw >> 4 == 0x63C and (sw & 0x0F) <= 1 and not allow_last_try:
             raise SamPinError(
                 "the SAM has one PIN try left; it was not used, so a wrong PIN in the "
@@ -207,8 +208,8 @@ class PcscSam:
         _, sw = self._exchange(apdu)
         if sw == SW.OK:
             return
-        if sw == SW.BLOCKED:
-            raise SamBlockedError("the SAM's PIN is now blocked after a wrong PIN (6983)")
+        if sw in (SW.BLOCKED, 0x63C0):
+            raise SamBlockedError(f"the SAM's PIN is now blocked after a wrong PIN ({sw:04X})")
         if sw >> 4 == 0x63C:
             tries = sw & 0x0F
             raise SamPinError(f"the SAM refused its PIN; {tries} tries left", tries_left=tries)
