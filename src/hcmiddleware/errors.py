@@ -53,6 +53,7 @@ from typing import Any
 __all__ = [
     "AmountError",
     "CardAbsentError",
+    "CardAuthenticityError",
     "CardDataError",
     "CardError",
     "CardProtocolError",
@@ -64,6 +65,7 @@ __all__ = [
     "HcmError",
     "HisError",
     "IdentityError",
+    "KeySetError",
     "MoneyError",
     "NoHandlerError",
     "OutcomeUnknownError",
@@ -75,9 +77,16 @@ __all__ = [
     "ReaderError",
     "RemoteFaultError",
     "ResidentIndexError",
+    "SamBlockedError",
     "SamError",
+    "SamInputError",
+    "SamPinError",
+    "SamStatusError",
+    "SamUnavailableError",
     "SecretError",
+    "SecureMessagingError",
     "StorageError",
+    "UnknownKeyError",
     "WardError",
 ]
 
