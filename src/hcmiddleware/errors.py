@@ -28,6 +28,16 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   │   └── CardParameterError        6A86/6A88/6D00/6E00…: command not understood
     │   └── CardRefusedError          the card is on the blacklist (lost, cancelled)
     ├── SamError                      the security access module
+    │   ├── SamInputError             a key, factor, challenge or city code of the wrong
+    │   │                             shape (also a ValueError)
+    │   ├── KeySetError               the key-set file cannot be used: .file, .key_ref
+    │   ├── UnknownKeyError           no key with that reference in the SAM: .key_ref
+    │   ├── SecureMessagingError      an SM command's MAC, length or padding is wrong
+    │   ├── CardAuthenticityError     the card's internal-authentication answer is wrong
+    │   ├── SamPinError               the SAM refused its PIN: .tries_left
+    │   ├── SamBlockedError           the SAM's PIN is blocked
+    │   ├── SamStatusError            the SAM refused a command: .sw (status word)
+    │   └── SamUnavailableError       no SAM, the SAM was pulled, or the SAM is closed
     ├── ResidentIndexError            the master patient index (EMPI)
     │   └── IdentityError             an ID number or identity field is invalid
     ├── FaceError                     face checks: unusable photo, backend failure
@@ -323,6 +333,113 @@ class CardRefusedError(CardError):
 
 class SamError(HcmError):
     """The security access module (SAM) failed or refused."""
+
+
+class SamInputError(SamError, ValueError):
+    """A SAM or crypto function got input of the wrong shape.
+
+    A key, factor, challenge, header or city code of the wrong length or form; the
+    message names which, never its value (it may be key material).
+    """
+
+    default_hint = "this is a fault in the calling program; report it with the message"
+
+
+class KeySetError(SamError):
+    """The key-set file cannot be used; ``file`` is its path, ``key_ref`` the key at fault.
+
+    ``key_ref`` is ``None`` when the file as a whole is at fault (missing, not JSON).
+    """
+
+    default_hint = "fix the key-set file or point the configuration at the right one"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key_ref: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
+        self.key_ref = key_ref
+
+
+class UnknownKeyError(SamError):
+    """The SAM holds no key with the reference asked for; ``key_ref`` is it (hex)."""
+
+    default_hint = (
+        "the SAM was issued without this key; ask the card issuer for a SAM that holds it"
+    )
+
+    def __init__(self, message: str, *, key_ref: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key_ref = key_ref
+
+
+class SecureMessagingError(SamError):
+    """A secure-messaging command was refused: bad MAC, bad length or bad padding."""
+
+    default_hint = (
+        "the command was altered or made with another session key; nothing was written. "
+        "Start the write again from a fresh challenge"
+    )
+
+
+class CardAuthenticityError(SamError):
+    """The card's internal-authentication cryptogram does not match: not a genuine card.
+
+    ``key_ref`` is the key reference used (hex).
+    """
+
+    default_hint = (
+        "do not trust this card's data; keep the card and send the resident to the issuer"
+    )
+
+    def __init__(self, message: str, *, key_ref: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key_ref = key_ref
+
+
+class SamPinError(SamError):
+    """The SAM refused its PIN; ``tries_left`` is how many tries remain."""
+
+    default_hint = (
+        "check the SAM PIN in the configuration; do not retry blindly, the SAM blocks "
+        "after its last try"
+    )
+
+    def __init__(self, message: str, *, tries_left: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.tries_left = tries_left
+
+
+class SamBlockedError(SamError):
+    """The SAM's PIN is blocked; the SAM cannot be used until the issuer unblocks it."""
+
+    default_hint = "take the SAM out of service and send it to the issuer to be unblocked"
+
+
+class SamStatusError(SamError):
+    """The SAM refused a command; ``sw`` is the 2-byte status word (e.g. 0x6982)."""
+
+    default_hint = "reset the terminal; if it happens again the SAM may be faulty"
+
+    def __init__(self, message: str, *, sw: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.sw = sw
+
+    def details(self) -> dict[str, Any]:
+        data = super().details()
+        data["sw"] = f"{self.sw:04X}"
+        return data
+
+
+class SamUnavailableError(SamError):
+    """No SAM answers: none in the slot, pulled during the operation, or already closed."""
+
+    default_hint = "check that the SAM is seated in the terminal's SAM slot, then restart"
 
 
 class ResidentIndexError(HcmError):
