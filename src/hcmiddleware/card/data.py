@@ -31,15 +31,27 @@ __all__ = [
 ]
 
 
+class _Hidden:
+    """Stands in for a value in a model's repr."""
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+
+_HIDDEN = _Hidden()
+
+
 class CardModel(BaseModel):
     """Base of the card's data models: frozen, and values hidden from ``repr``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="hex", val_json_bytes="hex"
+    )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # Field names only: values are personal data.
         for name in type(self).model_fields:
-            yield name, ...
+            yield name, _HIDDEN
 
 
 class Issuer(CardModel):
