@@ -7,6 +7,7 @@ that raises is logged and does not stop the monitor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -76,8 +77,24 @@ class CardEvents:
             log.exception("a card event callback failed")
 
     def stop(self) -> None:
-        """Stop delivering events."""
-        if self._monitor is not None:
-            self._monitor.deleteObserver(self._observer)
+        """Stop delivering events and end pyscard's monitoring thread promptly."""
+        if self._monitor is None:
+            return
+        from smartcard.CardMonitoring import CardMonitoringThread
+        from smartcard.scard import SCardCancel
+
+        # pyscard joins its thread when the last observer goes, and that thread sits in
+        # SCardGetStatusChange for up to 60 s: cancel the wait so the join is immediate.
+        inner = CardMonitoringThread.instance
+        request = getattr(getattr(inner, "cardrequest", None), "pcsccardrequest", None)
+        if inner is not None:
+            inner.stopEvent.set()
+            if request is not None and request.hcontext is not None:
+                SCardCancel(request.hcontext)
+        self._monitor.deleteObserver(self._observer)
+        if request is not None:
+            # pyscard leaves this to a finaliser, which fails noisily after pcscd stops
+            with contextlib.suppress(Exception):
+                request.release()
         self._monitor = None
         self._observer = None
