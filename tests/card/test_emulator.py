@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
-from card_samples import KEYS
+from card_samples import KEYS, SAMPLES
 
 from hcmiddleware.card import filemap as fm
 from hcmiddleware.card.atr import card_factor
@@ -200,3 +203,31 @@ def test_files_have_the_spec_sizes(card: EmulatedCard) -> None:
     assert len(card.file_bytes(fm.INPATIENT_RECORDS[0])) == 1639
     assert len(card.file_bytes(fm.OUTPATIENT_RECORDS[0])) == 3013
     assert card.file_bytes(fm.OUTPATIENT_INDEX) == bytes.fromhex("0000FFFFFF")
+
+
+def test_golden_vectors_of_card_spec(
+    profile: dict[str, object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The card accepts CARD-SPEC's golden cryptogram and golden SM command."""
+    master = "00112233445566778899AABBCCDDEEFF"
+    keyset = {
+        "city_code": "21",
+        "keys": [{"ref": f"{r:02X}", "alg": "SM4", "master": master} for r in (0x12,)],
+    }
+    path = tmp_path / "golden-keys.json"
+    path.write_text(json.dumps(keyset))
+    card = EmulatedCard(profile, path, base_dir=SAMPLES)
+    assert card_factor(card.atr) == bytes.fromhex("3132333435363738")
+    challenge = bytes.fromhex("A1B2C3D4E5F60718")
+    monkeypatch.setattr("hcmiddleware.card.emulator.os.urandom", lambda n: challenge)
+    tx(card, DDF1)
+    tx(card, "00A4000002DF01")
+    assert tx(card, "0084000008") == (challenge, "9000")
+    assert tx(card, "008200120" + "8" + "2D054A640E968AF8")[1] == "9000"
+    tx(card, "00A4000002EF05")  # P2 04 of the golden APDU means the current EF
+    golden = bytes.fromhex("04DC0104144C53C4C8A5E4DC5B6A2A9E72D2D7F77AEA439CB2")
+    tx(card, "0084000008")
+    # MAC and padding accepted; the record then refuses item 16 in item 21's place.
+    assert card.transmit(golden)[-2:] == b"\x6a\x80"
+    tx(card, "0084000008")
+    assert card.transmit(golden[:-1] + b"\x00")[-2:] == b"\x69\x88"
