@@ -187,6 +187,17 @@ class TestBadInput:
         with pytest.raises(SamInputError):
             crypto.pad(b"x", 0)
 
+    def test_algorithm_given_as_text_is_the_same_algorithm(self) -> None:
+        # "SM4" == Algorithm.SM4 but is not it; it must not fall through to 3DES.
+        assert crypto.cryptogram("SM4", SM4_DK, CHALLENGE) == SM4_CRYPTOGRAM  # type: ignore[arg-type]
+        assert crypto.block_size("SM4") == 16  # type: ignore[arg-type]
+        assert crypto.cryptogram("3DES", TDES_DK, CHALLENGE) == TDES_CRYPTOGRAM  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("alg", ["AES", "sm4", "", None])
+    def test_unknown_algorithm(self, alg: object) -> None:
+        with pytest.raises(SamInputError, match="unknown algorithm"):
+            crypto.encrypt_ecb(alg, SM4_DK, bytes(16))  # type: ignore[arg-type]
+
     def test_input_error_is_also_a_value_error(self) -> None:
         with pytest.raises(ValueError):
             crypto.city_factor("x")

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sam_vectors import CARD_FACTOR, SM4_DK, SM4_MASTER, TDES_DK, golden_keyset_data
 
 from hcmiddleware.errors import KeySetError, SamError, UnknownKeyError
@@ -94,11 +96,40 @@ class TestMasking:
             pickle.dumps(load_keyset(TEST_ISSUER_KEYS))
 
 
+class TestFileMode:
+    def test_warns_when_others_may_read(
+        self, write_json: WriteJson, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = write_json(golden_keyset_data())
+        path.chmod(0o644)
+        load_keyset(path)
+        assert "can be read by other users" in caplog.text
+        assert "644" in caplog.text
+
+    def test_quiet_for_the_published_samples(self, caplog: pytest.LogCaptureFixture) -> None:
+        load_keyset(TEST_ISSUER_KEYS)
+        assert "other users" not in caplog.text
+
+    def test_quiet_when_private(
+        self, write_json: WriteJson, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = write_json(golden_keyset_data())
+        path.chmod(0o600)
+        load_keyset(path)
+        assert "other users" not in caplog.text
+
+
 class TestDerivation:
     def test_card_key_reproduces_the_golden_vectors(self) -> None:
         assert KeySet.from_data(golden_keyset_data()).card_key(0x01, CARD_FACTOR).reveal() == SM4_DK
         tdes = KeySet.from_data(golden_keyset_data("3DES"))
         assert tdes.card_key(0x21, CARD_FACTOR).reveal() == TDES_DK
+
+    def test_card_keys(self) -> None:
+        keyset = KeySet.from_data(golden_keyset_data())
+        keys = keyset.card_keys(CARD_FACTOR)
+        assert sorted(keys) == sorted(keyset.refs)
+        assert {k.reveal() for k in keys.values()} == {SM4_DK}  # one master for all here
 
     def test_six_digit_city_code(self) -> None:
         keyset = KeySet.from_data(golden_keyset_data(city_code="210000"))
@@ -229,3 +260,50 @@ class TestErrors:
 
     def test_errors_are_sam_errors(self) -> None:
         assert issubclass(KeySetError, SamError)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+near_entries = st.fixed_dictionaries(
+    {},
+    optional={
+        "ref": st.sampled_from(["01", "12", "21", "1", "zz", 1, None]) | json_values,
+        "alg": st.sampled_from(["SM4", "3DES", "sm4", "AES", 4]) | json_values,
+        "master": st.sampled_from([SM4_MASTER.hex(), SM4_MASTER.hex()[:30], "xyz", 7])
+        | json_values,
+        "extra": json_values,
+    },
+)
+near_keysets = st.fixed_dictionaries(
+    {},
+    optional={
+        "city_code": st.sampled_from(["21", "210000", "2", 21]) | json_values,
+        "keys": st.lists(near_entries | json_values, max_size=4) | json_values,
+        "comment": json_values,
+    },
+)
+
+
+def _outcome(data: object) -> KeySet | KeySetError:
+    try:
+        return KeySet.from_data(data, source="fuzz.json")
+    except KeySetError as exc:
+        return exc
+
+
+@given(near_keysets | json_values)
+@settings(max_examples=250, deadline=None)
+def test_any_json_gives_a_keyset_or_a_keyset_error(data: object) -> None:
+    outcome = _outcome(data)  # anything but these two escapes and fails the test
+    if isinstance(outcome, KeySetError):
+        text = (str(outcome) + repr(outcome.details())).lower()
+        assert outcome.file == "fuzz.json"
+        assert SM4_MASTER.hex()[:30] not in text
+    else:
+        assert outcome.keys
+        assert SM4_MASTER.hex() not in repr(outcome).lower()

@@ -12,6 +12,7 @@ usage each may serve is in :mod:`hcmiddleware.sam.keyrefs`.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Protocol, runtime_checkable
 
@@ -25,7 +26,8 @@ __all__ = ["ChallengeLedger", "Sam", "check_card_factor", "check_challenge"]
 class Sam(Protocol):
     """What the card session needs from a SAM.
 
-    Every method may raise :class:`~hcmiddleware.errors.SamError` subclasses:
+    Implementations are safe to share between threads: each call is one indivisible
+    exchange with the SAM. Every method may raise :class:`~hcmiddleware.errors.SamError` subclasses:
     ``UnknownKeyError`` (no such key), ``SamInputError`` (wrong shape or wrong key
     usage), ``SamUnavailableError`` (no SAM / closed), and for a SAM card
     ``SamStatusError`` / ``SamPinError`` / ``SamBlockedError``.
@@ -107,16 +109,18 @@ class ChallengeLedger:
     def __init__(self, capacity: int = 4096) -> None:
         self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._capacity = capacity
+        self._lock = threading.Lock()
 
     def use(self, challenge: bytes) -> None:
         """Record ``challenge``; :class:`SamInputError` if it was used before."""
         check_challenge(challenge)
-        if challenge in self._seen:
-            raise SamInputError(
-                "this internal-authentication challenge was already used; a card's "
-                "answer to it could be a replay",
-                hint="use a fresh challenge from Sam.new_challenge() for each authentication",
-            )
-        self._seen[challenge] = None
-        if len(self._seen) > self._capacity:
-            self._seen.popitem(last=False)
+        with self._lock:
+            if challenge in self._seen:
+                raise SamInputError(
+                    "this internal-authentication challenge was already used; a card's "
+                    "answer to it could be a replay",
+                    hint="use a fresh challenge from Sam.new_challenge() for each authentication",
+                )
+            self._seen[challenge] = None
+            if len(self._seen) > self._capacity:
+                self._seen.popitem(last=False)

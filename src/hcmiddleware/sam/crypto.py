@@ -55,6 +55,7 @@ __all__ = [
     "Algorithm",
     "block_size",
     "card_key",
+    "check_sm_header",
     "city_factor",
     "cryptogram",
     "decrypt_ecb",
@@ -87,13 +88,25 @@ class Algorithm(enum.StrEnum):
     TDES = "3DES"
 
 
+def _algorithm(alg: object) -> Algorithm:
+    # A plain "SM4" equals Algorithm.SM4 but is not it: normalise, so that no caller
+    # silently gets the other cipher.
+    if isinstance(alg, Algorithm):
+        return alg
+    if isinstance(alg, str) and alg in Algorithm.__members__.values():
+        return Algorithm(alg)
+    raise SamInputError(f"unknown algorithm {alg!r} (use 'SM4' or '3DES')")
+
+
 def block_size(alg: Algorithm) -> int:
     """Block size in bytes: 16 for SM4, 8 for 3DES."""
+    alg = _algorithm(alg)
     return 16 if alg is Algorithm.SM4 else 8
 
 
 def key_size(alg: Algorithm) -> int:
     """Length in bytes of a key of this algorithm as stored and derived (16 for both)."""
+    alg = _algorithm(alg)
     return 16
 
 
@@ -123,6 +136,7 @@ def _check_blocks(alg: Algorithm, data: bytes, what: str) -> None:
 
 def encrypt_ecb(alg: Algorithm, key: bytes, data: bytes) -> bytes:
     """``E_K(data)``: ECB encryption of whole blocks (no padding is added)."""
+    alg = _algorithm(alg)
     _check_blocks(alg, data, "data to encrypt")
     enc = _cipher(alg, key).encryptor()
     return enc.update(data) + enc.finalize()
@@ -130,6 +144,7 @@ def encrypt_ecb(alg: Algorithm, key: bytes, data: bytes) -> bytes:
 
 def decrypt_ecb(alg: Algorithm, key: bytes, data: bytes) -> bytes:
     """Inverse of :func:`encrypt_ecb`."""
+    alg = _algorithm(alg)
     _check_blocks(alg, data, "data to decrypt")
     dec = _cipher(alg, key).decryptor()
     return dec.update(data) + dec.finalize()
@@ -165,6 +180,7 @@ def diversify(alg: Algorithm, master: bytes, factor: bytes) -> bytes:
 
     SM4: ``E_MK(F || ~F)``; 3DES: ``E_MK(F) || E_MK(~F)``. Both give a 16-byte key.
     """
+    alg = _algorithm(alg)
     _check_key(alg, master, "master key")
     _check_len(factor, FACTOR_SIZE, "diversification factor")
     if alg is Algorithm.SM4:
@@ -187,6 +203,7 @@ def city_factor(city_code: str) -> bytes:
 
 def card_key(alg: Algorithm, master: bytes, card_factor: bytes, city_code: str) -> bytes:
     """A card's key: ``master`` diversified with the card factor, then the city factor."""
+    alg = _algorithm(alg)
     level1 = diversify(alg, master, card_factor)
     return diversify(alg, level1, city_factor(city_code))
 
@@ -198,6 +215,7 @@ def cryptogram(alg: Algorithm, key: bytes, challenge: bytes) -> bytes:
     internal authentication (the card answers the terminal's). SM4:
     ``fold(E_DK(R || 00*8))``; 3DES: ``E_DK(R)``.
     """
+    alg = _algorithm(alg)
     _check_len(challenge, CHALLENGE_SIZE, "challenge")
     if alg is Algorithm.SM4:
         return _fold(encrypt_ecb(alg, key, challenge + bytes(8)))
@@ -209,6 +227,7 @@ def session_key(alg: Algorithm, key: bytes, challenge: bytes) -> bytes:
 
     SM4: ``E_DK(R || 00*8)``; 3DES (our choice): ``E_DK(R) || E_DK(~R)``.
     """
+    alg = _algorithm(alg)
     _check_len(challenge, CHALLENGE_SIZE, "challenge")
     if alg is Algorithm.SM4:
         return encrypt_ecb(alg, key, challenge + bytes(8))
@@ -217,6 +236,7 @@ def session_key(alg: Algorithm, key: bytes, challenge: bytes) -> bytes:
 
 def mac4(alg: Algorithm, key: bytes, data: bytes) -> bytes:
     """First 4 bytes of the CBC-MAC (zero IV) of ``pad(data)`` under ``key``."""
+    alg = _algorithm(alg)
     _check_key(alg, key)
     size = block_size(alg)
     padded = pad(data, size)
@@ -237,12 +257,14 @@ def max_sm_plain(alg: Algorithm) -> int:
     Lc (one byte) must hold the encrypted ``pad(L || plain)`` plus the 4-byte MAC:
     238 bytes for SM4, 246 for 3DES.
     """
+    alg = _algorithm(alg)
     size = block_size(alg)
     max_encrypted = (_MAX_LC - MAC_SIZE) // size * size
     return max_encrypted - 2  # one byte L, at least one byte of padding
 
 
-def _check_header(header: bytes) -> None:
+def check_sm_header(header: bytes) -> None:
+    """Raise :class:`SamInputError` unless ``header`` is ``CLA INS P1 P2`` with the SM bit."""
     _check_len(header, 4, "command header (CLA INS P1 P2)")
     if not header[0] & 0x04:
         raise SamInputError(
@@ -257,7 +279,8 @@ def sm_wrap(alg: Algorithm, session_key: bytes, header: bytes, plain: bytes) -> 
     Returns ``header || Lc || E_SK(pad(L || plain)) || MAC4`` where the MAC covers
     ``header || Lc || encrypted data``.
     """
-    _check_header(header)
+    alg = _algorithm(alg)
+    check_sm_header(header)
     _check_key(alg, session_key, "session key")
     if len(plain) > max_sm_plain(alg):
         raise SamInputError(
@@ -277,6 +300,7 @@ def sm_unwrap(alg: Algorithm, session_key: bytes, apdu: bytes) -> bytes:
     padding are exactly what :func:`sm_wrap` makes. Any failure raises
     :class:`SecureMessagingError` (a card answers ``6988``) and nothing is returned.
     """
+    alg = _algorithm(alg)
     _check_key(alg, session_key, "session key")
     size = block_size(alg)
     if len(apdu) < 5:

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Self
@@ -34,12 +37,17 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from hcmiddleware.errors import KeySetError, SamInputError, UnknownKeyError
 from hcmiddleware.sam import crypto
 from hcmiddleware.sam.crypto import Algorithm
 
 __all__ = ["MASK", "KeyEntry", "KeyRef", "KeySet", "MasterKey", "SecretKey", "load_keyset"]
+
+log = logging.getLogger(__name__)
+
+_SAMPLES_DIR = (Path(__file__).parent / "samples").resolve()
 
 #: What a key looks like wherever it is shown or serialised.
 MASK = "**********"
@@ -86,8 +94,9 @@ class SecretKey:
         return hmac.compare_digest(self._value, other._value)
 
     def __hash__(self) -> int:
-        # Hashing by identity: a value hash would be a cheap oracle on the key bytes.
-        return id(self)
+        # Python's bytes hash is SipHash under a per-process random key: consistent with
+        # __eq__ and no use for recovering a 128-bit key.
+        return hash(self._value)
 
     def __copy__(self) -> SecretKey:
         return self  # immutable: a copy may share the bytes
@@ -198,7 +207,11 @@ class KeySet(BaseModel):
         seen: set[int] = set()
         for entry in self.keys:
             if entry.ref in seen:
-                raise ValueError(f"key ref {entry.ref_hex} appears more than once")
+                raise PydanticCustomError(
+                    "duplicate_ref",
+                    "key ref {ref} appears more than once",
+                    {"ref": entry.ref_hex},
+                )
             seen.add(entry.ref)
         return self
 
@@ -227,6 +240,10 @@ class KeySet(BaseModel):
         return SecretKey(
             crypto.card_key(entry.alg, entry.master.reveal(), card_factor, self.city_code)
         )
+
+    def card_keys(self, card_factor: bytes) -> dict[int, SecretKey]:
+        """Every key of the card with ``card_factor``, by ref: what personalisation writes."""
+        return {entry.ref: self.card_key(entry.ref, card_factor) for entry in self.keys}
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "<key set>") -> KeySet:
@@ -261,7 +278,7 @@ def _keyset_error(exc: ValidationError, data: object, source: str) -> KeySetErro
     Built from pydantic's location and message only: its default text quotes the
     input value, which here would be key material.
     """
-    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    errors = exc.errors(include_input=False, include_url=False)
     first = errors[0]
     loc = first["loc"]
     message = first["msg"].removeprefix("Value error, ")
@@ -272,8 +289,8 @@ def _keyset_error(exc: ValidationError, data: object, source: str) -> KeySetErro
         label = f"key ref {key_ref}" if key_ref else f"key #{loc[1] + 1}"
         field = ".".join(str(part) for part in loc[2:])
         where = f"{label}, field {field}" if field else label
-    elif not loc and "key ref" in message:
-        key_ref = message.split("key ref ", 1)[1][:2]
+    elif first["type"] == "duplicate_ref":
+        key_ref = str(first.get("ctx", {}).get("ref"))
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return KeySetError(
         f"{source}: {where}: {message}{more}",
@@ -316,4 +333,25 @@ def load_keyset(path: str | Path) -> KeySet:
             file=str(file),
             hint="let the service's user read the file (and nobody else)",
         ) from None
-    return KeySet.from_json(text, source=str(file))
+    keyset = KeySet.from_json(text, source=str(file))
+    _warn_if_shared(file)
+    return keyset
+
+
+def _warn_if_shared(file: Path) -> None:
+    """Warn when other users may read a file of master keys (not an error: test sets are)."""
+    if os.name != "posix":
+        return
+    try:
+        if file.resolve().parent == _SAMPLES_DIR:
+            return  # the published test sets are meant to be readable
+        mode = file.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning(
+            "key-set file %s can be read by other users (mode %03o); "
+            "restrict it to the service's user (chmod 600) unless it holds test keys",
+            file,
+            stat.S_IMODE(mode),
+        )
