@@ -169,3 +169,29 @@ def test_insert_and_remove_events(pcscd: Pcscd, card: EmulatedCard) -> None:
         link.stop()
         assert removed.wait(5)
     assert seen == [(USER_READER, card.atr)]
+
+
+def test_two_slot_terminal_with_a_sam_card(
+    pcscd: Pcscd, card: EmulatedCard, profile: dict[str, Any]
+) -> None:
+    """User card in reader 0, SAM card in reader 1, both through pcscd, as on a terminal."""
+    from hcmiddleware.card.vpcd import SAM_PORT
+    from hcmiddleware.sam.emulated import DEFAULT_TEST_PIN, EmulatedSam
+    from hcmiddleware.sam.keyset import load_keyset
+    from hcmiddleware.sam.pcsc import PcscSam
+
+    pcscd.wait_card(False)
+    pcscd.wait_card(False, SAM_READER)
+    with VpcdCard(card), VpcdCard(EmulatedSam(load_keyset(KEYS)), SAM_PORT):
+        pcscd.wait_card(True)
+        pcscd.wait_card(True, SAM_READER)
+        sam_slot = PcscTransport(SAM_READER)
+        user_slot = PcscTransport(USER_READER)
+        try:
+            with PcscSam(sam_slot, DEFAULT_TEST_PIN) as sam:
+                check_against_profile(CardSession(user_slot, sam).read_all(), profile)
+        finally:
+            user_slot.close()
+            sam_slot.close()
+    pcscd.wait_card(False)
+    pcscd.wait_card(False, SAM_READER)
