@@ -19,6 +19,13 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── CardDataError             a file's content does not decode (TLV, BCD, GBK)
     │   ├── ForeignCardError          the card is not a resident health card
     │   ├── CardStatusError           the card refused a command: .sw (status word)
+    │   │   ├── CardFileNotFoundError     6A82/6A83: no such file or record
+    │   │   ├── CardSecurityError         6982/6985: access condition not satisfied
+    │   │   ├── CardAuthError             63Cx: authentication failed, .tries_left
+    │   │   ├── CardKeyBlockedError       6983: the key is blocked for good
+    │   │   ├── CardMacError              6988: secure-messaging MAC rejected
+    │   │   ├── CardLengthError           6700/6Cxx/6B00: wrong length or offset
+    │   │   └── CardParameterError        6A86/6A88/6D00/6E00…: command not understood
     │   └── CardRefusedError          the card is on the blacklist (lost, cancelled)
     ├── SamError                      the security access module
     │   ├── SamInputError             a key, factor, challenge or city code of the wrong
@@ -53,11 +60,18 @@ from typing import Any
 __all__ = [
     "AmountError",
     "CardAbsentError",
+    "CardAuthError",
     "CardAuthenticityError",
     "CardDataError",
     "CardError",
+    "CardFileNotFoundError",
+    "CardKeyBlockedError",
+    "CardLengthError",
+    "CardMacError",
+    "CardParameterError",
     "CardProtocolError",
     "CardRefusedError",
+    "CardSecurityError",
     "CardStatusError",
     "ConfigError",
     "FaceError",
@@ -297,6 +311,38 @@ class CardStatusError(CardError):
         data = super().details()
         data["sw"] = f"{self.sw:04X}"
         return data
+
+
+class CardFileNotFoundError(CardStatusError):
+    """The card has no such file or record (``6A82``/``6A83``)."""
+
+
+class CardSecurityError(CardStatusError):
+    """The file's access condition is not satisfied (``6982``/``6985``)."""
+
+
+class CardAuthError(CardStatusError):
+    """The card rejected an authentication cryptogram; ``tries_left`` before blocking."""
+
+    def __init__(self, message: str, *, sw: int, tries_left: int, hint: str | None = None) -> None:
+        super().__init__(message, sw=sw, hint=hint)
+        self.tries_left = tries_left
+
+
+class CardKeyBlockedError(CardStatusError):
+    """A key on the card is blocked after too many failed authentications (``6983``)."""
+
+
+class CardMacError(CardStatusError):
+    """The card rejected a secure-messaging MAC (``6988``); nothing was written."""
+
+
+class CardLengthError(CardStatusError):
+    """Wrong length, Le or offset for the file (``6700``, ``6Cxx``, ``6B00``)."""
+
+
+class CardParameterError(CardStatusError):
+    """The card does not understand the command, its parameters or key reference."""
 
 
 class CardRefusedError(CardError):

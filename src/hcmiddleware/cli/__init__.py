@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from hcmiddleware import __version__
+from hcmiddleware.cli.card import card
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
 from hcmiddleware.errors import ConfigError, HcmError, PluginLoadError
@@ -66,3 +67,4 @@ main.add_command(plugins_group)
 main.add_command(config_group)
 main.add_command(doctor)
 main.add_command(demo)
+main.add_command(card)
