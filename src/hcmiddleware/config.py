@@ -60,6 +60,7 @@ __all__ = [
     "MiddlewareSection",
     "PluginsSection",
     "ReadersSection",
+    "SamSection",
     "Secret",
     "SettingsModel",
     "config_error_from_validation",
@@ -143,6 +144,17 @@ class ReadersSection(SettingsModel):
     sam: str | None = None
 
 
+class SamSection(SettingsModel):
+    """``[sam]``: the terminal's security access module.
+
+    Give ``keys`` for a software SAM (tests, demos, a terminal without a SAM slot), or
+    set ``[readers] sam`` and ``pin`` for the SAM card in the terminal's second slot.
+    """
+
+    keys: Path | None = Field(None, description="issuer key-set JSON for the software SAM")
+    pin: Secret | None = Field(None, description="PIN of the SAM card in [readers] sam")
+
+
 class LoggingSection(SettingsModel):
     """``[logging]``: level of the ``hcmiddleware`` loggers."""
 
@@ -185,6 +197,7 @@ class Config(SettingsModel):
     middleware: MiddlewareSection = MiddlewareSection()
     database: DatabaseSection = DatabaseSection()
     readers: ReadersSection = ReadersSection()
+    sam: SamSection = SamSection()
     logging: LoggingSection = LoggingSection()
     plugins: PluginsSection = PluginsSection()
     source: Path | None = Field(None, exclude=True)
