@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from hcmiddleware.errors import StorageError
 
-__all__ = ["Base", "create_engine", "ping"]
+__all__ = ["Base", "create_engine", "current_revision", "head_revision", "ping", "upgrade"]
 
 
 class Base(DeclarativeBase):
@@ -53,4 +54,53 @@ def ping(engine: Engine) -> None:
             f"cannot reach database {engine.url.render_as_string(hide_password=True)}: "
             f"{type(exc).__name__}",
             hint="check that the database server is running and [database] url is right",
+        ) from exc
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    # The environment ships inside the package, so no alembic.ini is needed at run time.
+    config.set_main_option(
+        "script_location", str(resources.files("hcmiddleware").joinpath("migrations"))
+    )
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration this installation ships."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None  # the package always ships at least one revision
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at, or ``None`` for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database's tables up to ``revision`` (default: the newest), in one transaction.
+
+    Safe to call at every start: a database already at the head is left as it is.
+    """
+    from alembic import command
+
+    config = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    except Exception as exc:
+        raise StorageError(
+            f"cannot migrate database {engine.url.render_as_string(hide_password=True)} "
+            f"to {revision}: {type(exc).__name__}: {exc}",
+            hint="check that the database user may create tables, and that no newer "
+            "version of hcmiddleware migrated this database already",
         ) from exc
