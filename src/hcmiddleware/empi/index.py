@@ -1,0 +1,806 @@
+"""The resident master index: enrol, look up, cross-reference, merge and unmerge.
+
+One resident, one record (R-EMPI-2): :meth:`ResidentIndex.enrol` returns the resident
+that already holds any of the identifiers given, and when none matches but a resident
+with the same name and birth date exists, the new record is created *and* the pair is
+put on the review queue, so a possible duplicate is never silent.
+
+Every personal value is encrypted by the :class:`~hcmiddleware.empi.protection.Protector`
+before it reaches the database; lookups go through blind indexes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from hcmiddleware import storage
+from hcmiddleware.empi.identity import ChildNumber, IdNumber, Sex, parse_identity
+from hcmiddleware.empi.normalize import (
+    normalize_address,
+    normalize_code,
+    normalize_name,
+    normalize_phone,
+    normalize_text,
+)
+from hcmiddleware.empi.protection import Protector
+from hcmiddleware.empi.records import Enrolment, Identifier, MergeEvent, Resident, ReviewItem
+from hcmiddleware.empi.regions import check_id_region
+from hcmiddleware.empi.schema import (
+    IdentifierKind,
+    IdentifierRow,
+    MergeEventRow,
+    ResidentRow,
+    ResidentStatus,
+    ReviewRow,
+    ReviewStatus,
+    SourceRecordRow,
+    new_id,
+    utcnow,
+)
+from hcmiddleware.errors import (
+    IdentifierConflictError,
+    IdentityError,
+    MergeError,
+    ResidentIndexError,
+    ResidentNotFoundError,
+)
+
+__all__ = ["SCOPES", "ResidentIndex"]
+
+#: Tables whose rows carry ciphertexts; each gets its own data key.
+SCOPES = ("empi_residents", "empi_identifiers", "empi_source_records")
+
+_RESIDENTS = cast(sa.Table, ResidentRow.__table__)
+_IDENTIFIERS = cast(sa.Table, IdentifierRow.__table__)
+_SOURCES = cast(sa.Table, SourceRecordRow.__table__)
+_MERGES = cast(sa.Table, MergeEventRow.__table__)
+_REVIEWS = cast(sa.Table, ReviewRow.__table__)
+
+#: Kinds whose value is assigned by an issuer that must be named.
+_ISSUED = {IdentifierKind.HOSPITAL_PATIENT_ID, IdentifierKind.REGIONAL_INDEX_ID}
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _now(conn: Connection) -> dt.datetime:
+    # SQLite has no zoned timestamps: store naive UTC there, aware UTC elsewhere.
+    now = utcnow()
+    return _naive_utc(now) if conn.dialect.name == "sqlite" else now
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # SQLite gives timestamps back without a zone; they were written as UTC.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+class ResidentIndex:
+    """The master patient index over one database (SQLite embedded, PostgreSQL shared).
+
+    ``ResidentIndex(engine, protector)`` migrates the database to the newest schema
+    (unless ``migrate=False``) and binds the protector's data keys to it.
+    """
+
+    def __init__(self, engine: Engine, protector: Protector, *, migrate: bool = True) -> None:
+        if migrate:
+            storage.upgrade(engine)
+        protector.bind(engine, SCOPES)
+        self._engine = engine
+        self._protector = protector
+
+    def __repr__(self) -> str:
+        return f"ResidentIndex({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    # --- value handling --------------------------------------------------------------
+
+    def _canonical(self, kind: IdentifierKind, value: str) -> str:
+        if kind is IdentifierKind.ID_NUMBER:
+            return parse_identity(value).value
+        canonical = normalize_code(value)
+        if not canonical:
+            raise IdentityError(f"the {kind.value} is empty", field=kind.value)
+        return canonical
+
+    def _ident_bidx(self, kind: IdentifierKind, canonical: str) -> bytes:
+        return self._protector.blind_index(f"identifier:{kind.value}", canonical)
+
+    def _seal(self, table: str, column: str, row_id: str, data: bytes) -> bytes:
+        return self._protector.encrypt(table, data, f"{table}.{column}:{row_id}")
+
+    def _open(self, table: str, column: str, row_id: str, data: bytes) -> bytes:
+        return self._protector.decrypt(data, f"{table}.{column}:{row_id}")
+
+    def _identifiers_of(
+        self, conn: Connection, resident_ids: Sequence[str]
+    ) -> dict[str, list[Identifier]]:
+        out: dict[str, list[Identifier]] = {rid: [] for rid in resident_ids}
+        if not resident_ids:
+            return out
+        rows = conn.execute(
+            sa.select(_IDENTIFIERS)
+            .where(_IDENTIFIERS.c.resident_id.in_(resident_ids))
+            .order_by(_IDENTIFIERS.c.created_at, _IDENTIFIERS.c.id)
+        ).mappings()
+        for row in rows:
+            value = self._open("empi_identifiers", "value_ct", row["id"], row["value_ct"])
+            out[row["resident_id"]].append(
+                Identifier(
+                    kind=IdentifierKind(row["kind"]), value=value.decode(), issuer=row["issuer"]
+                )
+            )
+        return out
+
+    def _to_resident(self, row: Any, identifiers: Iterable[Identifier]) -> Resident:
+        data = json.loads(self._open("empi_residents", "data_ct", row["id"], row["data_ct"]))
+        born = data.get("birth_date")
+        return Resident(
+            id=row["id"],
+            status=ResidentStatus(row["status"]),
+            merged_into=row["merged_into"],
+            name=data["name"],
+            sex=Sex(data["sex"]),
+            birth_date=dt.date.fromisoformat(born) if born else None,
+            phone=data.get("phone"),
+            address=data.get("address"),
+            region_code=data.get("region_code"),
+            identifiers=tuple(identifiers),
+            created_at=_aware(row["created_at"]),
+        )
+
+    def _load(self, conn: Connection, resident_ids: Sequence[str]) -> list[Resident]:
+        rows = {
+            r["id"]: r
+            for r in conn.execute(
+                sa.select(_RESIDENTS).where(_RESIDENTS.c.id.in_(resident_ids))
+            ).mappings()
+        }
+        idents = self._identifiers_of(conn, [rid for rid in resident_ids if rid in rows])
+        return [self._to_resident(rows[rid], idents[rid]) for rid in resident_ids if rid in rows]
+
+    def _row(self, conn: Connection, resident_id: str, *, follow: bool) -> Any:
+        seen: set[str] = set()
+        current = resident_id
+        while True:
+            row = (
+                conn.execute(sa.select(_RESIDENTS).where(_RESIDENTS.c.id == current))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise ResidentNotFoundError(f"no resident with id {current}")
+            if row["status"] == ResidentStatus.ACTIVE or not follow:
+                return row
+            if current in seen or row["merged_into"] is None:
+                raise ResidentIndexError(
+                    f"resident {resident_id} is merged but its chain does not end",
+                    hint="report this to the index administrator; the merge history is damaged",
+                )
+            seen.add(current)
+            current = row["merged_into"]
+
+    # --- reading ---------------------------------------------------------------------
+
+    def get(self, resident_id: str, *, follow_merges: bool = True) -> Resident:
+        """The resident with this id; a merged id gives its survivor unless told otherwise."""
+        with self._engine.connect() as conn:
+            row = self._row(conn, resident_id, follow=follow_merges)
+            return self._load(conn, [row["id"]])[0]
+
+    def lookup(
+        self, kind: IdentifierKind | str, value: str, *, issuer: str = ""
+    ) -> Resident | None:
+        """Exact lookup by an identifier; ``None`` when no resident holds it.
+
+        The value is normalised first (full-width, spaces, ``x``; a 15-digit ID number
+        is converted), so it is found however it was typed. An invalid ID number raises
+        :class:`~hcmiddleware.errors.IdentityError` rather than finding nothing.
+        """
+        kind = IdentifierKind(kind)
+        bidx = self._ident_bidx(kind, self._canonical(kind, value))
+        with self._engine.connect() as conn:
+            resident_id = conn.scalar(
+                sa.select(_IDENTIFIERS.c.resident_id).where(
+                    _IDENTIFIERS.c.kind == kind.value,
+                    _IDENTIFIERS.c.issuer == issuer,
+                    _IDENTIFIERS.c.value_bidx == bidx,
+                )
+            )
+            if resident_id is None:
+                return None
+            row = self._row(conn, resident_id, follow=True)
+            return self._load(conn, [row["id"]])[0]
+
+    def count(self, *, status: ResidentStatus = ResidentStatus.ACTIVE) -> int:
+        """How many residents have this status."""
+        with self._engine.connect() as conn:
+            return int(
+                conn.scalar(sa.select(sa.func.count()).where(_RESIDENTS.c.status == status.value))
+                or 0
+            )
+
+    # --- enrolment -------------------------------------------------------------------
+
+    def enrol(
+        self,
+        *,
+        name: str,
+        sex: Sex | int,
+        birth_date: dt.date | None = None,
+        id_number: str | None = None,
+        phone: str | None = None,
+        address: str | None = None,
+        card_number: str | None = None,
+        ecard_id: str | None = None,
+        identifiers: Iterable[Identifier] = (),
+        source: str | None = None,
+        record_id: str | None = None,
+        today: dt.date | None = None,
+    ) -> Enrolment:
+        """Enrol a person, or return the resident who already holds one of the identifiers.
+
+        Validates everything before writing (a typed ``IdentityError`` names the field):
+        a non-empty name, the ID number with birth date and sex cross-checked, the
+        region code (a retired one is returned as a warning). ``source``/``record_id``
+        keep the source system's record with the resident. If the identifiers given
+        belong to two different residents, nothing is written and
+        :class:`~hcmiddleware.errors.IdentifierConflictError` says so.
+        """
+        clean_name = normalize_name(name)
+        if not clean_name:
+            raise IdentityError(
+                "the name is empty", field="name", hint="enter the name as on the ID card"
+            )
+        try:
+            sex = Sex(int(sex))
+        except ValueError:
+            raise IdentityError(
+                "sex must be a GB/T 2261.1 code: 0 unknown, 1 male, 2 female, 9 unspecified",
+                field="sex",
+            ) from None
+        if (source is None) != (record_id is None):
+            raise ResidentIndexError(
+                "source and record_id go together",
+                hint="pass both the source system's name and its record id, or neither",
+            )
+        warnings: list[str] = []
+        region_code: str | None = None
+        wanted: list[tuple[IdentifierKind, str, str]] = []
+        if id_number is not None and normalize_code(id_number):
+            parsed: IdNumber | ChildNumber = parse_identity(
+                id_number, birth_date=birth_date, sex=sex, today=today
+            )
+            if isinstance(parsed, IdNumber):
+                birth_date = birth_date or parsed.birth_date
+                if sex not in (Sex.MALE, Sex.FEMALE):
+                    sex = parsed.sex
+                region_code = parsed.region_code
+            elif sex not in (Sex.MALE, Sex.FEMALE):
+                sex = parsed.sex
+            region_of = (
+                parsed.region_code if isinstance(parsed, IdNumber) else parsed.parent.region_code
+            )
+            check = check_id_region(region_of)
+            if check.warning:
+                warnings.append(check.warning)
+            wanted.append((IdentifierKind.ID_NUMBER, "", parsed.value))
+        if birth_date is not None and birth_date > (today or dt.date.today()):
+            raise IdentityError("the birth date is in the future", field="birth_date")
+        for kind, raw in (
+            (IdentifierKind.CARD_NUMBER, card_number),
+            (IdentifierKind.ECARD_ID, ecard_id),
+        ):
+            if raw is not None and normalize_code(raw):
+                wanted.append((kind, "", normalize_code(raw)))
+        for ident in identifiers:
+            if ident.kind in _ISSUED and not ident.issuer:
+                raise IdentityError(
+                    f"a {ident.kind.value} needs the code of its issuer", field=ident.kind.value
+                )
+            wanted.append((ident.kind, ident.issuer, self._canonical(ident.kind, ident.value)))
+        demographics = {
+            "name": normalize_text(name),
+            "sex": int(sex),
+            "birth_date": birth_date.isoformat() if birth_date else None,
+            "phone": normalize_phone(phone) if phone else None,
+            "address": normalize_address(address) if address else None,
+            "region_code": region_code,
+        }
+        for attempt in range(2):
+            try:
+                return self._enrol_once(
+                    wanted, demographics, clean_name, source, record_id, warnings
+                )
+            except IntegrityError:
+                # Another writer enrolled one of these identifiers between our lookup and
+                # our insert; the second pass finds it.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _enrol_once(
+        self,
+        wanted: list[tuple[IdentifierKind, str, str]],
+        demographics: dict[str, Any],
+        clean_name: str,
+        source: str | None,
+        record_id: str | None,
+        warnings: list[str],
+    ) -> Enrolment:
+        bidxs = [
+            (kind, issuer, value, self._ident_bidx(kind, value)) for kind, issuer, value in wanted
+        ]
+        with self._engine.begin() as conn:
+            holders: dict[str, IdentifierKind] = {}
+            present: set[tuple[str, str, bytes]] = set()
+            for kind, issuer, _value, bidx in bidxs:
+                holder = conn.scalar(
+                    sa.select(_IDENTIFIERS.c.resident_id).where(
+                        _IDENTIFIERS.c.kind == kind.value,
+                        _IDENTIFIERS.c.issuer == issuer,
+                        _IDENTIFIERS.c.value_bidx == bidx,
+                    )
+                )
+                if holder is not None:
+                    holder = self._row(conn, holder, follow=True)["id"]
+                    holders.setdefault(holder, kind)
+                    present.add((kind.value, issuer, bidx))
+            if len(holders) > 1:
+                first = next(iter(holders.values()))
+                raise IdentifierConflictError(
+                    "the identifiers given belong to different residents "
+                    f"({', '.join(sorted(holders))}); nothing was written",
+                    kind=first.value,
+                    holder=",".join(sorted(holders)),
+                )
+            if holders:
+                resident_id, matched_on = next(iter(holders.items()))
+                self._check_id_number_conflict(conn, resident_id, bidxs)
+                self._add_identifiers(conn, resident_id, bidxs, present)
+                if source is not None and record_id is not None:
+                    self._add_source(conn, resident_id, source, record_id, demographics)
+                resident = self._load(conn, [resident_id])[0]
+                return Enrolment(
+                    resident=resident,
+                    created=False,
+                    matched_on=matched_on,
+                    warnings=tuple(warnings),
+                )
+
+            resident_id = new_id()
+            name_bidx = self._protector.blind_index("resident:name", clean_name)
+            born = demographics["birth_date"]
+            birth_bidx = self._protector.blind_index("resident:birth_date", born) if born else None
+            phone = demographics["phone"]
+            phone_bidx = self._protector.blind_index("resident:phone", phone) if phone else None
+            now = _now(conn)
+            conn.execute(
+                sa.insert(_RESIDENTS).values(
+                    id=resident_id,
+                    status=ResidentStatus.ACTIVE.value,
+                    data_ct=self._seal(
+                        "empi_residents", "data_ct", resident_id, json.dumps(demographics).encode()
+                    ),
+                    name_bidx=name_bidx,
+                    birth_date_bidx=birth_bidx,
+                    phone_bidx=phone_bidx,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            self._add_identifiers(conn, resident_id, bidxs, set())
+            if source is not None and record_id is not None:
+                self._add_source(conn, resident_id, source, record_id, demographics)
+            reviews: list[int] = []
+            if birth_bidx is not None:
+                lookalikes = conn.scalars(
+                    sa.select(_RESIDENTS.c.id).where(
+                        _RESIDENTS.c.name_bidx == name_bidx,
+                        _RESIDENTS.c.birth_date_bidx == birth_bidx,
+                        _RESIDENTS.c.status == ResidentStatus.ACTIVE.value,
+                        _RESIDENTS.c.id != resident_id,
+                    )
+                ).all()
+                for other in lookalikes:
+                    review_id = conn.execute(
+                        sa.insert(_REVIEWS).values(
+                            resident_id=resident_id,
+                            candidate_id=other,
+                            score=1.0,
+                            reason="same name and birth date, no identifier in common",
+                            status=ReviewStatus.OPEN.value,
+                            created_at=now,
+                        )
+                    ).inserted_primary_key[0]  # type: ignore[index]
+                    reviews.append(int(review_id))
+            resident = self._load(conn, [resident_id])[0]
+            return Enrolment(
+                resident=resident, created=True, warnings=tuple(warnings), reviews=tuple(reviews)
+            )
+
+    def _check_id_number_conflict(
+        self,
+        conn: Connection,
+        resident_id: str,
+        bidxs: list[tuple[IdentifierKind, str, str, bytes]],
+    ) -> None:
+        given = [
+            (value, bidx)
+            for kind, _issuer, value, bidx in bidxs
+            if kind is IdentifierKind.ID_NUMBER and len(value) == 18
+        ]
+        if not given:
+            return
+        held = conn.scalars(
+            sa.select(_IDENTIFIERS.c.id).where(
+                _IDENTIFIERS.c.resident_id == resident_id,
+                _IDENTIFIERS.c.kind == IdentifierKind.ID_NUMBER.value,
+            )
+        ).all()
+        if not held:
+            return
+        owned = self._identifiers_of(conn, [resident_id])[resident_id]
+        numbers = {
+            i.value for i in owned if i.kind is IdentifierKind.ID_NUMBER and len(i.value) == 18
+        }
+        if numbers and given[0][0] not in numbers:
+            raise IdentifierConflictError(
+                f"resident {resident_id} already has another ID number; nothing was written",
+                kind=IdentifierKind.ID_NUMBER.value,
+                holder=resident_id,
+                hint="the card or other identifier given belongs to someone else, or the ID "
+                "number was mistyped: check the identity document",
+            )
+
+    def _add_identifiers(
+        self,
+        conn: Connection,
+        resident_id: str,
+        bidxs: list[tuple[IdentifierKind, str, str, bytes]],
+        present: set[tuple[str, str, bytes]],
+    ) -> None:
+        now = _now(conn)
+        for kind, issuer, value, bidx in bidxs:
+            if (kind.value, issuer, bidx) in present:
+                continue
+            present.add((kind.value, issuer, bidx))
+            ident_id = new_id()
+            conn.execute(
+                sa.insert(_IDENTIFIERS).values(
+                    id=ident_id,
+                    resident_id=resident_id,
+                    kind=kind.value,
+                    issuer=issuer,
+                    value_bidx=bidx,
+                    value_ct=self._seal("empi_identifiers", "value_ct", ident_id, value.encode()),
+                    created_at=now,
+                )
+            )
+
+    def _add_source(
+        self, conn: Connection, resident_id: str, source: str, record_id: str, data: dict[str, Any]
+    ) -> None:
+        existing = conn.scalar(
+            sa.select(_SOURCES.c.resident_id).where(
+                _SOURCES.c.source == source, _SOURCES.c.record_id == record_id
+            )
+        )
+        if existing is not None:
+            if self._row(conn, existing, follow=True)["id"] != resident_id:
+                raise IdentifierConflictError(
+                    f"record {record_id} of {source} is already linked to resident {existing}",
+                    kind="record_id",
+                    holder=existing,
+                )
+            return
+        row_id = new_id()
+        conn.execute(
+            sa.insert(_SOURCES).values(
+                id=row_id,
+                resident_id=resident_id,
+                source=source,
+                record_id=record_id,
+                data_ct=self._seal(
+                    "empi_source_records", "data_ct", row_id, json.dumps(data).encode()
+                ),
+                created_at=_now(conn),
+            )
+        )
+
+    def source_records(self, resident_id: str) -> list[tuple[str, str]]:
+        """``(source, record_id)`` of every source record linked to the resident."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_SOURCES.c.source, _SOURCES.c.record_id)
+                .where(_SOURCES.c.resident_id == resident_id)
+                .order_by(_SOURCES.c.source, _SOURCES.c.record_id)
+            ).all()
+            return [(r[0], r[1]) for r in rows]
+
+    # --- hospital cross-reference (R-EMPI-4) -----------------------------------------
+
+    def link_hospital_id(self, resident_id: str, hospital_code: str, patient_id: str) -> Identifier:
+        """Record the hospital's own patient id for the resident; idempotent.
+
+        Raises :class:`IdentifierConflictError` when that hospital's patient id already
+        belongs to another resident (the HIS has two records: merge them first).
+        """
+        return self._link(
+            resident_id, IdentifierKind.HOSPITAL_PATIENT_ID, hospital_code, patient_id
+        )
+
+    def link_regional_id(self, resident_id: str, index_code: str, regional_id: str) -> Identifier:
+        """Record the id the regional or national index gave the resident; idempotent."""
+        return self._link(resident_id, IdentifierKind.REGIONAL_INDEX_ID, index_code, regional_id)
+
+    def _link(self, resident_id: str, kind: IdentifierKind, issuer: str, value: str) -> Identifier:
+        issuer = normalize_code(issuer)
+        if not issuer:
+            raise IdentityError(f"a {kind.value} needs the code of its issuer", field="issuer")
+        canonical = self._canonical(kind, value)
+        bidx = self._ident_bidx(kind, canonical)
+        with self._engine.begin() as conn:
+            target = self._row(conn, resident_id, follow=True)["id"]
+            holder = conn.scalar(
+                sa.select(_IDENTIFIERS.c.resident_id).where(
+                    _IDENTIFIERS.c.kind == kind.value,
+                    _IDENTIFIERS.c.issuer == issuer,
+                    _IDENTIFIERS.c.value_bidx == bidx,
+                )
+            )
+            if holder is not None and holder != target:
+                raise IdentifierConflictError(
+                    f"that {kind.value} of {issuer} already belongs to resident {holder}",
+                    kind=kind.value,
+                    holder=holder,
+                )
+            if holder is None:
+                self._add_identifiers(conn, target, [(kind, issuer, canonical, bidx)], set())
+        return Identifier(kind=kind, value=canonical, issuer=issuer)
+
+    def hospital_id(self, resident_id: str, hospital_code: str) -> str | None:
+        """The hospital's patient id for the resident (the first one linked), or ``None``."""
+        resident = self.get(resident_id)
+        return resident.identifier(
+            IdentifierKind.HOSPITAL_PATIENT_ID, normalize_code(hospital_code)
+        )
+
+    # --- merge and unmerge -----------------------------------------------------------
+
+    def merge(self, survivor: str, merged: str, *, reason: str, operator: str) -> MergeEvent:
+        """Merge resident ``merged`` into ``survivor``: its identifiers and records move.
+
+        ``merged`` stays in the database with status ``merged`` (lookups of its id lead
+        to the survivor) and the event records exactly what moved, for :meth:`unmerge`.
+        """
+        if not reason.strip() or not operator.strip():
+            raise MergeError("a merge needs a reason and the operator's name", hint="fill in both")
+        with self._engine.begin() as conn:
+            keep = self._row(conn, survivor, follow=False)
+            gone = self._row(conn, merged, follow=False)
+            if keep["id"] == gone["id"]:
+                raise MergeError(
+                    "a resident cannot be merged into itself", hint="pick two residents"
+                )
+            for row in (keep, gone):
+                if row["status"] != ResidentStatus.ACTIVE:
+                    raise MergeError(
+                        f"resident {row['id']} is already merged into {row['merged_into']}",
+                        hint="merge into the survivor instead",
+                    )
+            moved_ids = conn.scalars(
+                sa.select(_IDENTIFIERS.c.id).where(_IDENTIFIERS.c.resident_id == merged)
+            ).all()
+            moved_sources = conn.scalars(
+                sa.select(_SOURCES.c.id).where(_SOURCES.c.resident_id == merged)
+            ).all()
+            conn.execute(
+                sa.update(_IDENTIFIERS)
+                .where(_IDENTIFIERS.c.resident_id == merged)
+                .values(resident_id=survivor)
+            )
+            conn.execute(
+                sa.update(_SOURCES)
+                .where(_SOURCES.c.resident_id == merged)
+                .values(resident_id=survivor)
+            )
+            now = _now(conn)
+            conn.execute(
+                sa.update(_RESIDENTS)
+                .where(_RESIDENTS.c.id == merged)
+                .values(status=ResidentStatus.MERGED.value, merged_into=survivor, updated_at=now)
+            )
+            conn.execute(
+                sa.update(_REVIEWS)
+                .where(
+                    _REVIEWS.c.status == ReviewStatus.OPEN.value,
+                    sa.or_(
+                        sa.and_(
+                            _REVIEWS.c.resident_id == merged, _REVIEWS.c.candidate_id == survivor
+                        ),
+                        sa.and_(
+                            _REVIEWS.c.resident_id == survivor, _REVIEWS.c.candidate_id == merged
+                        ),
+                    ),
+                )
+                .values(status=ReviewStatus.MERGED.value, decided_at=now, decided_by=operator)
+            )
+            event_id = conn.execute(
+                sa.insert(_MERGES).values(
+                    action="merge",
+                    survivor_id=survivor,
+                    merged_id=merged,
+                    reason=reason,
+                    operator=operator,
+                    moved_identifiers=json.dumps(list(moved_ids)),
+                    moved_source_records=json.dumps(list(moved_sources)),
+                    at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            return self._event(conn, int(event_id))
+
+    def unmerge(self, merged: str, *, reason: str, operator: str) -> MergeEvent:
+        """Undo the latest merge of ``merged``: it becomes active and gets back what moved.
+
+        Identifiers the survivor gained after the merge stay with the survivor.
+        """
+        if not reason.strip() or not operator.strip():
+            raise MergeError(
+                "an unmerge needs a reason and the operator's name", hint="fill in both"
+            )
+        with self._engine.begin() as conn:
+            gone = self._row(conn, merged, follow=False)
+            if gone["status"] != ResidentStatus.MERGED:
+                raise MergeError(f"resident {merged} is not merged", hint="nothing to undo")
+            undone = sa.select(_MERGES.c.undoes).where(_MERGES.c.undoes.is_not(None))
+            event = (
+                conn.execute(
+                    sa.select(_MERGES)
+                    .where(
+                        _MERGES.c.action == "merge",
+                        _MERGES.c.merged_id == merged,
+                        _MERGES.c.id.not_in(undone),
+                    )
+                    .order_by(_MERGES.c.id.desc())
+                )
+                .mappings()
+                .first()
+            )
+            if event is None:
+                raise MergeError(
+                    f"no merge of resident {merged} is on record",
+                    hint="the history is incomplete; ask the index administrator",
+                )
+            survivor = event["survivor_id"]
+            idents = json.loads(event["moved_identifiers"])
+            sources = json.loads(event["moved_source_records"])
+            if idents:
+                conn.execute(
+                    sa.update(_IDENTIFIERS)
+                    .where(_IDENTIFIERS.c.id.in_(idents), _IDENTIFIERS.c.resident_id == survivor)
+                    .values(resident_id=merged)
+                )
+            if sources:
+                conn.execute(
+                    sa.update(_SOURCES)
+                    .where(_SOURCES.c.id.in_(sources), _SOURCES.c.resident_id == survivor)
+                    .values(resident_id=merged)
+                )
+            now = _now(conn)
+            conn.execute(
+                sa.update(_RESIDENTS)
+                .where(_RESIDENTS.c.id == merged)
+                .values(status=ResidentStatus.ACTIVE.value, merged_into=None, updated_at=now)
+            )
+            event_id = conn.execute(
+                sa.insert(_MERGES).values(
+                    action="unmerge",
+                    survivor_id=survivor,
+                    merged_id=merged,
+                    reason=reason,
+                    operator=operator,
+                    moved_identifiers=event["moved_identifiers"],
+                    moved_source_records=event["moved_source_records"],
+                    undoes=event["id"],
+                    at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            return self._event(conn, int(event_id))
+
+    def _event(self, conn: Connection, event_id: int) -> MergeEvent:
+        row = conn.execute(sa.select(_MERGES).where(_MERGES.c.id == event_id)).mappings().one()
+        return self._to_event(row)
+
+    @staticmethod
+    def _to_event(row: Any) -> MergeEvent:
+        return MergeEvent(
+            id=row["id"],
+            action=row["action"],
+            survivor_id=row["survivor_id"],
+            merged_id=row["merged_id"],
+            reason=row["reason"],
+            operator=row["operator"],
+            at=_aware(row["at"]),
+            undoes=row["undoes"],
+            moved_identifiers=len(json.loads(row["moved_identifiers"])),
+            moved_source_records=len(json.loads(row["moved_source_records"])),
+        )
+
+    def history(self, resident_id: str) -> list[MergeEvent]:
+        """Every merge and unmerge the resident took part in, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_MERGES)
+                .where(
+                    sa.or_(_MERGES.c.survivor_id == resident_id, _MERGES.c.merged_id == resident_id)
+                )
+                .order_by(_MERGES.c.id)
+            ).mappings()
+            return [self._to_event(r) for r in rows]
+
+    # --- review queue ----------------------------------------------------------------
+
+    def reviews(self, status: ReviewStatus = ReviewStatus.OPEN) -> list[ReviewItem]:
+        """Review-queue items with this status, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_REVIEWS).where(_REVIEWS.c.status == status.value).order_by(_REVIEWS.c.id)
+            ).mappings()
+            return [self._to_review(r) for r in rows]
+
+    @staticmethod
+    def _to_review(row: Any) -> ReviewItem:
+        return ReviewItem(
+            id=row["id"],
+            resident_id=row["resident_id"],
+            candidate_id=row["candidate_id"],
+            score=row["score"],
+            reason=row["reason"],
+            status=ReviewStatus(row["status"]),
+            created_at=_aware(row["created_at"]),
+            decided_at=_aware(row["decided_at"]) if row["decided_at"] else None,
+            decided_by=row["decided_by"],
+        )
+
+    def decide_review(self, review_id: int, *, same_person: bool, operator: str) -> ReviewItem:
+        """Close a review: ``same_person`` merges the new record into the candidate."""
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(_REVIEWS).where(_REVIEWS.c.id == review_id))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise ResidentIndexError(
+                f"no review item {review_id}", hint="list the open reviews again"
+            )
+        if row["status"] != ReviewStatus.OPEN:
+            raise MergeError(
+                f"review item {review_id} was already decided", hint="list the open reviews again"
+            )
+        if same_person:
+            self.merge(
+                row["candidate_id"],
+                row["resident_id"],
+                reason=f"review {review_id}: same person",
+                operator=operator,
+            )
+        else:
+            with self._engine.begin() as conn:
+                now = _now(conn)
+                conn.execute(
+                    sa.update(_REVIEWS)
+                    .where(_REVIEWS.c.id == review_id)
+                    .values(status=ReviewStatus.DISTINCT.value, decided_at=now, decided_by=operator)
+                )
+        with self._engine.connect() as conn:
+            return self._to_review(
+                conn.execute(sa.select(_REVIEWS).where(_REVIEWS.c.id == review_id)).mappings().one()
+            )
