@@ -1,9 +1,12 @@
 """The resident master index: enrol, look up, cross-reference, merge and unmerge.
 
 One resident, one record (R-EMPI-2): :meth:`ResidentIndex.enrol` returns the resident
-that already holds any of the identifiers given, and when none matches but a resident
-with the same name and birth date exists, the new record is created *and* the pair is
-put on the review queue, so a possible duplicate is never silent.
+that already holds any of the identifiers given. When none matches, the demographics
+are scored against the residents that share a blocking key: a ``link`` returns that
+resident (unless their ID numbers differ), a ``review`` creates the new record *and*
+puts the pair on the review queue, so a possible duplicate is never silent. A link on
+demographics also needs a phone, address or ID number that agrees; without one it is
+a review.
 
 Every personal value is encrypted by the :class:`~hcmiddleware.empi.protection.Protector`
 before it reaches the database; lookups go through blind indexes.
@@ -16,12 +19,15 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from hcmiddleware import storage
+from hcmiddleware.empi.blocking import blocking_keys
 from hcmiddleware.empi.identity import ChildNumber, IdNumber, Sex, parse_identity
+from hcmiddleware.empi.matching import Decision, MatchModel, Thresholds
 from hcmiddleware.empi.normalize import (
     normalize_address,
     normalize_code,
@@ -30,11 +36,20 @@ from hcmiddleware.empi.normalize import (
     normalize_text,
 )
 from hcmiddleware.empi.protection import Protector
-from hcmiddleware.empi.records import Enrolment, Identifier, MergeEvent, Resident, ReviewItem
+from hcmiddleware.empi.records import (
+    Candidate,
+    Enrolment,
+    Identifier,
+    MergeEvent,
+    Resident,
+    ReviewItem,
+)
 from hcmiddleware.empi.regions import check_id_region
 from hcmiddleware.empi.schema import (
+    BlockingKeyRow,
     IdentifierKind,
     IdentifierRow,
+    MatchModelRow,
     MergeEventRow,
     ResidentRow,
     ResidentStatus,
@@ -62,6 +77,14 @@ _IDENTIFIERS = cast(sa.Table, IdentifierRow.__table__)
 _SOURCES = cast(sa.Table, SourceRecordRow.__table__)
 _MERGES = cast(sa.Table, MergeEventRow.__table__)
 _REVIEWS = cast(sa.Table, ReviewRow.__table__)
+_BLOCKS = cast(sa.Table, BlockingKeyRow.__table__)
+_MODELS = cast(sa.Table, MatchModelRow.__table__)
+
+#: Name, sex and birth date are shared by too many people to link on alone (王芳 born on
+#: the same day is not rare in a city): an automatic link also needs one of these.
+_CORROBORATING = frozenset(
+    {"phone: same", "id_number: same", "address: same", "address: very similar"}
+)
 
 #: Kinds whose value is assigned by an issuer that must be named.
 _ISSUED = {IdentifierKind.HOSPITAL_PATIENT_ID, IdentifierKind.REGIONAL_INDEX_ID}
@@ -86,15 +109,37 @@ class ResidentIndex:
     """The master patient index over one database (SQLite embedded, PostgreSQL shared).
 
     ``ResidentIndex(engine, protector)`` migrates the database to the newest schema
-    (unless ``migrate=False``) and binds the protector's data keys to it.
+    (unless ``migrate=False``) and binds the protector's data keys to it. ``thresholds``
+    set the link/review/new outcomes of demographic matching; with ``auto_link`` off,
+    enrolment never links on demographics alone (everything above ``review`` is queued).
+    ``max_block`` caps how many candidates one search compares.
     """
 
-    def __init__(self, engine: Engine, protector: Protector, *, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        protector: Protector,
+        *,
+        migrate: bool = True,
+        thresholds: Thresholds | None = None,
+        auto_link: bool = True,
+        max_block: int = 2000,
+    ) -> None:
         if migrate:
             storage.upgrade(engine)
         protector.bind(engine, SCOPES)
         self._engine = engine
         self._protector = protector
+        self._auto_link = auto_link
+        self._max_block = max_block
+        self._model = self._stored_model(thresholds or Thresholds())
+
+    def _stored_model(self, thresholds: Thresholds) -> MatchModel:
+        with self._engine.connect() as conn:
+            params = conn.scalar(sa.select(_MODELS.c.params).order_by(_MODELS.c.id.desc()).limit(1))
+        if params is None:
+            return MatchModel(thresholds=thresholds)
+        return MatchModel.from_json(params, thresholds=thresholds)
 
     def __repr__(self) -> str:
         return f"ResidentIndex({self._engine.url.render_as_string(hide_password=True)!r})"
@@ -374,6 +419,27 @@ class ResidentIndex:
                     warnings=tuple(warnings),
                 )
 
+            probe = self._probe(demographics, wanted)
+            candidates = self._candidates(conn, probe, limit=5)
+            top = candidates[0] if candidates else None
+            if (
+                top is not None
+                and top.decision == Decision.LINK
+                and self._auto_link
+                and not self._id_conflict(top.resident, probe)
+                and _CORROBORATING & set(top.agreements)
+            ):
+                self._add_identifiers(conn, top.resident.id, bidxs, set())
+                if source is not None and record_id is not None:
+                    self._add_source(conn, top.resident.id, source, record_id, demographics)
+                resident = self._load(conn, [top.resident.id])[0]
+                return Enrolment(
+                    resident=resident,
+                    created=False,
+                    linked_by_demographics=top.probability,
+                    warnings=tuple(warnings),
+                )
+
             resident_id = new_id()
             name_bidx = self._protector.blind_index("resident:name", clean_name)
             born = demographics["birth_date"]
@@ -395,35 +461,201 @@ class ResidentIndex:
                     updated_at=now,
                 )
             )
+            self._write_blocking_keys(conn, resident_id, probe)
             self._add_identifiers(conn, resident_id, bidxs, set())
             if source is not None and record_id is not None:
                 self._add_source(conn, resident_id, source, record_id, demographics)
             reviews: list[int] = []
-            if birth_bidx is not None:
-                lookalikes = conn.scalars(
-                    sa.select(_RESIDENTS.c.id).where(
-                        _RESIDENTS.c.name_bidx == name_bidx,
-                        _RESIDENTS.c.birth_date_bidx == birth_bidx,
-                        _RESIDENTS.c.status == ResidentStatus.ACTIVE.value,
-                        _RESIDENTS.c.id != resident_id,
+            for cand in candidates:
+                if cand.decision == Decision.NEW:
+                    continue
+                review_id = conn.execute(
+                    sa.insert(_REVIEWS).values(
+                        resident_id=resident_id,
+                        candidate_id=cand.resident.id,
+                        score=cand.probability,
+                        reason="; ".join(cand.agreements) or "demographics",
+                        status=ReviewStatus.OPEN.value,
+                        created_at=now,
                     )
-                ).all()
-                for other in lookalikes:
-                    review_id = conn.execute(
-                        sa.insert(_REVIEWS).values(
-                            resident_id=resident_id,
-                            candidate_id=other,
-                            score=1.0,
-                            reason="same name and birth date, no identifier in common",
-                            status=ReviewStatus.OPEN.value,
-                            created_at=now,
-                        )
-                    ).inserted_primary_key[0]  # type: ignore[index]
-                    reviews.append(int(review_id))
+                ).inserted_primary_key[0]  # type: ignore[index]
+                reviews.append(int(review_id))
             resident = self._load(conn, [resident_id])[0]
             return Enrolment(
                 resident=resident, created=True, warnings=tuple(warnings), reviews=tuple(reviews)
             )
+
+    # --- demographic matching --------------------------------------------------------
+
+    @staticmethod
+    def _probe(
+        demographics: dict[str, Any], wanted: list[tuple[IdentifierKind, str, str]]
+    ) -> dict[str, Any]:
+        born = demographics.get("birth_date")
+        id_number = next((v for k, _i, v in wanted if k is IdentifierKind.ID_NUMBER), None)
+        return {
+            "name": demographics.get("name"),
+            "sex": demographics.get("sex"),
+            "birth_date": dt.date.fromisoformat(born) if isinstance(born, str) else born,
+            "phone": demographics.get("phone"),
+            "address": demographics.get("address"),
+            "id_number": id_number,
+        }
+
+    @staticmethod
+    def _as_record(resident: Resident) -> dict[str, Any]:
+        return {
+            "name": resident.name,
+            "sex": int(resident.sex),
+            "birth_date": resident.birth_date,
+            "phone": resident.phone,
+            "address": resident.address,
+            "id_number": resident.identifier(IdentifierKind.ID_NUMBER),
+        }
+
+    @staticmethod
+    def _id_conflict(resident: Resident, probe: dict[str, Any]) -> bool:
+        # Two different full ID numbers are two people, whatever the rest says.
+        mine = probe.get("id_number")
+        theirs = resident.identifier(IdentifierKind.ID_NUMBER)
+        return bool(mine and theirs and len(mine) == 18 and len(theirs) == 18 and mine != theirs)
+
+    def _write_blocking_keys(
+        self, conn: Connection, resident_id: str, probe: dict[str, Any]
+    ) -> None:
+        keys = blocking_keys(probe)
+        if keys:
+            conn.execute(
+                sa.insert(_BLOCKS),
+                [
+                    {
+                        "resident_id": resident_id,
+                        "key_bidx": self._protector.blind_index("block", k),
+                    }
+                    for k in sorted(keys)
+                ],
+            )
+
+    def _candidates(
+        self, conn: Connection, probe: dict[str, Any], *, limit: int, exclude: str | None = None
+    ) -> list[Candidate]:
+        keys = [self._protector.blind_index("block", k) for k in sorted(blocking_keys(probe))]
+        if not keys:
+            return []
+        ids = conn.scalars(
+            sa.select(_BLOCKS.c.resident_id)
+            .join(_RESIDENTS, _RESIDENTS.c.id == _BLOCKS.c.resident_id)
+            .where(
+                _BLOCKS.c.key_bidx.in_(keys),
+                _RESIDENTS.c.status == ResidentStatus.ACTIVE.value,
+            )
+            .distinct()
+            .limit(self._max_block)
+        ).all()
+        scored = []
+        for resident in self._load(conn, [i for i in ids if i != exclude]):
+            score = self._model.score(probe, self._as_record(resident))
+            scored.append(
+                Candidate(
+                    resident=resident,
+                    weight=score.weight,
+                    probability=score.probability,
+                    decision=score.decision,
+                    agreements=score.agreements,
+                )
+            )
+        scored.sort(key=lambda c: c.weight, reverse=True)
+        return scored[:limit]
+
+    def search(
+        self,
+        *,
+        name: str | None = None,
+        sex: Sex | int | None = None,
+        birth_date: dt.date | None = None,
+        phone: str | None = None,
+        address: str | None = None,
+        id_number: str | None = None,
+        limit: int = 10,
+        include_new: bool = False,
+    ) -> list[Candidate]:
+        """Residents that may be this person, best first, each with what agreed (R-EMPI-1).
+
+        Candidates are drawn through blocking keys (sound of the name, birth date, phone,
+        surname + year) and scored with the Fellegi–Sunter model; those the model calls
+        ``new`` are left out unless ``include_new``.
+        """
+        id_value = None
+        if id_number and normalize_code(id_number):
+            id_value = parse_identity(id_number).value
+        probe = {
+            "name": normalize_text(name) if name else None,
+            "sex": int(sex) if sex is not None else None,
+            "birth_date": birth_date,
+            "phone": normalize_phone(phone) if phone else None,
+            "address": normalize_address(address) if address else None,
+            "id_number": id_value,
+        }
+        with self._engine.connect() as conn:
+            found = self._candidates(conn, probe, limit=limit if include_new else 10 * limit)
+        if not include_new:
+            found = [c for c in found if c.decision != Decision.NEW]
+        return found[:limit]
+
+    @property
+    def model(self) -> MatchModel:
+        """The Fellegi–Sunter model in use (trained, or the built-in starting values)."""
+        return self._model
+
+    def train_model(self, *, max_residents: int = 20000, seed: int = 1) -> int:
+        """Learn the model's m/u weights and prior from the index itself (EM, no labels).
+
+        Compares, within each shared blocking key, up to ``max_residents`` residents
+        (a random sample), trains, stores the parameters and uses them from now on.
+        Returns the number of pairs it learnt from.
+        """
+        import random
+
+        with self._engine.connect() as conn:
+            ids = list(
+                conn.scalars(
+                    sa.select(_RESIDENTS.c.id).where(
+                        _RESIDENTS.c.status == ResidentStatus.ACTIVE.value
+                    )
+                )
+            )
+            random.Random(seed).shuffle(ids)
+            ids = ids[:max_residents]
+            records: dict[str, dict[str, Any]] = {}
+            for start in range(0, len(ids), 500):
+                for resident in self._load(conn, ids[start : start + 500]):
+                    records[resident.id] = self._as_record(resident)
+        blocks: dict[str, list[str]] = {}
+        for rid, record in records.items():
+            for key in blocking_keys(record):
+                blocks.setdefault(key, []).append(rid)
+        pairs: set[tuple[str, str]] = set()
+        for members in blocks.values():
+            if len(members) > 200:
+                continue  # a huge block (a common name) teaches little and costs much
+            for i, a in enumerate(members):
+                for b in members[i + 1 :]:
+                    pairs.add((a, b) if a < b else (b, a))
+        if not pairs:
+            return 0
+        gammas = np.array(
+            [self._model.levels(records[a], records[b]) for a, b in sorted(pairs)], dtype=np.int16
+        )
+        model = MatchModel(self._model.comparisons, thresholds=self._model.thresholds)
+        model.train(gammas)
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.insert(_MODELS).values(
+                    params=model.to_json(), pairs=len(pairs), trained_at=_now(conn)
+                )
+            )
+        self._model = model
+        return len(pairs)
 
     def _check_id_number_conflict(
         self,

@@ -59,8 +59,10 @@ class Resident(BaseModel):
 class Enrolment(BaseModel):
     """Outcome of :meth:`ResidentIndex.enrol`: the resident, and whether it is new.
 
-    ``matched_on`` names the identifier that found an existing resident; ``reviews`` are
-    the review-queue items opened for a new resident that looks like an existing one.
+    ``matched_on`` names the identifier that found an existing resident;
+    ``linked_by_demographics`` is the match probability when demographics alone found
+    it; ``reviews`` are the review-queue items opened for a new resident that looks like
+    an existing one.
     """
 
     model_config = _FROZEN
@@ -68,17 +70,24 @@ class Enrolment(BaseModel):
     resident: Resident
     created: bool
     matched_on: IdentifierKind | None = None
+    linked_by_demographics: float | None = None
     warnings: tuple[str, ...] = ()
     reviews: tuple[int, ...] = ()
 
 
 class Candidate(BaseModel):
-    """A resident that may be the person searched for, with what agreed."""
+    """A resident that may be the person searched for: probability, decision, what agreed.
+
+    ``weight`` is the Fellegi–Sunter match weight in bits, ``probability`` the posterior
+    that both are the same person, ``decision`` one of ``link``, ``review``, ``new``.
+    """
 
     model_config = _FROZEN
 
     resident: Resident
-    score: float
+    weight: float
+    probability: float
+    decision: str
     agreements: tuple[str, ...]
 
 

@@ -23,9 +23,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from hcmiddleware.storage import Base
 
 __all__ = [
+    "BlockingKeyRow",
     "DataKeyRow",
     "IdentifierKind",
     "IdentifierRow",
+    "MatchModelRow",
     "MergeEventRow",
     "ResidentRow",
     "ResidentStatus",
@@ -104,6 +106,27 @@ class ResidentRow(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class BlockingKeyRow(Base):
+    """A keyed hash of one blocking key of a resident (sound of the name, birth date ...)."""
+
+    __tablename__ = "empi_blocking_keys"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    resident_id: Mapped[str] = mapped_column(_ID, sa.ForeignKey("empi_residents.id"), index=True)
+    key_bidx: Mapped[bytes] = mapped_column(_BIDX, index=True)
+
+
+class MatchModelRow(Base):
+    """Trained Fellegi–Sunter parameters (no personal data); the newest row is used."""
+
+    __tablename__ = "empi_match_models"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    params: Mapped[str] = mapped_column(sa.Text)
+    pairs: Mapped[int] = mapped_column(sa.Integer)
+    trained_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
 
 class IdentifierRow(Base):

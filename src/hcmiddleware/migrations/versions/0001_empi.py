@@ -1,4 +1,4 @@
-"""Resident index: data keys, residents, identifiers, source records, merges, review queue.
+"""Resident index: keys, residents, blocking keys, identifiers, records, merges, reviews.
 
 Revision ID: 0001_empi
 Revises:
@@ -46,6 +46,23 @@ def upgrade() -> None:
     )
     for column in ("name_bidx", "birth_date_bidx", "phone_bidx"):
         op.create_index(f"ix_empi_residents_{column}", "empi_residents", [column])
+
+    op.create_table(
+        "empi_blocking_keys",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("resident_id", _ID, sa.ForeignKey("empi_residents.id"), nullable=False),
+        sa.Column("key_bidx", _BIDX, nullable=False),
+    )
+    op.create_index("ix_empi_blocking_keys_resident_id", "empi_blocking_keys", ["resident_id"])
+    op.create_index("ix_empi_blocking_keys_key_bidx", "empi_blocking_keys", ["key_bidx"])
+
+    op.create_table(
+        "empi_match_models",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("params", sa.Text, nullable=False),
+        sa.Column("pairs", sa.Integer, nullable=False),
+        sa.Column("trained_at", _TS, nullable=False),
+    )
 
     op.create_table(
         "empi_identifiers",
@@ -110,6 +127,8 @@ def downgrade() -> None:
         "empi_merge_events",
         "empi_source_records",
         "empi_identifiers",
+        "empi_match_models",
+        "empi_blocking_keys",
         "empi_residents",
         "empi_data_keys",
     ):
