@@ -192,7 +192,9 @@ class PluginCallError(PluginError):
 
     default_hint = "the operation was stopped; check the plugin's own log and its settings"
 
-    def __init__(self, message: str, *, plugin: str, hook: str, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, plugin: str, hook: str, hint: str | None = None
+    ) -> None:
         super().__init__(message, plugin=plugin, hint=hint)
         self.hook = hook
 
