@@ -33,7 +33,8 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   │   └── DecryptionError       a ciphertext fails authentication
     │   ├── ResidentNotFoundError     no resident with that id (or it was merged away)
     │   ├── IdentifierConflictError   an identifier already belongs to another resident
-    │   └── MergeError                a merge or unmerge is not possible as asked
+    │   ├── MergeError                a merge or unmerge is not possible as asked
+    │   └── ImportFileError           an import file cannot be read: encoding, header
     ├── FaceError                     face checks: unusable photo, backend failure
     ├── HisError                      a hospital system refused or failed a request
     ├── MoneyError                    a money movement: .transaction_id
@@ -71,6 +72,7 @@ __all__ = [
     "IdentifierConflictError",
     "IdentityError",
     "IdentityMismatchError",
+    "ImportFileError",
     "KeyUnavailableError",
     "MergeError",
     "MoneyError",
@@ -399,6 +401,14 @@ class IdentifierConflictError(ResidentIndexError):
 
 class MergeError(ResidentIndexError):
     """A merge or unmerge cannot be done as asked (same resident, already merged ...)."""
+
+
+class ImportFileError(ResidentIndexError):
+    """An import file cannot be read as a whole (encoding, missing columns); nothing imported."""
+
+    def __init__(self, message: str, *, file: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
 
 
 class FaceError(HcmError):

@@ -19,6 +19,10 @@ class Base(DeclarativeBase):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 module opens transactions on its own, late (only before a write) and
+    # commits on SAVEPOINT release; leave transactions to SQLAlchemy instead (_sqlite_begin),
+    # so a transaction is one from its first read and savepoints nest inside it.
+    dbapi_connection.isolation_level = None
     # WAL lets readers work while one writer commits; synchronous=FULL because the
     # journal must survive a power cut between "written" and "sent".
     cursor = dbapi_connection.cursor()
@@ -27,6 +31,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
@@ -41,6 +49,7 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         ) from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 

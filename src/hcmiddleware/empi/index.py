@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -67,7 +68,7 @@ from hcmiddleware.errors import (
     ResidentNotFoundError,
 )
 
-__all__ = ["SCOPES", "ResidentIndex"]
+__all__ = ["SCOPES", "PreparedRecord", "ResidentIndex"]
 
 #: Tables whose rows carry ciphertexts; each gets its own data key.
 SCOPES = ("empi_residents", "empi_identifiers", "empi_source_records")
@@ -103,6 +104,21 @@ def _now(conn: Connection) -> dt.datetime:
 def _aware(value: dt.datetime) -> dt.datetime:
     # SQLite gives timestamps back without a zone; they were written as UTC.
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRecord:
+    """A record validated and normalised by :meth:`ResidentIndex.prepare`, ready to enrol.
+
+    Holds personal data, so its repr shows only the source record it came from.
+    """
+
+    wanted: list[tuple[IdentifierKind, str, str]] = field(repr=False)
+    demographics: dict[str, Any] = field(repr=False)
+    clean_name: str = field(repr=False)
+    source: str | None
+    record_id: str | None
+    warnings: tuple[str, ...]
 
 
 class ResidentIndex:
@@ -273,7 +289,7 @@ class ResidentIndex:
 
     # --- enrolment -------------------------------------------------------------------
 
-    def enrol(
+    def prepare(
         self,
         *,
         name: str,
@@ -288,8 +304,8 @@ class ResidentIndex:
         source: str | None = None,
         record_id: str | None = None,
         today: dt.date | None = None,
-    ) -> Enrolment:
-        """Enrol a person, or return the resident who already holds one of the identifiers.
+    ) -> PreparedRecord:
+        """Validate and normalise a record for :meth:`enrol` / :meth:`enrol_batch`.
 
         Validates everything before writing (a typed ``IdentityError`` names the field):
         a non-empty name, the ID number with birth date and sex cross-checked, the
@@ -358,11 +374,47 @@ class ResidentIndex:
             "address": normalize_address(address) if address else None,
             "region_code": region_code,
         }
+        return PreparedRecord(wanted, demographics, clean_name, source, record_id, tuple(warnings))
+
+    def enrol(
+        self,
+        *,
+        name: str,
+        sex: Sex | int,
+        birth_date: dt.date | None = None,
+        id_number: str | None = None,
+        phone: str | None = None,
+        address: str | None = None,
+        card_number: str | None = None,
+        ecard_id: str | None = None,
+        identifiers: Iterable[Identifier] = (),
+        source: str | None = None,
+        record_id: str | None = None,
+        today: dt.date | None = None,
+    ) -> Enrolment:
+        """Enrol a person, or return the resident who already holds one of the identifiers.
+
+        Everything is validated first (see :meth:`prepare`); nothing is written when a
+        field is invalid or the identifiers given belong to two different residents.
+        """
+        prepared = self.prepare(
+            name=name,
+            sex=sex,
+            birth_date=birth_date,
+            id_number=id_number,
+            phone=phone,
+            address=address,
+            card_number=card_number,
+            ecard_id=ecard_id,
+            identifiers=identifiers,
+            source=source,
+            record_id=record_id,
+            today=today,
+        )
         for attempt in range(2):
             try:
-                return self._enrol_once(
-                    wanted, demographics, clean_name, source, record_id, warnings
-                )
+                with self._engine.begin() as conn:
+                    return self._enrol_in(conn, prepared)
             except IntegrityError:
                 # Another writer enrolled one of these identifiers between our lookup and
                 # our insert; the second pass finds it.
@@ -370,120 +422,138 @@ class ResidentIndex:
                     raise
         raise AssertionError("unreachable")
 
-    def _enrol_once(
-        self,
-        wanted: list[tuple[IdentifierKind, str, str]],
-        demographics: dict[str, Any],
-        clean_name: str,
-        source: str | None,
-        record_id: str | None,
-        warnings: list[str],
-    ) -> Enrolment:
+    def enrol_batch(self, batch: Sequence[PreparedRecord]) -> list[Enrolment | ResidentIndexError]:
+        """Enrol many prepared records in one transaction, each in its own savepoint.
+
+        A record refused by the index (an identifier conflict) is rolled back alone and
+        its error returned in its place; the others are kept. One commit for the batch
+        makes bulk imports fast on SQLite's durable commits.
+        """
+        results: list[Enrolment | ResidentIndexError] = []
+        with self._engine.begin() as conn:
+            for prepared in batch:
+                for attempt in range(2):
+                    try:
+                        with conn.begin_nested():
+                            results.append(self._enrol_in(conn, prepared))
+                        break
+                    except ResidentIndexError as exc:
+                        results.append(exc)
+                        break
+                    except IntegrityError:
+                        if attempt:
+                            raise
+        return results
+
+    def _enrol_in(self, conn: Connection, prepared: PreparedRecord) -> Enrolment:
+        wanted, demographics, clean_name = (
+            prepared.wanted,
+            prepared.demographics,
+            prepared.clean_name,
+        )
+        source, record_id, warnings = prepared.source, prepared.record_id, prepared.warnings
         bidxs = [
             (kind, issuer, value, self._ident_bidx(kind, value)) for kind, issuer, value in wanted
         ]
-        with self._engine.begin() as conn:
-            holders: dict[str, IdentifierKind] = {}
-            present: set[tuple[str, str, bytes]] = set()
-            for kind, issuer, _value, bidx in bidxs:
-                holder = conn.scalar(
-                    sa.select(_IDENTIFIERS.c.resident_id).where(
-                        _IDENTIFIERS.c.kind == kind.value,
-                        _IDENTIFIERS.c.issuer == issuer,
-                        _IDENTIFIERS.c.value_bidx == bidx,
-                    )
-                )
-                if holder is not None:
-                    holder = self._row(conn, holder, follow=True)["id"]
-                    holders.setdefault(holder, kind)
-                    present.add((kind.value, issuer, bidx))
-            if len(holders) > 1:
-                first = next(iter(holders.values()))
-                raise IdentifierConflictError(
-                    "the identifiers given belong to different residents "
-                    f"({', '.join(sorted(holders))}); nothing was written",
-                    kind=first.value,
-                    holder=",".join(sorted(holders)),
-                )
-            if holders:
-                resident_id, matched_on = next(iter(holders.items()))
-                self._check_id_number_conflict(conn, resident_id, bidxs)
-                self._add_identifiers(conn, resident_id, bidxs, present)
-                if source is not None and record_id is not None:
-                    self._add_source(conn, resident_id, source, record_id, demographics)
-                resident = self._load(conn, [resident_id])[0]
-                return Enrolment(
-                    resident=resident,
-                    created=False,
-                    matched_on=matched_on,
-                    warnings=tuple(warnings),
-                )
-
-            probe = self._probe(demographics, wanted)
-            candidates = self._candidates(conn, probe, limit=5)
-            top = candidates[0] if candidates else None
-            if (
-                top is not None
-                and top.decision == Decision.LINK
-                and self._auto_link
-                and not self._id_conflict(top.resident, probe)
-                and _CORROBORATING & set(top.agreements)
-            ):
-                self._add_identifiers(conn, top.resident.id, bidxs, set())
-                if source is not None and record_id is not None:
-                    self._add_source(conn, top.resident.id, source, record_id, demographics)
-                resident = self._load(conn, [top.resident.id])[0]
-                return Enrolment(
-                    resident=resident,
-                    created=False,
-                    linked_by_demographics=top.probability,
-                    warnings=tuple(warnings),
-                )
-
-            resident_id = new_id()
-            name_bidx = self._protector.blind_index("resident:name", clean_name)
-            born = demographics["birth_date"]
-            birth_bidx = self._protector.blind_index("resident:birth_date", born) if born else None
-            phone = demographics["phone"]
-            phone_bidx = self._protector.blind_index("resident:phone", phone) if phone else None
-            now = _now(conn)
-            conn.execute(
-                sa.insert(_RESIDENTS).values(
-                    id=resident_id,
-                    status=ResidentStatus.ACTIVE.value,
-                    data_ct=self._seal(
-                        "empi_residents", "data_ct", resident_id, json.dumps(demographics).encode()
-                    ),
-                    name_bidx=name_bidx,
-                    birth_date_bidx=birth_bidx,
-                    phone_bidx=phone_bidx,
-                    created_at=now,
-                    updated_at=now,
+        holders: dict[str, IdentifierKind] = {}
+        present: set[tuple[str, str, bytes]] = set()
+        for kind, issuer, _value, bidx in bidxs:
+            holder = conn.scalar(
+                sa.select(_IDENTIFIERS.c.resident_id).where(
+                    _IDENTIFIERS.c.kind == kind.value,
+                    _IDENTIFIERS.c.issuer == issuer,
+                    _IDENTIFIERS.c.value_bidx == bidx,
                 )
             )
-            self._write_blocking_keys(conn, resident_id, probe)
-            self._add_identifiers(conn, resident_id, bidxs, set())
+            if holder is not None:
+                holder = self._row(conn, holder, follow=True)["id"]
+                holders.setdefault(holder, kind)
+                present.add((kind.value, issuer, bidx))
+        if len(holders) > 1:
+            first = next(iter(holders.values()))
+            raise IdentifierConflictError(
+                "the identifiers given belong to different residents "
+                f"({', '.join(sorted(holders))}); nothing was written",
+                kind=first.value,
+                holder=",".join(sorted(holders)),
+            )
+        if holders:
+            resident_id, matched_on = next(iter(holders.items()))
+            self._check_id_number_conflict(conn, resident_id, bidxs)
+            self._add_identifiers(conn, resident_id, bidxs, present)
             if source is not None and record_id is not None:
                 self._add_source(conn, resident_id, source, record_id, demographics)
-            reviews: list[int] = []
-            for cand in candidates:
-                if cand.decision == Decision.NEW:
-                    continue
-                review_id = conn.execute(
-                    sa.insert(_REVIEWS).values(
-                        resident_id=resident_id,
-                        candidate_id=cand.resident.id,
-                        score=cand.probability,
-                        reason="; ".join(cand.agreements) or "demographics",
-                        status=ReviewStatus.OPEN.value,
-                        created_at=now,
-                    )
-                ).inserted_primary_key[0]  # type: ignore[index]
-                reviews.append(int(review_id))
             resident = self._load(conn, [resident_id])[0]
             return Enrolment(
-                resident=resident, created=True, warnings=tuple(warnings), reviews=tuple(reviews)
+                resident=resident,
+                created=False,
+                matched_on=matched_on,
+                warnings=warnings,
             )
+
+        probe = self._probe(demographics, wanted)
+        candidates = self._candidates(conn, probe, limit=5)
+        top = candidates[0] if candidates else None
+        if (
+            top is not None
+            and top.decision == Decision.LINK
+            and self._auto_link
+            and not self._id_conflict(top.resident, probe)
+            and _CORROBORATING & set(top.agreements)
+        ):
+            self._add_identifiers(conn, top.resident.id, bidxs, set())
+            if source is not None and record_id is not None:
+                self._add_source(conn, top.resident.id, source, record_id, demographics)
+            resident = self._load(conn, [top.resident.id])[0]
+            return Enrolment(
+                resident=resident,
+                created=False,
+                linked_by_demographics=top.probability,
+                warnings=warnings,
+            )
+
+        resident_id = new_id()
+        name_bidx = self._protector.blind_index("resident:name", clean_name)
+        born = demographics["birth_date"]
+        birth_bidx = self._protector.blind_index("resident:birth_date", born) if born else None
+        phone = demographics["phone"]
+        phone_bidx = self._protector.blind_index("resident:phone", phone) if phone else None
+        now = _now(conn)
+        conn.execute(
+            sa.insert(_RESIDENTS).values(
+                id=resident_id,
+                status=ResidentStatus.ACTIVE.value,
+                data_ct=self._seal(
+                    "empi_residents", "data_ct", resident_id, json.dumps(demographics).encode()
+                ),
+                name_bidx=name_bidx,
+                birth_date_bidx=birth_bidx,
+                phone_bidx=phone_bidx,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        self._write_blocking_keys(conn, resident_id, probe)
+        self._add_identifiers(conn, resident_id, bidxs, set())
+        if source is not None and record_id is not None:
+            self._add_source(conn, resident_id, source, record_id, demographics)
+        reviews: list[int] = []
+        for cand in candidates:
+            if cand.decision == Decision.NEW:
+                continue
+            review_id = conn.execute(
+                sa.insert(_REVIEWS).values(
+                    resident_id=resident_id,
+                    candidate_id=cand.resident.id,
+                    score=cand.probability,
+                    reason="; ".join(cand.agreements) or "demographics",
+                    status=ReviewStatus.OPEN.value,
+                    created_at=now,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            reviews.append(int(review_id))
+        resident = self._load(conn, [resident_id])[0]
+        return Enrolment(resident=resident, created=True, warnings=warnings, reviews=tuple(reviews))
 
     # --- demographic matching --------------------------------------------------------
 
@@ -745,6 +815,22 @@ class ResidentIndex:
                 created_at=_now(conn),
             )
         )
+
+    def known_records(self, source: str, record_ids: Iterable[str]) -> set[str]:
+        """Which of these record ids of ``source`` are already in the index (for resuming)."""
+        wanted = list(dict.fromkeys(record_ids))
+        found: set[str] = set()
+        with self._engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                found.update(
+                    conn.scalars(
+                        sa.select(_SOURCES.c.record_id).where(
+                            _SOURCES.c.source == source,
+                            _SOURCES.c.record_id.in_(wanted[start : start + 500]),
+                        )
+                    )
+                )
+        return found
 
     def source_records(self, resident_id: str) -> list[tuple[str, str]]:
         """``(source, record_id)`` of every source record linked to the resident."""
