@@ -81,6 +81,36 @@ _REVIEWS = cast(sa.Table, ReviewRow.__table__)
 _BLOCKS = cast(sa.Table, BlockingKeyRow.__table__)
 _MODELS = cast(sa.Table, MatchModelRow.__table__)
 
+# Statements built once: building a statement costs more than running it on SQLite.
+_Q_IDENTS_OF = (
+    sa.select(_IDENTIFIERS)
+    .where(_IDENTIFIERS.c.resident_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_IDENTIFIERS.c.created_at, _IDENTIFIERS.c.id)
+)
+_Q_RESIDENTS_IN = sa.select(_RESIDENTS).where(
+    _RESIDENTS.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_Q_RESIDENT = sa.select(_RESIDENTS).where(_RESIDENTS.c.id == sa.bindparam("id"))
+_Q_HOLDER = sa.select(_IDENTIFIERS.c.resident_id).where(
+    _IDENTIFIERS.c.kind == sa.bindparam("kind"),
+    _IDENTIFIERS.c.issuer == sa.bindparam("issuer"),
+    _IDENTIFIERS.c.value_bidx == sa.bindparam("bidx"),
+)
+_Q_HOLDERS = sa.select(
+    _IDENTIFIERS.c.kind,
+    _IDENTIFIERS.c.issuer,
+    _IDENTIFIERS.c.value_bidx,
+    _IDENTIFIERS.c.resident_id,
+).where(_IDENTIFIERS.c.value_bidx.in_(sa.bindparam("bidxs", expanding=True)))
+_Q_SOURCE_HOLDER = sa.select(_SOURCES.c.resident_id).where(
+    _SOURCES.c.source == sa.bindparam("source"),
+    _SOURCES.c.record_id == sa.bindparam("record_id"),
+)
+_INS_RESIDENT = sa.insert(_RESIDENTS)
+_INS_IDENTIFIER = sa.insert(_IDENTIFIERS)
+_INS_SOURCE = sa.insert(_SOURCES)
+_INS_BLOCK = sa.insert(_BLOCKS)
+
 #: Name, sex and birth date are shared by too many people to link on alone (王芳 born on
 #: the same day is not rare in a city): an automatic link also needs one of these.
 _CORROBORATING = frozenset(
@@ -148,6 +178,16 @@ class ResidentIndex:
         self._protector = protector
         self._auto_link = auto_link
         self._max_block = max_block
+        self._q_block = (
+            sa.select(_BLOCKS.c.resident_id)
+            .join(_RESIDENTS, _RESIDENTS.c.id == _BLOCKS.c.resident_id)
+            .where(
+                _BLOCKS.c.key_bidx.in_(sa.bindparam("keys", expanding=True)),
+                _RESIDENTS.c.status == ResidentStatus.ACTIVE.value,
+            )
+            .distinct()
+            .limit(max_block)
+        )
         self._model = self._stored_model(thresholds or Thresholds())
 
     def _stored_model(self, thresholds: Thresholds) -> MatchModel:
@@ -185,11 +225,7 @@ class ResidentIndex:
         out: dict[str, list[Identifier]] = {rid: [] for rid in resident_ids}
         if not resident_ids:
             return out
-        rows = conn.execute(
-            sa.select(_IDENTIFIERS)
-            .where(_IDENTIFIERS.c.resident_id.in_(resident_ids))
-            .order_by(_IDENTIFIERS.c.created_at, _IDENTIFIERS.c.id)
-        ).mappings()
+        rows = conn.execute(_Q_IDENTS_OF, {"ids": list(resident_ids)}).mappings()
         for row in rows:
             value = self._open("empi_identifiers", "value_ct", row["id"], row["value_ct"])
             out[row["resident_id"]].append(
@@ -217,24 +253,23 @@ class ResidentIndex:
         )
 
     def _load(self, conn: Connection, resident_ids: Sequence[str]) -> list[Resident]:
+        if not resident_ids:
+            return []
         rows = {
             r["id"]: r
-            for r in conn.execute(
-                sa.select(_RESIDENTS).where(_RESIDENTS.c.id.in_(resident_ids))
-            ).mappings()
+            for r in conn.execute(_Q_RESIDENTS_IN, {"ids": list(resident_ids)}).mappings()
         }
         idents = self._identifiers_of(conn, [rid for rid in resident_ids if rid in rows])
         return [self._to_resident(rows[rid], idents[rid]) for rid in resident_ids if rid in rows]
+
+    def _resident(self, conn: Connection, row: Any) -> Resident:
+        return self._to_resident(row, self._identifiers_of(conn, [row["id"]])[row["id"]])
 
     def _row(self, conn: Connection, resident_id: str, *, follow: bool) -> Any:
         seen: set[str] = set()
         current = resident_id
         while True:
-            row = (
-                conn.execute(sa.select(_RESIDENTS).where(_RESIDENTS.c.id == current))
-                .mappings()
-                .first()
-            )
+            row = conn.execute(_Q_RESIDENT, {"id": current}).mappings().first()
             if row is None:
                 raise ResidentNotFoundError(f"no resident with id {current}")
             if row["status"] == ResidentStatus.ACTIVE or not follow:
@@ -252,8 +287,7 @@ class ResidentIndex:
     def get(self, resident_id: str, *, follow_merges: bool = True) -> Resident:
         """The resident with this id; a merged id gives its survivor unless told otherwise."""
         with self._engine.connect() as conn:
-            row = self._row(conn, resident_id, follow=follow_merges)
-            return self._load(conn, [row["id"]])[0]
+            return self._resident(conn, self._row(conn, resident_id, follow=follow_merges))
 
     def lookup(
         self, kind: IdentifierKind | str, value: str, *, issuer: str = ""
@@ -268,16 +302,11 @@ class ResidentIndex:
         bidx = self._ident_bidx(kind, self._canonical(kind, value))
         with self._engine.connect() as conn:
             resident_id = conn.scalar(
-                sa.select(_IDENTIFIERS.c.resident_id).where(
-                    _IDENTIFIERS.c.kind == kind.value,
-                    _IDENTIFIERS.c.issuer == issuer,
-                    _IDENTIFIERS.c.value_bidx == bidx,
-                )
+                _Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx}
             )
             if resident_id is None:
                 return None
-            row = self._row(conn, resident_id, follow=True)
-            return self._load(conn, [row["id"]])[0]
+            return self._resident(conn, self._row(conn, resident_id, follow=True))
 
     def count(self, *, status: ResidentStatus = ResidentStatus.ACTIVE) -> int:
         """How many residents have this status."""
@@ -457,14 +486,12 @@ class ResidentIndex:
         ]
         holders: dict[str, IdentifierKind] = {}
         present: set[tuple[str, str, bytes]] = set()
+        found: dict[tuple[str, str, bytes], str] = {}
+        if bidxs:
+            for row in conn.execute(_Q_HOLDERS, {"bidxs": [b[3] for b in bidxs]}):
+                found[(row[0], row[1], row[2])] = row[3]
         for kind, issuer, _value, bidx in bidxs:
-            holder = conn.scalar(
-                sa.select(_IDENTIFIERS.c.resident_id).where(
-                    _IDENTIFIERS.c.kind == kind.value,
-                    _IDENTIFIERS.c.issuer == issuer,
-                    _IDENTIFIERS.c.value_bidx == bidx,
-                )
-            )
+            holder = found.get((kind.value, issuer, bidx))
             if holder is not None:
                 holder = self._row(conn, holder, follow=True)["id"]
                 holders.setdefault(holder, kind)
@@ -520,21 +547,23 @@ class ResidentIndex:
         phone_bidx = self._protector.blind_index("resident:phone", phone) if phone else None
         now = _now(conn)
         conn.execute(
-            sa.insert(_RESIDENTS).values(
-                id=resident_id,
-                status=ResidentStatus.ACTIVE.value,
-                data_ct=self._seal(
+            _INS_RESIDENT,
+            {
+                "id": resident_id,
+                "status": ResidentStatus.ACTIVE.value,
+                "merged_into": None,
+                "data_ct": self._seal(
                     "empi_residents", "data_ct", resident_id, json.dumps(demographics).encode()
                 ),
-                name_bidx=name_bidx,
-                birth_date_bidx=birth_bidx,
-                phone_bidx=phone_bidx,
-                created_at=now,
-                updated_at=now,
-            )
+                "name_bidx": name_bidx,
+                "birth_date_bidx": birth_bidx,
+                "phone_bidx": phone_bidx,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
         self._write_blocking_keys(conn, resident_id, probe)
-        self._add_identifiers(conn, resident_id, bidxs, set())
+        added = self._add_identifiers(conn, resident_id, bidxs, set())
         if source is not None and record_id is not None:
             self._add_source(conn, resident_id, source, record_id, demographics)
         reviews: list[int] = []
@@ -552,7 +581,19 @@ class ResidentIndex:
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             reviews.append(int(review_id))
-        resident = self._load(conn, [resident_id])[0]
+        # Built from what was just written rather than read back and decrypted again.
+        resident = Resident(
+            id=resident_id,
+            status=ResidentStatus.ACTIVE,
+            name=demographics["name"],
+            sex=Sex(demographics["sex"]),
+            birth_date=probe["birth_date"],
+            phone=demographics["phone"],
+            address=demographics["address"],
+            region_code=demographics["region_code"],
+            identifiers=tuple(added),
+            created_at=_aware(now),
+        )
         return Enrolment(resident=resident, created=True, warnings=warnings, reviews=tuple(reviews))
 
     # --- demographic matching --------------------------------------------------------
@@ -596,7 +637,7 @@ class ResidentIndex:
         keys = blocking_keys(probe)
         if keys:
             conn.execute(
-                sa.insert(_BLOCKS),
+                _INS_BLOCK,
                 [
                     {
                         "resident_id": resident_id,
@@ -612,16 +653,7 @@ class ResidentIndex:
         keys = [self._protector.blind_index("block", k) for k in sorted(blocking_keys(probe))]
         if not keys:
             return []
-        ids = conn.scalars(
-            sa.select(_BLOCKS.c.resident_id)
-            .join(_RESIDENTS, _RESIDENTS.c.id == _BLOCKS.c.resident_id)
-            .where(
-                _BLOCKS.c.key_bidx.in_(keys),
-                _RESIDENTS.c.status == ResidentStatus.ACTIVE.value,
-            )
-            .distinct()
-            .limit(self._max_block)
-        ).all()
+        ids = conn.scalars(self._q_block, {"keys": keys}).all()
         scored = []
         for resident in self._load(conn, [i for i in ids if i != exclude]):
             score = self._model.score(probe, self._as_record(resident))
@@ -767,33 +799,37 @@ class ResidentIndex:
         resident_id: str,
         bidxs: list[tuple[IdentifierKind, str, str, bytes]],
         present: set[tuple[str, str, bytes]],
-    ) -> None:
+    ) -> list[Identifier]:
         now = _now(conn)
+        rows = []
+        added = []
         for kind, issuer, value, bidx in bidxs:
             if (kind.value, issuer, bidx) in present:
                 continue
             present.add((kind.value, issuer, bidx))
             ident_id = new_id()
-            conn.execute(
-                sa.insert(_IDENTIFIERS).values(
-                    id=ident_id,
-                    resident_id=resident_id,
-                    kind=kind.value,
-                    issuer=issuer,
-                    value_bidx=bidx,
-                    value_ct=self._seal("empi_identifiers", "value_ct", ident_id, value.encode()),
-                    created_at=now,
-                )
+            rows.append(
+                {
+                    "id": ident_id,
+                    "resident_id": resident_id,
+                    "kind": kind.value,
+                    "issuer": issuer,
+                    "value_bidx": bidx,
+                    "value_ct": self._seal(
+                        "empi_identifiers", "value_ct", ident_id, value.encode()
+                    ),
+                    "created_at": now,
+                }
             )
+            added.append(Identifier(kind=kind, value=value, issuer=issuer))
+        if rows:
+            conn.execute(_INS_IDENTIFIER, rows)
+        return added
 
     def _add_source(
         self, conn: Connection, resident_id: str, source: str, record_id: str, data: dict[str, Any]
     ) -> None:
-        existing = conn.scalar(
-            sa.select(_SOURCES.c.resident_id).where(
-                _SOURCES.c.source == source, _SOURCES.c.record_id == record_id
-            )
-        )
+        existing = conn.scalar(_Q_SOURCE_HOLDER, {"source": source, "record_id": record_id})
         if existing is not None:
             if self._row(conn, existing, follow=True)["id"] != resident_id:
                 raise IdentifierConflictError(
@@ -804,16 +840,17 @@ class ResidentIndex:
             return
         row_id = new_id()
         conn.execute(
-            sa.insert(_SOURCES).values(
-                id=row_id,
-                resident_id=resident_id,
-                source=source,
-                record_id=record_id,
-                data_ct=self._seal(
+            _INS_SOURCE,
+            {
+                "id": row_id,
+                "resident_id": resident_id,
+                "source": source,
+                "record_id": record_id,
+                "data_ct": self._seal(
                     "empi_source_records", "data_ct", row_id, json.dumps(data).encode()
                 ),
-                created_at=_now(conn),
-            )
+                "created_at": _now(conn),
+            },
         )
 
     def known_records(self, source: str, record_ids: Iterable[str]) -> set[str]:
@@ -866,13 +903,7 @@ class ResidentIndex:
         bidx = self._ident_bidx(kind, canonical)
         with self._engine.begin() as conn:
             target = self._row(conn, resident_id, follow=True)["id"]
-            holder = conn.scalar(
-                sa.select(_IDENTIFIERS.c.resident_id).where(
-                    _IDENTIFIERS.c.kind == kind.value,
-                    _IDENTIFIERS.c.issuer == issuer,
-                    _IDENTIFIERS.c.value_bidx == bidx,
-                )
-            )
+            holder = conn.scalar(_Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx})
             if holder is not None and holder != target:
                 raise IdentifierConflictError(
                     f"that {kind.value} of {issuer} already belongs to resident {holder}",
