@@ -176,3 +176,26 @@ def test_cli_refuses_bad_keys_without_echoing_them(tmp_path: Path) -> None:
     assert "32 bytes" in result.output
     assert env["HCM_EMPI_MASTER_KEYS"].split("=", 1)[1] not in result.output
     assert "c2hvcnQ=" not in result.output
+
+
+def test_cli_lists_duplicates_by_record_id(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    runner = CliRunner()
+    rows = [
+        ["A1", "王芳", "2", "1990-05-01", "", "13900000001", "", ""],
+        ["B7", "王 芳", "2", "1990-05-01", "", "", "", "C9"],
+        ["A2", "李娜", "2", "1980-01-01", "", "", "", ""],
+    ]
+    path = _write(tmp_path / "his.csv", rows)
+    assert runner.invoke(main, ["empi", "import", str(path)], env=env).exit_code == 0
+    result = runner.invoke(main, ["empi", "duplicates"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = list(csv.reader(io.StringIO(result.output)))
+    assert lines[0][:2] == ["record_ids_a", "record_ids_b"]
+    assert len(lines) == 2
+    assert sorted([lines[1][0], lines[1][1]]) == ["A1", "B7"]
+    assert lines[1][5] == "review"
+    result = runner.invoke(
+        main, ["empi", "duplicates", "--format", "json", "--links-only"], env=env
+    )
+    assert result.output == ""

@@ -218,6 +218,33 @@ def search_command(
         )
 
 
+@empi.command("duplicates")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--links-only", is_flag=True, help="Leave out the pairs that need review.")
+@click.pass_context
+def duplicates_command(ctx: click.Context, fmt: str, links_only: bool) -> None:
+    """Pairs of residents that look like one person, by record_id, with score and decision."""
+    try:
+        pairs = _open(ctx).duplicates(include_review=not links_only)
+    except HcmError as exc:
+        _fail(exc)
+        return
+    if fmt == "json":
+        for pair in pairs:
+            click.echo(pair.model_dump_json())
+        return
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["record_ids_a", "record_ids_b", "resident_a", "resident_b",
+                     "probability", "decision", "agreements"])  # fmt: skip
+    for pair in pairs:
+        writer.writerow([
+            " ".join(pair.record_ids_a), " ".join(pair.record_ids_b), pair.resident_a,
+            pair.resident_b, f"{pair.probability:.6f}", pair.decision, "; ".join(pair.agreements),
+        ])  # fmt: skip
+
+
 @empi.command("merge")
 @click.argument("survivor")
 @click.argument("merged")

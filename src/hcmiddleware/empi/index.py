@@ -39,6 +39,7 @@ from hcmiddleware.empi.normalize import (
 from hcmiddleware.empi.protection import Protector
 from hcmiddleware.empi.records import (
     Candidate,
+    DuplicatePair,
     Enrolment,
     Identifier,
     MergeEvent,
@@ -709,6 +710,45 @@ class ResidentIndex:
         """The Fellegi–Sunter model in use (trained, or the built-in starting values)."""
         return self._model
 
+    def _active_records(
+        self, *, max_residents: int | None = None, seed: int = 1
+    ) -> dict[str, dict[str, Any]]:
+        import random
+
+        with self._engine.connect() as conn:
+            ids = list(
+                conn.scalars(
+                    sa.select(_RESIDENTS.c.id)
+                    .where(_RESIDENTS.c.status == ResidentStatus.ACTIVE.value)
+                    .order_by(_RESIDENTS.c.id)
+                )
+            )
+            if max_residents is not None and len(ids) > max_residents:
+                random.Random(seed).shuffle(ids)
+                ids = ids[:max_residents]
+            records: dict[str, dict[str, Any]] = {}
+            for start in range(0, len(ids), 500):
+                for resident in self._load(conn, ids[start : start + 500]):
+                    records[resident.id] = self._as_record(resident)
+        return records
+
+    @staticmethod
+    def _pairs_within(
+        records: dict[str, dict[str, Any]], *, max_block: int
+    ) -> list[tuple[str, str]]:
+        blocks: dict[str, list[str]] = {}
+        for rid, record in records.items():
+            for key in blocking_keys(record):
+                blocks.setdefault(key, []).append(rid)
+        pairs: set[tuple[str, str]] = set()
+        for members in blocks.values():
+            if len(members) > max_block:
+                continue  # a huge block (a common name alone) costs much and says little
+            for i, a in enumerate(members):
+                for b in members[i + 1 :]:
+                    pairs.add((a, b) if a < b else (b, a))
+        return sorted(pairs)
+
     def train_model(self, *, max_residents: int = 20000, seed: int = 1) -> int:
         """Learn the model's m/u weights and prior from the index itself (EM, no labels).
 
@@ -716,37 +756,12 @@ class ResidentIndex:
         (a random sample), trains, stores the parameters and uses them from now on.
         Returns the number of pairs it learnt from.
         """
-        import random
-
-        with self._engine.connect() as conn:
-            ids = list(
-                conn.scalars(
-                    sa.select(_RESIDENTS.c.id).where(
-                        _RESIDENTS.c.status == ResidentStatus.ACTIVE.value
-                    )
-                )
-            )
-            random.Random(seed).shuffle(ids)
-            ids = ids[:max_residents]
-            records: dict[str, dict[str, Any]] = {}
-            for start in range(0, len(ids), 500):
-                for resident in self._load(conn, ids[start : start + 500]):
-                    records[resident.id] = self._as_record(resident)
-        blocks: dict[str, list[str]] = {}
-        for rid, record in records.items():
-            for key in blocking_keys(record):
-                blocks.setdefault(key, []).append(rid)
-        pairs: set[tuple[str, str]] = set()
-        for members in blocks.values():
-            if len(members) > 200:
-                continue  # a huge block (a common name) teaches little and costs much
-            for i, a in enumerate(members):
-                for b in members[i + 1 :]:
-                    pairs.add((a, b) if a < b else (b, a))
+        records = self._active_records(max_residents=max_residents, seed=seed)
+        pairs = self._pairs_within(records, max_block=200)
         if not pairs:
             return 0
         gammas = np.array(
-            [self._model.levels(records[a], records[b]) for a, b in sorted(pairs)], dtype=np.int16
+            [self._model.levels(records[a], records[b]) for a, b in pairs], dtype=np.int16
         )
         model = MatchModel(self._model.comparisons, thresholds=self._model.thresholds)
         model.train(gammas)
@@ -758,6 +773,43 @@ class ResidentIndex:
             )
         self._model = model
         return len(pairs)
+
+    def duplicates(self, *, include_review: bool = True) -> list[DuplicatePair]:
+        """Pairs of active residents the model calls the same person (and, by default,
+        those it sends to review), best first, with their source records' ids.
+
+        Reads and decrypts every active resident: a batch job, not a counter operation.
+        """
+        records = self._active_records()
+        wanted = {Decision.LINK, Decision.REVIEW} if include_review else {Decision.LINK}
+        found = []
+        for a, b in self._pairs_within(records, max_block=self._max_block):
+            score = self._model.score(records[a], records[b])
+            if score.decision in wanted:
+                found.append((a, b, score))
+        found.sort(key=lambda item: item[2].weight, reverse=True)
+        sources: dict[str, list[str]] = {}
+        ids = sorted({x for a, b, _s in found for x in (a, b)})
+        with self._engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                for rid, record_id in conn.execute(
+                    sa.select(_SOURCES.c.resident_id, _SOURCES.c.record_id)
+                    .where(_SOURCES.c.resident_id.in_(ids[start : start + 500]))
+                    .order_by(_SOURCES.c.record_id)
+                ):
+                    sources.setdefault(rid, []).append(record_id)
+        return [
+            DuplicatePair(
+                resident_a=a,
+                resident_b=b,
+                record_ids_a=tuple(sources.get(a, ())),
+                record_ids_b=tuple(sources.get(b, ())),
+                probability=score.probability,
+                decision=score.decision,
+                agreements=score.agreements,
+            )
+            for a, b, score in found
+        ]
 
     def _check_id_number_conflict(
         self,

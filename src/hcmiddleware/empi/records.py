@@ -11,6 +11,7 @@ from hcmiddleware.empi.schema import IdentifierKind, ResidentStatus, ReviewStatu
 
 __all__ = [
     "Candidate",
+    "DuplicatePair",
     "Enrolment",
     "Identifier",
     "MergeEvent",
@@ -86,6 +87,20 @@ class Candidate(BaseModel):
 
     resident: Resident
     weight: float
+    probability: float
+    decision: str
+    agreements: tuple[str, ...]
+
+
+class DuplicatePair(BaseModel):
+    """Two residents that look like one person, named also by their source record ids."""
+
+    model_config = _FROZEN
+
+    resident_a: str
+    resident_b: str
+    record_ids_a: tuple[str, ...]
+    record_ids_b: tuple[str, ...]
     probability: float
     decision: str
     agreements: tuple[str, ...]
