@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase
 
 from hcmiddleware.errors import StorageError
 
-__all__ = ["Base", "create_engine", "current_revision", "head_revision", "ping", "upgrade"]
+__all__ = [
+    "Base",
+    "begin_write",
+    "create_engine",
+    "current_revision",
+    "head_revision",
+    "ping",
+    "upgrade",
+]
 
 
 class Base(DeclarativeBase):
@@ -34,7 +44,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A transaction that will write takes the write lock up front (IMMEDIATE): in WAL mode
+    # a reader that later tries to write fails at once with SQLITE_BUSY if another writer
+    # committed meanwhile, whereas waiting for the lock is covered by busy_timeout.
+    if conn.get_execution_options().get("hcm_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
@@ -51,6 +67,17 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: like ``engine.begin()``, but on SQLite it takes the
+    write lock at its start, so concurrent writers queue instead of failing.
+    """
+    with engine.connect() as conn:
+        conn = conn.execution_options(hcm_write=True)
+        with conn.begin():
+            yield conn
 
 
 def ping(engine: Engine) -> None:

@@ -278,3 +278,36 @@ def test_other_index_key_finds_nothing(
 
     wrong = ResidentIndex(engine, Protector({"2026a": keys["2026a"]}, "2026a", os.urandom(32)))
     assert wrong.lookup("id_number", ZHANG["id_number"]) is None
+
+
+def test_concurrent_enrolments_of_one_person_make_one_resident(
+    engine: Engine, keys: dict[str, bytes]
+) -> None:
+    import threading
+
+    ResidentIndex(engine, Protector({"2026a": keys["2026a"]}, "2026a", keys["index"]))
+    barrier = threading.Barrier(4)
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        index = ResidentIndex(
+            engine, Protector({"2026a": keys["2026a"]}, "2026a", keys["index"]), migrate=False
+        )
+        barrier.wait()
+        try:
+            for _ in range(5):
+                e = index.enrol(**ZHANG, source=f"kiosk{n}", record_id=f"{n}")
+                results.append(e.resident.id)
+        except BaseException as exc:  # collected and failed on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(results) == 20
+    assert len(set(results)) == 1
+    assert _rows(engine, "empi_residents") == 1

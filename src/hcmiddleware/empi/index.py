@@ -443,7 +443,7 @@ class ResidentIndex:
         )
         for attempt in range(2):
             try:
-                with self._engine.begin() as conn:
+                with storage.begin_write(self._engine) as conn:
                     return self._enrol_in(conn, prepared)
             except IntegrityError:
                 # Another writer enrolled one of these identifiers between our lookup and
@@ -460,7 +460,7 @@ class ResidentIndex:
         makes bulk imports fast on SQLite's durable commits.
         """
         results: list[Enrolment | ResidentIndexError] = []
-        with self._engine.begin() as conn:
+        with storage.begin_write(self._engine) as conn:
             for prepared in batch:
                 for attempt in range(2):
                     try:
@@ -765,7 +765,7 @@ class ResidentIndex:
         )
         model = MatchModel(self._model.comparisons, thresholds=self._model.thresholds)
         model.train(gammas)
-        with self._engine.begin() as conn:
+        with storage.begin_write(self._engine) as conn:
             conn.execute(
                 sa.insert(_MODELS).values(
                     params=model.to_json(), pairs=len(pairs), trained_at=_now(conn)
@@ -953,7 +953,7 @@ class ResidentIndex:
             raise IdentityError(f"a {kind.value} needs the code of its issuer", field="issuer")
         canonical = self._canonical(kind, value)
         bidx = self._ident_bidx(kind, canonical)
-        with self._engine.begin() as conn:
+        with storage.begin_write(self._engine) as conn:
             target = self._row(conn, resident_id, follow=True)["id"]
             holder = conn.scalar(_Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx})
             if holder is not None and holder != target:
@@ -983,7 +983,7 @@ class ResidentIndex:
         """
         if not reason.strip() or not operator.strip():
             raise MergeError("a merge needs a reason and the operator's name", hint="fill in both")
-        with self._engine.begin() as conn:
+        with storage.begin_write(self._engine) as conn:
             keep = self._row(conn, survivor, follow=False)
             gone = self._row(conn, merged, follow=False)
             if keep["id"] == gone["id"]:
@@ -1056,7 +1056,7 @@ class ResidentIndex:
             raise MergeError(
                 "an unmerge needs a reason and the operator's name", hint="fill in both"
             )
-        with self._engine.begin() as conn:
+        with storage.begin_write(self._engine) as conn:
             gone = self._row(conn, merged, follow=False)
             if gone["status"] != ResidentStatus.MERGED:
                 raise MergeError(f"resident {merged} is not merged", hint="nothing to undo")
@@ -1194,7 +1194,7 @@ class ResidentIndex:
                 operator=operator,
             )
         else:
-            with self._engine.begin() as conn:
+            with storage.begin_write(self._engine) as conn:
                 now = _now(conn)
                 conn.execute(
                     sa.update(_REVIEWS)

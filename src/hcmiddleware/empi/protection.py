@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretBytes, model_validator
 from sqlalchemy.engine import Connection, Engine
 
+from hcmiddleware import storage
 from hcmiddleware.empi.schema import DataKeyRow, utcnow
 from hcmiddleware.errors import DecryptionError, KeyUnavailableError, ProtectionError
 
@@ -194,7 +195,7 @@ class Protector:
     def bind(self, engine: Engine, scopes: Iterable[str] = ()) -> None:
         """Attach to a database and make sure each scope has an active data key."""
         self._engine = engine
-        with engine.begin() as conn:
+        with storage.begin_write(engine) as conn:
             self._load(conn)
             for scope in scopes:
                 if scope not in self._active:
@@ -250,7 +251,7 @@ class Protector:
     def rotate_data_key(self, scope: str) -> int:
         """Start a new data key for ``scope``; rows written before stay readable."""
         engine = self._require_engine()
-        with engine.begin() as conn:
+        with storage.begin_write(engine) as conn:
             conn.execute(
                 sa.update(DataKeyRow)
                 .where(DataKeyRow.scope == scope, DataKeyRow.retired_at.is_(None))
@@ -266,7 +267,7 @@ class Protector:
         engine = self._require_engine()
         current = self._masters[self._current]
         count = 0
-        with engine.begin() as conn:
+        with storage.begin_write(engine) as conn:
             rows = conn.execute(
                 sa.select(DataKeyRow).where(DataKeyRow.master_key_id != self._current)
             ).mappings()
