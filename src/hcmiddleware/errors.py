@@ -39,7 +39,19 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── SamStatusError            the SAM refused a command: .sw (status word)
     │   └── SamUnavailableError       no SAM, the SAM was pulled, or the SAM is closed
     ├── ResidentIndexError            the master patient index (EMPI)
-    │   └── IdentityError             an ID number or identity field is invalid
+    │   ├── IdentityError             an ID number or identity field is invalid: .field
+    │   │   ├── IdNumberFormatError   wrong length or characters
+    │   │   ├── IdNumberChecksumError the check digit does not match
+    │   │   ├── IdNumberDateError     the birth date in the number is impossible
+    │   │   ├── IdentityMismatchError the number disagrees with a given birth date / sex
+    │   │   └── RegionCodeError       the region part is no administrative region
+    │   ├── ProtectionError           encryption at rest: keys, ciphertexts
+    │   │   ├── KeyUnavailableError   a key id named by a row is not configured
+    │   │   └── DecryptionError       a ciphertext fails authentication
+    │   ├── ResidentNotFoundError     no resident with that id (or it was merged away)
+    │   ├── IdentifierConflictError   an identifier already belongs to another resident
+    │   ├── MergeError                a merge or unmerge is not possible as asked
+    │   └── ImportFileError           an import file cannot be read: encoding, header
     ├── FaceError                     face checks: unusable photo, backend failure
     ├── HisError                      a hospital system refused or failed a request
     ├── MoneyError                    a money movement: .transaction_id
@@ -74,12 +86,21 @@ __all__ = [
     "CardSecurityError",
     "CardStatusError",
     "ConfigError",
+    "DecryptionError",
     "FaceError",
     "ForeignCardError",
     "HcmError",
     "HisError",
+    "IdNumberChecksumError",
+    "IdNumberDateError",
+    "IdNumberFormatError",
+    "IdentifierConflictError",
     "IdentityError",
+    "IdentityMismatchError",
+    "ImportFileError",
     "KeySetError",
+    "KeyUnavailableError",
+    "MergeError",
     "MoneyError",
     "NoHandlerError",
     "OutcomeUnknownError",
@@ -88,9 +109,12 @@ __all__ = [
     "PluginLoadError",
     "PluginTimeoutError",
     "PluginUnavailableError",
+    "ProtectionError",
     "ReaderError",
+    "RegionCodeError",
     "RemoteFaultError",
     "ResidentIndexError",
+    "ResidentNotFoundError",
     "SamBlockedError",
     "SamError",
     "SamInputError",
@@ -475,6 +499,104 @@ class IdentityError(ResidentIndexError):
     def __init__(self, message: str, *, field: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.field = field
+
+
+class IdNumberFormatError(IdentityError):
+    """The ID number has the wrong length or characters that cannot be in one."""
+
+    default_hint = "re-type the number from the identity document (18 characters)"
+
+
+class IdNumberChecksumError(IdentityError):
+    """The last character of an 18-digit ID number is not its ISO 7064 MOD 11-2 check."""
+
+    default_hint = "one character was mistyped: compare the number with the document again"
+
+
+class IdNumberDateError(IdentityError):
+    """The birth date inside the ID number is impossible (no such day, or in the future)."""
+
+    default_hint = "re-type the birth-date part (characters 7-14) from the identity document"
+
+
+class IdentityMismatchError(IdentityError):
+    """The ID number says another birth date or sex than the one given with it."""
+
+    default_hint = "check the birth date and sex against the identity document"
+
+
+class RegionCodeError(IdentityError):
+    """A region code is not a GB/T 2260 administrative division, current or retired."""
+
+    default_hint = "check the first six digits of the number against the identity document"
+
+
+class ProtectionError(ResidentIndexError):
+    """Personal data could not be encrypted or decrypted."""
+
+
+class KeyUnavailableError(ProtectionError):
+    """A row names a key id that is not in the configured key ring; ``key_id`` names it."""
+
+    def __init__(self, message: str, *, key_id: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "add the retired master key back to [empi] keys until every row is re-wrapped",
+        )
+        self.key_id = key_id
+
+
+class DecryptionError(ProtectionError):
+    """A ciphertext failed authentication: wrong key, tampered or moved between rows."""
+
+    default_hint = (
+        "the stored data was altered or belongs to another row; restore it from a backup "
+        "and check who can write to the database"
+    )
+
+
+class ResidentNotFoundError(ResidentIndexError):
+    """No resident has that id, or it was merged into another one (``merged_into``)."""
+
+    def __init__(
+        self, message: str, *, merged_into: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or (
+                f"use resident {merged_into}, which this one was merged into"
+                if merged_into
+                else "look the resident up again by card or ID number"
+            ),
+        )
+        self.merged_into = merged_into
+
+
+class IdentifierConflictError(ResidentIndexError):
+    """An identifier is already held by another resident; ``kind`` names the identifier."""
+
+    def __init__(self, message: str, *, kind: str, holder: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "if both records are the same person, merge them; otherwise check the number",
+        )
+        self.kind = kind
+        self.holder = holder
+
+
+class MergeError(ResidentIndexError):
+    """A merge or unmerge cannot be done as asked (same resident, already merged ...)."""
+
+
+class ImportFileError(ResidentIndexError):
+    """An import file cannot be read as a whole (encoding, missing columns); nothing imported."""
+
+    def __init__(self, message: str, *, file: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
 
 
 class FaceError(HcmError):

@@ -18,6 +18,7 @@ from hcmiddleware import __version__
 from hcmiddleware.cli.card import card
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
+from hcmiddleware.cli.empi import empi
 from hcmiddleware.errors import ConfigError, HcmError, PluginLoadError
 
 __all__ = ["main"]
@@ -68,3 +69,4 @@ main.add_command(config_group)
 main.add_command(doctor)
 main.add_command(demo)
 main.add_command(card)
+main.add_command(empi)
