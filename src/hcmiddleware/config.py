@@ -56,6 +56,7 @@ from hcmiddleware.errors import ConfigError, SecretError
 __all__ = [
     "Config",
     "DatabaseSection",
+    "EmpiSection",
     "LoggingSection",
     "MiddlewareSection",
     "PluginsSection",
@@ -155,6 +156,25 @@ class SamSection(SettingsModel):
     pin: Secret | None = Field(None, description="PIN of the SAM card in [readers] sam")
 
 
+class EmpiSection(SettingsModel):
+    """``[empi]``: keys that protect personal data in the resident index.
+
+    Each key is 32 random bytes in base64, given as a secret. ``master_keys`` maps key
+    ids to keys; new data keys are wrapped with ``current_key``, older ids stay
+    readable (rotation without downtime). ``index_key`` keys the blind indexes used for
+    exact lookups. With no keys at all, keys are generated once into
+    ``<data_dir>/keys/empi-keys.json`` (readable by the owner only) — fine for a demo or
+    a single terminal, not for a shared index.
+    """
+
+    master_keys: dict[str, Secret] = Field(default_factory=dict)
+    current_key: str | None = None
+    index_key: Secret | None = None
+    auto_link: bool = Field(
+        True, description="link on a confident demographic match; off = queue for review"
+    )
+
+
 class LoggingSection(SettingsModel):
     """``[logging]``: level of the ``hcmiddleware`` loggers."""
 
@@ -198,6 +218,7 @@ class Config(SettingsModel):
     database: DatabaseSection = DatabaseSection()
     readers: ReadersSection = ReadersSection()
     sam: SamSection = SamSection()
+    empi: EmpiSection = EmpiSection()
     logging: LoggingSection = LoggingSection()
     plugins: PluginsSection = PluginsSection()
     source: Path | None = Field(None, exclude=True)

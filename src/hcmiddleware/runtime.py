@@ -44,6 +44,7 @@ from hcmiddleware.registry import (
     installed_plugins,
     load_plugin,
 )
+from hcmiddleware.residents import Residents
 from hcmiddleware.terminal import Terminal
 
 __all__ = ["Middleware", "PluginInfo"]
@@ -106,6 +107,8 @@ class Middleware:
         self._engine_lock = threading.Lock()
         #: the card reader and the SAM (``middleware.terminal.read()``)
         self.terminal = Terminal(self)
+        #: the resident index (``middleware.residents.enrol_from_card(card)``)
+        self.residents = Residents(self)
         self._loaded = False
         self._configuring = False
         self._started = False

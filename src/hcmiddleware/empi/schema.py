@@ -20,6 +20,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
+from hcmiddleware.models import IdentifierKind
 from hcmiddleware.storage import Base
 
 __all__ = [
@@ -50,16 +51,6 @@ def new_id() -> str:
 def utcnow() -> dt.datetime:
     """Now, timezone-aware UTC (stored as such on PostgreSQL, as naive UTC on SQLite)."""
     return dt.datetime.now(dt.UTC)
-
-
-class IdentifierKind(enum.StrEnum):
-    """Kinds of identifier a resident can hold (R-EMPI-1, R-EMPI-4)."""
-
-    CARD_NUMBER = "card_number"  # resident health card number
-    ID_NUMBER = "id_number"  # 公民身份号码, or a child's parent-number + n/z
-    ECARD_ID = "ecard_id"  # electronic health card id
-    HOSPITAL_PATIENT_ID = "hospital_patient_id"  # issuer = the hospital's code
-    REGIONAL_INDEX_ID = "regional_index_id"  # issuer = the regional/national index
 
 
 class ResidentStatus(enum.StrEnum):
