@@ -299,9 +299,7 @@ class CardSecurityError(CardStatusError):
 class CardAuthError(CardStatusError):
     """The card rejected an authentication cryptogram; ``tries_left`` before blocking."""
 
-    def __init__(
-        self, message: str, *, sw: int, tries_left: int, hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, sw: int, tries_left: int, hint: str | None = None) -> None:
         super().__init__(message, sw=sw, hint=hint)
         self.tries_left = tries_left
 

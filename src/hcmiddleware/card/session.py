@@ -136,11 +136,18 @@ class CardSession:
         self._auth.clear()
 
     def _select_df(self, df: fm.DfSpec) -> None:
+        """Make ``df`` current with as few SELECTs as the card allows.
+
+        DF01–DF03 are children of DDF1, reachable by FID from DDF1 or a sibling; from
+        anywhere else (a fresh card sits in the MF) DDF1 comes first, by name, which
+        also tells a health card from a foreign one. Every DF selection clears the
+        card's security state, and so ours.
+        """
         if self._df is df:
             return
-        if df is fm.DDF1 or self._df not in (fm.DDF1, fm.DF01, fm.DF02, fm.DF03):
-            self._df = None
-            self._auth.clear()
+        previous, self._df = self._df, None
+        self._auth.clear()
+        if df is fm.DDF1 or previous not in (fm.DDF1, fm.DF01, fm.DF02, fm.DF03):
             assert fm.DDF1.name is not None
             try:
                 self._send(Apdu(0x00, 0xA4, 0x04, 0x00, fm.DDF1.name), "selecting the health DDF")
@@ -148,15 +155,10 @@ class CardSession:
                 raise ForeignCardError(
                     "the card has no resident health card application (WS.SYS.DDF01)"
                 ) from None
-            self._df = fm.DDF1
         if df is not fm.DDF1:
-            self._df = None
-            self._auth.clear()
-            self._send(
-                Apdu(0x00, 0xA4, 0x00, 0x00, df.fid.to_bytes(2, "big")), f"selecting {df.label}"
-            )
+            fid = df.fid.to_bytes(2, "big")
+            self._send(Apdu(0x00, 0xA4, 0x00, 0x00, fid), f"selecting {df.label}")
         self._df = df
-        self._auth.clear()
 
     def _require_sam(self, what: str) -> Sam:
         if self.sam is None:
