@@ -13,6 +13,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,17 @@ def minimum_append(kind: fm.VisitKind, drops: bool) -> int:
     slots = fm.VISIT_SLOTS[kind]
     writes = ceil_div(slots.records[0].size, WRITE_CHUNK)
     return 2 + 4 + slots.index.records + 1 + writes + 1 + (1 if drops else 0)
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    name: str
+    apdus: int
+    minimum: int
+    local_ms: float
+    pcsc_ms: float | None = None
 
 
 def visit(n: int) -> VisitRecord:
@@ -141,10 +153,10 @@ def main() -> None:
     def local() -> Transport:
         return EmulatedCard(profile, KEYS, base_dir=SAMPLES)
 
-    results = []
+    results: list[Row] = []
     for name, op, minimum in ops:
         count, ms = measure(local, op, args.runs, sam)
-        results.append([name, count, minimum, ms, None])
+        results.append(Row(name, count, minimum, ms))
 
     if not args.no_pcsc:
         from hcmiddleware.card.pcsc import PcscTransport
@@ -165,16 +177,16 @@ def main() -> None:
                         return PcscTransport(USER_READER)
 
                     count, ms = measure(remote, op, args.runs, sam)
-                    assert count == row[1]
-                    row[4] = ms
+                    assert count == row.apdus
+                    row.pcsc_ms = ms
                 daemon.wait_card(False)
 
     print(
         f"{'operation':<38} {'APDUs':>6} {'minimum':>8} {'in-process ms':>14} {'pcscd+vpcd ms':>14}"
     )
-    for name, count, minimum, local_ms, pcsc_ms in results:
-        pcsc = f"{pcsc_ms:14.2f}" if pcsc_ms is not None else f"{'-':>14}"
-        print(f"{name:<38} {count:>6} {minimum:>8} {local_ms:>14.2f} {pcsc}")
+    for r in results:
+        pcsc = f"{r.pcsc_ms:14.2f}" if r.pcsc_ms is not None else f"{'-':>14}"
+        print(f"{r.name:<38} {r.apdus:>6} {r.minimum:>8} {r.local_ms:>14.2f} {pcsc}")
 
 
 if __name__ == "__main__":
