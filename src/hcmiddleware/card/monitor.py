@@ -61,6 +61,7 @@ class CardEvents:
 
         class _Observer(CardObserver):  # type: ignore[misc]
             def update(self, observable: object, handlers: Any) -> None:
+                """pyscard's callback: (added cards, removed cards)."""
                 added, removed = handlers
                 for card in removed:
                     events._deliver(events.on_removed, str(card.reader))

@@ -93,6 +93,7 @@ class _Counting:
         self.count = 0
 
     def transmit(self, apdu: bytes) -> bytes:
+        """Count, then pass on."""
         self.count += 1
         return self.transport.transmit(apdu)
 
