@@ -13,6 +13,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hcmiddleware.card.data import VisitRecord
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.card.session import READ_CHUNK, WRITE_CHUNK, CardSession
 from hcmiddleware.card.transport import Transport
+from hcmiddleware.sam.base import Sam
 from hcmiddleware.sam.software import SoftwareSam
 
 SAMPLES = Path(str(files("hcmiddleware.card.samples")))
@@ -67,6 +69,17 @@ def minimum_append(kind: fm.VisitKind, drops: bool) -> int:
     return 2 + 4 + slots.index.records + 1 + writes + 1 + (1 if drops else 0)
 
 
+@dataclass
+class Row:
+    """One line of the table."""
+
+    name: str
+    apdus: int
+    minimum: int
+    local_ms: float
+    pcsc_ms: float | None = None
+
+
 def visit(n: int) -> VisitRecord:
     return VisitRecord(
         kind=fm.VisitKind.OUTPATIENT,
@@ -83,7 +96,7 @@ def visit(n: int) -> VisitRecord:
 
 
 def measure(
-    make: Callable[[], Transport], op: Callable[[CardSession], object], runs: int, sam: SoftwareSam
+    make: Callable[[], Transport], op: Callable[[CardSession], object], runs: int, sam: Sam
 ) -> tuple[int, float]:
     counts, times = [], []
     for _ in range(runs):
@@ -141,14 +154,14 @@ def main() -> None:
     def local() -> Transport:
         return EmulatedCard(profile, KEYS, base_dir=SAMPLES)
 
-    results = []
+    results: list[Row] = []
     for name, op, minimum in ops:
         count, ms = measure(local, op, args.runs, sam)
-        results.append([name, count, minimum, ms, None])
+        results.append(Row(name, count, minimum, ms))
 
     if not args.no_pcsc:
         from hcmiddleware.card.pcsc import PcscTransport
-        from hcmiddleware.card.vpcd import VpcdCard
+        from hcmiddleware.card.vpcd import SAM_PORT, VpcdCard
         from hcmiddleware.testing.pcscd import USER_READER, Pcscd
 
         with Pcscd() as daemon:
@@ -165,16 +178,43 @@ def main() -> None:
                         return PcscTransport(USER_READER)
 
                     count, ms = measure(remote, op, args.runs, sam)
-                    assert count == row[1]
-                    row[4] = ms
+                    assert count == row.apdus
+                    row.pcsc_ms = ms
                 daemon.wait_card(False)
 
+            # The identity read again, with the SAM as a card in reader 1 (PcscSam
+            # driving the SAM emulator by APDU), as on a real two-slot terminal.
+            from hcmiddleware.sam.emulated import DEFAULT_TEST_PIN, EmulatedSam
+            from hcmiddleware.sam.keyset import load_keyset
+            from hcmiddleware.sam.pcsc import PcscSam
+            from hcmiddleware.testing.pcscd import SAM_READER
+
+            name, op, minimum = ops[0]
+            keyset = load_keyset(KEYS)
+            local_sam = PcscSam(EmulatedSam(keyset), DEFAULT_TEST_PIN)
+            count, ms = measure(local, op, args.runs, local_sam)
+            row = Row(name.replace(")", ", SAM card)"), count, minimum, ms)
+            card = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+            daemon.wait_card(False)
+            with VpcdCard(card), VpcdCard(EmulatedSam(keyset), SAM_PORT):
+                daemon.wait_card(True)
+                daemon.wait_card(True, SAM_READER)
+                sam_slot = PcscTransport(SAM_READER)
+                with PcscSam(sam_slot, DEFAULT_TEST_PIN) as pcsc_sam:
+                    count, row.pcsc_ms = measure(
+                        lambda: PcscTransport(USER_READER), op, args.runs, pcsc_sam
+                    )
+                sam_slot.close()
+            daemon.wait_card(False)
+            results.append(row)
+
     print(
-        f"{'operation':<38} {'APDUs':>6} {'minimum':>8} {'in-process ms':>14} {'pcscd+vpcd ms':>14}"
+        f"{'operation':<46} {'card APDUs':>10} {'minimum':>8} "
+        f"{'in-process ms':>14} {'pcscd+vpcd ms':>14}"
     )
-    for name, count, minimum, local_ms, pcsc_ms in results:
-        pcsc = f"{pcsc_ms:14.2f}" if pcsc_ms is not None else f"{'-':>14}"
-        print(f"{name:<38} {count:>6} {minimum:>8} {local_ms:>14.2f} {pcsc}")
+    for r in results:
+        pcsc = f"{r.pcsc_ms:14.2f}" if r.pcsc_ms is not None else f"{'-':>14}"
+        print(f"{r.name:<46} {r.apdus:>10} {r.minimum:>8} {r.local_ms:>14.2f} {pcsc}")
 
 
 if __name__ == "__main__":

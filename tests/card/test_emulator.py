@@ -196,6 +196,9 @@ def test_bad_profiles(profile: dict[str, object]) -> None:
         EmulatedCard(profile, KEYS)
     with pytest.raises(CardDataError):
         EmulatedCard.from_files("/nonexistent/profile.json", KEYS)
+    profile["items"] = {**profile["items"], "chip_serial": "9912345678", "nmae": "x"}  # type: ignore[dict-item]
+    with pytest.raises(CardDataError, match="nmae"):
+        EmulatedCard(profile, KEYS)
 
 
 def test_files_have_the_spec_sizes(card: EmulatedCard) -> None:

@@ -74,7 +74,7 @@ def test_same_apdus_as_in_process(transport: PcscTransport, card: EmulatedCard) 
     assert over_pcsc.apdu_count == local.apdu_count
 
 
-def test_first_reader_with_a_card(transport: PcscTransport) -> None:
+def test_first_reader_with_a_card(inserted: VpcdCard) -> None:
     other = PcscTransport()
     try:
         assert other.reader == USER_READER
@@ -195,3 +195,13 @@ def test_two_slot_terminal_with_a_sam_card(
             sam_slot.close()
     pcscd.wait_card(False)
     pcscd.wait_card(False, SAM_READER)
+
+
+def test_a_second_program_is_kept_off_the_card(transport: PcscTransport) -> None:
+    with pytest.raises(ReaderError) as info:
+        PcscTransport(USER_READER)
+    assert "in use" in info.value.message
+    with pytest.raises(ReaderError):  # asking for shared access does not get in either
+        PcscTransport(USER_READER, exclusive=False)
+    with pytest.raises(ReaderError):  # nor does "the first reader with a card"
+        PcscTransport()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 import pytest
@@ -259,3 +260,56 @@ def test_tear_at_every_apdu_leaves_old_or_new(
         assert final[0]["diagnosis_name"] == "健康体检10"
         assert len(final) == len(old)
     assert seen == {len(old), len(old) + 1}  # both the old and the old+new states occurred
+
+
+def test_visits_without_signatures_save_one_apdu_each(session: CardSession) -> None:
+    with_signatures = session.read_visits()
+    before = session.apdu_count
+    without = session.read_visits(signatures=False)
+    # index reads again, then per visit SELECT + content only
+    assert session.apdu_count - before == 3 + 5 + 2 * len(with_signatures)
+    assert [v.model_dump(exclude={"signature", "certificate"}) for v in without] == [
+        v.model_dump(exclude={"signature", "certificate"}) for v in with_signatures
+    ]
+
+
+class SlowLink:
+    """A transport that yields to other threads on every APDU, as a real reader does."""
+
+    def __init__(self, card: EmulatedCard) -> None:
+        self.card = card
+        self.atr = card.atr
+
+    def transmit(self, apdu: bytes) -> bytes:
+        time.sleep(0.0002)
+        return self.card.transmit(apdu)
+
+    def close(self) -> None:
+        pass
+
+
+def test_threads_share_a_session_one_operation_at_a_time(
+    card: EmulatedCard, sam: SoftwareSam
+) -> None:
+    """Two threads alternate DFs; without serialising, one would read in the other's DF."""
+    import threading
+
+    session = CardSession(SlowLink(card), sam)
+    errors: list[BaseException] = []
+
+    def work(read: Any) -> None:
+        try:
+            for _ in range(30):
+                read()
+        except BaseException as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(session.read_cardholder,)),
+        threading.Thread(target=work, args=(session.read_personal,)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []

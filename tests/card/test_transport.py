@@ -33,7 +33,7 @@ def test_default_trace_masks_key_material_and_personal_data(
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines[0] == {"atr": card.atr.hex().upper()}
     assert len(lines) - 1 == session.apdu_count == len(tracer.entries)
-    by_ins = {}
+    by_ins: dict[str, list[dict[str, str]]] = {}
     for e in lines[1:]:
         by_ins.setdefault(e["c"][2:4], []).append(e)
     assert by_ins["82"][0]["c"].endswith("**" * 8)  # external-auth cryptogram

@@ -94,6 +94,12 @@ class EmulatedCard:
         base_dir: str | Path = ".",
     ) -> None:
         items = dict(profile.get("items", {}))
+        unknown = sorted(set(items) - {it.name for it in fm.ITEMS.values()})
+        if unknown:
+            raise CardDataError(
+                f"the card profile names unknown items: {', '.join(unknown)}",
+                hint="item names are those of hcmiddleware.card.filemap (e.g. id_number)",
+            )
         serial = str(items.get("chip_serial", ""))
         if len(serial.encode("ascii", "replace")) != 10:
             raise CardDataError("the profile's chip_serial must be 10 ASCII characters")

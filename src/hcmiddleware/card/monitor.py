@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -60,6 +61,7 @@ class CardEvents:
 
         class _Observer(CardObserver):  # type: ignore[misc]
             def update(self, observable: object, handlers: Any) -> None:
+                """pyscard's callback: (added cards, removed cards)."""
                 added, removed = handlers
                 for card in removed:
                     events._deliver(events.on_removed, str(card.reader))
@@ -84,16 +86,22 @@ class CardEvents:
         from smartcard.scard import SCardCancel
 
         # pyscard joins its thread when the last observer goes, and that thread sits in
-        # SCardGetStatusChange for up to 60 s: cancel the wait so the join is immediate.
+        # SCardGetStatusChange for up to 60 s: cancel its wait until it has ended. A
+        # cancel that lands between two waits is lost, hence the loop.
         inner = CardMonitoringThread.instance
-        request = getattr(getattr(inner, "cardrequest", None), "pcsccardrequest", None)
+        request = None
         if inner is not None:
             inner.stopEvent.set()
-            if request is not None and request.hcontext is not None:
-                SCardCancel(request.hcontext)
+            deadline = time.monotonic() + 5.0
+            while inner.is_alive() and time.monotonic() < deadline:
+                request = getattr(getattr(inner, "cardrequest", None), "pcsccardrequest", None)
+                if request is not None and request.hcontext is not None:
+                    SCardCancel(request.hcontext)
+                inner.join(0.05)
         self._monitor.deleteObserver(self._observer)
-        if request is not None:
-            # pyscard leaves this to a finaliser, which fails noisily after pcscd stops
+        if inner is not None and not inner.is_alive() and request is not None:
+            # No wait is running any more: release the context now rather than in
+            # pyscard's finaliser, which fails noisily when it runs after pcscd stops.
             with contextlib.suppress(Exception):
                 request.release()
         self._monitor = None

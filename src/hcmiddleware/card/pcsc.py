@@ -76,9 +76,15 @@ class PcscTransport:
     ``reader`` is a reader's name (exact, or a unique part of it); ``None`` picks the
     first reader holding a card. The connection uses ``reader.createConnection()``
     (a connection from pyscard's ``CardRequest`` dies with the request object).
+
+    ``exclusive`` (the default) keeps other programs off the card while it is open: the
+    session's selected DF and authentications live on the card, and another program's
+    SELECT in between would silently drop them. A second program then gets a
+    :class:`ReaderError` ("in use") instead of corrupting the conversation.
     """
 
-    def __init__(self, reader: str | None = None) -> None:
+    def __init__(self, reader: str | None = None, *, exclusive: bool = True) -> None:
+        self.exclusive = exclusive
         readers = _readers()
         if not readers:
             raise ReaderError(
@@ -98,25 +104,28 @@ class PcscTransport:
             candidates = matches
         else:
             candidates = readers
-        last: CardAbsentError | ReaderError | None = None
+        busy: ReaderError | None = None
         for candidate in candidates:
             try:
                 self._connect(candidate)
                 return
-            except (CardAbsentError, ReaderError) as exc:
-                last = exc
-        if isinstance(last, ReaderError):
-            raise last
+            except ReaderError as exc:
+                busy = busy or exc  # a card in a busy reader beats "no card anywhere"
+            except CardAbsentError:
+                pass
+        if busy is not None:
+            raise busy
         raise CardAbsentError(
             "no card in " + (f"reader {reader!r}" if reader else "any reader"),
         )
 
     def _connect(self, reader: Any) -> None:
         from smartcard.Exceptions import SmartcardException
+        from smartcard.scard import SCARD_SHARE_EXCLUSIVE, SCARD_SHARE_SHARED
 
         connection = reader.createConnection()
         try:
-            connection.connect()
+            connection.connect(mode=SCARD_SHARE_EXCLUSIVE if self.exclusive else SCARD_SHARE_SHARED)
         except SmartcardException as exc:
             # Release now: pyscard's finaliser would do it later, maybe after pcscd is gone.
             with contextlib.suppress(SmartcardException):

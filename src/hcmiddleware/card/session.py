@@ -20,8 +20,11 @@ Visit records are written tear-safe (see :meth:`CardSession.append_visit`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Concatenate, ParamSpec, TypeVar
 
 from hcmiddleware.card import filemap as fm
 from hcmiddleware.card.apdu import Apdu, Response, exchange, parse_command
@@ -93,8 +96,26 @@ class _Counting:
         self.count = 0
 
     def transmit(self, apdu: bytes) -> bytes:
+        """Count, then pass on."""
         self.count += 1
         return self.transport.transmit(apdu)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _serialised(
+    method: Callable[Concatenate[CardSession, _P], _R],
+) -> Callable[Concatenate[CardSession, _P], _R]:
+    """One operation at a time per session: its DF and open keys are shared state."""
+
+    @functools.wraps(method)
+    def locked(self: CardSession, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class CardSession:
@@ -102,7 +123,8 @@ class CardSession:
 
     ``sam`` is needed for everything beyond DDF1/EF05 (issuer data); without it those
     reads raise :class:`~hcmiddleware.errors.SamUnavailableError`. Every card failure is
-    a :class:`~hcmiddleware.errors.CardError` subclass.
+    a :class:`~hcmiddleware.errors.CardError` subclass. Operations may be called from
+    several threads; they run one at a time.
     """
 
     def __init__(self, transport: Transport, sam: Sam | None = None) -> None:
@@ -112,6 +134,7 @@ class CardSession:
         self._df: fm.DfSpec | None = None
         self._auth: set[int] = set()
         self._factor: bytes | None = None
+        self._lock = threading.RLock()
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -130,17 +153,25 @@ class CardSession:
     def _send(self, apdu: Apdu, what: str, accept: frozenset[int] = frozenset()) -> Response:
         return exchange(self._io, apdu, what=what, accept=accept)
 
+    @_serialised
     def forget_state(self) -> None:
         """Forget the selected DF and authentications (after a reset or reinsertion)."""
         self._df = None
         self._auth.clear()
 
     def _select_df(self, df: fm.DfSpec) -> None:
+        """Make ``df`` current with as few SELECTs as the card allows.
+
+        DF01–DF03 are children of DDF1, reachable by FID from DDF1 or a sibling; from
+        anywhere else (a fresh card sits in the MF) DDF1 comes first, by name, which
+        also tells a health card from a foreign one. Every DF selection clears the
+        card's security state, and so ours.
+        """
         if self._df is df:
             return
-        if df is fm.DDF1 or self._df not in (fm.DDF1, fm.DF01, fm.DF02, fm.DF03):
-            self._df = None
-            self._auth.clear()
+        previous, self._df = self._df, None
+        self._auth.clear()
+        if df is fm.DDF1 or previous not in (fm.DDF1, fm.DF01, fm.DF02, fm.DF03):
             assert fm.DDF1.name is not None
             try:
                 self._send(Apdu(0x00, 0xA4, 0x04, 0x00, fm.DDF1.name), "selecting the health DDF")
@@ -148,15 +179,10 @@ class CardSession:
                 raise ForeignCardError(
                     "the card has no resident health card application (WS.SYS.DDF01)"
                 ) from None
-            self._df = fm.DDF1
         if df is not fm.DDF1:
-            self._df = None
-            self._auth.clear()
-            self._send(
-                Apdu(0x00, 0xA4, 0x00, 0x00, df.fid.to_bytes(2, "big")), f"selecting {df.label}"
-            )
+            fid = df.fid.to_bytes(2, "big")
+            self._send(Apdu(0x00, 0xA4, 0x00, 0x00, fid), f"selecting {df.label}")
         self._df = df
-        self._auth.clear()
 
     def _require_sam(self, what: str) -> Sam:
         if self.sam is None:
@@ -202,6 +228,7 @@ class CardSession:
             values[it.name] = decode_item(it, raw)
         return values
 
+    @_serialised
     def read_items(self, numbers: Iterable[int]) -> dict[int, ItemValue]:
         """Items by number (the ``wsc_GetCardInfo`` idea): text for AN/CN, bytes for B."""
         its = []
@@ -216,18 +243,22 @@ class CardSession:
         by_name = self._read_tlv_items(its)
         return {fm.item(name).number: value for name, value in by_name.items()}
 
+    @_serialised
     def read_issuer(self) -> Issuer:
         """DDF1/EF05, free to read: 1 SELECT + 10 READ RECORD on a fresh card."""
         return issuer_from(self._read_tlv_items(fm.items_of(fm.ISSUER)))
 
+    @_serialised
     def read_cardholder(self) -> Cardholder:
         """DDF1/EF06 (read key 01)."""
         return cardholder_from(self._read_tlv_items(fm.items_of(fm.CARDHOLDER)))
 
+    @_serialised
     def read_validity(self) -> Validity:
         """DDF1/EF08 (read key 01): expiry, phones, payment methods."""
         return validity_from(self._read_tlv_items(fm.items_of(fm.VALIDITY)))
 
+    @_serialised
     def read_photo(self) -> bytes:
         """The JPEG of DDF1/EF07; ``b""`` when the card carries no photo."""
         spec = fm.PHOTO
@@ -258,6 +289,7 @@ class CardSession:
             raise CardDataError("the photo file does not hold a JPEG image")
         return photo
 
+    @_serialised
     def read_personal(self) -> Personal:
         """DF01: addresses, contacts, education/marital/occupation, documents (key 02)."""
         its = [
@@ -279,6 +311,7 @@ class CardSession:
             out.append(values)
         return out
 
+    @_serialised
     def read_clinical(self) -> Clinical:
         """DF02: blood group, condition flags, warnings, allergies, immunisations (key 03)."""
         values = self._read_tlv_items([*fm.items_of(fm.BASICS), *fm.items_of(fm.PSYCHIATRIC)])
@@ -294,6 +327,7 @@ class CardSession:
             immunisations.append(Immunisation(vaccine=str(v["vaccine"]), date=date))
         return clinical_from(values, allergies, immunisations)
 
+    @_serialised
     def read_visit_index(self, kind: fm.VisitKind) -> VisitIndex:
         """The DF03 index flags of ``kind`` (key 04)."""
         index = fm.VISIT_SLOTS[kind].index
@@ -315,8 +349,13 @@ class CardSession:
             Apdu(0x00, 0xB0, offset >> 8, offset & 0xFF, le=le), what, _ACCEPT_EOF
         ).data
 
-    def read_visit(self, kind: fm.VisitKind, slot: int) -> VisitRecord:
-        """One visit record, read up to the end of its TLV run, then its signature block."""
+    @_serialised
+    def read_visit(self, kind: fm.VisitKind, slot: int, *, signature: bool = True) -> VisitRecord:
+        """One visit record, read up to the end of its TLV run, then its signature block.
+
+        ``signature=False`` skips the signature block (one APDU less) when the caller
+        only shows the summary.
+        """
         ef = fm.VISIT_SLOTS[kind].records[slot - 1]
         self._select_ef(ef)
         what = f"reading {kind} visit {slot}"
@@ -330,17 +369,23 @@ class CardSession:
             _, ended = parse_run(bytes(content))
             if ended or len(content) >= body_size:
                 break
-        trailer = self._read_binary(body_size, fm.VISIT_TRAILER_LEN, what)
+        trailer = (
+            self._read_binary(body_size, fm.VISIT_TRAILER_LEN, what)
+            if signature
+            else bytes(fm.VISIT_TRAILER_LEN)
+        )
         return decode_visit(kind, slot, bytes(content[:body_size]), trailer)
 
-    def read_visits(self) -> list[VisitRecord]:
+    @_serialised
+    def read_visits(self, *, signatures: bool = True) -> list[VisitRecord]:
         """The valid inpatient and outpatient records, newest first."""
         visits = []
         for kind in fm.VisitKind:
             for slot in self.read_visit_index(kind).valid_slots:
-                visits.append(self.read_visit(kind, slot))
+                visits.append(self.read_visit(kind, slot, signature=signatures))
         return sorted(visits, key=lambda v: v.visited_at, reverse=True)
 
+    @_serialised
     def verify_genuine(self) -> None:
         """INTERNAL AUTHENTICATE with key 21: the card proves it was issued with our keys.
 
@@ -354,6 +399,7 @@ class CardSession:
         ).data
         sam.check_internal_auth(fm.INTERNAL_AUTH_KEY, self.card_factor, challenge, answer)
 
+    @_serialised
     def read_all(self, *, verify: bool = True) -> CardRead:
         """Everything, DF by DF (one SELECT and one authentication each)."""
         if verify:
@@ -381,10 +427,12 @@ class CardSession:
         assert ef.sfi is not None
         self._send(Apdu(0x00, 0xDC, 0x00, (ef.sfi << 3) | 0x03, record), f"writing {ef.path}")
 
+    @_serialised
     def add_allergy(self, allergy: Allergy) -> None:
         """Append an allergy (one APDU, atomic; the oldest of three drops out)."""
         self._append_cyclic(fm.ALLERGIES, allergy.model_dump())
 
+    @_serialised
     def add_immunisation(self, immunisation: Immunisation) -> None:
         """Append an immunisation (one APDU, atomic; the oldest of ten drops out)."""
         self._append_cyclic(
@@ -392,6 +440,7 @@ class CardSession:
             {"vaccine": immunisation.vaccine, "date": encode_date(immunisation.date)},
         )
 
+    @_serialised
     def update_item(self, number: int, value: ItemValue) -> None:
         """Rewrite one TLV item under secure messaging (the DF's update key)."""
         it = fm.ITEMS.get(number)
@@ -416,6 +465,7 @@ class CardSession:
             f"marking visit slot {slot} {'valid' if valid else 'invalid'}",
         )
 
+    @_serialised
     def append_visit(self, visit: VisitRecord) -> int:
         """Write a visit summary so that a pull at any point never leaves a mixed record.
 

@@ -231,9 +231,10 @@ class ReplayTransport:
         entry = self._entries[self.position]
         self.position += 1
         if not _matches(entry["c"], apdu.hex().upper()):
+            # Only the header is named: the data may be personal or key-derived.
             raise CardProtocolError(
-                f"APDU {entry['n']} differs from the log: sent {apdu.hex().upper()}, "
-                f"logged {entry['c']}"
+                f"APDU {entry['n']} differs from the log: sent header "
+                f"{apdu[:4].hex().upper()}, logged {entry['c'][:8]}"
             )
         if "error" in entry:
             raise CardAbsentError("the card was pulled at this point of the log")

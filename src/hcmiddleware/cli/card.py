@@ -90,7 +90,9 @@ def _print(value: Any, indent: str) -> None:
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
         label = f"{indent}{key}:"
-        if isinstance(item, dict | list) and item:
+        if isinstance(item, list) and all(isinstance(x, str | int) for x in item):
+            click.echo(f"{label} {', '.join(str(x) for x in item)}")
+        elif isinstance(item, dict | list) and item:
             click.echo(label)
             _print(item, indent + "  ")
         elif isinstance(item, bytes):

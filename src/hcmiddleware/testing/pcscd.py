@@ -52,8 +52,9 @@ def _scard_states(readers: list[str]) -> dict[str, int]:
 class Pcscd:
     """Start (or reuse) pcscd with the vpcd readers; a context manager."""
 
-    def __init__(self, *, startup_timeout: float = 10.0) -> None:
+    def __init__(self, *, startup_timeout: float = 10.0, vpcd: bool = True) -> None:
         self.startup_timeout = startup_timeout
+        self.vpcd = vpcd
         self.started = False
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
@@ -84,10 +85,29 @@ class Pcscd:
         except Exception:  # pyscard raises several types for "no service"
             return []
 
+    @staticmethod
+    def running() -> bool:
+        """True when a pcscd answers on the machine's socket."""
+        try:
+            _scard_states([])
+        except ReaderError:
+            return False
+        return True
+
     def start(self) -> Pcscd:
-        """Reuse a pcscd that shows the vpcd readers, or start a private one."""
-        if USER_READER in self.readers():
+        """Reuse a pcscd that shows the vpcd readers, or start a private one.
+
+        With ``vpcd=False`` a pcscd without any reader is started, for testing what the
+        software does on a terminal whose reader is unplugged; that needs the machine's
+        one pcscd socket, so it refuses when another pcscd runs.
+        """
+        if self.vpcd and USER_READER in self.readers():
             return self
+        if not self.vpcd and self.running():
+            raise ReaderError(
+                "a pcscd is already running; a reader-less one cannot be started beside it",
+                hint="stop the other pcscd (it owns /run/pcscd/pcscd.comm) and run again",
+            )
         binary = shutil.which("pcscd") or "/usr/sbin/pcscd"
         if not Path(binary).exists() or not VPCD_DRIVER.exists():
             raise ReaderError(
@@ -97,7 +117,8 @@ class Pcscd:
         self._dir = Path(tempfile.mkdtemp(prefix="hcm-pcscd-"))
         conf = self._dir / "reader.conf.d"
         conf.mkdir()
-        (conf / "vpcd").write_text(_CONFIG, encoding="ascii")
+        if self.vpcd:
+            (conf / "vpcd").write_text(_CONFIG, encoding="ascii")
         self.log_path = self._dir / "pcscd.log"
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(  # noqa: S603 - fixed arguments
@@ -108,12 +129,12 @@ class Pcscd:
             )
         self.started = True
         deadline = time.monotonic() + self.startup_timeout
-        while USER_READER not in self.readers():
+        while not (USER_READER in self.readers() if self.vpcd else self.running()):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 text = self.log_path.read_text(errors="replace")[-2000:]
                 self.stop()
                 raise ReaderError(
-                    f"pcscd did not come up with the vpcd readers; its log ends: {text}",
+                    f"pcscd did not come up as asked; its log ends: {text}",
                     hint="another pcscd may hold /run/pcscd; stop it and retry",
                 )
             time.sleep(0.1)
