@@ -83,3 +83,14 @@ def test_a_site_sam_provider_wins_over_the_builtin(tmp_path: Path) -> None:
         assert mw.terminal.sam is site_sam
         card = mw.terminal.read(EmulatedCard.from_files(PROFILE, KEYS))
         assert card.issuer.card_number
+
+
+def test_doctor_checks_the_sam(tmp_path: Path) -> None:
+    with Middleware(config(tmp_path, sam={"keys": str(KEYS)})) as mw:
+        rows = {r.name: r for _, r in mw.doctor()}
+    assert rows["SAM"].ok
+    assert "SoftwareSam" in rows["SAM"].detail
+    with Middleware(config(tmp_path, sam={"keys": str(tmp_path / "missing.json")})) as mw:
+        rows = {r.name: r for _, r in mw.doctor()}
+    assert not rows["SAM"].ok
+    assert rows["SAM"].hint
