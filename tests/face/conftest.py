@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import sample_faces as faces
 
+from hcmiddleware.face.backend import Template
 from hcmiddleware.face.dlib_backend import DlibBackend
 from hcmiddleware.face.settings import FaceSettings
+from hcmiddleware.face.verify import FaceService
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +27,25 @@ def settings() -> FaceSettings:
 
 
 @pytest.fixture(scope="session")
+def service(backend: DlibBackend, settings: FaceSettings) -> FaceService:
+    """A FaceService on the shared backend with default settings."""
+    return FaceService(settings, backend=backend)
+
+
+@pytest.fixture(scope="session")
 def people() -> dict[str, np.ndarray]:
     """One RGB portrait per person (see tests/face/faces.py for where each comes from)."""
     return faces.load_people()
+
+
+@pytest.fixture(scope="session")
+def encode_cached(service: FaceService) -> Callable[[str, bytes], Template]:
+    """Encode a photo once per session under a key; tests share the slow part."""
+    cache: dict[str, Template] = {}
+
+    def encode(key: str, photo: bytes) -> Template:
+        if key not in cache:
+            cache[key] = service.encode(photo)
+        return cache[key]
+
+    return encode

@@ -1,0 +1,141 @@
+"""1:1 verification: is the person at the kiosk the cardholder?"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hcmiddleware.errors import UnusablePhotoError
+from hcmiddleware.face.backend import FaceBackend, Template, as_template, load_backend
+from hcmiddleware.face.quality import check_photo
+from hcmiddleware.face.settings import FaceSettings, ReferenceSource
+
+__all__ = ["FaceService", "FaceVerification", "LivenessCheck", "VerificationStatus"]
+
+#: A liveness check on the live photo's bytes: True = a live person, False = not
+#: (a print, a screen, a mask), None = no opinion. The runtime wires it to the
+#: ``hcm_face_liveness`` hook.
+LivenessCheck = Callable[[bytes], "bool | None"]
+
+VerificationStatus = Literal["match", "no_match", "unusable", "refused"]
+
+
+class FaceVerification(BaseModel):
+    """The answer of a 1:1 check.
+
+    ``status`` is ``match`` or ``no_match`` when both photos were usable (then
+    ``distance`` and ``threshold`` are set; a match is ``distance <= threshold``),
+    ``unusable`` when a photo failed a quality gate (``photo`` says which, ``reason``
+    the gate's code, ``message``/``hint`` what to tell the person), and ``refused``
+    when the liveness check said the live photo is not of a live person.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: VerificationStatus
+    source: ReferenceSource
+    distance: float | None = None
+    threshold: float | None = None
+    liveness: bool | None = Field(None, description="the liveness check's answer, if asked")
+    photo: str | None = Field(None, description="which photo was unusable")
+    reason: str | None = Field(None, description="stable code of why it was unusable/refused")
+    message: str | None = None
+    hint: str | None = None
+    backend: str
+
+    @property
+    def matched(self) -> bool:
+        """True only for a match; every other status is not a pass."""
+        return self.status == "match"
+
+
+class FaceService:
+    """Face checks with one backend and one set of settings.
+
+    Not thread-safe (neither is the default backend); give each worker its own.
+    """
+
+    def __init__(
+        self,
+        settings: FaceSettings | None = None,
+        *,
+        backend: FaceBackend | None = None,
+        liveness: LivenessCheck | None = None,
+    ) -> None:
+        self.settings = settings or FaceSettings()
+        self.backend = backend if backend is not None else load_backend(self.settings.backend)
+        self._liveness = liveness
+
+    def encode(self, photo: bytes, *, role: str = "probe") -> Template:
+        """The template of the one face in ``photo``; raises an UnusablePhotoError
+        subclass when a quality gate fails."""
+        face = check_photo(photo, self.backend, self.settings, role=role)
+        return self.backend.encode(face.photo.image, face.box)
+
+    def verify(
+        self,
+        live: bytes,
+        reference: bytes,
+        *,
+        source: ReferenceSource = "card_photo",
+    ) -> FaceVerification:
+        """Check the ``live`` photo against a ``reference`` photo (the card photo by
+        default)."""
+        return self._verify(live, lambda: self.encode(reference, role="reference"), source)
+
+    def verify_template(
+        self,
+        live: bytes,
+        template: Template,
+        *,
+        source: ReferenceSource = "enrolled",
+    ) -> FaceVerification:
+        """Check the ``live`` photo against an enrolled ``template``."""
+        ref = as_template(template, dimension=self.backend.dimension)
+        return self._verify(live, lambda: ref, source)
+
+    def _verify(
+        self, live: bytes, reference: Callable[[], Template], source: ReferenceSource
+    ) -> FaceVerification:
+        base = {"source": source, "backend": self.backend.name}
+        alive: bool | None = None
+        try:
+            live_face = check_photo(live, self.backend, self.settings, role="live")
+            if self._liveness is not None:
+                # Asked only once the photo is usable, so a vendor's check never sees
+                # garbage; an exception from it propagates (the runtime contains it).
+                alive = self._liveness(live)
+                if alive is False:
+                    return FaceVerification(
+                        status="refused",
+                        liveness=False,
+                        photo="live",
+                        reason="not_live",
+                        message="the liveness check says the live photo is not of a live person",
+                        hint="ask the person to face the camera themselves; a photo, "
+                        "screen or mask is not accepted",
+                        **base,
+                    )
+            ref = reference()
+        except UnusablePhotoError as exc:
+            return FaceVerification(
+                status="unusable",
+                liveness=alive,
+                photo=exc.photo,
+                reason=exc.reason,
+                message=exc.message,
+                hint=exc.hint,
+                **base,
+            )
+        probe = self.backend.encode(live_face.photo.image, live_face.box)
+        distance = self.backend.compare(probe, ref)
+        threshold = self.settings.thresholds.for_source(source)
+        return FaceVerification(
+            status="match" if distance <= threshold else "no_match",
+            distance=distance,
+            threshold=threshold,
+            liveness=alive,
+            **base,
+        )
