@@ -16,3 +16,6 @@ def main() -> None:
 # Command groups of the product's parts register here, one line each:
 # from hcmiddleware.cli.card import card
 # main.add_command(card)
+from hcmiddleware.cli.face import face  # noqa: E402
+
+main.add_command(face)
