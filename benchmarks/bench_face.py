@@ -1,0 +1,181 @@
+"""Face check timings on this machine, single thread; prints two tables.
+
+1:1 — time per probe for detect + encode + compare, on a kiosk-sized frame against an
+enrolled template and against a card photo (which must be encoded too).
+1:N — exact search time per query over 10k, 100k and 1M random unit templates, numpy
+and faiss (IndexFlatIP) side by side, with the time to load the gallery.
+
+Goals: 1:1 <= 250 ms; 1:N at 1M <= 25 ms per query.
+
+    .venv/bin/python benchmarks/bench_face.py [--sizes 10000,100000,1000000] [--probes 20]
+
+The photos are real faces shipped in installed packages (scikit-image's astronaut,
+matplotlib's Grace Hopper); see tests/face/sample_faces.py for their provenance.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Single thread, set before numpy and faiss load their thread pools.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import io  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from importlib.metadata import distribution  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from hcmiddleware.face.gallery import Engine, FaceGallery  # noqa: E402
+from hcmiddleware.face.quality import check_photo  # noqa: E402
+from hcmiddleware.face.verify import FaceService  # noqa: E402
+
+
+def _jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _photos() -> dict[str, bytes]:
+    from skimage import data
+
+    hopper = Image.open(
+        str(
+            distribution("matplotlib").locate_file(
+                "matplotlib/mpl-data/sample_data/grace_hopper.jpg"
+            )
+        )
+    ).convert("RGB")
+    astronaut = Image.fromarray(np.asarray(data.astronaut())).crop((120, 0, 330, 260))
+    # A kiosk camera frame: the portrait centred in 640×480.
+    frame = Image.new("RGB", (640, 480), (90, 90, 90))
+    frame.paste(hopper.resize((390, 458)), (125, 11))
+    return {
+        "frame_640x480": _jpeg(frame),
+        "frame_1920x1440": _jpeg(frame.resize((1920, 1440), Image.Resampling.BICUBIC)),
+        "card_100x125": _jpeg(hopper.crop((60, 40, 460, 540)).resize((100, 125)), 60),
+        "other_person": _jpeg(astronaut),
+    }
+
+
+def _ms(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered) * 1000, p95 * 1000
+
+
+def _timed(fn: Callable[[], object], n: int) -> list[float]:
+    fn()  # warm-up: model load, caches
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_verify(probes: int) -> None:
+    service = FaceService()
+    photos = _photos()
+    enrolled = service.encode(photos["card_100x125"])
+    rows = []
+    for name in ("frame_640x480", "frame_1920x1440", "card_100x125"):
+        data = photos[name]
+        face = check_photo(data, service.backend, service.settings, role="live")
+        gate = _timed(
+            lambda data=data: check_photo(data, service.backend, service.settings, role="live"),
+            probes,
+        )
+        enc = _timed(lambda face=face: service.backend.encode(face.photo.image, face.box), probes)
+        probe = service.backend.encode(face.photo.image, face.box)
+        cmp_ = _timed(lambda probe=probe: service.backend.compare(probe, enrolled), probes)
+        vs_tpl = _timed(lambda data=data: service.verify_template(data, enrolled), probes)
+        vs_card = _timed(lambda data=data: service.verify(data, photos["card_100x125"]), probes)
+        rows.append((name, gate, enc, cmp_, vs_tpl, vs_card))
+    print(f"\n1:1 verification, backend {service.backend.name}, {probes} probes, ms median/p95")
+    head = (
+        f"{'probe':<17}{'decode+detect':>16}{'encode':>14}{'compare':>12}"
+        f"{'vs template':>16}{'vs card photo':>16}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name, *cols in rows:
+        cells = "".join(
+            f"{'{:.1f}/{:.1f}'.format(*_ms(c)):>{w}}"
+            for c, w in zip(cols, (16, 14, 12, 16, 16), strict=True)
+        )
+        print(f"{name:<17}{cells}")
+    answer = service.verify(photos["other_person"], photos["card_100x125"])
+    print(f"(sanity: another person vs the card photo -> {answer.status}, d={answer.distance:.3f})")
+
+
+def bench_search(sizes: list[int], queries: int) -> None:
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+        engines: list[Engine] = ["numpy", "faiss"]
+    except ImportError:
+        print("faiss not installed: numpy only")
+        engines = ["numpy"]
+    rng = np.random.default_rng(0)
+    print(f"\n1:N exact search, 128-d, top-5, single thread, {queries} queries, ms")
+    head = (
+        f"{'templates':>10}"
+        + "".join(f"{e + ' load s':>14}{e + ' median':>15}{e + ' p95':>12}" for e in engines)
+        + f"{'same top-5':>12}"
+    )
+    print(head)
+    print("-" * len(head))
+    for n in sizes:
+        matrix = rng.standard_normal((n, 128), dtype=np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        ids = [f"R{i:07d}" for i in range(n)]
+        qs = rng.standard_normal((queries, 128), dtype=np.float32)
+        # Probes near an enrolled face, as at enrolment of a returning resident.
+        qs[: queries // 2] = matrix[rng.integers(0, n, queries // 2)] + 0.02 * qs[: queries // 2]
+        cells = ""
+        answers = []
+        for engine in engines:
+            t = time.perf_counter()
+            gallery = FaceGallery(128, engine=engine)
+            gallery.add_many(ids, matrix)
+            load = time.perf_counter() - t
+            gallery.search(qs[-1], top=5)  # warm-up
+            times = []
+            res = []
+            for q in qs:
+                t = time.perf_counter()
+                res.append([h.resident_id for h in gallery.search(q, top=5)])
+                times.append(time.perf_counter() - t)
+            answers.append(res)
+            med, p95 = _ms(times)
+            cells += f"{load:>14.2f}{med:>15.2f}{p95:>12.2f}"
+            del gallery
+        same = all(a == answers[0] for a in answers[1:])
+        print(f"{n:>10}{cells}{'yes' if same else 'NO':>12}")
+        del matrix
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--probes", type=int, default=20)
+    parser.add_argument("--skip-verify", action="store_true")
+    parser.add_argument("--skip-search", action="store_true")
+    args = parser.parse_args()
+    if not args.skip_verify:
+        bench_verify(args.probes)
+    if not args.skip_search:
+        bench_search([int(s) for s in args.sizes.split(",")], args.queries)
+
+
+if __name__ == "__main__":
+    main()
