@@ -14,7 +14,7 @@ from hcmiddleware.face.backend import Template
 from hcmiddleware.face.dlib_backend import DlibBackend
 from hcmiddleware.face.gallery import Engine, FaceGallery
 
-ENGINES: list[Engine] = ["numpy", "faiss"]
+ENGINES: list[Engine] = ["numpy", "faiss", "faiss-fp16"]
 
 
 def _random_templates(n: int, dim: int = 128, seed: int = 1) -> np.ndarray:
@@ -46,7 +46,7 @@ def test_search_is_exact(engine: Engine) -> None:
         assert [h.distance for h in hits] == pytest.approx([e[1] for e in expected], abs=1e-4)
 
 
-def test_numpy_and_faiss_give_the_same_answers_through_edits() -> None:
+def test_every_engine_gives_the_same_answers_through_edits() -> None:
     matrix = _random_templates(2000, seed=3)
     replacements = _random_templates(300, seed=4)
     galleries = [FaceGallery(128, engine=e) for e in ENGINES]
@@ -57,11 +57,14 @@ def test_numpy_and_faiss_give_the_same_answers_through_edits() -> None:
         for i in range(300):
             g.replace(f"r{i * 5}", replacements[i])
         g.add("new", matrix[0])
-    assert len(galleries[0]) == len(galleries[1])
+    assert len({len(g) for g in galleries}) == 1
     for query in _random_templates(25, seed=9):
-        a, b = (g.search(query, top=8) for g in galleries)
-        assert [h.resident_id for h in a] == [h.resident_id for h in b]
-        assert [h.distance for h in a] == pytest.approx([h.distance for h in b], abs=1e-5)
+        first, *others = (g.search(query, top=8) for g in galleries)
+        for other in others:
+            assert [h.resident_id for h in other] == [h.resident_id for h in first]
+            assert [h.distance for h in other] == pytest.approx(
+                [h.distance for h in first], abs=1e-5
+            )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -126,9 +129,10 @@ def test_unnormalised_templates_are_normalised() -> None:
 
 def test_faiss_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "faiss", None)
-    with pytest.raises(FaceBackendError, match="faiss is not installed") as info:
-        FaceGallery(128, engine="faiss")
-    assert "gallery_engine" in info.value.hint
+    for engine in ("faiss", "faiss-fp16"):
+        with pytest.raises(FaceBackendError, match="faiss is not installed") as info:
+            FaceGallery(128, engine=engine)  # type: ignore[arg-type]
+        assert "gallery_engine" in info.value.hint
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -146,3 +150,39 @@ def test_real_faces_find_their_owner_first(
         assert hits[0].resident_id == name
         assert hits[0].distance == pytest.approx(backend.compare(probe, cards[name]), abs=1e-4)
         assert hits[0].distance < hits[1].distance
+
+
+def test_fp16_shortlist_is_proved_on_ordinary_queries() -> None:
+    matrix = _random_templates(5000, seed=21)
+    g = FaceGallery(128, engine="faiss-fp16")
+    g.add_many([f"r{i}" for i in range(5000)], matrix)
+    rows = g._rows
+    assert 0.0 < rows.max_error < 1e-3  # type: ignore[attr-defined]
+    for query in _random_templates(30, seed=22):
+        g.search(query, top=5)
+    assert rows.fallbacks == 0  # type: ignore[attr-defined]
+
+
+def test_fp16_shortlist_falls_back_when_it_cannot_prove_the_answer() -> None:
+    # 300 residents whose templates differ by less than fp16 can tell apart: the
+    # shortlist of 64 cannot be proved to hold the true top-5, so the float32 rows are
+    # searched, and the answer is still the exact one.
+    rng = np.random.default_rng(5)
+    base = _random_templates(1, seed=6)[0]
+    near = base + 1e-3 * rng.standard_normal((300, 128)).astype(np.float32)
+    near /= np.linalg.norm(near, axis=1, keepdims=True)
+    ids = [f"r{i}" for i in range(300)]
+    g = FaceGallery(128, engine="faiss-fp16")
+    g.add_many(ids, near)
+    hits = g.search(base, top=5)
+    assert g._rows.fallbacks == 1  # type: ignore[attr-defined]
+    expected = _brute_force(ids, near, base, 5)
+    assert [h.resident_id for h in hits] == [e[0] for e in expected]
+    reference = FaceGallery(128, engine="numpy")
+    reference.add_many(ids, near)
+    assert hits == reference.search(base, top=5)
+
+
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown gallery engine"):
+        FaceGallery(128, engine="annoy")  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from hcmiddleware.face.backend import Template
 __all__ = ["Engine", "FaceGallery", "GalleryHit"]
 
 #: The exact search engines a gallery can use.
-Engine = Literal["numpy", "faiss"]
+Engine = Literal["numpy", "faiss", "faiss-fp16"]
 _LOAD_CHUNK = 8192
 
 
@@ -72,6 +72,19 @@ class _NumpyRows:
             self._row_of[label] = self._n + i
         self._n += m
 
+    def __len__(self) -> int:
+        return self._n
+
+    def scores_of(
+        self, labels: NDArray[np.int64], query: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        """Exact inner products of the rows with these labels."""
+        rows = np.fromiter(
+            (self._row_of[int(x)] for x in labels), dtype=np.int64, count=len(labels)
+        )
+        scores: NDArray[np.float32] = self._matrix[rows] @ query
+        return scores
+
     def remove(self, label: int) -> None:
         row = self._row_of.pop(label)
         last = self._n - 1
@@ -99,15 +112,7 @@ class _FaissRows:
     """faiss ``IndexFlatIP`` (exact) behind an id map, so rows can be removed."""
 
     def __init__(self, dimension: int) -> None:
-        try:
-            import faiss
-        except ImportError:
-            raise FaceBackendError(
-                "faiss is not installed, but [face] gallery_engine is 'faiss'",
-                backend="faiss",
-                hint="pip install faiss-cpu, or set [face] gallery_engine = 'numpy'",
-            ) from None
-        self._faiss: Any = faiss
+        faiss = _import_faiss("faiss")
         self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
 
     def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
@@ -124,6 +129,70 @@ class _FaissRows:
         return [int(x) for x in labels[0]], [float(x) for x in scores[0]]
 
 
+def _import_faiss(engine: str) -> Any:
+    try:
+        import faiss
+    except ImportError:
+        raise FaceBackendError(
+            f"faiss is not installed, but [face] gallery_engine is {engine!r}",
+            backend="faiss",
+            hint="pip install faiss-cpu, or set [face] gallery_engine = 'numpy'",
+        ) from None
+    return faiss
+
+
+class _Fp16ShortlistRows:
+    """Exact search: an fp16 shortlist, re-ranked on float32, proved or redone."""
+
+    #: Rows fetched from the fp16 index per query, before exact re-ranking.
+    shortlist = 64
+    # Slack for float32 accumulation in both score computations.
+    _EPS = 1e-5
+
+    def __init__(self, dimension: int) -> None:
+        faiss = _import_faiss("faiss-fp16")
+        self._exact = _NumpyRows(dimension)
+        self._sq: Any = faiss.IndexScalarQuantizer(
+            dimension, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+        self._index: Any = faiss.IndexIDMap2(self._sq)
+        #: Largest ||row - fp16(row)|| ever added; for unit rows and a unit query it
+        #: bounds |exact score - shortlist score|.
+        self.max_error = 0.0
+        #: How many searches could not be proved from the shortlist.
+        self.fallbacks = 0
+
+    def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        decoded = self._sq.sa_decode(self._sq.sa_encode(vectors))
+        error = float(np.max(np.linalg.norm(decoded - vectors, axis=1))) if len(vectors) else 0.0
+        self._exact.add(labels, vectors)
+        self._index.add_with_ids(vectors, labels)
+        # Never lowered on removal: a larger bound only costs a few more fallbacks.
+        self.max_error = max(self.max_error, error)
+
+    def remove(self, label: int) -> None:
+        self._exact.remove(label)
+        self._index.remove_ids(np.array([label], dtype=np.int64))
+
+    def search(self, query: NDArray[np.float32], k: int) -> tuple[list[int], list[float]]:
+        n = len(self._exact)
+        k = min(k, n)
+        if k <= 0:
+            return [], []
+        wanted = min(n, max(k, self.shortlist))
+        approx, labels = self._index.search(query.reshape(1, -1), wanted)
+        found = labels[0]
+        exact = self._exact.scores_of(found, query)
+        order = np.argsort(-exact, kind="stable")[:k]
+        # Every row not shortlisted scored at most approx[-1] in fp16, so at most
+        # approx[-1] + max_error exactly. If the k-th exact score reaches that, no
+        # row outside the shortlist can belong to the top k.
+        if wanted == n or exact[order[-1]] >= approx[0][-1] + self.max_error + self._EPS:
+            return [int(x) for x in found[order]], [float(x) for x in exact[order]]
+        self.fallbacks += 1
+        return self._exact.search(query, k)
+
+
 class FaceGallery:
     """Every enrolled template, one per resident, searchable by nearest face."""
 
@@ -132,7 +201,15 @@ class FaceGallery:
             raise ValueError("dimension must be positive")
         self.dimension = dimension
         self.engine: Engine = engine
-        self._rows: _Rows = _FaissRows(dimension) if engine == "faiss" else _NumpyRows(dimension)
+        self._rows: _Rows
+        if engine == "faiss":
+            self._rows = _FaissRows(dimension)
+        elif engine == "faiss-fp16":
+            self._rows = _Fp16ShortlistRows(dimension)
+        elif engine == "numpy":
+            self._rows = _NumpyRows(dimension)
+        else:
+            raise ValueError(f"unknown gallery engine {engine!r}")
         self._label_of: dict[str, int] = {}
         self._resident_of: dict[int, str] = {}
         self._next_label = 0
