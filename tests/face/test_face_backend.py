@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import sys
 import types
+from importlib.metadata import EntryPoint
 
 import numpy as np
 import pytest
 import sample_faces as faces
 
 from hcmiddleware.errors import FaceBackendError, FaceTemplateError
+from hcmiddleware.face import backend as backend_module
 from hcmiddleware.face import dlib_backend
-from hcmiddleware.face.backend import FaceBackend, FaceBox, as_template, load_backend
+from hcmiddleware.face.backend import (
+    BACKEND_ENTRY_POINT_GROUP,
+    FaceBackend,
+    FaceBox,
+    as_template,
+    load_backend,
+)
 from hcmiddleware.face.dlib_backend import DlibBackend
 
 
@@ -117,3 +125,67 @@ def test_importing_the_backend_keeps_truncated_images_refused(backend: DlibBacke
 
     backend.detect(np.zeros((64, 64, 3), np.uint8))
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+class _ShiftedBackend(DlibBackend):
+    """A third-party backend as a plugin would ship it (here: dlib under a new name)."""
+
+    @property
+    def name(self) -> str:
+        return "shifted"
+
+
+def _good_factory() -> DlibBackend:
+    return _ShiftedBackend()
+
+
+def _not_a_backend() -> object:
+    return object()
+
+
+def _raises_on_build() -> DlibBackend:
+    raise RuntimeError("licence server unreachable")
+
+
+@pytest.fixture
+def plugin_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    eps = [
+        EntryPoint(name=name, value=f"{__name__}:{attr}", group=BACKEND_ENTRY_POINT_GROUP)
+        for name, attr in (
+            ("shifted", "_good_factory"),
+            ("broken", "_not_a_backend"),
+            ("failing", "_raises_on_build"),
+        )
+    ]
+
+    def fake_entry_points(*, group: str, name: str | None = None) -> list[EntryPoint]:
+        return [ep for ep in eps if ep.group == group and (name is None or ep.name == name)]
+
+    monkeypatch.setattr(backend_module, "entry_points", fake_entry_points)
+
+
+@pytest.mark.usefixtures("plugin_entry_points")
+def test_backend_from_an_entry_point() -> None:
+    assert load_backend("shifted").name == "shifted"
+
+
+@pytest.mark.usefixtures("plugin_entry_points")
+def test_entry_point_returning_something_else_is_refused() -> None:
+    with pytest.raises(FaceBackendError, match="does not implement") as info:
+        load_backend("broken")
+    assert info.value.backend == "broken"
+
+
+@pytest.mark.usefixtures("plugin_entry_points")
+def test_entry_point_failing_to_build_is_a_backend_error() -> None:
+    with pytest.raises(FaceBackendError, match="RuntimeError") as info:
+        load_backend("failing")
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+@pytest.mark.usefixtures("plugin_entry_points")
+def test_unknown_name_lists_plugins_too() -> None:
+    with pytest.raises(FaceBackendError) as info:
+        load_backend("nope")
+    assert "dlib" in info.value.hint
+    assert "shifted" in info.value.hint

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +168,17 @@ def test_search_on_unmigrated_database_exit_3(
     result = CliRunner().invoke(main, ["face", "search", str(photos / "hanks_card.jpg")], env=env)
     assert result.exit_code == 3
     assert "face_templates" in result.output
+
+
+def test_verify_without_the_backend_exit_3_with_install_line(
+    photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hcmiddleware.face import dlib_backend
+
+    monkeypatch.setattr(dlib_backend, "_module", None)
+    monkeypatch.setitem(sys.modules, "face_recognition_models", None)
+    result = CliRunner().invoke(
+        main, ["face", "verify", str(photos / "hopper_live.jpg"), str(photos / "hopper_card.jpg")]
+    )
+    assert result.exit_code == 3
+    assert "pip install" in result.output
