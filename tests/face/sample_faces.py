@@ -154,9 +154,18 @@ def card_size(img: RGB, size: tuple[int, int] = (100, 125)) -> RGB:
     )
 
 
+#: DDF1/EF07 holds 3,072 bytes: a 2-byte length, then the JPEG.
+CARD_PHOTO_MAX_BYTES = 3070
+
+
 def card_photo(img: RGB) -> bytes:
-    """What the card holds: a ~100×125 low-quality JPEG."""
-    return to_jpeg(card_size(img), quality=60)
+    """What the card holds: a ~100×125 JPEG at the best quality that fits in EF07."""
+    small = card_size(img)
+    for quality in range(85, 9, -5):
+        data = to_jpeg(small, quality=quality)
+        if len(data) <= CARD_PHOTO_MAX_BYTES:
+            return data
+    raise ValueError("cannot fit the card photo into EF07")
 
 
 AUGMENTATIONS = {
