@@ -163,8 +163,11 @@ class _Fp16ShortlistRows:
         self.fallbacks = 0
 
     def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
-        decoded = self._sq.sa_decode(self._sq.sa_encode(vectors))
-        error = float(np.max(np.linalg.norm(decoded - vectors, axis=1))) if len(vectors) else 0.0
+        error = 0.0
+        for start in range(0, len(vectors), _LOAD_CHUNK):
+            chunk = vectors[start : start + _LOAD_CHUNK]
+            diff = self._sq.sa_decode(self._sq.sa_encode(chunk)) - chunk
+            error = max(error, float(np.sqrt(np.einsum("ij,ij->i", diff, diff).max())))
         self._exact.add(labels, vectors)
         self._index.add_with_ids(vectors, labels)
         # Never lowered on removal: a larger bound only costs a few more fallbacks.
@@ -253,7 +256,8 @@ class FaceGallery:
                 f"template has {mat.shape[-1]} values, the gallery holds {self.dimension}",
                 hint="templates of another backend cannot be mixed; re-enrol with this one",
             )
-        norms = np.linalg.norm(mat, axis=1, keepdims=True)
+        # einsum: several times faster than linalg.norm(axis=1) on a million rows.
+        norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))[:, None]
         if not np.all(np.isfinite(norms)) or np.any(norms == 0.0):
             raise GalleryError(
                 "template is zero or not finite", hint="re-enrol the resident's face"
