@@ -176,9 +176,10 @@ def test_fp16_shortlist_falls_back_when_it_cannot_prove_the_answer() -> None:
     g.add_many(ids, near)
     hits = g.search(base, top=5)
     assert g._rows.fallbacks == 1  # type: ignore[attr-defined]
-    # float64 distances agree to float32 precision (ranks of near-ties may differ).
+    # float64 distances agree to float32 precision (near 0, d = sqrt(2 - 2s) magnifies
+    # the rounding of s; ranks of near-ties may differ).
     expected = _brute_force(ids, near, base, 5)
-    assert [h.distance for h in hits] == pytest.approx([e[1] for e in expected], abs=1e-5)
+    assert [h.distance for h in hits] == pytest.approx([e[1] for e in expected], abs=1e-4)
     reference = FaceGallery(128, engine="numpy")
     reference.add_many(ids, near)
     assert hits == reference.search(base, top=5)
