@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
+import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import sample_faces as faces
+from PIL import Image
 
 from hcmiddleware.errors import FaceTemplateError
 from hcmiddleware.face.backend import Template
@@ -241,3 +245,54 @@ def test_answer_is_plain_json(people: dict[str, np.ndarray], service: FaceServic
     data = json.loads(answer.model_dump_json())
     assert data["status"] == "match"
     assert set(data) >= {"status", "distance", "threshold", "source", "reason", "photo"}
+
+
+def test_threads_sharing_a_service_get_the_serial_answers(
+    people: dict[str, np.ndarray], service: FaceService
+) -> None:
+    jobs = [
+        (_live(people[name], variant), faces.card_photo(people[other]))
+        for name, other, variant in [
+            ("hopper", "hopper", "dark"),
+            ("hanks", "hanks", "noise"),
+            ("astronaut", "hopper", "orig"),
+            ("t1_1", "t1_1", "crop"),
+            ("t1_2", "t1_0", "orig"),
+            ("t1_3", "t1_3", "bright"),
+        ]
+    ]
+    serial = [service.verify(live, ref) for live, ref in jobs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(lambda job: service.verify(*job), jobs * 2))
+    assert threaded == serial * 2
+    assert [a.status for a in serial] == [
+        "match",
+        "match",
+        "no_match",
+        "match",
+        "no_match",
+        "match",
+    ]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P"])
+def test_grey_transparent_and_palette_photos_are_read(
+    mode: str, people: dict[str, np.ndarray], service: FaceService
+) -> None:
+    card = Image.fromarray(faces.card_size(people["hopper"])).convert(mode)
+    buf = io.BytesIO()
+    card.save(buf, format="PNG")
+    answer = service.verify(_live(people["hopper"], "orig"), buf.getvalue())
+    assert answer.status == "match", answer
+
+
+def test_log_says_the_outcome_and_nothing_about_the_person(
+    people: dict[str, np.ndarray], service: FaceService, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hcmiddleware.face")
+    service.verify(_live(people["hanks"], "orig"), faces.card_photo(people["hanks"]))
+    service.verify(b"", faces.card_photo(people["hanks"]))
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("face 1:1 match: distance ")
+    assert messages[1] == "face 1:1 unusable: live photo, unreadable"
+    assert all("hanks" not in m for m in messages)

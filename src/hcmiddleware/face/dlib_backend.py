@@ -25,6 +25,10 @@ INSTALL_HINT = (
 
 _DIMENSION = 128
 _import_lock = threading.Lock()
+# face_recognition keeps one detector, landmark model and network per process, and
+# dlib's network reuses internal buffers between calls: calls from several threads
+# must not overlap. Use processes for parallel checks.
+_call_lock = threading.Lock()
 _module: ModuleType | None = None
 
 
@@ -64,6 +68,9 @@ class DlibBackend:
     window is ~80 px, so a small image (a ~100×125 card photo, faces of ~50 px) needs
     one or two doublings. ``None`` (the default) chooses: 0 when the image's short side
     is at least ``small_image_side`` pixels, else 1, else 2 below half of that.
+
+    Safe to share between threads, but calls are serialised: face_recognition holds
+    one set of dlib models per process.
     """
 
     def __init__(
@@ -104,10 +111,12 @@ class DlibBackend:
         """Faces found by the HOG detector, clipped to the image."""
         fr = _face_recognition()
         h, w = image.shape[0], image.shape[1]
+        with _call_lock:
+            found = fr.face_locations(
+                image, number_of_times_to_upsample=self.upsample_for(image), model="hog"
+            )
         boxes = []
-        for top, right, bottom, left in fr.face_locations(
-            image, number_of_times_to_upsample=self.upsample_for(image), model="hog"
-        ):
+        for top, right, bottom, left in found:
             box = FaceBox(
                 top=max(0, int(top)),
                 right=min(w, int(right)),
@@ -121,12 +130,13 @@ class DlibBackend:
     def encode(self, image: Image, box: FaceBox) -> Template:
         """The face's 128-d descriptor, scaled to unit length."""
         fr = _face_recognition()
-        found = fr.face_encodings(
-            np.ascontiguousarray(image),
-            known_face_locations=[(box.top, box.right, box.bottom, box.left)],
-            num_jitters=self._jitters,
-            model="small",
-        )
+        with _call_lock:
+            found = fr.face_encodings(
+                np.ascontiguousarray(image),
+                known_face_locations=[(box.top, box.right, box.bottom, box.left)],
+                num_jitters=self._jitters,
+                model="small",
+            )
         if not found:
             raise FaceBackendError(
                 "the dlib encoder returned no descriptor for a detected face",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Literal
 
@@ -20,6 +21,8 @@ __all__ = ["FaceService", "FaceVerification", "LivenessCheck", "VerificationStat
 LivenessCheck = Callable[[bytes], "bool | None"]
 
 VerificationStatus = Literal["match", "no_match", "unusable", "refused"]
+
+_log = logging.getLogger(__name__)
 
 
 class FaceVerification(BaseModel):
@@ -54,7 +57,8 @@ class FaceVerification(BaseModel):
 class FaceService:
     """Face checks with one backend and one set of settings.
 
-    Not thread-safe (neither is the default backend); give each worker its own.
+    Holds no per-call state, so threads may share one; the default backend serialises
+    its dlib calls (one model set per process), so parallel checks need processes.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class FaceService:
                 # garbage; an exception from it propagates (the runtime contains it).
                 alive = self._liveness(live)
                 if alive is False:
+                    _log.warning("face 1:1 refused: the liveness check said not live")
                     return FaceVerification(
                         status="refused",
                         liveness=False,
@@ -120,6 +125,7 @@ class FaceService:
                     )
             ref = reference()
         except UnusablePhotoError as exc:
+            _log.info("face 1:1 unusable: %s photo, %s", exc.photo, exc.reason)
             return FaceVerification(
                 status="unusable",
                 liveness=alive,
@@ -132,6 +138,15 @@ class FaceService:
         probe = self.backend.encode(live_face.photo.image, live_face.box)
         distance = self.backend.compare(probe, ref)
         threshold = self.settings.thresholds.for_source(source)
+        # Outcome figures only: never an image, a template or who it is.
+        _log.info(
+            "face 1:1 %s: distance %.4f threshold %.4f source %s backend %s",
+            "match" if distance <= threshold else "no match",
+            distance,
+            threshold,
+            source,
+            self.backend.name,
+        )
         return FaceVerification(
             status="match" if distance <= threshold else "no_match",
             distance=distance,
