@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -254,3 +255,26 @@ def test_failed_write_leaves_the_gallery_unchanged(
     with pytest.raises(StorageError):
         enrolment.enrol("R1", faces.card_photo(people["hopper"]))
     assert "R1" not in enrolment.gallery
+
+
+def test_concurrent_enrolments_of_one_face_store_only_one(
+    enrolment: FaceEnrolment, people: dict[str, np.ndarray]
+) -> None:
+    photos = [faces.to_jpeg(faces.light(people["t1_0"], f)) for f in (0.8, 1.0, 1.2, 1.3)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: enrolment.enrol(f"R{i}", photos[i]), range(len(photos))))
+    assert sorted(r.status for r in results) == ["duplicate"] * 3 + ["enrolled"]
+    assert enrolment.store.count() == 1
+    assert len(enrolment.gallery) == 1
+
+
+def test_reload_sees_what_another_process_enrolled(
+    engine: Engine, service: FaceService, people: dict[str, np.ndarray]
+) -> None:
+    cipher = AesGcmCipher()
+    here = FaceEnrolment.open(service, _store(engine, cipher))
+    there = FaceEnrolment.open(service, _store(engine, cipher))
+    there.enrol("R1", faces.card_photo(people["hanks"]))
+    assert here.search(faces.to_jpeg(people["hanks"])) == []
+    here.reload()
+    assert here.search(faces.to_jpeg(people["hanks"]))[0].resident_id == "R1"

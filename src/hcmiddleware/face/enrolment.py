@@ -3,10 +3,12 @@ stored, so one person cannot hold two records; store and gallery stay in step.""
 
 from __future__ import annotations
 
+import threading
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from hcmiddleware.face.backend import Template
 from hcmiddleware.face.gallery import FaceGallery, GalleryHit
 from hcmiddleware.face.store import TemplateStore
 from hcmiddleware.face.verify import FaceService
@@ -39,13 +41,17 @@ class FaceEnrolment:
     """The template store (the truth) and the in-memory gallery (its index) together.
 
     Every change is written to the store first and applied to the gallery only once it
-    is committed, so a failed write leaves both as they were.
+    is committed, so a failed write leaves both as they were. Enrolments in one process
+    are serialised, so two threads cannot both enrol one face under two residents. The
+    gallery sees only this process's changes: where several processes enrol into one
+    database, give enrolment to one of them, or ``reload()`` the others.
     """
 
     def __init__(self, service: FaceService, store: TemplateStore, gallery: FaceGallery) -> None:
         self.service = service
         self.store = store
         self.gallery = gallery
+        self._enrol_lock = threading.Lock()
 
     @classmethod
     def open(cls, service: FaceService, store: TemplateStore) -> FaceEnrolment:
@@ -56,6 +62,16 @@ class FaceEnrolment:
             engine=service.settings.gallery_engine,
         )
         return cls(service, store, gallery)
+
+    def reload(self) -> None:
+        """Replace the gallery with a fresh load of the store (changes made elsewhere)."""
+        fresh = FaceGallery.from_templates(
+            self.store.iter_templates(),
+            dimension=self.service.backend.dimension,
+            engine=self.service.settings.gallery_engine,
+        )
+        with self._enrol_lock:
+            self.gallery = fresh
 
     def search(self, photo: bytes, *, top: int = 5) -> list[GalleryHit]:
         """The ``top`` enrolled residents nearest to the face in ``photo``; raises an
@@ -73,6 +89,12 @@ class FaceEnrolment:
         The resident's own earlier template never counts as a duplicate.
         """
         template = self.service.encode(photo, role="probe")
+        with self._enrol_lock:
+            return self._enrol(resident_id, template, allow_duplicates)
+
+    def _enrol(
+        self, resident_id: str, template: Template, allow_duplicates: bool
+    ) -> FaceEnrolmentResult:
         threshold = self.service.settings.thresholds.duplicate
         # One more than needed, because the resident's own template may be among them.
         hits = self.gallery.search(template, top=6)
@@ -96,6 +118,7 @@ class FaceEnrolment:
 
     def remove(self, resident_id: str) -> bool:
         """Forget the resident's face; False if none was enrolled."""
-        stored = self.store.delete(resident_id)
-        in_gallery = self.gallery.remove(resident_id)
+        with self._enrol_lock:
+            stored = self.store.delete(resident_id)
+            in_gallery = self.gallery.remove(resident_id)
         return stored or in_gallery
