@@ -7,7 +7,11 @@ faiss IndexFlatIP and the fp16-shortlist engine side by side, with the time to l
 gallery, whether each returns the numpy engine's answers, and how many fp16 searches
 fell back to the full float32 scan.
 
-Goals: 1:1 <= 250 ms; 1:N at 1M <= 25 ms per query.
+Accuracy — genuine/impostor distances on the faces shipped in packages, with false
+accepts and false rejects per threshold (the configured ones marked).
+
+Goals: 1:1 <= 250 ms; 1:N at 1M <= 25 ms per query; no false accept at the configured
+thresholds on the test pairs.
 
     .venv/bin/python benchmarks/bench_face.py [--sizes 10000,100000,1000000] [--probes 20]
 
@@ -117,6 +121,48 @@ def bench_verify(probes: int) -> None:
     print(f"(sanity: another person vs the card photo -> {answer.status}, d={answer.distance:.3f})")
 
 
+def bench_accuracy() -> None:
+    """Genuine and impostor distances on the package faces, FAR/FRR per threshold."""
+    import itertools
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "face"))
+    import sample_faces as faces
+
+    from hcmiddleware.errors import UnusablePhotoError
+
+    service = FaceService()
+    templates: dict[tuple[str, str], np.ndarray] = {}
+    unusable = 0
+    for name, img in faces.load_people().items():
+        variants = {"orig": faces.to_jpeg(img), "card": faces.card_photo(img)}
+        variants |= {a: faces.to_jpeg(f(img)) for a, f in faces.AUGMENTATIONS.items()}
+        for variant, data in variants.items():
+            try:
+                templates[name, variant] = service.encode(data)
+            except UnusablePhotoError:
+                unusable += 1
+    genuine, impostor = [], []
+    for a, b in itertools.combinations(templates, 2):
+        d = service.backend.compare(templates[a], templates[b])
+        (genuine if a[0] == b[0] else impostor).append(d)
+    g, i = np.array(genuine), np.array(impostor)
+    print(
+        f"\naccuracy on package faces: {len({k[0] for k in templates})} people, "
+        f"{len(templates)} photos ({unusable} unusable), {len(g)} genuine and "
+        f"{len(i)} impostor pairs"
+    )
+    print(f"genuine distance {g.min():.3f}-{g.max():.3f}, impostor {i.min():.3f}-{i.max():.3f}")
+    t = service.settings.thresholds
+    configured = {t.enrolled: "enrolled", t.card_photo: "card_photo", t.duplicate: "duplicate"}
+    print(f"{'threshold':>10}{'false accepts':>15}{'false rejects':>15}")
+    for th in sorted({*np.round(np.arange(0.26, 0.44, 0.02), 2).tolist(), *configured}):
+        fa, fr = int((i <= th).sum()), int((g > th).sum())
+        label = f"  <- {configured[th]}" if th in configured else ""
+        print(f"{th:>10.2f}{fa:>9} ({fa / len(i):.2%}){fr:>9} ({fr / len(g):.2%}){label}")
+
+
 def bench_search(sizes: list[int], queries: int) -> None:
     try:
         import faiss
@@ -175,9 +221,12 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=20)
     parser.add_argument("--skip-verify", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
     args = parser.parse_args()
     if not args.skip_verify:
         bench_verify(args.probes)
+    if not args.skip_accuracy:
+        bench_accuracy()
     if not args.skip_search:
         bench_search([int(s) for s in args.sizes.split(",")], args.queries)
 
