@@ -296,3 +296,27 @@ def test_log_says_the_outcome_and_nothing_about_the_person(
     assert messages[0].startswith("face 1:1 match: distance ")
     assert messages[1] == "face 1:1 unusable: live photo, unreadable"
     assert all("hanks" not in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("returned", "status", "recorded"),
+    [
+        (np.bool_(True), "match", True),
+        (np.bool_(False), "refused", False),
+        (1, "match", True),
+        (0, "refused", False),
+        ("yes", "refused", False),
+        (0.97, "refused", False),
+    ],
+)
+def test_odd_liveness_answers_never_become_a_pass(
+    returned: object,
+    status: str,
+    recorded: bool,
+    people: dict[str, np.ndarray],
+    backend: DlibBackend,
+) -> None:
+    svc = FaceService(backend=backend, liveness=lambda _image: returned)  # type: ignore[arg-type,return-value]
+    answer = svc.verify(_live(people["hanks"], "orig"), faces.card_photo(people["hanks"]))
+    assert answer.status == status
+    assert answer.liveness is recorded

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from hcmiddleware.errors import UnusablePhotoError
@@ -52,6 +53,21 @@ class FaceVerification(BaseModel):
     def matched(self) -> bool:
         """True only for a match; every other status is not a pass."""
         return self.status == "match"
+
+
+def _liveness_verdict(value: object) -> bool | None:
+    """A liveness answer as True/False/None; anything unexpected counts as "not live",
+    so a vendor's odd return value can never become a pass."""
+    if value is None:
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    _log.warning(
+        "face liveness check returned %s, not a bool: treated as not live", type(value).__name__
+    )
+    return False
 
 
 class FaceService:
@@ -110,7 +126,7 @@ class FaceService:
             if self._liveness is not None:
                 # Asked only once the photo is usable, so a vendor's check never sees
                 # garbage; an exception from it propagates (the runtime contains it).
-                alive = self._liveness(live)
+                alive = _liveness_verdict(self._liveness(live))
                 if alive is False:
                     _log.warning("face 1:1 refused: the liveness check said not live")
                     return FaceVerification(
