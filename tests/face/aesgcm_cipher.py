@@ -27,3 +27,26 @@ class AesGcmCipher:
 def from_env() -> AesGcmCipher:
     """The cipher keyed by ``HCM_TEST_FACE_KEY`` (hex), for the CLI tests."""
     return AesGcmCipher(bytes.fromhex(os.environ["HCM_TEST_FACE_KEY"]))
+
+
+class AesGcmKeyRing:
+    """AES-256-GCM under several named keys: encrypts with ``current``, decrypts with
+    whichever key the ciphertext names (key id length ‖ key id ‖ nonce ‖ ciphertext)."""
+
+    def __init__(self, keys: dict[str, bytes], current: str) -> None:
+        self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
+        self.current = current
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        """Under the current key, naming it."""
+        kid = self.current.encode()
+        nonce = os.urandom(12)
+        sealed = self._keys[self.current].encrypt(nonce, plaintext, kid)
+        return bytes([len(kid)]) + kid + nonce + sealed
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        """With the key the ciphertext names; KeyError if that key is gone."""
+        n = ciphertext[0]
+        kid = ciphertext[1 : 1 + n]
+        nonce, sealed = ciphertext[1 + n : 13 + n], ciphertext[13 + n :]
+        return self._keys[kid.decode()].decrypt(nonce, sealed, kid)

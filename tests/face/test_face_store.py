@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import sample_faces as faces
 import sqlalchemy as sa
-from aesgcm_cipher import AesGcmCipher
+from aesgcm_cipher import AesGcmCipher, AesGcmKeyRing
 from sqlalchemy.engine import Engine
 
 from hcmiddleware.errors import FaceTemplateError, NoFaceError, StorageError
@@ -278,3 +279,50 @@ def test_reload_sees_what_another_process_enrolled(
     assert here.search(faces.to_jpeg(people["hanks"])) == []
     here.reload()
     assert here.search(faces.to_jpeg(people["hanks"]))[0].resident_id == "R1"
+
+
+def test_key_rotation_reencrypts_old_rows_in_batches(engine: Engine) -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    templates = _random_templates(7)
+    before = TemplateStore(
+        engine, AesGcmKeyRing({"k1": old}, "k1"), key_id="k1", backend="dlib", dimension=128
+    )
+    for i, t in enumerate(templates):
+        before.save(f"R{i}", t)
+    ring = AesGcmKeyRing({"k1": old, "k2": new}, "k2")
+    after = TemplateStore(engine, ring, key_id="k2", backend="dlib", dimension=128)
+    after.save("R0", templates[0])  # already under k2: left alone by reencrypt
+    assert after.reencrypt(batch=2) == 6
+    assert after.reencrypt(batch=2) == 0
+    table = FaceTemplateRow.__table__
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.select(table.c.key_id)).scalars()) == {"k2"}
+    # The old key can now be retired: every row opens with the new one alone.
+    retired = TemplateStore(
+        engine, AesGcmKeyRing({"k2": new}, "k2"), key_id="k2", backend="dlib", dimension=128
+    )
+    loaded = dict(retired.iter_templates())
+    for i, t in enumerate(templates):
+        np.testing.assert_allclose(loaded[f"R{i}"], t, atol=1e-6)
+
+
+def test_reencrypt_refuses_a_swapped_row_and_keeps_the_rest(engine: Engine) -> None:
+    ring = AesGcmKeyRing({"k1": os.urandom(32)}, "k1")
+    store = TemplateStore(engine, ring, key_id="k1", backend="dlib", dimension=128)
+    a, b = _random_templates(2)
+    store.save("A", a)
+    store.save("B", b)
+    table = FaceTemplateRow.__table__
+    with engine.begin() as conn:
+        stolen = conn.execute(
+            sa.select(table.c.template).where(table.c.resident_id == "B")
+        ).scalar_one()
+        conn.execute(table.update().where(table.c.resident_id == "A").values(template=stolen))
+    ring.current = "k2"
+    ring._keys["k2"] = ring._keys["k1"]
+    rotated = TemplateStore(engine, ring, key_id="k2", backend="dlib", dimension=128)
+    with pytest.raises(FaceTemplateError, match="another row"):
+        rotated.reencrypt()
+    with engine.connect() as conn:
+        # The failed batch rolled back: nothing half-rotated.
+        assert set(conn.execute(sa.select(table.c.key_id)).scalars()) == {"k1"}

@@ -199,12 +199,47 @@ class TemplateStore:
         except SQLAlchemyError as exc:
             raise self._storage_error("read", exc) from exc
 
+    def reencrypt(self, *, batch: int = 500) -> int:
+        """Re-encrypt every row not written under the current ``key_id`` (after a key
+        rotation: the cipher must still decrypt the old rows). Returns how many rows
+        were rewritten; each batch is its own transaction, so it can run while kiosks
+        keep working and be resumed after an interruption."""
+        done = 0
+        while True:
+            try:
+                with Session(self._engine) as session, session.begin():
+                    rows = session.scalars(
+                        sa.select(FaceTemplateRow)
+                        .where(FaceTemplateRow.key_id != self.key_id)
+                        .order_by(FaceTemplateRow.resident_id)
+                        .limit(batch)
+                    ).all()
+                    for row in rows:
+                        # Every backend's rows: only the key changes, not the payload.
+                        plaintext, _, _ = self._decrypt_checked(
+                            row.resident_id, row.backend, row.template
+                        )
+                        row.template = self._cipher.encrypt(plaintext)
+                        row.key_id = self.key_id
+                    done += len(rows)
+            except SQLAlchemyError as exc:
+                raise self._storage_error("re-encrypt", exc) from exc
+            if len(rows) < batch:
+                return done
+
     def _open(self, resident_id: str, backend: str, ciphertext: bytes) -> Template:
         if backend != self.backend:
             raise FaceTemplateError(
                 f"the stored face template was made by backend {backend!r}, not {self.backend!r}",
                 hint="re-enrol the face with the configured backend",
             )
+        _, _, vector = self._decrypt_checked(resident_id, backend, ciphertext)
+        return as_template(vector, dimension=self.dimension)
+
+    def _decrypt_checked(
+        self, resident_id: str, backend: str, ciphertext: bytes
+    ) -> tuple[bytes, str, np.ndarray]:
+        """Plaintext, owner and vector of a row, refused unless it is this row's."""
         try:
             plaintext = self._cipher.decrypt(ciphertext)
         except Exception:
@@ -221,4 +256,4 @@ class TemplateStore:
             raise FaceTemplateError(
                 "a stored face template belongs to another row (copied or swapped)",
             )
-        return as_template(vector, dimension=self.dimension)
+        return plaintext, owner, vector
