@@ -16,7 +16,7 @@ Provenance (read from the installed packages at test time, nothing is committed)
 from __future__ import annotations
 
 import io
-from importlib.metadata import distribution
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +49,21 @@ def hopper_path() -> Path:
     return package_file("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg")
 
 
+_INSTALL = {
+    "matplotlib": "pip install matplotlib",
+    "insightface": "pip install --no-deps insightface==2.1",
+    "scikit-image": "pip install scikit-image",
+}
+
+
 def package_file(dist: str, path: str) -> Path:
     """A file inside an installed distribution, found without importing it."""
-    found = Path(str(distribution(dist).locate_file(path)))
+    try:
+        found = Path(str(distribution(dist).locate_file(path)))
+    except PackageNotFoundError:
+        raise RuntimeError(
+            f"the face tests read real faces from {dist}: {_INSTALL.get(dist, dist)}"
+        ) from None
     if not found.is_file():
         raise FileNotFoundError(f"{path} is not in the installed {dist}")
     return found
