@@ -182,3 +182,12 @@ def test_verify_without_the_backend_exit_3_with_install_line(
     )
     assert result.exit_code == 3
     assert "pip install" in result.output
+
+
+def test_remove(photos: Path, db: dict[str, str]) -> None:
+    _run("face", "enrol", "R1", str(photos / "hanks_card.jpg"), env=db)
+    assert _run("face", "remove", "R1", env=db) == (0, "removed: R1\n")
+    assert _run("face", "remove", "R1", env=db) == (1, "not enrolled: R1\n")
+    code, out = _run("face", "search", "--json", str(photos / "hanks_card.jpg"), env=db)
+    assert code == 0
+    assert json.loads(out)["hits"] == []

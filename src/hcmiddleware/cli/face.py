@@ -1,8 +1,9 @@
-"""``hcm face``: check, enrol and search faces from the command line.
+"""``hcm face``: check, enrol, search and remove faces from the command line.
 
-Exit codes: 0 match / enrolled / searched, 1 no match / duplicate found, 2 unusable
-input (a photo failed a quality gate, a file is missing, bad options), 3 the check
-could not be made (backend not installed, database or template store failing).
+Exit codes: 0 match / enrolled / searched / removed, 1 no match / duplicate found /
+nothing to remove, 2 unusable input (a photo failed a quality gate, a file is missing,
+bad options), 3 the check could not be made (backend not installed, database or
+template store failing).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="print one J
 
 @click.group()
 def face() -> None:
-    """Face checks: 1:1 verification, enrolment and 1:N search."""
+    """Face checks: 1:1 verification, enrolment, 1:N search, removal."""
 
 
 @face.command()
@@ -244,3 +245,25 @@ def search(
         click.echo(f"{rank:3d}  {row['resident_id']}  {row['distance']:.3f}{flag}")
     if not rows:
         click.echo("no faces enrolled")
+
+
+@face.command()
+@_db_option
+@_cipher_option
+@_key_id_option
+@_json_option
+@click.argument("resident_id")
+def remove(db: str, cipher_spec: str | None, key_id: str, as_json: bool, resident_id: str) -> None:
+    """Delete RESIDENT_ID's face template (consent withdrawn, record merged).
+
+    Exit 0 removed, 1 none was enrolled, 3 failed.
+    """
+    try:
+        removed = _enrolment(db, cipher_spec, key_id).remove(resident_id)
+    except HcmError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        click.echo(json.dumps({"resident_id": resident_id, "removed": removed}))
+    else:
+        click.echo(f"removed: {resident_id}" if removed else f"not enrolled: {resident_id}")
+    sys.exit(EXIT_MATCH if removed else EXIT_NO_MATCH)
