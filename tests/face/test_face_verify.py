@@ -15,7 +15,7 @@ import sample_faces as faces
 from PIL import Image
 
 from hcmiddleware.errors import FaceTemplateError
-from hcmiddleware.face.backend import Template
+from hcmiddleware.face.backend import FaceBox, Template
 from hcmiddleware.face.dlib_backend import DlibBackend
 from hcmiddleware.face.settings import FaceSettings, FaceThresholds
 from hcmiddleware.face.verify import FaceService
@@ -320,3 +320,42 @@ def test_odd_liveness_answers_never_become_a_pass(
     answer = svc.verify(_live(people["hanks"], "orig"), faces.card_photo(people["hanks"]))
     assert answer.status == status
     assert answer.liveness is recorded
+
+
+class _CountingBackend(DlibBackend):
+    """The dlib backend, counting encodings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encodings = 0
+
+    def encode(self, image: np.ndarray, box: FaceBox) -> Template:  # type: ignore[override]
+        self.encodings += 1
+        return super().encode(image, box)
+
+
+def test_a_retake_against_the_same_card_photo_encodes_it_once(
+    people: dict[str, np.ndarray],
+) -> None:
+    counting = _CountingBackend()
+    svc = FaceService(backend=counting, reference_cache=2)
+    card = faces.card_photo(people["hopper"])
+    first = svc.verify(_live(people["hopper"], "dark"), card)
+    second = svc.verify(_live(people["hopper"], "bright"), card)
+    assert (first.status, second.status) == ("match", "match")
+    assert counting.encodings == 3  # two live photos, one card photo
+    # Two other cards push it out of the two-entry cache: encoded again.
+    svc.verify(_live(people["hanks"], "orig"), faces.card_photo(people["hanks"]))
+    svc.verify(_live(people["t1_0"], "orig"), faces.card_photo(people["t1_0"]))
+    svc.verify(_live(people["hopper"], "orig"), card)
+    assert counting.encodings == 3 + 4 + 2
+
+
+def test_reference_cache_can_be_switched_off(people: dict[str, np.ndarray]) -> None:
+    counting = _CountingBackend()
+    svc = FaceService(backend=counting, reference_cache=0)
+    card = faces.card_photo(people["hanks"])
+    live = _live(people["hanks"], "orig")
+    svc.verify(live, card)
+    svc.verify(live, card)
+    assert counting.encodings == 4

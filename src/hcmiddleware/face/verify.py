@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Literal
 
@@ -83,10 +86,31 @@ class FaceService:
         *,
         backend: FaceBackend | None = None,
         liveness: LivenessCheck | None = None,
+        reference_cache: int = 16,
     ) -> None:
         self.settings = settings or FaceSettings()
         self.backend = backend if backend is not None else load_backend(self.settings.backend)
         self._liveness = liveness
+        # Reference photos' templates by SHA-256 of their bytes: a resident asked to
+        # retake the live photo is checked against the same card photo again, and its
+        # encoding is half the time of a check. Small and in memory only.
+        self._cache_size = reference_cache
+        self._cache: OrderedDict[bytes, Template] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _reference_template(self, photo: bytes) -> Template:
+        key = hashlib.sha256(photo).digest()
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        template = self.encode(photo, role="reference")
+        if self._cache_size > 0:
+            with self._cache_lock:
+                self._cache[key] = template
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return template
 
     def encode(self, photo: bytes, *, role: str = "probe") -> Template:
         """The template of the one face in ``photo``; raises an UnusablePhotoError
@@ -102,8 +126,9 @@ class FaceService:
         source: ReferenceSource = "card_photo",
     ) -> FaceVerification:
         """Check the ``live`` photo against a ``reference`` photo (the card photo by
-        default)."""
-        return self._verify(live, lambda: self.encode(reference, role="reference"), source)
+        default). The reference's template is kept for the next few checks, so a retake
+        against the same card photo costs one encoding."""
+        return self._verify(live, lambda: self._reference_template(reference), source)
 
     def verify_template(
         self,
