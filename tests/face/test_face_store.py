@@ -97,12 +97,14 @@ def test_iter_templates_streams_every_row(engine: Engine) -> None:
 def test_nothing_readable_at_rest(engine: Engine) -> None:
     store = _store(engine)
     t = _random_templates(1)[0]
-    store.save("R1", t)
+    # A long id, so that random ciphertext cannot contain it by chance.
+    store.save("RESIDENT-0000042", t)
     with engine.connect() as conn:
         row = conn.execute(sa.select(FaceTemplateRow.__table__)).one()
     raw = bytes(row.template)
     assert t.astype("<f4").tobytes()[:16] not in raw
-    assert b"R1" not in raw
+    assert b"RESIDENT-0000042" not in raw
+    assert b"HCMFT1" not in raw
     assert row.key_id == "k1"
     assert row.backend == "dlib"
     assert row.created is not None
@@ -326,3 +328,11 @@ def test_reencrypt_refuses_a_swapped_row_and_keeps_the_rest(engine: Engine) -> N
     with engine.connect() as conn:
         # The failed batch rolled back: nothing half-rotated.
         assert set(conn.execute(sa.select(table.c.key_id)).scalars()) == {"k1"}
+
+
+@pytest.mark.parametrize("resident_id", ["", "R" * 65])
+def test_resident_id_length_is_checked_before_writing(engine: Engine, resident_id: str) -> None:
+    store = _store(engine)
+    with pytest.raises(FaceTemplateError, match="1 to 64 characters"):
+        store.save(resident_id, _random_templates(1)[0])
+    assert store.count() == 0

@@ -28,6 +28,7 @@ __all__ = ["FaceTemplateRow", "TemplateCipher", "TemplateStore"]
 
 _MAGIC = b"HCMFT1"
 _LOAD_BATCH = 1000
+_RESIDENT_ID_MAX = 64
 
 
 class TemplateCipher(Protocol):
@@ -47,7 +48,7 @@ class FaceTemplateRow(Base):
 
     __tablename__ = "face_templates"
 
-    resident_id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    resident_id: Mapped[str] = mapped_column(sa.String(_RESIDENT_ID_MAX), primary_key=True)
     backend: Mapped[str] = mapped_column(sa.String(32))
     template: Mapped[bytes] = mapped_column(sa.LargeBinary)
     key_id: Mapped[str] = mapped_column(sa.String(64))
@@ -127,6 +128,11 @@ class TemplateStore:
 
     def save(self, resident_id: str, template: Template) -> None:
         """Store the resident's template, replacing any earlier one."""
+        if not 0 < len(resident_id) <= _RESIDENT_ID_MAX:
+            raise FaceTemplateError(
+                f"a resident id must be 1 to {_RESIDENT_ID_MAX} characters, not {len(resident_id)}",
+                hint="pass the resident index's own id, not a name or a document number",
+            )
         vec = as_template(template, dimension=self.dimension)
         ciphertext = self._cipher.encrypt(_pack(resident_id, self.backend, vec))
         try:
