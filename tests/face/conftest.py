@@ -1,4 +1,4 @@
-"""Fixtures for the face tests: one backend per session, real faces, cached templates."""
+"""Fixtures for the face tests: one backend per test run, real faces, cached templates."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def people() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def encode_cached(service: FaceService) -> Callable[[str, bytes], Template]:
-    """Encode a photo once per session under a key; tests share the slow part."""
+    """Encode a photo once per test run under a key; tests share the slow part."""
     cache: dict[str, Template] = {}
 
     def encode(key: str, photo: bytes) -> Template:
