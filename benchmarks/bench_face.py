@@ -166,6 +166,54 @@ def bench_accuracy() -> None:
         print(f"{th:>10.2f}{fa:>9} ({fa / len(i):.2%}){fr:>9} ({fr / len(g):.2%}){label}")
 
 
+def bench_store_load(rows: int) -> None:
+    """Start-up: the gallery loaded from the encrypted store (SQLite file, AES-GCM)."""
+    import datetime as dt
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "face"))
+    from aesgcm_cipher import AesGcmCipher
+
+    from hcmiddleware.face.store import FaceTemplateRow, TemplateStore, _pack
+    from hcmiddleware.storage import Base, create_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite:///{tmp}/faces.db")
+        Base.metadata.create_all(engine, tables=[FaceTemplateRow.__table__])  # type: ignore[list-item]
+        cipher = AesGcmCipher()
+        matrix = np.random.default_rng(1).standard_normal((rows, 128), dtype=np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        now = dt.datetime.now(dt.UTC)
+        t = time.perf_counter()
+        with engine.begin() as conn:
+            conn.execute(
+                FaceTemplateRow.__table__.insert(),
+                [
+                    {
+                        "resident_id": f"R{i:07d}",
+                        "backend": "dlib",
+                        "template": cipher.encrypt(_pack(f"R{i:07d}", "dlib", matrix[i])),
+                        "key_id": "k1",
+                        "created": now,
+                    }
+                    for i in range(rows)
+                ],
+            )
+        written = time.perf_counter() - t
+        store = TemplateStore(engine, cipher, key_id="k1", backend="dlib", dimension=128)
+        t = time.perf_counter()
+        gallery = FaceGallery.from_templates(store.iter_templates(), dimension=128)
+        loaded = time.perf_counter() - t
+        engine.dispose()
+    print(
+        f"\nstore: {rows} encrypted templates written in {written:.2f} s (one transaction), "
+        f"gallery loaded from them in {loaded:.2f} s ({loaded / rows * 1e6:.0f} µs a template, "
+        f"{len(gallery)} in the gallery)"
+    )
+
+
 def bench_search(sizes: list[int], queries: int) -> None:
     try:
         import faiss
@@ -225,11 +273,14 @@ def main() -> None:
     parser.add_argument("--skip-verify", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--store-rows", type=int, default=50_000, help="0 to skip")
     args = parser.parse_args()
     if not args.skip_verify:
         bench_verify(args.probes)
     if not args.skip_accuracy:
         bench_accuracy()
+    if args.store_rows:
+        bench_store_load(args.store_rows)
     if not args.skip_search:
         bench_search([int(s) for s in args.sizes.split(",")], args.queries)
 
