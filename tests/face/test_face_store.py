@@ -86,9 +86,8 @@ def test_save_load_replace_delete(engine: Engine) -> None:
 
 def test_iter_templates_streams_every_row(engine: Engine) -> None:
     store = _store(engine)
-    m = _random_templates(1200)
-    for i, t in enumerate(m):
-        store.save(f"R{i:05d}", t)
+    m = _random_templates(1200)  # more than one fetch batch
+    assert store.save_many((f"R{i:05d}", t) for i, t in enumerate(m)) == 1200
     got = dict(store.iter_templates())
     assert len(got) == 1200
     np.testing.assert_allclose(got["R00042"], m[42], atol=1e-6)
@@ -336,3 +335,17 @@ def test_resident_id_length_is_checked_before_writing(engine: Engine, resident_i
     with pytest.raises(FaceTemplateError, match="1 to 64 characters"):
         store.save(resident_id, _random_templates(1)[0])
     assert store.count() == 0
+
+
+def test_save_many_is_all_or_nothing(engine: Engine) -> None:
+    store = _store(engine)
+    m = _random_templates(3)
+    with pytest.raises(FaceTemplateError):
+        store.save_many([("A", m[0]), ("B", m[1]), ("C", np.zeros(128, np.float32))])
+    assert store.count() == 0
+    store.save_many([("A", m[0]), ("B", m[1])])
+    store.save_many([("B", m[2]), ("C", m[2])])  # B replaced, C added
+    loaded = store.load("B")
+    assert loaded is not None
+    np.testing.assert_allclose(loaded, m[2], atol=1e-6)
+    assert store.count() == 3

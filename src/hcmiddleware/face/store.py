@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 import numpy as np
@@ -128,25 +128,45 @@ class TemplateStore:
 
     def save(self, resident_id: str, template: Template) -> None:
         """Store the resident's template, replacing any earlier one."""
-        if not 0 < len(resident_id) <= _RESIDENT_ID_MAX:
-            raise FaceTemplateError(
-                f"a resident id must be 1 to {_RESIDENT_ID_MAX} characters, not {len(resident_id)}",
-                hint="pass the resident index's own id, not a name or a document number",
-            )
-        vec = as_template(template, dimension=self.dimension)
-        ciphertext = self._cipher.encrypt(_pack(resident_id, self.backend, vec))
+        self.save_many([(resident_id, template)])
+
+    def save_many(self, items: Iterable[tuple[str, Template]]) -> int:
+        """Store many ``(resident_id, template)`` in one transaction (an import from
+        another system), replacing earlier ones; all or nothing. Returns the count."""
+        sealed: dict[str, bytes] = {}
+        for resident_id, template in items:
+            if not 0 < len(resident_id) <= _RESIDENT_ID_MAX:
+                raise FaceTemplateError(
+                    f"a resident id must be 1 to {_RESIDENT_ID_MAX} characters, "
+                    f"not {len(resident_id)}",
+                    hint="pass the resident index's own id, not a name or a document number",
+                )
+            vec = as_template(template, dimension=self.dimension)
+            sealed[resident_id] = self._cipher.encrypt(_pack(resident_id, self.backend, vec))
+        now = dt.datetime.now(dt.UTC)
         try:
             with Session(self._engine) as session, session.begin():
-                row = session.get(FaceTemplateRow, resident_id)
-                if row is None:
-                    row = FaceTemplateRow(resident_id=resident_id)
-                    session.add(row)
-                row.backend = self.backend
-                row.template = ciphertext
-                row.key_id = self.key_id
-                row.created = dt.datetime.now(dt.UTC)
+                ids = list(sealed)
+                for start in range(0, len(ids), _LOAD_BATCH):
+                    chunk = ids[start : start + _LOAD_BATCH]
+                    existing = {
+                        row.resident_id: row
+                        for row in session.scalars(
+                            sa.select(FaceTemplateRow).where(FaceTemplateRow.resident_id.in_(chunk))
+                        )
+                    }
+                    for resident_id in chunk:
+                        row = existing.get(resident_id)
+                        if row is None:
+                            row = FaceTemplateRow(resident_id=resident_id)
+                            session.add(row)
+                        row.backend = self.backend
+                        row.template = sealed[resident_id]
+                        row.key_id = self.key_id
+                        row.created = now
         except SQLAlchemyError as exc:
             raise self._storage_error("save", exc) from exc
+        return len(sealed)
 
     def delete(self, resident_id: str) -> bool:
         """Delete the resident's template; False if there was none."""
