@@ -53,6 +53,15 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── MergeError                a merge or unmerge is not possible as asked
     │   └── ImportFileError           an import file cannot be read: encoding, header
     ├── FaceError                     face checks: unusable photo, backend failure
+    │   ├── FaceBackendError          backend not installed, unknown, or failed: .backend
+    │   ├── UnusablePhotoError        a photo cannot be checked: .photo, .reason
+    │   │   ├── UnreadableImageError  empty, corrupt or not an image
+    │   │   ├── ImageTooLargeError    more pixels than may be decoded: .pixels
+    │   │   ├── NoFaceError           no face found
+    │   │   ├── MultipleFacesError    several faces, none picked: .count
+    │   │   └── FaceTooSmallError     the face is too small: .face_px, .min_face_px
+    │   ├── FaceTemplateError         a stored template is damaged or not this resident's
+    │   └── GalleryError              1:N gallery misuse (duplicate id, wrong size)
     ├── HisError                      a hospital system refused or failed a request
     ├── MoneyError                    a money movement: .transaction_id
     │   ├── AmountError               amount invalid (sign, decimals, currency)
@@ -87,8 +96,12 @@ __all__ = [
     "CardStatusError",
     "ConfigError",
     "DecryptionError",
+    "FaceBackendError",
     "FaceError",
+    "FaceTemplateError",
+    "FaceTooSmallError",
     "ForeignCardError",
+    "GalleryError",
     "HcmError",
     "HisError",
     "IdNumberChecksumError",
@@ -97,11 +110,14 @@ __all__ = [
     "IdentifierConflictError",
     "IdentityError",
     "IdentityMismatchError",
+    "ImageTooLargeError",
     "ImportFileError",
     "KeySetError",
     "KeyUnavailableError",
     "MergeError",
     "MoneyError",
+    "MultipleFacesError",
+    "NoFaceError",
     "NoHandlerError",
     "OutcomeUnknownError",
     "PluginCallError",
@@ -125,6 +141,8 @@ __all__ = [
     "SecureMessagingError",
     "StorageError",
     "UnknownKeyError",
+    "UnreadableImageError",
+    "UnusablePhotoError",
     "WardError",
 ]
 
@@ -601,6 +619,110 @@ class ImportFileError(ResidentIndexError):
 
 class FaceError(HcmError):
     """A face check could not be made (unusable photo, backend failure)."""
+
+
+class FaceBackendError(FaceError):
+    """The face backend is not installed, not known, or failed; ``backend`` names it."""
+
+    def __init__(self, message: str, *, backend: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.backend = backend
+
+
+class UnusablePhotoError(FaceError):
+    """A photo cannot be used for a face check.
+
+    ``photo`` says which one (``"live"``, ``"reference"``, ``"probe"``); ``reason`` is a
+    stable code (``unreadable``, ``too_large``, ``no_face``, ``multiple_faces``,
+    ``face_too_small``) for screens and logs. Never carries the image itself.
+    """
+
+    reason: str = "unusable"
+
+    def __init__(self, message: str, *, photo: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.photo = photo
+
+    def details(self) -> dict[str, Any]:
+        data = super().details()
+        data["reason"] = self.reason
+        return data
+
+
+class UnreadableImageError(UnusablePhotoError):
+    """The photo is empty, truncated, corrupt or not an image format we read."""
+
+    reason = "unreadable"
+    default_hint = "take the photo again; if it comes from a file, check it is a JPEG or PNG"
+
+
+class ImageTooLargeError(UnusablePhotoError):
+    """The photo has more pixels than may be decoded safely; ``pixels`` is its count."""
+
+    reason = "too_large"
+
+    def __init__(self, message: str, *, photo: str, pixels: int, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            photo=photo,
+            hint=hint or "send a smaller photo (a few megapixels is plenty for a face check)",
+        )
+        self.pixels = pixels
+
+
+class NoFaceError(UnusablePhotoError):
+    """No face was found in the photo."""
+
+    reason = "no_face"
+    default_hint = (
+        "ask the person to look straight at the camera, without hat, mask or dark glasses, "
+        "in even light, and take the photo again"
+    )
+
+
+class MultipleFacesError(UnusablePhotoError):
+    """Several faces were found; none is picked, because the wrong one could be checked."""
+
+    reason = "multiple_faces"
+    default_hint = "make sure only one person is in front of the camera and take the photo again"
+
+    def __init__(self, message: str, *, photo: str, count: int, hint: str | None = None) -> None:
+        super().__init__(message, photo=photo, hint=hint)
+        self.count = count
+
+
+class FaceTooSmallError(UnusablePhotoError):
+    """The face found is smaller than the configured minimum (pixels on its short side)."""
+
+    reason = "face_too_small"
+    default_hint = "ask the person to come closer to the camera and take the photo again"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        photo: str,
+        face_px: int,
+        min_face_px: int,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, photo=photo, hint=hint)
+        self.face_px = face_px
+        self.min_face_px = min_face_px
+
+
+class FaceTemplateError(FaceError):
+    """A stored face template cannot be used: it does not decrypt, is damaged, belongs to
+    another resident, or was made by another backend."""
+
+    default_hint = (
+        "re-enrol the resident's face; if many templates fail, check the template key "
+        "and that nobody altered the face_templates table"
+    )
+
+
+class GalleryError(FaceError):
+    """The 1:N gallery was asked something impossible (duplicate id, wrong vector size)."""
 
 
 class HisError(HcmError):
