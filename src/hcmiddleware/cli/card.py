@@ -1,4 +1,4 @@
-"""``hcm card``: read a health card, run the card emulator behind vpcd, show APDU logs."""
+"""``hcm card``: read a health card, personalise and emulate cards behind vpcd, APDU logs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 
 from hcmiddleware.card.data import CardRead, Issuer
 from hcmiddleware.card.transport import TracingTransport, Transport, read_trace
-from hcmiddleware.errors import HcmError
+from hcmiddleware.errors import CardDataError, HcmError
 
 __all__ = ["card"]
 
@@ -102,7 +102,7 @@ def _print(value: Any, indent: str) -> None:
             click.echo(f"{label} {item}")
 
 
-@card.command("emulate")
+@card.command("personalise")
 @click.option(
     "--profile",
     required=True,
@@ -110,19 +110,77 @@ def _print(value: Any, indent: str) -> None:
     help="Card profile JSON (sample: hcmiddleware/card/samples/resident-profile.json).",
 )
 @click.option(
-    "--keys",
+    "--issuer-keys",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Issuer key-set JSON the card's keys are diversified from.",
+    help="Issuer key-set JSON (master keys) of the card's city.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Card image to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing card image.")
+def personalise(profile: str, issuer_keys: str, out: str, force: bool) -> None:
+    """Make a card image: the profile's data with the card's own diversified keys.
+
+    The image holds key material: it is written with mode 600 and no key is printed.
+    """
+    import json
+
+    from hcmiddleware.card.image import personalise as make_image
+    from hcmiddleware.card.image import write_image
+    from hcmiddleware.sam.keyset import load_keyset
+
+    path = Path(profile)
+    try:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CardDataError(
+                f"the card profile {path} cannot be read ({type(exc).__name__})",
+                hint="check the path and that the file is JSON",
+            ) from None
+        image = make_image(data, load_keyset(issuer_keys), base_dir=path.parent)
+        written = write_image(image, out, overwrite=force)
+    except HcmError as exc:
+        raise _fail(exc) from None
+    refs = " ".join(f"{k.ref:02X}" for k in image.keys)
+    click.echo(f"card image written to {written} (mode 600), keys {refs}")
+    click.echo(
+        "it holds the card's keys: keep it like a key file, never share or log it",
+        err=True,
+    )
+
+
+@card.command("emulate")
+@click.option(
+    "--profile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Card profile JSON (sample: hcmiddleware/card/samples/resident-profile.json).",
+)
+@click.option(
+    "--keys",
+    "--issuer-keys",
+    "keys",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Issuer key-set JSON the card's keys are diversified from (with --profile).",
+)
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Card image from 'hcm card personalise' (instead of --profile and --keys).",
 )
 @click.option("--port", default=35963, show_default=True, help="vpcd port of the reader.")
-def emulate(profile: str, keys: str, port: int) -> None:
+def emulate(profile: str | None, keys: str | None, image: str | None, port: int) -> None:
     """Insert a software health card into vpcd's reader until Ctrl-C."""
     from hcmiddleware.card.emulator import EmulatedCard
     from hcmiddleware.card.vpcd import VpcdCard
 
+    if (image is None) == (profile is None) or (profile is None) != (keys is None):
+        raise click.UsageError("give either --image, or --profile with --keys")
     try:
-        emulated = EmulatedCard.from_files(profile, keys)
+        emulated = (
+            EmulatedCard.from_image(image)
+            if image is not None
+            else EmulatedCard.from_files(str(profile), str(keys))
+        )
         link = VpcdCard(emulated, port)
         link.start()
     except HcmError as exc:
