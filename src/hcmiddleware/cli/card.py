@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hcmiddleware.card.data import CardRead, Issuer
 from hcmiddleware.card.transport import TracingTransport, Transport, read_trace
-from hcmiddleware.errors import CardDataError, HcmError
+from hcmiddleware.errors import CardAbsentError, CardDataError, HcmError
+
+if TYPE_CHECKING:
+    from hcmiddleware.card.session import CardSession
+    from hcmiddleware.sam.base import Sam
 
 __all__ = ["card"]
 
@@ -34,19 +42,120 @@ def _fail(exc: HcmError) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-def _open(reader: str | None, sam_keys: str | None, trace: Any) -> tuple[Any, Any]:
-    from hcmiddleware.card.pcsc import PcscTransport
-    from hcmiddleware.card.session import CardSession
+#: The environment variable the SAM card's PIN is read from unless --sam-pin-env names one.
+DEFAULT_PIN_ENV = "HCM_SAM_PIN"
 
-    sam = None
-    if sam_keys:
+
+@dataclass
+class _SamChoice:
+    """Which SAM the command was told to use: a key set, or a SAM card in a reader."""
+
+    keys: str | None = None
+    reader: str | None = None
+    pin_env: str = DEFAULT_PIN_ENV
+
+
+def _sam_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--sam-keys, --sam-reader and --sam-pin-env, shared by read and trace."""
+    command = click.option(
+        "--sam-pin-env",
+        default=DEFAULT_PIN_ENV,
+        show_default=True,
+        metavar="VAR",
+        help="Environment variable holding the SAM card's PIN (never give a PIN as an "
+        "argument: it would show in the process list and shell history).",
+    )(command)
+    command = click.option(
+        "--sam-reader",
+        metavar="NAME",
+        help="Reader holding the SAM card (PC/SC SAM), e.g. 'Virtual PCD 00 01'.",
+    )(command)
+    return click.option(
+        "--sam-keys",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Issuer key-set JSON for a software SAM; without a SAM only issuer data is read.",
+    )(command)
+
+
+def _sam_choice(sam_keys: str | None, sam_reader: str | None, sam_pin_env: str) -> _SamChoice:
+    if sam_keys and sam_reader:
+        raise click.UsageError("give --sam-keys or --sam-reader, not both")
+    if sam_reader and not os.environ.get(sam_pin_env):
+        raise click.UsageError(
+            f"the SAM card's PIN is not set: export {sam_pin_env} with it (or name another "
+            "variable with --sam-pin-env); nothing was sent to the SAM"
+        )
+    return _SamChoice(sam_keys, sam_reader, sam_pin_env)
+
+
+class _Opened:
+    """A card session and what to close after it (card transport, SAM and its slot)."""
+
+    def __init__(self, session: CardSession, closers: list[Callable[[], None]]) -> None:
+        self.session = session
+        self._closers = closers
+
+    def close(self) -> None:
+        """Close everything opened, the card first, each even if another fails."""
+        for close in self._closers:
+            with contextlib.suppress(HcmError, OSError):
+                close()
+
+
+def _open_sam(choice: _SamChoice) -> tuple[Sam | None, list[Callable[[], None]]]:
+    if choice.keys:
         from hcmiddleware.sam.software import SoftwareSam
 
-        sam = SoftwareSam.from_file(sam_keys)
-    transport: Transport = PcscTransport(reader)
+        sam = SoftwareSam.from_file(choice.keys)
+        return sam, [sam.close]
+    if choice.reader is None:
+        return None, []
+    pin = os.environ.get(choice.pin_env, "")
+    from hcmiddleware.card.pcsc import PcscTransport
+    from hcmiddleware.sam.pcsc import PcscSam
+
+    slot = PcscTransport(choice.reader)
+    try:
+        card_sam = PcscSam(slot, pin)
+    except BaseException:
+        slot.close()
+        raise
+    return card_sam, [card_sam.close, slot.close]
+
+
+def _user_transport(reader: str | None, sam_reader: str | None) -> Transport:
+    """The user card's reader; with no name, the first reader with a card but the SAM's."""
+    from hcmiddleware.card.pcsc import PcscTransport, list_readers
+
+    if reader is not None or sam_reader is None:
+        return PcscTransport(reader)
+    sam_names = [r for r in list_readers() if r == sam_reader] or [
+        r for r in list_readers() if sam_reader in r
+    ]
+    for name in list_readers():
+        if name in sam_names:
+            continue
+        try:
+            return PcscTransport(name)
+        except CardAbsentError:
+            continue
+    raise CardAbsentError("no card in any reader but the SAM's")
+
+
+def _open(reader: str | None, choice: _SamChoice, trace: Any) -> _Opened:
+    """Open the SAM first (a wrong PIN stops before the card is touched), then the card."""
+    from hcmiddleware.card.session import CardSession
+
+    sam, closers = _open_sam(choice)
+    try:
+        transport: Transport = _user_transport(reader, choice.reader)
+    except BaseException:
+        for close in closers:
+            close()
+        raise
     if trace is not None:
         transport = TracingTransport(transport, trace)
-    return CardSession(transport, sam), transport
+    return _Opened(CardSession(transport, sam), [transport.close, *closers])
 
 
 @click.group("card")
@@ -57,25 +166,33 @@ def card() -> None:
 @card.command("read")
 @click.option("--reader", help="Reader name (or a unique part of it); default: first with a card.")
 @click.option("--json", "as_json", is_flag=True, help="Print the data as JSON.")
-@click.option(
-    "--sam-keys",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Issuer key-set JSON for a software SAM; without it only issuer data is read.",
-)
+@_sam_options
 @click.option("--photo", type=click.Path(dir_okay=False), help="Save the photo (JPEG) here.")
 @click.option("--trace", type=click.Path(dir_okay=False), help="Append the APDU log here.")
 def read(
-    reader: str | None, as_json: bool, sam_keys: str | None, photo: str | None, trace: str | None
+    reader: str | None,
+    as_json: bool,
+    sam_keys: str | None,
+    sam_reader: str | None,
+    sam_pin_env: str,
+    photo: str | None,
+    trace: str | None,
 ) -> None:
-    """Print everything readable on the card in the reader."""
+    """Print everything readable on the card in the reader.
+
+    The SAM is a software SAM (--sam-keys) or a SAM card in a second reader
+    (--sam-reader, its PIN from the environment variable named by --sam-pin-env).
+    """
+    choice = _sam_choice(sam_keys, sam_reader, sam_pin_env)
     try:
-        session, transport = _open(reader, sam_keys, trace)
+        opened = _open(reader, choice, trace)
+        session = opened.session
         try:
             data: CardRead | Issuer = (
                 session.read_all() if session.sam is not None else session.read_issuer()
             )
         finally:
-            transport.close()
+            opened.close()
     except HcmError as exc:
         raise _fail(exc) from None
     if photo and isinstance(data, CardRead):
@@ -198,22 +315,30 @@ def emulate(profile: str | None, keys: str | None, image: str | None, port: int)
 @card.command("trace")
 @click.argument("log", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--reader", help="Reader to read when no LOG is given.")
-@click.option("--sam-keys", type=click.Path(exists=True, dir_okay=False))
-def trace(log: str | None, reader: str | None, sam_keys: str | None) -> None:
+@_sam_options
+def trace(
+    log: str | None,
+    reader: str | None,
+    sam_keys: str | None,
+    sam_reader: str | None,
+    sam_pin_env: str,
+) -> None:
     """Show an APDU log; without LOG, read the card and show its APDUs (masked)."""
+    choice = _sam_choice(sam_keys, sam_reader, sam_pin_env)
     try:
         if log is not None:
             atr, entries = read_trace(log)
         else:
             sink = io.StringIO()
-            session, transport = _open(reader, sam_keys, sink)
+            opened = _open(reader, choice, sink)
+            session = opened.session
             try:
                 if session.sam is not None:
                     session.read_all()
                 else:
                     session.read_issuer()
             finally:
-                transport.close()
+                opened.close()
             atr, entries = read_trace(sink.getvalue().splitlines())
     except HcmError as exc:
         raise _fail(exc) from None
