@@ -26,7 +26,9 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   │   ├── CardMacError              6988: secure-messaging MAC rejected
     │   │   ├── CardLengthError           6700/6Cxx/6B00: wrong length or offset
     │   │   └── CardParameterError        6A86/6A88/6D00/6E00…: command not understood
-    │   └── CardRefusedError          the card is on the blacklist (lost, cancelled)
+    │   ├── CardRefusedError          the card is on the blacklist (lost, cancelled)
+    │   ├── CardKeyAtRiskError        a key with 2 tries or fewer left is not tried again
+    │   └── CardCityError             the card is of another city than the SAM's keys
     ├── SamError                      the security access module
     │   ├── SamInputError             a key, factor, challenge or city code of the wrong
     │   │                             shape (also a ValueError)
@@ -83,9 +85,11 @@ __all__ = [
     "CardAbsentError",
     "CardAuthError",
     "CardAuthenticityError",
+    "CardCityError",
     "CardDataError",
     "CardError",
     "CardFileNotFoundError",
+    "CardKeyAtRiskError",
     "CardKeyBlockedError",
     "CardLengthError",
     "CardMacError",
@@ -391,6 +395,46 @@ class CardRefusedError(CardError):
     """The card is on the blacklist: reported lost or cancelled."""
 
     default_hint = "keep the card and send the resident to the issuer's counter"
+
+
+class CardKeyAtRiskError(CardError):
+    """The terminal refuses to try a card key that has 2 tries or fewer left.
+
+    Raised without sending any APDU. ``key_ref`` is the key (hex), ``tries_left`` the
+    count the card last reported (0 = blocked). A card key whose counter runs out is
+    blocked for good, so the last tries are left for the issuer's counter.
+    """
+
+    default_hint = (
+        "do not retry at this or any other terminal; send the resident to the card "
+        "issuer to have the card checked and its key counter reset"
+    )
+
+    def __init__(
+        self, message: str, *, key_ref: str, tries_left: int, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.key_ref = key_ref
+        self.tries_left = tries_left
+
+
+class CardCityError(CardError):
+    """The card was issued for another city than the SAM's keys; no try was spent.
+
+    ``card_city`` and ``sam_city`` are the city codes (not personal data).
+    """
+
+    default_hint = (
+        "read this card at a terminal whose SAM holds the keys of the card's city; "
+        "do not retry here, every try would count against the card"
+    )
+
+    def __init__(
+        self, message: str, *, card_city: str, sam_city: str, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.card_city = card_city
+        self.sam_city = sam_city
 
 
 # --- other domains (each issue adds its subclasses) --------------------------------
