@@ -19,7 +19,7 @@ from hcm_his_hl7 import messages
 from hcm_his_hl7.client import MllpClient, RetryPolicy
 from hcm_his_hl7.er7 import Er7Message, parse_ts
 from hcmiddleware import Middleware, SettingsModel, hookimpl
-from hcmiddleware.errors import HisError, HisProtocolError
+from hcmiddleware.errors import HisError, HisProtocolError, HisRejectedError
 from hcmiddleware.models import (
     Admission,
     AdmissionRequest,
@@ -147,9 +147,10 @@ class Hl7His:
         where = f"{self.settings.host}:{self.settings.port}"
         try:
             self._query("Z02", "-")
+        except HisRejectedError:
+            # a refusal of the probe query still proves the HIS reads HL7
+            return [CheckResult(name="mllp", ok=True, detail=f"{where} answers HL7")]
         except HisError as exc:
-            if exc.__class__.__name__ == "HisRejectedError":
-                return [CheckResult(name="mllp", ok=True, detail=f"{where} answers HL7")]
             return [CheckResult(name="mllp", ok=False, detail=exc.message, hint=exc.hint)]
         return [CheckResult(name="mllp", ok=True, detail=f"{where} answers HL7")]
 

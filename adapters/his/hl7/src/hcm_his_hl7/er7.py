@@ -53,9 +53,9 @@ def segment(name: str, fields: dict[int, object]) -> str:
         values = ["" if fields.get(i) is None else str(fields[i]) for i in range(3, top + 1)]
         return "|".join(["MSH", ENCODING_CHARACTERS, *values])
     top = max(fields, default=0)
-    return "|".join(
-        [name] + ["" if fields.get(i) is None else str(fields[i]) for i in range(1, top + 1)]
-    )
+    values = ["" if fields.get(i) is None else str(fields[i]) for i in range(1, top + 1)]
+    # trailing empty fields are left off, as HL7 recommends
+    return "|".join([name, *values]).rstrip("|")
 
 
 def ts(moment: datetime | None) -> str:
