@@ -37,6 +37,9 @@ def operation_outcome(code: str, text: str, severity: str = "error") -> dict[str
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without TCP_NODELAY each answer waits
+    # ~40 ms for the client's delayed ACK
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         return
