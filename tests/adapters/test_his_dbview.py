@@ -292,3 +292,16 @@ def test_database_not_listening_is_unavailable(hcm_make_middleware: Any, his_sch
 def test_doctor_reaches_the_lookup_view(adapter: Any) -> None:
     mw, _plugin = adapter()
     assert [c.ok for name, c in mw.doctor() if name == "his-dbview"] == [True]
+
+
+def test_database_errors_do_not_quote_the_values_sent(adapter: Any) -> None:
+    mw, _plugin = adapter(
+        statements={
+            "list_orders": "SELECT * FROM v_order WHERE visit_id = CAST(:visit_id AS date)::text"
+        }
+    )
+    patient = HospitalPatient(hospital_code="H1", patient_id="P1", resident_id="x")
+    with pytest.raises(HisError) as caught:
+        mw.hooks.hcm_his_list_orders(patient=patient, visit_id="欧阳娜娜")
+    assert "22007" in caught.value.message or "22008" in caught.value.message
+    assert "欧阳娜娜" not in str(caught.value)

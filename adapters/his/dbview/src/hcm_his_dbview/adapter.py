@@ -56,6 +56,20 @@ NAME = "his-dbview"
 SEX = {Sex.MALE: "M", Sex.FEMALE: "F", Sex.UNKNOWN: "U", Sex.UNSPECIFIED: "U"}
 
 
+def _describe(exc: DBAPIError) -> str:
+    """The driver's error without the values it may quote (names, ID numbers).
+
+    Only syntax and undefined-object errors (SQLSTATE class 42) and connection
+    failures (08, or none) quote identifiers and hosts rather than data.
+    """
+    state = str(getattr(exc.orig, "sqlstate", "") or "")
+    kind = type(exc.orig).__name__
+    if state[:2] in ("", "08", "42", "57"):
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+        return f"{kind}: {first[:200]}"
+    return f"{kind} (SQLSTATE {state})"
+
+
 class DbViewStatements(SettingsModel):
     """``[plugins.his-dbview.statements]``: one SQL statement per operation.
 
@@ -226,20 +240,19 @@ class DbViewHis:
                 refusal = self._refusal(exc)
                 if refusal is not None:
                     raise refusal from None
-                if str(getattr(exc.orig, "sqlstate", "") or "").startswith("XX"):
+                state = str(getattr(exc.orig, "sqlstate", "") or "")
+                if state.startswith("XX"):
                     raise HisProtocolError(
-                        "the HIS database failed internally: "
-                        f"{str(exc.orig).splitlines()[0][:200]}",
+                        f"the HIS database failed internally (SQLSTATE {state})",
                         hint="tell the HIS's database administrators; nothing was recorded",
                     ) from None
                 raise HisError(
-                    f"the configured SQL for {statement} failed: {type(exc.orig).__name__}: "
-                    f"{str(exc.orig).splitlines()[0][:200]}",
+                    f"the configured SQL for {statement} failed: {_describe(exc)}",
                     hint=f"check [plugins.{NAME}.statements] {statement} against the HIS's views",
                 ) from None
         assert failure is not None
         raise HisUnavailableError(
-            f"HIS database unreachable or too slow: {str(failure.orig).splitlines()[0][:200]} "
+            f"HIS database unreachable or too slow: {_describe(failure)} "
             f"(after {self.settings.attempts} tries, {statement})"
         )
 

@@ -21,6 +21,7 @@ sender gets the answer it got the first time and is not carried out again.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -174,7 +175,7 @@ class Hl7Front:
         self.store = store
         self.application = application
         self.strict = strict
-        self._count = 0
+        self._counter = itertools.count(1)
         self._routes: dict[str, Callable[[_Message], list[str]]] = {
             "ADT^A28": self._a28,
             "ADT^A08": self._a08,
@@ -302,7 +303,7 @@ class Hl7Front:
         return None
 
     def _msh(self, kind: str, inbound_type: str, charset: str) -> str:
-        self._count += 1
+        count = next(self._counter)
         if kind.startswith("QBP^"):
             event = "K23" if kind == "QBP^Q23" else kind[4:]
             structure = "RSP_K23" if kind == "QBP^Q23" else "RSP_K11"
@@ -319,7 +320,7 @@ class Hl7Front:
                 5: "",
                 6: ts(datetime.now()),
                 8: msg_type,
-                9: f"{self.application}{datetime.now():%H%M%S}{self._count:06d}",
+                9: f"{self.application}{datetime.now():%H%M%S}{count:06d}",
                 10: "P",
                 11: "2.5",
                 17: charset,
@@ -340,7 +341,7 @@ class Hl7Front:
         parts = header.split("|")
         if len(parts) > 17:
             charset = parts[17]
-        self._count += 1
+        count = next(self._counter)
         event = inbound_type.split("^")[1] if inbound_type.count("^") else ""
         msh = segment(
             "MSH",
@@ -351,7 +352,7 @@ class Hl7Front:
                 4: "HCM",
                 6: ts(datetime.now()),
                 8: f"ACK^{event}^ACK",
-                9: f"{self.application}{self._count:06d}",
+                9: f"{self.application}{count:06d}",
                 10: "P",
                 11: "2.5",
                 17: charset,
