@@ -305,3 +305,22 @@ def test_database_errors_do_not_quote_the_values_sent(adapter: Any) -> None:
         mw.hooks.hcm_his_list_orders(patient=patient, visit_id="欧阳娜娜")
     assert "22007" in caught.value.message or "22008" in caught.value.message
     assert "欧阳娜娜" not in str(caught.value)
+
+
+def test_simultaneous_registrations_of_one_resident_make_one_patient(
+    adapter: Any, his_schema: str
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    mw, _plugin = adapter()
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        made = list(
+            pool.map(
+                lambda _: mw.hooks.hcm_his_register_patient(
+                    resident=RESIDENT, card=None, hospital_code="H0001"
+                ),
+                range(5),
+            )
+        )
+    assert len({p.patient_id for p in made}) == 1
+    assert _count(his_schema, "patient") == 1

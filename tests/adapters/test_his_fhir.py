@@ -374,3 +374,22 @@ def test_server_refuses_invalid_fhir_with_an_operation_outcome(reference_his: Re
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["details"]["coding"][0]["code"] == "invalid-resource"
     assert _patients(reference_his) == 0
+
+
+def test_simultaneous_registrations_of_one_resident_make_one_patient(
+    adapter: Any, reference_his: ReferenceHis
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    mw, _plugin = adapter()
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        made = list(
+            pool.map(
+                lambda _: mw.hooks.hcm_his_register_patient(
+                    resident=RESIDENT, card=None, hospital_code="H0001"
+                ),
+                range(5),
+            )
+        )
+    assert len({p.patient_id for p in made}) == 1
+    assert _patients(reference_his) == 1

@@ -450,3 +450,22 @@ def test_control_id_mismatch_is_a_protocol_error(reference_his: ReferenceHis) ->
     client = MllpClient(*reference_his.mllp_address, RetryPolicy(attempts=1))
     with pytest.raises(HisProtocolError, match="acknowledged control ID"):
         client.exchange(text, "C-2")
+
+
+def test_simultaneous_registrations_of_one_resident_make_one_patient(
+    adapter: Any, reference_his: ReferenceHis
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    mw, _plugin = adapter()
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        made = list(
+            pool.map(
+                lambda _: mw.hooks.hcm_his_register_patient(
+                    resident=RESIDENT, card=None, hospital_code="H0001"
+                ),
+                range(5),
+            )
+        )
+    assert len({p.patient_id for p in made}) == 1
+    assert _patients(reference_his) == 1

@@ -10,6 +10,7 @@ made. Every message is validated strictly as HL7 v2.5 before it is sent (setting
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Literal
@@ -160,11 +161,11 @@ class Hl7His:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _send(self, build: object, *args: object) -> Er7Message:
+    def _send(self, build: Callable[..., str], *args: object) -> Er7Message:
         if self.client is None:
             raise HisError("the HL7 adapter is not configured", hint="start the Middleware first")
         control_id = uuid.uuid4().hex[:20]
-        text = build(self.header, control_id, datetime.now().replace(microsecond=0), *args)  # type: ignore[operator]
+        text = build(self.header, control_id, datetime.now().replace(microsecond=0), *args)
         if self.settings.validate_outbound:
             messages.validate(text)
         return self.client.exchange(text, control_id)
