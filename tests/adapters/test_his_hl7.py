@@ -400,8 +400,8 @@ def test_his_not_listening_is_unavailable(hcm_make_middleware: Any) -> None:
         mw.hooks.hcm_his_lookup_patient(resident=RESIDENT, hospital_code=HOSPITAL)
     assert caught.value.plugin == "his-hl7"  # type: ignore[attr-defined]
     assert "cannot connect" in caught.value.message
-    checks = [r for name, r in mw.doctor() if name == "his-hl7"]
-    assert [c.ok for c in checks] == [False]
+    checks = {r.name: r.ok for name, r in mw.doctor() if name == "his-hl7"}
+    assert checks == {"mllp": False, "retry budget": True}
 
 
 @pytest.mark.parametrize(
@@ -469,3 +469,14 @@ def test_simultaneous_registrations_of_one_resident_make_one_patient(
         )
     assert len({p.patient_id for p in made}) == 1
     assert _patients(reference_his) == 1
+
+
+def test_a_retry_budget_beyond_the_runtime_timeout_is_flagged(
+    adapter: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mw, _plugin = adapter(attempts=6, timeout=2.0, backoff=0.5)
+    assert "longer than the 10 s the runtime allows" in caplog.text
+    checks = {r.name: r for name, r in mw.doctor() if name == "his-hl7"}
+    assert checks["mllp"].ok is True
+    assert checks["retry budget"].ok is False
+    assert "27.5 s" in checks["retry budget"].detail  # 6 x 2 s + 0.5+1+2+4+8 s of pauses

@@ -22,6 +22,7 @@ The HIS's logical IDs are the hospital's IDs: ``Patient.id`` is the patient ID,
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -51,6 +52,8 @@ from hcmiddleware.models import (
     Resident,
     Sex,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["NAME", "FhirHis", "FhirHisSettings"]
 
@@ -144,6 +147,8 @@ class FhirHis:
     def __init__(self) -> None:
         self.settings = FhirHisSettings()
         self.client: FhirClient | None = None
+        #: (longest a call can take with retries, what the runtime allows), seconds
+        self._budget = (0.0, 0.0)
         self.tz = ZoneInfo(self.settings.timezone)
 
     # -- setup ------------------------------------------------------------------------
@@ -160,6 +165,16 @@ class FhirHis:
         s = self.settings
         self.tz = ZoneInfo(s.timezone)
         policy = RetryPolicy(attempts=s.attempts, timeout=s.timeout, backoff=s.backoff)
+        self._budget = (policy.worst_case(), middleware.dispatcher.timeout_for(NAME))
+        if self._budget[0] > self._budget[1]:
+            log.warning(
+                "%s: %d tries of %g s (with pauses) can take %.1f s, longer than the %g s "
+                "the runtime allows a call; lower attempts/timeout or raise [plugins] timeouts",
+                NAME,
+                s.attempts,
+                s.timeout,
+                *self._budget,
+            )
         token = s.token.get_secret_value() if s.token else None
         self.client = FhirClient(s.base_url, policy, token)
 
@@ -171,6 +186,20 @@ class FhirHis:
 
     @hookimpl
     def hcm_doctor_checks(self) -> list[CheckResult]:
+        return [*self._reachable(), self._retry_budget()]
+
+    def _retry_budget(self) -> CheckResult:
+        worst, allowed = self._budget
+        return CheckResult(
+            name="retry budget",
+            ok=worst <= allowed,
+            detail=f"a call takes at most {worst:.1f} s; the runtime allows {allowed:g} s",
+            hint=""
+            if worst <= allowed
+            else "lower attempts or timeout, or raise [plugins] timeouts",
+        )
+
+    def _reachable(self) -> list[CheckResult]:
         try:
             _status, meta = self._call("GET", "metadata")
         except HisError as exc:

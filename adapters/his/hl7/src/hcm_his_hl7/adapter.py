@@ -9,6 +9,7 @@ made. Every message is validated strictly as HL7 v2.5 before it is sent (setting
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -40,6 +41,8 @@ from hcmiddleware.models import (
     Report,
     Resident,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = ["NAME", "Hl7His", "Hl7HisSettings"]
 
@@ -120,6 +123,8 @@ class Hl7His:
         self.settings = Hl7HisSettings()
         self.header = messages.Header("HCM", "", "HIS", "")
         self.client: MllpClient | None = None
+        #: (longest a call can take with retries, what the runtime allows), seconds
+        self._budget = (0.0, 0.0)
 
     # -- setup ------------------------------------------------------------------------
 
@@ -141,6 +146,16 @@ class Hl7His:
             s.encoding,
         )
         policy = RetryPolicy(attempts=s.attempts, timeout=s.timeout, backoff=s.backoff)
+        self._budget = (policy.worst_case(), middleware.dispatcher.timeout_for(NAME))
+        if self._budget[0] > self._budget[1]:
+            log.warning(
+                "%s: %d tries of %g s (with pauses) can take %.1f s, longer than the %g s "
+                "the runtime allows a call; lower attempts/timeout or raise [plugins] timeouts",
+                NAME,
+                s.attempts,
+                s.timeout,
+                *self._budget,
+            )
         self.client = MllpClient(s.host, s.port, policy, messages.CHARSETS[s.encoding][1])
 
     @hookimpl
@@ -149,6 +164,20 @@ class Hl7His:
 
     @hookimpl
     def hcm_doctor_checks(self) -> list[CheckResult]:
+        return [*self._reachable(), self._retry_budget()]
+
+    def _retry_budget(self) -> CheckResult:
+        worst, allowed = self._budget
+        return CheckResult(
+            name="retry budget",
+            ok=worst <= allowed,
+            detail=f"a call takes at most {worst:.1f} s; the runtime allows {allowed:g} s",
+            hint=""
+            if worst <= allowed
+            else "lower attempts or timeout, or raise [plugins] timeouts",
+        )
+
+    def _reachable(self) -> list[CheckResult]:
         where = f"{self.settings.host}:{self.settings.port}"
         try:
             self._query("Z02", "-")

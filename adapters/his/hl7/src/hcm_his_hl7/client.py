@@ -39,6 +39,11 @@ class RetryPolicy:
     timeout: float = 2.0
     backoff: float = 0.2
 
+    def worst_case(self) -> float:
+        """Seconds one call can take at most: every try timing out, every pause taken."""
+        pauses = sum(self.backoff * 2**n for n in range(self.attempts - 1))
+        return float(self.attempts * self.timeout + pauses)
+
     def pause(self, attempt: int) -> float:
         """Seconds to wait before try number ``attempt + 1`` (doubling each time)."""
         return float(self.backoff * (2 ** (attempt - 1)))
