@@ -468,6 +468,7 @@ class HisConformance(PluginConformance):
         )
         assert getattr(caught.value, "plugin", None) == self.plugin_name
         assert str(caught.value), "the error says what happened"
+        assert getattr(caught.value, "hint", ""), "and what the operator can do"
 
     def test_refusal_is_typed_and_registers_nothing(
         self, mw: Middleware, hospital_code: str, his_faults: HisFaults
