@@ -133,6 +133,7 @@ def _journey(mw: Middleware) -> None:
     hooks = mw.hooks
     patient = hooks.hcm_his_register_patient(resident=RESIDENT, card=None, hospital_code=HOSPITAL)
     start = datetime.now().replace(microsecond=0, second=0) + timedelta(hours=2)
+    made = []
     for kind in ("appointment", "registration"):
         reg = hooks.hcm_his_register_visit(
             patient=patient,
@@ -146,8 +147,11 @@ def _journey(mw: Middleware) -> None:
                 request_id=f"{kind}-1",
             ),
         )
+        made.append(reg)
+    first = made[0]
     position = hooks.hcm_his_queue_position(registration=reg)
     assert position.ahead == 1, "the appointment is ahead in the same department and day"
+    assert hooks.hcm_his_queue_position(registration=first).ahead == 0
     orders = hooks.hcm_his_list_orders(patient=patient, visit_id=reg.registration_id)
     assert {o.kind for o in orders} == {"lab", "drug"}
     drug = next(o for o in orders if o.kind == "drug")

@@ -433,7 +433,14 @@ class FhirHis:
 
     @hookimpl
     def hcm_his_queue_position(self, registration: Registration) -> QueuePosition | None:
-        _status, found = self._call("GET", f"Encounter/{registration.registration_id}")
+        # a registration is an Encounter, an appointment an Appointment; the Registration
+        # model does not say which, so the second is asked when the first is not found
+        try:
+            _status, found = self._call("GET", f"Encounter/{registration.registration_id}")
+        except HisRejectedError as exc:
+            if exc.status != "404":
+                raise
+            _status, found = self._call("GET", f"Appointment/{registration.registration_id}")
         reg, ahead = self._registration(found)
         return QueuePosition(
             registration_id=reg.registration_id,

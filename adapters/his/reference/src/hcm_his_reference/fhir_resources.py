@@ -220,9 +220,14 @@ class FhirRoutes:
             return self.patient(self.store.patient(ident))
         if kind == "Encounter":
             visit = self.store._one("SELECT * FROM visit WHERE visit_id = ?", ident)
+            if visit is not None and visit["kind"] == "appointment":
+                raise HisFaultError("unknown-visit", f"{ident} is an Appointment", status=404)
             return self.encounter(visit) if visit else self.stay(self.store.admission(ident))
         if kind == "Appointment":
-            return self.appointment(self.store.visit(ident))
+            visit = self.store.visit(ident)
+            if visit["kind"] != "appointment":
+                raise HisFaultError("unknown-visit", f"{ident} is an Encounter", status=404)
+            return self.appointment(visit)
         raise HisFaultError("not-supported", f"no read of {kind}", status=404)
 
     def search(self, kind: str, query: dict[str, str]) -> dict[str, Any]:
