@@ -480,3 +480,40 @@ def test_a_retry_budget_beyond_the_runtime_timeout_is_flagged(
     assert checks["mllp"].ok is True
     assert checks["retry budget"].ok is False
     assert "27.5 s" in checks["retry budget"].detail  # 6 x 2 s + 0.5+1+2+4+8 s of pauses
+
+
+def test_without_an_assigning_authority_the_institution_code_is_used(
+    tmp_path: Any, hcm_make_middleware: Any
+) -> None:
+    code = "210100000001"
+    with ReferenceHis(tmp_path / "h.db", hospital_code=code) as his:
+        host, port = his.mllp_address
+        mw = hcm_make_middleware(
+            plugins={"his-hl7": Hl7His()},
+            settings={"his-hl7": {"host": host, "port": port}},
+            middleware={"institution_code": code},
+        )
+        hooks = mw.hooks
+        patient = hooks.hcm_his_register_patient(resident=RESIDENT, card=None, hospital_code=code)
+        assert patient.patient_id.startswith(code)
+        stay = hooks.hcm_his_admit(
+            patient=patient,
+            request=AdmissionRequest(
+                department_code="NEI", ward="W1", bed="01", admitted_at=NOW, request_id="A-1"
+            ),
+        )
+        stay = hooks.hcm_his_record_deposit(
+            admission=stay,
+            deposit=Deposit(
+                deposit_id="D-1",
+                admission_id=stay.admission_id,
+                amount=Decimal("1000.00"),
+                paid_at=NOW,
+                transaction_id="T-9",
+            ),
+        )
+        assert stay.deposit_balance == Decimal("1000.00")
+        done = hooks.hcm_his_discharge(
+            admission=stay, bill=hooks.hcm_his_inpatient_bill(admission=stay)
+        )
+        assert done.final_bill.balance == Decimal("95.50") - Decimal("1000.00")

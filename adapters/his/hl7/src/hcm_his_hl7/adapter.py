@@ -123,6 +123,7 @@ class Hl7His:
         self.settings = Hl7HisSettings()
         self.header = messages.Header("HCM", "", "HIS", "")
         self.client: MllpClient | None = None
+        self._hospital_code = ""
         #: (longest a call can take with retries, what the runtime allows), seconds
         self._budget = (0.0, 0.0)
 
@@ -138,6 +139,7 @@ class Hl7His:
         if isinstance(settings, Hl7HisSettings):
             self.settings = settings
         s = self.settings
+        self._hospital_code = middleware.config.middleware.institution_code
         self.header = messages.Header(
             s.sending_application,
             s.sending_facility or middleware.config.middleware.institution_code[:20],
@@ -455,8 +457,8 @@ class Hl7His:
         return self._stay(admission.admission_id)
 
     def _authority_of(self, admission: Admission) -> str:
-        # a stay carries no hospital code; the configured authority is then required
-        return self.settings.assigning_authority or self.header.sending_facility
+        # a stay carries no hospital code: use the one the flows pass (the institution's)
+        return self._authority(self._hospital_code)
 
     @hookimpl
     def hcm_his_inpatient_bill(self, admission: Admission) -> Bill | None:
