@@ -65,6 +65,11 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── FaceTemplateError         a stored template is damaged or not this resident's
     │   └── GalleryError              1:N gallery misuse (duplicate id, wrong size)
     ├── HisError                      a hospital system refused or failed a request
+    │   ├── HisRejectedError          the HIS refused it (HL7 NAK, FHIR OperationOutcome):
+    │   │                             .code, .status
+    │   ├── HisUnavailableError       the HIS is down or did not answer in time
+    │   └── HisProtocolError          the HIS answered something unparseable (garbage,
+    │                                 truncated, wrong encoding)
     ├── MoneyError                    a money movement: .transaction_id
     │   ├── AmountError               amount invalid (sign, decimals, currency)
     │   ├── RemoteFaultError          bank or insurer answered with a fault: .fault_code
@@ -108,6 +113,9 @@ __all__ = [
     "GalleryError",
     "HcmError",
     "HisError",
+    "HisProtocolError",
+    "HisRejectedError",
+    "HisUnavailableError",
     "IdNumberChecksumError",
     "IdNumberDateError",
     "IdNumberFormatError",
@@ -771,6 +779,46 @@ class GalleryError(FaceError):
 
 class HisError(HcmError):
     """A hospital information system refused or failed a request."""
+
+
+class HisRejectedError(HisError):
+    """The HIS refused the request: an HL7 NAK or a FHIR OperationOutcome.
+
+    ``code`` is the HIS's own error code (ERR-5 / the issue's details code, else the
+    HL7 table 0357 code or FHIR issue code); ``status`` is the HL7 acknowledgment code
+    (``AE``/``AR``) or the HTTP status. Nothing was recorded by the HIS.
+    """
+
+    default_hint = "the HIS refused the request as sent; correct it and try again"
+
+    def __init__(
+        self, message: str, *, code: str, status: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.status = status
+
+
+class HisUnavailableError(HisError):
+    """The HIS could not be reached, or did not answer within the adapter's timeout.
+
+    After a timeout the request may have been carried out; the adapters resend with
+    the same control ID / identifier, so a retry never makes a second record.
+    """
+
+    default_hint = (
+        "the hospital system is down or slow; try again shortly, and tell its "
+        "administrators if it persists"
+    )
+
+
+class HisProtocolError(HisError):
+    """The HIS answered with something that is not a valid message for the protocol."""
+
+    default_hint = (
+        "the hospital system's interface answered garbage; report it to its administrators "
+        "with the time of the request"
+    )
 
 
 class MoneyError(HcmError):
