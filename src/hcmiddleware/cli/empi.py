@@ -1,9 +1,10 @@
 """``hcm empi``: import, search, merge and inspect the resident index from a shell.
 
-The database and keys come from the environment (until the product's config file
-wires them): ``HCM_EMPI_DATABASE`` (an SQLAlchemy URL), ``HCM_EMPI_MASTER_KEYS``
-(``id=base64[,id=base64…]``), ``HCM_EMPI_CURRENT_KEY`` (default: the last id listed)
-and ``HCM_EMPI_INDEX_KEY`` (base64). Keys are never printed.
+By default the installation's index is used: the config file's database and ``[empi]``
+keys (``hcm --config hcm.toml empi stats``). Another index database can be named with
+its keys, from options or the environment: ``HCM_EMPI_DATABASE`` (an SQLAlchemy URL),
+``HCM_EMPI_MASTER_KEYS`` (``id=base64[,id=base64…]``), ``HCM_EMPI_CURRENT_KEY`` (default:
+the last id listed) and ``HCM_EMPI_INDEX_KEY`` (base64). Keys are never printed.
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ def _settings(master_keys: str, current: str | None, index_key: str) -> Protecti
 
 def _open(ctx: click.Context) -> ResidentIndex:
     obj: dict[str, Any] = ctx.ensure_object(dict)
+    if "index" not in obj and obj["database"] is None:
+        # The installation's index: the config's database and [empi] keys.
+        from hcmiddleware.cli.context import CliState
+        from hcmiddleware.runtime import Middleware
+
+        state = ctx.find_object(CliState) or CliState()
+        mw = Middleware(state.load())
+        ctx.call_on_close(mw.close)
+        obj["index"] = mw.residents.index
     if "index" not in obj:
         settings = _settings(obj["master_keys"], obj["current_key"], obj["index_key"])
         engine = storage.create_engine(obj["database"])
@@ -74,9 +84,9 @@ def _fail(exc: HcmError) -> None:
 @click.option(
     "--database",
     envvar="HCM_EMPI_DATABASE",
-    default="sqlite:///empi.db",
-    show_default=True,
-    help="SQLAlchemy URL of the index database.",
+    default=None,
+    help="SQLAlchemy URL of another index database (then give its keys too); default: "
+    "the config's database and [empi] keys.",
 )
 @click.option(
     "--master-keys",
@@ -98,7 +108,11 @@ def _fail(exc: HcmError) -> None:
 )
 @click.pass_context
 def empi(
-    ctx: click.Context, database: str, master_keys: str, current_key: str | None, index_key: str
+    ctx: click.Context,
+    database: str | None,
+    master_keys: str,
+    current_key: str | None,
+    index_key: str,
 ) -> None:
     """The resident master index: import, search, merge, statistics."""
     ctx.ensure_object(dict).update(
