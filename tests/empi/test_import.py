@@ -199,3 +199,33 @@ def test_cli_lists_duplicates_by_record_id(tmp_path: Path) -> None:
         main, ["empi", "duplicates", "--format", "json", "--links-only"], env=env
     )
     assert result.output == ""
+
+
+def test_conflicts_and_duplicates_inside_one_batch(index: ResidentIndex, tmp_path: Path) -> None:
+    rows = [
+        ["R1", "张秀英", "2", "", "11010519491231002X", "", "", "C1"],
+        [
+            "R2",
+            "张秀英",
+            "2",
+            "",
+            "１１０１０５１９４９１２３１００２ｘ",
+            "",
+            "",
+            "",
+        ],  # same person
+        ["R3", "李雷", "1", "", "440524188001010014", "", "", "C1"],  # card of R1, other ID
+        ["R4", "王芳", "2", "1990-05-01", "", "13900000001", "", "C4"],
+        ["R5", "王芳", "2", "1990-05-01", "", "13900000001", "", ""],  # linked on demographics
+    ]
+    report = import_csv(index, _write(tmp_path / "his.csv", rows), batch_size=100)
+    assert (report.created, report.linked) == (2, 2)
+    assert [(b.line, b.record_id, b.field) for b in report.bad_rows] == [(4, "R3", "id_number")]
+    zhang = index.lookup("card_number", "C1")
+    assert zhang is not None
+    assert index.source_records(zhang.id) == [("his", "R1"), ("his", "R2")]
+    assert index.lookup("id_number", "440524188001010014") is None
+    wang = index.lookup("card_number", "C4")
+    assert wang is not None
+    assert index.source_records(wang.id) == [("his", "R4"), ("his", "R5")]
+    assert index.count() == 2
