@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from hcmiddleware import storage
-from hcmiddleware.empi.blocking import blocking_keys
+from hcmiddleware.empi.blocking import blocking_keys, probe_keys
 from hcmiddleware.empi.identity import ChildNumber, IdNumber, Sex, parse_identity
 from hcmiddleware.empi.matching import Decision, MatchModel, Thresholds
 from hcmiddleware.empi.normalize import (
@@ -465,7 +465,7 @@ class ResidentIndex:
                 "updated_at": now,
             },
             resident,
-            block_bidxs,
+            self._block_bidxs(probe, stored=True),
         )
         store.add_identifiers(resident_id, rows, [])
         if source is not None and record_id is not None:
@@ -592,8 +592,9 @@ class ResidentIndex:
         theirs = resident.identifier(IdentifierKind.ID_NUMBER)
         return bool(mine and theirs and len(mine) == 18 and len(theirs) == 18 and mine != theirs)
 
-    def _block_bidxs(self, probe: dict[str, Any]) -> list[bytes]:
-        return [self._protector.blind_index("block", k) for k in sorted(blocking_keys(probe))]
+    def _block_bidxs(self, probe: dict[str, Any], *, stored: bool = False) -> list[bytes]:
+        keys = blocking_keys(probe) if stored else probe_keys(probe)
+        return [self._protector.blind_index("block", k) for k in sorted(keys)]
 
     def _score(
         self, probe: dict[str, Any], residents: Iterable[Resident], *, limit: int
@@ -686,7 +687,7 @@ class ResidentIndex:
     ) -> list[tuple[str, str]]:
         blocks: dict[str, list[str]] = {}
         for rid, record in records.items():
-            for key in blocking_keys(record):
+            for key in probe_keys(record):
                 blocks.setdefault(key, []).append(rid)
         pairs: set[tuple[str, str]] = set()
         for members in blocks.values():
