@@ -54,6 +54,7 @@ from hcmiddleware.empi.schema import (
     new_id,
 )
 from hcmiddleware.empi.store import (
+    BLOCKS,
     IDENTIFIERS,
     MERGES,
     MODELS,
@@ -782,6 +783,21 @@ class ResidentIndex:
                 hint="the card or other identifier given belongs to someone else, or the ID "
                 "number was mistyped: check the identity document",
             )
+
+    def refresh_statistics(self) -> None:
+        """Let the database re-plan after a bulk load (PostgreSQL ANALYZE, SQLite optimize).
+
+        Without it PostgreSQL may keep planning lookups for the empty tables it saw
+        before an import.
+        """
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                for table in (RESIDENTS, IDENTIFIERS, BLOCKS, SOURCES):
+                    conn.exec_driver_sql(f"ANALYZE {table.name}")
+            elif conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA optimize")
+                conn.commit()
 
     def known_records(self, source: str, record_ids: Iterable[str]) -> set[str]:
         """Which of these record ids of ``source`` are already in the index (for resuming)."""
