@@ -629,9 +629,9 @@ class ResidentIndex:
     ) -> list[Candidate]:
         """Residents that may be this person, best first, each with what agreed (R-EMPI-1).
 
-        Candidates are drawn through blocking keys (sound of the name, birth date, phone,
-        surname + year) and scored with the Fellegi–Sunter model; those the model calls
-        ``new`` are left out unless ``include_new``.
+        Candidates are drawn through blocking keys (see :mod:`hcmiddleware.empi.blocking`)
+        and scored with the Fellegi–Sunter model; those the model calls ``new`` are left
+        out unless ``include_new``.
         """
         id_value = None
         if id_number and normalize_code(id_number):
