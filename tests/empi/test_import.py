@@ -229,3 +229,26 @@ def test_conflicts_and_duplicates_inside_one_batch(index: ResidentIndex, tmp_pat
     assert wang is not None
     assert index.source_records(wang.id) == [("his", "R4"), ("his", "R5")]
     assert index.count() == 2
+
+
+def test_cli_rewraps_under_a_new_master_key_and_trains(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    runner = CliRunner()
+    path = _write(tmp_path / "his.csv", GOOD)
+    assert runner.invoke(main, ["empi", "import", str(path)], env=env).exit_code == 0
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    env["HCM_EMPI_MASTER_KEYS"] += f",2026b={new_key}"
+    env["HCM_EMPI_CURRENT_KEY"] = "2026b"
+    result = runner.invoke(main, ["empi", "rewrap"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"rewrapped": 3, "master_keys_in_use": ["2026b"]}
+    # The old key can go: the index opens and reads with the new one alone.
+    env["HCM_EMPI_MASTER_KEYS"] = f"2026b={new_key}"
+    result = runner.invoke(
+        main, ["empi", "search", "--name", "张秀英", "--birth-date", "1949-12-31"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip()
+    result = runner.invoke(main, ["empi", "train"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "pairs" in json.loads(result.output)
