@@ -217,9 +217,10 @@ def test_conflicts_and_duplicates_inside_one_batch(index: ResidentIndex, tmp_pat
         ["R3", "李雷", "1", "", "440524188001010014", "", "", "C1"],  # card of R1, other ID
         ["R4", "王芳", "2", "1990-05-01", "", "13900000001", "", "C4"],
         ["R5", "王芳", "2", "1990-05-01", "", "13900000001", "", ""],  # linked on demographics
+        ["R6", "王芳", "2", "1990-05-01", "", "", "", ""],  # no phone: a review, not a link
     ]
     report = import_csv(index, _write(tmp_path / "his.csv", rows), batch_size=100)
-    assert (report.created, report.linked) == (2, 2)
+    assert (report.created, report.linked, report.reviews) == (3, 2, 1)
     assert [(b.line, b.record_id, b.field) for b in report.bad_rows] == [(4, "R3", "id_number")]
     zhang = index.lookup("card_number", "C1")
     assert zhang is not None
@@ -228,7 +229,10 @@ def test_conflicts_and_duplicates_inside_one_batch(index: ResidentIndex, tmp_pat
     wang = index.lookup("card_number", "C4")
     assert wang is not None
     assert index.source_records(wang.id) == [("his", "R4"), ("his", "R5")]
-    assert index.count() == 2
+    (review,) = index.reviews()
+    assert review.candidate_id == wang.id
+    assert index.source_records(review.resident_id) == [("his", "R6")]
+    assert index.count() == 3
 
 
 def test_cli_rewraps_under_a_new_master_key_and_trains(tmp_path: Path) -> None:
