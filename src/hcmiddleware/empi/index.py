@@ -103,6 +103,12 @@ class PreparedRecord:
     source: str | None
     record_id: str | None
     warnings: tuple[str, ...]
+    # Keyed hashes, computed once: identifiers (kind, issuer, value, HMAC), the record
+    # for scoring, blocking keys to look up and to store.
+    idents: list[tuple[IdentifierKind, str, str, bytes]] = field(repr=False, default_factory=list)
+    probe: dict[str, Any] = field(repr=False, default_factory=dict)
+    query_blocks: list[bytes] = field(repr=False, default_factory=list)
+    stored_blocks: list[bytes] = field(repr=False, default_factory=list)
 
 
 class ResidentIndex:
@@ -281,7 +287,19 @@ class ResidentIndex:
             "address": normalize_address(address) if address else None,
             "region_code": region_code,
         }
-        return PreparedRecord(wanted, demographics, clean_name, source, record_id, tuple(warnings))
+        probe = self._probe(demographics, wanted)
+        return PreparedRecord(
+            wanted,
+            demographics,
+            clean_name,
+            source,
+            record_id,
+            tuple(warnings),
+            idents=[(k, i, v, self._ident_bidx(k, v)) for k, i, v in wanted],
+            probe=probe,
+            query_blocks=self._block_bidxs(probe),
+            stored_blocks=self._block_bidxs(probe, stored=True),
+        )
 
     def enrol(
         self,
@@ -364,8 +382,8 @@ class ResidentIndex:
         blocks: list[bytes] = []
         sources: list[tuple[str, str]] = []
         for prepared in batch:
-            idents.extend(self._ident_bidx(k, v) for k, _i, v in prepared.wanted)
-            blocks.extend(self._block_bidxs(self._probe(prepared.demographics, prepared.wanted)))
+            idents.extend(b for _k, _i, _v, b in prepared.idents)
+            blocks.extend(prepared.query_blocks)
             if prepared.source is not None and prepared.record_id is not None:
                 sources.append((prepared.source, prepared.record_id))
         store.prefetch(idents, blocks, sources)
@@ -373,11 +391,9 @@ class ResidentIndex:
     def _enrol_in(self, store: DirectStore, prepared: PreparedRecord) -> Enrolment:
         # Every check comes before the first write, so a refusal leaves nothing behind
         # (a batch has no savepoint to roll back to).
-        wanted, demographics = prepared.wanted, prepared.demographics
+        demographics = prepared.demographics
         source, record_id, warnings = prepared.source, prepared.record_id, prepared.warnings
-        bidxs = [
-            (kind, issuer, value, self._ident_bidx(kind, value)) for kind, issuer, value in wanted
-        ]
+        bidxs = prepared.idents
         found = store.holders([(k.value, i, b) for k, i, _v, b in bidxs])
         holders: dict[str, IdentifierKind] = {}
         present: set[tuple[str, str, bytes]] = set()
@@ -405,9 +421,8 @@ class ResidentIndex:
                 warnings=warnings,
             )
 
-        probe = self._probe(demographics, wanted)
-        block_bidxs = self._block_bidxs(probe)
-        candidates = self._score(probe, store.candidates(block_bidxs), limit=5)
+        probe = prepared.probe
+        candidates = self._score(probe, store.candidates(prepared.query_blocks), limit=5)
         top = candidates[0] if candidates else None
         if (
             top is not None
@@ -466,7 +481,7 @@ class ResidentIndex:
                 "updated_at": now,
             },
             resident,
-            self._block_bidxs(probe, stored=True),
+            prepared.stored_blocks,
         )
         store.add_identifiers(resident_id, rows, [])
         if source is not None and record_id is not None:
