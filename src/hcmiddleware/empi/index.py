@@ -178,12 +178,14 @@ class ResidentIndex:
     ) -> Resident | None:
         """Exact lookup by an identifier; ``None`` when no resident holds it.
 
-        The value is normalised first (full-width, spaces, ``x``; a 15-digit ID number
-        is converted), so it is found however it was typed. An invalid ID number raises
-        :class:`~hcmiddleware.errors.IdentityError` rather than finding nothing.
+        The value and the issuer's code are normalised first (full-width, spaces, dashes,
+        ``x``; a 15-digit ID number is converted), so it is found however it was typed.
+        An invalid ID number raises :class:`~hcmiddleware.errors.IdentityError` rather
+        than finding nothing.
         """
         kind = IdentifierKind(kind)
         bidx = self._ident_bidx(kind, self._canonical(kind, value))
+        issuer = normalize_code(issuer)
         with self._engine.connect() as conn:
             resident_id = conn.scalar(
                 Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx}
@@ -274,11 +276,12 @@ class ResidentIndex:
             if raw is not None and normalize_code(raw):
                 wanted.append((kind, "", normalize_code(raw)))
         for ident in identifiers:
-            if ident.kind in _ISSUED and not ident.issuer:
+            issuer = normalize_code(ident.issuer)
+            if ident.kind in _ISSUED and not issuer:
                 raise IdentityError(
                     f"a {ident.kind.value} needs the code of its issuer", field=ident.kind.value
                 )
-            wanted.append((ident.kind, ident.issuer, self._canonical(ident.kind, ident.value)))
+            wanted.append((ident.kind, issuer, self._canonical(ident.kind, ident.value)))
         demographics = {
             "name": normalize_text(name),
             "sex": int(sex),
