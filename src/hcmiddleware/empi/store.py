@@ -153,8 +153,9 @@ class RowCodec:
         rows = conn.execute(Q_IDENTS_OF, {"ids": list(resident_ids)}).mappings()
         for row in rows:
             value = self.open("empi_identifiers", "value_ct", row["id"], row["value_ct"])
+            # Rows this index wrote itself: no need to validate them again.
             out[row["resident_id"]].append(
-                Identifier(
+                Identifier.model_construct(
                     kind=IdentifierKind(row["kind"]), value=value.decode(), issuer=row["issuer"]
                 )
             )
@@ -164,7 +165,7 @@ class RowCodec:
         """A resident row and its identifiers as a decrypted model."""
         data = json.loads(self.open("empi_residents", "data_ct", row["id"], row["data_ct"]))
         born = data.get("birth_date")
-        return Resident(
+        return Resident.model_construct(
             id=row["id"],
             status=ResidentStatus(row["status"]),
             merged_into=row["merged_into"],
