@@ -70,9 +70,16 @@ def _open(ctx: click.Context) -> ResidentIndex:
     if "index" not in obj:
         settings = _settings(obj["master_keys"], obj["current_key"], obj["index_key"])
         engine = storage.create_engine(obj["database"])
-        obj["index"] = ResidentIndex(engine, Protector.from_settings(settings))
+        obj["protector"] = Protector.from_settings(settings)
+        obj["index"] = ResidentIndex(engine, obj["protector"])
     index: ResidentIndex = obj["index"]
     return index
+
+
+def _protector(ctx: click.Context) -> Protector:
+    _open(ctx)
+    protector: Protector = ctx.ensure_object(dict)["protector"]
+    return protector
 
 
 def _fail(exc: HcmError) -> None:
@@ -290,6 +297,37 @@ def unmerge_command(ctx: click.Context, merged: str, reason: str, operator: str)
         _fail(exc)
         return
     click.echo(event.model_dump_json())
+
+
+@empi.command("rewrap")
+@click.pass_context
+def rewrap_command(ctx: click.Context) -> None:
+    """Re-wrap every data key under the current master key (after a master-key change).
+
+    Safe while the index is in use. When it reports that no other master key is in use,
+    the old key can be removed from the configuration.
+    """
+    try:
+        protector = _protector(ctx)
+        count = protector.rewrap()
+        in_use = sorted(protector.master_keys_in_use())
+    except HcmError as exc:
+        _fail(exc)
+        return
+    click.echo(json.dumps({"rewrapped": count, "master_keys_in_use": in_use}))
+
+
+@empi.command("train")
+@click.option("--max-residents", default=20000, show_default=True, type=click.IntRange(2))
+@click.pass_context
+def train_command(ctx: click.Context, max_residents: int) -> None:
+    """Learn the matching weights from the index itself (EM, no labels) and keep them."""
+    try:
+        pairs = _open(ctx).train_model(max_residents=max_residents)
+    except HcmError as exc:
+        _fail(exc)
+        return
+    click.echo(json.dumps({"pairs": pairs}))
 
 
 @empi.command("stats")
