@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hcm_his_reference import ReferenceHis
+from PIL import Image
 
 from hcmiddleware import Middleware
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.errors import (
     CardAbsentError,
+    FaceMismatchError,
     FlowInputError,
+    HisProtocolError,
     HisRejectedError,
     HisUnavailableError,
+    NoHandlerError,
     NotIdentifiedError,
     PaymentNotRecordedError,
     RemoteFaultError,
 )
 from hcmiddleware.flows.outpatient import OutpatientFlow
 from hcmiddleware.models import VisitSummary
+from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
 from hcmiddleware.testing import HookRecorder
 
 from .conftest import HOSPITAL, MakeMw, Till, count
@@ -184,17 +191,26 @@ def test_nak_is_typed_with_the_adapter_and_registers_nothing(
     assert count(reference_his, "visit") == 1
 
 
-@pytest.mark.parametrize("fault", ["down", "slow"])
-def test_his_down_or_slow_stops_the_flow_cleanly(
-    mw: Middleware, card: EmulatedCard, reference_his: ReferenceHis, fault: str
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ({"drop": "before"}, HisUnavailableError),
+        ({"delay": 0.8}, HisUnavailableError),
+        ({"garbage": True}, HisProtocolError),
+    ],
+    ids=["down", "slow", "garbage"],
+)
+def test_his_down_slow_or_garbled_stops_the_flow_cleanly(
+    mw: Middleware,
+    card: EmulatedCard,
+    reference_his: ReferenceHis,
+    fault: dict[str, object],
+    error: type[Exception],
 ) -> None:
     flow = OutpatientFlow(mw, actor="kiosk-01")
     who = flow.identify(card)
-    if fault == "down":
-        reference_his.faults.set(drop="before")
-    else:
-        reference_his.faults.set(delay=0.8)
-    with pytest.raises(HisUnavailableError) as caught:
+    reference_his.faults.set(**fault)  # type: ignore[arg-type]
+    with pytest.raises(error) as caught:
         flow.patient(who)
     assert getattr(caught.value, "plugin", "") in {"his-hl7", "his-fhir"}
     assert mw.residents.index.hospital_id(who.resident.resident_id, HOSPITAL) is None
@@ -282,3 +298,37 @@ def test_no_institution_code_is_a_clear_error(hcm_make_middleware: object) -> No
     mw = hcm_make_middleware()  # type: ignore[operator]
     with pytest.raises(FlowInputError, match="institution code"):
         OutpatientFlow(mw, actor="kiosk")
+
+
+def test_without_a_his_adapter_the_step_says_so(
+    hcm_make_middleware: Any, card: EmulatedCard
+) -> None:
+    mw = hcm_make_middleware(
+        middleware={"institution_code": HOSPITAL}, sam={"keys": str(TEST_ISSUER_KEYS)}
+    )
+    flow = OutpatientFlow(mw, actor="kiosk-01")
+    who = flow.identify(card)
+    with pytest.raises(NoHandlerError, match="hcm_his_register_patient"):
+        flow.patient(who)
+    assert mw.residents.index.hospital_id(who.resident.resident_id, HOSPITAL) is None
+
+
+def test_face_check_refuses_a_photo_without_the_cardholder(
+    hcm_make_middleware: Any, card: EmulatedCard
+) -> None:
+    pytest.importorskip("face_recognition")  # the built-in backend: the [face] extra
+    mw = hcm_make_middleware(
+        middleware={"institution_code": HOSPITAL}, sam={"keys": str(TEST_ISSUER_KEYS)}
+    )
+    flow = OutpatientFlow(mw, actor="kiosk-01")
+    who = flow.identify(card)
+    from hcmiddleware.face.samples import KIOSK_LIVE_PHOTO
+
+    assert flow.check_face(who, KIOSK_LIVE_PHOTO.read_bytes()).matched
+    blank = io.BytesIO()
+    Image.new("RGB", (320, 240), (200, 200, 200)).save(blank, "JPEG")
+    with pytest.raises(FaceMismatchError) as caught:
+        flow.check_face(who, blank.getvalue())
+    assert caught.value.status != "matched"
+    with pytest.raises(FlowInputError, match="without a card"):
+        flow.check_face(replace(who, card=None), KIOSK_LIVE_PHOTO.read_bytes())
