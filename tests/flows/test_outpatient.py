@@ -22,6 +22,7 @@ from hcmiddleware.errors import (
     HisProtocolError,
     HisRejectedError,
     HisUnavailableError,
+    IdentityError,
     NoHandlerError,
     NotIdentifiedError,
     PaymentNotRecordedError,
@@ -332,3 +333,24 @@ def test_face_check_refuses_a_photo_without_the_cardholder(
     assert caught.value.status != "matched"
     with pytest.raises(FlowInputError, match="without a card"):
         flow.check_face(replace(who, card=None), KIOSK_LIVE_PHOTO.read_bytes())
+
+
+def test_failed_identification_is_audited_and_typed(
+    hcm_make_middleware: Any, card: EmulatedCard
+) -> None:
+    mw = hcm_make_middleware(
+        middleware={"institution_code": HOSPITAL}, sam={"keys": str(TEST_ISSUER_KEYS)}
+    )
+    recorder = HookRecorder(mw)
+    flow = OutpatientFlow(mw, actor="kiosk-01")
+    card.pull_after(3)
+    with pytest.raises(CardAbsentError):
+        flow.identify(card)
+    event = recorder.last("hcm_audit_event").kwargs["event"]
+    assert (event.action, event.outcome) == ("flow.outpatient.identify", "failed")
+    assert mw.residents.index.count() == 0
+    with pytest.raises(IdentityError):
+        flow.identify_by(id_number="210102198503121238")  # wrong check digit
+    event = recorder.last("hcm_audit_event").kwargs["event"]
+    assert (event.action, event.outcome) == ("flow.outpatient.identify", "refused")
+    assert "210102" not in str(event.details), "no ID number in the audit details"

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from hcmiddleware.errors import FlowInputError, HcmError, NoHandlerError, NotIdentifiedError
+from hcmiddleware.errors import (
+    CardRefusedError,
+    DischargeRefusedError,
+    FaceMismatchError,
+    FlowInputError,
+    HisRejectedError,
+    IdentityError,
+    NoHandlerError,
+    NotIdentifiedError,
+)
 from hcmiddleware.models import Charge, HospitalPatient, IdentifierKind, Resident, VisitSummary
 
 if TYPE_CHECKING:
@@ -27,7 +36,25 @@ if TYPE_CHECKING:
     from hcmiddleware.card.transport import Transport
     from hcmiddleware.runtime import Middleware
 
-__all__ = ["UNSET_INSTITUTION", "Identified", "Journey", "Pay", "request_key", "visit_record"]
+__all__ = [
+    "REFUSALS",
+    "UNSET_INSTITUTION",
+    "Identified",
+    "Journey",
+    "Pay",
+    "request_key",
+    "visit_record",
+]
+
+#: Errors that are a deliberate "no" (audited as ``refused``); anything else is ``failed``.
+REFUSALS: tuple[type[Exception], ...] = (
+    CardRefusedError,
+    DischargeRefusedError,
+    FaceMismatchError,
+    HisRejectedError,
+    IdentityError,
+    NotIdentifiedError,
+)
 
 #: ``[middleware] institution_code``'s default: a site that has not set its own.
 UNSET_INSTITUTION = "000000000000"
@@ -118,12 +145,7 @@ class Journey:
         plugin = getattr(exc, "plugin", "")
         if plugin:
             details["plugin"] = str(plugin)
-        refused = isinstance(exc, HcmError) and type(exc).__name__ in {
-            "HisRejectedError",
-            "FaceMismatchError",
-            "DischargeRefusedError",
-            "NotIdentifiedError",
-        }
+        refused = isinstance(exc, REFUSALS)
         self._audit(step, subject, "refused" if refused else "failed", **details)
 
     def _hook(self, step: str, hook: str, subject: str | None, **kwargs: Any) -> Any:
@@ -147,8 +169,8 @@ class Journey:
         :param transport: the card (default: the ``[readers] user`` PC/SC reader).
         :raises CardError: the card could not be read or authenticated.
         """
-        card = self.mw.terminal.read(transport, actor=self.actor)
         try:
+            card = self.mw.terminal.read(transport, actor=self.actor)
             resident = self.mw.residents.enrol_from_card(card)
         except BaseException as exc:
             self._failed("identify", None, exc)
