@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import click
 
 from hcmiddleware.config import Config, load_config
+
+if TYPE_CHECKING:
+    from hcmiddleware.runtime import Middleware
 
 
 @dataclass
@@ -19,3 +25,13 @@ class CliState:
         if self.config_path:
             return load_config(self.config_path)
         return Config()
+
+
+def open_middleware(ctx: click.Context) -> Middleware:
+    """A started Middleware on the command's configuration, closed with the command."""
+    from hcmiddleware.runtime import Middleware
+
+    state = ctx.find_object(CliState) or CliState()
+    mw = Middleware(state.load())
+    ctx.call_on_close(mw.close)
+    return mw

@@ -60,13 +60,9 @@ def _open(ctx: click.Context) -> ResidentIndex:
     obj: dict[str, Any] = ctx.ensure_object(dict)
     if "index" not in obj and obj["database"] is None:
         # The installation's index: the config's database and [empi] keys.
-        from hcmiddleware.cli.context import CliState
-        from hcmiddleware.runtime import Middleware
+        from hcmiddleware.cli.context import open_middleware
 
-        state = ctx.find_object(CliState) or CliState()
-        mw = Middleware(state.load())
-        ctx.call_on_close(mw.close)
-        obj["index"] = mw.residents.index
+        obj["index"] = open_middleware(ctx).residents.index
     if "index" not in obj:
         settings = _settings(obj["master_keys"], obj["current_key"], obj["index_key"])
         engine = storage.create_engine(obj["database"])

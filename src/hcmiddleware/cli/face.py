@@ -86,14 +86,9 @@ def _enrolment(db: str | None, cipher_spec: str | None, key_id: str) -> FaceEnro
     if db is None:
         # The installation's own store: the config's database, templates sealed with
         # the resident index's [empi] keys.
-        from hcmiddleware.cli.context import CliState
-        from hcmiddleware.runtime import Middleware
+        from hcmiddleware.cli.context import open_middleware
 
-        ctx = click.get_current_context()
-        state = ctx.find_object(CliState) or CliState()
-        mw = Middleware(state.load())
-        ctx.call_on_close(mw.close)
-        return mw.faces.enrolment
+        return open_middleware(click.get_current_context()).faces.enrolment
     from hcmiddleware.face.enrolment import FaceEnrolment
     from hcmiddleware.face.store import TemplateStore
     from hcmiddleware.face.verify import FaceService
