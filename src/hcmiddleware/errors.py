@@ -38,7 +38,12 @@ The tree (a subclass is always caught by its parent's ``except``)::
     ├── MoneyError                    a money movement: .transaction_id
     │   ├── AmountError               amount invalid (sign, decimals, currency)
     │   ├── RemoteFaultError          bank or insurer answered with a fault: .fault_code
-    │   └── OutcomeUnknownError       sent, but whether money moved is not known yet
+    │   ├── MalformedResponseError    bank or insurer answered something unparseable
+    │   ├── OutcomeUnknownError       sent, but whether money moved is not known yet
+    │   ├── IdempotencyConflictError  a key already used for a different movement
+    │   ├── UnknownTransactionError   no journal entry with that transaction ID
+    │   ├── RefundRefusedError        refund above the amount paid, or not refundable
+    │   └── IdentityDocumentError     the identity document does not match the holder
     └── WardError                     ward devices (wristbands, handhelds, call buttons)
 
 Messages are written for the person at the counter: what happened and what to do
@@ -64,8 +69,11 @@ __all__ = [
     "ForeignCardError",
     "HcmError",
     "HisError",
+    "IdempotencyConflictError",
+    "IdentityDocumentError",
     "IdentityError",
     "KeySetError",
+    "MalformedResponseError",
     "MoneyError",
     "NoHandlerError",
     "OutcomeUnknownError",
@@ -75,6 +83,7 @@ __all__ = [
     "PluginTimeoutError",
     "PluginUnavailableError",
     "ReaderError",
+    "RefundRefusedError",
     "RemoteFaultError",
     "ResidentIndexError",
     "SamBlockedError",
@@ -87,6 +96,7 @@ __all__ = [
     "SecureMessagingError",
     "StorageError",
     "UnknownKeyError",
+    "UnknownTransactionError",
     "WardError",
 ]
 
@@ -475,6 +485,42 @@ class OutcomeUnknownError(MoneyError):
         "do not repeat the payment by hand: the transaction is journalled and will be "
         "confirmed or reversed automatically"
     )
+
+
+class MalformedResponseError(MoneyError):
+    """The bank or the insurer answered with something that is not a valid reply.
+
+    The request was sent, so the outcome is unknown: the journal resolves it.
+    """
+
+    default_hint = (
+        "the transaction is journalled and will be confirmed or reversed automatically; "
+        "report the remote system's malformed answer to its operator"
+    )
+
+
+class IdempotencyConflictError(MoneyError):
+    """An idempotency key was reused for a different movement (amount, card or kind)."""
+
+    default_hint = "use a new key for a new movement; the same key only repeats the same one"
+
+
+class UnknownTransactionError(MoneyError):
+    """No journal entry has the given transaction ID."""
+
+    default_hint = "check the ID with `hcm journal list`"
+
+
+class RefundRefusedError(MoneyError):
+    """A refund cannot be made: above what was paid, or the original is not a payment."""
+
+    default_hint = "refund at most what is left of a confirmed payment on the same card"
+
+
+class IdentityDocumentError(MoneyError):
+    """The identity document shown does not match the card holder; nothing was sent."""
+
+    default_hint = "ask for the card holder's own identity document and check it again"
 
 
 class WardError(HcmError):

@@ -1,0 +1,47 @@
+"""Fixtures for the money tests: reference bank and insurer on loopback, a journal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hcm_bank_soap import BankSoap
+from hcm_bank_soap.reference import SoapServer
+from hcm_bank_soap.reference import serve as serve_bank
+from money_peers import CARD, ID_NUMBER, OTHER_CARD
+
+from hcmiddleware.journal import Journal
+from hcmiddleware.runtime import Middleware
+from hcmiddleware.testing.plugin import MiddlewareFactory
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> Iterator[SoapServer]:
+    """The reference bank on loopback, with two bound cards."""
+    server = serve_bank(tmp_path / "bank-ledger.db")
+    ledger = server.service.ledger  # type: ignore[attr-defined]
+    ledger.bind(CARD, "6222000011112222", ID_NUMBER)
+    ledger.bind(OTHER_CARD, "6222000033334444", "110105198001010011")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def money_mw(hcm_make_middleware: MiddlewareFactory, bank: SoapServer) -> Callable[..., Middleware]:
+    """Make a Middleware with the bank adapter pointed at the reference bank."""
+
+    def make(timeout: float = 2.0, **extra: Any) -> Middleware:
+        return hcm_make_middleware(
+            plugins={"bank-soap": BankSoap(), **extra.pop("plugins", {})},
+            settings={"bank-soap": {"wsdl": bank.wsdl_url, "timeout": timeout}, **extra},
+        )
+
+    return make
+
+
+@pytest.fixture
+def journal(money_mw: Callable[..., Middleware]) -> Journal:
+    """A journal on a fresh SQLite database, talking to the reference bank."""
+    return Journal(money_mw())

@@ -1,0 +1,77 @@
+"""The journal against the reference bank: states, idempotency, unknown outcomes."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hcm_bank_soap.reference import SoapServer
+from money_peers import CARD, bank_plan
+
+from hcmiddleware.journal import Journal
+from hcmiddleware.models import PaymentStatus as P
+
+
+def balance(bank: SoapServer, card: str = CARD) -> Decimal:
+    value = bank.service.ledger.balance(card)  # type: ignore[attr-defined]
+    assert value is not None
+    return value
+
+
+def test_top_up_then_pay_moves_money_once(journal: Journal, bank: SoapServer) -> None:
+    up = journal.top_up(key="r-1", card_number=CARD, amount="100.00")
+    paid = journal.pay(key="r-2", card_number=CARD, amount="12.34")
+    assert (up.state, paid.state) == (P.CONFIRMED, P.CONFIRMED)
+    assert balance(bank) == Decimal("87.66")
+    assert [s for _, s, _ in journal.history(paid.transaction_id)] == [
+        "pending", "sent", "confirmed",
+    ]  # fmt: skip
+
+
+def test_same_key_twice_never_pays_twice(journal: Journal, bank: SoapServer) -> None:
+    journal.top_up(key="up", card_number=CARD, amount="50")
+    first = journal.pay(key="same", card_number=CARD, amount="20.00")
+    again = journal.pay(key="same", card_number=CARD, amount="20.00")
+    assert again.transaction_id == first.transaction_id
+    assert balance(bank) == Decimal("30.00")
+    assert bank.requests["Pay"] == 1
+
+
+def test_declined_payment_is_failed(journal: Journal, bank: SoapServer) -> None:
+    moved = journal.pay(key="broke", card_number=CARD, amount="1.00")
+    assert moved.state is P.FAILED
+    assert moved.reason == "insufficient balance"
+
+
+def test_lost_answer_after_commit_is_confirmed_by_query(journal: Journal, bank: SoapServer) -> None:
+    journal.top_up(key="up", card_number=CARD, amount="50")
+    bank.set_faults(bank_plan(drop=1.0, operations=frozenset({"Pay"})))
+    moved = journal.pay(key="p", card_number=CARD, amount="5.00")
+    assert moved.state is P.CONFIRMED
+    assert [s for _, s, _ in journal.history(moved.transaction_id)][-2:] == [
+        "unknown", "confirmed",
+    ]  # fmt: skip
+    assert balance(bank) == Decimal("45.00")
+
+
+def test_fault_before_processing_is_reversed(journal: Journal, bank: SoapServer) -> None:
+    journal.top_up(key="up", card_number=CARD, amount="50")
+    bank.set_faults(bank_plan(fault=1.0, operations=frozenset({"Pay"})))
+    moved = journal.pay(key="p", card_number=CARD, amount="5.00")
+    assert moved.state is P.REVERSED
+    assert balance(bank) == Decimal("50.00")
+    # the reversal leaves a tombstone: the same ID arriving late moves nothing
+    late = bank.service.ledger.move("pay", moved.transaction_id, CARD, Decimal("5.00"))  # type: ignore[attr-defined]
+    assert late.status == "REVERSED"
+    assert balance(bank) == Decimal("50.00")
+
+
+def test_bank_down_leaves_unknown_until_recovery(journal: Journal, bank: SoapServer) -> None:
+    journal.top_up(key="up", card_number=CARD, amount="50")
+    bank.set_faults(bank_plan(drop=1.0, operations=frozenset({"Pay", "Query", "Reverse"})))
+    moved = journal.pay(key="p", card_number=CARD, amount="5.00")
+    assert moved.state is P.UNKNOWN
+    bank.set_faults(bank_plan())
+    report = journal.recover()
+    assert report.outcomes == {"confirmed": 1}
+    assert journal.get(moved.transaction_id).state is P.CONFIRMED
+    assert balance(bank) == Decimal("45.00")
