@@ -43,6 +43,7 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── IdempotencyConflictError  a key already used for a different movement
     │   ├── UnknownTransactionError   no journal entry with that transaction ID
     │   ├── RefundRefusedError        refund above the amount paid, or not refundable
+    │   ├── PaymentDeclinedError      the movement ended failed or reversed: .state
     │   └── IdentityDocumentError     the identity document does not match the holder
     └── WardError                     ward devices (wristbands, handhelds, call buttons)
 
@@ -77,6 +78,7 @@ __all__ = [
     "MoneyError",
     "NoHandlerError",
     "OutcomeUnknownError",
+    "PaymentDeclinedError",
     "PluginCallError",
     "PluginError",
     "PluginLoadError",
@@ -515,6 +517,23 @@ class RefundRefusedError(MoneyError):
     """A refund cannot be made: above what was paid, or the original is not a payment."""
 
     default_hint = "refund at most what is left of a confirmed payment on the same card"
+
+
+class PaymentDeclinedError(MoneyError):
+    """The bank or insurer declined the movement, or it was reversed; no money moved."""
+
+    default_hint = "tell the patient nothing was taken; check the account and try again"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: str,
+        transaction_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, transaction_id=transaction_id, hint=hint)
+        self.state = state
 
 
 class IdentityDocumentError(MoneyError):

@@ -10,6 +10,8 @@ import pytest
 from hcm_bank_soap import BankSoap
 from hcm_bank_soap.reference import SoapServer
 from hcm_bank_soap.reference import serve as serve_bank
+from hcm_insurance_soap import InsuranceSoap
+from hcm_insurance_soap.reference import serve as serve_insurer
 from money_peers import CARD, ID_NUMBER, OTHER_CARD
 
 from hcmiddleware.journal import Journal
@@ -29,13 +31,28 @@ def bank(tmp_path: Path) -> Iterator[SoapServer]:
 
 
 @pytest.fixture
-def money_mw(hcm_make_middleware: MiddlewareFactory, bank: SoapServer) -> Callable[..., Middleware]:
-    """Make a Middleware with the bank adapter pointed at the reference bank."""
+def insurer(tmp_path: Path) -> Iterator[Any]:
+    """The reference insurer on loopback."""
+    server = serve_insurer(tmp_path / "insurer-ledger.db")
+    yield server
+    server.stop()
 
-    def make(timeout: float = 2.0, **extra: Any) -> Middleware:
+
+@pytest.fixture
+def money_mw(
+    hcm_make_middleware: MiddlewareFactory, bank: SoapServer, insurer: Any
+) -> Callable[..., Middleware]:
+    """Make a Middleware with both adapters pointed at the reference servers."""
+
+    def make(timeout: float = 2.0, **sections: Any) -> Middleware:
         return hcm_make_middleware(
-            plugins={"bank-soap": BankSoap(), **extra.pop("plugins", {})},
-            settings={"bank-soap": {"wsdl": bank.wsdl_url, "timeout": timeout}, **extra},
+            plugins={"bank-soap": BankSoap(), "insurance-soap": InsuranceSoap()},
+            settings={
+                "bank-soap": {"wsdl": bank.wsdl_url, "timeout": timeout},
+                "insurance-soap": {"wsdl": insurer.wsdl_url, "timeout": timeout},
+            },
+            middleware={"institution_code": "210100000001"},
+            **sections,
         )
 
     return make
@@ -43,5 +60,5 @@ def money_mw(hcm_make_middleware: MiddlewareFactory, bank: SoapServer) -> Callab
 
 @pytest.fixture
 def journal(money_mw: Callable[..., Middleware]) -> Journal:
-    """A journal on a fresh SQLite database, talking to the reference bank."""
+    """A journal on a fresh SQLite database, talking to the reference servers."""
     return Journal(money_mw())

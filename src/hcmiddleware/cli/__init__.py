@@ -17,6 +17,7 @@ import click
 from hcmiddleware import __version__
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
+from hcmiddleware.cli.journal import journal_group
 from hcmiddleware.errors import ConfigError, HcmError, PluginLoadError
 
 __all__ = ["main"]
@@ -66,3 +67,4 @@ main.add_command(plugins_group)
 main.add_command(config_group)
 main.add_command(doctor)
 main.add_command(demo)
+main.add_command(journal_group)

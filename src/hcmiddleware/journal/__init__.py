@@ -8,6 +8,16 @@ See ``docs/money.md``. The public names::
 from __future__ import annotations
 
 from hcmiddleware.journal.movements import CrashPoint, Journal, Movement, RecoveryReport
+from hcmiddleware.journal.reconciliation import ReconciliationReport, reconcile
 from hcmiddleware.journal.states import FINAL, IN_FLIGHT
 
-__all__ = ["FINAL", "IN_FLIGHT", "CrashPoint", "Journal", "Movement", "RecoveryReport"]
+__all__ = [
+    "FINAL",
+    "IN_FLIGHT",
+    "CrashPoint",
+    "Journal",
+    "Movement",
+    "ReconciliationReport",
+    "RecoveryReport",
+    "reconcile",
+]

@@ -436,6 +436,20 @@ class Journal:
         existing = self._existing(key, fields)
         if existing is not None:
             return existing
+        with self.engine.connect() as conn:
+            other = conn.execute(
+                sa.select(_ENTRY.c.transaction_id).where(
+                    _ENTRY.c.settlement_id == settlement_id,
+                    _ENTRY.c.kind == CANCEL,
+                    _ENTRY.c.state.notin_([P.FAILED.value, P.REVERSED.value]),
+                )
+            ).first()
+        if other is not None:
+            raise IdempotencyConflictError(
+                f"settlement {settlement_id!r} is already being cancelled",
+                transaction_id=other[0],
+                hint="look at that cancellation with `hcm journal show`",
+            )
         seq = self._insert(key, fields)
         if seq is None:
             found = self._existing(key, fields)
