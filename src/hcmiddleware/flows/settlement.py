@@ -22,7 +22,13 @@ from hcmiddleware.errors import (
 )
 from hcmiddleware.flows.payment import finish
 from hcmiddleware.journal import Journal, Movement
-from hcmiddleware.models import Charge, Settlement, SettlementRequest, parse_amount
+from hcmiddleware.models import (
+    Charge,
+    PaymentStatus,
+    Settlement,
+    SettlementRequest,
+    parse_amount,
+)
 
 __all__ = ["SettlementOutcome", "pre_settle", "settle_visit"]
 
@@ -143,9 +149,15 @@ def _return_plan(
     for original in advances:
         if remaining <= 0:
             break
-        refund_key = f"{key}:return:{original}"
-        done = journal.by_key(refund_key)
-        # a refund already journalled under its key (a re-run) keeps its amount
+        # A refund already journalled under its key (a re-run) keeps its amount; one
+        # that failed or was reversed moved nothing, so the next attempt gets a new key.
+        attempt = 0
+        while True:
+            refund_key = f"{key}:return:{original}:{attempt}"
+            done = journal.by_key(refund_key)
+            if done is None or done.state not in (PaymentStatus.FAILED, PaymentStatus.REVERSED):
+                break
+            attempt += 1
         part = done.amount if done is not None else min(journal.refundable(original), remaining)
         if part > 0:
             plan.append((refund_key, original, part))
