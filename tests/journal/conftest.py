@@ -25,7 +25,7 @@ def bank(tmp_path: Path) -> Iterator[SoapServer]:
     server = serve_bank(tmp_path / "bank-ledger.db")
     ledger = server.service.ledger  # type: ignore[attr-defined]
     ledger.bind(CARD, "6222000011112222", ID_NUMBER)
-    ledger.bind(OTHER_CARD, "6222000033334444", "110105198001010011")
+    ledger.bind(OTHER_CARD, "6222000033334444", "110105198001010016")
     yield server
     server.stop()
 

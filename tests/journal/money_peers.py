@@ -14,7 +14,7 @@ from hcmiddleware.models import Charge
 
 CARD = "1100000000000001"
 OTHER_CARD = "1100000000000002"
-ID_NUMBER = "11010519800101003X"
+ID_NUMBER = "110105198001010032"
 
 
 def bank_plan(**rates: Any) -> FaultPlan:

@@ -42,16 +42,18 @@ def test_fault_campaign_loses_nothing_and_takes_nothing_twice(campaign_dir: Path
         results: list[RunResult] = pool.map(run_one, jobs, chunksize=1)
     faults: Counter[str] = Counter()
     states: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
     for r in results:
         faults.update(r.remote_faults)
         faults["crash"] += r.crashes
         faults["statement"] += r.tampered_lines
         states.update(r.states)
+        kinds.update(r.confirmed_kinds)
     total = sum(faults.values())
     operations = sum(r.operations for r in results)
     print(
         f"\nfault campaign: {RUNS} runs, {operations} operations, {total} faults "
-        f"{dict(faults)}, journal end states {dict(states)}"
+        f"{dict(faults)}, journal end states {dict(states)}, confirmed {dict(kinds)}"
     )
     problems = [f"seed {r.seed}: {d}" for r in results for d in r.discrepancies]
     assert problems == []
@@ -59,4 +61,5 @@ def test_fault_campaign_loses_nothing_and_takes_nothing_twice(campaign_dir: Path
     assert all(faults[k] > 0 for k in ("crash", "delay", "fault", "drop", "duplicate",
                                        "malformed", "statement"))  # fmt: skip
     assert states["confirmed"] > operations // 4
+    assert all(kinds[k] > 0 for k in ("top_up", "pay", "refund", "settle", "cancel"))
     assert total >= 10_000
