@@ -56,10 +56,12 @@ from hcmiddleware.errors import ConfigError, SecretError
 __all__ = [
     "Config",
     "DatabaseSection",
+    "EmpiSection",
     "LoggingSection",
     "MiddlewareSection",
     "PluginsSection",
     "ReadersSection",
+    "SamSection",
     "Secret",
     "SettingsModel",
     "config_error_from_validation",
@@ -143,6 +145,36 @@ class ReadersSection(SettingsModel):
     sam: str | None = None
 
 
+class SamSection(SettingsModel):
+    """``[sam]``: the terminal's security access module.
+
+    Give ``keys`` for a software SAM (tests, demos, a terminal without a SAM slot), or
+    set ``[readers] sam`` and ``pin`` for the SAM card in the terminal's second slot.
+    """
+
+    keys: Path | None = Field(None, description="issuer key-set JSON for the software SAM")
+    pin: Secret | None = Field(None, description="PIN of the SAM card in [readers] sam")
+
+
+class EmpiSection(SettingsModel):
+    """``[empi]``: keys that protect personal data in the resident index.
+
+    Each key is 32 random bytes in base64, given as a secret. ``master_keys`` maps key
+    ids to keys; new data keys are wrapped with ``current_key``, older ids stay
+    readable (rotation without downtime). ``index_key`` keys the blind indexes used for
+    exact lookups. With no keys at all, keys are generated once into
+    ``<data_dir>/keys/empi-keys.json`` (readable by the owner only) — fine for a demo or
+    a single terminal, not for a shared index.
+    """
+
+    master_keys: dict[str, Secret] = Field(default_factory=dict)
+    current_key: str | None = None
+    index_key: Secret | None = None
+    auto_link: bool = Field(
+        True, description="link on a confident demographic match; off = queue for review"
+    )
+
+
 class LoggingSection(SettingsModel):
     """``[logging]``: level of the ``hcmiddleware`` loggers."""
 
@@ -185,6 +217,8 @@ class Config(SettingsModel):
     middleware: MiddlewareSection = MiddlewareSection()
     database: DatabaseSection = DatabaseSection()
     readers: ReadersSection = ReadersSection()
+    sam: SamSection = SamSection()
+    empi: EmpiSection = EmpiSection()
     logging: LoggingSection = LoggingSection()
     plugins: PluginsSection = PluginsSection()
     source: Path | None = Field(None, exclude=True)

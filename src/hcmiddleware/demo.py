@@ -1,8 +1,9 @@
 """``hcm demo``: the patient journey on embedded defaults, one numbered step at a time.
 
-Everything runs on this machine: a SQLite database in a temporary folder and the sample
-HIS adapter (``adapters/his/sample``). Each step prints what it did; a failing step
-prints why and what to do, and the demo stops there.
+Everything runs on this machine: the sample health card in the software card emulator,
+a software SAM with the test issuer keys, the resident index and journal in SQLite in a
+temporary folder, and the sample HIS adapter (``adapters/his/sample``). Each step prints
+what it did; a failing step prints why and what to do, and the demo stops there.
 """
 
 from __future__ import annotations
@@ -12,20 +13,26 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from hcmiddleware.card.data import VisitRecord
+from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.config import parse_config
 from hcmiddleware.errors import HcmError
-from hcmiddleware.models import Resident, Sex
+from hcmiddleware.models import RegistrationRequest
 from hcmiddleware.registry import installed_plugins
 from hcmiddleware.runtime import Middleware
+from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
 
 __all__ = ["run_demo"]
 
 Echo = Callable[[str], None]
 DEMO_HIS = "sample-his"
+SAMPLE_PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
 
 
 @dataclass
@@ -33,18 +40,12 @@ class Journey:
     """What the steps hand on to each other."""
 
     mw: Middleware
+    card: EmulatedCard
     values: dict[str, Any] = field(default_factory=dict)
 
 
-def _resident() -> Resident:
-    # The resident on the sample card (test data; the ID number has a valid check digit).
-    return Resident(
-        resident_id="demo-resident-0001",
-        name="李明",
-        sex=Sex.MALE,
-        birth_date=date(1985, 6, 15),
-        id_number="210102198506150012",
-    )
+def _mask(number: str) -> str:
+    return number[:4] + "*" * (len(number) - 8) + number[-4:]
 
 
 def _step_doctor(j: Journey) -> str:
@@ -55,23 +56,40 @@ def _step_doctor(j: Journey) -> str:
     return f"{len(rows)} checks passed"
 
 
+def _step_read_card(j: Journey) -> str:
+    card = j.mw.terminal.read(j.card, actor="demo-kiosk")
+    j.values["card"] = card
+    return (
+        f"card {_mask(card.issuer.card_number)} of {card.issuer.issuer_name}, "
+        f"authenticated with the SAM; {len(card.visits)} visits on the card"
+    )
+
+
+def _step_resident(j: Journey) -> str:
+    before = j.mw.residents.index.count()
+    resident = j.mw.residents.enrol_from_card(j.values["card"])
+    j.values["resident"] = resident
+    how = "enrolled" if j.mw.residents.index.count() > before else "found"
+    return f"resident {resident.resident_id} ({how} in the index)"
+
+
 def _step_patient(j: Journey) -> str:
-    resident = _resident()
+    resident = j.values["resident"]
     code = j.mw.config.middleware.institution_code
     patient = j.mw.hooks.hcm_his_lookup_patient(resident=resident, hospital_code=code)
     if patient is None:
         patient = j.mw.hooks.hcm_his_register_patient(
-            resident=resident, card=None, hospital_code=code
+            resident=resident, card=j.values["card"], hospital_code=code
         )
+    # remembered in the index, so the next visit finds it without asking the HIS
+    j.mw.residents.index.link_hospital_id(resident.resident_id, code, patient.patient_id)
     j.values["patient"] = patient
     how = "created" if patient.created else "found"
-    return f"hospital patient ID {patient.patient_id} ({how} by the HIS)"
+    return f"hospital patient ID {patient.patient_id} ({how} by the HIS, kept in the index)"
 
 
 def _step_register(j: Journey) -> str:
     start = (datetime.now() + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-    from hcmiddleware.models import RegistrationRequest
-
     request = RegistrationRequest(
         department_code="NEI",
         slot_start=start,
@@ -93,15 +111,39 @@ def _step_charges(j: Journey) -> str:
     charges = j.mw.hooks.hcm_his_list_charges(
         patient=j.values["patient"], visit_id=reg.registration_id
     )
-    total = sum((c.amount for c in charges), start=0)
-    return f"{len(charges)} charges, total {total:.2f} yuan"
+    j.values["total"] = sum((c.amount for c in charges), start=Decimal("0.00"))
+    return f"{len(charges)} charges, total {j.values['total']:.2f} yuan"
+
+
+def _step_write_back(j: Journey) -> str:
+    config = j.mw.config.middleware
+    session = j.mw.terminal.open(j.card)
+    slot = session.append_visit(
+        VisitRecord(
+            kind="outpatient",
+            visited_at=datetime.now().replace(microsecond=0),
+            institution_name=config.site_name,
+            institution_code=config.institution_code,
+            department="内科",
+            doctor="张医生",
+            diagnosis_code="J06.9",
+            diagnosis_name="急性上呼吸道感染",
+            treatment="对症治疗",
+            total_fee=f"{j.values['total']:.2f}",
+        )
+    )
+    visits = session.read_visits()
+    return f"visit summary written to outpatient slot {slot}; the card now holds {len(visits)}"
 
 
 STEPS: list[tuple[str, Callable[[Journey], str]]] = [
     ("Check the installation", _step_doctor),
+    ("Read the health card", _step_read_card),
+    ("Find the resident in the master index", _step_resident),
     ("Find or create the hospital patient", _step_patient),
     ("Register the visit and join the queue", _step_register),
     ("List the visit's charges", _step_charges),
+    ("Write the visit summary back to the card", _step_write_back),
 ]
 
 
@@ -121,13 +163,17 @@ def run_demo(*, data_dir: str | None = None, echo: Echo = print) -> bool:
                 "site_name": "Demo hospital",
                 "institution_code": "210100000001",
             },
+            "sam": {"keys": str(TEST_ISSUER_KEYS)},
             "plugins": {"enabled": [DEMO_HIS]},
         }
     )
+    # The demo's card is the software card in-process; `hcm card emulate` serves the
+    # same card behind pcscd for the PC/SC path.
+    card = EmulatedCard.from_files(SAMPLE_PROFILE, TEST_ISSUER_KEYS)
     echo(f"hcmiddleware demo — data in {folder}")
     started = time.perf_counter()
     with Middleware(config) as mw:
-        journey = Journey(mw)
+        journey = Journey(mw, card)
         for number, (title, step) in enumerate(STEPS, start=1):
             t0 = time.perf_counter()
             try:

@@ -19,6 +19,13 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── CardDataError             a file's content does not decode (TLV, BCD, GBK)
     │   ├── ForeignCardError          the card is not a resident health card
     │   ├── CardStatusError           the card refused a command: .sw (status word)
+    │   │   ├── CardFileNotFoundError     6A82/6A83: no such file or record
+    │   │   ├── CardSecurityError         6982/6985: access condition not satisfied
+    │   │   ├── CardAuthError             63Cx: authentication failed, .tries_left
+    │   │   ├── CardKeyBlockedError       6983: the key is blocked for good
+    │   │   ├── CardMacError              6988: secure-messaging MAC rejected
+    │   │   ├── CardLengthError           6700/6Cxx/6B00: wrong length or offset
+    │   │   └── CardParameterError        6A86/6A88/6D00/6E00…: command not understood
     │   └── CardRefusedError          the card is on the blacklist (lost, cancelled)
     ├── SamError                      the security access module
     │   ├── SamInputError             a key, factor, challenge or city code of the wrong
@@ -32,7 +39,19 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── SamStatusError            the SAM refused a command: .sw (status word)
     │   └── SamUnavailableError       no SAM, the SAM was pulled, or the SAM is closed
     ├── ResidentIndexError            the master patient index (EMPI)
-    │   └── IdentityError             an ID number or identity field is invalid
+    │   ├── IdentityError             an ID number or identity field is invalid: .field
+    │   │   ├── IdNumberFormatError   wrong length or characters
+    │   │   ├── IdNumberChecksumError the check digit does not match
+    │   │   ├── IdNumberDateError     the birth date in the number is impossible
+    │   │   ├── IdentityMismatchError the number disagrees with a given birth date / sex
+    │   │   └── RegionCodeError       the region part is no administrative region
+    │   ├── ProtectionError           encryption at rest: keys, ciphertexts
+    │   │   ├── KeyUnavailableError   a key id named by a row is not configured
+    │   │   └── DecryptionError       a ciphertext fails authentication
+    │   ├── ResidentNotFoundError     no resident with that id (or it was merged away)
+    │   ├── IdentifierConflictError   an identifier already belongs to another resident
+    │   ├── MergeError                a merge or unmerge is not possible as asked
+    │   └── ImportFileError           an import file cannot be read: encoding, header
     ├── FaceError                     face checks: unusable photo, backend failure
     ├── HisError                      a hospital system refused or failed a request
     ├── MoneyError                    a money movement: .transaction_id
@@ -59,22 +78,38 @@ from typing import Any
 __all__ = [
     "AmountError",
     "CardAbsentError",
+    "CardAuthError",
     "CardAuthenticityError",
     "CardDataError",
     "CardError",
+    "CardFileNotFoundError",
+    "CardKeyBlockedError",
+    "CardLengthError",
+    "CardMacError",
+    "CardParameterError",
     "CardProtocolError",
     "CardRefusedError",
+    "CardSecurityError",
     "CardStatusError",
     "ConfigError",
+    "DecryptionError",
     "FaceError",
     "ForeignCardError",
     "HcmError",
     "HisError",
+    "IdNumberChecksumError",
+    "IdNumberDateError",
+    "IdNumberFormatError",
     "IdempotencyConflictError",
+    "IdentifierConflictError",
     "IdentityDocumentError",
     "IdentityError",
+    "IdentityMismatchError",
+    "ImportFileError",
     "KeySetError",
+    "KeyUnavailableError",
     "MalformedResponseError",
+    "MergeError",
     "MoneyError",
     "NoHandlerError",
     "OutcomeUnknownError",
@@ -84,10 +119,13 @@ __all__ = [
     "PluginLoadError",
     "PluginTimeoutError",
     "PluginUnavailableError",
+    "ProtectionError",
     "ReaderError",
     "RefundRefusedError",
+    "RegionCodeError",
     "RemoteFaultError",
     "ResidentIndexError",
+    "ResidentNotFoundError",
     "SamBlockedError",
     "SamError",
     "SamInputError",
@@ -311,6 +349,38 @@ class CardStatusError(CardError):
         return data
 
 
+class CardFileNotFoundError(CardStatusError):
+    """The card has no such file or record (``6A82``/``6A83``)."""
+
+
+class CardSecurityError(CardStatusError):
+    """The file's access condition is not satisfied (``6982``/``6985``)."""
+
+
+class CardAuthError(CardStatusError):
+    """The card rejected an authentication cryptogram; ``tries_left`` before blocking."""
+
+    def __init__(self, message: str, *, sw: int, tries_left: int, hint: str | None = None) -> None:
+        super().__init__(message, sw=sw, hint=hint)
+        self.tries_left = tries_left
+
+
+class CardKeyBlockedError(CardStatusError):
+    """A key on the card is blocked after too many failed authentications (``6983``)."""
+
+
+class CardMacError(CardStatusError):
+    """The card rejected a secure-messaging MAC (``6988``); nothing was written."""
+
+
+class CardLengthError(CardStatusError):
+    """Wrong length, Le or offset for the file (``6700``, ``6Cxx``, ``6B00``)."""
+
+
+class CardParameterError(CardStatusError):
+    """The card does not understand the command, its parameters or key reference."""
+
+
 class CardRefusedError(CardError):
     """The card is on the blacklist: reported lost or cancelled."""
 
@@ -441,6 +511,104 @@ class IdentityError(ResidentIndexError):
     def __init__(self, message: str, *, field: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.field = field
+
+
+class IdNumberFormatError(IdentityError):
+    """The ID number has the wrong length or characters that cannot be in one."""
+
+    default_hint = "re-type the number from the identity document (18 characters)"
+
+
+class IdNumberChecksumError(IdentityError):
+    """The last character of an 18-digit ID number is not its ISO 7064 MOD 11-2 check."""
+
+    default_hint = "one character was mistyped: compare the number with the document again"
+
+
+class IdNumberDateError(IdentityError):
+    """The birth date inside the ID number is impossible (no such day, or in the future)."""
+
+    default_hint = "re-type the birth-date part (characters 7-14) from the identity document"
+
+
+class IdentityMismatchError(IdentityError):
+    """The ID number says another birth date or sex than the one given with it."""
+
+    default_hint = "check the birth date and sex against the identity document"
+
+
+class RegionCodeError(IdentityError):
+    """A region code is not a GB/T 2260 administrative division, current or retired."""
+
+    default_hint = "check the first six digits of the number against the identity document"
+
+
+class ProtectionError(ResidentIndexError):
+    """Personal data could not be encrypted or decrypted."""
+
+
+class KeyUnavailableError(ProtectionError):
+    """A row names a key id that is not in the configured key ring; ``key_id`` names it."""
+
+    def __init__(self, message: str, *, key_id: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "add the retired master key back to [empi] keys until every row is re-wrapped",
+        )
+        self.key_id = key_id
+
+
+class DecryptionError(ProtectionError):
+    """A ciphertext failed authentication: wrong key, tampered or moved between rows."""
+
+    default_hint = (
+        "the stored data was altered or belongs to another row; restore it from a backup "
+        "and check who can write to the database"
+    )
+
+
+class ResidentNotFoundError(ResidentIndexError):
+    """No resident has that id, or it was merged into another one (``merged_into``)."""
+
+    def __init__(
+        self, message: str, *, merged_into: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or (
+                f"use resident {merged_into}, which this one was merged into"
+                if merged_into
+                else "look the resident up again by card or ID number"
+            ),
+        )
+        self.merged_into = merged_into
+
+
+class IdentifierConflictError(ResidentIndexError):
+    """An identifier is already held by another resident; ``kind`` names the identifier."""
+
+    def __init__(self, message: str, *, kind: str, holder: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "if both records are the same person, merge them; otherwise check the number",
+        )
+        self.kind = kind
+        self.holder = holder
+
+
+class MergeError(ResidentIndexError):
+    """A merge or unmerge cannot be done as asked (same resident, already merged ...)."""
+
+
+class ImportFileError(ResidentIndexError):
+    """An import file cannot be read as a whole (encoding, missing columns); nothing imported."""
+
+    def __init__(self, message: str, *, file: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
 
 
 class FaceError(HcmError):

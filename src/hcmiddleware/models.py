@@ -127,14 +127,13 @@ class Sex(enum.IntEnum):
 
 
 class IdentifierKind(enum.StrEnum):
-    """Kinds of identifiers the resident index cross-references (R-EMPI-1, R-EMPI-4)."""
+    """Kinds of identifier a resident can hold (R-EMPI-1, R-EMPI-4)."""
 
-    CARD_NUMBER = "card_number"
-    ID_NUMBER = "id_number"
-    ECARD_ID = "ecard_id"
-    HOSPITAL_PATIENT_ID = "hospital_patient_id"
-    REGIONAL_INDEX_ID = "regional_index_id"
-    HEALTH_RECORD_NUMBER = "health_record_number"
+    CARD_NUMBER = "card_number"  # resident health card number
+    ID_NUMBER = "id_number"  # 公民身份号码, or a child's parent-number + n/z
+    ECARD_ID = "ecard_id"  # electronic health card id
+    HOSPITAL_PATIENT_ID = "hospital_patient_id"  # issuer = the hospital's code
+    REGIONAL_INDEX_ID = "regional_index_id"  # issuer = the regional/national index
 
 
 class Identifier(DomainModel):

@@ -31,7 +31,7 @@ import pluggy
 from sqlalchemy.engine import Engine
 
 from hcmiddleware import storage
-from hcmiddleware.builtin import audit_log, core_checks
+from hcmiddleware.builtin import audit_log, core_checks, sam_provider
 from hcmiddleware.config import RESERVED_PLUGIN_KEYS, Config, SettingsModel, load_config
 from hcmiddleware.dispatch import Dispatcher, HookProxy
 from hcmiddleware.errors import HcmError, PluginLoadError
@@ -44,6 +44,8 @@ from hcmiddleware.registry import (
     installed_plugins,
     load_plugin,
 )
+from hcmiddleware.residents import Residents
+from hcmiddleware.terminal import Terminal
 
 __all__ = ["Middleware", "PluginInfo"]
 
@@ -52,6 +54,7 @@ log = logging.getLogger("hcmiddleware")
 BUILTIN_PLUGINS: tuple[tuple[str, object], ...] = (
     (audit_log.NAME, audit_log),
     (core_checks.NAME, core_checks),
+    (sam_provider.NAME, sam_provider),
 )
 
 
@@ -102,6 +105,10 @@ class Middleware:
         self._installed: dict[str, InstalledPlugin] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        #: the card reader and the SAM (``middleware.terminal.read()``)
+        self.terminal = Terminal(self)
+        #: the resident index (``middleware.residents.enrol_from_card(card)``)
+        self.residents = Residents(self)
         self._loaded = False
         self._configuring = False
         self._started = False
@@ -239,7 +246,8 @@ class Middleware:
             raise
 
     def close(self) -> None:
-        """Unconfigure every plugin (failures are logged) and release the database."""
+        """Unconfigure every plugin (failures are logged); release the SAM and database."""
+        self.terminal.close()
         if self._started or self._loaded:
             self._teardown_plugins()
             self._started = self._loaded = False

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase
 
 from hcmiddleware.errors import StorageError
 
-__all__ = ["Base", "create_engine", "ping"]
+__all__ = [
+    "Base",
+    "begin_write",
+    "create_engine",
+    "current_revision",
+    "head_revision",
+    "ping",
+    "upgrade",
+]
 
 
 class Base(DeclarativeBase):
@@ -18,6 +29,10 @@ class Base(DeclarativeBase):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 module opens transactions on its own, late (only before a write) and
+    # commits on SAVEPOINT release; leave transactions to SQLAlchemy instead (_sqlite_begin),
+    # so a transaction is one from its first read and savepoints nest inside it.
+    dbapi_connection.isolation_level = None
     # WAL lets readers work while one writer commits; synchronous=FULL because the
     # journal must survive a power cut between "written" and "sent".
     cursor = dbapi_connection.cursor()
@@ -26,6 +41,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # A transaction that will write takes the write lock up front (IMMEDIATE): in WAL mode
+    # a reader that later tries to write fails at once with SQLITE_BUSY if another writer
+    # committed meanwhile, whereas waiting for the lock is covered by busy_timeout.
+    if conn.get_execution_options().get("hcm_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
@@ -40,7 +65,19 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         ) from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+@contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: like ``engine.begin()``, but on SQLite it takes the
+    write lock at its start, so concurrent writers queue instead of failing.
+    """
+    with engine.connect() as conn:
+        conn = conn.execution_options(hcm_write=True)
+        with conn.begin():
+            yield conn
 
 
 def ping(engine: Engine) -> None:
@@ -53,4 +90,53 @@ def ping(engine: Engine) -> None:
             f"cannot reach database {engine.url.render_as_string(hide_password=True)}: "
             f"{type(exc).__name__}",
             hint="check that the database server is running and [database] url is right",
+        ) from exc
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    # The environment ships inside the package, so no alembic.ini is needed at run time.
+    config.set_main_option(
+        "script_location", str(resources.files("hcmiddleware").joinpath("migrations"))
+    )
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration this installation ships."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None  # the package always ships at least one revision
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at, or ``None`` for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database's tables up to ``revision`` (default: the newest), in one transaction.
+
+    Safe to call at every start: a database already at the head is left as it is.
+    """
+    from alembic import command
+
+    config = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    except Exception as exc:
+        raise StorageError(
+            f"cannot migrate database {engine.url.render_as_string(hide_password=True)} "
+            f"to {revision}: {type(exc).__name__}: {exc}",
+            hint="check that the database user may create tables, and that no newer "
+            "version of hcmiddleware migrated this database already",
         ) from exc

@@ -90,7 +90,24 @@ def _readers(mw: Middleware) -> list[CheckResult]:
     return results
 
 
+def _sam(mw: Middleware) -> list[CheckResult]:
+    config = mw.config
+    if config.sam.keys is None and config.readers.sam is None:
+        return []
+    try:
+        sam = mw.terminal.sam
+    except HcmError as exc:
+        return [CheckResult(name="SAM", ok=False, detail=exc.message, hint=exc.hint)]
+    kind = type(sam).__name__
+    return [CheckResult(name="SAM", ok=True, detail=f"{kind}, city code {sam.city_code}")]
+
+
 @hookimpl(trylast=True)
 def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
-    """Data directory, database connection, and the configured readers."""
-    return [_data_dir(middleware), _database(middleware), *_readers(middleware)]
+    """Data directory, database connection, the configured readers and the SAM."""
+    return [
+        _data_dir(middleware),
+        _database(middleware),
+        *_readers(middleware),
+        *_sam(middleware),
+    ]

@@ -1,0 +1,52 @@
+"""The health card: APDUs, the file map and codecs, the card session, transports, emulator.
+
+The entry points most callers need::
+
+    from hcmiddleware.card import CardSession
+    from hcmiddleware.card.pcsc import PcscTransport      # needs the [pcsc] extra
+    session = CardSession(PcscTransport(), sam)
+    read = session.read_all()
+
+PC/SC modules (``pcsc``, ``monitor``, ``vpcd``) are not imported here, so the package
+works without pyscard.
+"""
+
+from __future__ import annotations
+
+from hcmiddleware.card.data import (
+    Address,
+    Allergy,
+    Cardholder,
+    CardRead,
+    Clinical,
+    Contact,
+    Immunisation,
+    Issuer,
+    Personal,
+    Validity,
+    VisitRecord,
+)
+from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.filemap import VisitKind
+from hcmiddleware.card.session import CardSession
+from hcmiddleware.card.transport import ReplayTransport, TracingTransport, Transport
+
+__all__ = [
+    "Address",
+    "Allergy",
+    "CardRead",
+    "CardSession",
+    "Cardholder",
+    "Clinical",
+    "Contact",
+    "EmulatedCard",
+    "Immunisation",
+    "Issuer",
+    "Personal",
+    "ReplayTransport",
+    "TracingTransport",
+    "Transport",
+    "Validity",
+    "VisitKind",
+    "VisitRecord",
+]

@@ -15,8 +15,10 @@ from typing import Any
 import click
 
 from hcmiddleware import __version__
+from hcmiddleware.cli.card import card
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
+from hcmiddleware.cli.empi import empi
 from hcmiddleware.cli.journal import journal_group
 from hcmiddleware.errors import ConfigError, HcmError, PluginLoadError
 
@@ -68,3 +70,5 @@ main.add_command(config_group)
 main.add_command(doctor)
 main.add_command(demo)
 main.add_command(journal_group)
+main.add_command(card)
+main.add_command(empi)

@@ -1,0 +1,221 @@
+"""Card operations: APDUs sent against the minimum the file layout allows, and time.
+
+Times are medians over several runs, in-process (the software card called directly) and
+through the real PC/SC stack (pyscard -> pcscd -> vpcd -> the same software card over
+loopback TCP). Run: ``python benchmarks/bench_card.py [--runs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from hcmiddleware.card import filemap as fm
+from hcmiddleware.card.data import VisitRecord
+from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.session import READ_CHUNK, WRITE_CHUNK, CardSession
+from hcmiddleware.card.transport import Transport
+from hcmiddleware.sam.base import Sam
+from hcmiddleware.sam.software import SoftwareSam
+
+SAMPLES = Path(str(files("hcmiddleware.card.samples")))
+PROFILE = SAMPLES / "resident-profile.json"
+KEYS = Path(str(files("hcmiddleware.sam.samples"))) / "test-issuer-keys.json"
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def minimum_identity() -> int:
+    """SELECT DDF1, the EF05 records, GET CHALLENGE + EXTERNAL AUTH, the EF06 records."""
+    return 1 + len(fm.items_of(fm.ISSUER)) + 2 + len(fm.items_of(fm.CARDHOLDER))
+
+
+def minimum_full(profile: dict[str, Any], photo_len: int, visit_lens: list[int]) -> int:
+    """Every file read once, one SELECT and one authentication per DF, reads cut short."""
+    n = 1  # INTERNAL AUTHENTICATE (with Le: no GET RESPONSE)
+    n += 1 + 2 + sum(len(fm.items_of(ef)) for ef in (fm.ISSUER, fm.CARDHOLDER, fm.VALIDITY))
+    n += ceil_div(2 + photo_len, READ_CHUNK)
+    n += (
+        1
+        + 2
+        + sum(len(fm.items_of(ef)) for ef in (fm.ADDRESSES, fm.CONTACTS, fm.SOCIAL, fm.DOCUMENTS))
+    )
+    n += 1 + 2 + len(fm.items_of(fm.BASICS)) + len(fm.items_of(fm.PSYCHIATRIC))
+    for ring, key in ((fm.ALLERGIES, "allergies"), (fm.IMMUNISATIONS, "immunisations")):
+        used = len(profile.get(key, []))
+        n += used + (1 if used < ring.records else 0)  # one empty record proves the end
+    n += 1 + 2 + fm.INPATIENT_INDEX.records + fm.OUTPATIENT_INDEX.records
+    n += sum(1 + ceil_div(length + 1, READ_CHUNK) + 1 for length in visit_lens)
+    return n
+
+
+def minimum_append(kind: fm.VisitKind, drops: bool) -> int:
+    """From a fresh card: SELECT DDF1 and DF03 (DF03 is not a child of the MF and the
+    command set has no path SELECT), read and update authentications, the index,
+    SELECT EF, the whole record in 255-byte writes, the valid mark (and the invalid
+    mark of the dropped oldest record when the ring is full)."""
+    slots = fm.VISIT_SLOTS[kind]
+    writes = ceil_div(slots.records[0].size, WRITE_CHUNK)
+    return 2 + 4 + slots.index.records + 1 + writes + 1 + (1 if drops else 0)
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    name: str
+    apdus: int
+    minimum: int
+    local_ms: float
+    pcsc_ms: float | None = None
+
+
+def visit(n: int) -> VisitRecord:
+    return VisitRecord(
+        kind=fm.VisitKind.OUTPATIENT,
+        visited_at=dt.datetime(2026, 11, 27, 9, 0) + dt.timedelta(minutes=n),
+        institution_name="沈阳市第一人民医院",
+        institution_code="210102000001",
+        department="全科",
+        doctor="周医生",
+        diagnosis_code="Z00.000",
+        diagnosis_name="健康体检",
+        treatment="无",
+        total_fee="20.00",
+    )
+
+
+def measure(
+    make: Callable[[], Transport], op: Callable[[CardSession], object], runs: int, sam: Sam
+) -> tuple[int, float]:
+    counts, times = [], []
+    for _ in range(runs):
+        transport = make()
+        session = CardSession(transport, sam)
+        start = time.perf_counter()
+        op(session)
+        times.append((time.perf_counter() - start) * 1000)
+        counts.append(session.apdu_count)
+        transport.close()
+    assert len(set(counts)) == 1, counts
+    return counts[0], statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--no-pcsc", action="store_true", help="in-process only")
+    args = parser.parse_args()
+    profile = json.loads(PROFILE.read_text(encoding="utf-8"))
+    sam = SoftwareSam.from_file(KEYS)
+
+    probe = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+    read = CardSession(probe, sam).read_all()
+    from hcmiddleware.card.records import encode_visit
+    from hcmiddleware.card.tlv import parse_run
+
+    visit_lens = []
+    for v in read.visits:
+        raw = encode_visit(v, fm.VISIT_SLOTS[v.kind].records[0].size)
+        body = raw[: -fm.VISIT_TRAILER_LEN]
+        items, _ = parse_run(body)
+        visit_lens.append(sum(2 + len(value) for _, value in items))
+    outpatient_used = sum(1 for v in read.visits if v.kind is fm.VisitKind.OUTPATIENT)
+    slots = len(fm.OUTPATIENT_RECORDS)
+
+    ops: list[tuple[str, Callable[[CardSession], object], int]] = [
+        (
+            "identity read (issuer + cardholder)",
+            lambda s: (s.read_issuer(), s.read_cardholder()),
+            minimum_identity(),
+        ),
+        (
+            "full read (with internal auth)",
+            lambda s: s.read_all(),
+            minimum_full(profile, len(read.photo), visit_lens),
+        ),
+        (
+            "outpatient visit append",
+            lambda s: s.append_visit(visit(1)),
+            minimum_append(fm.VisitKind.OUTPATIENT, drops=outpatient_used == slots - 1),
+        ),
+    ]
+
+    def local() -> Transport:
+        return EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+
+    results: list[Row] = []
+    for name, op, minimum in ops:
+        count, ms = measure(local, op, args.runs, sam)
+        results.append(Row(name, count, minimum, ms))
+
+    if not args.no_pcsc:
+        from hcmiddleware.card.pcsc import PcscTransport
+        from hcmiddleware.card.vpcd import SAM_PORT, VpcdCard
+        from hcmiddleware.testing.pcscd import USER_READER, Pcscd
+
+        with Pcscd() as daemon:
+            for row, (_, op, _) in zip(results, ops, strict=True):
+                card = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+                daemon.wait_card(False)
+                with VpcdCard(card):
+                    daemon.wait_card(True)
+
+                    def remote(card: EmulatedCard = card) -> Transport:
+                        # Personalise the served card afresh so every append run starts
+                        # from the same state (re-inserting would cost pcscd's polling).
+                        card.__init__(profile, KEYS, base_dir=SAMPLES)  # type: ignore[misc]
+                        return PcscTransport(USER_READER)
+
+                    count, ms = measure(remote, op, args.runs, sam)
+                    assert count == row.apdus
+                    row.pcsc_ms = ms
+                daemon.wait_card(False)
+
+            # The identity read again, with the SAM as a card in reader 1 (PcscSam
+            # driving the SAM emulator by APDU), as on a real two-slot terminal.
+            from hcmiddleware.sam.emulated import DEFAULT_TEST_PIN, EmulatedSam
+            from hcmiddleware.sam.keyset import load_keyset
+            from hcmiddleware.sam.pcsc import PcscSam
+            from hcmiddleware.testing.pcscd import SAM_READER
+
+            name, op, minimum = ops[0]
+            keyset = load_keyset(KEYS)
+            local_sam = PcscSam(EmulatedSam(keyset), DEFAULT_TEST_PIN)
+            count, ms = measure(local, op, args.runs, local_sam)
+            row = Row(name.replace(")", ", SAM card)"), count, minimum, ms)
+            card = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+            daemon.wait_card(False)
+            with VpcdCard(card), VpcdCard(EmulatedSam(keyset), SAM_PORT):
+                daemon.wait_card(True)
+                daemon.wait_card(True, SAM_READER)
+                sam_slot = PcscTransport(SAM_READER)
+                with PcscSam(sam_slot, DEFAULT_TEST_PIN) as pcsc_sam:
+                    count, row.pcsc_ms = measure(
+                        lambda: PcscTransport(USER_READER), op, args.runs, pcsc_sam
+                    )
+                sam_slot.close()
+            daemon.wait_card(False)
+            results.append(row)
+
+    print(
+        f"{'operation':<46} {'card APDUs':>10} {'minimum':>8} "
+        f"{'in-process ms':>14} {'pcscd+vpcd ms':>14}"
+    )
+    for r in results:
+        pcsc = f"{r.pcsc_ms:14.2f}" if r.pcsc_ms is not None else f"{'-':>14}"
+        print(f"{r.name:<46} {r.apdus:>10} {r.minimum:>8} {r.local_ms:>14.2f} {pcsc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,575 @@
+"""A software resident health card: the file system, commands and security of CARD-SPEC.md.
+
+:class:`EmulatedCard` is personalised from a JSON profile (cardholder data, photo,
+visits …) and an issuer key set (the same JSON a software SAM loads); it diversifies
+each issuer master key with its card factor and city code at load, as an issuer's
+personalisation machine would. It is itself a transport (``atr``, ``transmit``,
+``close``), so a card session can talk to it in-process, and :mod:`.vpcd` can put it
+behind pcscd.
+
+Behaviour follows CARD-SPEC.md: SELECT answers FCI only when asked (Le present); a
+SELECT of a DF clears the security state; READ RECORD by tag or number (current EF or
+SFI), READ/UPDATE BINARY (offset or SFI), cyclic APPEND RECORD, UPDATE RECORD under
+secure messaging, GET CHALLENGE, EXTERNAL/INTERNAL AUTHENTICATE with five tries per
+key, the proprietary index marks ``84 D2``/``84 0C``, ``61xx`` for INTERNAL
+AUTHENTICATE without Le and ``6Cxx`` for a wrong Le.
+
+For tear tests, :meth:`EmulatedCard.pull_after` makes the card vanish after a number of
+APDUs, optionally tearing the write in progress (half of its data lands).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hcmiddleware.card import filemap as fm
+from hcmiddleware.card.apdu import Apdu, parse_command
+from hcmiddleware.card.atr import build_atr, card_factor
+from hcmiddleware.card.data import VisitRecord
+from hcmiddleware.card.records import ItemValue, encode_fixed, encode_item, encode_visit
+from hcmiddleware.card.tlv import parse_record
+from hcmiddleware.errors import (
+    CardAbsentError,
+    CardDataError,
+    CardError,
+    CardProtocolError,
+    SamError,
+)
+from hcmiddleware.sam import crypto
+from hcmiddleware.sam.keyset import KeySet, load_keyset
+
+__all__ = ["EmulatedCard"]
+
+MAX_TRIES = 5
+#: Historical bytes before the chip serial: "HC" (our choice, 2 + 10 = 12 bytes).
+ATR_PREFIX = b"HC"
+_AN_PADS = {"exact": b"", "00": b"\x00", "20": b" "}
+
+
+class _Sw(Exception):  # noqa: N818 - internal control flow, never escapes the emulator
+    """Stop a command with a status word."""
+
+    def __init__(self, sw: int) -> None:
+        super().__init__(f"{sw:04X}")
+        self.sw = sw
+
+
+@dataclass(eq=False)
+class _Key:
+    alg: crypto.Algorithm
+    value: bytes = field(repr=False)
+    tries: int = MAX_TRIES
+
+
+@dataclass(eq=False)
+class _Df:
+    spec: fm.DfSpec
+    parent: _Df | None
+    children: dict[int, _Df | _Ef] = field(default_factory=dict)
+    keys: dict[int, _Key] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Ef:
+    spec: fm.EfSpec
+    records: list[bytes] = field(default_factory=list)
+    data: bytearray = field(default_factory=bytearray)
+
+
+class EmulatedCard:
+    """A personalised software health card; also an in-process :class:`Transport`."""
+
+    def __init__(
+        self,
+        profile: Mapping[str, Any],
+        keyset: KeySet | str | Path,
+        *,
+        base_dir: str | Path = ".",
+    ) -> None:
+        items = dict(profile.get("items", {}))
+        unknown = sorted(set(items) - {it.name for it in fm.ITEMS.values()})
+        if unknown:
+            raise CardDataError(
+                f"the card profile names unknown items: {', '.join(unknown)}",
+                hint="item names are those of hcmiddleware.card.filemap (e.g. id_number)",
+            )
+        serial = str(items.get("chip_serial", ""))
+        if len(serial.encode("ascii", "replace")) != 10:
+            raise CardDataError("the profile's chip_serial must be 10 ASCII characters")
+        self._atr = (
+            bytes.fromhex(profile["atr"])
+            if "atr" in profile
+            else build_atr(ATR_PREFIX + serial.encode("ascii"))
+        )
+        self.city_code = str(items.get("city_code", ""))
+        pad = _AN_PADS.get(str(profile.get("an_padding", "exact")))
+        if pad is None:
+            raise CardDataError('an_padding must be "exact", "00" or "20"')
+        self._mf = self._build(items, pad, profile, Path(base_dir))
+        self._load_keys(keyset)
+        self.apdu_count = 0
+        self._pull_at: int | None = None
+        self._tear = False
+        self.pulled = False
+        self.reset()
+
+    # --- construction ------------------------------------------------------------
+
+    @classmethod
+    def from_files(cls, profile: str | Path, keyset: str | Path) -> EmulatedCard:
+        """A card from a profile JSON file (photo path relative to it) and a key set."""
+        path = Path(profile)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CardDataError(
+                f"the card profile {path} cannot be read ({type(exc).__name__})",
+                hint="check the path and that the file is JSON",
+            ) from None
+        return cls(data, keyset, base_dir=path.parent)
+
+    def _build(
+        self, items: Mapping[str, Any], pad: bytes, profile: Mapping[str, Any], base: Path
+    ) -> _Df:
+        dfs: dict[str, _Df] = {}
+        mf = dfs["MF"] = _Df(fm.MF, None)
+        dfs["DDF1"] = _Df(fm.DDF1, mf)
+        mf.children[fm.DDF1.fid] = dfs["DDF1"]
+        for df_spec in (fm.DF01, fm.DF02, fm.DF03):
+            dfs[df_spec.label] = _Df(df_spec, dfs["DDF1"])
+            dfs["DDF1"].children[df_spec.fid] = dfs[df_spec.label]
+        for spec in fm.FILES:
+            ef = _Ef(spec)
+            dfs[spec.df.label].children[spec.fid] = ef
+            if spec.kind is fm.EfKind.TLV_RECORDS:
+                ef.records = [
+                    encode_item(it, _profile_value(it, items.get(it.name)), an_pad=pad)
+                    for it in fm.items_of(spec)
+                ]
+            elif spec.kind is fm.EfKind.INDEX:
+                ef.records = [bytes((fm.INDEX_INVALID,))] * spec.records
+            elif spec.kind is fm.EfKind.CYCLIC:
+                ef.records = [bytes(spec.size)] * spec.records
+            else:
+                ef.data = bytearray(spec.size)
+        self._files = {spec: _find(dfs[spec.df.label], spec) for spec in fm.FILES}
+        for name, ring in (("allergies", fm.ALLERGIES), ("immunisations", fm.IMMUNISATIONS)):
+            entries = list(profile.get(name, []))[: ring.records]
+            for i, entry in enumerate(entries):  # newest first, as the card shows them
+                self._files[ring].records[i] = encode_fixed(ring, entry)
+        if profile.get("photo"):
+            photo = (base / str(profile["photo"])).read_bytes()
+            self.write_photo(photo)
+        for entry in profile.get("visits", []):
+            visit = VisitRecord.model_validate(entry)
+            self.store_visit(visit)
+        return mf
+
+    def _load_keys(self, keyset: KeySet | str | Path) -> None:
+        keys = (keyset if isinstance(keyset, KeySet) else load_keyset(keyset)).keys
+        owners = {}
+        for df in (self._mf, *self._all_dfs()):
+            for ref in (df.spec.read_key, df.spec.update_key):
+                if ref is not None:
+                    owners[ref] = df
+        owners[fm.INTERNAL_AUTH_KEY] = self._mf
+        factor = card_factor(self._atr)
+        try:
+            for key in keys:
+                owner = owners.get(key.ref)
+                if owner is not None:
+                    # The issuer diversifies with the card's own city code (item 57).
+                    value = crypto.card_key(key.alg, key.master.reveal(), factor, self.city_code)
+                    owner.keys[key.ref] = _Key(key.alg, value)
+        except SamError:
+            raise CardDataError(
+                "the key set's keys cannot be diversified for this card",
+                hint="check the key lengths and the card's city code (item 57)",
+            ) from None
+
+    def _all_dfs(self) -> list[_Df]:
+        out: list[_Df] = []
+        stack = [self._mf]
+        while stack:
+            df = stack.pop()
+            for child in df.children.values():
+                if isinstance(child, _Df):
+                    out.append(child)
+                    stack.append(child)
+        return out
+
+    # --- personalisation helpers (also used by tests) -------------------------------
+
+    def write_photo(self, jpeg: bytes) -> None:
+        """Store a JPEG in DDF1/EF07 as the issuer would (2-byte length, JPEG, 00 fill)."""
+        room = fm.PHOTO.size - fm.PHOTO_LENGTH_PREFIX
+        if len(jpeg) > room:
+            raise CardDataError(f"a photo of {len(jpeg)} bytes exceeds the card's {room}")
+        data = len(jpeg).to_bytes(2, "big") + jpeg
+        self._files[fm.PHOTO].data = bytearray(data.ljust(fm.PHOTO.size, b"\x00"))
+
+    def store_visit(self, visit: VisitRecord) -> None:
+        """Put a visit record in its slot (``visit.slot``, or the first free one) as valid."""
+        slots = fm.VISIT_SLOTS[visit.kind]
+        index = self._files[slots.index]
+        slot = visit.slot or next(
+            (i + 1 for i, r in enumerate(index.records) if r[0] != fm.INDEX_VALID), 1
+        )
+        spec = slots.records[slot - 1]
+        self._files[spec].data = bytearray(encode_visit(visit, spec.size))
+        index.records[slot - 1] = bytes((fm.INDEX_VALID,))
+
+    def file_bytes(self, spec: fm.EfSpec) -> bytes:
+        """The raw content of a file (transparent) or its records concatenated."""
+        ef = self._files[spec]
+        return bytes(ef.data) if spec.kind is fm.EfKind.TRANSPARENT else b"".join(ef.records)
+
+    def key_tries(self, ref: int) -> int:
+        """Tries left of a key (5 = never failed, 0 = blocked)."""
+        for df in (self._mf, *self._all_dfs()):
+            if ref in df.keys:
+                return df.keys[ref].tries
+        raise KeyError(ref)
+
+    # --- the transport side --------------------------------------------------------
+
+    @property
+    def atr(self) -> bytes:
+        """The card's answer-to-reset (historical bytes end with the chip serial)."""
+        return self._atr
+
+    def reset(self) -> None:
+        """Power cycle: MF selected, security state and pending data cleared, card present."""
+        self._df = self._mf
+        self._ef: _Ef | None = None
+        self._auth: set[int] = set()
+        self._challenge: bytes | None = None
+        self._pending: bytes | None = None
+        self.pulled = False
+        self._pull_at = None
+        self.apdu_count = 0
+
+    def pull_after(self, n: int, *, tear: bool = False) -> None:
+        """Pull the card after ``n`` more APDUs; with ``tear`` the next write half-lands."""
+        self._pull_at = self.apdu_count + n
+        self._tear = tear
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """Execute one command APDU and return the response APDU."""
+        if self.pulled:
+            raise CardAbsentError("the card was removed from the reader")
+        if self._pull_at is not None and self.apdu_count >= self._pull_at:
+            self.pulled = True
+            if self._tear:
+                self._tear_write(apdu)
+            raise CardAbsentError("the card was removed from the reader")
+        self.apdu_count += 1
+        try:
+            command = parse_command(apdu)
+        except CardProtocolError:
+            return b"\x67\x00"
+        try:
+            data, sw = self._dispatch(command, apdu)
+        except _Sw as stop:
+            data, sw = b"", stop.sw
+        return data + sw.to_bytes(2, "big")
+
+    def _tear_write(self, apdu: bytes) -> None:
+        """Half of an UPDATE BINARY lands, as when power fails mid-write."""
+        try:
+            command = parse_command(apdu)
+        except CardProtocolError:
+            return
+        if command.ins == 0xD6 and command.cla == 0x00:
+            half = Apdu(
+                command.cla,
+                command.ins,
+                command.p1,
+                command.p2,
+                command.data[: len(command.data) // 2],
+            )
+            if half.data:
+                with contextlib.suppress(_Sw):
+                    self._dispatch(half, half.to_bytes())
+
+    # --- commands --------------------------------------------------------------------
+
+    def _dispatch(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        if c.cla not in (0x00, 0x04, 0x80, 0x84):
+            raise _Sw(0x6E00)
+        if c.ins != 0xC0:
+            self._pending = None
+        handler = {
+            0xA4: self._select,
+            0xB2: self._read_record,
+            0xB0: self._read_binary,
+            0xD6: self._update_binary,
+            0xDC: self._update_record,
+            0x84: self._get_challenge,
+            0x82: self._external_auth,
+            0x88: self._internal_auth,
+            0xC0: self._get_response,
+            0xD2: self._mark,
+            0x0C: self._mark,
+        }.get(c.ins)
+        if handler is None:
+            raise _Sw(0x6D00)
+        if (c.cla == 0x04 and c.ins != 0xDC) or (c.cla == 0x84 and c.ins not in (0xD2, 0x0C)):
+            raise _Sw(0x6E00)
+        if c.ins in (0xD2, 0x0C) and c.cla != 0x84:
+            raise _Sw(0x6D00)
+        return handler(c, raw)
+
+    def _select(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        if c.p1 == 0x00:
+            if len(c.data) != 2:
+                raise _Sw(0x6700)
+            target = self._find_fid(int.from_bytes(c.data, "big"))
+        elif c.p1 == 0x04:
+            target = next(
+                (
+                    df
+                    for df in (self._mf, *self._all_dfs())
+                    if df.spec.name is not None
+                    and c.data
+                    and c.data.rstrip(b"\x00") == df.spec.name
+                ),
+                None,
+            )
+        else:
+            raise _Sw(0x6A86)
+        if target is None:
+            raise _Sw(0x6A82)
+        if isinstance(target, _Df):
+            self._df, self._ef = target, None
+            self._auth.clear()  # any DF selection drops the security state
+            self._challenge = None
+        else:
+            self._ef = target
+        if c.le is None or c.p2 & 0x0C == 0x0C:
+            return b"", 0x9000
+        fci = (
+            b"\x84" + bytes((len(target.spec.name),)) + target.spec.name
+            if isinstance(target, _Df) and target.spec.name
+            else b"\x83\x02" + target.spec.fid.to_bytes(2, "big")
+        )
+        return _with_le(b"\x6f" + bytes((len(fci),)) + fci, c.le)
+
+    def _find_fid(self, fid: int) -> _Df | _Ef | None:
+        if fid == fm.MF.fid:
+            return self._mf
+        df = self._df
+        if fid in df.children:
+            return df.children[fid]
+        if df.spec.fid == fid:
+            return df
+        if df.parent is not None:
+            if df.parent.spec.fid == fid:
+                return df.parent
+            sibling = df.parent.children.get(fid)
+            if isinstance(sibling, _Df):
+                return sibling
+        return None
+
+    def _ef_by_sfi(self, sfi: int) -> _Ef:
+        if sfi == 0:
+            if self._ef is None:
+                raise _Sw(0x6986)
+            return self._ef
+        for child in self._df.children.values():
+            if isinstance(child, _Ef) and child.spec.sfi == sfi:
+                self._ef = child
+                return child
+        raise _Sw(0x6A82)
+
+    def _check_access(self, key: int | None) -> None:
+        if key is not None and key not in self._auth:
+            raise _Sw(0x6982)
+
+    def _read_record(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        ef = self._ef_by_sfi(c.p2 >> 3)
+        if ef.spec.kind is fm.EfKind.TRANSPARENT:
+            raise _Sw(0x6981)
+        self._check_access(ef.spec.read_key)
+        mode = c.p2 & 0x07
+        if c.p1 == 0:
+            raise _Sw(0x6A86)
+        if mode == 0x04:
+            if c.p1 > len(ef.records):
+                raise _Sw(0x6A83)
+            record = ef.records[c.p1 - 1]
+        elif mode == 0x00 and ef.spec.kind is fm.EfKind.TLV_RECORDS:
+            record = next((r for r in ef.records if r[0] == c.p1), b"")
+            if not record:
+                raise _Sw(0x6A83)
+        else:
+            raise _Sw(0x6A86)
+        return _with_le(record, c.le)
+
+    def _binary_target(self, c: Apdu) -> tuple[_Ef, int]:
+        if c.p1 & 0x80:
+            ef, offset = self._ef_by_sfi(c.p1 & 0x1F), c.p2
+        else:
+            ef, offset = self._ef_by_sfi(0), (c.p1 << 8) | c.p2
+        if ef.spec.kind is not fm.EfKind.TRANSPARENT:
+            raise _Sw(0x6981)
+        return ef, offset
+
+    def _read_binary(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        ef, offset = self._binary_target(c)
+        self._check_access(ef.spec.read_key)
+        if offset >= len(ef.data):
+            raise _Sw(0x6B00)
+        if c.le is None:
+            raise _Sw(0x6700)
+        chunk = bytes(ef.data[offset : offset + c.le])
+        return chunk, 0x9000 if len(chunk) == c.le else 0x6282
+
+    def _update_binary(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        ef, offset = self._binary_target(c)
+        self._check_access(ef.spec.update_key)
+        if offset >= len(ef.data):
+            raise _Sw(0x6B00)
+        if not c.data or offset + len(c.data) > len(ef.data):
+            raise _Sw(0x6700)
+        ef.data[offset : offset + len(c.data)] = c.data
+        return b"", 0x9000
+
+    def _update_record(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        ef = self._ef_by_sfi(c.p2 >> 3)
+        mode = c.p2 & 0x07
+        if c.cla == 0x00 and mode == 0x03 and c.p1 == 0:
+            if ef.spec.kind is not fm.EfKind.CYCLIC:
+                raise _Sw(0x6981)
+            self._check_access(ef.spec.update_key)
+            if len(c.data) != ef.spec.size:
+                raise _Sw(0x6700)
+            ef.records = [bytes(c.data), *ef.records[:-1]]  # newest becomes record 1
+            return b"", 0x9000
+        if mode != 0x04:
+            raise _Sw(0x6A86)
+        if ef.spec.kind is not fm.EfKind.TLV_RECORDS:
+            raise _Sw(0x6981)
+        if c.cla != 0x04:
+            raise _Sw(0x6982)  # TLV records are written under secure messaging only
+        self._check_access(ef.spec.update_key)
+        if not 1 <= c.p1 <= len(ef.records):
+            raise _Sw(0x6A83)
+        challenge, self._challenge = self._challenge, None
+        if challenge is None or ef.spec.update_key not in self._df.keys:
+            raise _Sw(0x6985)
+        key = self._df.keys[ef.spec.update_key]
+        try:
+            plain = crypto.sm_unwrap(
+                key.alg, crypto.session_key(key.alg, key.value, challenge), raw
+            )
+        except SamError:
+            raise _Sw(0x6988) from None
+        old_tag = ef.records[c.p1 - 1][0]
+        try:
+            tag, value = parse_record(plain, old_tag)
+        except CardError:
+            raise _Sw(0x6A80) from None
+        item = fm.ITEMS.get(tag)
+        if item is None or len(value) > item.length:
+            raise _Sw(0x6A80)
+        ef.records[c.p1 - 1] = bytes(plain[: 2 + len(value)])
+        return b"", 0x9000
+
+    def _get_challenge(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        if c.le != crypto.CHALLENGE_SIZE:
+            raise _Sw(0x6C08 if c.le else 0x6700)
+        self._challenge = os.urandom(crypto.CHALLENGE_SIZE)
+        return self._challenge, 0x9000
+
+    def _external_auth(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        if len(c.data) not in (8, 0x11):  # 0x11: the vendor form C ‖ 11 22 … 88 ‖ 01
+            raise _Sw(0x6700)
+        key = self._df.keys.get(c.p2)
+        if key is None or c.p2 == fm.INTERNAL_AUTH_KEY:
+            raise _Sw(0x6A88)
+        challenge, self._challenge = self._challenge, None
+        if challenge is None:
+            raise _Sw(0x6985)
+        if key.tries == 0:
+            raise _Sw(0x6983)
+        if crypto.cryptogram(key.alg, key.value, challenge) != c.data[:8]:
+            key.tries -= 1
+            raise _Sw(0x6983 if key.tries == 0 else 0x63C0 | key.tries)
+        key.tries = MAX_TRIES
+        self._auth.add(c.p2)
+        return b"", 0x9000
+
+    def _internal_auth(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        if len(c.data) != crypto.CHALLENGE_SIZE:
+            raise _Sw(0x6700)
+        key = self._df.keys.get(c.p2) or (
+            self._mf.keys.get(c.p2) if c.p2 == fm.INTERNAL_AUTH_KEY else None
+        )
+        if key is None:
+            raise _Sw(0x6A88)
+        answer = crypto.cryptogram(key.alg, key.value, c.data)
+        if c.le is None:
+            self._pending = answer
+            return b"", 0x6100 | len(answer)
+        return _with_le(answer, c.le)
+
+    def _get_response(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            raise _Sw(0x6985)
+        return _with_le(pending, c.le)
+
+    def _mark(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
+        ef = self._ef_by_sfi(c.p2 >> 3)
+        if ef.spec.kind is not fm.EfKind.INDEX:
+            raise _Sw(0x6981)
+        if c.p2 & 0x07 != 0x04:
+            raise _Sw(0x6A86)
+        self._check_access(ef.spec.update_key)
+        if not 1 <= c.p1 <= len(ef.records):
+            raise _Sw(0x6A83)
+        flag = fm.INDEX_VALID if c.ins == 0xD2 else fm.INDEX_INVALID
+        ef.records[c.p1 - 1] = bytes((flag,))
+        return b"", 0x9000
+
+
+def _with_le(data: bytes, le: int | None) -> tuple[bytes, int]:
+    """Answer ``data`` if Le allows it (00 = up to 256), else ``6Cxx`` with the length."""
+    if le is not None and (le == len(data) or (le in (256, 65536) and len(data) <= le)):
+        return data, 0x9000
+    return b"", 0x6C00 | (len(data) & 0xFF)
+
+
+def _find(df: _Df, spec: fm.EfSpec) -> _Ef:
+    node = df.children[spec.fid]
+    assert isinstance(node, _Ef)
+    return node
+
+
+def _profile_value(it: fm.Item, value: Any) -> ItemValue:
+    """A profile's JSON value for an item: hex for B, text for AN/CN, dates as digits."""
+    if it.type is fm.AN or it.type is fm.CN:
+        if value is None:
+            return ""
+        if isinstance(value, dt.date):
+            return value.strftime("%Y%m%d")
+        return str(value)
+    if value is None:
+        return bytes(it.length) if it.length == 1 else b""
+    if isinstance(value, int):
+        return value.to_bytes(it.length, "big")
+    try:
+        return bytes.fromhex(str(value))
+    except ValueError:
+        raise CardDataError(f"profile item {it.name} must be hex") from None

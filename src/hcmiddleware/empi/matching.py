@@ -1,0 +1,438 @@
+"""Demographic matching: field comparisons with levels, Fellegi–Sunter weights, EM training.
+
+Each comparison turns a pair of values into a *level* (0 = disagree, higher = closer,
+``-1`` = a value is missing and the field says nothing). The Fellegi–Sunter model keeps,
+per field and level, ``m`` = P(level | same person) and ``u`` = P(level | different
+people); a pair's match weight is ``log2(λ/(1-λ)) + Σ log2(m/u)``. The parameters are
+learnt without labels by expectation–maximisation over blocked pairs (:meth:`MatchModel.train`),
+so a site trains on its own population. The three outcomes — link, review, new — come
+from thresholds on the resulting probability (:class:`Thresholds`, set in config).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
+from rapidfuzz.fuzz import ratio
+
+from hcmiddleware.empi.chinese_names import fuzzy_syllable, is_chinese, readings, to_simplified
+
+__all__ = [
+    "COMPARISONS",
+    "Comparison",
+    "Decision",
+    "MatchModel",
+    "Score",
+    "Thresholds",
+    "compare_address",
+    "compare_code",
+    "compare_date",
+    "compare_name",
+    "compare_sex",
+    "compare_string",
+]
+
+MISSING = -1
+
+
+# --- comparisons -----------------------------------------------------------------------
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def compare_name(a: str | None, b: str | None) -> int:
+    """4 same characters · 3 same pronunciation (homophone, polyphone) · 2 same folded
+    pinyin (z/zh, n/l, -n/-ng) · 1 close (Jaro–Winkler ≥ 0.88 on pinyin, or given-name
+    characters swapped) · 0 different. Latin-script names: 4 equal · 1 close · 0.
+    """
+    if _blank(a) or _blank(b):
+        return MISSING
+    assert a is not None
+    assert b is not None
+    sa, sb = to_simplified(a), to_simplified(b)
+    if sa == sb:
+        return 4
+    if not (is_chinese(sa) and is_chinese(sb)):
+        return 1 if JaroWinkler.similarity(sa, sb) >= 0.88 else 0
+    ra, rb = readings(sa), readings(sb)
+    if len(ra) == len(rb):
+        if all(x & y for x, y in zip(ra, rb, strict=True)):
+            return 3
+        fa = [{fuzzy_syllable(r) for r in x} for x in ra]
+        fb = [{fuzzy_syllable(r) for r in x} for x in rb]
+        if all(x & y for x, y in zip(fa, fb, strict=True)):
+            return 2
+        if len(sa) >= 3 and sa[0] == sb[0] and sorted(sa[1:]) == sorted(sb[1:]):
+            return 1
+    pa = " ".join(fuzzy_syllable(sorted(x)[0]) for x in ra)
+    pb = " ".join(fuzzy_syllable(sorted(x)[0]) for x in rb)
+    if JaroWinkler.similarity(pa, pb) >= 0.88 or DamerauLevenshtein.distance(sa, sb) <= 1:
+        return 1
+    return 0
+
+
+def compare_string(a: str | None, b: str | None) -> int:
+    """Generic text (e.g. a Latin given name): 3 equal · 2 JW ≥ 0.94 · 1 JW ≥ 0.88 · 0."""
+    if _blank(a) or _blank(b):
+        return MISSING
+    assert a is not None
+    assert b is not None
+    if a == b:
+        return 3
+    sim = JaroWinkler.similarity(a, b)
+    return 2 if sim >= 0.94 else 1 if sim >= 0.88 else 0
+
+
+def compare_date(a: dt.date | None, b: dt.date | None) -> int:
+    """3 same day · 2 day and month transposed · 1 one part differs (or year by one digit) · 0."""
+    if a is None or b is None:
+        return MISSING
+    if a == b:
+        return 3
+    if (a.year, a.month, a.day) == (b.year, b.day, b.month):
+        return 2
+    same = (a.year == b.year) + (a.month == b.month) + (a.day == b.day)
+    if same == 2:
+        return 1
+    if a.month == b.month and a.day == b.day:
+        return 1
+    return 0
+
+
+def compare_code(a: str | None, b: str | None) -> int:
+    """Phone, ID number, postcode: 2 equal · 1 one edit or swap apart · 0 different."""
+    if _blank(a) or _blank(b):
+        return MISSING
+    assert a is not None
+    assert b is not None
+    if a == b:
+        return 2
+    return 1 if DamerauLevenshtein.distance(a, b) <= 1 else 0
+
+
+def compare_address(a: str | None, b: str | None) -> int:
+    """3 equal · 2 similarity ≥ 0.9 · 1 similarity ≥ 0.7 · 0 (after NFKC and t2s)."""
+    if _blank(a) or _blank(b):
+        return MISSING
+    assert a is not None
+    assert b is not None
+    sa, sb = to_simplified(a), to_simplified(b)
+    if sa == sb:
+        return 3
+    sim = ratio(sa, sb) / 100
+    return 2 if sim >= 0.9 else 1 if sim >= 0.7 else 0
+
+
+def compare_sex(a: int | None, b: int | None) -> int:
+    """1 same · 0 different; unknown (0) and unspecified (9) count as missing."""
+    if a in (None, 0, 9) or b in (None, 0, 9):
+        return MISSING
+    return 1 if a == b else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """A field of the record, how to compare it, its number of levels and their labels."""
+
+    field: str
+    compare: Callable[[Any, Any], int]
+    labels: tuple[str, ...]
+    m: tuple[float, ...] | None = None
+    u: tuple[float, ...] | None = None
+
+    @property
+    def levels(self) -> int:
+        """How many levels the comparison can return (0 … levels-1)."""
+        return len(self.labels)
+
+
+#: The comparisons the resident index uses on its demographics. The ``m``/``u`` values
+#: are the starting point before the index is trained on its own data: ``u`` from the
+#: chance that two different people agree (a common name, 1 in ~25,000 birth dates),
+#: ``m`` from typical entry-error and change rates (phones and addresses change).
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison(
+        "name",
+        compare_name,
+        ("different", "close", "folded pinyin", "same sound", "same"),
+        m=(0.02, 0.03, 0.02, 0.05, 0.88),
+        u=(0.985, 0.01, 0.0025, 0.0005, 0.002),
+    ),
+    Comparison("sex", compare_sex, ("different", "same"), m=(0.02, 0.98), u=(0.5, 0.5)),
+    Comparison(
+        "birth_date",
+        compare_date,
+        ("different", "one part", "day/month swapped", "same"),
+        m=(0.02, 0.05, 0.01, 0.92),
+        u=(0.9949, 0.005, 0.00005, 0.00005),
+    ),
+    Comparison(
+        "phone",
+        compare_code,
+        ("different", "one digit", "same"),
+        m=(0.15, 0.03, 0.82),
+        u=(0.99998, 0.00001, 0.00001),
+    ),
+    Comparison(
+        "address",
+        compare_address,
+        ("different", "similar", "very similar", "same"),
+        m=(0.2, 0.15, 0.15, 0.5),
+        u=(0.97, 0.025, 0.004, 0.001),
+    ),
+    Comparison(
+        "id_number",
+        compare_code,
+        ("different", "one character", "same"),
+        m=(0.01, 0.04, 0.95),
+        u=(0.999998, 0.000001, 0.000001),
+    ),
+)
+
+
+# --- the model -------------------------------------------------------------------------
+
+
+class Thresholds(BaseModel):
+    """Probability thresholds for the three outcomes; ``link`` must exceed ``review``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    link: float = Field(default=0.99, gt=0, lt=1)
+    review: float = Field(default=0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.review >= self.link:
+            raise ValueError("the review threshold must be below the link threshold")
+        return self
+
+
+class Decision:
+    """The three outcomes of a comparison against the index."""
+
+    LINK = "link"
+    REVIEW = "review"
+    NEW = "new"
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A scored pair: match weight (bits), probability, decision, and what agreed."""
+
+    weight: float
+    probability: float
+    decision: str
+    agreements: tuple[str, ...]
+    levels: tuple[int, ...] = field(repr=False)
+
+
+def _default_m(levels: int) -> np.ndarray:
+    # Before training: same person mostly agrees exactly, sometimes nearly.
+    m = np.full(levels, 0.02 / max(levels - 2, 1))
+    m[-1] = 0.9
+    m[0] = 0.03
+    if levels > 2:
+        m[-2] = 0.05
+    return np.asarray(m / m.sum())
+
+
+def _default_u(levels: int) -> np.ndarray:
+    # Before training: different people mostly disagree.
+    u = np.full(levels, 0.01)
+    u[0] = 0.95
+    u[-1] = 0.02 if levels > 2 else 0.05
+    return np.asarray(u / u.sum())
+
+
+class MatchModel:
+    """Fellegi–Sunter parameters over a set of comparisons, with EM training."""
+
+    _EPS = 1e-6
+
+    def __init__(
+        self,
+        comparisons: Sequence[Comparison] = COMPARISONS,
+        *,
+        m: Sequence[Sequence[float]] | None = None,
+        u: Sequence[Sequence[float]] | None = None,
+        prior: float = 1e-6,
+        thresholds: Thresholds | None = None,
+    ) -> None:
+        self.comparisons = tuple(comparisons)
+        self.m = [
+            np.asarray(m[i] if m else c.m or _default_m(c.levels), dtype=float)
+            for i, c in enumerate(self.comparisons)
+        ]
+        self.u = [
+            np.asarray(u[i] if u else c.u or _default_u(c.levels), dtype=float)
+            for i, c in enumerate(self.comparisons)
+        ]
+        self.prior = prior
+        self.thresholds = thresholds or Thresholds()
+        self._refresh()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(c.field for c in self.comparisons)
+        return f"MatchModel([{fields}], prior={self.prior:.2e})"
+
+    def _refresh(self) -> None:
+        self._bits = [
+            np.log2(np.clip(m, self._EPS, 1) / np.clip(u, self._EPS, 1))
+            for m, u in zip(self.m, self.u, strict=True)
+        ]
+        self._prior_bits = math.log2(self.prior / (1 - self.prior))
+
+    # --- scoring ----------------------------------------------------------------------
+
+    def levels(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[int, ...]:
+        """The comparison vector of two records (dicts keyed by field name)."""
+        return tuple(c.compare(a.get(c.field), b.get(c.field)) for c in self.comparisons)
+
+    def score_levels(self, levels: Sequence[int]) -> Score:
+        """Weight, probability and decision of a comparison vector."""
+        weight = self._prior_bits
+        agreements = []
+        for comp, bits, level in zip(self.comparisons, self._bits, levels, strict=True):
+            if level == MISSING:
+                continue
+            weight += float(bits[level])
+            if level > 0:
+                agreements.append(f"{comp.field}: {comp.labels[level]}")
+        probability = 1 / (1 + 2 ** (-weight)) if weight > -1000 else 0.0
+        if probability >= self.thresholds.link:
+            decision = Decision.LINK
+        elif probability >= self.thresholds.review:
+            decision = Decision.REVIEW
+        else:
+            decision = Decision.NEW
+        return Score(weight, probability, decision, tuple(agreements), tuple(levels))
+
+    def score(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> Score:
+        """Score two records."""
+        return self.score_levels(self.levels(a, b))
+
+    def weights_matrix(self, gammas: np.ndarray) -> np.ndarray:
+        """Match weights (bits) of many comparison vectors at once (rows of ``gammas``)."""
+        total = np.full(gammas.shape[0], self._prior_bits)
+        for j, bits in enumerate(self._bits):
+            col = gammas[:, j]
+            present = col >= 0
+            total[present] += bits[col[present]]
+        return total
+
+    # --- training ---------------------------------------------------------------------
+
+    def train(
+        self,
+        gammas: np.ndarray,
+        *,
+        max_iterations: int = 100,
+        tolerance: float = 1e-6,
+        fix_u: bool = False,
+    ) -> int:
+        """Estimate ``m``, ``u`` and the prior from unlabelled comparison vectors (EM).
+
+        ``gammas`` is an (n_pairs × n_fields) integer array from blocked candidate pairs,
+        ``-1`` where a value is missing. ``fix_u`` keeps ``u`` as set (e.g. estimated
+        from random pairs, which are almost all different people). Returns the number
+        of iterations run.
+        """
+        gammas = np.asarray(gammas, dtype=np.int16)
+        n, k = gammas.shape
+        if n == 0:
+            return 0
+        onehots = []
+        for j, comp in enumerate(self.comparisons):
+            col = gammas[:, j]
+            onehot = np.zeros((n, comp.levels))
+            present = col >= 0
+            onehot[np.nonzero(present)[0], col[present]] = 1.0
+            onehots.append(onehot)
+        prior = min(max(self.prior, 1e-3), 0.5)
+        m = [x.copy() for x in self.m]
+        u = [x.copy() for x in self.u]
+        iterations = 0
+        while iterations < max_iterations:
+            iterations += 1
+            log_m = np.full(n, math.log(prior))
+            log_u = np.full(n, math.log(1 - prior))
+            for j in range(k):
+                log_m += onehots[j] @ np.log(np.clip(m[j], self._EPS, 1))
+                log_u += onehots[j] @ np.log(np.clip(u[j], self._EPS, 1))
+            p = 1 / (1 + np.exp(np.clip(log_u - log_m, -700, 700)))
+            new_m = []
+            new_u = []
+            for j in range(k):
+                mj = p @ onehots[j]
+                uj = (1 - p) @ onehots[j]
+                new_m.append(np.clip(mj / max(mj.sum(), self._EPS), self._EPS, 1))
+                new_u.append(np.clip(uj / max(uj.sum(), self._EPS), self._EPS, 1))
+            new_prior = float(np.clip(p.mean(), self._EPS, 1 - self._EPS))
+            change = max(
+                abs(new_prior - prior),
+                *(float(np.abs(a - b).max()) for a, b in zip(new_m, m, strict=True)),
+            )
+            m = new_m
+            if not fix_u:
+                u = new_u
+            prior = new_prior
+            if change < tolerance:
+                break
+        self.m, self.u, self.prior = m, u, prior
+        self._refresh()
+        return iterations
+
+    # --- persistence ------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """Parameters as JSON (fields, m, u, prior), to store and reload."""
+        return json.dumps(
+            {
+                "fields": [c.field for c in self.comparisons],
+                "m": [list(map(float, x)) for x in self.m],
+                "u": [list(map(float, x)) for x in self.u],
+                "prior": self.prior,
+            }
+        )
+
+    @classmethod
+    def from_json(
+        cls,
+        text: str,
+        comparisons: Sequence[Comparison] = COMPARISONS,
+        thresholds: Thresholds | None = None,
+    ) -> MatchModel:
+        """Reload parameters saved by :meth:`to_json` for the same comparisons."""
+        data = json.loads(text)
+        if data["fields"] != [c.field for c in comparisons]:
+            raise ValueError("the saved model was trained on other fields")
+        return cls(
+            comparisons, m=data["m"], u=data["u"], prior=data["prior"], thresholds=thresholds
+        )
+
+    def explain(self) -> list[dict[str, Any]]:
+        """Per field and level: m, u and the weight in bits (for docs and operators)."""
+        rows = []
+        for comp, m, u, bits in zip(self.comparisons, self.m, self.u, self._bits, strict=True):
+            for level, label in enumerate(comp.labels):
+                rows.append(
+                    {
+                        "field": comp.field,
+                        "level": label,
+                        "m": float(m[level]),
+                        "u": float(u[level]),
+                        "bits": float(bits[level]),
+                    }
+                )
+        return rows

@@ -1,0 +1,139 @@
+"""What the resident index returns: pydantic models, with personal fields kept out of reprs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hcmiddleware.empi.identity import Sex
+from hcmiddleware.empi.schema import IdentifierKind, ResidentStatus, ReviewStatus
+
+__all__ = [
+    "Candidate",
+    "DuplicatePair",
+    "Enrolment",
+    "Identifier",
+    "MergeEvent",
+    "Resident",
+    "ReviewItem",
+]
+
+_FROZEN = ConfigDict(frozen=True)
+
+
+class Identifier(BaseModel):
+    """An identifier a resident holds; ``issuer`` is the hospital or index that assigned it."""
+
+    model_config = _FROZEN
+
+    kind: IdentifierKind
+    value: str = Field(repr=False)
+    issuer: str = ""
+
+
+class Resident(BaseModel):
+    """One person in the index, decrypted for the caller. Personal fields stay out of repr."""
+
+    model_config = _FROZEN
+
+    id: str
+    status: ResidentStatus
+    merged_into: str | None = None
+    name: str = Field(repr=False)
+    sex: Sex
+    birth_date: dt.date | None = Field(default=None, repr=False)
+    phone: str | None = Field(default=None, repr=False)
+    address: str | None = Field(default=None, repr=False)
+    region_code: str | None = Field(default=None, repr=False)
+    identifiers: tuple[Identifier, ...] = Field(default=(), repr=False)
+    created_at: dt.datetime
+
+    def identifier(self, kind: IdentifierKind, issuer: str = "") -> str | None:
+        """The value of the first identifier of ``kind`` (from ``issuer``), if any."""
+        for ident in self.identifiers:
+            if ident.kind == kind and ident.issuer == issuer:
+                return ident.value
+        return None
+
+
+class Enrolment(BaseModel):
+    """Outcome of :meth:`ResidentIndex.enrol`: the resident, and whether it is new.
+
+    ``matched_on`` names the identifier that found an existing resident;
+    ``linked_by_demographics`` is the match probability when demographics alone found
+    it; ``reviews`` are the review-queue items opened for a new resident that looks like
+    an existing one.
+    """
+
+    model_config = _FROZEN
+
+    resident: Resident
+    created: bool
+    matched_on: IdentifierKind | None = None
+    linked_by_demographics: float | None = None
+    warnings: tuple[str, ...] = ()
+    reviews: tuple[int, ...] = ()
+
+
+class Candidate(BaseModel):
+    """A resident that may be the person searched for: probability, decision, what agreed.
+
+    ``weight`` is the Fellegi–Sunter match weight in bits, ``probability`` the posterior
+    that both are the same person, ``decision`` one of ``link``, ``review``, ``new``.
+    """
+
+    model_config = _FROZEN
+
+    resident: Resident
+    weight: float
+    probability: float
+    decision: str
+    agreements: tuple[str, ...]
+
+
+class DuplicatePair(BaseModel):
+    """Two residents that look like one person, named also by their source record ids."""
+
+    model_config = _FROZEN
+
+    resident_a: str
+    resident_b: str
+    record_ids_a: tuple[str, ...]
+    record_ids_b: tuple[str, ...]
+    probability: float
+    decision: str
+    agreements: tuple[str, ...]
+
+
+class MergeEvent(BaseModel):
+    """One merge or unmerge in a resident's history."""
+
+    model_config = _FROZEN
+
+    id: int
+    action: str
+    survivor_id: str
+    merged_id: str
+    reason: str
+    operator: str
+    at: dt.datetime
+    undoes: int | None = None
+    moved_identifiers: int = 0
+    moved_source_records: int = 0
+
+
+class ReviewItem(BaseModel):
+    """A suspected duplicate waiting for a decision."""
+
+    model_config = _FROZEN
+
+    id: int
+    resident_id: str
+    candidate_id: str
+    score: float
+    reason: str
+    status: ReviewStatus
+    created_at: dt.datetime
+    decided_at: dt.datetime | None = None
+    decided_by: str | None = None

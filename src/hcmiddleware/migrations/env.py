@@ -1,0 +1,23 @@
+"""Alembic environment: runs on the connection :func:`hcmiddleware.storage.upgrade` hands in."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import hcmiddleware.empi.schema  # noqa: F401  (registers the tables on Base.metadata)
+from hcmiddleware.storage import Base
+
+config = context.config
+connection = config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through hcmiddleware.storage.upgrade(engine)")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    # SQLite cannot ALTER most things in place; batch mode rebuilds the table instead.
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

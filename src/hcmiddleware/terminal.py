@@ -1,0 +1,95 @@
+"""The terminal: the user-card reader and the SAM, as the Middleware uses them.
+
+It turns the card layer's pieces into runtime behaviour: the SAM comes from the
+``hcm_sam_provider`` hook, a read is announced through ``hcm_card_read`` and audited,
+and PC/SC insertions and removals become ``hcm_card_inserted`` / ``hcm_card_removed``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from hcmiddleware.errors import NoHandlerError
+
+if TYPE_CHECKING:
+    from hcmiddleware.card.data import CardRead
+    from hcmiddleware.card.monitor import CardEvents
+    from hcmiddleware.card.session import CardSession
+    from hcmiddleware.card.transport import Transport
+    from hcmiddleware.runtime import Middleware
+    from hcmiddleware.sam.base import Sam
+
+__all__ = ["Terminal"]
+
+
+class Terminal:
+    """Card reader and SAM of one Middleware (``middleware.terminal``)."""
+
+    def __init__(self, middleware: Middleware) -> None:
+        self._mw = middleware
+        self._sam: Sam | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def sam(self) -> Sam:
+        """The SAM, opened on first use through ``hcm_sam_provider``."""
+        with self._lock:
+            if self._sam is None:
+                sam = self._mw.hooks.hcm_sam_provider(middleware=self._mw)
+                if sam is None:
+                    raise NoHandlerError(
+                        "hcm_sam_provider",
+                        hint="set [sam] keys (software SAM) or [readers] sam and [sam] pin",
+                    )
+                self._sam = sam
+            return self._sam
+
+    def open(self, transport: Transport | None = None) -> CardSession:
+        """A session with the card in ``transport`` (default: the ``[readers] user`` reader)."""
+        from hcmiddleware.card.session import CardSession
+
+        if transport is None:
+            from hcmiddleware.card.pcsc import PcscTransport
+
+            transport = PcscTransport(self._mw.config.readers.user)
+        return CardSession(transport, self.sam)
+
+    def read(self, transport: Transport | None = None, *, actor: str = "terminal") -> CardRead:
+        """Authenticate and read everything on the card; announced and audited."""
+        session = self.open(transport)
+        reader = str(getattr(session.transport, "reader", "in-process"))
+        try:
+            card = session.read_all()
+        except Exception as exc:
+            self._mw.audit(
+                "card.read",
+                actor=actor,
+                outcome="failed",
+                reader=reader,
+                error=type(exc).__name__,
+            )
+            raise
+        finally:
+            if transport is None:
+                session.transport.close()
+        self._mw.audit("card.read", actor=actor, reader=reader)
+        self._mw.hooks.hcm_card_read(reader=reader, card=card)
+        return card
+
+    def watch(self) -> CardEvents:
+        """Card events of every PC/SC reader, delivered as hooks; call ``start()``."""
+        from hcmiddleware.card.monitor import CardEvents
+
+        hooks = self._mw.hooks
+        return CardEvents(
+            on_inserted=lambda reader, atr: hooks.hcm_card_inserted(reader=reader, atr=atr),
+            on_removed=lambda reader: hooks.hcm_card_removed(reader=reader),
+        )
+
+    def close(self) -> None:
+        """Close the SAM if one was opened."""
+        with self._lock:
+            if self._sam is not None:
+                self._sam.close()
+                self._sam = None

@@ -1,0 +1,103 @@
+"""The resident index in the runtime: keys from config, enrolment from a card, hooks."""
+
+from __future__ import annotations
+
+import base64
+import stat
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hcmiddleware import Middleware
+from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.config import parse_config
+from hcmiddleware.errors import ConfigError
+from hcmiddleware.models import IdentifierKind, Resident
+from hcmiddleware.sam.samples import TEST_ISSUER_KEYS as KEYS
+from hcmiddleware.testing import HookRecorder
+
+PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
+KEY_A = base64.b64encode(bytes(range(32))).decode()
+KEY_B = base64.b64encode(bytes(range(32, 64))).decode()
+
+
+def make(tmp_path: Path, **sections: Any) -> Middleware:
+    cfg = parse_config(
+        {"middleware": {"data_dir": str(tmp_path)}, "sam": {"keys": str(KEYS)}, **sections}
+    )
+    return Middleware(cfg)
+
+
+def test_card_holder_is_enrolled_once_and_announced(tmp_path: Path) -> None:
+    with make(tmp_path) as mw:
+        recorder = HookRecorder(mw)
+        card = mw.terminal.read(EmulatedCard.from_files(PROFILE, KEYS))
+        first = mw.residents.enrol_from_card(card)
+        again = mw.residents.enrol_from_card(card)
+        assert isinstance(first, Resident)
+        assert again.resident_id == first.resident_id
+        assert first.name == card.cardholder.name
+        assert first.identifier(IdentifierKind.CARD_NUMBER) == card.issuer.card_number
+        enrolled = recorder.calls("hcm_empi_resident_enrolled")
+        assert [c.kwargs["resident"].resident_id for c in enrolled] == [first.resident_id]
+
+
+def test_generated_keys_are_private_and_reused(tmp_path: Path) -> None:
+    with make(tmp_path) as mw:
+        card = mw.terminal.read(EmulatedCard.from_files(PROFILE, KEYS))
+        rid = mw.residents.enrol_from_card(card).resident_id
+    key_file = tmp_path / "keys" / "empi-keys.json"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    with make(tmp_path) as mw:  # a restart reads the same keys: the data stays readable
+        assert mw.residents.index.get(rid).name == card.cardholder.name
+
+
+def test_configured_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCM_T_MASTER", KEY_A)
+    monkeypatch.setenv("HCM_T_INDEX", KEY_B)
+    empi = {
+        "master_keys": {"2026a": {"env": "HCM_T_MASTER"}},
+        "current_key": "2026a",
+        "index_key": {"env": "HCM_T_INDEX"},
+    }
+    with make(tmp_path, empi=empi) as mw:
+        assert mw.residents.index.count() == 0
+    assert not (tmp_path / "keys").exists()
+
+
+def test_bad_keys_are_a_config_error_without_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HCM_T_MASTER", "c2hvcnQ=")  # 5 bytes
+    monkeypatch.setenv("HCM_T_INDEX", KEY_B)
+    empi = {"master_keys": {"k": {"env": "HCM_T_MASTER"}}, "index_key": {"env": "HCM_T_INDEX"}}
+    with make(tmp_path, empi=empi) as mw, pytest.raises(ConfigError) as caught:
+        _ = mw.residents.index
+    assert caught.value.key == "empi"
+    assert "c2hvcnQ=" not in str(caught.value)
+
+
+def test_missing_index_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HCM_T_MASTER", KEY_A)
+    with (
+        make(tmp_path, empi={"master_keys": {"k": {"env": "HCM_T_MASTER"}}}) as mw,
+        pytest.raises(ConfigError) as caught,
+    ):
+        _ = mw.residents.index
+    assert caught.value.key == "empi.index_key"
+
+
+def test_merge_and_unmerge_are_announced(tmp_path: Path) -> None:
+    with make(tmp_path) as mw:
+        index = mw.residents.index
+        a = index.enrol(name="陈静", sex=2, id_number="11010519491231002X").resident.id
+        b = index.enrol(name="陈静", sex=2, phone="13800138000").resident.id
+        recorder = HookRecorder(mw)
+        mw.residents.merge(a, b, reason="same person", operator="clerk-1")
+        merged = recorder.last("hcm_empi_residents_merged").kwargs
+        assert (merged["survivor"].resident_id, merged["merged"].resident_id) == (a, b)
+        mw.residents.unmerge(b, reason="error", operator="clerk-1")
+        restored = recorder.last("hcm_empi_resident_unmerged").kwargs
+        assert restored["restored"].resident_id == b
