@@ -133,7 +133,8 @@ class Campaign:
             self.mw = Middleware(
                 config, plugins={"bank-soap": BankSoap(), "insurance-soap": InsuranceSoap()}
             )
-        return Journal(self.mw, crash_point=self._crash_point)
+        # a restarted process migrates at start; the schema cannot change in between
+        return Journal(self.mw, crash_point=self._crash_point, migrate=full)
 
     def _restart(self) -> None:
         """A new process: fresh journal (sometimes a fresh Middleware), then recovery."""

@@ -29,16 +29,19 @@ class JournalEntry(Base):
     """
 
     __tablename__ = "money_journal"
+    __table_args__ = (
+        sa.UniqueConstraint("idempotency_key", name="uq_money_journal_idempotency_key"),
+    )
 
     seq: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     transaction_id: Mapped[str] = mapped_column(sa.String(40), unique=True, index=True)
-    idempotency_key: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(sa.String(128))
     channel: Mapped[str] = mapped_column(sa.String(12))  # "bank" | "insurer"
     kind: Mapped[str] = mapped_column(sa.String(16), index=True)
     state: Mapped[str] = mapped_column(sa.String(12), index=True)
     card_number: Mapped[str | None] = mapped_column(sa.String(40))
     amount: Mapped[Decimal] = mapped_column(_MONEY)
-    currency: Mapped[str] = mapped_column(sa.String(3), default="CNY")
+    currency: Mapped[str] = mapped_column(sa.String(3))
     original_transaction_id: Mapped[str | None] = mapped_column(sa.String(40), index=True)
     terminal_id: Mapped[str | None] = mapped_column(sa.String(32))
     #: insurer movements: the settlement's split and the insurer's settlement ID
@@ -49,10 +52,10 @@ class JournalEntry(Base):
     payload: Mapped[str | None] = mapped_column(sa.Text)
     remote_reference: Mapped[str | None] = mapped_column(sa.String(64))
     reason: Mapped[str | None] = mapped_column(sa.String(200))
-    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
+    attempts: Mapped[int] = mapped_column(sa.Integer)
     #: set (durably) before the first reversal is sent: from then on the entry can only
     #: end ``reversed``, whatever a later query says, because the reversal may land late
-    reversal_requested: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    reversal_requested: Mapped[bool] = mapped_column(sa.Boolean)
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(), index=True)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime())
 

@@ -118,8 +118,12 @@ class SoapServer:
 
     def start(self) -> SoapServer:
         """Start serving; returns self."""
+        # a short poll interval: stop() waits for the loop to notice, up to one interval
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name=f"soap{self.path}", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name=f"soap{self.path}",
+            daemon=True,
         )
         self._thread.start()
         return self
