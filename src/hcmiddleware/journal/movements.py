@@ -242,19 +242,21 @@ class Journal:
     def new_message_id(self, seq: int | None = None) -> str:
         """A message ID: institution code (12) + yyyyMMddHHmmss (14) + sequence (4).
 
-        The sequence is the entry's row number modulo 10,000, so IDs stay unique across
-        restarts and processes sharing the database as long as fewer than 10,000
-        movements start in one second. Without ``seq`` (pre-settlement, which moves
-        no money and is not journalled) a per-process counter is used.
+        A journal entry's sequence is its row number modulo 8,000, so its ID stays
+        unique across restarts and processes sharing the database as long as fewer
+        than 8,000 movements start in one second. Without ``seq`` (pre-settlement,
+        which moves no money and is not journalled) a per-process counter in
+        9000–9999 is used; adapters keep 8000–8999 for their own messages.
         """
         stamp = _now().strftime("%Y%m%d%H%M%S")
         if seq is None:
             with self._id_lock:
                 self._counter = self._counter + 1 if stamp == self._last_second else 0
                 self._last_second = stamp
-                # 9xxx is kept for unjournalled messages, away from journal row numbers
-                seq = 9000 + self._counter % 1000
-        return f"{self.institution_code}{stamp}{seq % 10000:04d}"
+                number = 9000 + self._counter % 1000
+        else:
+            number = seq % 8000
+        return f"{self.institution_code}{stamp}{number:04d}"
 
     # -- bank movements --------------------------------------------------------------
 
