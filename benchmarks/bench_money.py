@@ -134,6 +134,26 @@ def overhead(db_url: str, work: Path, n: int) -> tuple[list[float], list[float]]
         return journalled, _time_each(n, bare)
 
 
+def forced_commit(work: Path, n: int) -> list[float]:
+    """Seconds per bare SQLite commit with synchronous=FULL in WAL: the disk's price."""
+    import sqlite3
+
+    db = sqlite3.connect(work / "fsync.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (x INTEGER)")
+
+    def commit(i: int) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t VALUES (?)", (i,))
+        db.execute("COMMIT")
+
+    try:
+        return _time_each(n, commit)
+    finally:
+        db.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=400, help="payments per measurement")
@@ -171,6 +191,12 @@ def main() -> None:
                     f"{label:<12} {'journal overhead per transaction':<34} "
                     f"{'':>8} {cost * 1e3:>7.2f}  (mean {mean * 1e3:.2f})"
                 )
+                if label == "SQLite":
+                    disk = statistics.median(forced_commit(work, args.n))
+                    print(
+                        f"{label:<12} {'  of which one forced commit (disk)':<34} "
+                        f"{'':>8} {disk * 1e3:>7.2f}  (bare sqlite3, same folder)"
+                    )
         finally:
             for _, _, drop in databases:
                 if drop is not None:

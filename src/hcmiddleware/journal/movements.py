@@ -78,6 +78,20 @@ _SET_STATE = (
     .returning(*_ENTRY.c)
 )
 _ADD_EVENT = _EVENT.insert()
+_ADD_ENTRY = _ENTRY.insert()
+_SET_ID = _ENTRY.update().where(_ENTRY.c.seq == sa.bindparam("w_seq"))
+#: columns an insert may leave out; listed so every insert has the same shape
+_OPTIONAL_FIELDS = (
+    "card_number",
+    "original_transaction_id",
+    "terminal_id",
+    "settlement_id",
+    "fund_paid",
+    "patient_paid",
+    "payload",
+    "remote_reference",
+    "reason",
+)
 
 #: Called with a point's name between journal writes; tests make it kill the process.
 CrashPoint = Callable[[str], None]
@@ -762,30 +776,26 @@ class Journal:
             except sa.exc.IntegrityError:
                 return None
         now = _now()
-        inserted = conn.execute(
-            _ENTRY.insert().values(
-                transaction_id=f"tmp-{key}"[:40],
-                idempotency_key=key,
-                state=P.PENDING.value,
-                created_at=now,
-                updated_at=now,
-                attempts=0,
-                currency="CNY",
-                reversal_requested=False,
-                **fields,
-            )
-        ).inserted_primary_key
+        params = dict.fromkeys(_OPTIONAL_FIELDS)
+        params.update(fields)
+        params.update(
+            transaction_id=f"tmp-{key}"[:40],
+            idempotency_key=key,
+            state=P.PENDING.value,
+            created_at=now,
+            updated_at=now,
+            attempts=0,
+            currency="CNY",
+            reversal_requested=False,
+        )
+        inserted = conn.execute(_ADD_ENTRY, params).inserted_primary_key
         assert inserted is not None
-        seq = inserted[0]
+        seq = int(inserted[0])
+        conn.execute(_SET_ID, {"w_seq": seq, "transaction_id": self.new_message_id(seq)})
         conn.execute(
-            _ENTRY.update()
-            .where(_ENTRY.c.seq == seq)
-            .values(transaction_id=self.new_message_id(seq))
+            _ADD_EVENT, {"entry_seq": seq, "state": P.PENDING.value, "note": None, "at": now}
         )
-        conn.execute(
-            _EVENT.insert().values(entry_seq=seq, state=P.PENDING.value, note=None, at=now)
-        )
-        return int(seq)
+        return seq
 
     def _insert_refund(self, key: str, fields: dict[str, Any]) -> int | None:
         original_id = fields["original_transaction_id"]
