@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from decimal import Decimal
+from pathlib import Path
 
+from hcm_bank_soap import BankSoap
 from hcm_bank_soap.reference import SoapServer
 from money_peers import CARD, bank_plan
 
 from hcmiddleware.journal import Journal
 from hcmiddleware.models import PaymentStatus as P
+from hcmiddleware.runtime import Middleware
+from hcmiddleware.testing.plugin import embedded_config
 
 
 def balance(bank: SoapServer, card: str = CARD) -> Decimal:
@@ -75,3 +81,41 @@ def test_bank_down_leaves_unknown_until_recovery(journal: Journal, bank: SoapSer
     assert report.outcomes == {"confirmed": 1}
     assert journal.get(moved.transaction_id).state is P.CONFIRMED
     assert balance(bank) == Decimal("45.00")
+
+
+def test_dispatcher_timeout_is_unknown_and_reversed(bank: SoapServer, tmp_path: Path) -> None:
+    """The core's own timeout (PluginTimeoutError) is an unknown outcome, never a failure."""
+    config = embedded_config(
+        tmp_path / "slow",
+        plugins={"timeouts": {"bank-soap": 0.2}, "bank-soap": {"wsdl": bank.wsdl_url}},
+    )
+    mw = Middleware(config, plugins={"bank-soap": BankSoap()})
+    journal = Journal(mw)
+    journal.top_up(key="up", card_number=CARD, amount="50")
+    bank.set_faults(bank_plan(delay=1.0, delay_seconds=0.5, operations=frozenset({"Pay"})))
+    moved = journal.pay(key="slow", card_number=CARD, amount="5.00")
+    notes = [n or "" for _, _, n in journal.history(moved.transaction_id)]
+    assert any("PluginTimeoutError" in n for n in notes)
+    assert moved.state is P.REVERSED
+    time.sleep(0.6)  # the late request lands at the bank and is refused
+    assert balance(bank) == Decimal("50.00")
+    late = bank.service.ledger.query(moved.transaction_id)  # type: ignore[attr-defined]
+    assert late.status == "REVERSED"
+    mw.close()
+
+
+def test_same_key_from_many_threads_sends_once(journal: Journal, bank: SoapServer) -> None:
+    journal.top_up(key="up", card_number=CARD, amount="50")
+    seen: list[str] = []
+
+    def pay() -> None:
+        seen.append(journal.pay(key="race", card_number=CARD, amount="7.00").transaction_id)
+
+    threads = [threading.Thread(target=pay) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 1
+    assert bank.requests["Pay"] == 1
+    assert balance(bank) == Decimal("43.00")

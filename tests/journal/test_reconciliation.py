@@ -160,3 +160,24 @@ def test_cli_list_show_reconcile(
     assert json.loads(bad.output)["sources"][0]["discrepancies"][0]["kind"] == "amount_mismatch"
     text = runner.invoke(main, ["--config", str(config), "journal", "reconcile", "--date", day])
     assert "amount mismatch" in text.output
+
+
+def test_cli_recover(tmp_path: Path, bank: SoapServer, insurer: Any) -> None:
+    config = _config(tmp_path, bank, insurer)
+    journal = Journal(Middleware.from_file(config))
+    payment.top_up(journal, key="up", card_number=CARD, amount="10.00")
+    bank.set_faults(bank_plan(drop=1.0, operations=frozenset({"Pay", "Query", "Reverse"})))
+    stuck = journal.pay(key="p", card_number=CARD, amount="1.00")
+    journal.mw.close()
+    runner = CliRunner()
+    still = runner.invoke(main, ["--config", str(config), "journal", "recover"])
+    assert still.exit_code == 1
+    assert stuck.transaction_id in still.output
+    bank.set_faults(bank_plan())
+    done = runner.invoke(main, ["--config", str(config), "journal", "recover"])
+    assert done.exit_code == 0, done.output
+    assert "confirmed" in done.output
+    listed = runner.invoke(
+        main, ["--config", str(config), "journal", "list", "--state", "unknown", "--json"]
+    )
+    assert json.loads(listed.output) == []
