@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import click
 
@@ -75,11 +75,18 @@ def journal_show(ctx: click.Context, transaction_id: str, as_json: bool) -> None
 
 
 @journal_group.command("recover")
+@click.option(
+    "--min-age",
+    type=click.FloatRange(0),
+    default=120.0,
+    show_default=True,
+    help="seconds since an entry last changed; younger ones may still be in a live call",
+)
 @click.pass_context
-def journal_recover(ctx: click.Context) -> None:
+def journal_recover(ctx: click.Context, min_age: float) -> None:
     """Settle every entry left in flight (query the bank, reverse what it lacks)."""
     with _middleware(ctx) as mw:
-        report = Journal(mw).recover()
+        report = Journal(mw).recover(min_age=timedelta(seconds=min_age))
     click.echo(f"examined {report.examined}: {report.outcomes or 'nothing in flight'}")
     if report.still_unknown:
         click.echo(f"still unknown: {', '.join(report.still_unknown)}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,10 +43,8 @@ from hcmiddleware.errors import (
     MoneyError,
     NoHandlerError,
     OutcomeUnknownError,
-    PluginCallError,
     PluginUnavailableError,
     RefundRefusedError,
-    RemoteFaultError,
     UnknownTransactionError,
 )
 from hcmiddleware.journal.states import ALLOWED, IN_FLIGHT, PaymentStatus
@@ -145,14 +144,12 @@ def _write(engine: Engine, *, durable: bool) -> Iterator[Connection]:
 def _outcome_unknown(exc: BaseException) -> bool:
     """Whether an error raised by a money hook leaves the outcome open.
 
-    Refusals raised before anything was sent (no plugin, plugin refused at once, a
-    bad amount) are not; everything else that happened during the call is.
+    Only refusals that certainly happened before anything was sent close it: no plugin
+    answers the hook, the plugin was refused at once for hung calls, the adapter
+    refused the amount. Anything else — timeouts, faults, malformed answers, an adapter
+    that crashed — may have happened after the request left, so the bank is asked.
     """
-    if isinstance(exc, NoHandlerError | PluginUnavailableError | AmountError):
-        return False
-    return isinstance(
-        exc, OutcomeUnknownError | MalformedResponseError | RemoteFaultError | PluginCallError
-    )
+    return not isinstance(exc, NoHandlerError | PluginUnavailableError | AmountError)
 
 
 @dataclass(frozen=True)
@@ -669,14 +666,25 @@ class Journal:
             )
         self._record_settlement(row.seq, P(row.state), result)
 
-    def recover(self) -> RecoveryReport:
-        """Settle every entry left in flight (run at start, and from time to time)."""
+    def recover(self, *, min_age: timedelta = timedelta(0)) -> RecoveryReport:
+        """Settle every entry left in flight.
+
+        At start, with nothing running, everything in flight is settled. While other
+        terminals are paying, pass ``min_age`` (e.g. two minutes): an entry changed
+        more recently may still be in a live call, and recovering it would reverse a
+        payment its terminal is about to see confirmed (safely — the compare-and-set
+        keeps one outcome — but needlessly).
+        """
         report = RecoveryReport()
+        cutoff = _now() - min_age
         with self.engine.connect() as conn:
             ids = (
                 conn.execute(
                     sa.select(_ENTRY.c.transaction_id)
-                    .where(_ENTRY.c.state.in_([s.value for s in IN_FLIGHT]))
+                    .where(
+                        _ENTRY.c.state.in_([s.value for s in IN_FLIGHT]),
+                        _ENTRY.c.updated_at <= cutoff,
+                    )
                     .order_by(_ENTRY.c.seq)
                 )
                 .scalars()
@@ -779,7 +787,7 @@ class Journal:
         params = dict.fromkeys(_OPTIONAL_FIELDS)
         params.update(fields)
         params.update(
-            transaction_id=f"tmp-{key}"[:40],
+            transaction_id=f"tmp-{uuid.uuid4().hex}",  # replaced below, in this transaction
             idempotency_key=key,
             state=P.PENDING.value,
             created_at=now,
