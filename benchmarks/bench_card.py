@@ -2,7 +2,12 @@
 
 Times are medians over several runs, in-process (the software card called directly) and
 through the real PC/SC stack (pyscard -> pcscd -> vpcd -> the same software card over
-loopback TCP). Run: ``python benchmarks/bench_card.py [--runs N]``.
+loopback TCP). The SAM rows time one authentication (GET CHALLENGE + EXTERNAL
+AUTHENTICATE, the DF already selected) and one secure-messaging write (GET CHALLENGE +
+UPDATE RECORD under SM, the update key already open) with the software SAM and with the
+SAM card (``PcscSam`` driving ``EmulatedSam`` by APDU: in-process, or in reader 1
+behind pcscd with the user card in reader 0), counting the SAM's APDUs too.
+Run: ``python benchmarks/bench_card.py [--runs N]``.
 """
 
 from __future__ import annotations
@@ -61,12 +66,13 @@ def minimum_full(profile: dict[str, Any], photo_len: int, visit_lens: list[int])
 
 def minimum_append(kind: fm.VisitKind, drops: bool) -> int:
     """From a fresh card: SELECT DDF1 and DF03 (DF03 is not a child of the MF and the
-    command set has no path SELECT), read and update authentications, the index,
+    command set has no path SELECT), the card's city (item 57, read once so a card of
+    another city spends no try), read and update authentications, the index,
     SELECT EF, the whole record in 255-byte writes, the valid mark (and the invalid
     mark of the dropped oldest record when the ring is full)."""
     slots = fm.VISIT_SLOTS[kind]
     writes = ceil_div(slots.records[0].size, WRITE_CHUNK)
-    return 2 + 4 + slots.index.records + 1 + writes + 1 + (1 if drops else 0)
+    return 2 + 1 + 4 + slots.index.records + 1 + writes + 1 + (1 if drops else 0)
 
 
 @dataclass
@@ -78,6 +84,68 @@ class Row:
     minimum: int
     local_ms: float
     pcsc_ms: float | None = None
+    sam_apdus: int | None = None
+
+
+class CountingSlot:
+    """A SAM transport that counts the APDUs it carries."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def transmit(self, apdu: bytes) -> bytes:
+        self.count += 1
+        return bytes(self.inner.transmit(apdu))
+
+
+Step = Callable[[CardSession], object]
+
+
+def authenticate_df01(session: CardSession) -> None:
+    """GET CHALLENGE + EXTERNAL AUTHENTICATE with read key 02 (DF01 already selected)."""
+    session._authenticate(fm.DF01, fm.DF01.read_key)  # the step itself, nothing around it
+
+
+def prepare_authentication(session: CardSession) -> None:
+    session.read_issuer()  # the card's city, checked before any try, is then known
+    session._select_df(fm.DF01)
+
+
+def prepare_sm_write(session: CardSession) -> None:
+    session.read_issuer()
+    session._authenticate(fm.DF01, fm.DF01.update_key)
+
+
+def sm_write(session: CardSession) -> None:
+    """GET CHALLENGE + UPDATE RECORD under secure messaging (contact 1's phone)."""
+    session.update_item(27, "13511112222")
+
+
+def measure_step(
+    make: Callable[[], Transport],
+    prepare: Step,
+    step: Step,
+    runs: int,
+    sam: Sam,
+    slot: CountingSlot | None,
+) -> tuple[int, int, float]:
+    """Card APDUs, SAM APDUs and the median milliseconds of ``step`` alone."""
+    counts, sam_counts, times = [], [], []
+    for _ in range(runs):
+        transport = make()
+        session = CardSession(transport, sam)
+        prepare(session)
+        before, sam_before = session.apdu_count, slot.count if slot else 0
+        start = time.perf_counter()
+        step(session)
+        times.append((time.perf_counter() - start) * 1000)
+        counts.append(session.apdu_count - before)
+        sam_counts.append((slot.count if slot else 0) - sam_before)
+        transport.close()
+    assert len(set(counts)) == 1, counts
+    assert len(set(sam_counts)) == 1, sam_counts
+    return counts[0], sam_counts[0], statistics.median(times)
 
 
 def visit(n: int) -> VisitRecord:
@@ -208,13 +276,78 @@ def main() -> None:
             daemon.wait_card(False)
             results.append(row)
 
+    results += sam_rows(profile, args.runs, pcsc=not args.no_pcsc)
+
     print(
-        f"{'operation':<46} {'card APDUs':>10} {'minimum':>8} "
+        f"{'operation':<50} {'card APDUs':>10} {'minimum':>8} {'SAM APDUs':>9} "
         f"{'in-process ms':>14} {'pcscd+vpcd ms':>14}"
     )
     for r in results:
-        pcsc = f"{r.pcsc_ms:14.2f}" if r.pcsc_ms is not None else f"{'-':>14}"
-        print(f"{r.name:<46} {r.apdus:>10} {r.minimum:>8} {r.local_ms:>14.2f} {pcsc}")
+        pcsc = f"{r.pcsc_ms:14.3f}" if r.pcsc_ms is not None else f"{'-':>14}"
+        sam_apdus = f"{r.sam_apdus:>9}" if r.sam_apdus is not None else f"{'-':>9}"
+        print(f"{r.name:<50} {r.apdus:>10} {r.minimum:>8} {sam_apdus} {r.local_ms:>14.3f} {pcsc}")
+
+
+def sam_rows(profile: dict[str, Any], runs: int, *, pcsc: bool) -> list[Row]:
+    """Authentication and a secure-messaging write, software SAM and SAM card."""
+    from hcmiddleware.sam.emulated import DEFAULT_TEST_PIN, EmulatedSam
+    from hcmiddleware.sam.keyset import load_keyset
+    from hcmiddleware.sam.pcsc import PcscSam
+
+    keyset = load_keyset(KEYS)
+    steps: list[tuple[str, Step, Step]] = [
+        ("authentication", prepare_authentication, authenticate_df01),
+        ("secure-messaging write (item 27)", prepare_sm_write, sm_write),
+    ]
+    card = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+
+    def local() -> Transport:
+        card.reset()
+        return card
+
+    rows: dict[tuple[str, str], Row] = {}
+    software = SoftwareSam(keyset)
+    in_process_slot = CountingSlot(EmulatedSam(keyset))
+    card_sam = PcscSam(in_process_slot, DEFAULT_TEST_PIN)
+    for name, prepare, step in steps:
+        for kind, sam, slot in (
+            ("software SAM", software, None),
+            ("SAM card", card_sam, in_process_slot),
+        ):
+            count, sam_count, ms = measure_step(local, prepare, step, runs, sam, slot)
+            shown = sam_count if slot is not None else None  # a software SAM sends none
+            rows[name, kind] = Row(f"{name}, {kind}", count, 2, ms, sam_apdus=shown)
+    if pcsc:
+        from hcmiddleware.card.pcsc import PcscTransport
+        from hcmiddleware.card.vpcd import SAM_PORT, VpcdCard
+        from hcmiddleware.testing.pcscd import SAM_READER, USER_READER, Pcscd
+
+        with Pcscd() as daemon:
+            daemon.wait_card(False)
+            daemon.wait_card(False, SAM_READER)
+            served = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+            with VpcdCard(served), VpcdCard(EmulatedSam(keyset), SAM_PORT):
+                daemon.wait_card(True)
+                daemon.wait_card(True, SAM_READER)
+                sam_slot = PcscTransport(SAM_READER)
+                remote_slot = CountingSlot(sam_slot)
+                with PcscSam(remote_slot, DEFAULT_TEST_PIN) as remote_sam:
+                    for name, prepare, step in steps:
+                        for kind, sam, slot in (
+                            ("software SAM", software, None),
+                            ("SAM card", remote_sam, remote_slot),
+                        ):
+                            count, sam_count, ms = measure_step(
+                                lambda: PcscTransport(USER_READER), prepare, step, runs, sam, slot
+                            )
+                            row = rows[name, kind]
+                            assert count == row.apdus
+                            assert slot is None or sam_count == row.sam_apdus
+                            row.pcsc_ms = ms
+                sam_slot.close()
+            daemon.wait_card(False)
+            daemon.wait_card(False, SAM_READER)
+    return list(rows.values())
 
 
 if __name__ == "__main__":

@@ -11,8 +11,15 @@ import pytest
 
 from hcmiddleware import Middleware
 from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.guard import PROCESS_GUARD, KeyGuard
 from hcmiddleware.config import parse_config
-from hcmiddleware.errors import CardAbsentError, NoHandlerError, SamUnavailableError
+from hcmiddleware.errors import (
+    CardAbsentError,
+    CardAuthError,
+    CardKeyAtRiskError,
+    NoHandlerError,
+    SamUnavailableError,
+)
 from hcmiddleware.sam.keyset import load_keyset
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS as KEYS
 from hcmiddleware.sam.software import SoftwareSam
@@ -94,3 +101,54 @@ def test_doctor_checks_the_sam(tmp_path: Path) -> None:
         rows = {r.name: r for _, r in mw.doctor()}
     assert not rows["SAM"].ok
     assert rows["SAM"].hint
+
+
+def wrong_read_key(tmp_path: Path) -> Path:
+    """The test key set with another master key 01: the card is genuine, key 01 fails."""
+    data = json.loads(KEYS.read_text(encoding="utf-8"))
+    data["keys"][0]["master"] = "00" * 16
+    assert data["keys"][0]["ref"] == "01"
+    path = tmp_path / "wrong-01.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_a_key_low_on_tries_is_held_back_across_reads_and_middlewares(tmp_path: Path) -> None:
+    """A SAM with a wrong key 01: 63C4, 63C3, 63C2, then no more tries."""
+    card = EmulatedCard.from_files(PROFILE, KEYS)
+    guard = KeyGuard()
+    with Middleware(config(tmp_path, sam={"keys": str(wrong_read_key(tmp_path))})) as mw:
+        mw.terminal.guard = guard
+        seen = []
+        for _ in range(3):
+            card.reset()
+            with pytest.raises(CardAuthError) as info:
+                mw.terminal.read(card)
+            seen.append(info.value.tries_left)
+        assert seen == [4, 3, 2]
+        card.reset()
+        with pytest.raises(CardKeyAtRiskError):
+            mw.terminal.read(card)
+        assert mw.terminal.open(card).guard is guard
+    assert card.key_tries(0x01) == 2
+
+
+def test_the_terminal_shares_the_process_guard(tmp_path: Path) -> None:
+    card = EmulatedCard.from_files(PROFILE, KEYS)
+    PROCESS_GUARD.clear()
+    try:
+        with Middleware(config(tmp_path, sam={"keys": str(wrong_read_key(tmp_path))})) as mw:
+            assert mw.terminal.guard is PROCESS_GUARD
+            for _ in range(3):
+                card.reset()
+                with pytest.raises(CardAuthError):
+                    mw.terminal.read(card)
+        with Middleware(config(tmp_path, sam={"keys": str(KEYS)})) as other:
+            card.reset()
+            with pytest.raises(CardKeyAtRiskError):
+                other.terminal.read(card)
+            # issuer data and the internal authentication; nothing tried with key 01
+            assert card.apdu_count == 1 + 10 + 1
+    finally:
+        PROCESS_GUARD.clear()
+    assert card.key_tries(0x01) == 2

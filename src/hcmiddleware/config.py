@@ -52,6 +52,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from hcmiddleware.errors import ConfigError, SecretError
+from hcmiddleware.face.settings import FaceSettings
 
 __all__ = [
     "Config",
@@ -219,6 +220,7 @@ class Config(SettingsModel):
     readers: ReadersSection = ReadersSection()
     sam: SamSection = SamSection()
     empi: EmpiSection = EmpiSection()
+    face: FaceSettings = FaceSettings()
     logging: LoggingSection = LoggingSection()
     plugins: PluginsSection = PluginsSection()
     source: Path | None = Field(None, exclude=True)

@@ -73,6 +73,27 @@ def _step_resident(j: Journey) -> str:
     return f"resident {resident.resident_id} ({how} in the index)"
 
 
+def _step_face(j: Journey) -> str:
+    from hcmiddleware.errors import FaceBackendError
+    from hcmiddleware.face.samples import KIOSK_LIVE_PHOTO
+
+    try:
+        result = j.mw.faces.verify_card(
+            KIOSK_LIVE_PHOTO.read_bytes(),
+            j.values["card"],
+            resident_id=j.values["resident"].resident_id,
+            context="demo-kiosk",
+        )
+    except FaceBackendError as exc:
+        return f"skipped: {exc}"
+    if not result.matched:
+        raise HcmError(f"the face check said {result.status}", hint=result.hint or "")
+    return (
+        f"the person at the kiosk is the cardholder (distance {result.distance:.2f}, "
+        f"threshold {result.threshold:.2f})"
+    )
+
+
 def _step_patient(j: Journey) -> str:
     resident = j.values["resident"]
     code = j.mw.config.middleware.institution_code
@@ -140,6 +161,7 @@ STEPS: list[tuple[str, Callable[[Journey], str]]] = [
     ("Check the installation", _step_doctor),
     ("Read the health card", _step_read_card),
     ("Find the resident in the master index", _step_resident),
+    ("Check the face against the card photo", _step_face),
     ("Find or create the hospital patient", _step_patient),
     ("Register the visit and join the queue", _step_register),
     ("List the visit's charges", _step_charges),

@@ -26,7 +26,9 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   │   ├── CardMacError              6988: secure-messaging MAC rejected
     │   │   ├── CardLengthError           6700/6Cxx/6B00: wrong length or offset
     │   │   └── CardParameterError        6A86/6A88/6D00/6E00…: command not understood
-    │   └── CardRefusedError          the card is on the blacklist (lost, cancelled)
+    │   ├── CardRefusedError          the card is on the blacklist (lost, cancelled)
+    │   ├── CardKeyAtRiskError        a key with 2 tries or fewer left is not tried again
+    │   └── CardCityError             the card is of another city than the SAM's keys
     ├── SamError                      the security access module
     │   ├── SamInputError             a key, factor, challenge or city code of the wrong
     │   │                             shape (also a ValueError)
@@ -53,7 +55,21 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── MergeError                a merge or unmerge is not possible as asked
     │   └── ImportFileError           an import file cannot be read: encoding, header
     ├── FaceError                     face checks: unusable photo, backend failure
+    │   ├── FaceBackendError          backend not installed, unknown, or failed: .backend
+    │   ├── UnusablePhotoError        a photo cannot be checked: .photo, .reason
+    │   │   ├── UnreadableImageError  empty, corrupt or not an image
+    │   │   ├── ImageTooLargeError    more pixels than may be decoded: .pixels
+    │   │   ├── NoFaceError           no face found
+    │   │   ├── MultipleFacesError    several faces, none picked: .count
+    │   │   └── FaceTooSmallError     the face is too small: .face_px, .min_face_px
+    │   ├── FaceTemplateError         a stored template is damaged or not this resident's
+    │   └── GalleryError              1:N gallery misuse (duplicate id, wrong size)
     ├── HisError                      a hospital system refused or failed a request
+    │   ├── HisRejectedError          the HIS refused it (HL7 NAK, FHIR OperationOutcome):
+    │   │                             .code, .status
+    │   ├── HisUnavailableError       the HIS is down or did not answer in time
+    │   └── HisProtocolError          the HIS answered something unparseable (garbage,
+    │                                 truncated, wrong encoding)
     ├── MoneyError                    a money movement: .transaction_id
     │   ├── AmountError               amount invalid (sign, decimals, currency)
     │   ├── RemoteFaultError          bank or insurer answered with a fault: .fault_code
@@ -80,9 +96,11 @@ __all__ = [
     "CardAbsentError",
     "CardAuthError",
     "CardAuthenticityError",
+    "CardCityError",
     "CardDataError",
     "CardError",
     "CardFileNotFoundError",
+    "CardKeyAtRiskError",
     "CardKeyBlockedError",
     "CardLengthError",
     "CardMacError",
@@ -93,10 +111,17 @@ __all__ = [
     "CardStatusError",
     "ConfigError",
     "DecryptionError",
+    "FaceBackendError",
     "FaceError",
+    "FaceTemplateError",
+    "FaceTooSmallError",
     "ForeignCardError",
+    "GalleryError",
     "HcmError",
     "HisError",
+    "HisProtocolError",
+    "HisRejectedError",
+    "HisUnavailableError",
     "IdNumberChecksumError",
     "IdNumberDateError",
     "IdNumberFormatError",
@@ -105,12 +130,15 @@ __all__ = [
     "IdentityDocumentError",
     "IdentityError",
     "IdentityMismatchError",
+    "ImageTooLargeError",
     "ImportFileError",
     "KeySetError",
     "KeyUnavailableError",
     "MalformedResponseError",
     "MergeError",
     "MoneyError",
+    "MultipleFacesError",
+    "NoFaceError",
     "NoHandlerError",
     "OutcomeUnknownError",
     "PaymentDeclinedError",
@@ -137,6 +165,8 @@ __all__ = [
     "StorageError",
     "UnknownKeyError",
     "UnknownTransactionError",
+    "UnreadableImageError",
+    "UnusablePhotoError",
     "WardError",
 ]
 
@@ -387,6 +417,46 @@ class CardRefusedError(CardError):
     default_hint = "keep the card and send the resident to the issuer's counter"
 
 
+class CardKeyAtRiskError(CardError):
+    """The terminal refuses to try a card key that has 2 tries or fewer left.
+
+    Raised without sending any APDU. ``key_ref`` is the key (hex), ``tries_left`` the
+    count the card last reported (0 = blocked). A card key whose counter runs out is
+    blocked for good, so the last tries are left for the issuer's counter.
+    """
+
+    default_hint = (
+        "do not retry at this or any other terminal; send the resident to the card "
+        "issuer to have the card checked and its key counter reset"
+    )
+
+    def __init__(
+        self, message: str, *, key_ref: str, tries_left: int, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.key_ref = key_ref
+        self.tries_left = tries_left
+
+
+class CardCityError(CardError):
+    """The card was issued for another city than the SAM's keys; no try was spent.
+
+    ``card_city`` and ``sam_city`` are the city codes (not personal data).
+    """
+
+    default_hint = (
+        "read this card at a terminal whose SAM holds the keys of the card's city; "
+        "do not retry here, every try would count against the card"
+    )
+
+    def __init__(
+        self, message: str, *, card_city: str, sam_city: str, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.card_city = card_city
+        self.sam_city = sam_city
+
+
 # --- other domains (each issue adds its subclasses) --------------------------------
 
 
@@ -615,8 +685,152 @@ class FaceError(HcmError):
     """A face check could not be made (unusable photo, backend failure)."""
 
 
+class FaceBackendError(FaceError):
+    """The face backend is not installed, not known, or failed; ``backend`` names it."""
+
+    def __init__(self, message: str, *, backend: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.backend = backend
+
+
+class UnusablePhotoError(FaceError):
+    """A photo cannot be used for a face check.
+
+    ``photo`` says which one (``"live"``, ``"reference"``, ``"probe"``); ``reason`` is a
+    stable code (``unreadable``, ``too_large``, ``no_face``, ``multiple_faces``,
+    ``face_too_small``) for screens and logs. Never carries the image itself.
+    """
+
+    reason: str = "unusable"
+
+    def __init__(self, message: str, *, photo: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.photo = photo
+
+    def details(self) -> dict[str, Any]:
+        data = super().details()
+        data["reason"] = self.reason
+        return data
+
+
+class UnreadableImageError(UnusablePhotoError):
+    """The photo is empty, truncated, corrupt or not an image format we read."""
+
+    reason = "unreadable"
+    default_hint = "take the photo again; if it comes from a file, check it is a JPEG or PNG"
+
+
+class ImageTooLargeError(UnusablePhotoError):
+    """The photo has more pixels than may be decoded safely; ``pixels`` is its count."""
+
+    reason = "too_large"
+
+    def __init__(self, message: str, *, photo: str, pixels: int, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            photo=photo,
+            hint=hint or "send a smaller photo (a few megapixels is plenty for a face check)",
+        )
+        self.pixels = pixels
+
+
+class NoFaceError(UnusablePhotoError):
+    """No face was found in the photo."""
+
+    reason = "no_face"
+    default_hint = (
+        "ask the person to look straight at the camera, without hat, mask or dark glasses, "
+        "in even light, and take the photo again"
+    )
+
+
+class MultipleFacesError(UnusablePhotoError):
+    """Several faces were found; none is picked, because the wrong one could be checked."""
+
+    reason = "multiple_faces"
+    default_hint = "make sure only one person is in front of the camera and take the photo again"
+
+    def __init__(self, message: str, *, photo: str, count: int, hint: str | None = None) -> None:
+        super().__init__(message, photo=photo, hint=hint)
+        self.count = count
+
+
+class FaceTooSmallError(UnusablePhotoError):
+    """The face found is smaller than the configured minimum (pixels on its short side)."""
+
+    reason = "face_too_small"
+    default_hint = "ask the person to come closer to the camera and take the photo again"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        photo: str,
+        face_px: int,
+        min_face_px: int,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, photo=photo, hint=hint)
+        self.face_px = face_px
+        self.min_face_px = min_face_px
+
+
+class FaceTemplateError(FaceError):
+    """A stored face template cannot be used: it does not decrypt, is damaged, belongs to
+    another resident, or was made by another backend."""
+
+    default_hint = (
+        "re-enrol the resident's face; if many templates fail, check the template key "
+        "and that nobody altered the face_templates table"
+    )
+
+
+class GalleryError(FaceError):
+    """The 1:N gallery was asked something impossible (duplicate id, wrong vector size)."""
+
+
 class HisError(HcmError):
     """A hospital information system refused or failed a request."""
+
+
+class HisRejectedError(HisError):
+    """The HIS refused the request: an HL7 NAK or a FHIR OperationOutcome.
+
+    ``code`` is the HIS's own error code (ERR-5 / the issue's details code, else the
+    HL7 table 0357 code or FHIR issue code); ``status`` is the HL7 acknowledgment code
+    (``AE``/``AR``) or the HTTP status. Nothing was recorded by the HIS.
+    """
+
+    default_hint = "the HIS refused the request as sent; correct it and try again"
+
+    def __init__(
+        self, message: str, *, code: str, status: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.status = status
+
+
+class HisUnavailableError(HisError):
+    """The HIS could not be reached, or did not answer within the adapter's timeout.
+
+    After a timeout the request may have been carried out; the adapters resend with
+    the same control ID / identifier, so a retry never makes a second record.
+    """
+
+    default_hint = (
+        "the hospital system is down or slow; try again shortly, and tell its "
+        "administrators if it persists"
+    )
+
+
+class HisProtocolError(HisError):
+    """The HIS answered with something that is not a valid message for the protocol."""
+
+    default_hint = (
+        "the hospital system's interface answered garbage; report it to its administrators "
+        "with the time of the request"
+    )
 
 
 class MoneyError(HcmError):

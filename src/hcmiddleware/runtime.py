@@ -35,6 +35,7 @@ from hcmiddleware.builtin import audit_log, core_checks, sam_provider
 from hcmiddleware.config import RESERVED_PLUGIN_KEYS, Config, SettingsModel, load_config
 from hcmiddleware.dispatch import Dispatcher, HookProxy
 from hcmiddleware.errors import HcmError, PluginLoadError
+from hcmiddleware.faces import Faces
 from hcmiddleware.models import AuditEvent, CheckResult
 from hcmiddleware.registry import (
     HcmPluginManager,
@@ -109,6 +110,8 @@ class Middleware:
         self.terminal = Terminal(self)
         #: the resident index (``middleware.residents.enrol_from_card(card)``)
         self.residents = Residents(self)
+        #: face checks (``middleware.faces.verify_card(live, card, resident_id=…)``)
+        self.faces = Faces(self)
         self._loaded = False
         self._configuring = False
         self._started = False

@@ -3,6 +3,8 @@
 It turns the card layer's pieces into runtime behaviour: the SAM comes from the
 ``hcm_sam_provider`` hook, a read is announced through ``hcm_card_read`` and audited,
 and PC/SC insertions and removals become ``hcm_card_inserted`` / ``hcm_card_removed``.
+Every session it opens shares one :class:`~hcmiddleware.card.guard.KeyGuard`, so a
+card key that reported 2 tries left is never tried again by this process.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from hcmiddleware.errors import NoHandlerError
 
 if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead
+    from hcmiddleware.card.guard import KeyGuard
     from hcmiddleware.card.monitor import CardEvents
     from hcmiddleware.card.session import CardSession
     from hcmiddleware.card.transport import Transport
@@ -26,8 +29,12 @@ __all__ = ["Terminal"]
 class Terminal:
     """Card reader and SAM of one Middleware (``middleware.terminal``)."""
 
-    def __init__(self, middleware: Middleware) -> None:
+    def __init__(self, middleware: Middleware, guard: KeyGuard | None = None) -> None:
+        from hcmiddleware.card.guard import PROCESS_GUARD
+
         self._mw = middleware
+        #: Keys held back per card, shared by every session (default: the process's).
+        self.guard: KeyGuard = PROCESS_GUARD if guard is None else guard
         self._sam: Sam | None = None
         self._lock = threading.Lock()
 
@@ -53,7 +60,7 @@ class Terminal:
             from hcmiddleware.card.pcsc import PcscTransport
 
             transport = PcscTransport(self._mw.config.readers.user)
-        return CardSession(transport, self.sam)
+        return CardSession(transport, self.sam, guard=self.guard)
 
     def read(self, transport: Transport | None = None, *, actor: str = "terminal") -> CardRead:
         """Authenticate and read everything on the card; announced and audited."""

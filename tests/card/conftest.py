@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from card_samples import KEYS, PROFILE, SAMPLES
 
 from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.guard import PROCESS_GUARD
 from hcmiddleware.card.session import CardSession
 from hcmiddleware.sam.software import SoftwareSam
 
@@ -32,3 +34,11 @@ def sam() -> SoftwareSam:
 @pytest.fixture
 def session(card: EmulatedCard, sam: SoftwareSam) -> CardSession:
     return CardSession(card, sam)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_guard() -> Iterator[None]:
+    """Every test starts with a process guard that holds no card back."""
+    PROCESS_GUARD.clear()
+    yield
+    PROCESS_GUARD.clear()

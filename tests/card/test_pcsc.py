@@ -152,7 +152,10 @@ def test_vpcd_not_listening() -> None:
         VpcdCard(ForeignCard(), port=1, connect_timeout=0.2).start()
 
 
-def test_insert_and_remove_events(pcscd: Pcscd, card: EmulatedCard) -> None:
+@pytest.mark.parametrize("monitor", ["first", "again after one was stopped"])
+def test_insert_and_remove_events(pcscd: Pcscd, card: EmulatedCard, monitor: str) -> None:
+    # pyscard starts its monitoring thread once per process; the second run checks
+    # that a monitor started after another one was stopped still sees events.
     pcscd.wait_card(False)
     inserted = threading.Event()
     removed = threading.Event()

@@ -13,12 +13,15 @@ from card_samples import KEYS, KEYS_3DES, SAMPLES
 from hcmiddleware.card import filemap as fm
 from hcmiddleware.card.data import Allergy, Immunisation, VisitRecord
 from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.guard import PROCESS_GUARD, KeyGuard
 from hcmiddleware.card.session import CardSession
 from hcmiddleware.errors import (
     CardAbsentError,
     CardAuthenticityError,
     CardAuthError,
+    CardCityError,
     CardDataError,
+    CardKeyAtRiskError,
     CardKeyBlockedError,
     CardMacError,
     ForeignCardError,
@@ -82,8 +85,46 @@ def test_without_sam_only_issuer_data(card: EmulatedCard) -> None:
         s.read_cardholder()
 
 
-def test_wrong_issuer_keys_count_down_then_block(card: EmulatedCard) -> None:
-    s = CardSession(card, SoftwareSam.from_file(KEYS_3DES))
+def test_wrong_keys_stop_at_two_tries_left_and_are_never_tried_again(card: EmulatedCard) -> None:
+    guard = KeyGuard()
+    s = CardSession(card, SoftwareSam.from_file(KEYS_3DES), guard=guard)
+    s.read_issuer()
+    for left in (4, 3, 2):
+        with pytest.raises(CardAuthError) as info:
+            s.read_cardholder()
+        assert info.value.tries_left == left
+    assert "will not try" in info.value.message
+    assert info.value.hint
+    sent = card.apdu_count
+    with pytest.raises(CardKeyAtRiskError) as refused:
+        s.read_cardholder()
+    assert card.apdu_count == sent  # refused without an APDU
+    assert refused.value.tries_left == 2
+    assert refused.value.key_ref == "01"
+    assert "issuer" in refused.value.hint
+    assert card.key_tries(0x01) == 2
+    # Another session on the same card, even with the right keys, is held back too.
+    card.reset()
+    again = CardSession(card, SoftwareSam.from_file(KEYS), guard=guard)
+    with pytest.raises(CardKeyAtRiskError):
+        again.read_cardholder()
+    assert card.apdu_count == 0
+    assert again.read_personal().education  # other keys are not affected
+    assert card.key_tries(0x01) == 2
+    assert guard.held_back(s.card_factor) == {0x01: 2}
+
+
+def test_another_card_is_not_held_back(profile: dict[str, Any]) -> None:
+    guard = KeyGuard()
+    first = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+    guard.failed(CardSession(first).card_factor, 0x01, 2)
+    profile["items"]["chip_serial"] = "9876543210"
+    other = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+    assert CardSession(other, SoftwareSam.from_file(KEYS), guard=guard).read_cardholder().name
+
+
+def test_the_card_still_blocks_a_terminal_without_the_guard(card: EmulatedCard) -> None:
+    s = CardSession(card, SoftwareSam.from_file(KEYS_3DES), guard=KeyGuard(threshold=-1))
     s.read_issuer()
     for left in (4, 3, 2, 1):
         with pytest.raises(CardAuthError) as info:
@@ -92,10 +133,56 @@ def test_wrong_issuer_keys_count_down_then_block(card: EmulatedCard) -> None:
     with pytest.raises(CardKeyBlockedError):
         s.read_cardholder()
     card.reset()
-    s2 = CardSession(card, SoftwareSam.from_file(KEYS))
+    s2 = CardSession(card, SoftwareSam.from_file(KEYS), guard=KeyGuard(threshold=-1))
     with pytest.raises(CardKeyBlockedError):
         s2.read_cardholder()
     assert s2.read_personal().education  # other keys are not affected
+
+
+def test_a_blocked_key_is_remembered_without_another_apdu(card: EmulatedCard) -> None:
+    for _ in range(5):
+        card.transmit(bytes.fromhex("00A404000C") + b"WS.SYS.DDF01")
+        card.transmit(bytes.fromhex("0084000008"))
+        card.transmit(bytes.fromhex("0082000108") + bytes(8))
+    assert card.key_tries(0x01) == 0
+    card.reset()
+    guard = KeyGuard()
+    s = CardSession(card, SoftwareSam.from_file(KEYS), guard=guard)
+    with pytest.raises(CardKeyBlockedError):
+        s.read_cardholder()
+    sent = card.apdu_count
+    with pytest.raises(CardKeyAtRiskError) as info:
+        s.read_cardholder()
+    assert info.value.tries_left == 0
+    assert "blocked" in info.value.message
+    assert card.apdu_count == sent
+
+
+def test_the_process_guard_spans_sessions(card: EmulatedCard) -> None:
+    s = CardSession(card, SoftwareSam.from_file(KEYS_3DES))
+    assert s.guard is PROCESS_GUARD
+    for _ in range(3):
+        with pytest.raises(CardAuthError):
+            s.read_cardholder()
+    card.reset()
+    with pytest.raises(CardKeyAtRiskError):
+        CardSession(card, SoftwareSam.from_file(KEYS)).read_cardholder()
+    assert card.apdu_count == 0
+
+
+def test_a_card_of_another_city_spends_no_try(profile: dict[str, Any]) -> None:
+    profile["items"]["city_code"] = "320000"
+    card = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+    s = CardSession(card, SoftwareSam.from_file(KEYS), guard=KeyGuard())
+    with pytest.raises(CardCityError) as info:
+        s.read_cardholder()
+    assert (info.value.card_city, info.value.sam_city) == ("320000", "21")
+    assert info.value.hint
+    with pytest.raises(CardCityError):
+        s.verify_genuine()
+    with pytest.raises(CardCityError):
+        s.read_all()
+    assert all(card.key_tries(ref) == 5 for ref in (0x01, 0x02, 0x03, 0x04, 0x14))
 
 
 def test_internal_auth_of_a_card_with_other_keys(profile: dict[str, Any]) -> None:

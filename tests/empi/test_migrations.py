@@ -7,7 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
-import hcmiddleware.empi.schema  # noqa: F401
+import hcmiddleware.empi.schema
+import hcmiddleware.face.store  # noqa: F401
 from hcmiddleware import storage
 from hcmiddleware.storage import Base
 
@@ -25,6 +26,7 @@ def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
         "empi_source_records",
         "empi_merge_events",
         "empi_review_queue",
+        "face_templates",
     } <= names
 
 

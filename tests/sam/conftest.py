@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sam_vectors import golden_keyset_data
 
+from hcmiddleware.card.guard import PROCESS_GUARD
 from hcmiddleware.sam.keyset import KeySet
 
 
@@ -30,3 +31,11 @@ def write_json(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_guard() -> Iterator[None]:
+    """Every test starts with a process guard that holds no card back."""
+    PROCESS_GUARD.clear()
+    yield
+    PROCESS_GUARD.clear()

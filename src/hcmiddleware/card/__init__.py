@@ -28,12 +28,16 @@ from hcmiddleware.card.data import (
 )
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.card.filemap import VisitKind
+from hcmiddleware.card.guard import PROCESS_GUARD, KeyGuard
+from hcmiddleware.card.image import CardImage, load_image, personalise, write_image
 from hcmiddleware.card.session import CardSession
 from hcmiddleware.card.transport import ReplayTransport, TracingTransport, Transport
 
 __all__ = [
+    "PROCESS_GUARD",
     "Address",
     "Allergy",
+    "CardImage",
     "CardRead",
     "CardSession",
     "Cardholder",
@@ -42,6 +46,7 @@ __all__ = [
     "EmulatedCard",
     "Immunisation",
     "Issuer",
+    "KeyGuard",
     "Personal",
     "ReplayTransport",
     "TracingTransport",
@@ -49,4 +54,7 @@ __all__ = [
     "Validity",
     "VisitKind",
     "VisitRecord",
+    "load_image",
+    "personalise",
+    "write_image",
 ]

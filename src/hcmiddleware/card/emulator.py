@@ -3,9 +3,10 @@
 :class:`EmulatedCard` is personalised from a JSON profile (cardholder data, photo,
 visits …) and an issuer key set (the same JSON a software SAM loads); it diversifies
 each issuer master key with its card factor and city code at load, as an issuer's
-personalisation machine would. It is itself a transport (``atr``, ``transmit``,
-``close``), so a card session can talk to it in-process, and :mod:`.vpcd` can put it
-behind pcscd.
+personalisation machine would. Or it is loaded from a card image
+(:mod:`.image`, :meth:`EmulatedCard.from_image`) that already holds the card's keys.
+It is itself a transport (``atr``, ``transmit``, ``close``), so a card session can talk
+to it in-process, and :mod:`.vpcd` can put it behind pcscd.
 
 Behaviour follows CARD-SPEC.md: SELECT answers FCI only when asked (Le present); a
 SELECT of a DF clears the security state; READ RECORD by tag or number (current EF or
@@ -33,6 +34,7 @@ from hcmiddleware.card import filemap as fm
 from hcmiddleware.card.apdu import Apdu, parse_command
 from hcmiddleware.card.atr import build_atr, card_factor
 from hcmiddleware.card.data import VisitRecord
+from hcmiddleware.card.image import CardImage, load_image
 from hcmiddleware.card.records import ItemValue, encode_fixed, encode_item, encode_visit
 from hcmiddleware.card.tlv import parse_record
 from hcmiddleware.errors import (
@@ -43,7 +45,7 @@ from hcmiddleware.errors import (
     SamError,
 )
 from hcmiddleware.sam import crypto
-from hcmiddleware.sam.keyset import KeySet, load_keyset
+from hcmiddleware.sam.keyset import KeySet, SecretKey, load_keyset
 
 __all__ = ["EmulatedCard"]
 
@@ -89,10 +91,16 @@ class EmulatedCard:
     def __init__(
         self,
         profile: Mapping[str, Any],
-        keyset: KeySet | str | Path,
+        keyset: KeySet | str | Path | None = None,
         *,
         base_dir: str | Path = ".",
+        card_keys: Mapping[int, tuple[crypto.Algorithm, SecretKey]] | None = None,
     ) -> None:
+        """A card from ``profile`` with keys from ``keyset`` (diversified here) or
+        ``card_keys`` (already the card's own, e.g. from a card image) — exactly one.
+        """
+        if (keyset is None) == (card_keys is None):
+            raise CardDataError("an emulated card needs either an issuer key set or card keys")
         items = dict(profile.get("items", {}))
         unknown = sorted(set(items) - {it.name for it in fm.ITEMS.values()})
         if unknown:
@@ -113,7 +121,11 @@ class EmulatedCard:
         if pad is None:
             raise CardDataError('an_padding must be "exact", "00" or "20"')
         self._mf = self._build(items, pad, profile, Path(base_dir))
-        self._load_keys(keyset)
+        if keyset is not None:
+            self._load_keys(keyset)
+        else:
+            assert card_keys is not None
+            self._install_keys(card_keys)
         self.apdu_count = 0
         self._pull_at: int | None = None
         self._tear = False
@@ -134,6 +146,17 @@ class EmulatedCard:
                 hint="check the path and that the file is JSON",
             ) from None
         return cls(data, keyset, base_dir=path.parent)
+
+    @classmethod
+    def from_image(cls, image: CardImage | str | Path) -> EmulatedCard:
+        """A card from a card image (``hcm card personalise``): no master key needed."""
+        if not isinstance(image, CardImage):
+            image = load_image(image)
+        profile = {**image.profile, "atr": image.atr}
+        card = cls(profile, card_keys=image.card_keys())
+        if image.photo:
+            card.write_photo(image.photo_bytes)
+        return card
 
     def _build(
         self, items: Mapping[str, Any], pad: bytes, profile: Mapping[str, Any], base: Path
@@ -172,14 +195,29 @@ class EmulatedCard:
             self.store_visit(visit)
         return mf
 
-    def _load_keys(self, keyset: KeySet | str | Path) -> None:
-        keys = (keyset if isinstance(keyset, KeySet) else load_keyset(keyset)).keys
+    def _owners(self) -> dict[int, _Df]:
+        """The DF each key ref lives in (key 21 in the MF, valid everywhere)."""
         owners = {}
         for df in (self._mf, *self._all_dfs()):
             for ref in (df.spec.read_key, df.spec.update_key):
                 if ref is not None:
                     owners[ref] = df
         owners[fm.INTERNAL_AUTH_KEY] = self._mf
+        return owners
+
+    def _install_keys(self, card_keys: Mapping[int, tuple[crypto.Algorithm, SecretKey]]) -> None:
+        owners = self._owners()
+        for ref, (alg, key) in card_keys.items():
+            owner = owners.get(ref)
+            if owner is None:
+                continue
+            if len(key) != crypto.key_size(alg):
+                raise CardDataError(f"card key {ref:02X} has the wrong length for {alg.value}")
+            owner.keys[ref] = _Key(alg, key.reveal())
+
+    def _load_keys(self, keyset: KeySet | str | Path) -> None:
+        keys = (keyset if isinstance(keyset, KeySet) else load_keyset(keyset)).keys
+        owners = self._owners()
         factor = card_factor(self._atr)
         try:
             for key in keys:

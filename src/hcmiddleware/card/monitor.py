@@ -79,15 +79,22 @@ class CardEvents:
             log.exception("a card event callback failed")
 
     def stop(self) -> None:
-        """Stop delivering events and end pyscard's monitoring thread promptly."""
+        """Stop delivering events; the last one stopped ends pyscard's thread promptly."""
         if self._monitor is None:
             return
-        from smartcard.CardMonitoring import CardMonitoringThread
+        from smartcard.CardMonitoring import CardMonitor, CardMonitoringThread
         from smartcard.scard import SCardCancel
 
-        # pyscard joins its thread when the last observer goes, and that thread sits in
-        # SCardGetStatusChange for up to 60 s: cancel its wait until it has ended. A
-        # cancel that lands between two waits is lost, hence the loop.
+        monitor, self._monitor = self._monitor, None
+        monitor.deleteObserver(self._observer)
+        self._observer = None
+        if monitor.countObservers() > 0:
+            return  # another CardEvents still listens on the shared monitor
+        # pyscard (2.3) starts its monitoring thread once, with its singleton monitor,
+        # and never again; that thread sits in SCardGetStatusChange for up to 60 s.
+        # Cancel its wait until it has ended, then drop both singletons so the next
+        # CardEvents gets a new monitor with a live thread. A cancel that lands
+        # between two waits is lost, hence the loop.
         inner = CardMonitoringThread.instance
         request = None
         if inner is not None:
@@ -98,11 +105,13 @@ class CardEvents:
                 if request is not None and request.hcontext is not None:
                     SCardCancel(request.hcontext)
                 inner.join(0.05)
-        self._monitor.deleteObserver(self._observer)
+        if inner is None or not inner.is_alive():
+            with CardMonitoringThread.lock:
+                CardMonitoringThread.instance = None
+            with CardMonitor.lock:
+                CardMonitor.instance = None
         if inner is not None and not inner.is_alive() and request is not None:
             # No wait is running any more: release the context now rather than in
             # pyscard's finaliser, which fails noisily when it runs after pcscd stops.
             with contextlib.suppress(Exception):
                 request.release()
-        self._monitor = None
-        self._observer = None

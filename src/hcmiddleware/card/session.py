@@ -15,6 +15,11 @@ Authentication goes through a :class:`~hcmiddleware.sam.base.Sam`: the session h
 the card factor and the card's challenge and sends back what it answers; no card key
 ever exists here.
 
+Two checks run before any authentication spends one of the card's tries: the card's
+city (item 57, free to read) must be the SAM's (:class:`~hcmiddleware.errors.CardCityError`
+otherwise), and the key must not be held back by the :class:`~.guard.KeyGuard` because
+the card reported 2 tries left or fewer (:class:`~hcmiddleware.errors.CardKeyAtRiskError`).
+
 Visit records are written tear-safe (see :meth:`CardSession.append_visit`).
 """
 
@@ -40,6 +45,7 @@ from hcmiddleware.card.data import (
     Validity,
     VisitRecord,
 )
+from hcmiddleware.card.guard import PROCESS_GUARD, KeyGuard
 from hcmiddleware.card.records import (
     ItemValue,
     cardholder_from,
@@ -59,12 +65,17 @@ from hcmiddleware.card.records import (
 from hcmiddleware.card.tlv import parse_run
 from hcmiddleware.card.transport import Transport
 from hcmiddleware.errors import (
+    CardAuthError,
+    CardCityError,
     CardDataError,
     CardFileNotFoundError,
+    CardKeyBlockedError,
     ForeignCardError,
+    SamInputError,
     SamUnavailableError,
 )
 from hcmiddleware.sam.base import Sam
+from hcmiddleware.sam.crypto import city_factor
 
 __all__ = ["CardSession", "VisitIndex"]
 
@@ -125,11 +136,19 @@ class CardSession:
     reads raise :class:`~hcmiddleware.errors.SamUnavailableError`. Every card failure is
     a :class:`~hcmiddleware.errors.CardError` subclass. Operations may be called from
     several threads; they run one at a time.
+
+    ``guard`` remembers keys low on tries per card; the default is the process-wide
+    :data:`~hcmiddleware.card.guard.PROCESS_GUARD`, so a new session on the same card
+    is held back too.
     """
 
-    def __init__(self, transport: Transport, sam: Sam | None = None) -> None:
+    def __init__(
+        self, transport: Transport, sam: Sam | None = None, *, guard: KeyGuard | None = None
+    ) -> None:
         self.transport = transport
         self.sam = sam
+        self.guard = PROCESS_GUARD if guard is None else guard
+        self._card_city: str | None = None
         self._io = _Counting(transport)
         self._df: fm.DfSpec | None = None
         self._auth: set[int] = set()
@@ -158,6 +177,8 @@ class CardSession:
         """Forget the selected DF and authentications (after a reset or reinsertion)."""
         self._df = None
         self._auth.clear()
+        self._card_city = None  # a reinserted card may be another card
+        self._factor = None
 
     def _select_df(self, df: fm.DfSpec) -> None:
         """Make ``df`` current with as few SELECTs as the card allows.
@@ -201,14 +222,60 @@ class CardSession:
             )
         return challenge
 
+    def _check_city(self, sam: Sam) -> None:
+        """:class:`CardCityError` unless the card's city is the SAM's (before any try).
+
+        Card keys are diversified with the card's city; a SAM of another city makes a
+        wrong cryptogram every time, and each would cost the card a try.
+        """
+        if self._card_city is None:
+            item = fm.item("city_code")
+            self._read_tlv_items([item])  # DDF1/EF05, free to read; caches the city
+        card_city = self._card_city or ""
+        try:
+            card_factor_city = city_factor(card_city)
+        except SamInputError:
+            raise CardDataError(
+                "the card's city code (item 57) is missing or not 2, 4 or 6 digits",
+                hint="the card cannot be authenticated; send the resident to the issuer",
+            ) from None
+        if card_factor_city != city_factor(sam.city_code):
+            raise CardCityError(
+                f"the card was issued for city {card_city}, the SAM holds the keys of city "
+                f"{sam.city_code}; no authentication was tried",
+                card_city=card_city,
+                sam_city=sam.city_code,
+            )
+
     def _authenticate(self, df: fm.DfSpec, key_ref: int | None) -> None:
+        if key_ref is not None and not (self._df is df and key_ref in self._auth):
+            # Both checks come before any APDU of this authentication.
+            self.guard.check(self.card_factor, key_ref)
+            self._check_city(self._require_sam(f"opening {df.label}"))
         self._select_df(df)
         if key_ref is None or key_ref in self._auth:
             return
         sam = self._require_sam(f"opening {df.label}")
         challenge = self._challenge()
         answer = sam.external_auth(key_ref, self.card_factor, challenge)
-        self._send(Apdu(0x00, 0x82, 0x00, key_ref, answer), f"authenticating to {df.label}")
+        what = f"authenticating to {df.label}"
+        try:
+            self._send(Apdu(0x00, 0x82, 0x00, key_ref, answer), what)
+        except CardAuthError as exc:
+            if not self.guard.failed(self.card_factor, key_ref, exc.tries_left):
+                raise
+            raise CardAuthError(
+                f"{what}: the card rejected key {key_ref:02X} and has {exc.tries_left} tries "
+                "left; this terminal will not try that key on this card again",
+                sw=exc.sw,
+                tries_left=exc.tries_left,
+                hint="do not retry anywhere; send the resident to the card issuer and check "
+                "that this terminal's SAM holds the keys of the card's issuer",
+            ) from None
+        except CardKeyBlockedError:
+            self.guard.failed(self.card_factor, key_ref, 0)
+            raise
+        self.guard.succeeded(self.card_factor, key_ref)
         self._auth.add(key_ref)
 
     # --- reads -------------------------------------------------------------------------
@@ -226,6 +293,8 @@ class CardSession:
             self._authenticate(it.ef.df, it.ef.read_key)
             raw = self._read_record(it.ef, it.number, False, f"reading item {it.number}")
             values[it.name] = decode_item(it, raw)
+            if it.name == "city_code":
+                self._card_city = str(values[it.name])
         return values
 
     @_serialised
@@ -392,6 +461,8 @@ class CardSession:
         Raises :class:`~hcmiddleware.errors.CardAuthenticityError` (from the SAM) when not.
         """
         sam = self._require_sam("checking the card is genuine")
+        # A card of another city would fail as "not genuine"; say what is really wrong.
+        self._check_city(sam)
         challenge = sam.new_challenge()
         answer = self._send(
             Apdu(0x00, 0x88, 0x00, fm.INTERNAL_AUTH_KEY, challenge, le=8),
@@ -401,10 +472,14 @@ class CardSession:
 
     @_serialised
     def read_all(self, *, verify: bool = True) -> CardRead:
-        """Everything, DF by DF (one SELECT and one authentication each)."""
+        """Everything, DF by DF (one SELECT and one authentication each).
+
+        The issuer data comes first: it is free to read and carries the card's city,
+        which is checked against the SAM's before the card is asked to prove itself.
+        """
+        issuer = self.read_issuer()
         if verify:
             self.verify_genuine()
-        issuer = self.read_issuer()
         cardholder = self.read_cardholder()
         validity = self.read_validity()
         photo = self.read_photo()

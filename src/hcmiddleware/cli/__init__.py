@@ -19,6 +19,7 @@ from hcmiddleware.cli.card import card
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
 from hcmiddleware.cli.empi import empi
+from hcmiddleware.cli.face import face
 from hcmiddleware.cli.journal import journal_group
 from hcmiddleware.errors import ConfigError, HcmError, PluginLoadError
 
@@ -72,3 +73,4 @@ main.add_command(demo)
 main.add_command(journal_group)
 main.add_command(card)
 main.add_command(empi)
+main.add_command(face)

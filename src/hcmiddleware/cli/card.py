@@ -1,16 +1,24 @@
-"""``hcm card``: read a health card, run the card emulator behind vpcd, show APDU logs."""
+"""``hcm card``: read a health card, personalise and emulate cards behind vpcd, APDU logs."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hcmiddleware.card.data import CardRead, Issuer
 from hcmiddleware.card.transport import TracingTransport, Transport, read_trace
-from hcmiddleware.errors import HcmError
+from hcmiddleware.errors import CardAbsentError, CardDataError, HcmError
+
+if TYPE_CHECKING:
+    from hcmiddleware.card.session import CardSession
+    from hcmiddleware.sam.base import Sam
 
 __all__ = ["card"]
 
@@ -34,19 +42,120 @@ def _fail(exc: HcmError) -> click.ClickException:
     return click.ClickException(str(exc))
 
 
-def _open(reader: str | None, sam_keys: str | None, trace: Any) -> tuple[Any, Any]:
-    from hcmiddleware.card.pcsc import PcscTransport
-    from hcmiddleware.card.session import CardSession
+#: The environment variable the SAM card's PIN is read from unless --sam-pin-env names one.
+DEFAULT_PIN_ENV = "HCM_SAM_PIN"
 
-    sam = None
-    if sam_keys:
+
+@dataclass
+class _SamChoice:
+    """Which SAM the command was told to use: a key set, or a SAM card in a reader."""
+
+    keys: str | None = None
+    reader: str | None = None
+    pin_env: str = DEFAULT_PIN_ENV
+
+
+def _sam_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--sam-keys, --sam-reader and --sam-pin-env, shared by read and trace."""
+    command = click.option(
+        "--sam-pin-env",
+        default=DEFAULT_PIN_ENV,
+        show_default=True,
+        metavar="VAR",
+        help="Environment variable holding the SAM card's PIN (never give a PIN as an "
+        "argument: it would show in the process list and shell history).",
+    )(command)
+    command = click.option(
+        "--sam-reader",
+        metavar="NAME",
+        help="Reader holding the SAM card (PC/SC SAM), e.g. 'Virtual PCD 00 01'.",
+    )(command)
+    return click.option(
+        "--sam-keys",
+        type=click.Path(exists=True, dir_okay=False),
+        help="Issuer key-set JSON for a software SAM; without a SAM only issuer data is read.",
+    )(command)
+
+
+def _sam_choice(sam_keys: str | None, sam_reader: str | None, sam_pin_env: str) -> _SamChoice:
+    if sam_keys and sam_reader:
+        raise click.UsageError("give --sam-keys or --sam-reader, not both")
+    if sam_reader and not os.environ.get(sam_pin_env):
+        raise click.UsageError(
+            f"the SAM card's PIN is not set: export {sam_pin_env} with it (or name another "
+            "variable with --sam-pin-env); nothing was sent to the SAM"
+        )
+    return _SamChoice(sam_keys, sam_reader, sam_pin_env)
+
+
+class _Opened:
+    """A card session and what to close after it (card transport, SAM and its slot)."""
+
+    def __init__(self, session: CardSession, closers: list[Callable[[], None]]) -> None:
+        self.session = session
+        self._closers = closers
+
+    def close(self) -> None:
+        """Close everything opened, the card first, each even if another fails."""
+        for close in self._closers:
+            with contextlib.suppress(HcmError, OSError):
+                close()
+
+
+def _open_sam(choice: _SamChoice) -> tuple[Sam | None, list[Callable[[], None]]]:
+    if choice.keys:
         from hcmiddleware.sam.software import SoftwareSam
 
-        sam = SoftwareSam.from_file(sam_keys)
-    transport: Transport = PcscTransport(reader)
+        sam = SoftwareSam.from_file(choice.keys)
+        return sam, [sam.close]
+    if choice.reader is None:
+        return None, []
+    pin = os.environ.get(choice.pin_env, "")
+    from hcmiddleware.card.pcsc import PcscTransport
+    from hcmiddleware.sam.pcsc import PcscSam
+
+    slot = PcscTransport(choice.reader)
+    try:
+        card_sam = PcscSam(slot, pin)
+    except BaseException:
+        slot.close()
+        raise
+    return card_sam, [card_sam.close, slot.close]
+
+
+def _user_transport(reader: str | None, sam_reader: str | None) -> Transport:
+    """The user card's reader; with no name, the first reader with a card but the SAM's."""
+    from hcmiddleware.card.pcsc import PcscTransport, list_readers
+
+    if reader is not None or sam_reader is None:
+        return PcscTransport(reader)
+    sam_names = [r for r in list_readers() if r == sam_reader] or [
+        r for r in list_readers() if sam_reader in r
+    ]
+    for name in list_readers():
+        if name in sam_names:
+            continue
+        try:
+            return PcscTransport(name)
+        except CardAbsentError:
+            continue
+    raise CardAbsentError("no card in any reader but the SAM's")
+
+
+def _open(reader: str | None, choice: _SamChoice, trace: Any) -> _Opened:
+    """Open the SAM first (a wrong PIN stops before the card is touched), then the card."""
+    from hcmiddleware.card.session import CardSession
+
+    sam, closers = _open_sam(choice)
+    try:
+        transport: Transport = _user_transport(reader, choice.reader)
+    except BaseException:
+        for close in closers:
+            close()
+        raise
     if trace is not None:
         transport = TracingTransport(transport, trace)
-    return CardSession(transport, sam), transport
+    return _Opened(CardSession(transport, sam), [transport.close, *closers])
 
 
 @click.group("card")
@@ -57,25 +166,33 @@ def card() -> None:
 @card.command("read")
 @click.option("--reader", help="Reader name (or a unique part of it); default: first with a card.")
 @click.option("--json", "as_json", is_flag=True, help="Print the data as JSON.")
-@click.option(
-    "--sam-keys",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Issuer key-set JSON for a software SAM; without it only issuer data is read.",
-)
+@_sam_options
 @click.option("--photo", type=click.Path(dir_okay=False), help="Save the photo (JPEG) here.")
 @click.option("--trace", type=click.Path(dir_okay=False), help="Append the APDU log here.")
 def read(
-    reader: str | None, as_json: bool, sam_keys: str | None, photo: str | None, trace: str | None
+    reader: str | None,
+    as_json: bool,
+    sam_keys: str | None,
+    sam_reader: str | None,
+    sam_pin_env: str,
+    photo: str | None,
+    trace: str | None,
 ) -> None:
-    """Print everything readable on the card in the reader."""
+    """Print everything readable on the card in the reader.
+
+    The SAM is a software SAM (--sam-keys) or a SAM card in a second reader
+    (--sam-reader, its PIN from the environment variable named by --sam-pin-env).
+    """
+    choice = _sam_choice(sam_keys, sam_reader, sam_pin_env)
     try:
-        session, transport = _open(reader, sam_keys, trace)
+        opened = _open(reader, choice, trace)
+        session = opened.session
         try:
             data: CardRead | Issuer = (
                 session.read_all() if session.sam is not None else session.read_issuer()
             )
         finally:
-            transport.close()
+            opened.close()
     except HcmError as exc:
         raise _fail(exc) from None
     if photo and isinstance(data, CardRead):
@@ -102,7 +219,7 @@ def _print(value: Any, indent: str) -> None:
             click.echo(f"{label} {item}")
 
 
-@card.command("emulate")
+@card.command("personalise")
 @click.option(
     "--profile",
     required=True,
@@ -110,19 +227,77 @@ def _print(value: Any, indent: str) -> None:
     help="Card profile JSON (sample: hcmiddleware/card/samples/resident-profile.json).",
 )
 @click.option(
-    "--keys",
+    "--issuer-keys",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="Issuer key-set JSON the card's keys are diversified from.",
+    help="Issuer key-set JSON (master keys) of the card's city.",
+)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Card image to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing card image.")
+def personalise(profile: str, issuer_keys: str, out: str, force: bool) -> None:
+    """Make a card image: the profile's data with the card's own diversified keys.
+
+    The image holds key material: it is written with mode 600 and no key is printed.
+    """
+    import json
+
+    from hcmiddleware.card.image import personalise as make_image
+    from hcmiddleware.card.image import write_image
+    from hcmiddleware.sam.keyset import load_keyset
+
+    path = Path(profile)
+    try:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CardDataError(
+                f"the card profile {path} cannot be read ({type(exc).__name__})",
+                hint="check the path and that the file is JSON",
+            ) from None
+        image = make_image(data, load_keyset(issuer_keys), base_dir=path.parent)
+        written = write_image(image, out, overwrite=force)
+    except HcmError as exc:
+        raise _fail(exc) from None
+    refs = " ".join(f"{k.ref:02X}" for k in image.keys)
+    click.echo(f"card image written to {written} (mode 600), keys {refs}")
+    click.echo(
+        "it holds the card's keys: keep it like a key file, never share or log it",
+        err=True,
+    )
+
+
+@card.command("emulate")
+@click.option(
+    "--profile",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Card profile JSON (sample: hcmiddleware/card/samples/resident-profile.json).",
+)
+@click.option(
+    "--keys",
+    "--issuer-keys",
+    "keys",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Issuer key-set JSON the card's keys are diversified from (with --profile).",
+)
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Card image from 'hcm card personalise' (instead of --profile and --keys).",
 )
 @click.option("--port", default=35963, show_default=True, help="vpcd port of the reader.")
-def emulate(profile: str, keys: str, port: int) -> None:
+def emulate(profile: str | None, keys: str | None, image: str | None, port: int) -> None:
     """Insert a software health card into vpcd's reader until Ctrl-C."""
     from hcmiddleware.card.emulator import EmulatedCard
     from hcmiddleware.card.vpcd import VpcdCard
 
+    if (image is None) == (profile is None) or (profile is None) != (keys is None):
+        raise click.UsageError("give either --image, or --profile with --keys")
     try:
-        emulated = EmulatedCard.from_files(profile, keys)
+        emulated = (
+            EmulatedCard.from_image(image)
+            if image is not None
+            else EmulatedCard.from_files(str(profile), str(keys))
+        )
         link = VpcdCard(emulated, port)
         link.start()
     except HcmError as exc:
@@ -140,22 +315,30 @@ def emulate(profile: str, keys: str, port: int) -> None:
 @card.command("trace")
 @click.argument("log", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--reader", help="Reader to read when no LOG is given.")
-@click.option("--sam-keys", type=click.Path(exists=True, dir_okay=False))
-def trace(log: str | None, reader: str | None, sam_keys: str | None) -> None:
+@_sam_options
+def trace(
+    log: str | None,
+    reader: str | None,
+    sam_keys: str | None,
+    sam_reader: str | None,
+    sam_pin_env: str,
+) -> None:
     """Show an APDU log; without LOG, read the card and show its APDUs (masked)."""
+    choice = _sam_choice(sam_keys, sam_reader, sam_pin_env)
     try:
         if log is not None:
             atr, entries = read_trace(log)
         else:
             sink = io.StringIO()
-            session, transport = _open(reader, sam_keys, sink)
+            opened = _open(reader, choice, sink)
+            session = opened.session
             try:
                 if session.sam is not None:
                     session.read_all()
                 else:
                     session.read_issuer()
             finally:
-                transport.close()
+                opened.close()
             atr, entries = read_trace(sink.getvalue().splitlines())
     except HcmError as exc:
         raise _fail(exc) from None

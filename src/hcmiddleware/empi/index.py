@@ -191,6 +191,11 @@ class ResidentIndex:
         )
         self._model = self._stored_model(thresholds or Thresholds())
 
+    @property
+    def protector(self) -> Protector:
+        """The keys this index encrypts with (other parts add their own data-key scopes)."""
+        return self._protector
+
     def _stored_model(self, thresholds: Thresholds) -> MatchModel:
         with self._engine.connect() as conn:
             params = conn.scalar(sa.select(_MODELS.c.params).order_by(_MODELS.c.id.desc()).limit(1))

@@ -19,6 +19,13 @@ the plugin; every test of the suite then runs against it::
             return {"base_url": "http://127.0.0.1:8080"}
 
 The suite talks to the adapter only through the Middleware, exactly as the flows do.
+
+A HIS adapter that talks to a HIS over a network should also give the suite a way to
+make that HIS misbehave, by overriding the ``his_faults`` fixture with an object that
+has the methods of :class:`HisFaults`; the fault tests then check that each failure
+is a typed :class:`~hcmiddleware.errors.HisError` carrying the plugin's name and that
+nothing is half-registered. Hooks an adapter does not implement (the sample HIS has no
+inpatient side) are reported as skipped with the hook's name, never passed silently.
 Later kinds (bank, insurance, ward devices) add their suites here.
 """
 
@@ -28,24 +35,40 @@ import random
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pytest
 
 from hcmiddleware.config import SettingsModel
-from hcmiddleware.errors import ConfigError, HcmError
+from hcmiddleware.errors import (
+    ConfigError,
+    HcmError,
+    HisError,
+    HisProtocolError,
+    HisRejectedError,
+    HisUnavailableError,
+    PluginTimeoutError,
+)
 from hcmiddleware.models import (
+    Admission,
+    AdmissionRequest,
     BankBinding,
+    Bill,
     Charge,
     CheckResult,
+    Deposit,
+    Discharge,
     HospitalPatient,
     MoneyKind,
+    Order,
+    OrderExecution,
     PaymentRequest,
     PaymentResult,
     PaymentStatus,
     QueuePosition,
     Registration,
     RegistrationRequest,
+    Report,
     Resident,
     Settlement,
     SettlementRequest,
@@ -55,7 +78,13 @@ from hcmiddleware.models import (
 from hcmiddleware.registry import hook_names
 from hcmiddleware.runtime import Middleware
 
-__all__ = ["BankConformance", "HisConformance", "InsuranceConformance", "PluginConformance"]
+__all__ = [
+    "BankConformance",
+    "HisConformance",
+    "HisFaults",
+    "InsuranceConformance",
+    "PluginConformance",
+]
 
 
 class PluginConformance:
@@ -123,7 +152,7 @@ def _resident(tag: str) -> Resident:
         name="张三",
         sex=Sex.MALE,
         birth_date=date(1980, 1, 1),
-        id_number="110105198001010032",
+        id_number="11010519800101003X",
     )
 
 
@@ -225,6 +254,311 @@ class HisConformance(PluginConformance):
         with pytest.raises(HcmError) as caught:
             mw.hooks.hcm_his_register_visit(patient=stranger, request=self._request())
         assert getattr(caught.value, "plugin", None) == self.plugin_name
+
+    # -- the doctor's desk: orders, charges, payment, reports ---------------------------
+
+    def _needs(self, mw: Middleware, *hooks: str) -> None:
+        info = next(i for i in mw.plugins() if i.name == self.plugin_name)
+        missing = [h for h in hooks if h not in info.hooks]
+        if missing:
+            pytest.skip(f"{self.plugin_name} does not implement {', '.join(missing)}")
+
+    def seed_visit(self, patient: HospitalPatient, visit_id: str) -> None:
+        """Override when the HIS under test needs a doctor to order something first.
+
+        The suite expects a registered visit to have at least one order, one charge and
+        one report afterwards (the reference HIS's consultation makes them itself).
+        """
+
+    def _visit(
+        self, mw: Middleware, hospital_code: str, **request: Any
+    ) -> tuple[HospitalPatient, Registration]:
+        patient = mw.hooks.hcm_his_register_patient(
+            resident=_resident("desk"), card=None, hospital_code=hospital_code
+        )
+        registration = mw.hooks.hcm_his_register_visit(
+            patient=patient, request=self._request(**request)
+        )
+        self.seed_visit(patient, registration.registration_id)
+        return patient, registration
+
+    def test_appointment_is_registered_like_a_visit(
+        self, mw: Middleware, hospital_code: str
+    ) -> None:
+        patient = mw.hooks.hcm_his_register_patient(
+            resident=_resident("appt"), card=None, hospital_code=hospital_code
+        )
+        start = datetime.now().replace(microsecond=0, second=0) + timedelta(days=2)
+        request = RegistrationRequest(
+            kind="appointment",
+            department_code="WAI",
+            doctor_code="D007",
+            slot_start=start,
+            slot_end=start + timedelta(hours=1),
+            fee=Decimal("15.00"),
+            request_id=uuid.uuid4().hex,
+        )
+        first = mw.hooks.hcm_his_register_visit(patient=patient, request=request)
+        again = mw.hooks.hcm_his_register_visit(patient=patient, request=request)
+        assert isinstance(first, Registration)
+        assert (first.slot_start, first.slot_end) == (request.slot_start, request.slot_end)
+        # the doctor and the quoted fee are optional in a HIS's answer, but never wrong
+        assert first.doctor_code in (None, "D007")
+        assert first.fee in (None, Decimal("15.00"))
+        assert again == first
+
+    def test_orders_belong_to_the_visit(self, mw: Middleware, hospital_code: str) -> None:
+        self._needs(mw, "hcm_his_list_orders")
+        patient, reg = self._visit(mw, hospital_code)
+        orders = mw.hooks.hcm_his_list_orders(patient=patient, visit_id=reg.registration_id)
+        assert orders, "a visit after seed_visit has at least one order"
+        assert all(isinstance(o, Order) for o in orders)
+        assert {(o.patient_id, o.visit_id) for o in orders} == {
+            (patient.patient_id, reg.registration_id)
+        }
+        assert len({o.order_id for o in orders}) == len(orders)
+
+    def test_charges_add_up(self, mw: Middleware, hospital_code: str) -> None:
+        self._needs(mw, "hcm_his_list_charges")
+        patient, reg = self._visit(mw, hospital_code)
+        charges = mw.hooks.hcm_his_list_charges(patient=patient, visit_id=reg.registration_id)
+        assert charges, "a visit after seed_visit has at least one charge"
+        for charge in charges:
+            assert isinstance(charge, Charge)
+            assert charge.visit_id == reg.registration_id
+            assert charge.amount == (charge.unit_price * charge.quantity).quantize(Decimal("0.01"))
+            assert charge.paid is False
+
+    def test_paying_charges_is_idempotent_per_transaction(
+        self, mw: Middleware, hospital_code: str
+    ) -> None:
+        self._needs(mw, "hcm_his_list_charges", "hcm_his_charges_paid")
+        patient, reg = self._visit(mw, hospital_code)
+        charges = mw.hooks.hcm_his_list_charges(patient=patient, visit_id=reg.registration_id)
+        ids = [c.charge_id for c in charges]
+        txn = "T" + uuid.uuid4().hex[:16]
+        assert (
+            mw.hooks.hcm_his_charges_paid(patient=patient, charge_ids=ids, transaction_id=txn)
+            is True
+        )
+        assert (
+            mw.hooks.hcm_his_charges_paid(patient=patient, charge_ids=ids, transaction_id=txn)
+            is True
+        )
+        after = mw.hooks.hcm_his_list_charges(patient=patient, visit_id=reg.registration_id)
+        assert all(c.paid for c in after)
+        with pytest.raises(HisError) as caught:
+            mw.hooks.hcm_his_charges_paid(
+                patient=patient, charge_ids=ids[:1], transaction_id="T-other"
+            )
+        assert caught.value.plugin == self.plugin_name  # type: ignore[attr-defined]
+
+    def test_paying_an_unknown_charge_pays_nothing(
+        self, mw: Middleware, hospital_code: str
+    ) -> None:
+        self._needs(mw, "hcm_his_list_charges", "hcm_his_charges_paid")
+        patient, reg = self._visit(mw, hospital_code)
+        charges = mw.hooks.hcm_his_list_charges(patient=patient, visit_id=reg.registration_id)
+        with pytest.raises(HisError):
+            mw.hooks.hcm_his_charges_paid(
+                patient=patient,
+                charge_ids=[charges[0].charge_id, "NO-SUCH-CHARGE"],
+                transaction_id="T" + uuid.uuid4().hex[:16],
+            )
+        after = mw.hooks.hcm_his_list_charges(patient=patient, visit_id=reg.registration_id)
+        assert not any(c.paid for c in after), "a refused payment must leave every charge unpaid"
+
+    def test_reports_belong_to_the_visit(self, mw: Middleware, hospital_code: str) -> None:
+        self._needs(mw, "hcm_his_list_reports")
+        patient, reg = self._visit(mw, hospital_code)
+        reports = mw.hooks.hcm_his_list_reports(patient=patient, visit_id=reg.registration_id)
+        assert reports, "a visit after seed_visit has at least one report"
+        assert all(isinstance(r, Report) and r.visit_id == reg.registration_id for r in reports)
+
+    # -- inpatient ----------------------------------------------------------------------
+
+    INPATIENT_HOOKS: ClassVar[tuple[str, ...]] = (
+        "hcm_his_admit",
+        "hcm_his_record_deposit",
+        "hcm_his_inpatient_bill",
+        "hcm_his_discharge",
+    )
+
+    def _admit(self, mw: Middleware, hospital_code: str) -> tuple[AdmissionRequest, Admission]:
+        self._needs(mw, *self.INPATIENT_HOOKS)
+        patient = mw.hooks.hcm_his_register_patient(
+            resident=_resident("stay"), card=None, hospital_code=hospital_code
+        )
+        request = AdmissionRequest(
+            department_code="NEI",
+            ward="W" + uuid.uuid4().hex[:4].upper(),
+            bed="12",
+            admitted_at=datetime.now().replace(microsecond=0),
+            request_id=uuid.uuid4().hex,
+        )
+        admission = mw.hooks.hcm_his_admit(patient=patient, request=request)
+        assert isinstance(admission, Admission)
+        assert admission.patient_id == patient.patient_id
+        return request, admission
+
+    def _deposit(self, admission: Admission, amount: str, txn: str | None = None) -> Deposit:
+        return Deposit(
+            deposit_id="D" + uuid.uuid4().hex[:10],
+            admission_id=admission.admission_id,
+            amount=Decimal(amount),
+            paid_at=datetime.now().replace(microsecond=0),
+            transaction_id=txn or "T" + uuid.uuid4().hex[:16],
+        )
+
+    def test_admission_is_idempotent_per_request(self, mw: Middleware, hospital_code: str) -> None:
+        request, admission = self._admit(mw, hospital_code)
+        patient = HospitalPatient(
+            hospital_code=hospital_code, patient_id=admission.patient_id, resident_id="-"
+        )
+        again = mw.hooks.hcm_his_admit(patient=patient, request=request)
+        assert again.admission_id == admission.admission_id
+        assert (admission.ward, admission.bed) == (request.ward, request.bed)
+        assert admission.deposit_balance == Decimal("0.00")
+
+    def test_deposits_count_once_per_transaction(self, mw: Middleware, hospital_code: str) -> None:
+        _request, admission = self._admit(mw, hospital_code)
+        deposit = self._deposit(admission, "500.00")
+        first = mw.hooks.hcm_his_record_deposit(admission=admission, deposit=deposit)
+        again = mw.hooks.hcm_his_record_deposit(admission=admission, deposit=deposit)
+        top_up = mw.hooks.hcm_his_record_deposit(
+            admission=admission, deposit=self._deposit(admission, "200.50")
+        )
+        assert first.deposit_balance == again.deposit_balance == Decimal("500.00")
+        assert top_up.deposit_balance == Decimal("700.50")
+
+    def test_bill_and_discharge(self, mw: Middleware, hospital_code: str) -> None:
+        _request, admission = self._admit(mw, hospital_code)
+        bill = mw.hooks.hcm_his_inpatient_bill(admission=admission)
+        assert isinstance(bill, Bill)
+        assert bill.total == sum((c.amount for c in bill.items), Decimal("0.00"))
+        assert bill.balance == bill.total - bill.deposits - bill.insured
+        cover = bill.total + Decimal("100.00")
+        mw.hooks.hcm_his_record_deposit(
+            admission=admission, deposit=self._deposit(admission, str(cover))
+        )
+        settled = mw.hooks.hcm_his_inpatient_bill(admission=admission)
+        assert settled.deposits == cover
+        assert settled.balance == Decimal("-100.00"), "the patient is owed the surplus"
+        done = mw.hooks.hcm_his_discharge(admission=admission, bill=settled)
+        assert isinstance(done, Discharge)
+        assert done.admission_id == admission.admission_id
+        assert done.final_bill.total == settled.total
+
+    def test_bedside_execution_is_idempotent(self, mw: Middleware, hospital_code: str) -> None:
+        self._needs(mw, "hcm_his_list_orders", "hcm_his_order_executed")
+        _request, admission = self._admit(mw, hospital_code)
+        patient = HospitalPatient(
+            hospital_code=hospital_code, patient_id=admission.patient_id, resident_id="-"
+        )
+        orders = mw.hooks.hcm_his_list_orders(patient=patient, visit_id=admission.admission_id)
+        assert orders, "a stay has at least one order"
+        execution = OrderExecution(
+            order_id=orders[0].order_id,
+            admission_id=admission.admission_id,
+            wristband_id="WB1",
+            executed_by="N001",
+            executed_at=datetime.now().replace(microsecond=0),
+            checks=dict.fromkeys(("patient", "bed", "name", "drug", "dose", "time", "route"), True),
+        )
+        assert mw.hooks.hcm_his_order_executed(execution=execution) is True
+        assert mw.hooks.hcm_his_order_executed(execution=execution) is True
+
+    # -- a HIS that misbehaves ------------------------------------------------------------
+
+    @pytest.fixture
+    def his_faults(self) -> HisFaults:
+        """Override: switches on the HIS under test (see :class:`HisFaults`)."""
+        pytest.skip(f"{self.plugin_name}'s conformance test gives no his_faults switch")
+
+    def _typed(
+        self, caught: pytest.ExceptionInfo[BaseException], *kinds: type[BaseException]
+    ) -> None:
+        assert isinstance(caught.value, kinds), (
+            f"{type(caught.value).__name__} is not one of {kinds}"
+        )
+        assert getattr(caught.value, "plugin", None) == self.plugin_name
+        assert str(caught.value), "the error says what happened"
+        assert getattr(caught.value, "hint", ""), "and what the operator can do"
+
+    def test_refusal_is_typed_and_registers_nothing(
+        self, mw: Middleware, hospital_code: str, his_faults: HisFaults
+    ) -> None:
+        resident = _resident("nak")
+        his_faults.refuse()
+        with pytest.raises(HcmError) as caught:
+            mw.hooks.hcm_his_register_patient(
+                resident=resident, card=None, hospital_code=hospital_code
+            )
+        self._typed(caught, HisRejectedError)
+        his_faults.clear()
+        assert (
+            mw.hooks.hcm_his_lookup_patient(resident=resident, hospital_code=hospital_code) is None
+        )
+
+    def test_down_his_is_a_typed_error(
+        self, mw: Middleware, hospital_code: str, his_faults: HisFaults
+    ) -> None:
+        his_faults.down()
+        with pytest.raises(HcmError) as caught:
+            mw.hooks.hcm_his_lookup_patient(resident=_resident("down"), hospital_code=hospital_code)
+        self._typed(caught, HisUnavailableError)
+
+    def test_slow_his_is_a_typed_error(
+        self, mw: Middleware, hospital_code: str, his_faults: HisFaults
+    ) -> None:
+        his_faults.slow()
+        with pytest.raises(HcmError) as caught:
+            mw.hooks.hcm_his_lookup_patient(resident=_resident("slow"), hospital_code=hospital_code)
+        self._typed(caught, HisUnavailableError, PluginTimeoutError)
+
+    def test_garbage_answer_is_a_typed_error(
+        self, mw: Middleware, hospital_code: str, his_faults: HisFaults
+    ) -> None:
+        his_faults.garbage()
+        with pytest.raises(HcmError) as caught:
+            mw.hooks.hcm_his_lookup_patient(resident=_resident("junk"), hospital_code=hospital_code)
+        self._typed(caught, HisProtocolError)
+
+    def test_lost_answer_is_retried_without_a_duplicate(
+        self, mw: Middleware, hospital_code: str, his_faults: HisFaults
+    ) -> None:
+        resident = _resident("lost")
+        his_faults.lose_next_write_answer()
+        first = mw.hooks.hcm_his_register_patient(
+            resident=resident, card=None, hospital_code=hospital_code
+        )
+        again = mw.hooks.hcm_his_register_patient(
+            resident=resident, card=None, hospital_code=hospital_code
+        )
+        assert first.patient_id == again.patient_id
+        assert again.created is False
+
+
+class HisFaults(Protocol):
+    """Switches on the HIS under test, for :class:`HisConformance`'s fault tests."""
+
+    def refuse(self) -> None:
+        """Refuse every request (HL7 NAK, FHIR OperationOutcome) until cleared."""
+
+    def down(self) -> None:
+        """Answer nothing: refuse or drop every connection until cleared."""
+
+    def slow(self) -> None:
+        """Answer every request later than the adapter's timeout, until cleared."""
+
+    def garbage(self) -> None:
+        """Answer every request with bytes that are not a message, until cleared."""
+
+    def lose_next_write_answer(self) -> None:
+        """Carry out the next write (not a query) but drop the connection unanswered."""
+
+    def clear(self) -> None:
+        """Behave again."""
 
 
 # --- money ---------------------------------------------------------------------------

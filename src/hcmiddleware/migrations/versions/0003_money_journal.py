@@ -1,7 +1,7 @@
 """Money journal: one row per movement, one row per state change.
 
-Revision ID: 0002_money_journal
-Revises: 0001_empi
+Revision ID: 0003_money_journal
+Revises: 0002_face_templates
 Create Date: 2026-11-27
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_money_journal"
-down_revision = "0001_empi"
+revision = "0003_money_journal"
+down_revision = "0002_face_templates"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,390 @@
+"""The HL7 v2.5 messages the adapter sends, one builder each (mapping: docs/his.md).
+
+Builders are pure: the control ID and the time are arguments, so golden files can pin
+every byte. :func:`validate` runs hl7apy's strict v2.5 validation; the client calls it
+on every message before it leaves, so an invalid message is never sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from hcm_his_hl7.er7 import escape, segment, ts
+from hcmiddleware.errors import HisError
+from hcmiddleware.models import (
+    Admission,
+    AdmissionRequest,
+    Deposit,
+    HospitalPatient,
+    OrderExecution,
+    RegistrationRequest,
+    Resident,
+    Sex,
+)
+
+__all__ = [
+    "CHARSETS",
+    "EMPI_AUTHORITY",
+    "Header",
+    "adt_a01",
+    "adt_a03",
+    "adt_a04",
+    "adt_a28",
+    "dft_deposit",
+    "dft_payment",
+    "orm_executed",
+    "qbp",
+    "qbp_pix",
+    "siu_s12",
+    "validate",
+]
+
+#: Our ``encoding`` setting → MSH-18 (HL7 table 0211) and the Python codec.
+CHARSETS = {"UTF-8": ("UNICODE UTF-8", "utf-8"), "GB18030": ("GB 18030-2000", "gb18030")}
+#: Assigning authority of the resident index's IDs in PID-3.
+EMPI_AUTHORITY = "HCMEMPI"
+#: HL7 table 0001 administrative sex for GB/T 2261.1 codes.
+SEX = {Sex.UNKNOWN: "U", Sex.MALE: "M", Sex.FEMALE: "F", Sex.UNSPECIFIED: "U"}
+#: PID-5 when the message is about a known patient and carries no demographics.
+UNNAMED = "^^^^^^U"
+
+
+@dataclass(frozen=True)
+class Header:
+    """What every MSH says: who sends to whom, in which character set."""
+
+    sending_application: str
+    sending_facility: str
+    receiving_application: str
+    receiving_facility: str
+    encoding: str = "UTF-8"
+    processing_id: str = "P"
+
+    def msh(self, message_type: str, control_id: str, now: datetime) -> str:
+        """The MSH segment of one message."""
+        return segment(
+            "MSH",
+            {
+                3: escape(self.sending_application),
+                4: escape(self.sending_facility),
+                5: escape(self.receiving_application),
+                6: escape(self.receiving_facility),
+                7: ts(now),
+                9: message_type,
+                10: escape(control_id),
+                11: self.processing_id,
+                12: "2.5",
+                15: "AL",
+                16: "NE",
+                18: CHARSETS[self.encoding][0],
+            },
+        )
+
+
+def _join(*segments: str) -> str:
+    return "\r".join(segments)
+
+
+def _pid_for(patient: HospitalPatient, authority: str) -> str:
+    return segment(
+        "PID", {1: "1", 3: f"{escape(patient.patient_id)}^^^{escape(authority)}^PI", 5: UNNAMED}
+    )
+
+
+def _evn(now: datetime) -> str:
+    return segment("EVN", {2: ts(now)})
+
+
+def adt_a28(header: Header, control_id: str, now: datetime, resident: Resident) -> str:
+    """ADT^A28 (add person information): create the patient for a resident."""
+    ids = [f"{escape(resident.resident_id)}^^^{EMPI_AUTHORITY}^PI"]
+    if resident.id_number:
+        ids.append(f"{escape(resident.id_number)}^^^CHN^NNCHN")
+    return _join(
+        header.msh("ADT^A28^ADT_A05", control_id, now),
+        _evn(now),
+        segment(
+            "PID",
+            {
+                1: "1",
+                3: "~".join(ids),
+                5: escape(resident.name),
+                7: resident.birth_date.strftime("%Y%m%d") if resident.birth_date else "",
+                8: SEX[resident.sex],
+                11: escape(resident.address) if resident.address else "",
+                13: escape(resident.phone) if resident.phone else "",
+            },
+        ),
+        segment("PV1", {1: "1", 2: "N"}),
+    )
+
+
+def qbp_pix(
+    header: Header, control_id: str, now: datetime, value: str, authority: str, type_code: str
+) -> str:
+    """QBP^Q23 (IHE PIX query): which hospital patient ID has this identifier."""
+    return _join(
+        header.msh("QBP^Q23^QBP_Q21", control_id, now),
+        segment(
+            "QPD",
+            {
+                1: "IHE PIX Query",
+                2: escape(control_id),
+                3: f"{escape(value)}^^^{escape(authority)}^{type_code}",
+            },
+        ),
+        segment("RCP", {1: "I"}),
+    )
+
+
+QUERIES = {
+    "Z01": "RegistrationByRequest",
+    "Z02": "QueuePosition",
+    "Z03": "Orders",
+    "Z04": "Charges",
+    "Z05": "Reports",
+    "Z06": "Admission",
+    "Z07": "InpatientBill",
+}
+
+
+def qbp(header: Header, control_id: str, now: datetime, query: str, *params: str) -> str:
+    """QBP^Zxx: one of the HIS's named queries (:data:`QUERIES`), parameters in QPD-3."""
+    return _join(
+        header.msh(f"QBP^{query}^QBP_Q11", control_id, now),
+        segment(
+            "QPD",
+            {
+                1: f"{query}^{QUERIES[query]}^HCM",
+                2: escape(control_id),
+                3: "^".join(escape(p) for p in params),
+            },
+        ),
+        segment("RCP", {1: "I"}),
+    )
+
+
+def _fee(fee: Decimal | None) -> list[str]:
+    # ADT and SIU have no field for what the patient was quoted: a Z-segment carries it
+    return [segment("ZRF", {1: str(fee)})] if fee is not None else []
+
+
+def adt_a04(
+    header: Header,
+    control_id: str,
+    now: datetime,
+    patient: HospitalPatient,
+    authority: str,
+    request: RegistrationRequest,
+) -> str:
+    """ADT^A04 (register an outpatient): a registration (挂号) for a slot."""
+    return _join(
+        header.msh("ADT^A04^ADT_A01", control_id, now),
+        _evn(now),
+        _pid_for(patient, authority),
+        segment(
+            "PV1",
+            {
+                1: "1",
+                2: "O",
+                3: escape(request.department_code),
+                7: escape(request.doctor_code) if request.doctor_code else "",
+                44: ts(request.slot_start),
+                45: ts(request.slot_end),
+                50: escape(request.request_id),
+            },
+        ),
+        *_fee(request.fee),
+    )
+
+
+def siu_s12(
+    header: Header,
+    control_id: str,
+    now: datetime,
+    patient: HospitalPatient,
+    authority: str,
+    request: RegistrationRequest,
+) -> str:
+    """SIU^S12 (new appointment booking): an appointment for a slot."""
+    minutes = int((request.slot_end - request.slot_start).total_seconds() // 60)
+    return _join(
+        header.msh("SIU^S12^SIU_S12", control_id, now),
+        segment(
+            "SCH",
+            {
+                1: escape(request.request_id),
+                6: "^Routine",
+                9: str(minutes),
+                10: "min",
+                11: f"^^^{ts(request.slot_start)}^{ts(request.slot_end)}",
+                16: escape(header.sending_application),
+                20: escape(header.sending_application),
+                25: "Booked",
+            },
+        ),
+        _pid_for(patient, authority),
+        segment("RGS", {1: "1"}),
+        segment("AIL", {1: "1", 3: escape(request.department_code)}),
+        *(
+            [segment("AIP", {1: "1", 3: escape(request.doctor_code)})]
+            if request.doctor_code
+            else []
+        ),
+        *_fee(request.fee),
+    )
+
+
+def adt_a01(
+    header: Header,
+    control_id: str,
+    now: datetime,
+    patient: HospitalPatient,
+    authority: str,
+    request: AdmissionRequest,
+) -> str:
+    """ADT^A01 (admit): an inpatient admission to a ward and bed."""
+    return _join(
+        header.msh("ADT^A01^ADT_A01", control_id, now),
+        _evn(now),
+        _pid_for(patient, authority),
+        segment(
+            "PV1",
+            {
+                1: "1",
+                2: "I",
+                3: f"{escape(request.ward)}^^{escape(request.bed)}",
+                10: escape(request.department_code),
+                44: ts(request.admitted_at),
+                50: escape(request.request_id),
+            },
+        ),
+    )
+
+
+def adt_a03(
+    header: Header,
+    control_id: str,
+    now: datetime,
+    admission: Admission,
+    authority: str,
+    at: datetime,
+) -> str:
+    """ADT^A03 (discharge): close a stay."""
+    patient = HospitalPatient(
+        hospital_code=authority, patient_id=admission.patient_id, resident_id="-"
+    )
+    return _join(
+        header.msh("ADT^A03^ADT_A03", control_id, now),
+        _evn(now),
+        _pid_for(patient, authority),
+        segment(
+            "PV1",
+            {
+                1: "1",
+                2: "I",
+                3: f"{escape(admission.ward)}^^{escape(admission.bed)}",
+                19: escape(admission.admission_id),
+                45: ts(at),
+            },
+        ),
+    )
+
+
+def dft_payment(
+    header: Header,
+    control_id: str,
+    now: datetime,
+    patient: HospitalPatient,
+    authority: str,
+    charge_ids: list[str],
+    transaction_id: str,
+) -> str:
+    """DFT^P03: the charges named were paid by one journal transaction (FT1-7 ``PAY``)."""
+    lines = [
+        segment(
+            "FT1",
+            {
+                1: str(n),
+                2: escape(c),
+                3: escape(transaction_id),
+                4: ts(now),
+                6: "PY",
+                7: "PAY^Payment^HCM",
+            },
+        )
+        for n, c in enumerate(charge_ids, 1)
+    ]
+    return _join(
+        header.msh("DFT^P03^DFT_P03", control_id, now),
+        _evn(now),
+        _pid_for(patient, authority),
+        segment("PV1", {1: "1", 2: "O"}),
+        *lines,
+    )
+
+
+def dft_deposit(
+    header: Header,
+    control_id: str,
+    now: datetime,
+    admission: Admission,
+    authority: str,
+    deposit: Deposit,
+) -> str:
+    """DFT^P03: a deposit or top-up on a stay (FT1-7 ``DEP``)."""
+    patient = HospitalPatient(
+        hospital_code=authority, patient_id=admission.patient_id, resident_id="-"
+    )
+    return _join(
+        header.msh("DFT^P03^DFT_P03", control_id, now),
+        _evn(now),
+        _pid_for(patient, authority),
+        segment("PV1", {1: "1", 2: "I", 19: escape(admission.admission_id)}),
+        segment(
+            "FT1",
+            {
+                1: "1",
+                2: escape(deposit.deposit_id),
+                3: escape(deposit.transaction_id),
+                4: ts(deposit.paid_at),
+                6: "PY",
+                7: "DEP^Deposit^HCM",
+                10: "1",
+                11: str(deposit.amount),
+            },
+        ),
+    )
+
+
+def orm_executed(header: Header, control_id: str, now: datetime, execution: OrderExecution) -> str:
+    """ORM^O01 with ORC-1 ``SC``/ORC-5 ``CM``: an order was carried out at the bedside."""
+    return _join(
+        header.msh("ORM^O01^ORM_O01", control_id, now),
+        segment(
+            "ORC",
+            {
+                1: "SC",
+                2: escape(execution.order_id),
+                5: "CM",
+                9: ts(execution.executed_at),
+                10: escape(execution.executed_by),
+            },
+        ),
+    )
+
+
+def validate(text: str) -> None:
+    """hl7apy's strict v2.5 validation; HisError (a fault of ours, not the HIS's) if invalid."""
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message
+
+    try:
+        parse_message(text, validation_level=VALIDATION_LEVEL.STRICT).validate()
+    except Exception as exc:  # hl7apy raises many unrelated exception types
+        raise HisError(
+            f"the adapter built an HL7 message that fails v2.5 validation: {type(exc).__name__}",
+            hint="nothing was sent; report this with the message type to the adapter's maintainers",
+        ) from exc
