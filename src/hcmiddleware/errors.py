@@ -73,6 +73,7 @@ The tree (a subclass is always caught by its parent's ``except``)::
     ├── MoneyError                    a money movement: .transaction_id
     │   ├── AmountError               amount invalid (sign, decimals, currency)
     │   ├── RemoteFaultError          bank or insurer answered with a fault: .fault_code
+    │   ├── RemoteUnavailableError    bank or insurer unreachable; nothing was sent
     │   ├── MalformedResponseError    bank or insurer answered something unparseable
     │   ├── OutcomeUnknownError       sent, but whether money moved is not known yet
     │   ├── IdempotencyConflictError  a key already used for a different movement
@@ -152,6 +153,7 @@ __all__ = [
     "RefundRefusedError",
     "RegionCodeError",
     "RemoteFaultError",
+    "RemoteUnavailableError",
     "ResidentIndexError",
     "ResidentNotFoundError",
     "SamBlockedError",
@@ -869,6 +871,16 @@ class OutcomeUnknownError(MoneyError):
         "do not repeat the payment by hand: the transaction is journalled and will be "
         "confirmed or reversed automatically"
     )
+
+
+class RemoteUnavailableError(MoneyError):
+    """The bank or the insurer could not be reached, and nothing was sent.
+
+    Raised only where that is certain: the connection was refused or never
+    established, or the service description (WSDL) could not be loaded.
+    """
+
+    default_hint = "nothing was taken; check the connection to the bank or insurer and try again"
 
 
 class MalformedResponseError(MoneyError):

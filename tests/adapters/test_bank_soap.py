@@ -159,6 +159,7 @@ def test_adapter_sends_the_golden_pay(
         },
     )
     history = HistoryPlugin()
+    plugin._ensure_service()  # the client is made on first use
     assert plugin.client is not None
     plugin.client.plugins.append(history)
     result = plugin.hcm_bank_pay(

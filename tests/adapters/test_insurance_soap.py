@@ -117,6 +117,7 @@ def test_adapter_sends_the_golden_settlement(
         plugins={"insurance-soap": plugin}, settings={"insurance-soap": insurer_settings}
     )
     history = HistoryPlugin()
+    plugin._ensure_service()  # the client is made on first use
     assert plugin.client is not None
     plugin.client.plugins.append(history)
     settled = plugin.hcm_insurance_settle(_request())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hcm_bank_soap.reference import SoapServer
@@ -162,3 +164,25 @@ def test_adapter_refuses_a_reply_for_another_transaction() -> None:
 
     with pytest.raises(MalformedResponseError):
         BankSoap()._result(Reply(), "mine")
+
+
+def test_bank_down_at_start_and_at_payment(hcm_make_middleware: Any, tmp_path: Path) -> None:
+    """The middleware starts without its bank; a payment then fails at once, unsent."""
+    from hcm_bank_soap import BankSoap
+
+    dead = "http://127.0.0.1:9/bank"
+    for settings in ({"wsdl": dead + "?wsdl"}, {"endpoint": dead}):
+        mw = hcm_make_middleware(
+            plugins={"bank-soap": BankSoap()},
+            settings={"bank-soap": {**settings, "timeout": 1.0}},
+        )
+        journal = Journal(mw)
+        moved = journal.pay(key="p", card_number=CARD, amount="1.00")
+        assert moved.state is P.FAILED
+        assert "RemoteUnavailableError" in (moved.reason or "")
+        assert [s for _, s, _ in journal.history(moved.transaction_id)] == [
+            "pending", "sent", "failed",
+        ]  # fmt: skip
+        with pytest.raises(PaymentDeclinedError):
+            payment.pay(journal, key="p2", card_number=CARD, amount="1.00")
+        assert [r.ok for p, r in mw.doctor() if p == "bank-soap"] == [False]

@@ -45,6 +45,7 @@ from hcmiddleware.errors import (
     OutcomeUnknownError,
     PluginUnavailableError,
     RefundRefusedError,
+    RemoteUnavailableError,
     UnknownTransactionError,
 )
 from hcmiddleware.journal.states import ALLOWED, IN_FLIGHT, PaymentStatus
@@ -146,10 +147,13 @@ def _outcome_unknown(exc: BaseException) -> bool:
 
     Only refusals that certainly happened before anything was sent close it: no plugin
     answers the hook, the plugin was refused at once for hung calls, the adapter
-    refused the amount. Anything else — timeouts, faults, malformed answers, an adapter
-    that crashed — may have happened after the request left, so the bank is asked.
+    refused the amount, the remote side could not be reached at all. Anything else —
+    timeouts, faults, malformed answers, an adapter that crashed — may have happened
+    after the request left, so the bank is asked.
     """
-    return not isinstance(exc, NoHandlerError | PluginUnavailableError | AmountError)
+    return not isinstance(
+        exc, NoHandlerError | PluginUnavailableError | AmountError | RemoteUnavailableError
+    )
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ query or reversal.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from importlib import resources
@@ -27,6 +28,7 @@ from typing import Any
 import requests
 from lxml import etree  # type: ignore[import-untyped]
 from pydantic import Field, ValidationError
+from urllib3.exceptions import NewConnectionError
 from zeep import Client, Settings
 from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import Fault, TransportError
@@ -39,6 +41,7 @@ from hcmiddleware.errors import (
     MoneyError,
     OutcomeUnknownError,
     RemoteFaultError,
+    RemoteUnavailableError,
 )
 from hcmiddleware.models import (
     BankBinding,
@@ -73,6 +76,14 @@ class BankSoapSettings(SettingsModel):
     password: Secret | None = None
 
 
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the connection was refused or never established: nothing left."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -86,6 +97,8 @@ class BankSoap:
         self.settings = BankSoapSettings()
         self._service: Any = None
         self.client: Client | None = None
+        self._configured = False
+        self._lock = threading.Lock()
 
     # -- setup -----------------------------------------------------------------------
 
@@ -98,12 +111,29 @@ class BankSoap:
         configured = middleware.plugin_settings(NAME)
         if isinstance(configured, BankSoapSettings):
             self.settings = configured
-        self.client = self.make_client(self.settings)
-        self._service = (
-            self.client.create_service(BINDING, self.settings.endpoint)  # type: ignore[no-untyped-call]
-            if self.settings.endpoint
-            else self.client.service
-        )
+        # the client (and its WSDL) is made on first use: a bank that is down when the
+        # hospital system starts must not stop the middleware from starting
+        self.client = None
+        self._service = None
+        self._configured = True
+
+    def _ensure_service(self) -> Any:
+        with self._lock:
+            if self._service is None:
+                try:
+                    self.client = self.make_client(self.settings)
+                    self._service = (
+                        self.client.create_service(BINDING, self.settings.endpoint)  # type: ignore[no-untyped-call]
+                        if self.settings.endpoint
+                        else self.client.service
+                    )
+                except (requests.RequestException, OSError, ZeepError, etree.XMLSyntaxError) as exc:
+                    self.client = None
+                    raise RemoteUnavailableError(
+                        f"the bank's service description cannot be loaded ({type(exc).__name__})",
+                        hint="check [plugins.bank-soap] wsdl and the network; nothing was sent",
+                    ) from None
+            return self._service
 
     @staticmethod
     def make_client(settings: BankSoapSettings) -> Client:
@@ -124,9 +154,11 @@ class BankSoap:
 
     @hookimpl
     def hcm_unconfigure(self) -> None:
-        if self.client is not None:
-            self.client.transport.session.close()
-        self._service = self.client = None
+        with self._lock:
+            if self.client is not None:
+                self.client.transport.session.close()
+            self._service = self.client = None
+            self._configured = False
 
     @hookimpl
     def hcm_doctor_checks(self) -> list[CheckResult]:
@@ -144,11 +176,11 @@ class BankSoap:
     # -- calls -----------------------------------------------------------------------
 
     def _call(self, operation: str, transaction_id: str | None = None, **kwargs: Any) -> Any:
-        if self._service is None:
+        if not self._configured:
             raise MoneyError(
                 "the bank adapter is not configured", hint="start the Middleware first"
             )
-        method: Callable[..., Any] = getattr(self._service, operation)
+        method: Callable[..., Any] = getattr(self._ensure_service(), operation)
         try:
             return method(**kwargs)
         except Fault as fault:
@@ -157,7 +189,17 @@ class BankSoap:
                 fault_code=str(fault.code or "Server"),
                 transaction_id=transaction_id,
             ) from None
-        except (requests.Timeout, requests.ConnectionError) as exc:
+        except (requests.ConnectTimeout, requests.ConnectionError) as exc:
+            if _never_sent(exc):
+                raise RemoteUnavailableError(
+                    f"the bank cannot be reached for {operation} ({type(exc).__name__})",
+                    transaction_id=transaction_id,
+                ) from None
+            raise OutcomeUnknownError(
+                f"no answer from the bank to {operation} ({type(exc).__name__})",
+                transaction_id=transaction_id,
+            ) from None
+        except requests.Timeout as exc:
             raise OutcomeUnknownError(
                 f"no answer from the bank to {operation} ({type(exc).__name__})",
                 transaction_id=transaction_id,

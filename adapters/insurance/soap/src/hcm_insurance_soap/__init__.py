@@ -16,6 +16,7 @@ which move no money: those use ``[middleware] institution_code``.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -25,6 +26,7 @@ from typing import Any
 import requests
 from lxml import etree  # type: ignore[import-untyped]
 from pydantic import Field, ValidationError
+from urllib3.exceptions import NewConnectionError
 from zeep import Client, Settings
 from zeep.exceptions import Error as ZeepError
 from zeep.exceptions import Fault, TransportError
@@ -37,6 +39,7 @@ from hcmiddleware.errors import (
     MoneyError,
     OutcomeUnknownError,
     RemoteFaultError,
+    RemoteUnavailableError,
 )
 from hcmiddleware.models import (
     CheckResult,
@@ -65,6 +68,14 @@ class InsuranceSoapSettings(SettingsModel):
     timeout: float = Field(5.0, gt=0, le=120, description="seconds per SOAP call")
     username: str | None = None
     password: Secret | None = None
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the connection was refused or never established: nothing left."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
 
 
 def _utc(value: datetime) -> datetime:
@@ -104,6 +115,8 @@ class InsuranceSoap:
         self.settings = InsuranceSoapSettings()
         self.client: Client | None = None
         self._service: Any = None
+        self._configured = False
+        self._lock = threading.Lock()
         self._institution = "000000000000"
         self._sequence = itertools.count()
         #: the fund total of the last reconciliation summary (for the report)
@@ -119,12 +132,31 @@ class InsuranceSoap:
         if isinstance(configured, InsuranceSoapSettings):
             self.settings = configured
         self._institution = middleware.config.middleware.institution_code
-        self.client = self.make_client(self.settings)
-        self._service = (
-            self.client.create_service(BINDING, self.settings.endpoint)  # type: ignore[no-untyped-call]
-            if self.settings.endpoint
-            else self.client.service
-        )
+        # the client (and its WSDL) is made on first use: a bank that is down when the
+        # hospital system starts must not stop the middleware from starting
+        self.client = None
+        self._service = None
+        self._configured = True
+
+    def _ensure_service(self) -> Any:
+        with self._lock:
+            if self._service is None:
+                try:
+                    self.client = self.make_client(self.settings)
+                    self._service = (
+                        self.client.create_service(BINDING, self.settings.endpoint)  # type: ignore[no-untyped-call]
+                        if self.settings.endpoint
+                        else self.client.service
+                    )
+                except (requests.RequestException, OSError, ZeepError, etree.XMLSyntaxError) as exc:
+                    self.client = None
+                    raise RemoteUnavailableError(
+                        f"the insurer's service description cannot be loaded "
+                        f"({type(exc).__name__})",
+                        hint="check [plugins.insurance-soap] wsdl and the network; "
+                        "nothing was sent",
+                    ) from None
+            return self._service
 
     @staticmethod
     def make_client(settings: InsuranceSoapSettings) -> Client:
@@ -142,9 +174,11 @@ class InsuranceSoap:
 
     @hookimpl
     def hcm_unconfigure(self) -> None:
-        if self.client is not None:
-            self.client.transport.session.close()
-        self._service = self.client = None
+        with self._lock:
+            if self.client is not None:
+                self.client.transport.session.close()
+            self._service = self.client = None
+            self._configured = False
 
     @hookimpl
     def hcm_doctor_checks(self) -> list[CheckResult]:
@@ -167,11 +201,11 @@ class InsuranceSoap:
         return f"{self._institution}{stamp}{8000 + next(self._sequence) % 1000:04d}"
 
     def _call(self, operation: str, transaction_id: str | None = None, **kwargs: Any) -> Any:
-        if self._service is None:
+        if not self._configured:
             raise MoneyError(
                 "the insurance adapter is not configured", hint="start the Middleware first"
             )
-        method: Callable[..., Any] = getattr(self._service, operation)
+        method: Callable[..., Any] = getattr(self._ensure_service(), operation)
         try:
             return method(**kwargs)
         except Fault as fault:
@@ -180,7 +214,17 @@ class InsuranceSoap:
                 fault_code=str(fault.code or "Server"),
                 transaction_id=transaction_id,
             ) from None
-        except (requests.Timeout, requests.ConnectionError) as exc:
+        except (requests.ConnectTimeout, requests.ConnectionError) as exc:
+            if _never_sent(exc):
+                raise RemoteUnavailableError(
+                    f"the insurer cannot be reached for {operation} ({type(exc).__name__})",
+                    transaction_id=transaction_id,
+                ) from None
+            raise OutcomeUnknownError(
+                f"no answer from the insurer to {operation} ({type(exc).__name__})",
+                transaction_id=transaction_id,
+            ) from None
+        except requests.Timeout as exc:
             raise OutcomeUnknownError(
                 f"no answer from the insurer to {operation} ({type(exc).__name__})",
                 transaction_id=transaction_id,
