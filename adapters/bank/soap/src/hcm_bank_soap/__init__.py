@@ -104,10 +104,12 @@ class BankSoap:
 
     @hookimpl
     def hcm_add_config(self, settings: Any) -> None:
+        """Declare the ``[plugins.bank-soap]`` settings model."""
         settings.add(NAME, BankSoapSettings)
 
     @hookimpl
     def hcm_configure(self, middleware: Middleware) -> None:
+        """Take the validated settings; the SOAP client is made on first use."""
         configured = middleware.plugin_settings(NAME)
         if isinstance(configured, BankSoapSettings):
             self.settings = configured
@@ -154,6 +156,7 @@ class BankSoap:
 
     @hookimpl
     def hcm_unconfigure(self) -> None:
+        """Close the HTTP session and forget the client."""
         with self._lock:
             if self.client is not None:
                 self.client.transport.session.close()
@@ -162,6 +165,7 @@ class BankSoap:
 
     @hookimpl
     def hcm_doctor_checks(self) -> list[CheckResult]:
+        """Whether the bank answers (one harmless call)."""
         try:
             self._call("Query", transactionId="doctor-probe")
         except MoneyError as exc:
@@ -244,6 +248,7 @@ class BankSoap:
 
     @hookimpl
     def hcm_bank_bind(self, card_number: str, bank_card_number: str, id_number: str) -> BankBinding:
+        """Bind a bank card to the health card's account (Bind)."""
         answer = self._call(
             "Bind", cardNumber=card_number, bankCardNumber=bank_card_number, idNumber=id_number
         )
@@ -258,22 +263,27 @@ class BankSoap:
 
     @hookimpl
     def hcm_bank_unbind(self, card_number: str, id_number: str) -> bool:
+        """Unbind the bank card (Unbind); ``False`` if none was bound."""
         return bool(self._call("Unbind", cardNumber=card_number, idNumber=id_number))
 
     @hookimpl
     def hcm_bank_top_up(self, request: PaymentRequest) -> PaymentResult:
+        """Top up the account (TopUp), idempotent per transaction ID."""
         return self._movement(request)
 
     @hookimpl
     def hcm_bank_pay(self, request: PaymentRequest) -> PaymentResult:
+        """Pay from the account (Pay), idempotent per transaction ID."""
         return self._movement(request)
 
     @hookimpl
     def hcm_bank_refund(self, request: PaymentRequest) -> PaymentResult:
+        """Refund against a payment (Refund), idempotent per transaction ID."""
         return self._movement(request)
 
     @hookimpl
     def hcm_bank_query(self, transaction_id: str) -> PaymentResult | None:
+        """What the bank did with a transaction (Query); ``None`` if it never saw it."""
         answer = self._call("Query", transaction_id, transactionId=transaction_id)
         if answer is None or not hasattr(answer, "found"):
             raise MalformedResponseError(
@@ -285,10 +295,12 @@ class BankSoap:
 
     @hookimpl
     def hcm_bank_reverse(self, transaction_id: str) -> bool:
+        """Reverse (冲正) a transaction (Reverse); an unseen ID becomes a tombstone."""
         return bool(self._call("Reverse", transaction_id, transactionId=transaction_id))
 
     @hookimpl
     def hcm_bank_statement(self, day: date) -> Statement:
+        """The bank's statement of confirmed movements for one day (Statement)."""
         answer = self._call("Statement", day=day)
         try:
             lines = tuple(

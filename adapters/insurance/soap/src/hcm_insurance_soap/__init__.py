@@ -124,10 +124,12 @@ class InsuranceSoap:
 
     @hookimpl
     def hcm_add_config(self, settings: Any) -> None:
+        """Declare the ``[plugins.insurance-soap]`` settings model."""
         settings.add(NAME, InsuranceSoapSettings)
 
     @hookimpl
     def hcm_configure(self, middleware: Middleware) -> None:
+        """Take the validated settings; the SOAP client is made on first use."""
         configured = middleware.plugin_settings(NAME)
         if isinstance(configured, InsuranceSoapSettings):
             self.settings = configured
@@ -174,6 +176,7 @@ class InsuranceSoap:
 
     @hookimpl
     def hcm_unconfigure(self) -> None:
+        """Close the HTTP session and forget the client."""
         with self._lock:
             if self.client is not None:
                 self.client.transport.session.close()
@@ -182,6 +185,7 @@ class InsuranceSoap:
 
     @hookimpl
     def hcm_doctor_checks(self) -> list[CheckResult]:
+        """Whether the insurer answers (one harmless call)."""
         today = datetime.now(UTC).date()
         try:
             self._call(
@@ -255,21 +259,25 @@ class InsuranceSoap:
 
     @hookimpl
     def hcm_insurance_pre_settle(self, request: SettlementRequest) -> Settlement:
+        """How the insurer would split the bill (PreSettle); nothing is paid."""
         answer = self._call("PreSettle", request.message_id, **bill(request))
         return self._settlement(answer, request.message_id)
 
     @hookimpl
     def hcm_insurance_settle(self, request: SettlementRequest) -> Settlement:
+        """Settle the bill (Settle), idempotent per message ID."""
         answer = self._call("Settle", request.message_id, **bill(request))
         return self._settlement(answer, request.message_id)
 
     @hookimpl
     def hcm_insurance_cancel(self, settlement_id: str, message_id: str) -> Settlement:
+        """Cancel a settlement (Cancel) under a new message ID."""
         answer = self._call("Cancel", message_id, messageId=message_id, settlementId=settlement_id)
         return self._settlement(answer, message_id)
 
     @hookimpl
     def hcm_insurance_reverse(self, original_message_id: str, message_id: str) -> bool:
+        """Reverse (冲正) a message by its original message ID (Reverse)."""
         return bool(
             self._call(
                 "Reverse",
@@ -281,6 +289,7 @@ class InsuranceSoap:
 
     @hookimpl
     def hcm_insurance_reconcile(self, date_from: date, date_to: date) -> Statement:
+        """Detailed reconciliation, checked against the summary's line count."""
         period: dict[str, Any] = {"dateFrom": date_from, "dateTo": date_to}
         summary = self._call("ReconcileSummary", messageId=self._message_id(), **period)
         detail = self._call("ReconcileDetail", messageId=self._message_id(), **period)
