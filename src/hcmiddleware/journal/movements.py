@@ -869,8 +869,9 @@ class Journal:
         now = _now()
         with _write(self.engine, durable=new in DURABLE_STATES) as conn:
             row = conn.execute(
-                _SET_STATE.values(state=new.value, updated_at=now, **values),
-                {"w_seq": seq, "w_state": expected.value},
+                _SET_STATE,
+                {"w_seq": seq, "w_state": expected.value, "state": new.value, "updated_at": now}
+                | values,
             ).first()
             if row is None:
                 return None
