@@ -101,3 +101,26 @@ def test_merge_and_unmerge_are_announced(tmp_path: Path) -> None:
         mw.residents.unmerge(b, reason="error", operator="clerk-1")
         restored = recorder.last("hcm_empi_resident_unmerged").kwargs
         assert restored["restored"].resident_id == b
+
+
+def test_hcm_empi_uses_the_configured_index(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from hcmiddleware.cli import main
+
+    cfg = tmp_path / "hcm.toml"
+    cfg.write_text(f'[middleware]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+    csv_file = tmp_path / "people.csv"
+    csv_file.write_text(
+        "record_id,name,sex,birth_date,id_number,phone,address,card_number\n"
+        "A1,张秀英,2,1949-12-31,11010519491231002X,13800138000,北京市朝阳区,\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    imported = runner.invoke(main, ["--config", str(cfg), "empi", "import", str(csv_file)])
+    assert imported.exit_code == 0, imported.output
+    cfg_obj = parse_config({"middleware": {"data_dir": str(tmp_path / "data")}})
+    with Middleware(cfg_obj) as mw:
+        found = mw.residents.index.lookup(IdentifierKind.ID_NUMBER, "11010519491231002X")
+        assert found is not None
+        assert found.name == "张秀英"

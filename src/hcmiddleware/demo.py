@@ -2,7 +2,8 @@
 
 Everything runs on this machine: the sample health card in the software card emulator,
 a software SAM with the test issuer keys, the resident index and journal in SQLite in a
-temporary folder, and the sample HIS adapter (``adapters/his/sample``). Each step prints
+temporary folder, and the sample HIS adapter (``adapters/his/sample``). The steps are
+those of :class:`~hcmiddleware.flows.outpatient.OutpatientFlow`. Each step prints
 what it did; a failing step prints why and what to do, and the demo stops there.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,11 +19,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from hcmiddleware.card.data import VisitRecord
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.config import parse_config
 from hcmiddleware.errors import HcmError
-from hcmiddleware.models import RegistrationRequest
+from hcmiddleware.flows.outpatient import OutpatientFlow
+from hcmiddleware.models import VisitSummary
 from hcmiddleware.registry import installed_plugins
 from hcmiddleware.runtime import Middleware
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
@@ -37,10 +37,11 @@ SAMPLE_PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profi
 
 @dataclass
 class Journey:
-    """What the steps hand on to each other."""
+    """What the steps hand on to each other; the steps are the outpatient flow's."""
 
     mw: Middleware
     card: EmulatedCard
+    flow: OutpatientFlow
     values: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,20 +58,17 @@ def _step_doctor(j: Journey) -> str:
 
 
 def _step_read_card(j: Journey) -> str:
-    card = j.mw.terminal.read(j.card, actor="demo-kiosk")
-    j.values["card"] = card
+    before = j.mw.residents.index.count()
+    who = j.flow.identify(j.card)
+    j.values["who"] = who
+    card = who.card
+    assert card is not None  # identified by the card itself
+    how = "enrolled" if j.mw.residents.index.count() > before else "found"
     return (
         f"card {_mask(card.issuer.card_number)} of {card.issuer.issuer_name}, "
-        f"authenticated with the SAM; {len(card.visits)} visits on the card"
+        f"authenticated with the SAM; {len(card.visits)} visits on the card; "
+        f"resident {who.resident.resident_id} ({how} in the index)"
     )
-
-
-def _step_resident(j: Journey) -> str:
-    before = j.mw.residents.index.count()
-    resident = j.mw.residents.enrol_from_card(j.values["card"])
-    j.values["resident"] = resident
-    how = "enrolled" if j.mw.residents.index.count() > before else "found"
-    return f"resident {resident.resident_id} ({how} in the index)"
 
 
 def _step_face(j: Journey) -> str:
@@ -78,16 +76,9 @@ def _step_face(j: Journey) -> str:
     from hcmiddleware.face.samples import KIOSK_LIVE_PHOTO
 
     try:
-        result = j.mw.faces.verify_card(
-            KIOSK_LIVE_PHOTO.read_bytes(),
-            j.values["card"],
-            resident_id=j.values["resident"].resident_id,
-            context="demo-kiosk",
-        )
+        result = j.flow.check_face(j.values["who"], KIOSK_LIVE_PHOTO.read_bytes())
     except FaceBackendError as exc:
         return f"skipped: {exc}"
-    if not result.matched:
-        raise HcmError(f"the face check said {result.status}", hint=result.hint or "")
     return (
         f"the person at the kiosk is the cardholder (distance {result.distance:.2f}, "
         f"threshold {result.threshold:.2f})"
@@ -95,15 +86,7 @@ def _step_face(j: Journey) -> str:
 
 
 def _step_patient(j: Journey) -> str:
-    resident = j.values["resident"]
-    code = j.mw.config.middleware.institution_code
-    patient = j.mw.hooks.hcm_his_lookup_patient(resident=resident, hospital_code=code)
-    if patient is None:
-        patient = j.mw.hooks.hcm_his_register_patient(
-            resident=resident, card=j.values["card"], hospital_code=code
-        )
-    # remembered in the index, so the next visit finds it without asking the HIS
-    j.mw.residents.index.link_hospital_id(resident.resident_id, code, patient.patient_id)
+    patient = j.flow.patient(j.values["who"])
     j.values["patient"] = patient
     how = "created" if patient.created else "found"
     return f"hospital patient ID {patient.patient_id} ({how} by the HIS, kept in the index)"
@@ -111,38 +94,37 @@ def _step_patient(j: Journey) -> str:
 
 def _step_register(j: Journey) -> str:
     start = (datetime.now() + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-    request = RegistrationRequest(
-        department_code="NEI",
-        slot_start=start,
-        slot_end=start + timedelta(minutes=30),
-        fee="12.00",
-        request_id=uuid.uuid4().hex,
-    )
-    reg = j.mw.hooks.hcm_his_register_visit(patient=j.values["patient"], request=request)
+    reg = j.flow.register(j.values["patient"], department_code="NEI", slot_start=start, fee="12.00")
     j.values["registration"] = reg
-    pos = j.mw.hooks.hcm_his_queue_position(registration=reg)
+    pos = j.flow.queue(reg)
     return (
         f"registration {reg.registration_id}, {start:%H:%M}–{reg.slot_end:%H:%M}, "
         f"queue number {pos.queue_number} ({pos.ahead} ahead)"
     )
 
 
-def _step_charges(j: Journey) -> str:
-    reg = j.values["registration"]
-    charges = j.mw.hooks.hcm_his_list_charges(
-        patient=j.values["patient"], visit_id=reg.registration_id
+def _step_desk(j: Journey) -> str:
+    view = j.flow.desk(j.values["who"], j.values["patient"], j.values["registration"])
+    orders = len(view.orders)
+    return (
+        f"{len(view.previous_visits)} earlier visits on the card, "
+        f"{orders} order{'' if orders == 1 else 's'} for this visit"
     )
+
+
+def _step_charges(j: Journey) -> str:
+    charges = j.flow.charges(j.values["patient"], j.values["registration"])
     j.values["total"] = sum((c.amount for c in charges), start=Decimal("0.00"))
     return f"{len(charges)} charges, total {j.values['total']:.2f} yuan"
 
 
 def _step_write_back(j: Journey) -> str:
     config = j.mw.config.middleware
-    session = j.mw.terminal.open(j.card)
-    slot = session.append_visit(
-        VisitRecord(
+    slot = j.flow.write_summary(
+        j.values["who"],
+        VisitSummary(
             kind="outpatient",
-            visited_at=datetime.now().replace(microsecond=0),
+            visited_at=datetime.now(),
             institution_name=config.site_name,
             institution_code=config.institution_code,
             department="内科",
@@ -150,20 +132,21 @@ def _step_write_back(j: Journey) -> str:
             diagnosis_code="J06.9",
             diagnosis_name="急性上呼吸道感染",
             treatment="对症治疗",
-            total_fee=f"{j.values['total']:.2f}",
-        )
+            total_fee=j.values["total"],
+        ),
+        j.card,
     )
-    visits = session.read_visits()
+    visits = j.mw.terminal.open(j.card).read_visits()
     return f"visit summary written to outpatient slot {slot}; the card now holds {len(visits)}"
 
 
 STEPS: list[tuple[str, Callable[[Journey], str]]] = [
     ("Check the installation", _step_doctor),
-    ("Read the health card", _step_read_card),
-    ("Find the resident in the master index", _step_resident),
+    ("Read the health card and find the resident", _step_read_card),
     ("Check the face against the card photo", _step_face),
     ("Find or create the hospital patient", _step_patient),
     ("Register the visit and join the queue", _step_register),
+    ("Show the doctor the card's visits and the orders", _step_desk),
     ("List the visit's charges", _step_charges),
     ("Write the visit summary back to the card", _step_write_back),
 ]
@@ -195,7 +178,7 @@ def run_demo(*, data_dir: str | None = None, echo: Echo = print) -> bool:
     echo(f"hcmiddleware demo — data in {folder}")
     started = time.perf_counter()
     with Middleware(config) as mw:
-        journey = Journey(mw, card)
+        journey = Journey(mw, card, OutpatientFlow(mw, actor="demo-kiosk"))
         for number, (title, step) in enumerate(STEPS, start=1):
             t0 = time.perf_counter()
             try:

@@ -81,7 +81,15 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── RefundRefusedError        refund above the amount paid, or not refundable
     │   ├── PaymentDeclinedError      the movement ended failed or reversed: .state
     │   └── IdentityDocumentError     the identity document does not match the holder
-    └── WardError                     ward devices (wristbands, handhelds, call buttons)
+    ├── WardError                     ward devices (wristbands, handhelds, call buttons)
+    └── FlowError                     a patient journey cannot go on: .step, .plugin
+        ├── FlowInputError            a step was given something unusable (slot over an
+        │                             hour, no identifier, no unpaid charge named)
+        ├── NotIdentifiedError        no resident holds the e-card ID / ID number given
+        ├── FaceMismatchError         the person at the kiosk is not the cardholder: .status
+        ├── PaymentNotRecordedError   the money moved but the HIS has not recorded it:
+        │                             .transaction_id (record it again; never pay again)
+        └── DischargeRefusedError     the stay still owes money: .balance
 
 Messages are written for the person at the counter: what happened and what to do
 next (``hint``). They never contain key material, and personal data only where the
@@ -112,10 +120,14 @@ __all__ = [
     "CardStatusError",
     "ConfigError",
     "DecryptionError",
+    "DischargeRefusedError",
     "FaceBackendError",
     "FaceError",
+    "FaceMismatchError",
     "FaceTemplateError",
     "FaceTooSmallError",
+    "FlowError",
+    "FlowInputError",
     "ForeignCardError",
     "GalleryError",
     "HcmError",
@@ -141,8 +153,10 @@ __all__ = [
     "MultipleFacesError",
     "NoFaceError",
     "NoHandlerError",
+    "NotIdentifiedError",
     "OutcomeUnknownError",
     "PaymentDeclinedError",
+    "PaymentNotRecordedError",
     "PluginCallError",
     "PluginError",
     "PluginLoadError",
@@ -938,3 +952,83 @@ class IdentityDocumentError(MoneyError):
 
 class WardError(HcmError):
     """A ward device (wristband, handheld, call button) failed or refused."""
+
+
+# --- patient journeys (flows) ----------------------------------------------------------
+
+
+class FlowError(HcmError):
+    """A step of a patient journey cannot go on.
+
+    ``step`` names the step (``register``, ``settle``, ``discharge`` …); ``plugin`` the
+    adapter whose answer stopped it, when one did. Errors raised by the adapters
+    themselves (``HisError``, ``PluginError``) reach the caller unchanged, already
+    carrying the adapter's name; this family covers what the flow itself refuses.
+    """
+
+    def __init__(
+        self, message: str, *, step: str, plugin: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.step = step
+        self.plugin = plugin
+
+
+class FlowInputError(FlowError):
+    """A step was given something it cannot use; nothing was sent to any system."""
+
+    default_hint = "correct the request and call the step again"
+
+
+class NotIdentifiedError(FlowError):
+    """No resident in the index holds the identifier given (e-card ID, ID number)."""
+
+    default_hint = "read the physical card, or enrol the resident at the registration desk first"
+
+
+class FaceMismatchError(FlowError):
+    """The kiosk's face check did not pass; ``status`` is the check's verdict."""
+
+    default_hint = (
+        "ask the patient to look at the camera and try again; if it fails again, send "
+        "them to the desk with an identity document"
+    )
+
+    def __init__(self, message: str, *, step: str, status: str, hint: str | None = None) -> None:
+        super().__init__(message, step=step, hint=hint)
+        self.status = status
+
+
+class PaymentNotRecordedError(FlowError):
+    """The payment was confirmed (``transaction_id``) but the HIS did not record it.
+
+    The money has moved: the charges must be marked paid with the same transaction ID
+    (the HIS hook is idempotent per transaction), never paid a second time.
+    """
+
+    default_hint = (
+        "do not take the money again: record the payment with the same transaction ID "
+        "once the hospital system answers"
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: str,
+        transaction_id: str,
+        plugin: str = "",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, step=step, plugin=plugin, hint=hint)
+        self.transaction_id = transaction_id
+
+
+class DischargeRefusedError(FlowError):
+    """The stay cannot be discharged while money is owed; ``balance`` is the amount."""
+
+    default_hint = "settle the bill (or top up the deposit) at the cashier, then discharge"
+
+    def __init__(self, message: str, *, step: str, balance: Any, hint: str | None = None) -> None:
+        super().__init__(message, step=step, hint=hint)
+        self.balance = balance

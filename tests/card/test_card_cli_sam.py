@@ -8,6 +8,7 @@ in its own process), so the issuer's master keys are only in the SAM.
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -136,6 +137,13 @@ def test_emulate_from_an_image_in_its_own_process(
         text=True,
     )
     try:
+        # the process is ready once it says so (importing can take seconds on a busy
+        # machine); only then is the card in reader 0 the one it serves
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "hcm card emulate did not start within 60 s"
+        first = process.stdout.readline()
+        assert "card inserted" in first, first
         with VpcdCard(EmulatedSam(load_keyset(KEYS), pin=PIN), SAM_PORT):
             pcscd.wait_card(True, timeout=20)
             pcscd.wait_card(True, SAM_READER)
@@ -148,4 +156,4 @@ def test_emulate_from_an_image_in_its_own_process(
         pcscd.wait_card(False)
         pcscd.wait_card(False, SAM_READER)
     assert process.returncode == 0, err
-    assert "card removed after" in out
+    assert "card removed after" in first + out

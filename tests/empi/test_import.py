@@ -199,3 +199,60 @@ def test_cli_lists_duplicates_by_record_id(tmp_path: Path) -> None:
         main, ["empi", "duplicates", "--format", "json", "--links-only"], env=env
     )
     assert result.output == ""
+
+
+def test_conflicts_and_duplicates_inside_one_batch(index: ResidentIndex, tmp_path: Path) -> None:
+    rows = [
+        ["R1", "张秀英", "2", "", "11010519491231002X", "", "", "C1"],
+        [
+            "R2",
+            "张秀英",
+            "2",
+            "",
+            "１１０１０５１９４９１２３１００２ｘ",
+            "",
+            "",
+            "",
+        ],  # same person
+        ["R3", "李雷", "1", "", "440524188001010014", "", "", "C1"],  # card of R1, other ID
+        ["R4", "王芳", "2", "1990-05-01", "", "13900000001", "", "C4"],
+        ["R5", "王芳", "2", "1990-05-01", "", "13900000001", "", ""],  # linked on demographics
+        ["R6", "王芳", "2", "1990-05-01", "", "", "", ""],  # no phone: a review, not a link
+    ]
+    report = import_csv(index, _write(tmp_path / "his.csv", rows), batch_size=100)
+    assert (report.created, report.linked, report.reviews) == (3, 2, 1)
+    assert [(b.line, b.record_id, b.field) for b in report.bad_rows] == [(4, "R3", "id_number")]
+    zhang = index.lookup("card_number", "C1")
+    assert zhang is not None
+    assert index.source_records(zhang.id) == [("his", "R1"), ("his", "R2")]
+    assert index.lookup("id_number", "440524188001010014") is None
+    wang = index.lookup("card_number", "C4")
+    assert wang is not None
+    assert index.source_records(wang.id) == [("his", "R4"), ("his", "R5")]
+    (review,) = index.reviews()
+    assert review.candidate_id == wang.id
+    assert index.source_records(review.resident_id) == [("his", "R6")]
+    assert index.count() == 3
+
+
+def test_cli_rewraps_under_a_new_master_key_and_trains(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    runner = CliRunner()
+    path = _write(tmp_path / "his.csv", GOOD)
+    assert runner.invoke(main, ["empi", "import", str(path)], env=env).exit_code == 0
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    env["HCM_EMPI_MASTER_KEYS"] += f",2026b={new_key}"
+    env["HCM_EMPI_CURRENT_KEY"] = "2026b"
+    result = runner.invoke(main, ["empi", "rewrap"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"rewrapped": 3, "master_keys_in_use": ["2026b"]}
+    # The old key can go: the index opens and reads with the new one alone.
+    env["HCM_EMPI_MASTER_KEYS"] = f"2026b={new_key}"
+    result = runner.invoke(
+        main, ["empi", "search", "--name", "张秀英", "--birth-date", "1949-12-31"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip()
+    result = runner.invoke(main, ["empi", "train"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "pairs" in json.loads(result.output)

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hcmiddleware.empi.blocking import blocking_keys
+from hcmiddleware.empi.blocking import blocking_keys, probe_keys
 from hcmiddleware.empi.chinese_names import name_key, readings, to_simplified
 from hcmiddleware.empi.matching import (
     COMPARISONS,
@@ -104,6 +104,11 @@ def test_blocking_keys_survive_single_errors() -> None:
     assert not blocking_keys(base) & blocking_keys(
         {"name": "李娜", "birth_date": dt.date(1980, 1, 1), "phone": "13900000000"}
     )
+    # A record stored without a birth date is found by its name's sound alone; the
+    # name-only key is not stored for records that have a date, so its block stays small.
+    undated = {"name": "張秀英", "birth_date": None, "phone": None}
+    assert probe_keys(base) & blocking_keys(undated)
+    assert not any(k.startswith("nm:") for k in blocking_keys(base))
 
 
 def test_thresholds_must_be_ordered() -> None:

@@ -99,3 +99,24 @@ def test_enrolment_refuses_a_second_record_and_stores_encrypted(
     with make(tmp_path) as mw:  # after a restart the gallery is loaded from the store
         hits = mw.faces.enrolment.search(LIVE, top=1)
         assert hits[0].resident_id == "resident-a"
+
+
+def test_cli_enrol_and_search_use_the_configured_store(tmp_path: Path, hopper: bytes) -> None:
+    from click.testing import CliRunner
+
+    from hcmiddleware.cli import main
+
+    cfg = tmp_path / "hcm.toml"
+    cfg.write_text(f'[middleware]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+    (tmp_path / "hopper.jpg").write_bytes(hopper)
+    runner = CliRunner()
+    base = ["--config", str(cfg), "face"]
+    enrolled = runner.invoke(main, [*base, "enrol", "r-9", str(KIOSK_LIVE_PHOTO)])
+    assert enrolled.exit_code == 0, enrolled.output
+    other = runner.invoke(main, [*base, "enrol", "r-10", str(tmp_path / "hopper.jpg")])
+    assert other.exit_code == 0, other.output
+    found = runner.invoke(main, [*base, "search", "--json", "--top", "1", str(KIOSK_LIVE_PHOTO)])
+    assert found.exit_code == 0, found.output
+    assert '"r-9"' in found.output
+    with Middleware(parse_config({"middleware": {"data_dir": str(tmp_path / "data")}})) as mw:
+        assert mw.faces.enrolment.search(hopper, top=1)[0].resident_id == "r-10"

@@ -1,9 +1,10 @@
 """``hcm empi``: import, search, merge and inspect the resident index from a shell.
 
-The database and keys come from the environment (until the product's config file
-wires them): ``HCM_EMPI_DATABASE`` (an SQLAlchemy URL), ``HCM_EMPI_MASTER_KEYS``
-(``id=base64[,id=base64…]``), ``HCM_EMPI_CURRENT_KEY`` (default: the last id listed)
-and ``HCM_EMPI_INDEX_KEY`` (base64). Keys are never printed.
+By default the installation's index is used: the config file's database and ``[empi]``
+keys (``hcm --config hcm.toml empi stats``). Another index database can be named with
+its keys, from options or the environment: ``HCM_EMPI_DATABASE`` (an SQLAlchemy URL),
+``HCM_EMPI_MASTER_KEYS`` (``id=base64[,id=base64…]``), ``HCM_EMPI_CURRENT_KEY`` (default:
+the last id listed) and ``HCM_EMPI_INDEX_KEY`` (base64). Keys are never printed.
 """
 
 from __future__ import annotations
@@ -57,12 +58,28 @@ def _settings(master_keys: str, current: str | None, index_key: str) -> Protecti
 
 def _open(ctx: click.Context) -> ResidentIndex:
     obj: dict[str, Any] = ctx.ensure_object(dict)
+    if "index" not in obj and obj["database"] is None:
+        # The installation's index: the config's database and [empi] keys.
+        from hcmiddleware.cli.context import CliState
+        from hcmiddleware.runtime import Middleware
+
+        state = ctx.find_object(CliState) or CliState()
+        mw = Middleware(state.load())
+        ctx.call_on_close(mw.close)
+        obj["index"] = mw.residents.index
     if "index" not in obj:
         settings = _settings(obj["master_keys"], obj["current_key"], obj["index_key"])
         engine = storage.create_engine(obj["database"])
-        obj["index"] = ResidentIndex(engine, Protector.from_settings(settings))
+        obj["protector"] = Protector.from_settings(settings)
+        obj["index"] = ResidentIndex(engine, obj["protector"])
     index: ResidentIndex = obj["index"]
     return index
+
+
+def _protector(ctx: click.Context) -> Protector:
+    _open(ctx)
+    protector: Protector = ctx.ensure_object(dict)["protector"]
+    return protector
 
 
 def _fail(exc: HcmError) -> None:
@@ -74,9 +91,9 @@ def _fail(exc: HcmError) -> None:
 @click.option(
     "--database",
     envvar="HCM_EMPI_DATABASE",
-    default="sqlite:///empi.db",
-    show_default=True,
-    help="SQLAlchemy URL of the index database.",
+    default=None,
+    help="SQLAlchemy URL of another index database (then give its keys too); default: "
+    "the config's database and [empi] keys.",
 )
 @click.option(
     "--master-keys",
@@ -98,7 +115,11 @@ def _fail(exc: HcmError) -> None:
 )
 @click.pass_context
 def empi(
-    ctx: click.Context, database: str, master_keys: str, current_key: str | None, index_key: str
+    ctx: click.Context,
+    database: str | None,
+    master_keys: str,
+    current_key: str | None,
+    index_key: str,
 ) -> None:
     """The resident master index: import, search, merge, statistics."""
     ctx.ensure_object(dict).update(
@@ -276,6 +297,37 @@ def unmerge_command(ctx: click.Context, merged: str, reason: str, operator: str)
         _fail(exc)
         return
     click.echo(event.model_dump_json())
+
+
+@empi.command("rewrap")
+@click.pass_context
+def rewrap_command(ctx: click.Context) -> None:
+    """Re-wrap every data key under the current master key (after a master-key change).
+
+    Safe while the index is in use. When it reports that no other master key is in use,
+    the old key can be removed from the configuration.
+    """
+    try:
+        protector = _protector(ctx)
+        count = protector.rewrap()
+        in_use = sorted(protector.master_keys_in_use())
+    except HcmError as exc:
+        _fail(exc)
+        return
+    click.echo(json.dumps({"rewrapped": count, "master_keys_in_use": in_use}))
+
+
+@empi.command("train")
+@click.option("--max-residents", default=20000, show_default=True, type=click.IntRange(2))
+@click.pass_context
+def train_command(ctx: click.Context, max_residents: int) -> None:
+    """Learn the matching weights from the index itself (EM, no labels) and keep them."""
+    try:
+        pairs = _open(ctx).train_model(max_residents=max_residents)
+    except HcmError as exc:
+        _fail(exc)
+        return
+    click.echo(json.dumps({"pairs": pairs}))
 
 
 @empi.command("stats")

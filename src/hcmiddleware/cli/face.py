@@ -82,7 +82,18 @@ def _load_cipher(spec: str | None) -> TemplateCipher:
     return cipher  # type: ignore[no-any-return]
 
 
-def _enrolment(db: str, cipher_spec: str | None, key_id: str) -> FaceEnrolment:
+def _enrolment(db: str | None, cipher_spec: str | None, key_id: str) -> FaceEnrolment:
+    if db is None:
+        # The installation's own store: the config's database, templates sealed with
+        # the resident index's [empi] keys.
+        from hcmiddleware.cli.context import CliState
+        from hcmiddleware.runtime import Middleware
+
+        ctx = click.get_current_context()
+        state = ctx.find_object(CliState) or CliState()
+        mw = Middleware(state.load())
+        ctx.call_on_close(mw.close)
+        return mw.faces.enrolment
     from hcmiddleware.face.enrolment import FaceEnrolment
     from hcmiddleware.face.store import TemplateStore
     from hcmiddleware.face.verify import FaceService
@@ -101,7 +112,10 @@ def _enrolment(db: str, cipher_spec: str | None, key_id: str) -> FaceEnrolment:
 
 
 _db_option = click.option(
-    "--db", required=True, envvar="HCM_DATABASE_URL", help="database URL (SQLAlchemy form)"
+    "--db",
+    envvar="HCM_DATABASE_URL",
+    help="a separate template database (SQLAlchemy URL, with --cipher); default: the "
+    "config's database, sealed with its [empi] keys",
 )
 _cipher_option = click.option(
     "--cipher",
@@ -174,7 +188,7 @@ def verify(
 @click.argument("resident_id")
 @click.argument("photo", type=_photo)
 def enrol(
-    db: str,
+    db: str | None,
     cipher_spec: str | None,
     key_id: str,
     allow_duplicate: bool,
@@ -214,7 +228,7 @@ def enrol(
 @_json_option
 @click.argument("photo", type=_photo)
 def search(
-    db: str, cipher_spec: str | None, key_id: str, top: int, as_json: bool, photo: Path
+    db: str | None, cipher_spec: str | None, key_id: str, top: int, as_json: bool, photo: Path
 ) -> None:
     """The enrolled residents whose faces are nearest to PHOTO's.
 
@@ -253,7 +267,9 @@ def search(
 @_key_id_option
 @_json_option
 @click.argument("resident_id")
-def remove(db: str, cipher_spec: str | None, key_id: str, as_json: bool, resident_id: str) -> None:
+def remove(
+    db: str | None, cipher_spec: str | None, key_id: str, as_json: bool, resident_id: str
+) -> None:
     """Delete RESIDENT_ID's face template (consent withdrawn, record merged).
 
     Exit 0 removed, 1 none was enrolled, 3 failed.

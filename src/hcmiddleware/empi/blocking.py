@@ -1,15 +1,20 @@
 """Blocking keys: which residents are worth comparing with a record at all.
 
 A pair is compared only if the two records share at least one key. The keys are chosen
-so that nearly every true pair shares one even with an error in any single field:
+so that nearly every true pair shares one even with an error in any single field, while
+each block stays small in a population of millions:
 
-* ``nm`` the name's sound (folded toneless pinyin: homophones, traditional characters and
-  dialect folds give the same key);
-* ``bd`` the birth date with day and month in order (a swap gives the same key);
+* ``bd`` the birth date with day and month sorted (a day/month swap gives the same key);
+* ``ny`` the name's sound with the birth year (a wrong day or month);
+* ``nd`` the name's sound with the sorted day and month (a wrong year);
+* ``sm`` the surname's sound with year and month (a mistyped given name and day);
 * ``ph`` the phone number;
-* ``sy`` the surname's sound with the birth year (a mistyped given name *and* date).
+* ``nm`` the name's sound alone — stored only for records without a birth date, but
+  always asked for, so such a record is still found.
 
-Keys are stored and looked up only as keyed hashes (``Protector.blind_index``).
+The name's sound is folded toneless pinyin: homophones typed through an input method,
+traditional characters and the z/zh, n/l, -n/-ng folds give the same key. Keys are
+stored and looked up only as keyed hashes (``Protector.blind_index``).
 """
 
 from __future__ import annotations
@@ -20,23 +25,35 @@ from typing import Any
 
 from hcmiddleware.empi.chinese_names import name_key
 
-__all__ = ["blocking_keys"]
+__all__ = ["blocking_keys", "probe_keys"]
 
 
 def blocking_keys(record: Mapping[str, Any]) -> set[str]:
-    """The blocking keys of a record with ``name``, ``birth_date`` and ``phone``."""
+    """The keys stored for a record with ``name``, ``birth_date`` and ``phone``."""
     keys: set[str] = set()
     name = record.get("name")
     sound = name_key(name) if name else ""
-    if sound:
-        keys.add(f"nm:{sound}")
     born = record.get("birth_date")
     if isinstance(born, dt.date):
         low, high = sorted((born.month, born.day))
         keys.add(f"bd:{born.year}:{low}:{high}")
         if sound:
-            keys.add(f"sy:{sound.split(' ')[0]}:{born.year}")
+            keys.add(f"ny:{sound}:{born.year}")
+            keys.add(f"nd:{sound}:{low}:{high}")
+            keys.add(f"sm:{sound.split(' ')[0]}:{born.year}:{born.month}")
+    elif sound:
+        keys.add(f"nm:{sound}")
     phone = record.get("phone")
     if phone:
         keys.add(f"ph:{phone}")
+    return keys
+
+
+def probe_keys(record: Mapping[str, Any]) -> set[str]:
+    """The keys to look up for a record: its own, and its name alone (see ``nm``)."""
+    keys = blocking_keys(record)
+    name = record.get("name")
+    sound = name_key(name) if name else ""
+    if sound:
+        keys.add(f"nm:{sound}")
     return keys

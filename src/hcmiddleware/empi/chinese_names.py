@@ -53,6 +53,7 @@ def to_simplified(text: str) -> str:
     return " ".join(text.upper().split())
 
 
+@lru_cache(maxsize=8192)
 def fuzzy_syllable(syllable: str) -> str:
     """A toneless syllable with the z/zh, c/ch, s/sh, n/l, -n/-ng confusions folded."""
     out = syllable.rstrip("12345")

@@ -211,5 +211,7 @@ def import_csv(
             flush()
     if batch:
         flush()
+    if report.created or report.linked:
+        index.refresh_statistics()
     report.bad_rows.sort(key=lambda b: b.line)
     return report

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from hcmiddleware import storage
-from hcmiddleware.empi.blocking import blocking_keys
+from hcmiddleware.empi.blocking import blocking_keys, probe_keys
 from hcmiddleware.empi.identity import ChildNumber, IdNumber, Sex, parse_identity
 from hcmiddleware.empi.matching import Decision, MatchModel, Thresholds
 from hcmiddleware.empi.normalize import (
@@ -48,69 +48,37 @@ from hcmiddleware.empi.records import (
 )
 from hcmiddleware.empi.regions import check_id_region
 from hcmiddleware.empi.schema import (
-    BlockingKeyRow,
     IdentifierKind,
-    IdentifierRow,
-    MatchModelRow,
-    MergeEventRow,
-    ResidentRow,
     ResidentStatus,
-    ReviewRow,
     ReviewStatus,
-    SourceRecordRow,
     new_id,
-    utcnow,
+)
+from hcmiddleware.empi.store import (
+    BLOCKS,
+    IDENTIFIERS,
+    MERGES,
+    MODELS,
+    Q_HOLDER,
+    RESIDENTS,
+    REVIEWS,
+    SOURCES,
+    BatchStore,
+    DirectStore,
+    RowCodec,
+    aware,
+    now_for,
 )
 from hcmiddleware.errors import (
     IdentifierConflictError,
     IdentityError,
     MergeError,
     ResidentIndexError,
-    ResidentNotFoundError,
 )
 
 __all__ = ["SCOPES", "PreparedRecord", "ResidentIndex"]
 
 #: Tables whose rows carry ciphertexts; each gets its own data key.
 SCOPES = ("empi_residents", "empi_identifiers", "empi_source_records")
-
-_RESIDENTS = cast(sa.Table, ResidentRow.__table__)
-_IDENTIFIERS = cast(sa.Table, IdentifierRow.__table__)
-_SOURCES = cast(sa.Table, SourceRecordRow.__table__)
-_MERGES = cast(sa.Table, MergeEventRow.__table__)
-_REVIEWS = cast(sa.Table, ReviewRow.__table__)
-_BLOCKS = cast(sa.Table, BlockingKeyRow.__table__)
-_MODELS = cast(sa.Table, MatchModelRow.__table__)
-
-# Statements built once: building a statement costs more than running it on SQLite.
-_Q_IDENTS_OF = (
-    sa.select(_IDENTIFIERS)
-    .where(_IDENTIFIERS.c.resident_id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(_IDENTIFIERS.c.created_at, _IDENTIFIERS.c.id)
-)
-_Q_RESIDENTS_IN = sa.select(_RESIDENTS).where(
-    _RESIDENTS.c.id.in_(sa.bindparam("ids", expanding=True))
-)
-_Q_RESIDENT = sa.select(_RESIDENTS).where(_RESIDENTS.c.id == sa.bindparam("id"))
-_Q_HOLDER = sa.select(_IDENTIFIERS.c.resident_id).where(
-    _IDENTIFIERS.c.kind == sa.bindparam("kind"),
-    _IDENTIFIERS.c.issuer == sa.bindparam("issuer"),
-    _IDENTIFIERS.c.value_bidx == sa.bindparam("bidx"),
-)
-_Q_HOLDERS = sa.select(
-    _IDENTIFIERS.c.kind,
-    _IDENTIFIERS.c.issuer,
-    _IDENTIFIERS.c.value_bidx,
-    _IDENTIFIERS.c.resident_id,
-).where(_IDENTIFIERS.c.value_bidx.in_(sa.bindparam("bidxs", expanding=True)))
-_Q_SOURCE_HOLDER = sa.select(_SOURCES.c.resident_id).where(
-    _SOURCES.c.source == sa.bindparam("source"),
-    _SOURCES.c.record_id == sa.bindparam("record_id"),
-)
-_INS_RESIDENT = sa.insert(_RESIDENTS)
-_INS_IDENTIFIER = sa.insert(_IDENTIFIERS)
-_INS_SOURCE = sa.insert(_SOURCES)
-_INS_BLOCK = sa.insert(_BLOCKS)
 
 #: Name, sex and birth date are shared by too many people to link on alone (王芳 born on
 #: the same day is not rare in a city): an automatic link also needs one of these.
@@ -120,21 +88,6 @@ _CORROBORATING = frozenset(
 
 #: Kinds whose value is assigned by an issuer that must be named.
 _ISSUED = {IdentifierKind.HOSPITAL_PATIENT_ID, IdentifierKind.REGIONAL_INDEX_ID}
-
-
-def _naive_utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
-
-
-def _now(conn: Connection) -> dt.datetime:
-    # SQLite has no zoned timestamps: store naive UTC there, aware UTC elsewhere.
-    now = utcnow()
-    return _naive_utc(now) if conn.dialect.name == "sqlite" else now
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    # SQLite gives timestamps back without a zone; they were written as UTC.
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +103,12 @@ class PreparedRecord:
     source: str | None
     record_id: str | None
     warnings: tuple[str, ...]
+    # Keyed hashes, computed once: identifiers (kind, issuer, value, HMAC), the record
+    # for scoring, blocking keys to look up and to store.
+    idents: list[tuple[IdentifierKind, str, str, bytes]] = field(repr=False, default_factory=list)
+    probe: dict[str, Any] = field(repr=False, default_factory=dict)
+    query_blocks: list[bytes] = field(repr=False, default_factory=list)
+    stored_blocks: list[bytes] = field(repr=False, default_factory=list)
 
 
 class ResidentIndex:
@@ -177,18 +136,9 @@ class ResidentIndex:
         protector.bind(engine, SCOPES)
         self._engine = engine
         self._protector = protector
+        self._codec = RowCodec(protector)
         self._auto_link = auto_link
         self._max_block = max_block
-        self._q_block = (
-            sa.select(_BLOCKS.c.resident_id)
-            .join(_RESIDENTS, _RESIDENTS.c.id == _BLOCKS.c.resident_id)
-            .where(
-                _BLOCKS.c.key_bidx.in_(sa.bindparam("keys", expanding=True)),
-                _RESIDENTS.c.status == ResidentStatus.ACTIVE.value,
-            )
-            .distinct()
-            .limit(max_block)
-        )
         self._model = self._stored_model(thresholds or Thresholds())
 
     @property
@@ -198,7 +148,7 @@ class ResidentIndex:
 
     def _stored_model(self, thresholds: Thresholds) -> MatchModel:
         with self._engine.connect() as conn:
-            params = conn.scalar(sa.select(_MODELS.c.params).order_by(_MODELS.c.id.desc()).limit(1))
+            params = conn.scalar(sa.select(MODELS.c.params).order_by(MODELS.c.id.desc()).limit(1))
         if params is None:
             return MatchModel(thresholds=thresholds)
         return MatchModel.from_json(params, thresholds=thresholds)
@@ -219,106 +169,41 @@ class ResidentIndex:
     def _ident_bidx(self, kind: IdentifierKind, canonical: str) -> bytes:
         return self._protector.blind_index(f"identifier:{kind.value}", canonical)
 
-    def _seal(self, table: str, column: str, row_id: str, data: bytes) -> bytes:
-        return self._protector.encrypt(table, data, f"{table}.{column}:{row_id}")
-
-    def _open(self, table: str, column: str, row_id: str, data: bytes) -> bytes:
-        return self._protector.decrypt(data, f"{table}.{column}:{row_id}")
-
-    def _identifiers_of(
-        self, conn: Connection, resident_ids: Sequence[str]
-    ) -> dict[str, list[Identifier]]:
-        out: dict[str, list[Identifier]] = {rid: [] for rid in resident_ids}
-        if not resident_ids:
-            return out
-        rows = conn.execute(_Q_IDENTS_OF, {"ids": list(resident_ids)}).mappings()
-        for row in rows:
-            value = self._open("empi_identifiers", "value_ct", row["id"], row["value_ct"])
-            out[row["resident_id"]].append(
-                Identifier(
-                    kind=IdentifierKind(row["kind"]), value=value.decode(), issuer=row["issuer"]
-                )
-            )
-        return out
-
-    def _to_resident(self, row: Any, identifiers: Iterable[Identifier]) -> Resident:
-        data = json.loads(self._open("empi_residents", "data_ct", row["id"], row["data_ct"]))
-        born = data.get("birth_date")
-        return Resident(
-            id=row["id"],
-            status=ResidentStatus(row["status"]),
-            merged_into=row["merged_into"],
-            name=data["name"],
-            sex=Sex(data["sex"]),
-            birth_date=dt.date.fromisoformat(born) if born else None,
-            phone=data.get("phone"),
-            address=data.get("address"),
-            region_code=data.get("region_code"),
-            identifiers=tuple(identifiers),
-            created_at=_aware(row["created_at"]),
-        )
-
-    def _load(self, conn: Connection, resident_ids: Sequence[str]) -> list[Resident]:
-        if not resident_ids:
-            return []
-        rows = {
-            r["id"]: r
-            for r in conn.execute(_Q_RESIDENTS_IN, {"ids": list(resident_ids)}).mappings()
-        }
-        idents = self._identifiers_of(conn, [rid for rid in resident_ids if rid in rows])
-        return [self._to_resident(rows[rid], idents[rid]) for rid in resident_ids if rid in rows]
-
-    def _resident(self, conn: Connection, row: Any) -> Resident:
-        return self._to_resident(row, self._identifiers_of(conn, [row["id"]])[row["id"]])
-
-    def _row(self, conn: Connection, resident_id: str, *, follow: bool) -> Any:
-        seen: set[str] = set()
-        current = resident_id
-        while True:
-            row = conn.execute(_Q_RESIDENT, {"id": current}).mappings().first()
-            if row is None:
-                raise ResidentNotFoundError(f"no resident with id {current}")
-            if row["status"] == ResidentStatus.ACTIVE or not follow:
-                return row
-            if current in seen or row["merged_into"] is None:
-                raise ResidentIndexError(
-                    f"resident {resident_id} is merged but its chain does not end",
-                    hint="report this to the index administrator; the merge history is damaged",
-                )
-            seen.add(current)
-            current = row["merged_into"]
-
     # --- reading ---------------------------------------------------------------------
 
     def get(self, resident_id: str, *, follow_merges: bool = True) -> Resident:
         """The resident with this id; a merged id gives its survivor unless told otherwise."""
         with self._engine.connect() as conn:
-            return self._resident(conn, self._row(conn, resident_id, follow=follow_merges))
+            return self._codec.resident(
+                conn, self._codec.row(conn, resident_id, follow=follow_merges)
+            )
 
     def lookup(
         self, kind: IdentifierKind | str, value: str, *, issuer: str = ""
     ) -> Resident | None:
         """Exact lookup by an identifier; ``None`` when no resident holds it.
 
-        The value is normalised first (full-width, spaces, ``x``; a 15-digit ID number
-        is converted), so it is found however it was typed. An invalid ID number raises
-        :class:`~hcmiddleware.errors.IdentityError` rather than finding nothing.
+        The value and the issuer's code are normalised first (full-width, spaces, dashes,
+        ``x``; a 15-digit ID number is converted), so it is found however it was typed.
+        An invalid ID number raises :class:`~hcmiddleware.errors.IdentityError` rather
+        than finding nothing.
         """
         kind = IdentifierKind(kind)
         bidx = self._ident_bidx(kind, self._canonical(kind, value))
+        issuer = normalize_code(issuer)
         with self._engine.connect() as conn:
             resident_id = conn.scalar(
-                _Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx}
+                Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx}
             )
             if resident_id is None:
                 return None
-            return self._resident(conn, self._row(conn, resident_id, follow=True))
+            return self._codec.resident(conn, self._codec.row(conn, resident_id, follow=True))
 
     def count(self, *, status: ResidentStatus = ResidentStatus.ACTIVE) -> int:
         """How many residents have this status."""
         with self._engine.connect() as conn:
             return int(
-                conn.scalar(sa.select(sa.func.count()).where(_RESIDENTS.c.status == status.value))
+                conn.scalar(sa.select(sa.func.count()).where(RESIDENTS.c.status == status.value))
                 or 0
             )
 
@@ -396,11 +281,12 @@ class ResidentIndex:
             if raw is not None and normalize_code(raw):
                 wanted.append((kind, "", normalize_code(raw)))
         for ident in identifiers:
-            if ident.kind in _ISSUED and not ident.issuer:
+            issuer = normalize_code(ident.issuer)
+            if ident.kind in _ISSUED and not issuer:
                 raise IdentityError(
                     f"a {ident.kind.value} needs the code of its issuer", field=ident.kind.value
                 )
-            wanted.append((ident.kind, ident.issuer, self._canonical(ident.kind, ident.value)))
+            wanted.append((ident.kind, issuer, self._canonical(ident.kind, ident.value)))
         demographics = {
             "name": normalize_text(name),
             "sex": int(sex),
@@ -409,7 +295,19 @@ class ResidentIndex:
             "address": normalize_address(address) if address else None,
             "region_code": region_code,
         }
-        return PreparedRecord(wanted, demographics, clean_name, source, record_id, tuple(warnings))
+        probe = self._probe(demographics, wanted)
+        return PreparedRecord(
+            wanted,
+            demographics,
+            clean_name,
+            source,
+            record_id,
+            tuple(warnings),
+            idents=[(k, i, v, self._ident_bidx(k, v)) for k, i, v in wanted],
+            probe=probe,
+            query_blocks=self._block_bidxs(probe),
+            stored_blocks=self._block_bidxs(probe, stored=True),
+        )
 
     def enrol(
         self,
@@ -449,7 +347,8 @@ class ResidentIndex:
         for attempt in range(2):
             try:
                 with storage.begin_write(self._engine) as conn:
-                    return self._enrol_in(conn, prepared)
+                    store = DirectStore(self._codec, conn, max_block=self._max_block)
+                    return self._enrol_in(store, prepared)
             except IntegrityError:
                 # Another writer enrolled one of these identifiers between our lookup and
                 # our insert; the second pass finds it.
@@ -458,48 +357,57 @@ class ResidentIndex:
         raise AssertionError("unreachable")
 
     def enrol_batch(self, batch: Sequence[PreparedRecord]) -> list[Enrolment | ResidentIndexError]:
-        """Enrol many prepared records in one transaction, each in its own savepoint.
+        """Enrol many prepared records in one transaction; refused ones come back as errors.
 
-        A record refused by the index (an identifier conflict) is rolled back alone and
-        its error returned in its place; the others are kept. One commit for the batch
-        makes bulk imports fast on SQLite's durable commits.
+        What the batch needs is read in a few queries up front and everything is written
+        with one ``executemany`` per table, so a bulk import costs little per row. A
+        record refused by the index (an identifier conflict) is returned as its error in
+        its place and leaves no trace; the others are kept. Records later in the batch
+        see those before them (a duplicate inside one file is linked, not doubled).
         """
-        results: list[Enrolment | ResidentIndexError] = []
-        with storage.begin_write(self._engine) as conn:
-            for prepared in batch:
-                for attempt in range(2):
-                    try:
-                        with conn.begin_nested():
-                            results.append(self._enrol_in(conn, prepared))
-                        break
-                    except ResidentIndexError as exc:
-                        results.append(exc)
-                        break
-                    except IntegrityError:
-                        if attempt:
-                            raise
-        return results
+        for attempt in range(2):
+            try:
+                with storage.begin_write(self._engine) as conn:
+                    store = BatchStore(self._codec, conn, max_block=self._max_block)
+                    self._prefetch(store, batch)
+                    results: list[Enrolment | ResidentIndexError] = []
+                    for prepared in batch:
+                        try:
+                            results.append(self._enrol_in(store, prepared))
+                        except ResidentIndexError as exc:
+                            results.append(exc)
+                    store.flush()
+                    return results
+            except IntegrityError:
+                # Another writer got in between the prefetch and the flush: once more,
+                # the prefetch then sees its rows.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
-    def _enrol_in(self, conn: Connection, prepared: PreparedRecord) -> Enrolment:
-        wanted, demographics, clean_name = (
-            prepared.wanted,
-            prepared.demographics,
-            prepared.clean_name,
-        )
+    def _prefetch(self, store: BatchStore, batch: Sequence[PreparedRecord]) -> None:
+        idents: list[bytes] = []
+        blocks: list[bytes] = []
+        sources: list[tuple[str, str]] = []
+        for prepared in batch:
+            idents.extend(b for _k, _i, _v, b in prepared.idents)
+            blocks.extend(prepared.query_blocks)
+            if prepared.source is not None and prepared.record_id is not None:
+                sources.append((prepared.source, prepared.record_id))
+        store.prefetch(idents, blocks, sources)
+
+    def _enrol_in(self, store: DirectStore, prepared: PreparedRecord) -> Enrolment:
+        # Every check comes before the first write, so a refusal leaves nothing behind
+        # (a batch has no savepoint to roll back to).
+        demographics = prepared.demographics
         source, record_id, warnings = prepared.source, prepared.record_id, prepared.warnings
-        bidxs = [
-            (kind, issuer, value, self._ident_bidx(kind, value)) for kind, issuer, value in wanted
-        ]
+        bidxs = prepared.idents
+        found = store.holders([(k.value, i, b) for k, i, _v, b in bidxs])
         holders: dict[str, IdentifierKind] = {}
         present: set[tuple[str, str, bytes]] = set()
-        found: dict[tuple[str, str, bytes], str] = {}
-        if bidxs:
-            for row in conn.execute(_Q_HOLDERS, {"bidxs": [b[3] for b in bidxs]}):
-                found[(row[0], row[1], row[2])] = row[3]
         for kind, issuer, _value, bidx in bidxs:
             holder = found.get((kind.value, issuer, bidx))
             if holder is not None:
-                holder = self._row(conn, holder, follow=True)["id"]
                 holders.setdefault(holder, kind)
                 present.add((kind.value, issuer, bidx))
         if len(holders) > 1:
@@ -512,20 +420,17 @@ class ResidentIndex:
             )
         if holders:
             resident_id, matched_on = next(iter(holders.items()))
-            self._check_id_number_conflict(conn, resident_id, bidxs)
-            self._add_identifiers(conn, resident_id, bidxs, present)
-            if source is not None and record_id is not None:
-                self._add_source(conn, resident_id, source, record_id, demographics)
-            resident = self._load(conn, [resident_id])[0]
+            self._check_id_number_conflict(store.resident(resident_id), bidxs)
+            self._attach(store, resident_id, bidxs, present, source, record_id, demographics)
             return Enrolment(
-                resident=resident,
+                resident=store.resident(resident_id),
                 created=False,
                 matched_on=matched_on,
                 warnings=warnings,
             )
 
-        probe = self._probe(demographics, wanted)
-        candidates = self._candidates(conn, probe, limit=5)
+        probe = prepared.probe
+        candidates = self._score(probe, store.candidates(prepared.query_blocks), limit=5)
         top = candidates[0] if candidates else None
         if (
             top is not None
@@ -534,73 +439,147 @@ class ResidentIndex:
             and not self._id_conflict(top.resident, probe)
             and _CORROBORATING & set(top.agreements)
         ):
-            self._add_identifiers(conn, top.resident.id, bidxs, set())
-            if source is not None and record_id is not None:
-                self._add_source(conn, top.resident.id, source, record_id, demographics)
-            resident = self._load(conn, [top.resident.id])[0]
+            self._attach(store, top.resident.id, bidxs, set(), source, record_id, demographics)
             return Enrolment(
-                resident=resident,
+                resident=store.resident(top.resident.id),
                 created=False,
                 linked_by_demographics=top.probability,
                 warnings=warnings,
             )
 
-        resident_id = new_id()
-        name_bidx = self._protector.blind_index("resident:name", clean_name)
-        born = demographics["birth_date"]
-        birth_bidx = self._protector.blind_index("resident:birth_date", born) if born else None
-        phone = demographics["phone"]
-        phone_bidx = self._protector.blind_index("resident:phone", phone) if phone else None
-        now = _now(conn)
-        conn.execute(
-            _INS_RESIDENT,
-            {
-                "id": resident_id,
-                "status": ResidentStatus.ACTIVE.value,
-                "merged_into": None,
-                "data_ct": self._seal(
-                    "empi_residents", "data_ct", resident_id, json.dumps(demographics).encode()
-                ),
-                "name_bidx": name_bidx,
-                "birth_date_bidx": birth_bidx,
-                "phone_bidx": phone_bidx,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-        self._write_blocking_keys(conn, resident_id, probe)
-        added = self._add_identifiers(conn, resident_id, bidxs, set())
         if source is not None and record_id is not None:
-            self._add_source(conn, resident_id, source, record_id, demographics)
-        reviews: list[int] = []
-        for cand in candidates:
-            if cand.decision == Decision.NEW:
-                continue
-            review_id = conn.execute(
-                sa.insert(_REVIEWS).values(
-                    resident_id=resident_id,
-                    candidate_id=cand.resident.id,
-                    score=cand.probability,
-                    reason="; ".join(cand.agreements) or "demographics",
-                    status=ReviewStatus.OPEN.value,
-                    created_at=now,
+            holder = store.source_holder(source, record_id)
+            if holder is not None:
+                raise IdentifierConflictError(
+                    f"record {record_id} of {source} is already linked to resident {holder}",
+                    kind="record_id",
+                    holder=holder,
                 )
-            ).inserted_primary_key[0]  # type: ignore[index]
-            reviews.append(int(review_id))
-        # Built from what was just written rather than read back and decrypted again.
+        resident_id = new_id()
+        protector = self._protector
+        born, phone = demographics["birth_date"], demographics["phone"]
+        now = store.now
+        rows, added = self._identifier_rows(now, resident_id, bidxs, set())
         resident = Resident(
             id=resident_id,
             status=ResidentStatus.ACTIVE,
             name=demographics["name"],
             sex=Sex(demographics["sex"]),
             birth_date=probe["birth_date"],
-            phone=demographics["phone"],
+            phone=phone,
             address=demographics["address"],
             region_code=demographics["region_code"],
             identifiers=tuple(added),
-            created_at=_aware(now),
+            created_at=aware(now),
         )
+        store.add_resident(
+            {
+                "id": resident_id,
+                "status": ResidentStatus.ACTIVE.value,
+                "merged_into": None,
+                "data_ct": self._codec.seal(
+                    "empi_residents", "data_ct", resident_id, json.dumps(demographics).encode()
+                ),
+                "name_bidx": protector.blind_index("resident:name", prepared.clean_name),
+                "birth_date_bidx": protector.blind_index("resident:birth_date", born)
+                if born
+                else None,
+                "phone_bidx": protector.blind_index("resident:phone", phone) if phone else None,
+                "created_at": now,
+                "updated_at": now,
+            },
+            resident,
+            prepared.stored_blocks,
+        )
+        store.add_identifiers(resident_id, rows, [])
+        if source is not None and record_id is not None:
+            store.add_source(self._source_row(now, resident_id, source, record_id, demographics))
+        review_rows = [
+            {
+                "resident_id": resident_id,
+                "candidate_id": cand.resident.id,
+                "score": cand.probability,
+                "reason": "; ".join(cand.agreements) or "demographics",
+                "status": ReviewStatus.OPEN.value,
+                "created_at": now,
+            }
+            for cand in candidates
+            if cand.decision != Decision.NEW
+        ]
+        reviews = store.add_reviews(review_rows) if review_rows else []
         return Enrolment(resident=resident, created=True, warnings=warnings, reviews=tuple(reviews))
+
+    def _attach(
+        self,
+        store: DirectStore,
+        resident_id: str,
+        bidxs: list[tuple[IdentifierKind, str, str, bytes]],
+        present: set[tuple[str, str, bytes]],
+        source: str | None,
+        record_id: str | None,
+        demographics: dict[str, Any],
+    ) -> None:
+        new_source = False
+        if source is not None and record_id is not None:
+            holder = store.source_holder(source, record_id)
+            if holder is not None and holder != resident_id:
+                raise IdentifierConflictError(
+                    f"record {record_id} of {source} is already linked to resident {holder}",
+                    kind="record_id",
+                    holder=holder,
+                )
+            new_source = holder is None
+        rows, added = self._identifier_rows(store.now, resident_id, bidxs, present)
+        store.add_identifiers(resident_id, rows, added)
+        if new_source and source is not None and record_id is not None:
+            store.add_source(
+                self._source_row(store.now, resident_id, source, record_id, demographics)
+            )
+
+    def _identifier_rows(
+        self,
+        now: dt.datetime,
+        resident_id: str,
+        bidxs: list[tuple[IdentifierKind, str, str, bytes]],
+        present: set[tuple[str, str, bytes]],
+    ) -> tuple[list[dict[str, Any]], list[Identifier]]:
+        rows = []
+        added = []
+        for kind, issuer, value, bidx in bidxs:
+            if (kind.value, issuer, bidx) in present:
+                continue
+            present.add((kind.value, issuer, bidx))
+            ident_id = new_id()
+            rows.append(
+                {
+                    "id": ident_id,
+                    "resident_id": resident_id,
+                    "kind": kind.value,
+                    "issuer": issuer,
+                    "value_bidx": bidx,
+                    "value_ct": self._codec.seal(
+                        "empi_identifiers", "value_ct", ident_id, value.encode()
+                    ),
+                    "created_at": now,
+                }
+            )
+            added.append(Identifier(kind=kind, value=value, issuer=issuer))
+        return rows, added
+
+    def _source_row(
+        self, now: dt.datetime, resident_id: str, source: str, record_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        row_id = new_id()
+        return {
+            "id": row_id,
+            "resident_id": resident_id,
+            "source": source,
+            "record_id": record_id,
+            "data_ct": self._codec.seal(
+                "empi_source_records", "data_ct", row_id, json.dumps(data).encode()
+            ),
+            "created_at": now,
+        }
 
     # --- demographic matching --------------------------------------------------------
 
@@ -637,31 +616,15 @@ class ResidentIndex:
         theirs = resident.identifier(IdentifierKind.ID_NUMBER)
         return bool(mine and theirs and len(mine) == 18 and len(theirs) == 18 and mine != theirs)
 
-    def _write_blocking_keys(
-        self, conn: Connection, resident_id: str, probe: dict[str, Any]
-    ) -> None:
-        keys = blocking_keys(probe)
-        if keys:
-            conn.execute(
-                _INS_BLOCK,
-                [
-                    {
-                        "resident_id": resident_id,
-                        "key_bidx": self._protector.blind_index("block", k),
-                    }
-                    for k in sorted(keys)
-                ],
-            )
+    def _block_bidxs(self, probe: dict[str, Any], *, stored: bool = False) -> list[bytes]:
+        keys = blocking_keys(probe) if stored else probe_keys(probe)
+        return [self._protector.blind_index("block", k) for k in sorted(keys)]
 
-    def _candidates(
-        self, conn: Connection, probe: dict[str, Any], *, limit: int, exclude: str | None = None
+    def _score(
+        self, probe: dict[str, Any], residents: Iterable[Resident], *, limit: int
     ) -> list[Candidate]:
-        keys = [self._protector.blind_index("block", k) for k in sorted(blocking_keys(probe))]
-        if not keys:
-            return []
-        ids = conn.scalars(self._q_block, {"keys": keys}).all()
         scored = []
-        for resident in self._load(conn, [i for i in ids if i != exclude]):
+        for resident in residents:
             score = self._model.score(probe, self._as_record(resident))
             scored.append(
                 Candidate(
@@ -689,9 +652,9 @@ class ResidentIndex:
     ) -> list[Candidate]:
         """Residents that may be this person, best first, each with what agreed (R-EMPI-1).
 
-        Candidates are drawn through blocking keys (sound of the name, birth date, phone,
-        surname + year) and scored with the Fellegi–Sunter model; those the model calls
-        ``new`` are left out unless ``include_new``.
+        Candidates are drawn through blocking keys (see :mod:`hcmiddleware.empi.blocking`)
+        and scored with the Fellegi–Sunter model; those the model calls ``new`` are left
+        out unless ``include_new``.
         """
         id_value = None
         if id_number and normalize_code(id_number):
@@ -705,7 +668,12 @@ class ResidentIndex:
             "id_number": id_value,
         }
         with self._engine.connect() as conn:
-            found = self._candidates(conn, probe, limit=limit if include_new else 10 * limit)
+            store = DirectStore(self._codec, conn, max_block=self._max_block)
+            found = self._score(
+                probe,
+                store.candidates(self._block_bidxs(probe)),
+                limit=limit if include_new else 10 * limit,
+            )
         if not include_new:
             found = [c for c in found if c.decision != Decision.NEW]
         return found[:limit]
@@ -723,9 +691,9 @@ class ResidentIndex:
         with self._engine.connect() as conn:
             ids = list(
                 conn.scalars(
-                    sa.select(_RESIDENTS.c.id)
-                    .where(_RESIDENTS.c.status == ResidentStatus.ACTIVE.value)
-                    .order_by(_RESIDENTS.c.id)
+                    sa.select(RESIDENTS.c.id)
+                    .where(RESIDENTS.c.status == ResidentStatus.ACTIVE.value)
+                    .order_by(RESIDENTS.c.id)
                 )
             )
             if max_residents is not None and len(ids) > max_residents:
@@ -733,7 +701,7 @@ class ResidentIndex:
                 ids = ids[:max_residents]
             records: dict[str, dict[str, Any]] = {}
             for start in range(0, len(ids), 500):
-                for resident in self._load(conn, ids[start : start + 500]):
+                for resident in self._codec.load(conn, ids[start : start + 500]):
                     records[resident.id] = self._as_record(resident)
         return records
 
@@ -743,7 +711,7 @@ class ResidentIndex:
     ) -> list[tuple[str, str]]:
         blocks: dict[str, list[str]] = {}
         for rid, record in records.items():
-            for key in blocking_keys(record):
+            for key in probe_keys(record):
                 blocks.setdefault(key, []).append(rid)
         pairs: set[tuple[str, str]] = set()
         for members in blocks.values():
@@ -772,8 +740,8 @@ class ResidentIndex:
         model.train(gammas)
         with storage.begin_write(self._engine) as conn:
             conn.execute(
-                sa.insert(_MODELS).values(
-                    params=model.to_json(), pairs=len(pairs), trained_at=_now(conn)
+                sa.insert(MODELS).values(
+                    params=model.to_json(), pairs=len(pairs), trained_at=now_for(conn)
                 )
             )
         self._model = model
@@ -798,9 +766,9 @@ class ResidentIndex:
         with self._engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 for rid, record_id in conn.execute(
-                    sa.select(_SOURCES.c.resident_id, _SOURCES.c.record_id)
-                    .where(_SOURCES.c.resident_id.in_(ids[start : start + 500]))
-                    .order_by(_SOURCES.c.record_id)
+                    sa.select(SOURCES.c.resident_id, SOURCES.c.record_id)
+                    .where(SOURCES.c.resident_id.in_(ids[start : start + 500]))
+                    .order_by(SOURCES.c.record_id)
                 ):
                     sources.setdefault(rid, []).append(record_id)
         return [
@@ -816,99 +784,43 @@ class ResidentIndex:
             for a, b, score in found
         ]
 
+    @staticmethod
     def _check_id_number_conflict(
-        self,
-        conn: Connection,
-        resident_id: str,
-        bidxs: list[tuple[IdentifierKind, str, str, bytes]],
+        resident: Resident, bidxs: list[tuple[IdentifierKind, str, str, bytes]]
     ) -> None:
         given = [
-            (value, bidx)
-            for kind, _issuer, value, bidx in bidxs
+            value
+            for kind, _issuer, value, _bidx in bidxs
             if kind is IdentifierKind.ID_NUMBER and len(value) == 18
         ]
-        if not given:
-            return
-        held = conn.scalars(
-            sa.select(_IDENTIFIERS.c.id).where(
-                _IDENTIFIERS.c.resident_id == resident_id,
-                _IDENTIFIERS.c.kind == IdentifierKind.ID_NUMBER.value,
-            )
-        ).all()
-        if not held:
-            return
-        owned = self._identifiers_of(conn, [resident_id])[resident_id]
         numbers = {
-            i.value for i in owned if i.kind is IdentifierKind.ID_NUMBER and len(i.value) == 18
+            i.value
+            for i in resident.identifiers
+            if i.kind is IdentifierKind.ID_NUMBER and len(i.value) == 18
         }
-        if numbers and given[0][0] not in numbers:
+        if given and numbers and given[0] not in numbers:
             raise IdentifierConflictError(
-                f"resident {resident_id} already has another ID number; nothing was written",
+                f"resident {resident.id} already has another ID number; nothing was written",
                 kind=IdentifierKind.ID_NUMBER.value,
-                holder=resident_id,
+                holder=resident.id,
                 hint="the card or other identifier given belongs to someone else, or the ID "
                 "number was mistyped: check the identity document",
             )
 
-    def _add_identifiers(
-        self,
-        conn: Connection,
-        resident_id: str,
-        bidxs: list[tuple[IdentifierKind, str, str, bytes]],
-        present: set[tuple[str, str, bytes]],
-    ) -> list[Identifier]:
-        now = _now(conn)
-        rows = []
-        added = []
-        for kind, issuer, value, bidx in bidxs:
-            if (kind.value, issuer, bidx) in present:
-                continue
-            present.add((kind.value, issuer, bidx))
-            ident_id = new_id()
-            rows.append(
-                {
-                    "id": ident_id,
-                    "resident_id": resident_id,
-                    "kind": kind.value,
-                    "issuer": issuer,
-                    "value_bidx": bidx,
-                    "value_ct": self._seal(
-                        "empi_identifiers", "value_ct", ident_id, value.encode()
-                    ),
-                    "created_at": now,
-                }
-            )
-            added.append(Identifier(kind=kind, value=value, issuer=issuer))
-        if rows:
-            conn.execute(_INS_IDENTIFIER, rows)
-        return added
+    def refresh_statistics(self) -> None:
+        """Let the database re-plan after a bulk load (PostgreSQL ANALYZE, SQLite optimize).
 
-    def _add_source(
-        self, conn: Connection, resident_id: str, source: str, record_id: str, data: dict[str, Any]
-    ) -> None:
-        existing = conn.scalar(_Q_SOURCE_HOLDER, {"source": source, "record_id": record_id})
-        if existing is not None:
-            if self._row(conn, existing, follow=True)["id"] != resident_id:
-                raise IdentifierConflictError(
-                    f"record {record_id} of {source} is already linked to resident {existing}",
-                    kind="record_id",
-                    holder=existing,
-                )
-            return
-        row_id = new_id()
-        conn.execute(
-            _INS_SOURCE,
-            {
-                "id": row_id,
-                "resident_id": resident_id,
-                "source": source,
-                "record_id": record_id,
-                "data_ct": self._seal(
-                    "empi_source_records", "data_ct", row_id, json.dumps(data).encode()
-                ),
-                "created_at": _now(conn),
-            },
-        )
+        Without it PostgreSQL may keep planning lookups for the empty tables it saw
+        before an import.
+        """
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                for table in (RESIDENTS, IDENTIFIERS, BLOCKS, SOURCES):
+                    conn.exec_driver_sql(f"ANALYZE {table.name}")
+            elif conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA optimize")
+                conn.commit()
 
     def known_records(self, source: str, record_ids: Iterable[str]) -> set[str]:
         """Which of these record ids of ``source`` are already in the index (for resuming)."""
@@ -918,9 +830,9 @@ class ResidentIndex:
             for start in range(0, len(wanted), 500):
                 found.update(
                     conn.scalars(
-                        sa.select(_SOURCES.c.record_id).where(
-                            _SOURCES.c.source == source,
-                            _SOURCES.c.record_id.in_(wanted[start : start + 500]),
+                        sa.select(SOURCES.c.record_id).where(
+                            SOURCES.c.source == source,
+                            SOURCES.c.record_id.in_(wanted[start : start + 500]),
                         )
                     )
                 )
@@ -930,9 +842,9 @@ class ResidentIndex:
         """``(source, record_id)`` of every source record linked to the resident."""
         with self._engine.connect() as conn:
             rows = conn.execute(
-                sa.select(_SOURCES.c.source, _SOURCES.c.record_id)
-                .where(_SOURCES.c.resident_id == resident_id)
-                .order_by(_SOURCES.c.source, _SOURCES.c.record_id)
+                sa.select(SOURCES.c.source, SOURCES.c.record_id)
+                .where(SOURCES.c.resident_id == resident_id)
+                .order_by(SOURCES.c.source, SOURCES.c.record_id)
             ).all()
             return [(r[0], r[1]) for r in rows]
 
@@ -959,8 +871,8 @@ class ResidentIndex:
         canonical = self._canonical(kind, value)
         bidx = self._ident_bidx(kind, canonical)
         with storage.begin_write(self._engine) as conn:
-            target = self._row(conn, resident_id, follow=True)["id"]
-            holder = conn.scalar(_Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx})
+            target = self._codec.row(conn, resident_id, follow=True)["id"]
+            holder = conn.scalar(Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx})
             if holder is not None and holder != target:
                 raise IdentifierConflictError(
                     f"that {kind.value} of {issuer} already belongs to resident {holder}",
@@ -968,7 +880,11 @@ class ResidentIndex:
                     holder=holder,
                 )
             if holder is None:
-                self._add_identifiers(conn, target, [(kind, issuer, canonical, bidx)], set())
+                store = DirectStore(self._codec, conn, max_block=self._max_block)
+                rows, added = self._identifier_rows(
+                    store.now, target, [(kind, issuer, canonical, bidx)], set()
+                )
+                store.add_identifiers(target, rows, added)
         return Identifier(kind=kind, value=canonical, issuer=issuer)
 
     def hospital_id(self, resident_id: str, hospital_code: str) -> str | None:
@@ -989,8 +905,8 @@ class ResidentIndex:
         if not reason.strip() or not operator.strip():
             raise MergeError("a merge needs a reason and the operator's name", hint="fill in both")
         with storage.begin_write(self._engine) as conn:
-            keep = self._row(conn, survivor, follow=False)
-            gone = self._row(conn, merged, follow=False)
+            keep = self._codec.row(conn, survivor, follow=False)
+            gone = self._codec.row(conn, merged, follow=False)
             if keep["id"] == gone["id"]:
                 raise MergeError(
                     "a resident cannot be merged into itself", hint="pick two residents"
@@ -1002,44 +918,44 @@ class ResidentIndex:
                         hint="merge into the survivor instead",
                     )
             moved_ids = conn.scalars(
-                sa.select(_IDENTIFIERS.c.id).where(_IDENTIFIERS.c.resident_id == merged)
+                sa.select(IDENTIFIERS.c.id).where(IDENTIFIERS.c.resident_id == merged)
             ).all()
             moved_sources = conn.scalars(
-                sa.select(_SOURCES.c.id).where(_SOURCES.c.resident_id == merged)
+                sa.select(SOURCES.c.id).where(SOURCES.c.resident_id == merged)
             ).all()
             conn.execute(
-                sa.update(_IDENTIFIERS)
-                .where(_IDENTIFIERS.c.resident_id == merged)
+                sa.update(IDENTIFIERS)
+                .where(IDENTIFIERS.c.resident_id == merged)
                 .values(resident_id=survivor)
             )
             conn.execute(
-                sa.update(_SOURCES)
-                .where(_SOURCES.c.resident_id == merged)
+                sa.update(SOURCES)
+                .where(SOURCES.c.resident_id == merged)
                 .values(resident_id=survivor)
             )
-            now = _now(conn)
+            now = now_for(conn)
             conn.execute(
-                sa.update(_RESIDENTS)
-                .where(_RESIDENTS.c.id == merged)
+                sa.update(RESIDENTS)
+                .where(RESIDENTS.c.id == merged)
                 .values(status=ResidentStatus.MERGED.value, merged_into=survivor, updated_at=now)
             )
             conn.execute(
-                sa.update(_REVIEWS)
+                sa.update(REVIEWS)
                 .where(
-                    _REVIEWS.c.status == ReviewStatus.OPEN.value,
+                    REVIEWS.c.status == ReviewStatus.OPEN.value,
                     sa.or_(
                         sa.and_(
-                            _REVIEWS.c.resident_id == merged, _REVIEWS.c.candidate_id == survivor
+                            REVIEWS.c.resident_id == merged, REVIEWS.c.candidate_id == survivor
                         ),
                         sa.and_(
-                            _REVIEWS.c.resident_id == survivor, _REVIEWS.c.candidate_id == merged
+                            REVIEWS.c.resident_id == survivor, REVIEWS.c.candidate_id == merged
                         ),
                     ),
                 )
                 .values(status=ReviewStatus.MERGED.value, decided_at=now, decided_by=operator)
             )
             event_id = conn.execute(
-                sa.insert(_MERGES).values(
+                sa.insert(MERGES).values(
                     action="merge",
                     survivor_id=survivor,
                     merged_id=merged,
@@ -1062,19 +978,19 @@ class ResidentIndex:
                 "an unmerge needs a reason and the operator's name", hint="fill in both"
             )
         with storage.begin_write(self._engine) as conn:
-            gone = self._row(conn, merged, follow=False)
+            gone = self._codec.row(conn, merged, follow=False)
             if gone["status"] != ResidentStatus.MERGED:
                 raise MergeError(f"resident {merged} is not merged", hint="nothing to undo")
-            undone = sa.select(_MERGES.c.undoes).where(_MERGES.c.undoes.is_not(None))
+            undone = sa.select(MERGES.c.undoes).where(MERGES.c.undoes.is_not(None))
             event = (
                 conn.execute(
-                    sa.select(_MERGES)
+                    sa.select(MERGES)
                     .where(
-                        _MERGES.c.action == "merge",
-                        _MERGES.c.merged_id == merged,
-                        _MERGES.c.id.not_in(undone),
+                        MERGES.c.action == "merge",
+                        MERGES.c.merged_id == merged,
+                        MERGES.c.id.not_in(undone),
                     )
-                    .order_by(_MERGES.c.id.desc())
+                    .order_by(MERGES.c.id.desc())
                 )
                 .mappings()
                 .first()
@@ -1089,24 +1005,24 @@ class ResidentIndex:
             sources = json.loads(event["moved_source_records"])
             if idents:
                 conn.execute(
-                    sa.update(_IDENTIFIERS)
-                    .where(_IDENTIFIERS.c.id.in_(idents), _IDENTIFIERS.c.resident_id == survivor)
+                    sa.update(IDENTIFIERS)
+                    .where(IDENTIFIERS.c.id.in_(idents), IDENTIFIERS.c.resident_id == survivor)
                     .values(resident_id=merged)
                 )
             if sources:
                 conn.execute(
-                    sa.update(_SOURCES)
-                    .where(_SOURCES.c.id.in_(sources), _SOURCES.c.resident_id == survivor)
+                    sa.update(SOURCES)
+                    .where(SOURCES.c.id.in_(sources), SOURCES.c.resident_id == survivor)
                     .values(resident_id=merged)
                 )
-            now = _now(conn)
+            now = now_for(conn)
             conn.execute(
-                sa.update(_RESIDENTS)
-                .where(_RESIDENTS.c.id == merged)
+                sa.update(RESIDENTS)
+                .where(RESIDENTS.c.id == merged)
                 .values(status=ResidentStatus.ACTIVE.value, merged_into=None, updated_at=now)
             )
             event_id = conn.execute(
-                sa.insert(_MERGES).values(
+                sa.insert(MERGES).values(
                     action="unmerge",
                     survivor_id=survivor,
                     merged_id=merged,
@@ -1121,7 +1037,7 @@ class ResidentIndex:
             return self._event(conn, int(event_id))
 
     def _event(self, conn: Connection, event_id: int) -> MergeEvent:
-        row = conn.execute(sa.select(_MERGES).where(_MERGES.c.id == event_id)).mappings().one()
+        row = conn.execute(sa.select(MERGES).where(MERGES.c.id == event_id)).mappings().one()
         return self._to_event(row)
 
     @staticmethod
@@ -1133,7 +1049,7 @@ class ResidentIndex:
             merged_id=row["merged_id"],
             reason=row["reason"],
             operator=row["operator"],
-            at=_aware(row["at"]),
+            at=aware(row["at"]),
             undoes=row["undoes"],
             moved_identifiers=len(json.loads(row["moved_identifiers"])),
             moved_source_records=len(json.loads(row["moved_source_records"])),
@@ -1143,11 +1059,11 @@ class ResidentIndex:
         """Every merge and unmerge the resident took part in, oldest first."""
         with self._engine.connect() as conn:
             rows = conn.execute(
-                sa.select(_MERGES)
+                sa.select(MERGES)
                 .where(
-                    sa.or_(_MERGES.c.survivor_id == resident_id, _MERGES.c.merged_id == resident_id)
+                    sa.or_(MERGES.c.survivor_id == resident_id, MERGES.c.merged_id == resident_id)
                 )
-                .order_by(_MERGES.c.id)
+                .order_by(MERGES.c.id)
             ).mappings()
             return [self._to_event(r) for r in rows]
 
@@ -1157,7 +1073,7 @@ class ResidentIndex:
         """Review-queue items with this status, oldest first."""
         with self._engine.connect() as conn:
             rows = conn.execute(
-                sa.select(_REVIEWS).where(_REVIEWS.c.status == status.value).order_by(_REVIEWS.c.id)
+                sa.select(REVIEWS).where(REVIEWS.c.status == status.value).order_by(REVIEWS.c.id)
             ).mappings()
             return [self._to_review(r) for r in rows]
 
@@ -1170,8 +1086,8 @@ class ResidentIndex:
             score=row["score"],
             reason=row["reason"],
             status=ReviewStatus(row["status"]),
-            created_at=_aware(row["created_at"]),
-            decided_at=_aware(row["decided_at"]) if row["decided_at"] else None,
+            created_at=aware(row["created_at"]),
+            decided_at=aware(row["decided_at"]) if row["decided_at"] else None,
             decided_by=row["decided_by"],
         )
 
@@ -1179,9 +1095,7 @@ class ResidentIndex:
         """Close a review: ``same_person`` merges the new record into the candidate."""
         with self._engine.connect() as conn:
             row = (
-                conn.execute(sa.select(_REVIEWS).where(_REVIEWS.c.id == review_id))
-                .mappings()
-                .first()
+                conn.execute(sa.select(REVIEWS).where(REVIEWS.c.id == review_id)).mappings().first()
             )
         if row is None:
             raise ResidentIndexError(
@@ -1200,13 +1114,13 @@ class ResidentIndex:
             )
         else:
             with storage.begin_write(self._engine) as conn:
-                now = _now(conn)
+                now = now_for(conn)
                 conn.execute(
-                    sa.update(_REVIEWS)
-                    .where(_REVIEWS.c.id == review_id)
+                    sa.update(REVIEWS)
+                    .where(REVIEWS.c.id == review_id)
                     .values(status=ReviewStatus.DISTINCT.value, decided_at=now, decided_by=operator)
                 )
         with self._engine.connect() as conn:
             return self._to_review(
-                conn.execute(sa.select(_REVIEWS).where(_REVIEWS.c.id == review_id)).mappings().one()
+                conn.execute(sa.select(REVIEWS).where(REVIEWS.c.id == review_id)).mappings().one()
             )

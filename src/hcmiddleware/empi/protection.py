@@ -168,6 +168,8 @@ class Protector:
             )
         self._current = current_key
         self._index_key = index_key
+        # Keyed once; each blind index copies this state instead of re-keying HMAC.
+        self._index_mac = hmac.new(index_key, digestmod=hashlib.sha256)
         self._engine: Engine | None = None
         self._lock = threading.Lock()
         self._data_keys: dict[int, AESGCM] = {}
@@ -330,5 +332,6 @@ class Protector:
 
     def blind_index(self, domain: str, normalized: str) -> bytes:
         """HMAC-SHA256 of ``domain`` and an already normalised value: equal in, equal out."""
-        message = domain.encode() + b"\x1f" + normalized.encode()
-        return hmac.new(self._index_key, message, hashlib.sha256).digest()
+        mac = self._index_mac.copy()
+        mac.update(domain.encode() + b"\x1f" + normalized.encode())
+        return mac.digest()

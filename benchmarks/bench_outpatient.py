@@ -1,0 +1,219 @@
+"""End-to-end outpatient registration: card through pcscd + vpcd, index, HIS over MLLP.
+
+What a kiosk's "register" costs, step by step, as :class:`OutpatientFlow` runs it:
+the card read (PC/SC through pcscd and the vpcd virtual reader, SAM authentication,
+decoding), the resident index, the hospital patient ID, the registration and the
+queue position from the reference HIS over HL7 v2.5 / MLLP on loopback.
+
+Each step's time is split three ways:
+
+* card I/O — time inside ``transmit`` (pcscd, vpcd, the emulated card's answers);
+* HIS — time inside the MLLP round trips (the wire plus the reference HIS parsing,
+  validating and storing the message);
+* middleware — everything else: SAM cryptograms, decoding, the index, the flow, the
+  dispatcher, the adapter building and validating HL7, the audit log; of which
+  "adapter" is the HL7 adapter's own part of the HIS hook calls (building the
+  message, hl7apy's strict validation, parsing the answer) with the dispatcher's
+  worker thread.
+
+Two kinds of visit: a returning patient (resident and hospital patient ID already in
+the index: the HIS is asked only to register) and a first visit (a new card: the
+resident is enrolled and the HIS looks the patient up and creates it). Goal: ≤ 150 ms
+end to end, the middleware's share ≤ 20 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from hcm_his_reference import ReferenceHis
+
+from hcmiddleware import Middleware
+from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.pcsc import PcscTransport
+from hcmiddleware.card.vpcd import VpcdCard
+from hcmiddleware.config import parse_config
+from hcmiddleware.dispatch import CallRecord
+from hcmiddleware.empi.identity import check_character
+from hcmiddleware.flows.outpatient import OutpatientFlow
+from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
+from hcmiddleware.testing.pcscd import USER_READER, Pcscd
+
+N = 30
+HOSPITAL = "210100000001"
+PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
+STEPS = ("card read", "index", "hospital patient ID", "registration", "queue position")
+
+
+class Clock:
+    """Where the time of one visit went: per step, card I/O, HIS and the rest."""
+
+    def __init__(self) -> None:
+        self.step = ""
+        self.total: dict[str, float] = defaultdict(float)
+        self.card: dict[str, float] = defaultdict(float)
+        self.his: dict[str, float] = defaultdict(float)
+        self.hooks: dict[str, float] = defaultdict(float)
+
+    def observe(self, record: CallRecord) -> None:
+        """Count a HIS hook call's duration (adapter + dispatcher + HIS) to the step."""
+        if record.hook.startswith("hcm_his_"):
+            self.hooks[self.step] += record.duration
+
+    @contextmanager
+    def measure(self, step: str) -> Iterator[None]:
+        self.step = step
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.total[step] += time.perf_counter() - t0
+
+    def timed(self, bucket: dict[str, float], fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                bucket[self.step] += time.perf_counter() - t0
+
+        return wrapper
+
+
+class TimedTransport:
+    """A PC/SC transport whose ``transmit`` time is counted as card I/O."""
+
+    def __init__(self, inner: PcscTransport, clock: Clock) -> None:
+        self.inner = inner
+        self.reader = inner.reader
+        self.transmit = clock.timed(clock.card, inner.transmit)
+
+    @property
+    def atr(self) -> bytes:
+        """The card's ATR."""
+        return self.inner.atr
+
+    def close(self) -> None:
+        """Release the card."""
+        self.inner.close()
+
+
+def card_for(i: int, folder: Path) -> EmulatedCard:
+    """A new resident's card: the sample card with its own number and ID number."""
+    profile = json.loads(PROFILE.read_text(encoding="utf-8"))
+    first17 = f"21010219850312{2 * i + 1:03d}"  # odd: a man, as on the card
+    profile["items"]["id_number"] = first17 + check_character(first17)
+    profile["items"]["card_number"] = f"2100000001{i:08d}"
+    profile["photo"] = str(PROFILE.parent / profile["photo"])
+    path = folder / f"card-{i}.json"
+    path.write_text(json.dumps(profile, ensure_ascii=False), encoding="utf-8")
+    return EmulatedCard.from_files(path, TEST_ISSUER_KEYS)
+
+
+def visit(flow: OutpatientFlow, mw: Middleware, clock: Clock, slot: datetime) -> None:
+    """One kiosk registration, step by step, as the flow runs it."""
+    transport = TimedTransport(PcscTransport(USER_READER), clock)
+    try:
+        with clock.measure("card read"):
+            card = mw.terminal.read(transport, actor="bench-kiosk")
+    finally:
+        transport.close()
+    with clock.measure("index"):
+        resident = mw.residents.enrol_from_card(card)
+    from hcmiddleware.flows.journey import Identified
+
+    who = Identified(resident=resident, card=card)
+    with clock.measure("hospital patient ID"):
+        patient = flow.patient(who)
+    with clock.measure("registration"):
+        registration = flow.register(patient, department_code="NEI", slot_start=slot)
+    with clock.measure("queue position"):
+        flow.queue(registration)
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def table(title: str, clocks: list[Clock]) -> list[str]:
+    lines = [
+        f"\n{title} (n={len(clocks)}; ms, median / p95)",
+        f"{'step':<20} {'wall':>15} {'card I/O':>15} {'HIS':>15} {'middleware':>15}"
+        f" {'(adapter)':>15}",
+    ]
+
+    def cell(values: list[float]) -> str:
+        ms = [v * 1e3 for v in values]
+        return f"{statistics.median(ms):>7.2f} /{pct(ms, 0.95):>6.2f}"
+
+    for step in (*STEPS, "total"):
+
+        def part(c: Clock, bucket: str, step: str = step) -> float:
+            source: dict[str, float] = getattr(c, bucket)
+            return sum(source.values()) if step == "total" else source[step]
+
+        wall = [part(c, "total") for c in clocks]
+        io = [part(c, "card") for c in clocks]
+        his = [part(c, "his") for c in clocks]
+        own = [w - i - h for w, i, h in zip(wall, io, his, strict=True)]
+        adapter = [k - h for k, h in zip([part(c, "hooks") for c in clocks], his, strict=True)]
+        lines.append(f"{step:<20} {cell(wall)} {cell(io)} {cell(his)} {cell(own)} {cell(adapter)}")
+    return lines
+
+
+def main() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="hcm-bench-outpatient-"))
+    with ReferenceHis(folder / "his.db", hospital_code=HOSPITAL) as his, Pcscd() as pcscd:
+        host, port = his.mllp_address
+        config = parse_config(
+            {
+                "middleware": {"data_dir": str(folder / "hcm"), "institution_code": HOSPITAL},
+                "sam": {"keys": str(TEST_ISSUER_KEYS)},
+                "plugins": {"enabled": ["his-hl7"], "his-hl7": {"host": host, "port": port}},
+                "logging": {"level": "WARNING"},
+            }
+        )
+        with Middleware(config) as mw:
+            client = mw.pm.get_plugin("his-hl7").client  # type: ignore[union-attr]
+            round_trip = client._send  # one MLLP exchange: the wire and the HIS
+            flow = OutpatientFlow(mw, actor="bench-kiosk")
+            base = (datetime.now() + timedelta(days=2)).replace(
+                hour=8, minute=0, second=0, microsecond=0
+            )
+            first: list[Clock] = []
+            returning: list[Clock] = []
+            pcscd.wait_card(False)
+            for i in range(N + 1):
+                card = card_for(i, folder)
+                with VpcdCard(card):
+                    pcscd.wait_card(True)
+                    for kind, bucket in (("first", first), ("returning", returning)):
+                        clock = Clock()
+                        detach = mw.dispatcher.add_observer(clock.observe)
+                        client._send = clock.timed(clock.his, round_trip)
+                        slot = base + timedelta(days=i, minutes=0 if kind == "first" else 30)
+                        visit(flow, mw, clock, slot)
+                        detach()
+                        if i > 0:  # the first card warms up imports, connections, caches
+                            bucket.append(clock)
+                pcscd.wait_card(False)
+    for line in table("First visit: new resident, the HIS looks up and creates the patient", first):
+        print(line)
+    for line in table("Returning patient: the index knows the hospital patient ID", returning):
+        print(line)
+    print("\ngoal: total ≤ 150 ms, middleware ≤ 20 ms")
+
+
+if __name__ == "__main__":
+    main()

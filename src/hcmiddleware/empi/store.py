@@ -1,0 +1,419 @@
+"""How the index's rows are read and written: statements, decryption, units of work.
+
+:class:`RowCodec` turns rows into :class:`~hcmiddleware.empi.records.Resident` models
+(decrypting them) and seals values for a cell. Enrolment talks to a *store*:
+:class:`DirectStore` reads and writes at once (one enrolment, one transaction);
+:class:`BatchStore` reads what a whole batch needs in a few queries up front, answers
+from memory (including what the batch itself added) and writes everything with one
+``executemany`` per table at :meth:`BatchStore.flush` — the bulk-import path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hcmiddleware.empi.identity import Sex
+from hcmiddleware.empi.protection import Protector
+from hcmiddleware.empi.records import Identifier, Resident
+from hcmiddleware.empi.schema import (
+    BlockingKeyRow,
+    IdentifierKind,
+    IdentifierRow,
+    MatchModelRow,
+    MergeEventRow,
+    ResidentRow,
+    ResidentStatus,
+    ReviewRow,
+    SourceRecordRow,
+    utcnow,
+)
+from hcmiddleware.errors import ResidentIndexError, ResidentNotFoundError
+
+__all__ = [
+    "BLOCKS",
+    "IDENTIFIERS",
+    "MERGES",
+    "MODELS",
+    "RESIDENTS",
+    "REVIEWS",
+    "SOURCES",
+    "BatchStore",
+    "DirectStore",
+    "RowCodec",
+    "aware",
+    "now_for",
+]
+
+_CHUNK = 500
+
+RESIDENTS = cast(sa.Table, ResidentRow.__table__)
+IDENTIFIERS = cast(sa.Table, IdentifierRow.__table__)
+SOURCES = cast(sa.Table, SourceRecordRow.__table__)
+MERGES = cast(sa.Table, MergeEventRow.__table__)
+REVIEWS = cast(sa.Table, ReviewRow.__table__)
+BLOCKS = cast(sa.Table, BlockingKeyRow.__table__)
+MODELS = cast(sa.Table, MatchModelRow.__table__)
+
+# Statements built once: building a statement costs more than running it on SQLite.
+Q_IDENTS_OF = (
+    sa.select(IDENTIFIERS)
+    .where(IDENTIFIERS.c.resident_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(IDENTIFIERS.c.created_at, IDENTIFIERS.c.id)
+)
+Q_RESIDENTS_IN = sa.select(RESIDENTS).where(RESIDENTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+Q_RESIDENT = sa.select(RESIDENTS).where(RESIDENTS.c.id == sa.bindparam("id"))
+Q_HOLDER = sa.select(IDENTIFIERS.c.resident_id).where(
+    IDENTIFIERS.c.kind == sa.bindparam("kind"),
+    IDENTIFIERS.c.issuer == sa.bindparam("issuer"),
+    IDENTIFIERS.c.value_bidx == sa.bindparam("bidx"),
+)
+Q_HOLDERS = sa.select(
+    IDENTIFIERS.c.kind,
+    IDENTIFIERS.c.issuer,
+    IDENTIFIERS.c.value_bidx,
+    IDENTIFIERS.c.resident_id,
+).where(IDENTIFIERS.c.value_bidx.in_(sa.bindparam("bidxs", expanding=True)))
+Q_SOURCE_HOLDER = sa.select(SOURCES.c.resident_id).where(
+    SOURCES.c.source == sa.bindparam("source"),
+    SOURCES.c.record_id == sa.bindparam("record_id"),
+)
+INS_RESIDENT = sa.insert(RESIDENTS)
+INS_IDENTIFIER = sa.insert(IDENTIFIERS)
+INS_SOURCE = sa.insert(SOURCES)
+INS_BLOCK = sa.insert(BLOCKS)
+
+Q_HOLDERS_ACTIVE = (
+    sa.select(
+        IDENTIFIERS.c.kind,
+        IDENTIFIERS.c.issuer,
+        IDENTIFIERS.c.value_bidx,
+        IDENTIFIERS.c.resident_id,
+        RESIDENTS.c.status,
+    )
+    .join(RESIDENTS, RESIDENTS.c.id == IDENTIFIERS.c.resident_id)
+    .where(IDENTIFIERS.c.value_bidx.in_(sa.bindparam("bidxs", expanding=True)))
+)
+Q_BLOCK_MEMBERS = (
+    sa.select(BLOCKS.c.key_bidx, BLOCKS.c.resident_id)
+    .join(RESIDENTS, RESIDENTS.c.id == BLOCKS.c.resident_id)
+    .where(
+        BLOCKS.c.key_bidx.in_(sa.bindparam("keys", expanding=True)),
+        RESIDENTS.c.status == ResidentStatus.ACTIVE.value,
+    )
+)
+Q_SOURCES_IN = sa.select(SOURCES.c.source, SOURCES.c.record_id, SOURCES.c.resident_id).where(
+    SOURCES.c.source == sa.bindparam("source"),
+    SOURCES.c.record_id.in_(sa.bindparam("record_ids", expanding=True)),
+)
+INS_REVIEW = sa.insert(REVIEWS)
+
+
+def naive_utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def now_for(conn: Connection) -> dt.datetime:
+    # SQLite has no zoned timestamps: store naive UTC there, aware UTC elsewhere.
+    now = utcnow()
+    return naive_utc(now) if conn.dialect.name == "sqlite" else now
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    # SQLite gives timestamps back without a zone; they were written as UTC.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+class RowCodec:
+    """Seals values for their cells and turns rows back into decrypted models."""
+
+    def __init__(self, protector: Protector) -> None:
+        self._protector = protector
+
+    def seal(self, table: str, column: str, row_id: str, data: bytes) -> bytes:
+        """Encrypt ``data`` for one cell, bound to its table, column and row id."""
+        return self._protector.encrypt(table, data, f"{table}.{column}:{row_id}")
+
+    def open(self, table: str, column: str, row_id: str, data: bytes) -> bytes:
+        """Decrypt one cell sealed by :meth:`seal`."""
+        return self._protector.decrypt(data, f"{table}.{column}:{row_id}")
+
+    def identifiers_of(
+        self, conn: Connection, resident_ids: Sequence[str]
+    ) -> dict[str, list[Identifier]]:
+        """The decrypted identifiers of each resident, oldest first."""
+        out: dict[str, list[Identifier]] = {rid: [] for rid in resident_ids}
+        if not resident_ids:
+            return out
+        rows = conn.execute(Q_IDENTS_OF, {"ids": list(resident_ids)}).mappings()
+        for row in rows:
+            value = self.open("empi_identifiers", "value_ct", row["id"], row["value_ct"])
+            # Rows this index wrote itself: no need to validate them again.
+            out[row["resident_id"]].append(
+                Identifier.model_construct(
+                    kind=IdentifierKind(row["kind"]), value=value.decode(), issuer=row["issuer"]
+                )
+            )
+        return out
+
+    def to_resident(self, row: Any, identifiers: Iterable[Identifier]) -> Resident:
+        """A resident row and its identifiers as a decrypted model."""
+        data = json.loads(self.open("empi_residents", "data_ct", row["id"], row["data_ct"]))
+        born = data.get("birth_date")
+        return Resident.model_construct(
+            id=row["id"],
+            status=ResidentStatus(row["status"]),
+            merged_into=row["merged_into"],
+            name=data["name"],
+            sex=Sex(data["sex"]),
+            birth_date=dt.date.fromisoformat(born) if born else None,
+            phone=data.get("phone"),
+            address=data.get("address"),
+            region_code=data.get("region_code"),
+            identifiers=tuple(identifiers),
+            created_at=aware(row["created_at"]),
+        )
+
+    def load(self, conn: Connection, resident_ids: Sequence[str]) -> list[Resident]:
+        """Residents by id (missing ids left out), in the order asked."""
+        if not resident_ids:
+            return []
+        rows = {
+            r["id"]: r for r in conn.execute(Q_RESIDENTS_IN, {"ids": list(resident_ids)}).mappings()
+        }
+        idents = self.identifiers_of(conn, [rid for rid in resident_ids if rid in rows])
+        return [self.to_resident(rows[rid], idents[rid]) for rid in resident_ids if rid in rows]
+
+    def resident(self, conn: Connection, row: Any) -> Resident:
+        """The model of one resident row."""
+        return self.to_resident(row, self.identifiers_of(conn, [row["id"]])[row["id"]])
+
+    def row(self, conn: Connection, resident_id: str, *, follow: bool) -> Any:
+        """A resident's row; with ``follow``, the survivor's row if it was merged."""
+        seen: set[str] = set()
+        current = resident_id
+        while True:
+            row = conn.execute(Q_RESIDENT, {"id": current}).mappings().first()
+            if row is None:
+                raise ResidentNotFoundError(f"no resident with id {current}")
+            if row["status"] == ResidentStatus.ACTIVE or not follow:
+                return row
+            if current in seen or row["merged_into"] is None:
+                raise ResidentIndexError(
+                    f"resident {resident_id} is merged but its chain does not end",
+                    hint="report this to the index administrator; the merge history is damaged",
+                )
+            seen.add(current)
+            current = row["merged_into"]
+
+
+class DirectStore:
+    """What enrolment reads and writes, done at once on one connection."""
+
+    def __init__(self, codec: RowCodec, conn: Connection, *, max_block: int) -> None:
+        self.codec = codec
+        self.conn = conn
+        self.now = now_for(conn)
+        self._max_block = max_block
+
+    def holders(self, keys: Sequence[tuple[str, str, bytes]]) -> dict[tuple[str, str, bytes], str]:
+        """Which active resident holds each identifier key (kind, issuer, HMAC)."""
+        found: dict[tuple[str, str, bytes], str] = {}
+        if not keys:
+            return found
+        wanted = set(keys)
+        rows = self.conn.execute(Q_HOLDERS_ACTIVE, {"bidxs": [k[2] for k in keys]})
+        for kind, issuer, bidx, resident_id, status in rows:
+            key = (kind, issuer, bidx)
+            if key in wanted:
+                if status != ResidentStatus.ACTIVE:
+                    resident_id = self.codec.row(self.conn, resident_id, follow=True)["id"]
+                found[key] = resident_id
+        return found
+
+    def resident(self, resident_id: str) -> Resident:
+        """The resident as it stands now in this unit of work."""
+        return self.codec.resident(self.conn, self.codec.row(self.conn, resident_id, follow=False))
+
+    def candidates(self, block_keys: Sequence[bytes]) -> list[Resident]:
+        """Active residents sharing any of these blocking-key HMACs (at most max_block)."""
+        if not block_keys:
+            return []
+        ids: list[str] = []
+        seen: set[str] = set()
+        for _key, resident_id in self.conn.execute(Q_BLOCK_MEMBERS, {"keys": list(block_keys)}):
+            if resident_id not in seen:
+                seen.add(resident_id)
+                ids.append(resident_id)
+                if len(ids) >= self._max_block:
+                    break
+        return self.codec.load(self.conn, ids)
+
+    def source_holder(self, source: str, record_id: str) -> str | None:
+        """The active resident a source record is linked to, if it is in already."""
+        holder = self.conn.scalar(Q_SOURCE_HOLDER, {"source": source, "record_id": record_id})
+        if holder is None:
+            return None
+        return cast(str, self.codec.row(self.conn, holder, follow=True)["id"])
+
+    def add_resident(
+        self, row: dict[str, Any], resident: Resident, blocks: Sequence[bytes]
+    ) -> None:
+        """Write a new resident row and its blocking keys."""
+        self.conn.execute(INS_RESIDENT, row)
+        if blocks:
+            self.conn.execute(
+                INS_BLOCK, [{"resident_id": row["id"], "key_bidx": b} for b in blocks]
+            )
+
+    def add_identifiers(
+        self, resident_id: str, rows: list[dict[str, Any]], added: list[Identifier]
+    ) -> None:
+        """Write identifier rows of a resident."""
+        if rows:
+            self.conn.execute(INS_IDENTIFIER, rows)
+
+    def add_source(self, row: dict[str, Any]) -> None:
+        """Write a source-record row."""
+        self.conn.execute(INS_SOURCE, row)
+
+    def add_reviews(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Write review-queue rows; their ids."""
+        ids = []
+        for row in rows:
+            ids.append(int(self.conn.execute(INS_REVIEW, row).inserted_primary_key[0]))  # type: ignore[index]
+        return ids
+
+
+class BatchStore(DirectStore):
+    """A unit of work for a batch: reads up front, answers from memory, writes at flush.
+
+    :meth:`prefetch` loads the identifier holders, blocking-key members and source
+    records the whole batch can touch; enrolments then see the database *and* what the
+    batch added before them. Nothing is written until :meth:`flush`, so a row refused
+    midway leaves no trace, and the batch costs a handful of statements.
+    """
+
+    def __init__(self, codec: RowCodec, conn: Connection, *, max_block: int) -> None:
+        super().__init__(codec, conn, max_block=max_block)
+        self._holders: dict[tuple[str, str, bytes], str] = {}
+        self._members: dict[bytes, list[str]] = {}
+        self._residents: dict[str, Resident] = {}
+        self._sources: dict[tuple[str, str], str] = {}
+        self._pending: dict[str, list[dict[str, Any]]] = {
+            "residents": [], "blocks": [], "identifiers": [], "sources": []
+        }  # fmt: skip
+
+    def prefetch(
+        self,
+        identifier_keys: Iterable[bytes],
+        block_keys: Iterable[bytes],
+        sources: Iterable[tuple[str, str]],
+    ) -> None:
+        """Read everything the batch may need, in chunks of a few hundred keys."""
+        conn = self.conn
+        wanted_ids: set[str] = set()
+        idents = sorted(set(identifier_keys))
+        for start in range(0, len(idents), _CHUNK):
+            rows = conn.execute(Q_HOLDERS_ACTIVE, {"bidxs": idents[start : start + _CHUNK]})
+            for kind, issuer, bidx, resident_id, status in rows:
+                if status != ResidentStatus.ACTIVE:
+                    resident_id = self.codec.row(conn, resident_id, follow=True)["id"]
+                self._holders[(kind, issuer, bidx)] = resident_id
+                wanted_ids.add(resident_id)
+        blocks = sorted(set(block_keys))
+        for start in range(0, len(blocks), _CHUNK):
+            members = conn.execute(Q_BLOCK_MEMBERS, {"keys": blocks[start : start + _CHUNK]})
+            for key, resident_id in members:
+                self._members.setdefault(key, []).append(resident_id)
+                wanted_ids.add(resident_id)
+        by_source: dict[str, list[str]] = {}
+        for source, record_id in sources:
+            by_source.setdefault(source, []).append(record_id)
+        for source, record_ids in by_source.items():
+            for start in range(0, len(record_ids), _CHUNK):
+                linked = conn.execute(
+                    Q_SOURCES_IN,
+                    {"source": source, "record_ids": record_ids[start : start + _CHUNK]},
+                )
+                for src, record_id, resident_id in linked:
+                    self._sources[(src, record_id)] = resident_id
+        ids = sorted(wanted_ids)
+        for start in range(0, len(ids), _CHUNK):
+            for resident in self.codec.load(conn, ids[start : start + _CHUNK]):
+                self._residents[resident.id] = resident
+
+    def holders(self, keys: Sequence[tuple[str, str, bytes]]) -> dict[tuple[str, str, bytes], str]:
+        """Holders from the prefetch and from this batch."""
+        return {k: self._holders[k] for k in keys if k in self._holders}
+
+    def resident(self, resident_id: str) -> Resident:
+        """The resident with what this batch added to it."""
+        if resident_id not in self._residents:
+            self._residents[resident_id] = super().resident(resident_id)
+        return self._residents[resident_id]
+
+    def candidates(self, block_keys: Sequence[bytes]) -> list[Resident]:
+        """Members of these blocks from the prefetch and from this batch."""
+        ids: list[str] = []
+        seen: set[str] = set()
+        for key in block_keys:
+            for resident_id in self._members.get(key, ()):
+                if resident_id not in seen:
+                    seen.add(resident_id)
+                    ids.append(resident_id)
+        return [self.resident(rid) for rid in ids[: self._max_block]]
+
+    def source_holder(self, source: str, record_id: str) -> str | None:
+        """Where a source record went, from the prefetch and from this batch."""
+        return self._sources.get((source, record_id))
+
+    def add_resident(
+        self, row: dict[str, Any], resident: Resident, blocks: Sequence[bytes]
+    ) -> None:
+        """Queue a new resident; later rows of the batch already see it."""
+        self._pending["residents"].append(row)
+        self._residents[resident.id] = resident
+        for key in blocks:
+            self._pending["blocks"].append({"resident_id": resident.id, "key_bidx": key})
+            self._members.setdefault(key, []).append(resident.id)
+
+    def add_identifiers(
+        self, resident_id: str, rows: list[dict[str, Any]], added: list[Identifier]
+    ) -> None:
+        """Queue identifiers; later rows of the batch find the resident by them."""
+        self._pending["identifiers"].extend(rows)
+        for row in rows:
+            self._holders[(row["kind"], row["issuer"], row["value_bidx"])] = resident_id
+        resident = self.resident(resident_id)
+        self._residents[resident_id] = resident.model_copy(
+            update={"identifiers": (*resident.identifiers, *added)}
+        )
+
+    def add_source(self, row: dict[str, Any]) -> None:
+        """Queue a source record."""
+        self._pending["sources"].append(row)
+        self._sources[(row["source"], row["record_id"])] = row["resident_id"]
+
+    def add_reviews(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Reviews are rare: write what is pending so they can refer to it, then them."""
+        self.flush()
+        return super().add_reviews(rows)
+
+    def flush(self) -> None:
+        """Write everything queued, one executemany per table, parents first."""
+        for key, statement in (
+            ("residents", INS_RESIDENT),
+            ("blocks", INS_BLOCK),
+            ("identifiers", INS_IDENTIFIER),
+            ("sources", INS_SOURCE),
+        ):
+            rows = self._pending[key]
+            if rows:
+                self.conn.execute(statement, rows)
+                self._pending[key] = []

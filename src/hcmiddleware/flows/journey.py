@@ -1,0 +1,295 @@
+"""What the outpatient and inpatient journeys share: identifying the patient.
+
+A journey starts the same way at every counter: the card is read through the
+terminal (or an e-card ID / ID number is looked up in the index), the resident is
+found in the index (enrolled from the card on a first visit), and the hospital's own
+patient ID is found — in the index first, then by asking the HIS, which creates it on
+a first visit. The ID is remembered in the index, so the next visit does not ask.
+
+Every step is audited (``flow.<journey>.<step>``). A step that fails raises a typed
+error and changes nothing the next attempt would trip over: the HIS hooks are
+idempotent per resident and per request ID, and the index link is idempotent too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from hcmiddleware.errors import (
+    CardRefusedError,
+    DischargeRefusedError,
+    FaceMismatchError,
+    FlowInputError,
+    HisRejectedError,
+    IdentityError,
+    NoHandlerError,
+    NotIdentifiedError,
+)
+from hcmiddleware.models import Charge, HospitalPatient, IdentifierKind, Resident, VisitSummary
+
+if TYPE_CHECKING:
+    from hcmiddleware.card.data import CardRead, VisitRecord
+    from hcmiddleware.card.transport import Transport
+    from hcmiddleware.runtime import Middleware
+
+__all__ = [
+    "REFUSALS",
+    "UNSET_INSTITUTION",
+    "Identified",
+    "Journey",
+    "Pay",
+    "request_key",
+    "visit_record",
+]
+
+#: Errors that are a deliberate "no" (audited as ``refused``); anything else is ``failed``.
+REFUSALS: tuple[type[Exception], ...] = (
+    CardRefusedError,
+    DischargeRefusedError,
+    FaceMismatchError,
+    HisRejectedError,
+    IdentityError,
+    NotIdentifiedError,
+)
+
+#: ``[middleware] institution_code``'s default: a site that has not set its own.
+UNSET_INSTITUTION = "000000000000"
+
+#: The payment seam: given the amount and the charges it covers (empty for a deposit),
+#: move the money and return the confirmed transaction ID, or raise. The journal's
+#: payment flow (bank or insurer, journalled, reversed when unknown) plugs in here.
+Pay = Callable[[Decimal, list[Charge]], str]
+
+
+@dataclass(frozen=True)
+class Identified:
+    """Who is at the counter: the resident, and the card when one was read."""
+
+    resident: Resident
+    card: CardRead | None = None
+    how: str = "card"
+
+
+def request_key(*parts: object) -> str:
+    """A stable idempotency key from what makes a request the same request.
+
+    A retried flow — even from a fresh process after a crash — rebuilds the same key,
+    so the HIS answers the first registration instead of making a second one.
+    """
+    text = "\x1f".join("" if p is None else str(p) for p in parts)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def visit_record(summary: VisitSummary) -> VisitRecord:
+    """The card's visit record (DF03) for a visit summary."""
+    from hcmiddleware.card.data import VisitRecord
+
+    fee = "" if summary.total_fee is None else f"{summary.total_fee:.2f}"
+    return VisitRecord(
+        kind=summary.kind,
+        visited_at=summary.visited_at.replace(microsecond=0),
+        institution_name=summary.institution_name,
+        institution_code=summary.institution_code,
+        department=summary.department,
+        doctor=summary.doctor,
+        diagnosis_code=summary.diagnosis_code,
+        diagnosis_name=summary.diagnosis_name,
+        treatment=summary.treatment,
+        total_fee=fee,
+    )
+
+
+class Journey:
+    """The steps every journey shares; subclasses add their own.
+
+    :param middleware: the started :class:`~hcmiddleware.runtime.Middleware`.
+    :param actor: the terminal or operator the audit log names (``kiosk-03``,
+        ``desk-12``).
+    :param hospital_code: this hospital's code; default ``[middleware]
+        institution_code``.
+    """
+
+    #: the audit namespace: ``flow.<name>.<step>``
+    name = "journey"
+
+    def __init__(
+        self, middleware: Middleware, *, actor: str, hospital_code: str | None = None
+    ) -> None:
+        self.mw = middleware
+        self.actor = actor
+        self.hospital_code = hospital_code or middleware.config.middleware.institution_code
+        if not self.hospital_code or self.hospital_code == UNSET_INSTITUTION:
+            raise FlowInputError(
+                "this hospital has no institution code",
+                step="start",
+                hint="set [middleware] institution_code in the config file",
+            )
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _audit(self, step: str, subject: str | None, outcome: str = "ok", **details: str) -> None:
+        self.mw.audit(
+            f"flow.{self.name}.{step}",
+            actor=self.actor,
+            subject=subject,
+            outcome=outcome,  # type: ignore[arg-type]
+            **details,
+        )
+
+    def _failed(self, step: str, subject: str | None, exc: BaseException) -> None:
+        details = {"error": type(exc).__name__}
+        plugin = getattr(exc, "plugin", "")
+        if plugin:
+            details["plugin"] = str(plugin)
+        refused = isinstance(exc, REFUSALS)
+        self._audit(step, subject, "refused" if refused else "failed", **details)
+
+    def _hook(self, step: str, hook: str, subject: str | None, **kwargs: Any) -> Any:
+        """Call a HIS hook; ``None`` means no plugin handles it, which stops the step."""
+        try:
+            value = getattr(self.mw.hooks, hook)(**kwargs)
+        except BaseException as exc:
+            self._failed(step, subject, exc)
+            raise
+        if value is None:
+            missing = NoHandlerError(hook, hint="enable a HIS adapter in [plugins] enabled")
+            self._failed(step, subject, missing)
+            raise missing
+        return value
+
+    # -- identify ---------------------------------------------------------------------
+
+    def identify(self, transport: Transport | None = None) -> Identified:
+        """Read the card through the terminal; find or enrol its holder in the index.
+
+        :param transport: the card (default: the ``[readers] user`` PC/SC reader).
+        :raises CardError: the card could not be read or authenticated.
+        """
+        try:
+            card = self.mw.terminal.read(transport, actor=self.actor)
+            resident = self.mw.residents.enrol_from_card(card)
+        except BaseException as exc:
+            self._failed("identify", None, exc)
+            raise
+        self._audit("identify", resident.resident_id, how="card")
+        return Identified(resident=resident, card=card, how="card")
+
+    def identify_by(
+        self, *, ecard_id: str | None = None, id_number: str | None = None
+    ) -> Identified:
+        """Find the resident by an e-card ID or an ID number (no card in hand).
+
+        :raises FlowInputError: neither or both were given.
+        :raises NotIdentifiedError: nobody in the index holds it.
+        :raises IdentityError: the ID number itself is invalid (check digit …).
+        """
+        given = [
+            (k, v)
+            for k, v in ((IdentifierKind.ECARD_ID, ecard_id), (IdentifierKind.ID_NUMBER, id_number))
+            if v
+        ]
+        if len(given) != 1:
+            raise FlowInputError("give one of an e-card ID or an ID number", step="identify")
+        kind, value = given[0]
+        try:
+            found = self.mw.residents.index.lookup(kind, value)
+        except BaseException as exc:
+            self._failed("identify", None, exc)
+            raise
+        if found is None:
+            unknown = NotIdentifiedError(f"no resident holds this {kind.value}", step="identify")
+            self._failed("identify", None, unknown)
+            raise unknown
+        from hcmiddleware.residents import to_model
+
+        resident = to_model(found)
+        self._audit("identify", resident.resident_id, how=kind.value)
+        return Identified(resident=resident, card=None, how=kind.value)
+
+    def patient(self, who: Identified) -> HospitalPatient:
+        """The hospital's patient record: the index first, then the HIS (created if new).
+
+        The HIS's answer is linked in the index, so the next visit does not ask again.
+        Registering a patient is idempotent per resident in every HIS adapter, so a
+        retry after a lost answer finds the same patient instead of making a second.
+        """
+        resident = who.resident
+        rid = resident.resident_id
+        known = self.mw.residents.index.hospital_id(rid, self.hospital_code)
+        if known is not None:
+            self._audit("patient", rid, source="index")
+            return HospitalPatient(
+                hospital_code=self.hospital_code, patient_id=known, resident_id=rid
+            )
+        patient: HospitalPatient | None
+        try:
+            patient = self.mw.hooks.hcm_his_lookup_patient(
+                resident=resident, hospital_code=self.hospital_code
+            )
+        except BaseException as exc:
+            self._failed("patient", rid, exc)
+            raise
+        source = "his"
+        if patient is None:
+            patient = self._hook(
+                "patient",
+                "hcm_his_register_patient",
+                rid,
+                resident=resident,
+                card=who.card,
+                hospital_code=self.hospital_code,
+            )
+            source = "his-created" if patient.created else "his"
+        try:
+            self.mw.residents.index.link_hospital_id(rid, self.hospital_code, patient.patient_id)
+        except BaseException as exc:
+            self._failed("patient", rid, exc)
+            raise
+        self._audit("patient", rid, source=source)
+        return patient
+
+    # -- the card ---------------------------------------------------------------------
+
+    def previous_visits(self, who: Identified) -> list[VisitRecord]:
+        """The visit records the card carries (newest first); empty without a card."""
+        if who.card is None:
+            return []
+        return sorted(who.card.visits, key=lambda v: v.visited_at, reverse=True)
+
+    def write_summary(
+        self, who: Identified, summary: VisitSummary, transport: Transport | None = None
+    ) -> int:
+        """Write the visit summary to the card (tear-safe); returns the slot written.
+
+        A card pulled mid-write leaves the card's earlier records intact and raises
+        :class:`~hcmiddleware.errors.CardAbsentError`; write again when it is back.
+        """
+        if who.card is None:
+            raise FlowInputError(
+                "there is no card to write to (identified without one)",
+                step="write_summary",
+                hint="insert the patient's health card and read it first",
+            )
+        record = visit_record(summary)
+        rid = who.resident.resident_id
+        session = self.mw.terminal.open(transport)
+        try:
+            if session.read_issuer().card_number != who.card.issuer.card_number:
+                raise FlowInputError(
+                    "the card in the reader is not the card this visit began with",
+                    step="write_summary",
+                    hint="insert the patient's own card",
+                )
+            slot = session.append_visit(record)
+        except BaseException as exc:
+            self._failed("write_summary", rid, exc)
+            raise
+        finally:
+            if transport is None:
+                session.transport.close()
+        self._audit("write_summary", rid, kind=summary.kind, slot=str(slot))
+        return slot
