@@ -119,3 +119,23 @@ def test_same_key_from_many_threads_sends_once(journal: Journal, bank: SoapServe
     assert len(set(seen)) == 1
     assert bank.requests["Pay"] == 1
     assert balance(bank) == Decimal("43.00")
+
+
+def test_charges_payment_plugs_into_the_outpatient_settle(
+    journal: Journal, bank: SoapServer
+) -> None:
+    from money_peers import charges
+
+    from hcmiddleware.flows.payment import charges_payment, top_up
+
+    top_up(journal, key="up", card_number=CARD, amount="100.00")
+    pay = charges_payment(journal, card_number=CARD, terminal_id="KIOSK-01")
+    bill = list(charges("12.00", "8.50"))
+    first = pay(Decimal("20.50"), bill)
+    again = pay(Decimal("20.50"), list(reversed(bill)))  # a retried settle
+    assert again == first
+    assert journal.get(first).state is P.CONFIRMED
+    assert balance(bank) == Decimal("79.50")
+    other = pay(Decimal("12.00"), bill[:1])  # different charges: a new payment
+    assert other != first
+    assert balance(bank) == Decimal("67.50")

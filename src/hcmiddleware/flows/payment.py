@@ -9,6 +9,8 @@ Every movement is audited (R-SEC-1) without card or ID numbers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from hcmiddleware.errors import (
@@ -16,10 +18,11 @@ from hcmiddleware.errors import (
     OutcomeUnknownError,
     PaymentDeclinedError,
 )
+from hcmiddleware.flows.journey import request_key
 from hcmiddleware.journal import Journal, Movement
-from hcmiddleware.models import MoneyKind, PaymentStatus
+from hcmiddleware.models import Charge, MoneyKind, PaymentStatus
 
-__all__ = ["check_identity_document", "finish", "pay", "refund", "top_up"]
+__all__ = ["charges_payment", "check_identity_document", "finish", "pay", "refund", "top_up"]
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
@@ -116,3 +119,24 @@ def refund(
         terminal_id=terminal_id,
     )
     return finish(journal, moved, "refund", terminal_id or "counter")
+
+
+def charges_payment(
+    journal: Journal, *, card_number: str, terminal_id: str | None = None
+) -> Callable[[Decimal, list[Charge]], str]:
+    """The ``pay`` callable the outpatient flow's ``settle`` takes, paying by card.
+
+    The idempotency key is made from the card and the charges' IDs, so a settlement
+    retried after a crash — even from a fresh process — finds the first payment and
+    never pays the same charges twice. Returns the confirmed transaction ID or raises
+    (:class:`~hcmiddleware.errors.PaymentDeclinedError`,
+    :class:`~hcmiddleware.errors.OutcomeUnknownError`).
+    """
+
+    def pay_charges(amount: Decimal, charges: list[Charge]) -> str:
+        key = "charges:" + request_key(card_number, *sorted(c.charge_id for c in charges))
+        return pay(
+            journal, key=key, card_number=card_number, amount=amount, terminal_id=terminal_id
+        ).transaction_id
+
+    return pay_charges
