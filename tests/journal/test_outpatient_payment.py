@@ -18,7 +18,6 @@ from hcmiddleware.flows.payment import charges_payment, top_up
 from hcmiddleware.journal import Journal
 from hcmiddleware.models import PaymentStatus as P
 
-
 HOSPITAL = "210100000001"
 SLOT = (datetime.now() + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
 
