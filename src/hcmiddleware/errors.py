@@ -73,7 +73,14 @@ The tree (a subclass is always caught by its parent's ``except``)::
     ├── MoneyError                    a money movement: .transaction_id
     │   ├── AmountError               amount invalid (sign, decimals, currency)
     │   ├── RemoteFaultError          bank or insurer answered with a fault: .fault_code
-    │   └── OutcomeUnknownError       sent, but whether money moved is not known yet
+    │   ├── RemoteUnavailableError    bank or insurer unreachable; nothing was sent
+    │   ├── MalformedResponseError    bank or insurer answered something unparseable
+    │   ├── OutcomeUnknownError       sent, but whether money moved is not known yet
+    │   ├── IdempotencyConflictError  a key already used for a different movement
+    │   ├── UnknownTransactionError   no journal entry with that transaction ID
+    │   ├── RefundRefusedError        refund above the amount paid, or not refundable
+    │   ├── PaymentDeclinedError      the movement ended failed or reversed: .state
+    │   └── IdentityDocumentError     the identity document does not match the holder
     ├── WardError                     ward devices (wristbands, handhelds, call buttons)
     └── FlowError                     a patient journey cannot go on: .step, .plugin
         ├── FlowInputError            a step was given something unusable (slot over an
@@ -131,13 +138,16 @@ __all__ = [
     "IdNumberChecksumError",
     "IdNumberDateError",
     "IdNumberFormatError",
+    "IdempotencyConflictError",
     "IdentifierConflictError",
+    "IdentityDocumentError",
     "IdentityError",
     "IdentityMismatchError",
     "ImageTooLargeError",
     "ImportFileError",
     "KeySetError",
     "KeyUnavailableError",
+    "MalformedResponseError",
     "MergeError",
     "MoneyError",
     "MultipleFacesError",
@@ -145,6 +155,7 @@ __all__ = [
     "NoHandlerError",
     "NotIdentifiedError",
     "OutcomeUnknownError",
+    "PaymentDeclinedError",
     "PaymentNotRecordedError",
     "PluginCallError",
     "PluginError",
@@ -153,8 +164,10 @@ __all__ = [
     "PluginUnavailableError",
     "ProtectionError",
     "ReaderError",
+    "RefundRefusedError",
     "RegionCodeError",
     "RemoteFaultError",
+    "RemoteUnavailableError",
     "ResidentIndexError",
     "ResidentNotFoundError",
     "SamBlockedError",
@@ -167,6 +180,7 @@ __all__ = [
     "SecureMessagingError",
     "StorageError",
     "UnknownKeyError",
+    "UnknownTransactionError",
     "UnreadableImageError",
     "UnusablePhotoError",
     "WardError",
@@ -871,6 +885,69 @@ class OutcomeUnknownError(MoneyError):
         "do not repeat the payment by hand: the transaction is journalled and will be "
         "confirmed or reversed automatically"
     )
+
+
+class RemoteUnavailableError(MoneyError):
+    """The bank or the insurer could not be reached, and nothing was sent.
+
+    Raised only where that is certain: the connection was refused or never
+    established, or the service description (WSDL) could not be loaded.
+    """
+
+    default_hint = "nothing was taken; check the connection to the bank or insurer and try again"
+
+
+class MalformedResponseError(MoneyError):
+    """The bank or the insurer answered with something that is not a valid reply.
+
+    The request was sent, so the outcome is unknown: the journal resolves it.
+    """
+
+    default_hint = (
+        "the transaction is journalled and will be confirmed or reversed automatically; "
+        "report the remote system's malformed answer to its operator"
+    )
+
+
+class IdempotencyConflictError(MoneyError):
+    """An idempotency key was reused for a different movement (amount, card or kind)."""
+
+    default_hint = "use a new key for a new movement; the same key only repeats the same one"
+
+
+class UnknownTransactionError(MoneyError):
+    """No journal entry has the given transaction ID."""
+
+    default_hint = "check the ID with `hcm journal list`"
+
+
+class RefundRefusedError(MoneyError):
+    """A refund cannot be made: above what was paid, or the original is not a payment."""
+
+    default_hint = "refund at most what is left of a confirmed payment on the same card"
+
+
+class PaymentDeclinedError(MoneyError):
+    """The bank or insurer declined the movement, or it was reversed; no money moved."""
+
+    default_hint = "tell the patient nothing was taken; check the account and try again"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: str,
+        transaction_id: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, transaction_id=transaction_id, hint=hint)
+        self.state = state
+
+
+class IdentityDocumentError(MoneyError):
+    """The identity document shown does not match the card holder; nothing was sent."""
+
+    default_hint = "ask for the card holder's own identity document and check it again"
 
 
 class WardError(HcmError):

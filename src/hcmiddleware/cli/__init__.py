@@ -20,6 +20,7 @@ from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
 from hcmiddleware.cli.empi import empi
 from hcmiddleware.cli.face import face
+from hcmiddleware.cli.journal import journal_group
 from hcmiddleware.errors import ConfigError, HcmError, PluginLoadError
 
 __all__ = ["main"]
@@ -69,6 +70,7 @@ main.add_command(plugins_group)
 main.add_command(config_group)
 main.add_command(doctor)
 main.add_command(demo)
+main.add_command(journal_group)
 main.add_command(card)
 main.add_command(empi)
 main.add_command(face)

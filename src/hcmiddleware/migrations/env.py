@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import hcmiddleware.empi.schema  # noqa: F401  (registers the tables on Base.metadata)
+import hcmiddleware.journal.tables as _journal_tables  # noqa: F401  (the money journal)
 from hcmiddleware.storage import Base
 
 config = context.config

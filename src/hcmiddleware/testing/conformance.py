@@ -31,8 +31,9 @@ Later kinds (bank, insurance, ward devices) add their suites here.
 
 from __future__ import annotations
 
+import random
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 
@@ -51,25 +52,39 @@ from hcmiddleware.errors import (
 from hcmiddleware.models import (
     Admission,
     AdmissionRequest,
+    BankBinding,
     Bill,
     Charge,
     CheckResult,
     Deposit,
     Discharge,
     HospitalPatient,
+    MoneyKind,
     Order,
     OrderExecution,
+    PaymentRequest,
+    PaymentResult,
+    PaymentStatus,
     QueuePosition,
     Registration,
     RegistrationRequest,
     Report,
     Resident,
+    Settlement,
+    SettlementRequest,
     Sex,
+    Statement,
 )
 from hcmiddleware.registry import hook_names
 from hcmiddleware.runtime import Middleware
 
-__all__ = ["HisConformance", "HisFaults", "PluginConformance"]
+__all__ = [
+    "BankConformance",
+    "HisConformance",
+    "HisFaults",
+    "InsuranceConformance",
+    "PluginConformance",
+]
 
 
 class PluginConformance:
@@ -544,3 +559,226 @@ class HisFaults(Protocol):
 
     def clear(self) -> None:
         """Behave again."""
+
+
+# --- money ---------------------------------------------------------------------------
+
+
+def _tid() -> str:
+    return "conf-" + uuid.uuid4().hex
+
+
+class BankConformance(PluginConformance):
+    """What every bank adapter must do (R-PAY-1, R-PAY-3), on top of PluginConformance.
+
+    Subclasses also provide ``bank_account``: ``(card_number, bank_card_number,
+    id_number)`` of an account the test bank accepts; the suite binds it and tops it up.
+    """
+
+    REQUIRED_HOOKS: ClassVar[tuple[str, ...]] = (
+        "hcm_bank_bind",
+        "hcm_bank_unbind",
+        "hcm_bank_top_up",
+        "hcm_bank_pay",
+        "hcm_bank_refund",
+        "hcm_bank_query",
+        "hcm_bank_reverse",
+        "hcm_bank_statement",
+    )
+
+    @pytest.fixture
+    def bank_account(self) -> tuple[str, str, str]:
+        """Override: ``(card_number, bank_card_number, id_number)`` for the tests."""
+        pytest.fail("the bank conformance subclass must provide 'bank_account'", pytrace=False)
+
+    @pytest.fixture
+    def card(self, mw: Middleware, bank_account: tuple[str, str, str]) -> str:
+        """The account's card number, bound and topped up with 100.00."""
+        card, bank_card, id_number = bank_account
+        binding = mw.hooks.hcm_bank_bind(
+            card_number=card, bank_card_number=bank_card, id_number=id_number
+        )
+        assert isinstance(binding, BankBinding)
+        assert bank_card not in binding.bank_account_masked, "bank card number not masked"
+        result = self._move(mw, MoneyKind.TOP_UP, card, "100.00")
+        assert result.status is PaymentStatus.CONFIRMED
+        return card
+
+    @staticmethod
+    def _move(
+        mw: Middleware,
+        kind: MoneyKind,
+        card: str,
+        amount: str,
+        tid: str | None = None,
+        original: str | None = None,
+    ) -> PaymentResult:
+        request = PaymentRequest(
+            transaction_id=tid or _tid(),
+            kind=kind,
+            card_number=card,
+            amount=Decimal(amount),
+            original_transaction_id=original,
+        )
+        hook = {
+            MoneyKind.TOP_UP: mw.hooks.hcm_bank_top_up,
+            MoneyKind.PAY: mw.hooks.hcm_bank_pay,
+            MoneyKind.REFUND: mw.hooks.hcm_bank_refund,
+        }[kind]
+        result = hook(request=request)
+        assert isinstance(result, PaymentResult)
+        assert result.transaction_id == request.transaction_id
+        return result
+
+    def test_implements_required_hooks(self, mw: Middleware) -> None:
+        info = next(i for i in mw.plugins() if i.name == self.plugin_name)
+        missing = sorted(set(self.REQUIRED_HOOKS) - set(info.hooks))
+        assert not missing, f"a bank adapter must implement {missing}"
+
+    def test_same_transaction_twice_moves_money_once(self, mw: Middleware, card: str) -> None:
+        tid = _tid()
+        first = self._move(mw, MoneyKind.PAY, card, "10.00", tid)
+        again = self._move(mw, MoneyKind.PAY, card, "10.00", tid)
+        assert first.status is again.status is PaymentStatus.CONFIRMED
+        assert again.balance_after == first.balance_after == Decimal("90.00")
+
+    def test_query_knows_what_was_done_and_not_what_was_not(
+        self, mw: Middleware, card: str
+    ) -> None:
+        tid = _tid()
+        done = self._move(mw, MoneyKind.PAY, card, "1.00", tid)
+        found = mw.hooks.hcm_bank_query(transaction_id=tid)
+        assert isinstance(found, PaymentResult)
+        assert (found.transaction_id, found.status) == (tid, done.status)
+        assert mw.hooks.hcm_bank_query(transaction_id=_tid()) is None
+
+    def test_reversal_before_arrival_blocks_the_late_original(
+        self, mw: Middleware, card: str
+    ) -> None:
+        tid = _tid()
+        assert mw.hooks.hcm_bank_reverse(transaction_id=tid) is True
+        assert mw.hooks.hcm_bank_reverse(transaction_id=tid) is True  # idempotent
+        late = self._move(mw, MoneyKind.PAY, card, "5.00", tid)
+        assert late.status is PaymentStatus.FAILED
+        check = self._move(mw, MoneyKind.PAY, card, "0.01")
+        assert check.balance_after == Decimal("99.99")
+
+    def test_reversal_after_confirmation_gives_the_money_back(
+        self, mw: Middleware, card: str
+    ) -> None:
+        tid = _tid()
+        self._move(mw, MoneyKind.PAY, card, "40.00", tid)
+        assert mw.hooks.hcm_bank_reverse(transaction_id=tid) is True
+        check = self._move(mw, MoneyKind.PAY, card, "0.01")
+        assert check.balance_after == Decimal("99.99")
+
+    def test_refund_never_exceeds_the_payment(self, mw: Middleware, card: str) -> None:
+        paid = self._move(mw, MoneyKind.PAY, card, "30.00")
+        ok = self._move(mw, MoneyKind.REFUND, card, "20.00", original=paid.transaction_id)
+        assert ok.status is PaymentStatus.CONFIRMED
+        over = self._move(mw, MoneyKind.REFUND, card, "10.01", original=paid.transaction_id)
+        assert over.status is PaymentStatus.FAILED
+
+    def test_payment_above_balance_is_declined(self, mw: Middleware, card: str) -> None:
+        result = self._move(mw, MoneyKind.PAY, card, "100.01")
+        assert result.status is PaymentStatus.FAILED
+        assert result.reason
+
+    def test_statement_lists_confirmed_movements(self, mw: Middleware, card: str) -> None:
+        paid = self._move(mw, MoneyKind.PAY, card, "3.21")
+        statement = mw.hooks.hcm_bank_statement(day=datetime.now(UTC).date())
+        assert isinstance(statement, Statement)
+        lines = {line.transaction_id: line.amount for line in statement.lines}
+        assert lines.get(paid.transaction_id) == Decimal("3.21")
+
+    def test_unbind_then_bind_again(
+        self, mw: Middleware, card: str, bank_account: tuple[str, str, str]
+    ) -> None:
+        _, bank_card, id_number = bank_account
+        assert mw.hooks.hcm_bank_unbind(card_number=card, id_number=id_number) is True
+        refused = self._move(mw, MoneyKind.PAY, card, "1.00")
+        assert refused.status is PaymentStatus.FAILED
+        mw.hooks.hcm_bank_bind(card_number=card, bank_card_number=bank_card, id_number=id_number)
+        assert self._move(mw, MoneyKind.PAY, card, "1.00").status is PaymentStatus.CONFIRMED
+
+
+class InsuranceConformance(PluginConformance):
+    """What every insurance adapter must do (R-PAY-2, R-PAY-3)."""
+
+    REQUIRED_HOOKS: ClassVar[tuple[str, ...]] = (
+        "hcm_insurance_pre_settle",
+        "hcm_insurance_settle",
+        "hcm_insurance_cancel",
+        "hcm_insurance_reverse",
+        "hcm_insurance_reconcile",
+    )
+
+    @staticmethod
+    def message_id(mw: Middleware) -> str:
+        """A fresh message ID in the national format."""
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        code = mw.config.middleware.institution_code
+        return f"{code}{stamp}{random.randrange(10_000):04d}"
+
+    def _request(self, mw: Middleware, *amounts: str) -> SettlementRequest:
+        charges = tuple(
+            Charge(
+                charge_id=f"c{i}", patient_id="P1", visit_id="V1", item_code=f"I{i}",
+                item_name="item", quantity=Decimal(1), unit_price=Decimal(a), amount=Decimal(a),
+            )
+            for i, a in enumerate(amounts or ("60.00", "40.00"))
+        )  # fmt: skip
+        return SettlementRequest(
+            message_id=self.message_id(mw),
+            scheme="basic",
+            insured_id="INS-" + uuid.uuid4().hex[:8],
+            patient_id="P1",
+            visit_id="V1",
+            charges=charges,
+            total=sum((c.amount for c in charges), Decimal(0)),
+        )
+
+    def test_implements_required_hooks(self, mw: Middleware) -> None:
+        info = next(i for i in mw.plugins() if i.name == self.plugin_name)
+        missing = sorted(set(self.REQUIRED_HOOKS) - set(info.hooks))
+        assert not missing, f"an insurance adapter must implement {missing}"
+
+    def test_pre_settlement_splits_the_whole_bill(self, mw: Middleware) -> None:
+        request = self._request(mw)
+        split = mw.hooks.hcm_insurance_pre_settle(request=request)
+        assert isinstance(split, Settlement)
+        assert split.status == "pre_settled"
+        assert split.fund_paid + split.account_paid + split.patient_paid == request.total
+
+    def test_settle_is_idempotent_per_message(self, mw: Middleware) -> None:
+        request = self._request(mw)
+        first = mw.hooks.hcm_insurance_settle(request=request)
+        again = mw.hooks.hcm_insurance_settle(request=request)
+        assert isinstance(first, Settlement)
+        assert first.status == "settled"
+        assert first.settlement_id
+        assert again == first
+
+    def test_cancel_a_settlement(self, mw: Middleware) -> None:
+        settled = mw.hooks.hcm_insurance_settle(request=self._request(mw))
+        cancelled = mw.hooks.hcm_insurance_cancel(
+            settlement_id=settled.settlement_id, message_id=self.message_id(mw)
+        )
+        assert isinstance(cancelled, Settlement)
+        assert cancelled.status == "cancelled"
+
+    def test_reversal_before_arrival_blocks_the_late_original(self, mw: Middleware) -> None:
+        request = self._request(mw)
+        assert mw.hooks.hcm_insurance_reverse(
+            original_message_id=request.message_id, message_id=self.message_id(mw)
+        )
+        late = mw.hooks.hcm_insurance_settle(request=request)
+        assert late is None or late.status != "settled"
+
+    def test_reconciliation_lists_settlements(self, mw: Middleware) -> None:
+        settled = mw.hooks.hcm_insurance_settle(request=self._request(mw, "10.00"))
+        today = datetime.now(UTC).date()
+        statement = mw.hooks.hcm_insurance_reconcile(date_from=today, date_to=today)
+        assert isinstance(statement, Statement)
+        lines = {line.transaction_id: line.amount for line in statement.lines}
+        assert lines.get(settled.message_id) == settled.fund_paid

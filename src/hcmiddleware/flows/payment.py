@@ -1,0 +1,142 @@
+"""Counter and kiosk money flows on the card's bank account (R-PAY-1).
+
+Each flow goes through the journal (never a bank hook directly) and turns the
+journal's final state into an answer for the cashier: the movement when confirmed,
+:class:`~hcmiddleware.errors.PaymentDeclinedError` when nothing moved,
+:class:`~hcmiddleware.errors.OutcomeUnknownError` while the outcome is still open.
+Every movement is audited (R-SEC-1) without card or ID numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from hcmiddleware.errors import (
+    IdentityDocumentError,
+    OutcomeUnknownError,
+    PaymentDeclinedError,
+)
+from hcmiddleware.flows.journey import request_key
+from hcmiddleware.journal import Journal, Movement
+from hcmiddleware.models import Charge, MoneyKind, PaymentStatus
+
+__all__ = ["charges_payment", "check_identity_document", "finish", "pay", "refund", "top_up"]
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK = "10X98765432"
+
+
+def _id_number_valid(value: str) -> bool:
+    """GB 11643: 17 digits and a check character (ISO 7064 MOD 11-2)."""
+    if len(value) != 18 or not value[:17].isdigit():
+        return False
+    total = sum(int(d) * w for d, w in zip(value[:17], _WEIGHTS, strict=True))
+    return _CHECK[total % 11] == value[17].upper()
+
+
+def check_identity_document(holder_id_number: str, presented_id_number: str) -> None:
+    """Refuse unless the document shown is valid and is the card holder's own.
+
+    Raises :class:`~hcmiddleware.errors.IdentityDocumentError`; the numbers are never
+    put in the message.
+    """
+    if not _id_number_valid(presented_id_number):
+        raise IdentityDocumentError("the identity document number is not valid")
+    if presented_id_number.upper() != holder_id_number.upper():
+        raise IdentityDocumentError("the identity document is not the card holder's")
+
+
+def finish(journal: Journal, movement: Movement, action: str, actor: str) -> Movement:
+    """Audit the movement and raise unless it is confirmed."""
+    outcome: Any = "ok" if movement.state is PaymentStatus.CONFIRMED else "failed"
+    journal.mw.audit(
+        f"money.{action}",
+        actor=actor,
+        subject=movement.transaction_id,
+        outcome=outcome,
+        state=movement.state.value,
+        amount=str(movement.amount),
+    )
+    if movement.state is PaymentStatus.CONFIRMED:
+        return movement
+    if movement.state in (PaymentStatus.FAILED, PaymentStatus.REVERSED):
+        raise PaymentDeclinedError(
+            f"{action} of {movement.amount} did not go through "
+            f"({movement.reason or movement.state.value})",
+            state=movement.state.value,
+            transaction_id=movement.transaction_id,
+        )
+    raise OutcomeUnknownError(
+        f"{action} of {movement.amount} is still being confirmed with the bank",
+        transaction_id=movement.transaction_id,
+    )
+
+
+def top_up(
+    journal: Journal, *, key: str, card_number: str, amount: Any, terminal_id: str | None = None
+) -> Movement:
+    """Top up the card's account (cash or bank card at the counter or kiosk)."""
+    moved = journal.bank_movement(
+        MoneyKind.TOP_UP, key=key, card_number=card_number, amount=amount, terminal_id=terminal_id
+    )
+    return finish(journal, moved, "top_up", terminal_id or "counter")
+
+
+def pay(
+    journal: Journal, *, key: str, card_number: str, amount: Any, terminal_id: str | None = None
+) -> Movement:
+    """Pay a bill from the card's account at the consultation desk or a kiosk."""
+    moved = journal.bank_movement(
+        MoneyKind.PAY, key=key, card_number=card_number, amount=amount, terminal_id=terminal_id
+    )
+    return finish(journal, moved, "pay", terminal_id or "counter")
+
+
+def refund(
+    journal: Journal,
+    *,
+    key: str,
+    card_number: str,
+    original_transaction_id: str,
+    amount: Any,
+    holder_id_number: str,
+    presented_id_number: str,
+    terminal_id: str | None = None,
+) -> Movement:
+    """Refund (part of) a payment after checking the holder's identity document.
+
+    Nothing is written or sent if the document does not match or the amount is above
+    what is left of the payment.
+    """
+    check_identity_document(holder_id_number, presented_id_number)
+    moved = journal.refund(
+        key=key,
+        card_number=card_number,
+        amount=amount,
+        original_transaction_id=original_transaction_id,
+        terminal_id=terminal_id,
+    )
+    return finish(journal, moved, "refund", terminal_id or "counter")
+
+
+def charges_payment(
+    journal: Journal, *, card_number: str, terminal_id: str | None = None
+) -> Callable[[Decimal, list[Charge]], str]:
+    """The ``pay`` callable the outpatient flow's ``settle`` takes, paying by card.
+
+    The idempotency key is made from the card and the charges' IDs, so a settlement
+    retried after a crash — even from a fresh process — finds the first payment and
+    never pays the same charges twice. Returns the confirmed transaction ID or raises
+    (:class:`~hcmiddleware.errors.PaymentDeclinedError`,
+    :class:`~hcmiddleware.errors.OutcomeUnknownError`).
+    """
+
+    def pay_charges(amount: Decimal, charges: list[Charge]) -> str:
+        key = "charges:" + request_key(card_number, *sorted(c.charge_id for c in charges))
+        return pay(
+            journal, key=key, card_number=card_number, amount=amount, terminal_id=terminal_id
+        ).transaction_id
+
+    return pay_charges
