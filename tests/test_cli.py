@@ -176,3 +176,5 @@ def test_demo_runs_the_journey(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "journey complete" in out.stdout
     assert "FAILED" not in out.stdout
+    assert "skipped" not in out.stdout  # face backend and bank adapter are installed here
+    assert "marked paid in the HIS" in out.stdout

@@ -2,16 +2,19 @@
 
 Everything runs on this machine: the sample health card in the software card emulator,
 a software SAM with the test issuer keys, the resident index and journal in SQLite in a
-temporary folder, and the sample HIS adapter (``adapters/his/sample``). The steps are
+temporary folder, the sample HIS adapter (``adapters/his/sample``), and the reference
+bank's SOAP server on loopback behind the bank adapter (``adapters/bank/soap``). The steps are
 those of :class:`~hcmiddleware.flows.outpatient.OutpatientFlow`. Each step prints
 what it did; a failing step prints why and what to do, and the demo stops there.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hcmiddleware.card.emulator import EmulatedCard
-from hcmiddleware.config import parse_config
+from hcmiddleware.config import Config, parse_config
 from hcmiddleware.errors import HcmError
 from hcmiddleware.flows.outpatient import OutpatientFlow
 from hcmiddleware.models import VisitSummary
@@ -32,6 +35,7 @@ __all__ = ["run_demo"]
 
 Echo = Callable[[str], None]
 DEMO_HIS = "sample-his"
+DEMO_BANK = "bank-soap"
 SAMPLE_PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
 
 
@@ -42,7 +46,51 @@ class Journey:
     mw: Middleware
     card: EmulatedCard
     flow: OutpatientFlow
+    bank: bool = False
     values: dict[str, Any] = field(default_factory=dict)
+
+
+NO_BANK = (
+    "skipped: the bank adapter is not installed "
+    "(pip install -e adapters/bank/soap with hcmiddleware[soap]; tox -e demo does this)"
+)
+
+
+def _step_top_up(j: Journey) -> str:
+    if not j.bank:
+        return NO_BANK
+    from hcmiddleware.flows.payment import top_up
+    from hcmiddleware.journal import Journal
+
+    card_number = j.values["who"].card.issuer.card_number
+    moved = top_up(
+        Journal(j.mw),
+        key=f"demo-top-up-{card_number}",
+        card_number=card_number,
+        amount="100.00",
+        terminal_id="demo-kiosk",
+    )
+    return f"100.00 yuan topped up through the reference bank (transaction {moved.transaction_id})"
+
+
+def _step_pay(j: Journey) -> str:
+    if not j.bank:
+        return NO_BANK
+    from hcmiddleware.flows.payment import charges_payment
+    from hcmiddleware.journal import Journal
+
+    patient = j.values["patient"]
+    charges = j.flow.charges(patient, j.values["registration"])
+    pay = charges_payment(
+        Journal(j.mw), card_number=j.values["who"].card.issuer.card_number, terminal_id="demo-kiosk"
+    )
+    settled = j.flow.settle(patient, charges, pay=pay)
+    after = j.flow.charges(patient, j.values["registration"])
+    return (
+        f"{settled.amount:.2f} yuan paid from the card's account, journalled before it was "
+        f"sent (transaction {settled.transaction_id}); "
+        f"{sum(c.paid for c in after)} of {len(after)} charges marked paid in the HIS"
+    )
 
 
 def _mask(number: str) -> str:
@@ -148,6 +196,8 @@ STEPS: list[tuple[str, Callable[[Journey], str]]] = [
     ("Register the visit and join the queue", _step_register),
     ("Show the doctor the card's visits and the orders", _step_desk),
     ("List the visit's charges", _step_charges),
+    ("Top up the card's account", _step_top_up),
+    ("Pay the charges from the card's account", _step_pay),
     ("Write the visit summary back to the card", _step_write_back),
 ]
 
@@ -161,24 +211,51 @@ def run_demo(*, data_dir: str | None = None, echo: Echo = print) -> bool:
         )
         return False
     folder = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="hcm-demo-"))
-    config = parse_config(
-        {
-            "middleware": {
-                "data_dir": str(folder),
-                "site_name": "Demo hospital",
-                "institution_code": "210100000001",
-            },
-            "sam": {"keys": str(TEST_ISSUER_KEYS)},
-            "plugins": {"enabled": [DEMO_HIS]},
-        }
-    )
     # The demo's card is the software card in-process; `hcm card emulate` serves the
     # same card behind pcscd for the PC/SC path.
     card = EmulatedCard.from_files(SAMPLE_PROFILE, TEST_ISSUER_KEYS)
-    echo(f"hcmiddleware demo — data in {folder}")
+    with ExitStack() as stack:
+        plugins: dict[str, Any] = {"enabled": [DEMO_HIS]}
+        bank_url = _start_reference_bank(stack, folder, card)
+        if bank_url is not None:
+            plugins = {"enabled": [DEMO_HIS, DEMO_BANK], DEMO_BANK: {"wsdl": bank_url}}
+        config = parse_config(
+            {
+                "middleware": {
+                    "data_dir": str(folder),
+                    "site_name": "Demo hospital",
+                    "institution_code": "210100000001",
+                },
+                "sam": {"keys": str(TEST_ISSUER_KEYS)},
+                "plugins": plugins,
+            }
+        )
+        echo(f"hcmiddleware demo — data in {folder}")
+        return _run_steps(config, card, bank_url is not None, echo)
+
+
+def _start_reference_bank(stack: ExitStack, folder: Path, card: EmulatedCard) -> str | None:
+    """The reference bank on loopback with the sample card bound; None if not installed."""
+    if DEMO_BANK not in installed_plugins():
+        return None
+    try:
+        from hcm_bank_soap.reference import serve
+    except ImportError:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    server = serve(folder / "reference-bank-ledger.db")
+    stack.callback(server.stop)
+    profile = json.loads(SAMPLE_PROFILE.read_text(encoding="utf-8"))["items"]
+    server.service.ledger.bind(  # type: ignore[attr-defined]
+        profile["card_number"], "6222000000001234", profile["id_number"]
+    )
+    return str(server.wsdl_url)
+
+
+def _run_steps(config: Config, card: EmulatedCard, bank: bool, echo: Echo) -> bool:
     started = time.perf_counter()
     with Middleware(config) as mw:
-        journey = Journey(mw, card, OutpatientFlow(mw, actor="demo-kiosk"))
+        journey = Journey(mw, card, OutpatientFlow(mw, actor="demo-kiosk"), bank=bank)
         for number, (title, step) in enumerate(STEPS, start=1):
             t0 = time.perf_counter()
             try:

@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS patient (
     resident_id TEXT NOT NULL UNIQUE,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS paid_charge (
+    charge_id TEXT PRIMARY KEY,
+    transaction_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS registration (
     registration_id TEXT PRIMARY KEY,
     request_id TEXT NOT NULL UNIQUE,
@@ -267,11 +271,46 @@ class SampleHis:
         ]
 
     @hookimpl
+    def hcm_his_charges_paid(
+        self, patient: HospitalPatient, charge_ids: list[str], transaction_id: str
+    ) -> bool | None:
+        with self._lock, self._db() as db:
+            known: set[str] = set()
+            for reg_id, fee in db.execute(
+                "SELECT registration_id, fee FROM registration WHERE patient_id = ?",
+                (patient.patient_id,),
+            ):
+                known.add(f"{reg_id}-C1")
+                if fee:
+                    known.add(f"{reg_id}-C0")
+            unknown = sorted(set(charge_ids) - known)
+            if unknown:
+                raise HisError(
+                    f"charges {', '.join(unknown)} are not this patient's; nothing was paid",
+                    hint="list the visit's charges again and pay those",
+                )
+            for charge_id in charge_ids:
+                # the same transaction again is a retry; another one would pay twice
+                row = db.execute(
+                    "SELECT transaction_id FROM paid_charge WHERE charge_id = ?", (charge_id,)
+                ).fetchone()
+                if row is not None and row[0] != transaction_id:
+                    raise HisError(
+                        f"charge {charge_id} is already paid by another transaction",
+                        hint="refund one of the two payments at the cashier",
+                    )
+                db.execute(
+                    "INSERT OR IGNORE INTO paid_charge VALUES (?, ?)", (charge_id, transaction_id)
+                )
+        return True
+
+    @hookimpl
     def hcm_his_list_charges(self, patient: HospitalPatient, visit_id: str) -> list[Charge] | None:
         with self._db() as db:
             row = db.execute(
                 "SELECT fee FROM registration WHERE registration_id = ?", (visit_id,)
             ).fetchone()
+            paid = {r[0] for r in db.execute("SELECT charge_id FROM paid_charge")}
         charges = [
             Charge(
                 charge_id=f"{visit_id}-C1",
@@ -299,7 +338,7 @@ class SampleHis:
                     amount=Decimal(row[0]),
                 ),
             )
-        return charges
+        return [c.model_copy(update={"paid": c.charge_id in paid}) for c in charges]
 
     @hookimpl
     def hcm_his_list_reports(self, patient: HospitalPatient, visit_id: str) -> list[Report] | None:
