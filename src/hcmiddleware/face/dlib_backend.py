@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import warnings
 from types import ModuleType
 
 import numpy as np
@@ -44,8 +45,12 @@ def _face_recognition() -> ModuleType:
         try:
             # face_recognition_models needs pkg_resources (setuptools<81); import it
             # first so its failure is ours to report, not face_recognition's quit().
-            importlib.import_module("face_recognition_models")
-            module = importlib.import_module("face_recognition")
+            with warnings.catch_warnings():
+                # its deprecation notice about pkg_resources says nothing an operator
+                # can act on: the pin (setuptools<81) is in the face extra
+                warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+                importlib.import_module("face_recognition_models")
+                module = importlib.import_module("face_recognition")
         except (ImportError, SystemExit) as exc:
             raise FaceBackendError(
                 f"the dlib face backend is not installed ({type(exc).__name__}: {exc})",
