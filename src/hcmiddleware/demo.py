@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from importlib.metadata import entry_points
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = ["run_demo"]
 Echo = Callable[[str], None]
 DEMO_HIS = "sample-his"
 DEMO_BANK = "bank-soap"
+DEMO_PEER_GROUP = "hcmiddleware.demo"
 SAMPLE_PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
 
 
@@ -215,10 +217,8 @@ def run_demo(*, data_dir: str | None = None, echo: Echo = print) -> bool:
     # same card behind pcscd for the PC/SC path.
     card = EmulatedCard.from_files(SAMPLE_PROFILE, TEST_ISSUER_KEYS)
     with ExitStack() as stack:
-        plugins: dict[str, Any] = {"enabled": [DEMO_HIS]}
-        bank_url = _start_reference_bank(stack, folder, card)
-        if bank_url is not None:
-            plugins = {"enabled": [DEMO_HIS, DEMO_BANK], DEMO_BANK: {"wsdl": bank_url}}
+        peers = _start_peers(stack, folder)
+        plugins: dict[str, Any] = {"enabled": [DEMO_HIS, *peers], **peers}
         config = parse_config(
             {
                 "middleware": {
@@ -231,25 +231,23 @@ def run_demo(*, data_dir: str | None = None, echo: Echo = print) -> bool:
             }
         )
         echo(f"hcmiddleware demo — data in {folder}")
-        return _run_steps(config, card, bank_url is not None, echo)
+        return _run_steps(config, card, DEMO_BANK in peers, echo)
 
 
-def _start_reference_bank(stack: ExitStack, folder: Path, card: EmulatedCard) -> str | None:
-    """The reference bank on loopback with the sample card bound; None if not installed."""
-    if DEMO_BANK not in installed_plugins():
-        return None
-    try:
-        from hcm_bank_soap.reference import serve
-    except ImportError:
-        return None
+def _start_peers(stack: ExitStack, folder: Path) -> dict[str, dict[str, Any]]:
+    """Start the demo peers installed adapters offer (entry point ``hcmiddleware.demo``).
+
+    Each returns the plugin to enable with its settings; the core never imports an
+    adapter. Today the bank adapter offers its reference SOAP server.
+    """
+    cardholder = json.loads(SAMPLE_PROFILE.read_text(encoding="utf-8"))["items"]
     folder.mkdir(parents=True, exist_ok=True)
-    server = serve(folder / "reference-bank-ledger.db")
-    stack.callback(server.stop)
-    profile = json.loads(SAMPLE_PROFILE.read_text(encoding="utf-8"))["items"]
-    server.service.ledger.bind(  # type: ignore[attr-defined]
-        profile["card_number"], "6222000000001234", profile["id_number"]
-    )
-    return str(server.wsdl_url)
+    peers: dict[str, dict[str, Any]] = {}
+    for ep in entry_points(group=DEMO_PEER_GROUP):
+        peer = ep.load()(folder, cardholder)
+        stack.callback(peer["stop"])
+        peers[str(peer["plugin"])] = dict(peer["settings"])
+    return peers
 
 
 def _run_steps(config: Config, card: EmulatedCard, bank: bool, echo: Echo) -> bool:
