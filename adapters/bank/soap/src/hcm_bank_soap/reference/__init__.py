@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hcm_bank_soap.reference.ledger import BankLedger, LedgerResult
 from hcm_bank_soap.reference.service import BankService
-from hcm_bank_soap.reference.soap_http import FaultPlan, SoapFaultError, SoapServer
+from hcmiddleware.testing.soap import FaultPlan, SoapFaultError, SoapServer
 
 __all__ = [
     "BankLedger",

@@ -10,7 +10,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from lxml.builder import ElementMaker  # type: ignore[import-untyped]
 
 from hcm_bank_soap.reference.ledger import BankLedger, LedgerResult
-from hcm_bank_soap.reference.soap_http import SoapFaultError
+from hcmiddleware.testing.soap import SoapFaultError
 
 __all__ = ["NS", "BankService"]
 

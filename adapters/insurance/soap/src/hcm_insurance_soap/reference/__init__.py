@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hcm_insurance_soap.reference.ledger import FUND_RATES, InsurerLedger, SettlementRecord, split
 from hcm_insurance_soap.reference.service import InsuranceService
-from hcm_insurance_soap.reference.soap_http import FaultPlan, SoapFaultError, SoapServer
+from hcmiddleware.testing.soap import FaultPlan, SoapFaultError, SoapServer
 
 __all__ = [
     "FUND_RATES",

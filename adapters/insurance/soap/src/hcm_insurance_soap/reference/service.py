@@ -10,7 +10,7 @@ from lxml import etree  # type: ignore[import-untyped]
 from lxml.builder import ElementMaker  # type: ignore[import-untyped]
 
 from hcm_insurance_soap.reference.ledger import InsurerLedger, SettlementRecord, split
-from hcm_insurance_soap.reference.soap_http import SoapFaultError
+from hcmiddleware.testing.soap import SoapFaultError
 
 __all__ = ["NS", "InsuranceService"]
 

@@ -1,4 +1,9 @@
-"""A small SOAP 1.1 server on loopback with fault injection, for the reference insurer.
+"""A small SOAP 1.1 server on loopback with fault injection, for reference peers.
+
+The reference bank and the reference insurer (``adapters/bank/soap``,
+``adapters/insurance/soap``) serve their hand-written WSDLs through it; an integrator
+writing another SOAP adapter can build its reference peer on it too. Needs ``lxml``
+(the ``soap`` extra).
 
 Why not spyne: the WSDL is written by hand as the interface contract, and a plain
 ``http.server`` lets the server do what a framework hides — commit and then drop the
@@ -41,7 +46,7 @@ class FaultPlan:
     Rates are probabilities per request of an operation in ``operations``:
 
     - ``delay``: answer after ``delay_seconds`` (beyond the client's timeout); the
-      request is processed after the delay, as a slow insurer would.
+      request is processed after the delay, as a slow bank or insurer would.
     - ``fault``: answer with a SOAP fault; nothing is processed.
     - ``drop``: process and commit, then close the connection without an answer.
     - ``duplicate``: process the request twice, as a redelivering network would.
