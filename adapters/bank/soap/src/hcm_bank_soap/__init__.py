@@ -19,29 +19,16 @@ query or reversal.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Any
 
-import requests
-from lxml import etree  # type: ignore[import-untyped]
 from pydantic import Field, ValidationError
-from urllib3.exceptions import NewConnectionError
-from zeep import Client, Settings
-from zeep.exceptions import Error as ZeepError
-from zeep.exceptions import Fault, TransportError
-from zeep.transports import Transport
-from zeep.wsse.username import UsernameToken
 
-from hcmiddleware import Middleware, Secret, SettingsModel, hookimpl
+from hcmiddleware import Middleware, hookimpl
 from hcmiddleware.errors import (
     MalformedResponseError,
     MoneyError,
-    OutcomeUnknownError,
-    RemoteFaultError,
-    RemoteUnavailableError,
 )
 from hcmiddleware.models import (
     BankBinding,
@@ -53,6 +40,7 @@ from hcmiddleware.models import (
     Statement,
     StatementLine,
 )
+from hcmiddleware.soap import SoapAdapter, SoapSettings
 
 __all__ = ["BINDING", "NAME", "BankSoap", "BankSoapSettings", "packaged_wsdl"]
 
@@ -66,102 +54,30 @@ def packaged_wsdl() -> str:
     return str(resources.files("hcm_bank_soap").joinpath("wsdl/bank.wsdl"))
 
 
-class BankSoapSettings(SettingsModel):
+class BankSoapSettings(SoapSettings):
     """``[plugins.bank-soap]``."""
 
     wsdl: str = Field(default_factory=packaged_wsdl, description="WSDL URL or file")
-    endpoint: str | None = Field(None, description="service address; default the WSDL's")
-    timeout: float = Field(5.0, gt=0, le=120, description="seconds per SOAP call")
-    username: str | None = None
-    password: Secret | None = None
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the connection was refused or never established: nothing left."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, NewConnectionError)
 
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class BankSoap:
+class BankSoap(SoapAdapter):
     """The plugin object (created by its entry point with no arguments)."""
 
     hcm_plugin_name = NAME
-
-    def __init__(self) -> None:
-        self.settings = BankSoapSettings()
-        self._service: Any = None
-        self.client: Client | None = None
-        self._configured = False
-        self._lock = threading.Lock()
-
-    # -- setup -----------------------------------------------------------------------
-
-    @hookimpl
-    def hcm_add_config(self, settings: Any) -> None:
-        """Declare the ``[plugins.bank-soap]`` settings model."""
-        settings.add(NAME, BankSoapSettings)
+    NAME = NAME
+    BINDING = BINDING
+    PARTY = "bank"
+    KIND = "bank"
+    SETTINGS = BankSoapSettings
 
     @hookimpl
     def hcm_configure(self, middleware: Middleware) -> None:
         """Take the validated settings; the SOAP client is made on first use."""
-        configured = middleware.plugin_settings(NAME)
-        if isinstance(configured, BankSoapSettings):
-            self.settings = configured
-        # the client (and its WSDL) is made on first use: a bank that is down when the
-        # hospital system starts must not stop the middleware from starting
-        self.client = None
-        self._service = None
-        self._configured = True
-
-    def _ensure_service(self) -> Any:
-        with self._lock:
-            if self._service is None:
-                try:
-                    self.client = self.make_client(self.settings)
-                    self._service = (
-                        self.client.create_service(BINDING, self.settings.endpoint)  # type: ignore[no-untyped-call]
-                        if self.settings.endpoint
-                        else self.client.service
-                    )
-                except (requests.RequestException, OSError, ZeepError, etree.XMLSyntaxError) as exc:
-                    self.client = None
-                    raise RemoteUnavailableError(
-                        f"the bank's service description cannot be loaded ({type(exc).__name__})",
-                        hint="check [plugins.bank-soap] wsdl and the network; nothing was sent",
-                    ) from None
-            return self._service
-
-    @staticmethod
-    def make_client(settings: BankSoapSettings) -> Client:
-        """A zeep client for ``settings`` (also used to render golden envelopes)."""
-        transport = Transport(  # type: ignore[no-untyped-call]
-            timeout=settings.timeout, operation_timeout=settings.timeout
-        )
-        wsse = None
-        if settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else ""
-            wsse = UsernameToken(settings.username, password)  # type: ignore[no-untyped-call]
-        return Client(  # type: ignore[no-untyped-call]
-            settings.wsdl,
-            transport=transport,
-            wsse=wsse,
-            settings=Settings(strict=True, xml_huge_tree=False),
-        )
-
-    @hookimpl
-    def hcm_unconfigure(self) -> None:
-        """Close the HTTP session and forget the client."""
-        with self._lock:
-            if self.client is not None:
-                self.client.transport.session.close()
-            self._service = self.client = None
-            self._configured = False
+        self._take_settings(middleware)
 
     @hookimpl
     def hcm_doctor_checks(self) -> list[CheckResult]:
@@ -178,41 +94,6 @@ class BankSoap:
         return [CheckResult(name="bank", ok=True, detail="the bank answers queries")]
 
     # -- calls -----------------------------------------------------------------------
-
-    def _call(self, operation: str, transaction_id: str | None = None, **kwargs: Any) -> Any:
-        if not self._configured:
-            raise MoneyError(
-                "the bank adapter is not configured", hint="start the Middleware first"
-            )
-        method: Callable[..., Any] = getattr(self._ensure_service(), operation)
-        try:
-            return method(**kwargs)
-        except Fault as fault:
-            raise RemoteFaultError(
-                f"the bank refused {operation}: {fault.message}",
-                fault_code=str(fault.code or "Server"),
-                transaction_id=transaction_id,
-            ) from None
-        except (requests.ConnectTimeout, requests.ConnectionError) as exc:
-            if _never_sent(exc):
-                raise RemoteUnavailableError(
-                    f"the bank cannot be reached for {operation} ({type(exc).__name__})",
-                    transaction_id=transaction_id,
-                ) from None
-            raise OutcomeUnknownError(
-                f"no answer from the bank to {operation} ({type(exc).__name__})",
-                transaction_id=transaction_id,
-            ) from None
-        except requests.Timeout as exc:
-            raise OutcomeUnknownError(
-                f"no answer from the bank to {operation} ({type(exc).__name__})",
-                transaction_id=transaction_id,
-            ) from None
-        except (TransportError, ZeepError, etree.XMLSyntaxError, ValueError) as exc:
-            raise MalformedResponseError(
-                f"the bank's answer to {operation} is not valid ({type(exc).__name__})",
-                transaction_id=transaction_id,
-            ) from None
 
     def _result(self, answer: Any, transaction_id: str) -> PaymentResult:
         try:
