@@ -74,14 +74,19 @@ def readings(name: str) -> tuple[frozenset[str], ...]:
     return tuple(frozenset(options) for options in _ordered_readings(name))
 
 
+@lru_cache(maxsize=32768)
+def _char_readings(char: str) -> tuple[str, ...]:
+    # One character at a time is what pypinyin does with a list of characters anyway
+    # (each is its own segment); a few thousand characters make almost every name.
+    (options,) = pinyin([char], style=Style.TONE3, heteronym=True, neutral_tone_with_five=True)
+    return tuple(r for r in options if r)
+
+
 @lru_cache(maxsize=65536)
 def _ordered_readings(name: str) -> tuple[tuple[str, ...], ...]:
     # pypinyin lists the commonest reading first; a surname's own reading goes first.
     chars = [c for c in to_simplified(name) if _CJK.match(c)]
-    out = [
-        tuple(r for r in options if r)
-        for options in pinyin(chars, style=Style.TONE3, heteronym=True, neutral_tone_with_five=True)
-    ]
+    out = [_char_readings(c) for c in chars]
     if chars and chars[0] in _SURNAME_READINGS:
         first = _SURNAME_READINGS[chars[0]]
         out[0] = (first, *(r for r in out[0] if r != first))

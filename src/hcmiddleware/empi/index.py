@@ -296,6 +296,11 @@ class ResidentIndex:
             "region_code": region_code,
         }
         probe = self._probe(demographics, wanted)
+        # The stored keys are the probe's keys less ``nm`` (see blocking): hash each once.
+        stored = blocking_keys(probe)
+        hashed = {k: self._protector.blind_index("block", k) for k in sorted(probe_keys(probe))}
+        query_blocks = list(hashed.values())
+        stored_blocks = [hashed[k] for k in sorted(stored)]
         return PreparedRecord(
             wanted,
             demographics,
@@ -305,8 +310,8 @@ class ResidentIndex:
             tuple(warnings),
             idents=[(k, i, v, self._ident_bidx(k, v)) for k, i, v in wanted],
             probe=probe,
-            query_blocks=self._block_bidxs(probe),
-            stored_blocks=self._block_bidxs(probe, stored=True),
+            query_blocks=query_blocks,
+            stored_blocks=stored_blocks,
         )
 
     def enrol(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -112,6 +112,49 @@ Q_SOURCES_IN = sa.select(SOURCES.c.source, SOURCES.c.record_id, SOURCES.c.reside
     SOURCES.c.record_id.in_(sa.bindparam("record_ids", expanding=True)),
 )
 INS_REVIEW = sa.insert(REVIEWS)
+
+_BulkPlan = tuple[str, tuple[str, ...] | None, tuple[tuple[int, Callable[[Any], Any]], ...]]
+_BULK_PLANS: dict[tuple[str, str, tuple[str, ...]], _BulkPlan] = {}
+
+
+def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows with one ``executemany`` handed straight to the driver.
+
+    The statement is compiled once per table, dialect and set of columns; each value
+    is converted only where its column type needs it (dates on SQLite), so a batch of
+    thousands of rows does not pay SQLAlchemy's per-value processing. Rows with
+    different sets of columns are inserted in groups.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    dialect = conn.dialect
+    for keys, members in groups.items():
+        plan = _BULK_PLANS.get((table.name, dialect.name, keys))
+        if plan is None:
+            compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
+            order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
+            names = order if order is not None else keys
+            found: list[tuple[int, Callable[[Any], Any]]] = []
+            for i, name in enumerate(names):
+                convert = table.c[name].type.bind_processor(dialect)
+                if convert is not None:
+                    found.append((i, convert))
+            plan = (compiled.string, order, tuple(found))
+            _BULK_PLANS[(table.name, dialect.name, keys)] = plan
+        sql, order, converters = plan
+        names = order if order is not None else keys
+        params: list[Any] = []
+        for row in members:
+            values = [row[name] for name in names]
+            for i, to_driver in converters:
+                if values[i] is not None:
+                    values[i] = to_driver(values[i])
+            if order is not None:
+                params.append(tuple(values))
+            else:
+                params.append(dict(zip(names, values, strict=True)))
+        conn.exec_driver_sql(sql, params)
 
 
 def naive_utc(value: dt.datetime) -> dt.datetime:
@@ -407,13 +450,13 @@ class BatchStore(DirectStore):
 
     def flush(self) -> None:
         """Write everything queued, one executemany per table, parents first."""
-        for key, statement in (
-            ("residents", INS_RESIDENT),
-            ("blocks", INS_BLOCK),
-            ("identifiers", INS_IDENTIFIER),
-            ("sources", INS_SOURCE),
+        for key, table in (
+            ("residents", RESIDENTS),
+            ("blocks", BLOCKS),
+            ("identifiers", IDENTIFIERS),
+            ("sources", SOURCES),
         ):
             rows = self._pending[key]
             if rows:
-                self.conn.execute(statement, rows)
+                bulk_insert(self.conn, table, rows)
                 self._pending[key] = []
