@@ -392,11 +392,11 @@ class ResidentIndex:
 
     def _prefetch(self, store: BatchStore, batch: Sequence[PreparedRecord]) -> None:
         idents: list[bytes] = []
-        blocks: list[bytes] = []
+        blocks: list[list[bytes]] = []
         sources: list[tuple[str, str]] = []
         for prepared in batch:
             idents.extend(b for _k, _i, _v, b in prepared.idents)
-            blocks.extend(prepared.query_blocks)
+            blocks.append(prepared.query_blocks)
             if prepared.source is not None and prepared.record_id is not None:
                 sources.append((prepared.source, prepared.record_id))
         store.prefetch(idents, blocks, sources)

@@ -18,6 +18,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hcmiddleware.empi.blocking import choose_candidates
 from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.protection import Protector
 from hcmiddleware.empi.records import Identifier, Resident
@@ -284,17 +285,13 @@ class DirectStore:
         return self.codec.resident(self.conn, self.codec.row(self.conn, resident_id, follow=False))
 
     def candidates(self, block_keys: Sequence[bytes]) -> list[Resident]:
-        """Active residents sharing any of these blocking-key HMACs (at most max_block)."""
+        """Active residents worth comparing: see :func:`choose_candidates` (≤ max_block)."""
         if not block_keys:
             return []
-        ids: list[str] = []
-        seen: set[str] = set()
-        for _key, resident_id in self.conn.execute(Q_BLOCK_MEMBERS, {"keys": list(block_keys)}):
-            if resident_id not in seen:
-                seen.add(resident_id)
-                ids.append(resident_id)
-                if len(ids) >= self._max_block:
-                    break
+        members: dict[bytes, list[str]] = {}
+        for key, resident_id in self.conn.execute(Q_BLOCK_MEMBERS, {"keys": list(block_keys)}):
+            members.setdefault(key, []).append(resident_id)
+        ids = choose_candidates(block_keys, members, limit=self._max_block)
         return self.codec.load(self.conn, ids)
 
     def source_holder(self, source: str, record_id: str) -> str | None:
@@ -355,10 +352,15 @@ class BatchStore(DirectStore):
     def prefetch(
         self,
         identifier_keys: Iterable[bytes],
-        block_keys: Iterable[bytes],
+        record_blocks: Sequence[Sequence[bytes]],
         sources: Iterable[tuple[str, str]],
     ) -> None:
-        """Read everything the batch may need, in chunks of a few hundred keys."""
+        """Read everything the batch may need, in chunks of a few hundred keys.
+
+        ``record_blocks`` holds each record's blocking keys: the members of every block
+        are read (ids only), and only the residents :func:`choose_candidates` picks for
+        some record are loaded and decrypted.
+        """
         conn = self.conn
         wanted_ids: set[str] = set()
         idents = sorted(set(identifier_keys))
@@ -369,12 +371,13 @@ class BatchStore(DirectStore):
                     resident_id = self.codec.row(conn, resident_id, follow=True)["id"]
                 self._holders[(kind, issuer, bidx)] = resident_id
                 wanted_ids.add(resident_id)
-        blocks = sorted(set(block_keys))
+        blocks = sorted({key for keys in record_blocks for key in keys})
         for start in range(0, len(blocks), _CHUNK):
             members = conn.execute(Q_BLOCK_MEMBERS, {"keys": blocks[start : start + _CHUNK]})
             for key, resident_id in members:
                 self._members.setdefault(key, []).append(resident_id)
-                wanted_ids.add(resident_id)
+        for keys in record_blocks:
+            wanted_ids.update(choose_candidates(keys, self._members, limit=self._max_block))
         by_source: dict[str, list[str]] = {}
         for source, record_id in sources:
             by_source.setdefault(source, []).append(record_id)
@@ -402,15 +405,9 @@ class BatchStore(DirectStore):
         return self._residents[resident_id]
 
     def candidates(self, block_keys: Sequence[bytes]) -> list[Resident]:
-        """Members of these blocks from the prefetch and from this batch."""
-        ids: list[str] = []
-        seen: set[str] = set()
-        for key in block_keys:
-            for resident_id in self._members.get(key, ()):
-                if resident_id not in seen:
-                    seen.add(resident_id)
-                    ids.append(resident_id)
-        return [self.resident(rid) for rid in ids[: self._max_block]]
+        """Candidates from the prefetch and from this batch (see :func:`choose_candidates`)."""
+        ids = choose_candidates(block_keys, self._members, limit=self._max_block)
+        return [self.resident(rid) for rid in ids]
 
     def source_holder(self, source: str, record_id: str) -> str | None:
         """Where a source record went, from the prefetch and from this batch."""
