@@ -100,13 +100,11 @@ Q_HOLDERS_ACTIVE = (
     .join(RESIDENTS, RESIDENTS.c.id == IDENTIFIERS.c.resident_id)
     .where(IDENTIFIERS.c.value_bidx.in_(sa.bindparam("bidxs", expanding=True)))
 )
-Q_BLOCK_MEMBERS = (
-    sa.select(BLOCKS.c.key_bidx, BLOCKS.c.resident_id)
-    .join(RESIDENTS, RESIDENTS.c.id == BLOCKS.c.resident_id)
-    .where(
-        BLOCKS.c.key_bidx.in_(sa.bindparam("keys", expanding=True)),
-        RESIDENTS.c.status == ResidentStatus.ACTIVE.value,
-    )
+# Members of blocks, merged residents included (their keys stay for an unmerge): the
+# few chosen are loaded and the inactive dropped then, which costs far less than
+# looking up every member's status here.
+Q_BLOCK_MEMBERS = sa.select(BLOCKS.c.key_bidx, BLOCKS.c.resident_id).where(
+    BLOCKS.c.key_bidx.in_(sa.bindparam("keys", expanding=True))
 )
 Q_SOURCES_IN = sa.select(SOURCES.c.source, SOURCES.c.record_id, SOURCES.c.resident_id).where(
     SOURCES.c.source == sa.bindparam("source"),
@@ -292,7 +290,7 @@ class DirectStore:
         for key, resident_id in self.conn.execute(Q_BLOCK_MEMBERS, {"keys": list(block_keys)}):
             members.setdefault(key, []).append(resident_id)
         ids = choose_candidates(block_keys, members, limit=self._max_block)
-        return self.codec.load(self.conn, ids)
+        return [r for r in self.codec.load(self.conn, ids) if r.status == ResidentStatus.ACTIVE]
 
     def source_holder(self, source: str, record_id: str) -> str | None:
         """The active resident a source record is linked to, if it is in already."""
@@ -407,7 +405,8 @@ class BatchStore(DirectStore):
     def candidates(self, block_keys: Sequence[bytes]) -> list[Resident]:
         """Candidates from the prefetch and from this batch (see :func:`choose_candidates`)."""
         ids = choose_candidates(block_keys, self._members, limit=self._max_block)
-        return [self.resident(rid) for rid in ids]
+        found = [self.resident(rid) for rid in ids]
+        return [r for r in found if r.status == ResidentStatus.ACTIVE]
 
     def source_holder(self, source: str, record_id: str) -> str | None:
         """Where a source record went, from the prefetch and from this batch."""
