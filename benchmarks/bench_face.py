@@ -3,9 +3,10 @@
 1:1 — time per probe for detect + encode + compare, on a kiosk-sized frame against an
 enrolled template and against a card photo (which must be encoded too).
 1:N — exact search time per query over 10k, 100k and 1M random unit templates: numpy,
-faiss IndexFlatIP and the fp16-shortlist engine side by side, with the time to load the
-gallery, whether each returns the numpy engine's answers, and how many fp16 searches
-fell back to the full float32 scan.
+faiss IndexFlatIP and the fp16- and 8-bit-shortlist engines side by side, with the time
+to load the gallery, whether each returns the numpy engine's answers, and how many
+searches of a shortlist engine could not be proved from the shortlist (fp16: then a
+float32 scan; sq8: then a second 8-bit scan, or a float32 scan, counted after the "+").
 
 Accuracy — genuine/impostor distances on the faces shipped in packages, with false
 accepts and false rejects per threshold (the configured ones marked).
@@ -204,12 +205,14 @@ def bench_search(sizes: list[int], queries: int) -> None:
         import faiss
 
         faiss.omp_set_num_threads(1)
-        engines: list[Engine] = ["numpy", "faiss", "faiss-fp16"]
+        threads = f", faiss threads {faiss.omp_get_max_threads()}"
+        engines: list[Engine] = ["numpy", "faiss", "faiss-fp16", "faiss-sq8"]
     except ImportError:
         print("faiss not installed: numpy only")
+        threads = ""
         engines = ["numpy"]
     rng = np.random.default_rng(0)
-    print(f"\n1:N exact search, 128-d, top-5, single thread, {queries} queries")
+    print(f"\n1:N exact search, 128-d, top-5, single thread{threads}, {queries} queries")
     head = (
         f"{'templates':>10}  {'engine':<11}{'load s':>8}{'median ms':>11}{'p95 ms':>9}"
         f"{'same as numpy':>15}{'fallbacks':>11}"
@@ -244,7 +247,9 @@ def bench_search(sizes: list[int], queries: int) -> None:
             med, p95 = _ms(times)
             same = "yes" if answers == reference else "NO"
             fallbacks = getattr(gallery._rows, "fallbacks", None)
+            full = getattr(gallery._rows, "full_scans", None)
             shown = "-" if fallbacks is None else str(fallbacks)
+            shown += "" if full is None else f"+{full}"
             print(f"{n:>10}  {engine:<11}{load:>8.2f}{med:>11.2f}{p95:>9.2f}{same:>15}{shown:>11}")
             del gallery
         del matrix

@@ -3,8 +3,12 @@
 Templates are unit-length float32 vectors, so the nearest by Euclidean distance is the
 one with the largest inner product, and ``distance = sqrt(2 - 2·ip)``: one
 matrix-vector product ranks the whole gallery. Search is exact — at enrolment a
-missed duplicate is a person with two records — with numpy by default or faiss's
-``IndexFlatIP`` (same answers, faster on large galleries) as an option.
+missed duplicate is a person with two records — with numpy by default, faiss's
+``IndexFlatIP``, or a shortlist from a half-precision (``faiss-fp16``) or 8-bit
+(``faiss-sq8``, the fastest on large galleries) copy that is re-ranked on float32 and
+proved to hold the exact answer. Every engine gives the same answers (equal distances
+in the order the templates were added with numpy and faiss-sq8, in any order with faiss
+and faiss-fp16).
 
 The gallery is loaded from the template store at start and kept in step with it by
 ``add``/``replace``/``remove``; a lock makes each of these and ``search`` atomic, so a
@@ -27,7 +31,7 @@ from hcmiddleware.face.backend import Template
 __all__ = ["Engine", "FaceGallery", "GalleryHit"]
 
 #: The exact search engines a gallery can use.
-Engine = Literal["numpy", "faiss", "faiss-fp16"]
+Engine = Literal["numpy", "faiss", "faiss-fp16", "faiss-sq8"]
 _LOAD_CHUNK = 8192
 
 
@@ -75,6 +79,13 @@ class _NumpyRows:
     def __len__(self) -> int:
         return self._n
 
+    def __contains__(self, label: int) -> bool:
+        return label in self._row_of
+
+    def rows(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """The labels and the matrix of the rows held (views, valid until the next edit)."""
+        return self._labels[: self._n], self._matrix[: self._n]
+
     def scores_of(
         self, labels: NDArray[np.int64], query: NDArray[np.float32]
     ) -> NDArray[np.float32]:
@@ -100,12 +111,17 @@ class _NumpyRows:
         k = min(k, self._n)
         if k <= 0:
             return [], []
+        labels = self._labels[: self._n]
         if k < self._n:
             top = np.argpartition(-scores, k - 1)[:k]
-            top = top[np.argsort(-scores[top], kind="stable")]
+            # A row tied with the k-th may be left out, but it is the later-added one.
+            kth = scores[top].min()
+            top = np.union1d(top, np.flatnonzero(scores == kth))
         else:
-            top = np.argsort(-scores, kind="stable")
-        return [int(x) for x in self._labels[top]], [float(x) for x in scores[top]]
+            top = np.arange(self._n)
+        # Highest score first; equal scores in the order the rows were added.
+        top = top[np.lexsort((labels[top], -scores[top]))][:k]
+        return [int(x) for x in labels[top]], [float(x) for x in scores[top]]
 
 
 class _FaissRows:
@@ -196,6 +212,192 @@ class _Fp16ShortlistRows:
         return self._exact.search(query, k)
 
 
+class _Sq8ShortlistRows:
+    """Exact search: an 8-bit shortlist, re-ranked on float32, proved or rescanned.
+
+    Each row ``x`` is also kept as signed 8-bit codes ``c = round(x * scale)``, one
+    scale a dimension fitted so the largest value seen fills the code range, and each
+    row's error ``||x - c / scale||`` is measured when it is encoded. A query ``q`` is
+    rounded the same way to integers ``p`` (``q / scale`` stretched to the code range
+    by a factor ``a``), so faiss scans a quarter of the float32 bytes with integer
+    arithmetic that is exact in float32, and ``sum(p * c) / a`` is the inner product
+    of the decoded query ``q'`` and decoded row ``x'``. For unit ``q`` and ``x``:
+
+        |q·x - q'·x'| <= ||x - x'|| + ||q - q'|| * (1 + ||x - x'||)
+
+    which bounds how far any row's 8-bit score can be from its exact score.
+
+    Rows that would raise the bound (values outside the fitted range, added after the
+    fit) are not encoded but kept aside and searched exactly with every query; when
+    more than ``unquantised_limit`` are aside, the scale is fitted again on every row.
+    Small galleries (up to that many rows) are therefore searched exactly on float32.
+    """
+
+    #: Rows fetched from the 8-bit index per query, before exact re-ranking.
+    shortlist = 256
+    #: Rows kept outside the 8-bit index before the scale is fitted again.
+    unquantised_limit = 1024
+
+    def __init__(self, dimension: int) -> None:
+        faiss = _import_faiss("faiss-sq8")
+        self._kind = getattr(faiss.ScalarQuantizer, "QT_8bit_direct_signed", None)
+        if self._kind is None:
+            raise FaceBackendError(
+                "this faiss has no signed 8-bit scalar quantiser, which "
+                "[face] gallery_engine = 'faiss-sq8' needs",
+                backend="faiss",
+                hint="pip install 'faiss-cpu>=1.8', or set [face] gallery_engine = 'faiss-fp16'",
+            )
+        self._faiss = faiss
+        self._dimension = dimension
+        # Codes and query values within ±levels keep every partial sum of the scan an
+        # integer below 2**24, which float32 holds exactly: 127 up to 1040 dimensions.
+        self._levels = float(min(127, int(np.sqrt(2**24 / dimension))))
+        self._exact = _NumpyRows(dimension)
+        self._aside = _NumpyRows(dimension)
+        self._index: Any = self._new_index()
+        self._scale: NDArray[np.float32] | None = None
+        # Slack for float32 rounding: of the exact scores (a d-term dot product of unit
+        # vectors, at most d·2**-24 off), of the errors and of the division by a.
+        self._eps = 2.0 * dimension * float(np.finfo(np.float32).eps)
+        #: Largest ||row - decoded row|| of any row in the 8-bit index since the last
+        #: fit; rows that would exceed it at encoding are kept aside instead.
+        self.max_error = 0.0
+        #: How many searches could not be proved from the shortlist (a second 8-bit
+        #: scan then fetches every row that could still be in the top k).
+        self.fallbacks = 0
+        #: How many searches scanned every float32 row (second scan too unselective).
+        self.full_scans = 0
+        #: How many times the scale was fitted.
+        self.fits = 0
+
+    def _new_index(self) -> Any:
+        faiss = self._faiss
+        return faiss.IndexIDMap(
+            faiss.IndexScalarQuantizer(self._dimension, self._kind, faiss.METRIC_INNER_PRODUCT)
+        )
+
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    @property
+    def aside(self) -> int:
+        """Rows searched exactly with every query, outside the 8-bit index."""
+        return len(self._aside)
+
+    def _encode(
+        self, vectors: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+        """Codes (integers within ±levels, as float32 for faiss) and each row's error."""
+        assert self._scale is not None
+        codes = np.rint(vectors * self._scale)
+        np.clip(codes, -self._levels, self._levels, out=codes)
+        diff = vectors.astype(np.float64) - codes / self._scale.astype(np.float64)
+        errors: NDArray[np.float64] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        return codes.astype(np.float32), errors
+
+    def _probe(self, query: NDArray[np.float32]) -> tuple[NDArray[np.float32], float, float]:
+        """The query as integers, the factor a, and ||q - q'||."""
+        assert self._scale is not None
+        scale = self._scale.astype(np.float64)
+        stretched = query.astype(np.float64) / scale
+        factor = self._levels / float(np.abs(stretched).max())
+        probe = np.clip(np.rint(stretched * factor), -self._levels, self._levels)
+        error = float(np.linalg.norm(query - probe * scale / factor))
+        return probe.astype(np.float32).reshape(1, -1), factor, error
+
+    def _fit(self) -> None:
+        """Fit the scale to every row held and encode them all into a new index."""
+        labels, matrix = self._exact.rows()
+        peak = np.zeros(self._dimension, dtype=np.float32)
+        for start in range(0, len(matrix), _LOAD_CHUNK):
+            np.maximum(peak, np.abs(matrix[start : start + _LOAD_CHUNK]).max(axis=0), out=peak)
+        # A dimension that is zero in every row keeps code 0 whatever its scale.
+        safe = np.where(peak > 0, peak, 1.0)
+        self._scale = np.where(peak > 0, self._levels / safe, 1.0).astype(np.float32)
+        index = self._new_index()
+        error = 0.0
+        for start in range(0, len(matrix), _LOAD_CHUNK):
+            codes, errors = self._encode(matrix[start : start + _LOAD_CHUNK])
+            index.add_with_ids(codes, labels[start : start + _LOAD_CHUNK])
+            error = max(error, float(errors.max()))
+        self._index, self.max_error = index, error
+        self._aside = _NumpyRows(self._dimension)
+        self.fits += 1
+
+    def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        self._exact.add(labels, vectors)
+        if self._scale is None:
+            if len(self._exact) > self.unquantised_limit:
+                self._fit()
+            else:
+                self._aside.add(labels, vectors)
+            return
+        for start in range(0, len(vectors), _LOAD_CHUNK):
+            chunk = vectors[start : start + _LOAD_CHUNK]
+            chunk_labels = labels[start : start + _LOAD_CHUNK]
+            codes, errors = self._encode(chunk)
+            fits = errors <= self.max_error
+            if fits.any():
+                self._index.add_with_ids(codes[fits], chunk_labels[fits])
+            if not fits.all():
+                self._aside.add(chunk_labels[~fits], chunk[~fits])
+        if len(self._aside) > self.unquantised_limit:
+            self._fit()
+
+    def remove(self, label: int) -> None:
+        self._exact.remove(label)
+        if label in self._aside:
+            self._aside.remove(label)
+        else:
+            self._index.remove_ids(np.array([label], dtype=np.int64))
+
+    def _best(
+        self,
+        candidates: NDArray[np.int64],
+        aside: tuple[list[int], list[float]],
+        query: NDArray[np.float32],
+        k: int,
+    ) -> tuple[list[int], list[float]]:
+        """The top k of the candidates (scored exactly) and the best rows aside."""
+        labels = np.concatenate([candidates, np.array(aside[0], dtype=np.int64)])
+        scores = np.concatenate(
+            [self._exact.scores_of(candidates, query), np.array(aside[1], dtype=np.float32)]
+        )
+        # Highest score first; equal scores in the order the rows were added.
+        order = np.lexsort((labels, -scores))[:k]
+        return [int(x) for x in labels[order]], [float(x) for x in scores[order]]
+
+    def search(self, query: NDArray[np.float32], k: int) -> tuple[list[int], list[float]]:
+        n = len(self._exact)
+        k = min(k, n)
+        if k <= 0:
+            return [], []
+        aside = self._aside.search(query, k)
+        coded = int(self._index.ntotal)
+        if coded == 0:
+            return aside
+        wanted = min(coded, max(k, self.shortlist))
+        probe, factor, query_error = self._probe(query)
+        sums, found = self._index.search(probe, wanted)
+        labels, scores = self._best(found[0], aside, query, k)
+        # A coded row not shortlisted has an 8-bit score of at most sums[-1] / a, so an
+        # exact score of at most that plus the bound: if the k-th exact score reaches
+        # it, no such row can belong to the top k.
+        bound = self.max_error + query_error * (1.0 + self.max_error) + self._eps
+        if wanted == coded or scores[-1] >= float(sums[0][-1]) / factor + bound:
+            return labels, scores
+        self.fallbacks += 1
+        # The true k-th score is at least scores[-1]; a coded row can only reach it with
+        # an 8-bit score above scores[-1] - bound: fetch exactly those.
+        radius = (scores[-1] - bound - self._eps) * factor
+        _, _, within = self._index.range_search(probe, radius)
+        if len(within) > n // 8:
+            self.full_scans += 1
+            return self._exact.search(query, k)
+        return self._best(within.astype(np.int64), aside, query, k)
+
+
 class FaceGallery:
     """Every enrolled template, one per resident, searchable by nearest face."""
 
@@ -209,6 +411,8 @@ class FaceGallery:
             self._rows = _FaissRows(dimension)
         elif engine == "faiss-fp16":
             self._rows = _Fp16ShortlistRows(dimension)
+        elif engine == "faiss-sq8":
+            self._rows = _Sq8ShortlistRows(dimension)
         elif engine == "numpy":
             self._rows = _NumpyRows(dimension)
         else:
