@@ -6,7 +6,8 @@ enrolled template and against a card photo (which must be encoded too).
 faiss IndexFlatIP and the fp16- and 8-bit-shortlist engines side by side, with the time
 to load the gallery, whether each returns the numpy engine's answers, and how many
 searches of a shortlist engine could not be proved from the shortlist (fp16: then a
-float32 scan; sq8: then a second 8-bit scan, or a float32 scan, counted after the "+").
+float32 scan; sq8: then a longer 8-bit shortlist, and if that is not enough either a
+float32 scan, counted after the "/").
 
 Accuracy — genuine/impostor distances on the faces shipped in packages, with false
 accepts and false rejects per threshold (the configured ones marked).
@@ -249,7 +250,7 @@ def bench_search(sizes: list[int], queries: int) -> None:
             fallbacks = getattr(gallery._rows, "fallbacks", None)
             full = getattr(gallery._rows, "full_scans", None)
             shown = "-" if fallbacks is None else str(fallbacks)
-            shown += "" if full is None else f"+{full}"
+            shown += "" if full is None else f"/{full}"
             print(f"{n:>10}  {engine:<11}{load:>8.2f}{med:>11.2f}{p95:>9.2f}{same:>15}{shown:>11}")
             del gallery
         del matrix

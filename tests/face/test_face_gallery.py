@@ -264,8 +264,8 @@ def _cluster(n: int, seed: int, spread: float = 1e-3) -> tuple[np.ndarray, np.nd
 
 def test_sq8_second_scan_when_the_shortlist_cannot_prove_the_answer() -> None:
     # 1000 residents closer together than 8 bits can tell apart among 9000 others:
-    # the 256-row shortlist cannot be proved, a second 8-bit scan fetches every row
-    # that could be in the top 5, and the answer is the exact one.
+    # the 256-row shortlist cannot be proved, a second 8-bit scan fetches 4096 rows,
+    # which is proved to hold the top 5, and the answer is the exact one.
     base, near = _cluster(1000, seed=40)
     matrix = np.concatenate([_random_templates(9000, seed=42), near])
     ids = [f"r{i}" for i in range(len(matrix))]
@@ -276,9 +276,9 @@ def test_sq8_second_scan_when_the_shortlist_cannot_prove_the_answer() -> None:
     assert g._rows.full_scans == 0  # type: ignore[attr-defined]
 
 
-def test_sq8_full_scan_when_the_second_scan_would_fetch_too_much() -> None:
-    base, near = _cluster(3000, seed=43)
-    ids = [f"r{i}" for i in range(3000)]
+def test_sq8_full_scan_when_the_second_shortlist_cannot_prove_it_either() -> None:
+    base, near = _cluster(5000, seed=43)
+    ids = [f"r{i}" for i in range(5000)]
     g = FaceGallery(128, engine="faiss-sq8")
     g.add_many(ids, near)
     _same_answers(g, _numpy_twin(ids, near), base, 5)

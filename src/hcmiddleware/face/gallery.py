@@ -52,12 +52,17 @@ class _Rows(Protocol):
 
 
 class _NumpyRows:
-    """A growable matrix; a removed row is filled with the last one."""
+    """A growable matrix; a removed row is filled with the last one.
+
+    Labels are small non-negative integers (the gallery counts them up from 0), so the
+    row of each label is kept in an array indexed by label, -1 for none: looking up a
+    shortlist's rows is one gather instead of a dictionary lookup per row.
+    """
 
     def __init__(self, dimension: int) -> None:
         self._matrix = np.zeros((1024, dimension), dtype=np.float32)
         self._labels = np.zeros(1024, dtype=np.int64)
-        self._row_of: dict[int, int] = {}
+        self._row_of = np.full(1024, -1, dtype=np.int64)
         self._n = 0
 
     def add(self, labels: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
@@ -70,17 +75,20 @@ class _NumpyRows:
             grown = np.zeros(capacity, dtype=np.int64)
             grown[: self._n] = self._labels[: self._n]
             self._matrix, self._labels = matrix, grown
+        if m and int(labels.max()) >= self._row_of.shape[0]:
+            row_of = np.full(max(int(labels.max()) + 1, 2 * self._row_of.shape[0]), -1)
+            row_of[: self._row_of.shape[0]] = self._row_of
+            self._row_of = row_of
         self._matrix[self._n : self._n + m] = vectors
         self._labels[self._n : self._n + m] = labels
-        for i, label in enumerate(labels.tolist()):
-            self._row_of[label] = self._n + i
+        self._row_of[labels] = np.arange(self._n, self._n + m)
         self._n += m
 
     def __len__(self) -> int:
         return self._n
 
     def __contains__(self, label: int) -> bool:
-        return label in self._row_of
+        return 0 <= label < self._row_of.shape[0] and bool(self._row_of[label] >= 0)
 
     def rows(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """The labels and the matrix of the rows held (views, valid until the next edit)."""
@@ -90,14 +98,15 @@ class _NumpyRows:
         self, labels: NDArray[np.int64], query: NDArray[np.float32]
     ) -> NDArray[np.float32]:
         """Exact inner products of the rows with these labels."""
-        rows = np.fromiter(
-            (self._row_of[int(x)] for x in labels), dtype=np.int64, count=len(labels)
-        )
+        rows = self._row_of[labels]
         scores: NDArray[np.float32] = self._matrix[rows] @ query
         return scores
 
     def remove(self, label: int) -> None:
-        row = self._row_of.pop(label)
+        if label not in self:
+            raise KeyError(label)
+        row = int(self._row_of[label])
+        self._row_of[label] = -1
         last = self._n - 1
         if row != last:
             self._matrix[row] = self._matrix[last]
@@ -235,6 +244,8 @@ class _Sq8ShortlistRows:
 
     #: Rows fetched from the 8-bit index per query, before exact re-ranking.
     shortlist = 256
+    #: Rows fetched by a second 8-bit scan when the first shortlist was not enough.
+    second_shortlist = 4096
     #: Rows kept outside the 8-bit index before the scale is fitted again.
     unquantised_limit = 1024
 
@@ -264,9 +275,10 @@ class _Sq8ShortlistRows:
         #: fit; rows that would exceed it at encoding are kept aside instead.
         self.max_error = 0.0
         #: How many searches could not be proved from the shortlist (a second 8-bit
-        #: scan then fetches every row that could still be in the top k).
+        #: scan then fetches ``second_shortlist`` rows).
         self.fallbacks = 0
-        #: How many searches scanned every float32 row (second scan too unselective).
+        #: How many of those could not be proved from the second shortlist either and
+        #: scanned every float32 row.
         self.full_scans = 0
         #: How many times the scale was fitted.
         self.fits = 0
@@ -377,25 +389,21 @@ class _Sq8ShortlistRows:
         coded = int(self._index.ntotal)
         if coded == 0:
             return aside
-        wanted = min(coded, max(k, self.shortlist))
         probe, factor, query_error = self._probe(query)
-        sums, found = self._index.search(probe, wanted)
-        labels, scores = self._best(found[0], aside, query, k)
-        # A coded row not shortlisted has an 8-bit score of at most sums[-1] / a, so an
-        # exact score of at most that plus the bound: if the k-th exact score reaches
-        # it, no such row can belong to the top k.
+        # A coded row not fetched has an 8-bit score of at most the last one fetched,
+        # sums[-1] / a, so an exact score of at most that plus the bound: if the k-th
+        # exact score reaches it, no such row can belong to the top k.
         bound = self.max_error + query_error * (1.0 + self.max_error) + self._eps
-        if wanted == coded or scores[-1] >= float(sums[0][-1]) / factor + bound:
-            return labels, scores
-        self.fallbacks += 1
-        # The true k-th score is at least scores[-1]; a coded row can only reach it with
-        # an 8-bit score above scores[-1] - bound: fetch exactly those.
-        radius = (scores[-1] - bound - self._eps) * factor
-        _, _, within = self._index.range_search(probe, radius)
-        if len(within) > n // 8:
-            self.full_scans += 1
-            return self._exact.search(query, k)
-        return self._best(within.astype(np.int64), aside, query, k)
+        for size in (self.shortlist, self.second_shortlist):
+            wanted = min(coded, max(k, size))
+            sums, found = self._index.search(probe, wanted)
+            labels, scores = self._best(found[0], aside, query, k)
+            if wanted == coded or scores[-1] >= float(sums[0][-1]) / factor + bound:
+                return labels, scores
+            if size == self.shortlist:
+                self.fallbacks += 1
+        self.full_scans += 1
+        return self._exact.search(query, k)
 
 
 class FaceGallery:
