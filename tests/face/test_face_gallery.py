@@ -232,11 +232,11 @@ def test_sq8_bound_holds_for_every_row() -> None:
     codes, errors = rows._encode(matrix)  # type: ignore[attr-defined]
     assert errors.max() == rows.max_error  # type: ignore[attr-defined]
     for query in _random_templates(20, seed=32):
-        probe, factor, query_error = rows._probe(query)  # type: ignore[attr-defined]
-        assert 0.0 < query_error < 0.02
+        probe, factor, query_term = rows._probe(query)  # type: ignore[attr-defined]
+        assert 0.0 < query_term < 0.02
         approx = (codes.astype(np.float64) @ probe[0].astype(np.float64)) / factor
         exact = matrix.astype(np.float64) @ query.astype(np.float64)
-        bound = rows.max_error + query_error * (1 + rows.max_error)  # type: ignore[attr-defined]
+        bound = rows.max_error + query_term  # type: ignore[attr-defined]
         gap = np.abs(exact - approx).max()
         assert gap <= bound
         assert gap > bound / 10  # the bound is not vacuous
@@ -383,3 +383,19 @@ def test_sq8_random_galleries_through_edits_match_numpy() -> None:
         queries[:10] = fresh[:10] + 0.01 * queries[:10]
         for query in queries:
             _same_answers(g, reference, query, int(rng.integers(1, 20)))
+
+
+@pytest.mark.parametrize("small", [0.0, 1e-20, 1e-4])
+def test_sq8_dimensions_of_tiny_range_do_not_loosen_the_bound(small: float) -> None:
+    # Templates whose dimensions 5 and 6 are (next to) zero everywhere: the query's
+    # values there must not swamp its rounding, or every search would fall back.
+    matrix = _random_templates(3000, seed=90)
+    matrix[:, 5:7] = small * np.sign(matrix[:, 5:7])
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    ids = [f"r{i}" for i in range(3000)]
+    g = FaceGallery(128, engine="faiss-sq8")
+    g.add_many(ids, matrix)
+    reference = _numpy_twin(ids, matrix)
+    for query in _random_templates(20, seed=91):
+        _same_answers(g, reference, query, 5)
+    assert g._rows.fallbacks == 0  # type: ignore[attr-defined]

@@ -232,7 +232,9 @@ class _Sq8ShortlistRows:
     arithmetic that is exact in float32, and ``sum(p * c) / a`` is the inner product
     of the decoded query ``q'`` and decoded row ``x'``. For unit ``q`` and ``x``:
 
-        |q·x - q'·x'| <= ||x - x'|| + ||q - q'|| * (1 + ||x - x'||)
+        |q·x - q'·x'| <= ||x - x'|| + |(q - q')·x'|
+                      <= ||x - x'|| + min(||q - q'|| * (1 + ||x - x'||),
+                                          sum_j |q_j - q'_j| * peak_j)
 
     which bounds how far any row's 8-bit score can be from its exact score.
 
@@ -268,6 +270,8 @@ class _Sq8ShortlistRows:
         self._aside = _NumpyRows(dimension)
         self._index: Any = self._new_index()
         self._scale: NDArray[np.float32] | None = None
+        self._used = np.ones(dimension, dtype=bool)
+        self._peak = np.zeros(dimension, dtype=np.float64)
         # Slack for float32 rounding: of the exact scores (a d-term dot product of unit
         # vectors, at most d·2**-24 off), of the errors and of the division by a.
         self._eps = 2.0 * dimension * float(np.finfo(np.float32).eps)
@@ -309,14 +313,20 @@ class _Sq8ShortlistRows:
         return codes.astype(np.float32), errors
 
     def _probe(self, query: NDArray[np.float32]) -> tuple[NDArray[np.float32], float, float]:
-        """The query as integers, the factor a, and ||q - q'||."""
+        """The query as integers, the factor a, and a bound on |(q - q')·x'|."""
         assert self._scale is not None
         scale = self._scale.astype(np.float64)
-        stretched = query.astype(np.float64) / scale
+        # Dimensions coded 0 in every row add nothing to a score: the query's values
+        # there are left out of the probe (x' is 0 there, so they cannot matter).
+        stretched = np.where(self._used, query.astype(np.float64) / scale, 0.0)
         factor = self._levels / float(np.abs(stretched).max())
         probe = np.clip(np.rint(stretched * factor), -self._levels, self._levels)
-        error = float(np.linalg.norm(query - probe * scale / factor))
-        return probe.astype(np.float32).reshape(1, -1), factor, error
+        miss = np.abs(query - probe * scale / factor)
+        # |(q - q')·x'| two ways: Cauchy-Schwarz with ||x'|| <= 1 + e, or dimension by
+        # dimension with |x'_j| <= peak_j (codes are within ±levels); the smaller holds.
+        spread = float(np.sqrt(np.square(miss[self._used]).sum())) * (1.0 + self.max_error)
+        term = min(spread, float(miss @ self._peak))
+        return probe.astype(np.float32).reshape(1, -1), factor, term
 
     def _fit(self) -> None:
         """Fit the scale to every row held and encode them all into a new index."""
@@ -324,9 +334,14 @@ class _Sq8ShortlistRows:
         peak = np.zeros(self._dimension, dtype=np.float32)
         for start in range(0, len(matrix), _LOAD_CHUNK):
             np.maximum(peak, np.abs(matrix[start : start + _LOAD_CHUNK]).max(axis=0), out=peak)
-        # A dimension that is zero in every row keeps code 0 whatever its scale.
-        safe = np.where(peak > 0, peak, 1.0)
-        self._scale = np.where(peak > 0, self._levels / safe, 1.0).astype(np.float32)
+        # A dimension (next to) zero in every row is coded 0 and counted as error; a
+        # scale for it would overflow float32.
+        used = peak > 1e-6
+        self._scale = np.where(used, self._levels / np.where(used, peak, 1.0), 1.0).astype(
+            np.float32
+        )
+        self._used = used
+        self._peak = np.where(used, peak, 0.0).astype(np.float64)
         index = self._new_index()
         error = 0.0
         for start in range(0, len(matrix), _LOAD_CHUNK):
@@ -389,11 +404,11 @@ class _Sq8ShortlistRows:
         coded = int(self._index.ntotal)
         if coded == 0:
             return aside
-        probe, factor, query_error = self._probe(query)
+        probe, factor, query_term = self._probe(query)
         # A coded row not fetched has an 8-bit score of at most the last one fetched,
         # sums[-1] / a, so an exact score of at most that plus the bound: if the k-th
         # exact score reaches it, no such row can belong to the top k.
-        bound = self.max_error + query_error * (1.0 + self.max_error) + self._eps
+        bound = self.max_error + query_term + self._eps
         for size in (self.shortlist, self.second_shortlist):
             wanted = min(coded, max(k, size))
             sums, found = self._index.search(probe, wanted)
