@@ -218,7 +218,10 @@ def bench_search(sizes: list[int], queries: int) -> None:
         threads = ""
         engines = ["numpy"]
     rng = np.random.default_rng(0)
-    print(f"\n1:N exact search, 128-d, top-5, single thread{threads}, {queries} queries")
+    print(
+        f"\n1:N exact search, 128-d, top-5, single thread{threads}, {queries} queries "
+        f"(load average {os.getloadavg()[0]:.2f} at the start)"
+    )
     head = (
         f"{'templates':>10}  {'engine':<11}{'load s':>8}{'median ms':>11}{'p95 ms':>9}"
         f"{'same as numpy':>15}{'fallbacks':>11}"
@@ -284,7 +287,10 @@ def bench_crowded(n: int, reps: int) -> None:
         centres[size] = centre
         at += size + 1
     ids = [f"R{i:07d}" for i in range(n)]
-    print(f"\n1:N in a crowded gallery of {n} templates, top-5, ms median of {reps} queries")
+    print(
+        f"\n1:N in a crowded gallery of {n} templates, top-5, ms median of {reps} queries "
+        f"(load average {os.getloadavg()[0]:.2f} at the start)"
+    )
     head = f"{'group':>7}  {'engine':<11}{'median ms':>11}{'same as numpy':>15}{'fallbacks':>11}"
     print(head)
     print("-" * len(head))
