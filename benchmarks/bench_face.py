@@ -3,9 +3,11 @@
 1:1 — time per probe for detect + encode + compare, on a kiosk-sized frame against an
 enrolled template and against a card photo (which must be encoded too).
 1:N — exact search time per query over 10k, 100k and 1M random unit templates: numpy,
-faiss IndexFlatIP and the fp16-shortlist engine side by side, with the time to load the
-gallery, whether each returns the numpy engine's answers, and how many fp16 searches
-fell back to the full float32 scan.
+faiss IndexFlatIP and the fp16- and 8-bit-shortlist engines side by side, with the time
+to load the gallery, whether each returns the numpy engine's answers, and how many
+searches of a shortlist engine could not be proved from the shortlist (fp16: then a
+float32 scan; sq8: then a longer 8-bit shortlist, and if that is not enough either a
+float32 scan, counted after the "/").
 
 Accuracy — genuine/impostor distances on the faces shipped in packages, with false
 accepts and false rejects per threshold (the configured ones marked).
@@ -14,6 +16,11 @@ Goals: 1:1 <= 250 ms; 1:N at 1M <= 25 ms per query; no false accept at the confi
 thresholds on the test pairs.
 
     .venv/bin/python benchmarks/bench_face.py [--sizes 10000,100000,1000000] [--probes 20]
+        [--crowded 1000000]
+
+Crowded (``--crowded N``) — the cost of a search whose shortlist cannot be proved:
+groups of 300, 2,000 and 20,000 templates 0.001 apart planted among N, queried at
+their centres, for numpy and the two shortlist engines.
 
 The photos are real faces shipped in installed packages (scikit-image's astronaut,
 matplotlib's Grace Hopper); see tests/face/sample_faces.py for their provenance.
@@ -204,12 +211,17 @@ def bench_search(sizes: list[int], queries: int) -> None:
         import faiss
 
         faiss.omp_set_num_threads(1)
-        engines: list[Engine] = ["numpy", "faiss", "faiss-fp16"]
+        threads = f", faiss threads {faiss.omp_get_max_threads()}"
+        engines: list[Engine] = ["numpy", "faiss", "faiss-fp16", "faiss-sq8"]
     except ImportError:
         print("faiss not installed: numpy only")
+        threads = ""
         engines = ["numpy"]
     rng = np.random.default_rng(0)
-    print(f"\n1:N exact search, 128-d, top-5, single thread, {queries} queries")
+    print(
+        f"\n1:N exact search, 128-d, top-5, single thread{threads}, {queries} queries "
+        f"(load average {os.getloadavg()[0]:.2f} at the start)"
+    )
     head = (
         f"{'templates':>10}  {'engine':<11}{'load s':>8}{'median ms':>11}{'p95 ms':>9}"
         f"{'same as numpy':>15}{'fallbacks':>11}"
@@ -244,10 +256,68 @@ def bench_search(sizes: list[int], queries: int) -> None:
             med, p95 = _ms(times)
             same = "yes" if answers == reference else "NO"
             fallbacks = getattr(gallery._rows, "fallbacks", None)
+            full = getattr(gallery._rows, "full_scans", None)
             shown = "-" if fallbacks is None else str(fallbacks)
+            shown += "" if full is None else f"/{full}"
             print(f"{n:>10}  {engine:<11}{load:>8.2f}{med:>11.2f}{p95:>9.2f}{same:>15}{shown:>11}")
             del gallery
         del matrix
+
+
+def bench_crowded(n: int, reps: int) -> None:
+    """What a search costs when a shortlist cannot be proved: groups of templates 0.001
+    apart (far closer than two photos of one face) planted in n random ones, each group
+    queried at its centre."""
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(1)
+    except ImportError:
+        print("faiss not installed: no shortlist engines to measure")
+        return
+    rng = np.random.default_rng(2)
+    matrix = rng.standard_normal((n, 128), dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    centres = {}
+    at = 0
+    for size in (300, 2000, 20000):
+        centre = matrix[at].copy()
+        group = centre + 1e-3 * rng.standard_normal((size, 128), dtype=np.float32)
+        matrix[at + 1 : at + 1 + size] = group / np.linalg.norm(group, axis=1, keepdims=True)
+        centres[size] = centre
+        at += size + 1
+    ids = [f"R{i:07d}" for i in range(n)]
+    print(
+        f"\n1:N in a crowded gallery of {n} templates, top-5, ms median of {reps} queries "
+        f"(load average {os.getloadavg()[0]:.2f} at the start)"
+    )
+    head = f"{'group':>7}  {'engine':<11}{'median ms':>11}{'same as numpy':>15}{'fallbacks':>11}"
+    print(head)
+    print("-" * len(head))
+    engines: list[Engine] = ["numpy", "faiss-fp16", "faiss-sq8"]
+    reference: dict[int, list[str]] = {}
+    for engine in engines:
+        gallery = FaceGallery(128, engine=engine)
+        gallery.add_many(ids, matrix)
+        for size, centre in centres.items():
+            answer = [h.resident_id for h in gallery.search(centre, top=5)]  # warm-up
+            rows = gallery._rows
+            before = getattr(rows, "fallbacks", 0), getattr(rows, "full_scans", None)
+            times = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                gallery.search(centre, top=5)
+                times.append(time.perf_counter() - t)
+            reference.setdefault(size, answer)
+            same = "yes" if answer == reference[size] else "NO"
+            shown = "-"
+            if hasattr(rows, "fallbacks"):
+                shown = str(rows.fallbacks - before[0])
+                if before[1] is not None:
+                    shown += f"/{rows.full_scans - before[1]}"
+            med = statistics.median(times) * 1000
+            print(f"{size:>7}  {engine:<11}{med:>11.2f}{same:>15}{shown:>11}")
+        del gallery
 
 
 def main() -> None:
@@ -259,6 +329,14 @@ def main() -> None:
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--store-rows", type=int, default=50_000, help="0 to skip")
+    parser.add_argument(
+        "--crowded",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time searches at planted groups of near-identical templates in a "
+        "gallery of N (the shortlist engines' fallbacks); 0 to skip",
+    )
     args = parser.parse_args()
     if not args.skip_verify:
         bench_verify(args.probes)
@@ -268,6 +346,8 @@ def main() -> None:
         bench_store_load(args.store_rows)
     if not args.skip_search:
         bench_search([int(s) for s in args.sizes.split(",")], args.queries)
+    if args.crowded:
+        bench_crowded(args.crowded, 10)
 
 
 if __name__ == "__main__":

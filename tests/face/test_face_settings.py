@@ -22,13 +22,13 @@ def test_read_from_a_config_mapping() -> None:
         {
             "backend": "dlib",
             "min_face_px": 48,
-            "gallery_engine": "faiss-fp16",
+            "gallery_engine": "faiss-sq8",
             "thresholds": {"card_photo": 0.3},
         }
     )
     assert s.thresholds.card_photo == 0.3
     assert s.thresholds.enrolled == FaceThresholds().enrolled
-    assert s.gallery_engine == "faiss-fp16"
+    assert s.gallery_engine == "faiss-sq8"
 
 
 @pytest.mark.parametrize(

@@ -63,8 +63,8 @@ class FaceSettings(BaseModel):
         ge=10_000,
         description="photos with more pixels are refused without decoding them",
     )
-    gallery_engine: Literal["numpy", "faiss", "faiss-fp16"] = Field(
+    gallery_engine: Literal["numpy", "faiss", "faiss-fp16", "faiss-sq8"] = Field(
         "numpy",
-        description="exact 1:N search engine (same answers); faiss-fp16 is the fastest on "
-        "galleries of a million",
+        description="exact 1:N search engine (same answers); faiss-sq8 is the fastest on "
+        "large galleries (a million templates)",
     )
