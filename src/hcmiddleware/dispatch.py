@@ -169,6 +169,11 @@ class Dispatcher:
         finally:
             self._notify(record, time.perf_counter() - started)
 
+    def implementers(self, hook: str) -> list[str]:
+        """The plugins implementing ``hook``, in the order :meth:`call` asks them."""
+        caller: pluggy.HookCaller = getattr(self._pm.hook, hook)
+        return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
+
     def call_for(self, plugin: str, hook: str, /, **kwargs: Any) -> Any:
         """Call only ``plugin``'s implementation of ``hook`` (None if it has none)."""
         caller: pluggy.HookCaller = getattr(self._pm.hook, hook)
