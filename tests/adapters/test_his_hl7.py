@@ -350,7 +350,15 @@ def _replace(text: str, segment: int, field: int, value: str) -> str:
 
 
 #: values that hl7apy's strict datatypes refuse in some positions and accept in others
-ODD_VALUES = ("9" * 300, "X" * 25, "20261399", "1.2.3", "20240229")
+ODD_VALUES = (
+    "9" * 300,
+    "X" * 25,
+    "欧" * 21,
+    "A\\F\\B\\S\\" * 6,
+    "20261399",
+    "1.2.3",
+    "20240229",
+)
 
 
 @pytest.mark.parametrize("name", ["adt_a28", "adt_a04", "qbp_q23", "dft_p03_deposit"])
