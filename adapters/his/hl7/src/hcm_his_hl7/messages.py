@@ -414,18 +414,20 @@ def _leaves(text: str) -> tuple[tuple[object, ...], list[tuple[Path, str]]]:
 
     The shape is what hl7apy's verdict depends on besides the values themselves: the
     segments in order, the message type and version (MSH-9, MSH-12: they choose the
-    structure), and which positions hold a value. Values are the raw (escaped) text
-    between delimiters, as hl7apy's parser hands them to its datatypes.
+    structure), the encoding characters (MSH-2), and which positions hold a value.
+    Values are the raw (escaped) text between delimiters, as hl7apy's parser hands them
+    to its datatypes.
     """
     names: list[str] = []
     leaves: list[tuple[Path, str]] = []
-    msh9 = msh12 = ""
+    delimiters = msh9 = msh12 = ""
     for s, line in enumerate(text.split("\r")):
         fields = line.split("|")
         names.append(fields[0])
         if fields[0] == "MSH":
             # MSH-1 is the "|" itself, MSH-2 the encoding characters: field n is fields[n-1]
             fields = ["MSH", "|", *fields[1:]]
+            delimiters = fields[2] if len(fields) > 2 else ""
             msh9 = fields[9] if len(fields) > 9 else ""
             msh12 = fields[12] if len(fields) > 12 else ""
             first = 3
@@ -437,7 +439,7 @@ def _leaves(text: str) -> tuple[tuple[object, ...], list[tuple[Path, str]]]:
                     for b, value in enumerate(comp.split("&"), 1):
                         if value:
                             leaves.append(((s, f, r, c, b), value))
-    shape = (msh9, msh12, tuple(names), tuple(path for path, _ in leaves))
+    shape = (msh9, msh12, tuple(names), tuple(path for path, _ in leaves), delimiters)
     return shape, leaves
 
 
