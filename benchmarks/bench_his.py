@@ -126,10 +126,24 @@ def main() -> None:
         rows.append(
             row("hl7apy strict validation of one QBP^Q23", timed(lambda: messages.validate(text)))
         )
+        check = messages.StrictCheck()
+        check(text)
+        rows.append(row("the same verdict, shape known (StrictCheck)", timed(lambda: check(text))))
         rows += adapter_rows(
             "his-hl7",
             {"host": host, "port": port, "assigning_authority": HOSPITAL},
             Path(tmp),
+        )
+        rows += adapter_rows(
+            "his-hl7",
+            {
+                "host": host,
+                "port": port,
+                "assigning_authority": HOSPITAL,
+                "validation_cache": False,
+            },
+            Path(tmp),
+            label="his-hl7 (validation_cache off)",
         )
         rows += adapter_rows(
             "his-hl7",

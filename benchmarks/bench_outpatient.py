@@ -13,13 +13,17 @@ Each step's time is split three ways:
 * middleware — everything else: SAM cryptograms, decoding, the index, the flow, the
   dispatcher, the adapter building and validating HL7, the audit log; of which
   "adapter" is the HL7 adapter's own part of the HIS hook calls (building the
-  message, hl7apy's strict validation, parsing the answer) with the dispatcher's
-  worker thread.
+  message, the strict v2.5 check — hl7apy's full parse once per message shape, see
+  docs/his.md — parsing the answer) with the dispatcher's worker thread.
 
 Two kinds of visit: a returning patient (resident and hospital patient ID already in
 the index: the HIS is asked only to register) and a first visit (a new card: the
-resident is enrolled and the HIS looks the patient up and creates it). Goal: ≤ 150 ms
-end to end, the middleware's share ≤ 20 ms.
+resident is enrolled and the HIS finds or creates the patient: a PIX query, ADT^A28,
+a PIX query). Goal: ≤ 150 ms end to end, the middleware's share ≤ 20 ms.
+
+The cards differ only in card and ID number: every new resident shares name, sex and
+birth date with all earlier ones, so the index's enrolment loads and scores a block of
+candidates that grows with each card — more than a real population gives it.
 """
 
 from __future__ import annotations
@@ -208,7 +212,7 @@ def main() -> None:
                         if i > 0:  # the first card warms up imports, connections, caches
                             bucket.append(clock)
                 pcscd.wait_card(False)
-    for line in table("First visit: new resident, the HIS looks up and creates the patient", first):
+    for line in table("First visit: new resident, the HIS finds or creates the patient", first):
         print(line)
     for line in table("Returning patient: the index knows the hospital patient ID", returning):
         print(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 import time
@@ -272,6 +273,75 @@ def test_hanging_handler_times_out_and_core_keeps_working() -> None:
             assert mw.hooks.hcm_his_lookup_patient(resident=resident(), hospital_code="H1") is None
     finally:
         his.release.set()
+
+
+class ThreadNoting:
+    """Answers at once, noting the thread and a context variable of each call; can hang."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+        self.seen: list[str] = []
+        self.hang_next = False
+        self.release = threading.Event()
+
+    def hcm_his_lookup_patient(self, resident: Resident) -> None:
+        self.threads.append(threading.get_ident())
+        self.seen.append(WHERE.get())
+        if self.hang_next:
+            self.hang_next = False
+            self.release.wait(30)
+
+
+WHERE: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="-")
+
+
+def test_calls_reuse_a_worker_thread_and_see_the_callers_context() -> None:
+    his = ThreadNoting()
+    with Middleware(plugins={"his": his}) as mw:
+        for where in ("kiosk-1", "kiosk-2", "kiosk-3"):
+            WHERE.set(where)
+            mw.hooks.hcm_his_lookup_patient(resident=resident(), hospital_code="H1")
+        assert his.seen == ["kiosk-1", "kiosk-2", "kiosk-3"]
+        assert len(set(his.threads)) == 1, "one worker thread served the three calls"
+        assert threading.get_ident() not in his.threads, "never on the caller's thread"
+
+
+def test_a_worker_stuck_in_a_timed_out_call_takes_no_other() -> None:
+    his = ThreadNoting()
+    cfg = parse_config({"plugins": {"timeouts": {"his": 0.2}}})
+    try:
+        with Middleware(cfg, plugins={"his": his}) as mw:
+            mw.hooks.hcm_his_lookup_patient(resident=resident(), hospital_code="H1")
+            his.hang_next = True
+            with pytest.raises(PluginTimeoutError):
+                mw.hooks.hcm_his_lookup_patient(resident=resident(), hospital_code="H1")
+            t0 = time.perf_counter()
+            assert mw.hooks.hcm_his_lookup_patient(resident=resident(), hospital_code="H1") is None
+            assert time.perf_counter() - t0 < 0.15, "the next call did not queue behind it"
+            stuck, fresh = his.threads[1], his.threads[2]
+            assert stuck == his.threads[0]
+            assert fresh != stuck
+            assert mw.dispatcher.health["his"].stalled == 1
+            his.release.set()
+            deadline = time.monotonic() + 5
+            while mw.dispatcher.health["his"].stalled and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert mw.dispatcher.health["his"].stalled == 0
+            for _ in range(3):
+                mw.hooks.hcm_his_lookup_patient(resident=resident(), hospital_code="H1")
+            assert set(his.threads[3:]) <= {stuck, fresh}, "both threads serve calls again"
+    finally:
+        his.release.set()
+
+
+def test_closing_ends_the_idle_worker_threads() -> None:
+    his = ThreadNoting()
+    with Middleware(plugins={"his-idle": his}) as mw:
+        mw.hooks.hcm_his_lookup_patient(resident=resident(), hospital_code="H1")
+        workers = [t for t in threading.enumerate() if t.name == "hcm-plugin-his-idle"]
+        assert len(workers) == 1
+    workers[0].join(5)
+    assert not workers[0].is_alive()
 
 
 def test_firstresult_takes_the_first_answer_in_pluggy_order() -> None:

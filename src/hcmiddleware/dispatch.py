@@ -6,7 +6,10 @@ own, in pluggy's order (``tryfirst`` first, then last-registered first, ``trylas
 last), and:
 
 * runs it in a daemon worker thread with the plugin's timeout, so a hung adapter costs
-  the caller at most that timeout and never blocks interpreter exit;
+  the caller at most that timeout and never blocks interpreter exit; a plugin's worker
+  threads are reused from call to call (starting a thread per call cost more than the
+  call), and one busy with a call that timed out takes no other until that call
+  returns — the next call gets another thread;
 * refuses a plugin at once when it already has ``max_stalled_calls`` calls that never
   returned, instead of piling up threads;
 * turns an exception into :class:`~hcmiddleware.errors.PluginCallError` (or
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -75,26 +79,63 @@ class CallRecord:
 Observer = Callable[[CallRecord], None]
 
 
-class _Worker:
-    """Runs one call in a daemon thread and waits for it up to a timeout."""
+class _Call:
+    """One hook call handed to a worker thread, and what came of it."""
 
-    __slots__ = ("_done", "error", "result")
+    __slots__ = ("abandoned", "args", "context", "done", "error", "finished", "fn", "result")
 
-    def __init__(self) -> None:
-        self._done = threading.Event()
+    def __init__(self, fn: Callable[..., Any], args: list[Any]) -> None:
+        self.fn = fn
+        self.args = args
+        self.context = contextvars.copy_context()  # the caller's context variables
+        self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
+        #: both under the dispatcher's lock: the worker is through / the caller gave up
+        self.finished = False
+        self.abandoned = False
 
-    def run(self, fn: Callable[..., Any], args: list[Any]) -> None:
+    def run(self) -> None:
         try:
-            self.result = fn(*args)
+            self.result = self.context.run(self.fn, *self.args)
         except BaseException as exc:  # handed to the waiting caller, never lost
             self.error = exc
         finally:
-            self._done.set()
+            self.done.set()
 
-    def wait(self, timeout: float) -> bool:
-        return self._done.wait(timeout)
+
+class _Worker:
+    """A plugin's daemon thread, running the calls handed to it one at a time."""
+
+    __slots__ = ("_calls", "_dispatcher", "_health", "_plugin")
+
+    #: seconds an idle worker waits for a call before its thread ends
+    IDLE = 60.0
+
+    def __init__(self, dispatcher: Dispatcher, plugin: str, health: PluginHealth) -> None:
+        self._dispatcher = dispatcher
+        self._plugin = plugin
+        self._health = health
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name=f"hcm-plugin-{plugin}", daemon=True).start()
+
+    def submit(self, call: _Call | None) -> None:
+        """Run ``call`` next; ``None`` ends the thread."""
+        self._calls.put(call)
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                call = self._calls.get(timeout=self.IDLE)
+            except queue.Empty:
+                if self._dispatcher._retire(self._plugin, self):
+                    return
+                continue  # handed a call just now: take it
+            if call is None:
+                return
+            call.run()
+            if not self._dispatcher._returned(self._plugin, self, call, self._health):
+                return
 
 
 class Dispatcher:
@@ -115,6 +156,11 @@ class Dispatcher:
         self._lock = threading.Lock()
         self.health: dict[str, PluginHealth] = {}
         self._observers: list[Observer] = []
+        #: each plugin's worker threads waiting for a call
+        self._idle: dict[str, list[_Worker]] = {}
+
+    #: idle worker threads kept per plugin (more are started when calls overlap)
+    MAX_IDLE_WORKERS = 4
 
     # -- observers -----------------------------------------------------------------
 
@@ -169,6 +215,11 @@ class Dispatcher:
         finally:
             self._notify(record, time.perf_counter() - started)
 
+    def implementers(self, hook: str) -> list[str]:
+        """The plugins implementing ``hook``, in the order :meth:`call` asks them."""
+        caller: pluggy.HookCaller = getattr(self._pm.hook, hook)
+        return [impl.plugin_name for impl in reversed(caller.get_hookimpls())]
+
     def call_for(self, plugin: str, hook: str, /, **kwargs: Any) -> Any:
         """Call only ``plugin``'s implementation of ``hook`` (None if it has none)."""
         caller: pluggy.HookCaller = getattr(self._pm.hook, hook)
@@ -220,30 +271,29 @@ class Dispatcher:
                     hook=hook,
                 )
         timeout = self.timeout_for(name)
-        worker = _Worker()
-        ctx = contextvars.copy_context()
-        thread = threading.Thread(
-            target=ctx.run,
-            args=(worker.run, impl.function, args),
-            name=f"hcm-plugin-{name}",
-            daemon=True,
-        )
-        thread.start()
-        if not worker.wait(timeout):
+        call = _Call(impl.function, args)
+        with self._lock:
+            idle = self._idle.get(name)
+            worker = idle.pop() if idle else None
+        if worker is None:
+            worker = _Worker(self, name, health)
+        worker.submit(call)
+        if not call.done.wait(timeout):
             with self._lock:
-                health.stalled += 1
-                health.timeouts += 1
-                health.last_error = f"timeout in {hook} after {timeout:g}s"
-            threading.Thread(
-                target=self._reap, args=(worker, health), daemon=True, name="hcm-reaper"
-            ).start()
-            raise PluginTimeoutError(
-                f"plugin {name!r} did not answer {hook} within {timeout:g} s",
-                plugin=name,
-                hook=hook,
-                timeout=timeout,
-            )
-        failure = worker.error
+                late = call.finished  # answered just as the wait ran out: not a timeout
+                if not late:
+                    call.abandoned = True
+                    health.stalled += 1
+                    health.timeouts += 1
+                    health.last_error = f"timeout in {hook} after {timeout:g}s"
+            if not late:
+                raise PluginTimeoutError(
+                    f"plugin {name!r} did not answer {hook} within {timeout:g} s",
+                    plugin=name,
+                    hook=hook,
+                    timeout=timeout,
+                )
+        failure = call.error
         if failure is not None:
             if isinstance(failure, HcmError) or not isinstance(failure, Exception):
                 raise failure  # a typed refusal, or KeyboardInterrupt / SystemExit
@@ -254,13 +304,39 @@ class Dispatcher:
                 plugin=name,
                 hook=hook,
             ) from failure
-        return worker.result
+        return call.result
 
-    def _reap(self, worker: _Worker, health: PluginHealth) -> None:
-        # A late answer frees the slot the timed-out call held.
-        worker.wait(24 * 3600)
+    def _returned(self, plugin: str, worker: _Worker, call: _Call, health: PluginHealth) -> bool:
+        """A worker is through with ``call``; may it wait for the next one?"""
         with self._lock:
-            health.stalled -= 1
+            call.finished = True
+            if call.abandoned:
+                health.stalled -= 1  # a late answer frees the slot the timed-out call held
+            idle = self._idle.setdefault(plugin, [])
+            if len(idle) >= self.MAX_IDLE_WORKERS:
+                return False
+            idle.append(worker)
+            return True
+
+    def _retire(self, plugin: str, worker: _Worker) -> bool:
+        """An idle worker's wait ran out: True if it may end (no call was handed to it)."""
+        with self._lock:
+            idle = self._idle.get(plugin, [])
+            if worker in idle:
+                idle.remove(worker)
+                return True
+            return False
+
+    def close(self) -> None:
+        """End the idle worker threads (calls still running end their threads on return).
+
+        The dispatcher stays usable: a later call starts a worker again.
+        """
+        with self._lock:
+            idle = [w for workers in self._idle.values() for w in workers]
+            self._idle.clear()
+        for worker in idle:
+            worker.submit(None)
 
     def _health(self, name: str) -> PluginHealth:
         with self._lock:

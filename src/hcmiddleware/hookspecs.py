@@ -342,7 +342,9 @@ def hcm_face_duplicates_found(resident_id: str, candidates: list[tuple[str, floa
 def hcm_his_lookup_patient(resident: Resident, hospital_code: str) -> HospitalPatient | None:
     """Find the hospital's own patient record for a resident.
 
-    Called by the outpatient and inpatient flows after the resident is known. First
+    Called by the outpatient and inpatient flows after the resident is known, when the
+    index links no hospital patient ID (not when the one plugin implementing it also
+    implements ``hcm_his_register_patient``, which then finds or creates). First
     non-None result wins.
 
     :param resident: the resident from the index (identifiers include any known
@@ -359,9 +361,10 @@ def hcm_his_register_patient(
 ) -> HospitalPatient | None:
     """Create the hospital's patient record on a first visit.
 
-    Called by the flows when ``hcm_his_lookup_patient`` found nothing. Must be
-    idempotent for the same resident: calling it twice returns the same patient ID.
-    First non-None result wins.
+    Called by the flows when ``hcm_his_lookup_patient`` found nothing — or, when one
+    plugin alone implements both hooks, instead of it: find or create. Must be
+    idempotent for the same resident: calling it twice, or for a resident the HIS
+    already knows, returns the same patient ID. First non-None result wins.
 
     :param resident: the resident from the index.
     :param card: the ``CardRead`` the visit started with, or ``None`` (e-card, manual).

@@ -257,6 +257,7 @@ class Middleware:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        self.dispatcher.close()
 
     def _teardown_plugins(self) -> None:
         if self._configuring:

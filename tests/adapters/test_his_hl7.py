@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +17,12 @@ from hcm_his_hl7 import Hl7His, MllpClient, RetryPolicy, messages
 from hcm_his_reference import ReferenceHis
 
 from hcmiddleware import Middleware
-from hcmiddleware.errors import HisProtocolError, HisRejectedError, HisUnavailableError
+from hcmiddleware.errors import (
+    HisError,
+    HisProtocolError,
+    HisRejectedError,
+    HisUnavailableError,
+)
 from hcmiddleware.models import (
     Admission,
     AdmissionRequest,
@@ -321,6 +327,95 @@ def test_messages_match_their_golden_files(name: str) -> None:
         golden.write_text(text.replace("\r", "\n") + "\n", encoding="utf-8")
     assert text == golden.read_text(encoding="utf-8").rstrip("\n").replace("\n", "\r")
     messages.validate(text)
+
+
+def _verdict(check: Callable[[str], None], text: str) -> str:
+    try:
+        check(text)
+    except HisError as exc:
+        return f"refused: {type(exc.__cause__).__name__}"
+    return "valid"
+
+
+def _replace(text: str, segment: int, field: int, value: str) -> str:
+    """``text`` with the first value of one field replaced (MSH counted as HL7 does)."""
+    lines = text.split("\r")
+    fields = lines[segment].split("|")
+    index = field - 1 if fields[0] == "MSH" else field
+    first = re.match(r"[^~^&]*", fields[index])
+    assert first is not None
+    fields[index] = value + fields[index][first.end() :]
+    lines[segment] = "|".join(fields)
+    return "\r".join(lines)
+
+
+#: values that hl7apy's strict datatypes refuse in some positions and accept in others
+ODD_VALUES = (
+    "9" * 300,
+    "X" * 25,
+    "欧" * 21,
+    "A\\F\\B\\S\\" * 6,
+    "20261399",
+    "1.2.3",
+    "20240229",
+)
+
+
+@pytest.mark.parametrize("name", ["adt_a28", "adt_a04", "qbp_q23", "dft_p03_deposit"])
+def test_the_cached_check_gives_hl7apys_strict_verdict(name: str) -> None:
+    original = GOLDEN_MESSAGES[name]()
+    check = messages.StrictCheck()
+    check(original)
+    assert len(check) == 1, "the shape of a valid message is remembered"
+    shape = messages._leaves(original)[0]
+    cached: set[str] = set()  # the verdicts the remembered shape decided
+    for segment, line in enumerate(original.split("\r")):
+        fields = line.split("|")
+        for field in range(2 if segment == 0 else 1, len(fields)):
+            if not re.match(r"[^~^&]", fields[field]):
+                continue  # empty: a value there changes the shape; MSH-2: the delimiters
+            for value in ODD_VALUES:
+                text = _replace(original, segment, field + (segment == 0), value)
+                full = _verdict(messages.validate, text)
+                assert _verdict(check, text) == full, (name, line[:3], field, value)
+                if messages._leaves(text)[0] == shape:
+                    cached.add(full)
+    assert "valid" in cached
+    assert any(v.startswith("refused") for v in cached)
+
+
+def test_the_cached_check_refuses_what_the_full_check_refuses() -> None:
+    check = messages.StrictCheck()
+    check(GOLDEN_MESSAGES["adt_a04"]())
+    too_long = REQUEST.model_copy(update={"department_code": "N" * 30})
+    text = messages.adt_a04(HEADER, "C0011", NOW, PATIENT, "H0001", too_long)
+    with pytest.raises(HisError, match=r"fails v2\.5 validation") as caught:
+        check(text)
+    assert type(caught.value.__cause__).__name__ == "MaxLengthReached"
+    broken = GOLDEN_MESSAGES["adt_a04"]().replace("\rEVN|", "\rXYZ|")
+    with pytest.raises(HisError, match=r"fails v2\.5 validation"):
+        check(broken)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_every_journey_message_passes_the_adapters_check(adapter: Any, cache: bool) -> None:
+    mw, plugin = adapter(validation_cache=cache)
+    checked: list[str] = []
+    inner = plugin._validate
+
+    def spy(text: str) -> None:
+        checked.append(text)
+        inner(text)
+
+    plugin._validate = spy
+    sent = _sent(plugin)
+    _journey(mw)
+    assert len(checked) == len(sent) > 0, "every message sent was checked first"
+    if cache:
+        assert isinstance(inner, messages.StrictCheck)
+        assert 0 < len(inner) < len(checked), "messages of one shape share the verdict"
+    else:
+        assert inner is messages.validate
 
 
 def test_values_with_delimiters_are_escaped() -> None:

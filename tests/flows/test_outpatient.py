@@ -13,7 +13,7 @@ import pytest
 from hcm_his_reference import ReferenceHis
 from PIL import Image
 
-from hcmiddleware import Middleware
+from hcmiddleware import Middleware, hookimpl
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.errors import (
     CardAbsentError,
@@ -33,7 +33,7 @@ from hcmiddleware.models import VisitSummary
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
 from hcmiddleware.testing import HookRecorder
 
-from .conftest import HOSPITAL, MakeMw, Till, count
+from .conftest import HOSPITAL, MakeMw, Till, count, his_plugin
 
 SLOT = (datetime.now() + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
 
@@ -117,6 +117,58 @@ def test_second_visit_takes_the_patient_id_from_the_index(
     assert not recorder.calls("hcm_his_register_patient")
     assert count(reference_his, "patient") == 1
     assert mw.residents.index.count() == 1, "no duplicate resident"
+
+
+def test_first_visit_asks_the_one_his_to_find_or_create(
+    mw: Middleware, card: EmulatedCard, reference_his: ReferenceHis
+) -> None:
+    flow = OutpatientFlow(mw, actor="kiosk-01")
+    who = flow.identify(card)
+    # a first attempt that crashed after the HIS made the patient, before the index
+    # linked it: the retried step must find that patient, not make a second
+    first = mw.hooks.hcm_his_register_patient(
+        resident=who.resident, card=who.card, hospital_code=HOSPITAL
+    )
+    assert first.created
+    recorder = HookRecorder(mw)
+    again = flow.patient(who)
+    assert (again.patient_id, again.created) == (first.patient_id, False)
+    assert not recorder.calls("hcm_his_lookup_patient"), "register finds or creates alone"
+    assert len(recorder.calls("hcm_his_register_patient")) == 1
+    assert count(reference_his, "patient") == 1
+    assert mw.residents.index.hospital_id(who.resident.resident_id, HOSPITAL) == first.patient_id
+
+
+class LookupOnly:
+    """A second HIS plugin that only looks patients up (a legacy ID service)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    @hookimpl
+    def hcm_his_lookup_patient(self, resident: Any, hospital_code: str) -> None:
+        self.asked.append(resident.resident_id)
+
+
+def test_with_another_his_plugin_each_is_asked_before_one_registers(
+    protocol: str, reference_his: ReferenceHis, hcm_make_middleware: Any, card: EmulatedCard
+) -> None:
+    name, plugin, settings = his_plugin(protocol, reference_his)
+    legacy = LookupOnly()
+    mw = hcm_make_middleware(
+        plugins={name: plugin, "legacy-ids": legacy},
+        settings={name: settings},
+        middleware={"institution_code": HOSPITAL},
+        sam={"keys": str(TEST_ISSUER_KEYS)},
+    )
+    flow = OutpatientFlow(mw, actor="kiosk-01")
+    who = flow.identify(card)
+    recorder = HookRecorder(mw)
+    patient = flow.patient(who)
+    assert patient.created
+    assert legacy.asked == [who.resident.resident_id]
+    assert len(recorder.calls("hcm_his_lookup_patient")) == 1
+    assert count(reference_his, "patient") == 1
 
 
 def test_ecard_or_id_number_without_a_card(mw: Middleware, card: EmulatedCard) -> None:

@@ -210,12 +210,26 @@ class Journey:
         self._audit("identify", resident.resident_id, how=kind.value)
         return Identified(resident=resident, card=None, how=kind.value)
 
+    def _one_his_finds_and_creates(self) -> bool:
+        """Is one plugin the only one to look patients up, and does it register them too?
+
+        Then its ``hcm_his_register_patient`` alone answers: it is idempotent per
+        resident (it returns the existing patient, ``created=False``), so asking
+        ``hcm_his_lookup_patient`` first would only repeat the same question to the HIS.
+        """
+        dispatcher = self.mw.dispatcher
+        finders = dispatcher.implementers("hcm_his_lookup_patient")
+        return len(finders) == 1 and finders == dispatcher.implementers("hcm_his_register_patient")
+
     def patient(self, who: Identified) -> HospitalPatient:
         """The hospital's patient record: the index first, then the HIS (created if new).
 
         The HIS's answer is linked in the index, so the next visit does not ask again.
         Registering a patient is idempotent per resident in every HIS adapter, so a
         retry after a lost answer finds the same patient instead of making a second.
+        When one HIS adapter both looks up and registers patients, only its
+        ``hcm_his_register_patient`` (find or create) is called; with several, each is
+        asked to look the patient up before one registers it.
         """
         resident = who.resident
         rid = resident.resident_id
@@ -225,14 +239,15 @@ class Journey:
             return HospitalPatient(
                 hospital_code=self.hospital_code, patient_id=known, resident_id=rid
             )
-        patient: HospitalPatient | None
-        try:
-            patient = self.mw.hooks.hcm_his_lookup_patient(
-                resident=resident, hospital_code=self.hospital_code
-            )
-        except BaseException as exc:
-            self._failed("patient", rid, exc)
-            raise
+        patient: HospitalPatient | None = None
+        if not self._one_his_finds_and_creates():
+            try:
+                patient = self.mw.hooks.hcm_his_lookup_patient(
+                    resident=resident, hospital_code=self.hospital_code
+                )
+            except BaseException as exc:
+                self._failed("patient", rid, exc)
+                raise
         source = "his"
         if patient is None:
             patient = self._hook(

@@ -1,15 +1,18 @@
 """The HL7 v2.5 messages the adapter sends, one builder each (mapping: docs/his.md).
 
 Builders are pure: the control ID and the time are arguments, so golden files can pin
-every byte. :func:`validate` runs hl7apy's strict v2.5 validation; the client calls it
-on every message before it leaves, so an invalid message is never sent.
+every byte. :func:`validate` runs hl7apy's strict v2.5 validation; the adapter calls it
+(or :class:`StrictCheck`, the same verdict with the structure checked once per message
+shape) on every message before it leaves, so an invalid message is never sent.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from hcm_his_hl7.er7 import escape, segment, ts
 from hcmiddleware.errors import HisError
@@ -28,6 +31,7 @@ __all__ = [
     "CHARSETS",
     "EMPI_AUTHORITY",
     "Header",
+    "StrictCheck",
     "adt_a01",
     "adt_a03",
     "adt_a04",
@@ -376,15 +380,154 @@ def orm_executed(header: Header, control_id: str, now: datetime, execution: Orde
     )
 
 
-def validate(text: str) -> None:
-    """hl7apy's strict v2.5 validation; HisError (a fault of ours, not the HIS's) if invalid."""
+def _invalid(exc: Exception) -> HisError:
+    return HisError(
+        f"the adapter built an HL7 message that fails v2.5 validation: {type(exc).__name__}",
+        hint="nothing was sent; report this with the message type to the adapter's maintainers",
+    )
+
+
+def _strict(text: str) -> Any:
+    """hl7apy's strict parse and validation of ``text``; the parsed message."""
     from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.parser import parse_message
 
     try:
-        parse_message(text, validation_level=VALIDATION_LEVEL.STRICT).validate()
+        message = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT)
+        message.validate()
     except Exception as exc:  # hl7apy raises many unrelated exception types
-        raise HisError(
-            f"the adapter built an HL7 message that fails v2.5 validation: {type(exc).__name__}",
-            hint="nothing was sent; report this with the message type to the adapter's maintainers",
-        ) from exc
+        raise _invalid(exc) from exc
+    return message
+
+
+def validate(text: str) -> None:
+    """hl7apy's strict v2.5 validation; HisError (a fault of ours, not the HIS's) if invalid."""
+    _strict(text)
+
+
+#: Where a value sits: segment number, field, repetition, component, subcomponent.
+Path = tuple[int, int, int, int, int]
+
+
+def _leaves(text: str) -> tuple[tuple[object, ...], list[tuple[Path, str]]]:
+    """The message's shape and its non-empty values, in order.
+
+    The shape is what hl7apy's verdict depends on besides the values themselves: the
+    segments in order, the message type and version (MSH-9, MSH-12: they choose the
+    structure), the encoding characters (MSH-2), and which positions hold a value.
+    Values are the raw (escaped) text between delimiters, as hl7apy's parser hands them
+    to its datatypes.
+    """
+    names: list[str] = []
+    leaves: list[tuple[Path, str]] = []
+    delimiters = msh9 = msh12 = ""
+    for s, line in enumerate(text.split("\r")):
+        fields = line.split("|")
+        names.append(fields[0])
+        if fields[0] == "MSH":
+            # MSH-1 is the "|" itself, MSH-2 the encoding characters: field n is fields[n-1]
+            fields = ["MSH", "|", *fields[1:]]
+            delimiters = fields[2] if len(fields) > 2 else ""
+            msh9 = fields[9] if len(fields) > 9 else ""
+            msh12 = fields[12] if len(fields) > 12 else ""
+            first = 3
+        else:
+            first = 1
+        for f in range(first, len(fields)):
+            for r, rep in enumerate(fields[f].split("~")):
+                for c, comp in enumerate(rep.split("^"), 1):
+                    for b, value in enumerate(comp.split("&"), 1):
+                        if value:
+                            leaves.append(((s, f, r, c, b), value))
+    shape = (msh9, msh12, tuple(names), tuple(path for path, _ in leaves), delimiters)
+    return shape, leaves
+
+
+def _position(name: str) -> int:
+    """``PID_3`` → 3, ``CX_4`` → 4; a base datatype's own name (``ST``) → 1."""
+    _, _, number = name.rpartition("_")
+    return int(number) if number.isdigit() else 1
+
+
+def _datatypes(message: Any, text_segments: tuple[str, ...]) -> dict[Path, str] | None:
+    """The datatype hl7apy gave each value it parsed, by where the value sits in the text.
+
+    ``None`` when hl7apy's segments cannot be matched to the text's in order (the
+    verdict is then not reused).
+    """
+
+    def segments(element: Any) -> list[Any]:
+        found: list[Any] = []
+        for child in element.children:
+            if child.classname == "Segment":
+                found.append(child)
+            else:
+                found.extend(segments(child))
+        return found
+
+    types: dict[Path, str] = {}
+    s = -1
+    for parsed in segments(message):
+        s += 1
+        while s < len(text_segments) and text_segments[s] != parsed.name:
+            s += 1  # a segment hl7apy left out of its tree (it checks nothing in it)
+        if s == len(text_segments):
+            return None
+        repetitions: dict[int, int] = {}
+        for field in parsed.children:
+            f = _position(field.name)
+            r = repetitions.get(f, 0)
+            repetitions[f] = r + 1
+            if field.name in ("MSH_1", "MSH_2"):
+                continue
+            for component in field.children:
+                c = _position(component.name)
+                for sub in component.children:
+                    types[(s, f, r, c, _position(sub.name))] = sub.datatype
+    return types
+
+
+class StrictCheck:
+    """hl7apy's strict v2.5 verdict, the structure checked once per message shape.
+
+    The first message of a shape (see :func:`_leaves`) gets the full strict parse and
+    validation. hl7apy's verdict on another message of the same shape can differ only
+    through the values: its strict parse builds each one with its v2.5 datatype
+    (lengths, numbers, dates), while the validator's own checks of values (tables,
+    field lengths) only warn. So later messages of a shape have each value built with
+    the datatype hl7apy gave it the first time, in strict mode — the same calls, the
+    same errors — instead of the whole parse. :func:`validate` is the uncached check.
+    """
+
+    #: shapes remembered; a few per message type in practice
+    MAX_SHAPES = 1024
+
+    def __init__(self) -> None:
+        self._shapes: dict[tuple[object, ...], tuple[str | None, ...]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> None:
+        """Raise :class:`HisError` if hl7apy's strict v2.5 validation would refuse ``text``."""
+        from hl7apy.consts import VALIDATION_LEVEL
+        from hl7apy.factories import datatype_factory
+
+        shape, leaves = _leaves(text)
+        types = self._shapes.get(shape)
+        if types is None:
+            message = _strict(text)
+            by_path = _datatypes(message, shape[2])  # type: ignore[arg-type]
+            if by_path is not None:
+                with self._lock:
+                    if len(self._shapes) < self.MAX_SHAPES:
+                        self._shapes[shape] = tuple(by_path.get(path) for path, _ in leaves)
+            return
+        version = str(shape[1])
+        try:
+            for (_, value), datatype in zip(leaves, types, strict=True):
+                if datatype is not None:
+                    datatype_factory(datatype, value, version, VALIDATION_LEVEL.STRICT)
+        except Exception as exc:  # hl7apy raises many unrelated exception types
+            raise _invalid(exc) from exc
+
+    def __len__(self) -> int:
+        return len(self._shapes)
