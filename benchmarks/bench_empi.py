@@ -281,7 +281,7 @@ def bench_population(size: int, url: str, label: str, **engine_args: Any) -> dic
         engine = storage.create_engine(url, **engine_args)
         index = ResidentIndex(engine, Protector({"k1": os.urandom(32)}, "k1", os.urandom(32)))
         start = time.perf_counter()
-        report = import_csv(index, path, source="bench", batch_size=1000)
+        report = import_csv(index, path, source="bench")  # the importer's default batch
         import_seconds = time.perf_counter() - start
 
         rng = np.random.default_rng(1)

@@ -132,7 +132,13 @@ def empi(
     show_default=True,
     help="auto (UTF-8, else GBK), utf-8, gbk or gb18030.",
 )
-@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100000))
+@click.option(
+    "--batch-size",
+    default=10000,
+    show_default=True,
+    type=click.IntRange(1, 100000),
+    help="Rows per transaction; progress is shown after each batch.",
+)
 @click.option(
     "--report",
     "report_path",
