@@ -461,8 +461,6 @@ class ResidentIndex:
                     holder=holder,
                 )
         resident_id = new_id()
-        protector = self._protector
-        born, phone = demographics["birth_date"], demographics["phone"]
         now = store.now
         rows, added = self._identifier_rows(now, resident_id, bidxs, set())
         resident = Resident(
@@ -471,7 +469,7 @@ class ResidentIndex:
             name=demographics["name"],
             sex=Sex(demographics["sex"]),
             birth_date=probe["birth_date"],
-            phone=phone,
+            phone=demographics["phone"],
             address=demographics["address"],
             region_code=demographics["region_code"],
             identifiers=tuple(added),
@@ -485,11 +483,6 @@ class ResidentIndex:
                 "data_ct": self._codec.seal(
                     "empi_residents", "data_ct", resident_id, json.dumps(demographics).encode()
                 ),
-                "name_bidx": protector.blind_index("resident:name", prepared.clean_name),
-                "birth_date_bidx": protector.blind_index("resident:birth_date", born)
-                if born
-                else None,
-                "phone_bidx": protector.blind_index("resident:phone", phone) if phone else None,
                 "created_at": now,
                 "updated_at": now,
             },

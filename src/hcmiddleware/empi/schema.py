@@ -103,7 +103,8 @@ class DataKeyRow(Base):
 
 
 class ResidentRow(Base):
-    """One person. Demographics are one ciphertext; blind indexes serve lookup and blocking."""
+    """One person. Demographics are one ciphertext; lookups and blocking go through the
+    identifiers' and blocking keys' blind indexes."""
 
     __tablename__ = "empi_residents"
 
@@ -111,9 +112,6 @@ class ResidentRow(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default=ResidentStatus.ACTIVE)
     merged_into: Mapped[str | None] = mapped_column(_ID, sa.ForeignKey("empi_residents.id"))
     data_ct: Mapped[bytes] = mapped_column(Blob)
-    name_bidx: Mapped[bytes | None] = mapped_column(_BIDX, index=True)
-    birth_date_bidx: Mapped[bytes | None] = mapped_column(_BIDX, index=True)
-    phone_bidx: Mapped[bytes | None] = mapped_column(_BIDX, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(
         sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow
