@@ -296,11 +296,10 @@ class ResidentIndex:
             "region_code": region_code,
         }
         probe = self._probe(demographics, wanted)
-        # The stored keys are the probe's keys less ``nm`` (see blocking): hash each once.
-        stored = blocking_keys(probe)
-        hashed = {k: self._protector.blind_index("block", k) for k in sorted(probe_keys(probe))}
+        # The stored keys are a subset of the looked-up ones (see blocking): hash each once.
+        hashed = self._block_bidxs(probe)
         query_blocks = list(hashed.values())
-        stored_blocks = [hashed[k] for k in sorted(stored)]
+        stored_blocks = [hashed[k] for k in sorted(blocking_keys(probe))]
         return PreparedRecord(
             wanted,
             demographics,
@@ -614,9 +613,9 @@ class ResidentIndex:
         theirs = resident.identifier(IdentifierKind.ID_NUMBER)
         return bool(mine and theirs and len(mine) == 18 and len(theirs) == 18 and mine != theirs)
 
-    def _block_bidxs(self, probe: dict[str, Any], *, stored: bool = False) -> list[bytes]:
-        keys = blocking_keys(probe) if stored else probe_keys(probe)
-        return [self._protector.blind_index("block", k) for k in sorted(keys)]
+    def _block_bidxs(self, probe: dict[str, Any]) -> dict[str, bytes]:
+        """Each key to look up for a probe with its hash, in key order."""
+        return {k: self._protector.blind_index("block", k) for k in sorted(probe_keys(probe))}
 
     def _score(
         self, probe: dict[str, Any], residents: Iterable[Resident], *, limit: int
@@ -669,7 +668,7 @@ class ResidentIndex:
             store = DirectStore(self._codec, conn, max_block=self._max_block)
             found = self._score(
                 probe,
-                store.candidates(self._block_bidxs(probe)),
+                store.candidates(list(self._block_bidxs(probe).values())),
                 limit=limit if include_new else 10 * limit,
             )
         if not include_new:

@@ -112,7 +112,9 @@ Q_SOURCES_IN = sa.select(SOURCES.c.source, SOURCES.c.record_id, SOURCES.c.reside
 )
 INS_REVIEW = sa.insert(REVIEWS)
 
-_BulkPlan = tuple[str, tuple[str, ...] | None, tuple[tuple[int, Callable[[Any], Any]], ...]]
+# The SQL, the columns in the order it binds them, whether it binds by position, and
+# the (index, converter) of each value that needs converting.
+_BulkPlan = tuple[str, tuple[str, ...], bool, tuple[tuple[int, Callable[[Any], Any]], ...]]
 _BULK_PLANS: dict[tuple[str, str, tuple[str, ...]], _BulkPlan] = {}
 
 
@@ -132,27 +134,23 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
         plan = _BULK_PLANS.get((table.name, dialect.name, keys))
         if plan is None:
             compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
-            order = tuple(compiled.positiontup) if compiled.positiontup is not None else None
-            names = order if order is not None else keys
+            positional = compiled.positiontup is not None
+            names = tuple(compiled.positiontup) if compiled.positiontup is not None else keys
             found: list[tuple[int, Callable[[Any], Any]]] = []
             for i, name in enumerate(names):
                 convert = table.c[name].type.bind_processor(dialect)
                 if convert is not None:
                     found.append((i, convert))
-            plan = (compiled.string, order, tuple(found))
+            plan = (compiled.string, names, positional, tuple(found))
             _BULK_PLANS[(table.name, dialect.name, keys)] = plan
-        sql, order, converters = plan
-        names = order if order is not None else keys
+        sql, names, positional, converters = plan
         params: list[Any] = []
         for row in members:
             values = [row[name] for name in names]
             for i, to_driver in converters:
                 if values[i] is not None:
                     values[i] = to_driver(values[i])
-            if order is not None:
-                params.append(tuple(values))
-            else:
-                params.append(dict(zip(names, values, strict=True)))
+            params.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
         conn.exec_driver_sql(sql, params)
 
 
