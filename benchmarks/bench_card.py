@@ -229,14 +229,14 @@ def main() -> None:
 
     if not args.no_pcsc:
         from hcmiddleware.card.pcsc import PcscTransport
-        from hcmiddleware.card.vpcd import SAM_PORT, VpcdCard
+        from hcmiddleware.card.vpcd import VpcdCard
         from hcmiddleware.testing.pcscd import USER_READER, Pcscd
 
         with Pcscd() as daemon:
             for row, (_, op, _) in zip(results, ops, strict=True):
                 card = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
                 daemon.wait_card(False)
-                with VpcdCard(card):
+                with VpcdCard(card, daemon.user_port):
                     daemon.wait_card(True)
 
                     def remote(card: EmulatedCard = card) -> Transport:
@@ -264,7 +264,7 @@ def main() -> None:
             row = Row(name.replace(")", ", SAM card)"), count, minimum, ms)
             card = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
             daemon.wait_card(False)
-            with VpcdCard(card), VpcdCard(EmulatedSam(keyset), SAM_PORT):
+            with VpcdCard(card, daemon.user_port), VpcdCard(EmulatedSam(keyset), daemon.sam_port):
                 daemon.wait_card(True)
                 daemon.wait_card(True, SAM_READER)
                 sam_slot = PcscTransport(SAM_READER)
@@ -319,14 +319,14 @@ def sam_rows(profile: dict[str, Any], runs: int, *, pcsc: bool) -> list[Row]:
             rows[name, kind] = Row(f"{name}, {kind}", count, 2, ms, sam_apdus=shown)
     if pcsc:
         from hcmiddleware.card.pcsc import PcscTransport
-        from hcmiddleware.card.vpcd import SAM_PORT, VpcdCard
+        from hcmiddleware.card.vpcd import VpcdCard
         from hcmiddleware.testing.pcscd import SAM_READER, USER_READER, Pcscd
 
         with Pcscd() as daemon:
             daemon.wait_card(False)
             daemon.wait_card(False, SAM_READER)
             served = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
-            with VpcdCard(served), VpcdCard(EmulatedSam(keyset), SAM_PORT):
+            with VpcdCard(served, daemon.user_port), VpcdCard(EmulatedSam(keyset), daemon.sam_port):
                 daemon.wait_card(True)
                 daemon.wait_card(True, SAM_READER)
                 sam_slot = PcscTransport(SAM_READER)

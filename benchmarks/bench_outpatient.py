@@ -200,7 +200,7 @@ def main() -> None:
             pcscd.wait_card(False)
             for i in range(N + 1):
                 card = card_for(i, folder)
-                with VpcdCard(card):
+                with VpcdCard(card, pcscd.user_port):
                     pcscd.wait_card(True)
                     for kind, bucket in (("first", first), ("returning", returning)):
                         clock = Clock()

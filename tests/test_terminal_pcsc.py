@@ -11,7 +11,7 @@ import pytest
 
 from hcmiddleware import Middleware
 from hcmiddleware.card.emulator import EmulatedCard
-from hcmiddleware.card.vpcd import SAM_PORT, VpcdCard
+from hcmiddleware.card.vpcd import VpcdCard
 from hcmiddleware.config import parse_config
 from hcmiddleware.sam.emulated import DEFAULT_TEST_PIN, EmulatedSam
 from hcmiddleware.sam.keyset import load_keyset
@@ -51,7 +51,7 @@ def test_insertion_and_removal_are_hooks_and_the_reader_is_read(
     with Middleware(cfg) as mw:
         recorder = HookRecorder(mw)
         with mw.terminal.watch():
-            with VpcdCard(EmulatedCard.from_files(PROFILE, KEYS)):
+            with VpcdCard(EmulatedCard.from_files(PROFILE, KEYS), pcscd.user_port):
                 until(lambda: bool(recorder.calls("hcm_card_inserted")))
                 inserted = recorder.last("hcm_card_inserted").kwargs
                 assert inserted["reader"] == USER_READER
@@ -77,8 +77,8 @@ def test_sam_card_in_the_second_slot_from_config(
         }
     )
     with (
-        VpcdCard(EmulatedCard.from_files(PROFILE, KEYS)),
-        VpcdCard(EmulatedSam(load_keyset(KEYS)), SAM_PORT),
+        VpcdCard(EmulatedCard.from_files(PROFILE, KEYS), pcscd.user_port),
+        VpcdCard(EmulatedSam(load_keyset(KEYS)), pcscd.sam_port),
     ):
         pcscd.wait_card(True)
         pcscd.wait_card(True, SAM_READER)

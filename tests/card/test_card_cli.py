@@ -29,6 +29,8 @@ def emulating() -> Iterator[Pcscd]:
                 str(Path(sys.executable).parent / "hcm"),
                 "card",
                 "emulate",
+                "--port",
+                str(daemon.user_port),
                 "--profile",
                 str(PROFILE),
                 "--keys",

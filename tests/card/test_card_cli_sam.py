@@ -21,7 +21,7 @@ from card_samples import KEYS, PROFILE
 from click.testing import CliRunner
 
 from hcmiddleware.card.emulator import EmulatedCard
-from hcmiddleware.card.vpcd import SAM_PORT, VpcdCard
+from hcmiddleware.card.vpcd import VpcdCard
 from hcmiddleware.cli import main
 from hcmiddleware.sam.emulated import EmulatedSam
 from hcmiddleware.sam.keyset import load_keyset
@@ -62,7 +62,7 @@ def terminal(pcscd: Pcscd, image: Path) -> Iterator[Terminal]:
     pcscd.wait_card(False)
     pcscd.wait_card(False, SAM_READER)
     inserted = Terminal(EmulatedCard.from_image(image), EmulatedSam(load_keyset(KEYS), pin=PIN))
-    with VpcdCard(inserted.card), VpcdCard(inserted.sam, SAM_PORT):
+    with VpcdCard(inserted.card, pcscd.user_port), VpcdCard(inserted.sam, pcscd.sam_port):
         pcscd.wait_card(True)
         pcscd.wait_card(True, SAM_READER)
         yield inserted
@@ -131,7 +131,15 @@ def test_emulate_from_an_image_in_its_own_process(
     pcscd.wait_card(False)
     pcscd.wait_card(False, SAM_READER)
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "hcm"), "card", "emulate", "--image", str(image)],
+        [
+            str(Path(sys.executable).parent / "hcm"),
+            "card",
+            "emulate",
+            "--image",
+            str(image),
+            "--port",
+            str(pcscd.user_port),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -144,7 +152,7 @@ def test_emulate_from_an_image_in_its_own_process(
         assert ready, "hcm card emulate did not start within 60 s"
         first = process.stdout.readline()
         assert "card inserted" in first, first
-        with VpcdCard(EmulatedSam(load_keyset(KEYS), pin=PIN), SAM_PORT):
+        with VpcdCard(EmulatedSam(load_keyset(KEYS), pin=PIN), pcscd.sam_port):
             pcscd.wait_card(True, timeout=20)
             pcscd.wait_card(True, SAM_READER)
             result = read("--json", "--sam-reader", SAM_READER, "--sam-pin-env", PIN_ENV)

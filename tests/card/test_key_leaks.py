@@ -31,7 +31,7 @@ from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.card.guard import KeyGuard
 from hcmiddleware.card.session import CardSession
 from hcmiddleware.card.transport import TracingTransport
-from hcmiddleware.card.vpcd import SAM_PORT, VpcdCard
+from hcmiddleware.card.vpcd import VpcdCard
 from hcmiddleware.cli import main
 from hcmiddleware.errors import HcmError
 from hcmiddleware.sam import crypto
@@ -259,7 +259,7 @@ def test_cli_json_read_leaks_no_key(
     )
     pcscd.wait_card(False)
     pcscd.wait_card(False, SAM_READER)
-    with VpcdCard(tap), VpcdCard(EmulatedSam(keyset, pin=PIN), SAM_PORT):
+    with VpcdCard(tap, pcscd.user_port), VpcdCard(EmulatedSam(keyset, pin=PIN), pcscd.sam_port):
         pcscd.wait_card(True)
         pcscd.wait_card(True, SAM_READER)
         result = CliRunner().invoke(

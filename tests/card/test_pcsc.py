@@ -34,7 +34,7 @@ def pcscd() -> Iterator[Pcscd]:
 @pytest.fixture
 def inserted(pcscd: Pcscd, card: EmulatedCard) -> Iterator[VpcdCard]:
     pcscd.wait_card(False)  # the previous test's card must be gone first
-    link = VpcdCard(card)
+    link = VpcdCard(card, pcscd.user_port)
     link.start()
     pcscd.wait_card(True)
     yield link
@@ -115,7 +115,7 @@ class ForeignCard:
 
 def test_foreign_card_through_pcscd(pcscd: Pcscd) -> None:
     pcscd.wait_card(False)
-    with VpcdCard(ForeignCard()):
+    with VpcdCard(ForeignCard(), pcscd.user_port):
         pcscd.wait_card(True)
         t = PcscTransport(USER_READER)
         try:
@@ -166,7 +166,7 @@ def test_insert_and_remove_events(pcscd: Pcscd, card: EmulatedCard, monitor: str
         inserted.set()
 
     with CardEvents(on_inserted, lambda reader: removed.set()):
-        link = VpcdCard(card)
+        link = VpcdCard(card, pcscd.user_port)
         link.start()
         assert inserted.wait(5)
         link.stop()
@@ -178,14 +178,13 @@ def test_two_slot_terminal_with_a_sam_card(
     pcscd: Pcscd, card: EmulatedCard, profile: dict[str, Any]
 ) -> None:
     """User card in reader 0, SAM card in reader 1, both through pcscd, as on a terminal."""
-    from hcmiddleware.card.vpcd import SAM_PORT
     from hcmiddleware.sam.emulated import DEFAULT_TEST_PIN, EmulatedSam
     from hcmiddleware.sam.keyset import load_keyset
     from hcmiddleware.sam.pcsc import PcscSam
 
     pcscd.wait_card(False)
     pcscd.wait_card(False, SAM_READER)
-    with VpcdCard(card), VpcdCard(EmulatedSam(load_keyset(KEYS)), SAM_PORT):
+    with VpcdCard(card, pcscd.user_port), VpcdCard(EmulatedSam(load_keyset(KEYS)), pcscd.sam_port):
         pcscd.wait_card(True)
         pcscd.wait_card(True, SAM_READER)
         sam_slot = PcscTransport(SAM_READER)

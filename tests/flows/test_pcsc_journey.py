@@ -46,7 +46,7 @@ def test_kiosk_to_card_write_through_pcscd(
     slot_start = (datetime.now() + timedelta(days=1)).replace(
         hour=10, minute=0, second=0, microsecond=0
     )
-    with VpcdCard(card):
+    with VpcdCard(card, pcscd.user_port):
         pcscd.wait_card(True)
         flow = OutpatientFlow(mw, actor="kiosk-01")
         who = flow.identify()  # the configured PC/SC reader
@@ -76,7 +76,7 @@ def test_kiosk_to_card_write_through_pcscd(
         assert card.pulled
     pcscd.wait_card(False)
     card.reset()
-    with VpcdCard(card):
+    with VpcdCard(card, pcscd.user_port):
         pcscd.wait_card(True)
         flow.write_summary(who, summary)  # the card is back: written once
         again = flow.identify()

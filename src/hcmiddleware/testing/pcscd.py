@@ -3,33 +3,111 @@
 pcscd's socket is fixed (``/run/pcscd/pcscd.comm``), so there is one pcscd per machine:
 :class:`Pcscd` reuses one that already runs with the vpcd readers, otherwise starts its
 own (``pcscd --foreground -c DIR``) with a reader config in a private folder, and stops
-only what it started. The two readers are ``Virtual PCD 00 00`` (user card, port 35963)
-and ``Virtual PCD 00 01`` (SAM, port 35964): the two slots of a real terminal.
+only what it started. The two readers are ``Virtual PCD 00 00`` (user card) and
+``Virtual PCD 00 01`` (SAM): the two slots of a real terminal.
+
+vpcd's usual ports (35963 and 35964) lie inside Linux's ephemeral range (32768–60999):
+any outgoing connection on the machine (a database pool, an HTTP client) may be given
+one of them as its local port, and vpcd then cannot listen there ("Address already in
+use"). A private pcscd therefore listens on a free pair of ports *outside* the ephemeral
+range, tries the next pair if vpcd still cannot bind, and says which in
+:attr:`Pcscd.user_port` and :attr:`Pcscd.sam_port`; cards are served there. A reused
+pcscd is assumed to have vpcd's usual ports.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
+from hcmiddleware.card.vpcd import DEFAULT_PORT
 from hcmiddleware.errors import ReaderError
 
-__all__ = ["SAM_READER", "USER_READER", "VPCD_DRIVER", "Pcscd"]
+__all__ = ["PRIVATE_PORT", "SAM_READER", "USER_READER", "VPCD_DRIVER", "Pcscd"]
 
 USER_READER = "Virtual PCD 00 00"
 SAM_READER = "Virtual PCD 00 01"
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
-# 0x8C7B = 35963; the driver serves reader 0 there and reader 1 on the next port.
-_CONFIG = f"""FRIENDLYNAME "Virtual PCD"
-DEVICENAME   /dev/null:0x8C7B
-LIBPATH      {VPCD_DRIVER}
-CHANNELID    0x8C7B
+# The driver serves reader 0 on CHANNELID and reader 1 on the next port.
+_CONFIG = """FRIENDLYNAME "Virtual PCD"
+DEVICENAME   /dev/null:0x{port:04X}
+LIBPATH      {driver}
+CHANNELID    0x{port:04X}
 """
+#: Where a private pcscd looks first for a free pair of ports when vpcd's usual ones are
+#: inside the ephemeral range.
+PRIVATE_PORT = 25963
+_PORT_TRIES = 4
+_ADDRESS_IN_USE = "Address already in use"
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of local ports for outgoing connections (Linux default if unknown)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(port: int) -> bool:
+    """True when a listening socket could be bound to ``port`` now (as vpcd binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("0.0.0.0", port))  # noqa: S104 - vpcd binds INADDR_ANY too
+        except OSError:
+            return False
+    return True
+
+
+def _channel_id(folder: Path) -> int | None:
+    """The vpcd CHANNELID (its first port) in a pcscd reader-config folder, if any."""
+    for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        with contextlib.suppress(OSError, UnicodeDecodeError, ValueError):
+            lines = [line.split(None, 1) for line in path.read_text().splitlines()]
+            fields = {f[0].upper(): f[1].strip() for f in lines if len(f) == 2}
+            if "vpcd" in fields.get("LIBPATH", "") and "CHANNELID" in fields:
+                return int(fields["CHANNELID"], 0)
+    return None
+
+
+def _running_vpcd_port() -> int:
+    """The user-card port of the pcscd that runs (read from its reader config)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+            if not args or Path(args[0]).name != "pcscd":
+                continue
+            folder = Path("/etc/reader.conf.d")
+            for flag, value in itertools.pairwise(args):
+                if flag in ("-c", "--config"):
+                    folder = Path(value)
+            port = _channel_id(folder)
+            if port is not None:
+                return port
+    return DEFAULT_PORT
+
+
+def _port_pairs() -> Iterator[int]:
+    """First ports of pairs vpcd could listen on, best first, skipping busy ones."""
+    low, high = _ephemeral_range()
+
+    def outside(port: int) -> bool:
+        return port + 1 < low or port > high
+
+    first = DEFAULT_PORT if outside(DEFAULT_PORT) else PRIVATE_PORT
+    for port in range(first, 65534, 2):
+        if outside(port) and _bindable(port) and _bindable(port + 1):
+            yield port
 
 
 def _scard_states(readers: list[str]) -> dict[str, int]:
@@ -59,6 +137,13 @@ class Pcscd:
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
         self.log_path: Path | None = None
+        #: vpcd's port of the user-card reader (serve cards there); the SAM's is the next.
+        self.user_port = DEFAULT_PORT
+
+    @property
+    def sam_port(self) -> int:
+        """vpcd's port of the SAM reader (``Virtual PCD 00 01``)."""
+        return self.user_port + 1
 
     def __enter__(self) -> Pcscd:
         return self.start()
@@ -102,6 +187,7 @@ class Pcscd:
         one pcscd socket, so it refuses when another pcscd runs.
         """
         if self.vpcd and USER_READER in self.readers():
+            self.user_port = _running_vpcd_port()
             return self
         if not self.vpcd and self.running():
             raise ReaderError(
@@ -114,11 +200,38 @@ class Pcscd:
                 "pcscd or the vpcd driver is not installed",
                 hint="apt-get install pcscd vsmartcard-vpcd",
             )
+        if not self.vpcd:
+            self._launch(binary, None)
+            self._wait_up(lambda: self.running())
+            return self
+        pairs = _port_pairs()
+        for attempt in range(1, _PORT_TRIES + 1):
+            port = next(pairs, None)
+            if port is None:
+                raise ReaderError(
+                    "no free pair of TCP ports outside the ephemeral range for vpcd",
+                    hint="free a port pair above 1024 (see /proc/sys/net/ipv4/ip_local_port_range)",
+                )
+            self.user_port = port
+            self._launch(binary, port)
+            try:
+                self._wait_up(lambda: USER_READER in self.readers())
+            except ReaderError as exc:
+                # something took the port between the probe and vpcd's bind: next pair
+                if _ADDRESS_IN_USE not in str(exc) or attempt == _PORT_TRIES:
+                    raise
+                continue
+            return self
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _launch(self, binary: str, port: int | None) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="hcm-pcscd-"))
         conf = self._dir / "reader.conf.d"
         conf.mkdir()
-        if self.vpcd:
-            (conf / "vpcd").write_text(_CONFIG, encoding="ascii")
+        if port is not None:
+            (conf / "vpcd").write_text(
+                _CONFIG.format(port=port, driver=VPCD_DRIVER), encoding="ascii"
+            )
         self.log_path = self._dir / "pcscd.log"
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(  # noqa: S603 - fixed arguments
@@ -128,17 +241,25 @@ class Pcscd:
                 stdin=subprocess.DEVNULL,
             )
         self.started = True
+
+    def _wait_up(self, ready: Callable[[], bool]) -> None:
+        """Wait until ``ready()``; on failure stop the daemon and raise with its log."""
+        assert self._process is not None
+        assert self.log_path is not None
         deadline = time.monotonic() + self.startup_timeout
-        while not (USER_READER in self.readers() if self.vpcd else self.running()):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                text = self.log_path.read_text(errors="replace")[-2000:]
+        while not ready():
+            text = self.log_path.read_text(errors="replace")[-2000:]
+            if (
+                self._process.poll() is not None
+                or time.monotonic() > deadline
+                or _ADDRESS_IN_USE in text
+            ):
                 self.stop()
                 raise ReaderError(
                     f"pcscd did not come up as asked; its log ends: {text}",
                     hint="another pcscd may hold /run/pcscd; stop it and retry",
                 )
             time.sleep(0.1)
-        return self
 
     def stop(self) -> None:
         """Stop pcscd if this object started it (release PC/SC connections first)."""
