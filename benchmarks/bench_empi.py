@@ -20,6 +20,7 @@ import csv
 import datetime as dt
 import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -281,7 +282,17 @@ def bench_population(size: int, url: str, label: str, **engine_args: Any) -> dic
         engine = storage.create_engine(url, **engine_args)
         index = ResidentIndex(engine, Protector({"k1": os.urandom(32)}, "k1", os.urandom(32)))
         start = time.perf_counter()
-        report = import_csv(index, path, source="bench")  # the importer's default batch
+        done = 0
+
+        def progress(rows: int) -> None:
+            # a line per 100,000 rows: a million-resident run takes the best part of an hour
+            nonlocal done
+            before, done = done, done + rows
+            if before // 100_000 != done // 100_000:
+                rate = done / (time.perf_counter() - start)
+                print(f"  {label}: {done:,} rows imported, {rate:,.0f}/s", file=sys.stderr)
+
+        report = import_csv(index, path, source="bench", progress=progress)  # default batch
         import_seconds = time.perf_counter() - start
 
         rng = np.random.default_rng(1)
@@ -360,6 +371,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20000])
     parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
     parser.add_argument("--skip-febrl", action="store_true")
+    parser.add_argument(
+        "--skip-sqlite", action="store_true", help="with --postgres: PostgreSQL only"
+    )
     args = parser.parse_args()
 
     if not args.skip_febrl:
@@ -371,9 +385,10 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            results.append(
-                bench_population(size, f"sqlite:///{Path(tmp) / f'empi{size}.db'}", "SQLite")
-            )
+            if not (args.skip_sqlite and args.postgres):
+                results.append(
+                    bench_population(size, f"sqlite:///{Path(tmp) / f'empi{size}.db'}", "SQLite")
+                )
             if args.postgres:
                 schema = f"empi_bench_{uuid.uuid4().hex[:10]}"
                 admin = sa.create_engine(PG_URL)

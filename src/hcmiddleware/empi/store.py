@@ -11,18 +11,22 @@ from memory (including what the batch itself added) and writes everything with o
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from hcmiddleware.empi.blocking import choose_candidates
 from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.protection import Protector
 from hcmiddleware.empi.records import Identifier, Resident
 from hcmiddleware.empi.schema import (
+    Blob,
     BlockingKeyRow,
     IdentifierKind,
     IdentifierRow,
@@ -62,12 +66,43 @@ BLOCKS = cast(sa.Table, BlockingKeyRow.__table__)
 MODELS = cast(sa.Table, MatchModelRow.__table__)
 
 # Statements built once: building a statement costs more than running it on SQLite.
-Q_IDENTS_OF = (
-    sa.select(IDENTIFIERS)
-    .where(IDENTIFIERS.c.resident_id.in_(sa.bindparam("ids", expanding=True)))
-    .order_by(IDENTIFIERS.c.created_at, IDENTIFIERS.c.id)
+
+
+class PerDialect:
+    """One statement built twice: a list parameter as ``= ANY(array)`` on PostgreSQL,
+    as an expanding ``IN (…)`` elsewhere.
+
+    An expanding ``IN`` of a few hundred keys is a new statement text with as many
+    parameters for PostgreSQL to parse each time; one array parameter is one plan.
+    ``stmt(conn)`` gives the statement for the connection's database.
+    """
+
+    def __init__(self, build: Callable[[Callable[..., Any]], Any]) -> None:
+        self._postgresql = build(self._any)
+        self._other = build(self._in)
+
+    @staticmethod
+    def _any(column: Any, name: str, item: Any) -> Any:
+        return column == sa.any_(sa.bindparam(name, type_=postgresql.ARRAY(item)))
+
+    @staticmethod
+    def _in(column: Any, name: str, item: Any) -> Any:
+        return column.in_(sa.bindparam(name, expanding=True))
+
+    def __call__(self, conn: Connection) -> Any:
+        return self._postgresql if conn.dialect.name == "postgresql" else self._other
+
+
+Q_IDENTS_OF = PerDialect(
+    lambda member_of: (
+        sa.select(IDENTIFIERS)
+        .where(member_of(IDENTIFIERS.c.resident_id, "ids", sa.String))
+        .order_by(IDENTIFIERS.c.created_at, IDENTIFIERS.c.id)
+    )
 )
-Q_RESIDENTS_IN = sa.select(RESIDENTS).where(RESIDENTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+Q_RESIDENTS_IN = PerDialect(
+    lambda member_of: sa.select(RESIDENTS).where(member_of(RESIDENTS.c.id, "ids", sa.String))
+)
 Q_RESIDENT = sa.select(RESIDENTS).where(RESIDENTS.c.id == sa.bindparam("id"))
 Q_HOLDER = sa.select(IDENTIFIERS.c.resident_id).where(
     IDENTIFIERS.c.kind == sa.bindparam("kind"),
@@ -89,26 +124,32 @@ INS_IDENTIFIER = sa.insert(IDENTIFIERS)
 INS_SOURCE = sa.insert(SOURCES)
 INS_BLOCK = sa.insert(BLOCKS)
 
-Q_HOLDERS_ACTIVE = (
-    sa.select(
-        IDENTIFIERS.c.kind,
-        IDENTIFIERS.c.issuer,
-        IDENTIFIERS.c.value_bidx,
-        IDENTIFIERS.c.resident_id,
-        RESIDENTS.c.status,
+Q_HOLDERS_ACTIVE = PerDialect(
+    lambda member_of: (
+        sa.select(
+            IDENTIFIERS.c.kind,
+            IDENTIFIERS.c.issuer,
+            IDENTIFIERS.c.value_bidx,
+            IDENTIFIERS.c.resident_id,
+            RESIDENTS.c.status,
+        )
+        .join(RESIDENTS, RESIDENTS.c.id == IDENTIFIERS.c.resident_id)
+        .where(member_of(IDENTIFIERS.c.value_bidx, "bidxs", Blob))
     )
-    .join(RESIDENTS, RESIDENTS.c.id == IDENTIFIERS.c.resident_id)
-    .where(IDENTIFIERS.c.value_bidx.in_(sa.bindparam("bidxs", expanding=True)))
 )
 # Members of blocks, merged residents included (their keys stay for an unmerge): the
 # few chosen are loaded and the inactive dropped then, which costs far less than
 # looking up every member's status here.
-Q_BLOCK_MEMBERS = sa.select(BLOCKS.c.key_bidx, BLOCKS.c.resident_id).where(
-    BLOCKS.c.key_bidx.in_(sa.bindparam("keys", expanding=True))
+Q_BLOCK_MEMBERS = PerDialect(
+    lambda member_of: sa.select(BLOCKS.c.key_bidx, BLOCKS.c.resident_id).where(
+        member_of(BLOCKS.c.key_bidx, "keys", Blob)
+    )
 )
-Q_SOURCES_IN = sa.select(SOURCES.c.source, SOURCES.c.record_id, SOURCES.c.resident_id).where(
-    SOURCES.c.source == sa.bindparam("source"),
-    SOURCES.c.record_id.in_(sa.bindparam("record_ids", expanding=True)),
+Q_SOURCES_IN = PerDialect(
+    lambda member_of: sa.select(SOURCES.c.source, SOURCES.c.record_id, SOURCES.c.resident_id).where(
+        SOURCES.c.source == sa.bindparam("source"),
+        member_of(SOURCES.c.record_id, "record_ids", sa.String),
+    )
 )
 INS_REVIEW = sa.insert(REVIEWS)
 
@@ -118,13 +159,39 @@ _BulkPlan = tuple[str, tuple[str, ...], bool, tuple[tuple[int, Callable[[Any], A
 _BULK_PLANS: dict[tuple[str, str, tuple[str, ...]], _BulkPlan] = {}
 
 
-def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert many rows with one ``executemany`` handed straight to the driver.
+def _copy_rows(
+    conn: Connection, table: sa.Table, names: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """PostgreSQL's ``COPY … FROM STDIN`` through psycopg, in the open transaction.
 
-    The statement is compiled once per table, dialect and set of columns; each value
-    is converted only where its column type needs it (dates on SQLite), so a batch of
-    thousands of rows does not pay SQLAlchemy's per-value processing. Rows with
-    different sets of columns are inserted in groups.
+    COPY streams rows without a bind/execute round per row: on this machine it writes
+    an import batch several times faster than ``executemany``. A constraint violation
+    comes back as SQLAlchemy's :class:`~sqlalchemy.exc.IntegrityError`, as from an
+    ``executemany``, so callers handle both alike.
+    """
+    import psycopg
+
+    columns = ", ".join(f'"{name}"' for name in names)
+    sql = f'COPY "{table.name}" ({columns}) FROM STDIN'
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.IntegrityError as exc:
+        raise IntegrityError(sql, None, exc) from exc
+    finally:
+        cursor.close()
+
+
+def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows with one statement handed straight to the driver.
+
+    On PostgreSQL (psycopg) the rows are streamed with ``COPY``; elsewhere they go in
+    one ``executemany``. The statement is compiled once per table, dialect and set of
+    columns; each value is converted only where its column type needs it (dates on
+    SQLite), so a batch of thousands of rows does not pay SQLAlchemy's per-value
+    processing. Rows with different sets of columns are inserted in groups.
     """
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
@@ -144,14 +211,25 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
             plan = (compiled.string, names, positional, tuple(found))
             _BULK_PLANS[(table.name, dialect.name, keys)] = plan
         sql, names, positional, converters = plan
-        params: list[Any] = []
+        converted: list[list[Any]] = []
         for row in members:
             values = [row[name] for name in names]
             for i, to_driver in converters:
                 if values[i] is not None:
                     values[i] = to_driver(values[i])
-            params.append(tuple(values) if positional else dict(zip(names, values, strict=True)))
-        conn.exec_driver_sql(sql, params)
+            converted.append(values)
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            # COPY has no statement to bind enums through: send their values
+            _copy_rows(
+                conn,
+                table,
+                names,
+                ([v.value if isinstance(v, enum.Enum) else v for v in vs] for vs in converted),
+            )
+        elif positional:
+            conn.exec_driver_sql(sql, [tuple(vs) for vs in converted])
+        else:
+            conn.exec_driver_sql(sql, [dict(zip(names, vs, strict=True)) for vs in converted])
 
 
 def naive_utc(value: dt.datetime) -> dt.datetime:
@@ -190,7 +268,7 @@ class RowCodec:
         out: dict[str, list[Identifier]] = {rid: [] for rid in resident_ids}
         if not resident_ids:
             return out
-        rows = conn.execute(Q_IDENTS_OF, {"ids": list(resident_ids)}).mappings()
+        rows = conn.execute(Q_IDENTS_OF(conn), {"ids": list(resident_ids)}).mappings()
         for row in rows:
             value = self.open("empi_identifiers", "value_ct", row["id"], row["value_ct"])
             # Rows this index wrote itself: no need to validate them again.
@@ -224,7 +302,8 @@ class RowCodec:
         if not resident_ids:
             return []
         rows = {
-            r["id"]: r for r in conn.execute(Q_RESIDENTS_IN, {"ids": list(resident_ids)}).mappings()
+            r["id"]: r
+            for r in conn.execute(Q_RESIDENTS_IN(conn), {"ids": list(resident_ids)}).mappings()
         }
         idents = self.identifiers_of(conn, [rid for rid in resident_ids if rid in rows])
         return [self.to_resident(rows[rid], idents[rid]) for rid in resident_ids if rid in rows]
@@ -267,7 +346,7 @@ class DirectStore:
         if not keys:
             return found
         wanted = set(keys)
-        rows = self.conn.execute(Q_HOLDERS_ACTIVE, {"bidxs": [k[2] for k in keys]})
+        rows = self.conn.execute(Q_HOLDERS_ACTIVE(self.conn), {"bidxs": [k[2] for k in keys]})
         for kind, issuer, bidx, resident_id, status in rows:
             key = (kind, issuer, bidx)
             if key in wanted:
@@ -285,7 +364,9 @@ class DirectStore:
         if not block_keys:
             return []
         members: dict[bytes, list[str]] = {}
-        for key, resident_id in self.conn.execute(Q_BLOCK_MEMBERS, {"keys": list(block_keys)}):
+        for key, resident_id in self.conn.execute(
+            Q_BLOCK_MEMBERS(self.conn), {"keys": list(block_keys)}
+        ):
             members.setdefault(key, []).append(resident_id)
         ids = choose_candidates(block_keys, members, limit=self._max_block)
         return [r for r in self.codec.load(self.conn, ids) if r.status == ResidentStatus.ACTIVE]
@@ -361,7 +442,7 @@ class BatchStore(DirectStore):
         wanted_ids: set[str] = set()
         idents = sorted(set(identifier_keys))
         for start in range(0, len(idents), _CHUNK):
-            rows = conn.execute(Q_HOLDERS_ACTIVE, {"bidxs": idents[start : start + _CHUNK]})
+            rows = conn.execute(Q_HOLDERS_ACTIVE(conn), {"bidxs": idents[start : start + _CHUNK]})
             for kind, issuer, bidx, resident_id, status in rows:
                 if status != ResidentStatus.ACTIVE:
                     resident_id = self.codec.row(conn, resident_id, follow=True)["id"]
@@ -369,7 +450,7 @@ class BatchStore(DirectStore):
                 wanted_ids.add(resident_id)
         blocks = sorted({key for keys in record_blocks for key in keys})
         for start in range(0, len(blocks), _CHUNK):
-            members = conn.execute(Q_BLOCK_MEMBERS, {"keys": blocks[start : start + _CHUNK]})
+            members = conn.execute(Q_BLOCK_MEMBERS(conn), {"keys": blocks[start : start + _CHUNK]})
             for key, resident_id in members:
                 self._members.setdefault(key, []).append(resident_id)
         for keys in record_blocks:
@@ -380,7 +461,7 @@ class BatchStore(DirectStore):
         for source, record_ids in by_source.items():
             for start in range(0, len(record_ids), _CHUNK):
                 linked = conn.execute(
-                    Q_SOURCES_IN,
+                    Q_SOURCES_IN(conn),
                     {"source": source, "record_ids": record_ids[start : start + _CHUNK]},
                 )
                 for src, record_id, resident_id in linked:
