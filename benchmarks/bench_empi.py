@@ -16,6 +16,7 @@ latency (p50/p99), plus how well the duplicates were linked. Needs the ``empi`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
 import os
@@ -45,6 +46,7 @@ from hcmiddleware.empi.matching import (
     compare_string,
 )
 from hcmiddleware.empi.protection import Protector
+from hcmiddleware.empi.store import BLOCKS, IDENTIFIERS, RESIDENTS, SOURCES, bulk_insert
 from hcmiddleware.empi.synthetic import population
 
 PG_URL = os.environ.get("HCM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -270,8 +272,60 @@ def _timed(calls: Iterable[Callable[[], Any]]) -> list[float]:
     return out
 
 
-def bench_population(size: int, url: str, label: str, **engine_args: Any) -> dict[str, Any]:
-    """Import ``size`` people (+10 % duplicates) and time lookups, searches, enrolments."""
+def write_floor(source: sa.Engine, target: sa.Engine, limit: int) -> float:
+    """Residents/s of writing an imported index's rows again into an empty one.
+
+    The rows of up to ``limit`` residents are read back (already encrypted and hashed)
+    and inserted into a fresh database of the same kind with the importer's own write
+    path (``bulk_insert``, 10,000 residents per transaction). Only the inserts are
+    timed: no validation, matching or encryption — what storage alone allows.
+    """
+    storage.upgrade(target)
+    tables = [(BLOCKS, "blocks"), (IDENTIFIERS, "identifiers"), (SOURCES, "sources")]
+    seconds = 0.0
+    written = 0
+    with source.connect() as conn:
+        ids = list(conn.scalars(sa.select(RESIDENTS.c.id).order_by(RESIDENTS.c.id).limit(limit)))
+    for start in range(0, len(ids), 10_000):
+        chunk = ids[start : start + 10_000]
+        with source.connect() as conn:
+            residents = [
+                dict(r)
+                for r in conn.execute(
+                    sa.select(RESIDENTS).where(RESIDENTS.c.id.in_(chunk))
+                ).mappings()
+            ]
+            children = {
+                name: [
+                    {k: v for k, v in r.items() if not (table is BLOCKS and k == "id")}
+                    for r in conn.execute(
+                        sa.select(table).where(table.c.resident_id.in_(chunk))
+                    ).mappings()
+                ]
+                for table, name in tables
+            }
+        began = time.perf_counter()
+        with storage.begin_write(target) as conn:
+            bulk_insert(conn, RESIDENTS, residents)
+            for table, name in tables:
+                bulk_insert(conn, table, children[name])
+        seconds += time.perf_counter() - began
+        written += len(residents)
+    return written / seconds if seconds else 0.0
+
+
+def bench_population(
+    size: int,
+    url: str,
+    label: str,
+    floor_engine: Callable[[], sa.Engine] | None = None,
+    **engine_args: Any,
+) -> dict[str, Any]:
+    """Import ``size`` people (+10 % duplicates) and time lookups, searches, enrolments.
+
+    With ``floor_engine`` (a fresh empty database of the same kind), also the write
+    floor of the first 110,000 residents (:func:`write_floor`).
+    """
     people = list(population(size, duplicate_rate=0.1, seed=size))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "population.csv"
@@ -348,6 +402,13 @@ def bench_population(size: int, url: str, label: str, **engine_args: Any) -> dic
             for r in records:
                 persons[person_of[r]] += 1
             correct_pairs += sum(n * (n - 1) // 2 for n in persons.values())
+        floor = 0.0
+        if floor_engine is not None:
+            target = floor_engine()
+            try:
+                floor = write_floor(engine, target, limit=110_000)
+            finally:
+                target.dispose()
         engine.dispose()
     precision = correct_pairs / found_pairs if found_pairs else 0.0
     recall = correct_pairs / truth_pairs if truth_pairs else 0.0
@@ -363,6 +424,7 @@ def bench_population(size: int, url: str, label: str, **engine_args: Any) -> dic
         "bad_rows": len(report.bad_rows),
         "precision": precision,
         "recall": recall,
+        "floor": floor,
     }
 
 
@@ -383,35 +445,58 @@ def main() -> None:
             print(f"{name:<15}{method:<22}{p:>10.4f}{r:>9.4f}{f1:>8.4f}{seconds:>9.2f}")
 
     results = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as schemas:
+        admin = sa.create_engine(PG_URL) if args.postgres else None
+        if admin is not None:
+            schemas.callback(admin.dispose)  # last, after the schemas are dropped
+
+        def pg_schema() -> str:
+            """A fresh schema in the test database, dropped at the end of the run."""
+            assert admin is not None
+            name = f"empi_bench_{uuid.uuid4().hex[:10]}"
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+
+            def drop() -> None:
+                with admin.begin() as conn:
+                    conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+
+            schemas.callback(drop)
+            return name
+
+        def pg_engine() -> sa.Engine:
+            return storage.create_engine(
+                PG_URL, connect_args={"options": f"-csearch_path={pg_schema()}"}
+            )
+
+        folder = Path(tmp)
         for size in args.sizes:
             if not (args.skip_sqlite and args.postgres):
                 results.append(
-                    bench_population(size, f"sqlite:///{Path(tmp) / f'empi{size}.db'}", "SQLite")
+                    bench_population(
+                        size,
+                        f"sqlite:///{folder / f'empi{size}.db'}",
+                        "SQLite",
+                        lambda size=size: storage.create_engine(
+                            f"sqlite:///{folder / f'floor{size}.db'}"
+                        ),
+                    )
                 )
             if args.postgres:
-                schema = f"empi_bench_{uuid.uuid4().hex[:10]}"
-                admin = sa.create_engine(PG_URL)
-                with admin.begin() as conn:
-                    conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-                try:
-                    results.append(
-                        bench_population(
-                            size,
-                            PG_URL,
-                            "PostgreSQL",
-                            connect_args={"options": f"-csearch_path={schema}"},
-                        )
+                results.append(
+                    bench_population(
+                        size,
+                        PG_URL,
+                        "PostgreSQL",
+                        pg_engine,
+                        connect_args={"options": f"-csearch_path={pg_schema()}"},
                     )
-                finally:
-                    with admin.begin() as conn:
-                        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-                    admin.dispose()
+                )
 
     print("\nGenerated population (encryption on; times in ms, p50/p99)")
     print(
         f"{'backend':<11}{'records':>9}{'import/s':>10}{'id lookup':>14}{'card lookup':>14}"
-        f"{'search':>14}{'enrol':>14}{'reviews':>8}{'pair P':>8}{'pair R':>8}"
+        f"{'search':>14}{'enrol':>14}{'reviews':>8}{'pair P':>8}{'pair R':>8}{'floor/s':>9}"
     )
     for r in results:
 
@@ -421,7 +506,7 @@ def main() -> None:
         print(
             f"{r['label']:<11}{r['records']:>9}{r['import_rate']:>10.0f}{fmt(r['lookup_id']):>14}"
             f"{fmt(r['lookup_card']):>14}{fmt(r['search']):>14}{fmt(r['enrol']):>14}"
-            f"{r['reviews']:>8}{r['precision']:>8.4f}{r['recall']:>8.4f}"
+            f"{r['reviews']:>8}{r['precision']:>8.4f}{r['recall']:>8.4f}{r['floor']:>9.0f}"
         )
 
 
