@@ -27,7 +27,7 @@ from hcmiddleware.empi.index import PreparedRecord, ResidentIndex
 from hcmiddleware.empi.records import Enrolment
 from hcmiddleware.errors import IdentityError, ImportFileError, ResidentIndexError
 
-__all__ = ["COLUMNS", "BadRow", "ImportReport", "decode", "import_csv"]
+__all__ = ["COLUMNS", "BadRow", "ImportReport", "csv_rows", "decode", "import_csv", "prepare_row"]
 
 COLUMNS = (
     "record_id",
@@ -98,7 +98,12 @@ def decode(data: bytes, encoding: str = "auto", *, file: str = "") -> tuple[str,
             ) from None
 
 
-def _rows(text: str, file: str) -> Iterator[tuple[int, dict[str, str]]]:
+def csv_rows(text: str, file: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """The rows of a decoded import file as (line number, column → stripped value).
+
+    The header is checked first: :class:`ImportFileError` names missing or unknown
+    columns (a file in the wrong encoding usually fails here).
+    """
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     missing = [c for c in _REQUIRED if c not in header]
@@ -121,7 +126,8 @@ def _rows(text: str, file: str) -> Iterator[tuple[int, dict[str, str]]]:
         yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}
 
 
-def _prepare(index: ResidentIndex, row: dict[str, str], source: str) -> PreparedRecord:
+def prepare_row(index: ResidentIndex, row: dict[str, str], source: str) -> PreparedRecord:
+    """Validate, normalise and hash one import row; a typed ``IdentityError`` names the field."""
     if not row.get("record_id"):
         raise IdentityError("the record_id is empty", field="record_id")
     raw_sex = row.get("sex", "")
@@ -197,10 +203,10 @@ def import_csv(
             progress(len(batch))
         batch.clear()
 
-    for line, row in _rows(text, name):
+    for line, row in csv_rows(text, name):
         report.rows += 1
         try:
-            batch.append((line, row.get("record_id", ""), _prepare(index, row, source)))
+            batch.append((line, row.get("record_id", ""), prepare_row(index, row, source)))
         except IdentityError as exc:
             report.bad_rows.append(BadRow(line, row.get("record_id", ""), exc.field, exc.message))
             if progress:
