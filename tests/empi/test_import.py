@@ -116,6 +116,33 @@ def test_generated_population_imports_with_its_duplicates(
     assert report.created - report.reviews <= 300
 
 
+def test_statistics_are_refreshed_each_time_the_index_doubles(
+    index: ResidentIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 80 new residents in batches of 10 into an empty index: after 10, 20, 40 and 80
+    # (the index doubled each time), and once more at the end.
+    people = [p for p in population(80, duplicate_rate=0.0, seed=5)]
+    path = tmp_path / "pop.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(p.as_row() for p in people)
+    sizes: list[int] = []
+    refresh = index.refresh_statistics
+    monkeypatch.setattr(
+        index, "refresh_statistics", lambda: (sizes.append(index.count()), refresh())[1]
+    )
+    report = import_csv(index, path, batch_size=10)
+    assert report.created == 80
+    assert sizes == [10, 20, 40, 80, 80]
+    # A second file into the now larger index refreshes only at its end.
+    sizes.clear()
+    more = tmp_path / "more.csv"
+    _write(more, GOOD)
+    import_csv(index, more, batch_size=1)
+    assert sizes == [82]
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
     return {
         "HCM_EMPI_DATABASE": f"sqlite:///{tmp_path / 'cli.db'}",

@@ -184,6 +184,11 @@ def import_csv(
     source = source or path.stem
     report = ImportReport(encoding=used)
     batch: list[tuple[int, str, PreparedRecord]] = []
+    # The database plans its lookups from statistics of the tables' sizes; an import
+    # can grow them a hundredfold, and plans made for the small tables then read whole
+    # tables (PostgreSQL without autovacuum kept scanning the identifiers for every
+    # batch). Statistics are refreshed whenever the index has doubled since.
+    sized = {"at_refresh": index.count(), "since": 0}
 
     def flush() -> None:
         known = index.known_records(source, [rid for _l, rid, _p in batch])
@@ -202,6 +207,11 @@ def import_csv(
         if progress:
             progress(len(batch))
         batch.clear()
+        sized["since"] += sum(1 for r in results if isinstance(r, Enrolment) and r.created)
+        if sized["since"] and sized["since"] >= sized["at_refresh"]:
+            index.refresh_statistics()
+            sized["at_refresh"] += sized["since"]
+            sized["since"] = 0
 
     for line, row in csv_rows(text, name):
         report.rows += 1

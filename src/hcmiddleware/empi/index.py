@@ -390,11 +390,11 @@ class ResidentIndex:
         raise AssertionError("unreachable")
 
     def _prefetch(self, store: BatchStore, batch: Sequence[PreparedRecord]) -> None:
-        idents: list[bytes] = []
+        idents: list[tuple[str, str, bytes]] = []
         blocks: list[list[bytes]] = []
         sources: list[tuple[str, str]] = []
         for prepared in batch:
-            idents.extend(b for _k, _i, _v, b in prepared.idents)
+            idents.extend((k.value, i, b) for k, i, _v, b in prepared.idents)
             blocks.append(prepared.query_blocks)
             if prepared.source is not None and prepared.record_id is not None:
                 sources.append((prepared.source, prepared.record_id))

@@ -109,12 +109,6 @@ Q_HOLDER = sa.select(IDENTIFIERS.c.resident_id).where(
     IDENTIFIERS.c.issuer == sa.bindparam("issuer"),
     IDENTIFIERS.c.value_bidx == sa.bindparam("bidx"),
 )
-Q_HOLDERS = sa.select(
-    IDENTIFIERS.c.kind,
-    IDENTIFIERS.c.issuer,
-    IDENTIFIERS.c.value_bidx,
-    IDENTIFIERS.c.resident_id,
-).where(IDENTIFIERS.c.value_bidx.in_(sa.bindparam("bidxs", expanding=True)))
 Q_SOURCE_HOLDER = sa.select(SOURCES.c.resident_id).where(
     SOURCES.c.source == sa.bindparam("source"),
     SOURCES.c.record_id == sa.bindparam("record_id"),
@@ -124,6 +118,9 @@ INS_IDENTIFIER = sa.insert(IDENTIFIERS)
 INS_SOURCE = sa.insert(SOURCES)
 INS_BLOCK = sa.insert(BLOCKS)
 
+# By kind and issuer as well as hash: the unique index is (kind, issuer, value_bidx),
+# so the hash alone cannot use it — SQLite without statistics (a first import) and
+# PostgreSQL (no skip scan) would read the whole table for every chunk.
 Q_HOLDERS_ACTIVE = PerDialect(
     lambda member_of: (
         sa.select(
@@ -134,7 +131,11 @@ Q_HOLDERS_ACTIVE = PerDialect(
             RESIDENTS.c.status,
         )
         .join(RESIDENTS, RESIDENTS.c.id == IDENTIFIERS.c.resident_id)
-        .where(member_of(IDENTIFIERS.c.value_bidx, "bidxs", Blob))
+        .where(
+            IDENTIFIERS.c.kind == sa.bindparam("kind"),
+            IDENTIFIERS.c.issuer == sa.bindparam("issuer"),
+            member_of(IDENTIFIERS.c.value_bidx, "bidxs", Blob),
+        )
     )
 )
 # Members of blocks, merged residents included (their keys stay for an unmerge): the
@@ -230,6 +231,14 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]
             conn.exec_driver_sql(sql, [tuple(vs) for vs in converted])
         else:
             conn.exec_driver_sql(sql, [dict(zip(names, vs, strict=True)) for vs in converted])
+
+
+def by_issuer(keys: Iterable[tuple[str, str, bytes]]) -> dict[tuple[str, str], list[bytes]]:
+    """Identifier keys (kind, issuer, hash) grouped by kind and issuer, hashes sorted."""
+    groups: dict[tuple[str, str], set[bytes]] = {}
+    for kind, issuer, bidx in keys:
+        groups.setdefault((kind, issuer), set()).add(bidx)
+    return {group: sorted(bidxs) for group, bidxs in groups.items()}
 
 
 def naive_utc(value: dt.datetime) -> dt.datetime:
@@ -345,14 +354,14 @@ class DirectStore:
         found: dict[tuple[str, str, bytes], str] = {}
         if not keys:
             return found
-        wanted = set(keys)
-        rows = self.conn.execute(Q_HOLDERS_ACTIVE(self.conn), {"bidxs": [k[2] for k in keys]})
-        for kind, issuer, bidx, resident_id, status in rows:
-            key = (kind, issuer, bidx)
-            if key in wanted:
+        for (kind, issuer), bidxs in by_issuer(keys).items():
+            rows = self.conn.execute(
+                Q_HOLDERS_ACTIVE(self.conn), {"kind": kind, "issuer": issuer, "bidxs": bidxs}
+            )
+            for kind_, issuer_, bidx, resident_id, status in rows:
                 if status != ResidentStatus.ACTIVE:
                     resident_id = self.codec.row(self.conn, resident_id, follow=True)["id"]
-                found[key] = resident_id
+                found[(kind_, issuer_, bidx)] = resident_id
         return found
 
     def resident(self, resident_id: str) -> Resident:
@@ -428,7 +437,7 @@ class BatchStore(DirectStore):
 
     def prefetch(
         self,
-        identifier_keys: Iterable[bytes],
+        identifier_keys: Iterable[tuple[str, str, bytes]],
         record_blocks: Sequence[Sequence[bytes]],
         sources: Iterable[tuple[str, str]],
     ) -> None:
@@ -440,14 +449,17 @@ class BatchStore(DirectStore):
         """
         conn = self.conn
         wanted_ids: set[str] = set()
-        idents = sorted(set(identifier_keys))
-        for start in range(0, len(idents), _CHUNK):
-            rows = conn.execute(Q_HOLDERS_ACTIVE(conn), {"bidxs": idents[start : start + _CHUNK]})
-            for kind, issuer, bidx, resident_id, status in rows:
-                if status != ResidentStatus.ACTIVE:
-                    resident_id = self.codec.row(conn, resident_id, follow=True)["id"]
-                self._holders[(kind, issuer, bidx)] = resident_id
-                wanted_ids.add(resident_id)
+        for (kind, issuer), bidxs in by_issuer(identifier_keys).items():
+            for start in range(0, len(bidxs), _CHUNK):
+                rows = conn.execute(
+                    Q_HOLDERS_ACTIVE(conn),
+                    {"kind": kind, "issuer": issuer, "bidxs": bidxs[start : start + _CHUNK]},
+                )
+                for kind_, issuer_, bidx, resident_id, status in rows:
+                    if status != ResidentStatus.ACTIVE:
+                        resident_id = self.codec.row(conn, resident_id, follow=True)["id"]
+                    self._holders[(kind_, issuer_, bidx)] = resident_id
+                    wanted_ids.add(resident_id)
         blocks = sorted({key for keys in record_blocks for key in keys})
         for start in range(0, len(blocks), _CHUNK):
             members = conn.execute(Q_BLOCK_MEMBERS(conn), {"keys": blocks[start : start + _CHUNK]})
