@@ -188,9 +188,11 @@ def import_csv(
     # can grow them a hundredfold, and plans made for the small tables then read whole
     # tables (PostgreSQL without autovacuum kept scanning the identifiers for every
     # batch). Statistics are refreshed whenever the index has doubled since.
-    sized = {"at_refresh": index.count(), "since": 0}
+    start_size = index.count()
+    refreshed_at = start_size  # the index's size at the last refresh
 
     def flush() -> None:
+        nonlocal refreshed_at
         known = index.known_records(source, [rid for _l, rid, _p in batch])
         todo = [(line, rid, p) for line, rid, p in batch if rid not in known]
         report.skipped += len(batch) - len(todo)
@@ -207,11 +209,10 @@ def import_csv(
         if progress:
             progress(len(batch))
         batch.clear()
-        sized["since"] += sum(1 for r in results if isinstance(r, Enrolment) and r.created)
-        if sized["since"] and sized["since"] >= sized["at_refresh"]:
+        size = start_size + report.created
+        if size > refreshed_at and size >= 2 * refreshed_at:
             index.refresh_statistics()
-            sized["at_refresh"] += sized["since"]
-            sized["since"] = 0
+            refreshed_at = size
 
     for line, row in csv_rows(text, name):
         report.rows += 1

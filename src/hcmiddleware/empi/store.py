@@ -165,8 +165,8 @@ def _copy_rows(
 ) -> None:
     """PostgreSQL's ``COPY … FROM STDIN`` through psycopg, in the open transaction.
 
-    COPY streams rows without a bind/execute round per row: on this machine it writes
-    an import batch several times faster than ``executemany``. A constraint violation
+    COPY streams rows without a bind/execute round per row: on this machine it wrote
+    an import batch in less than half the time ``executemany`` took. A constraint violation
     comes back as SQLAlchemy's :class:`~sqlalchemy.exc.IntegrityError`, as from an
     ``executemany``, so callers handle both alike.
     """
