@@ -202,16 +202,9 @@ class Pcscd:
             )
         if not self.vpcd:
             self._launch(binary, None)
-            self._wait_up(lambda: self.running())
+            self._wait_up(self.running)
             return self
-        pairs = _port_pairs()
-        for attempt in range(1, _PORT_TRIES + 1):
-            port = next(pairs, None)
-            if port is None:
-                raise ReaderError(
-                    "no free pair of TCP ports outside the ephemeral range for vpcd",
-                    hint="free a port pair above 1024 (see /proc/sys/net/ipv4/ip_local_port_range)",
-                )
+        for attempt, port in enumerate(itertools.islice(_port_pairs(), _PORT_TRIES), start=1):
             self.user_port = port
             self._launch(binary, port)
             try:
@@ -222,7 +215,10 @@ class Pcscd:
                     raise
                 continue
             return self
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise ReaderError(
+            "no free pair of TCP ports outside the ephemeral range for vpcd",
+            hint="free a port pair above 1024 (see /proc/sys/net/ipv4/ip_local_port_range)",
+        )
 
     def _launch(self, binary: str, port: int | None) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="hcm-pcscd-"))
