@@ -266,13 +266,18 @@ def test_hanging_handler_times_out_and_core_keeps_working() -> None:
             assert mw.dispatcher.health["slow-his"].stalled == 2
             # when the system behind it answers again, the slots free up
             his.release.set()
-            deadline = time.monotonic() + 5
-            while mw.dispatcher.health["slow-his"].stalled and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert mw.dispatcher.health["slow-his"].stalled == 0
+            _wait_unstalled(mw, "slow-his")
             assert mw.hooks.hcm_his_lookup_patient(resident=resident(), hospital_code="H1") is None
     finally:
         his.release.set()
+
+
+def _wait_unstalled(mw: Middleware, plugin: str) -> None:
+    """Wait (up to 5 s) until none of ``plugin``'s calls is stalled any more."""
+    deadline = time.monotonic() + 5
+    while mw.dispatcher.health[plugin].stalled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert mw.dispatcher.health[plugin].stalled == 0
 
 
 class ThreadNoting:
@@ -323,10 +328,7 @@ def test_a_worker_stuck_in_a_timed_out_call_takes_no_other() -> None:
             assert fresh != stuck
             assert mw.dispatcher.health["his"].stalled == 1
             his.release.set()
-            deadline = time.monotonic() + 5
-            while mw.dispatcher.health["his"].stalled and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert mw.dispatcher.health["his"].stalled == 0
+            _wait_unstalled(mw, "his")
             for _ in range(3):
                 mw.hooks.hcm_his_lookup_patient(resident=resident(), hospital_code="H1")
             assert set(his.threads[3:]) <= {stuck, fresh}, "both threads serve calls again"
