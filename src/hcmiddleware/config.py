@@ -121,12 +121,16 @@ class SettingsModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: ``[middleware] institution_code``'s default: a site that has not set its own.
+UNSET_INSTITUTION = "000000000000"
+
+
 class MiddlewareSection(SettingsModel):
     """``[middleware]``: who this installation is and where it keeps its files."""
 
     site_name: str = Field("hcmiddleware demo site", description="shown in reports")
     institution_code: str = Field(
-        "000000000000",
+        UNSET_INSTITUTION,
         pattern=r"^[0-9A-Za-z]{12}$",
         description="the 12-character institution code used in insurance message IDs",
     )

@@ -181,6 +181,20 @@ class Dispatcher:
         Returns the first non-None result for ``firstresult`` hooks (or ``None``), else
         the list of non-None results.
         """
+        return self._call(hook, kwargs)[1]
+
+    def call_first(self, hook: str, /, **kwargs: Any) -> tuple[str | None, Any]:
+        """Call a ``firstresult`` hook; ``(plugin, answer)``, or ``(None, None)`` if none answered.
+
+        The typed services use it to name the plugin whose answer broke the hook's contract.
+        """
+        caller: pluggy.HookCaller = getattr(self._pm.hook, hook)
+        if not (caller.spec and caller.spec.opts.get("firstresult")):
+            raise TypeError(f"{hook} is not a firstresult hook")
+        answered: tuple[str | None, Any] = self._call(hook, kwargs)[0]
+        return answered
+
+    def _call(self, hook: str, kwargs: dict[str, Any]) -> tuple[tuple[str | None, Any], Any]:
         caller: pluggy.HookCaller = getattr(self._pm.hook, hook)
         spec = caller.spec
         firstresult = bool(spec and spec.opts.get("firstresult"))
@@ -209,9 +223,9 @@ class Dispatcher:
                 if value is not None:
                     record.results.append((name, value))
                     if firstresult:
-                        return value
+                        return (name, value), value
                     results.append(value)
-            return None if firstresult else results
+            return (None, None), (None if firstresult else results)
         finally:
             self._notify(record, time.perf_counter() - started)
 

@@ -10,7 +10,9 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── PluginCallError           a hook implementation raised: .hook, __cause__
     │   ├── PluginTimeoutError        a hook implementation took longer than allowed
     │   ├── PluginUnavailableError    the plugin still has hung calls; refused at once
+    │   ├── PluginResultError         a plugin answered with the wrong type: .hook
     │   └── NoHandlerError            no enabled plugin answers a hook that needs one
+    │       └── NoAdapterError        no enabled adapter provides a capability: .capability
     ├── StorageError                  the database cannot be opened or written
     ├── CardError                     the health card or its reader
     │   ├── ReaderError               no PC/SC service, no reader, reader busy
@@ -151,6 +153,7 @@ __all__ = [
     "MergeError",
     "MoneyError",
     "MultipleFacesError",
+    "NoAdapterError",
     "NoFaceError",
     "NoHandlerError",
     "NotIdentifiedError",
@@ -160,6 +163,7 @@ __all__ = [
     "PluginCallError",
     "PluginError",
     "PluginLoadError",
+    "PluginResultError",
     "PluginTimeoutError",
     "PluginUnavailableError",
     "ProtectionError",
@@ -338,6 +342,50 @@ class NoHandlerError(PluginError):
             or "enable a plugin that implements it in the config file's [plugins] enabled list",
         )
         self.hook = hook
+
+
+class NoAdapterError(NoHandlerError):
+    """No enabled adapter provides a capability a service was asked for.
+
+    Distinct from "not found": the question could not be asked at all. ``capability``
+    names it (``his.patients`` …), ``hook`` the hook that would have answered, and
+    ``partial`` the plugins that provide only part of the capability.
+    """
+
+    def __init__(
+        self,
+        capability: str,
+        hook: str,
+        *,
+        partial: tuple[str, ...] = (),
+        hint: str | None = None,
+    ) -> None:
+        if partial:
+            who = ", ".join(repr(p) for p in partial)
+            message = (
+                f"no enabled adapter provides {capability}: {who} implements part of it "
+                f"but not {hook}"
+            )
+            default = f"update {who} to implement {hook}, or enable an adapter that does"
+        else:
+            message = f"no enabled adapter provides {capability} ({hook})"
+            default = (
+                "install an adapter that provides it and list it in [plugins] enabled "
+                "in the config file; `hcm plugins list` shows what each one implements"
+            )
+        super().__init__(hook, hint=hint or default)
+        self.message = message
+        self.capability = capability
+        self.partial = partial
+
+
+class PluginResultError(PluginCallError):
+    """A plugin answered a hook with something that is not what the hook returns."""
+
+    default_hint = (
+        "the adapter does not follow the hook's contract (docs/hooks.md); "
+        "update it or report it to its vendor"
+    )
 
 
 # --- storage ---------------------------------------------------------------------

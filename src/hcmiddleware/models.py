@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from hcmiddleware.errors import AmountError
 
 __all__ = [
+    "MAX_SLOT",
     "Admission",
     "AdmissionRequest",
     "Amount",
@@ -60,6 +61,7 @@ __all__ = [
     "parse_amount",
 ]
 
+#: A registration slot lasts at most one hour (预约时段精确到1小时).
 MAX_SLOT = timedelta(hours=1)
 
 

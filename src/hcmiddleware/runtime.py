@@ -5,7 +5,9 @@ Typical embedding::
     from hcmiddleware import Middleware
 
     with Middleware.from_file("/etc/hcm/hcm.toml") as mw:
-        patient = mw.hooks.hcm_his_lookup_patient(resident=r, hospital_code="H0001")
+        card = mw.terminal.read()
+        resident = mw.residents.enrol_from_card(card)
+        patient = mw.his.find_or_register(resident, card=card)
 
 Start-up order: built-in plugins are registered; each plugin enabled in
 ``[plugins] enabled`` is imported through its entry point and registered under its
@@ -36,6 +38,7 @@ from hcmiddleware.config import RESERVED_PLUGIN_KEYS, Config, SettingsModel, loa
 from hcmiddleware.dispatch import Dispatcher, HookProxy
 from hcmiddleware.errors import HcmError, PluginLoadError
 from hcmiddleware.faces import Faces
+from hcmiddleware.his import His
 from hcmiddleware.models import AuditEvent, CheckResult
 from hcmiddleware.registry import (
     HcmPluginManager,
@@ -112,6 +115,8 @@ class Middleware:
         self.residents = Residents(self)
         #: face checks (``middleware.faces.verify_card(live, card, resident_id=…)``)
         self.faces = Faces(self)
+        #: the hospital's HIS (``middleware.his.find_or_register(resident)``)
+        self.his = His(self)
         self._loaded = False
         self._configuring = False
         self._started = False

@@ -104,10 +104,11 @@ def _sam(mw: Middleware) -> list[CheckResult]:
 
 @hookimpl(trylast=True)
 def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
-    """Data directory, database connection, the configured readers and the SAM."""
+    """Data directory, database, readers, the SAM, and HIS capabilities provided in part."""
     return [
         _data_dir(middleware),
         _database(middleware),
         *_readers(middleware),
         *_sam(middleware),
+        *middleware.his.check(),
     ]

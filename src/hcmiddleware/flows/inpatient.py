@@ -82,8 +82,8 @@ class InpatientFlow(Journey):
             )
         except ValueError as exc:
             raise FlowInputError(f"the admission is not valid: {exc}", step="admit") from None
-        admission: Admission = self._hook(
-            "admit", "hcm_his_admit", patient.resident_id, patient=patient, request=request
+        admission = self._step(
+            "admit", patient.resident_id, lambda: self.mw.his.admit(patient, request)
         )
         self._audit(
             "admit", patient.resident_id, admission=admission.admission_id, ward=ward, bed=bed
@@ -124,8 +124,8 @@ class InpatientFlow(Journey):
             transaction_id=transaction_id,
         )
         try:
-            updated: Admission = self._hook(
-                "deposit", "hcm_his_record_deposit", None, admission=admission, deposit=deposit
+            updated = self._step(
+                "deposit", None, lambda: self.mw.his.record_deposit(admission, deposit)
             )
         except HcmError as exc:
             raise PaymentNotRecordedError(
@@ -146,7 +146,7 @@ class InpatientFlow(Journey):
 
     def bill(self, admission: Admission) -> Bill:
         """The stay's current bill (positive ``balance``: the patient owes it)."""
-        bill: Bill = self._hook("bill", "hcm_his_inpatient_bill", None, admission=admission)
+        bill = self._step("bill", None, lambda: self.mw.his.bill(admission))
         self._audit("bill", None, admission=admission.admission_id, balance=f"{bill.balance:.2f}")
         return bill
 
@@ -180,9 +180,7 @@ class InpatientFlow(Journey):
             )
             self._failed("discharge", None, owed)
             raise owed
-        done: Discharge = self._hook(
-            "discharge", "hcm_his_discharge", None, admission=admission, bill=bill
-        )
+        done = self._step("discharge", None, lambda: self.mw.his.discharge(admission, bill))
         self._audit(
             "discharge",
             None,

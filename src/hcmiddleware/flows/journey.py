@@ -17,8 +17,9 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
+from hcmiddleware.config import UNSET_INSTITUTION
 from hcmiddleware.errors import (
     CardRefusedError,
     DischargeRefusedError,
@@ -26,10 +27,11 @@ from hcmiddleware.errors import (
     FlowInputError,
     HisRejectedError,
     IdentityError,
-    NoHandlerError,
     NotIdentifiedError,
 )
 from hcmiddleware.models import Charge, HospitalPatient, IdentifierKind, Resident, VisitSummary
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead, VisitRecord
@@ -55,9 +57,6 @@ REFUSALS: tuple[type[Exception], ...] = (
     IdentityError,
     NotIdentifiedError,
 )
-
-#: ``[middleware] institution_code``'s default: a site that has not set its own.
-UNSET_INSTITUTION = "000000000000"
 
 #: The payment seam: given the amount and the charges it covers (empty for a deposit),
 #: move the money and return the confirmed transaction ID, or raise. The journal's
@@ -148,18 +147,13 @@ class Journey:
         refused = isinstance(exc, REFUSALS)
         self._audit(step, subject, "refused" if refused else "failed", **details)
 
-    def _hook(self, step: str, hook: str, subject: str | None, **kwargs: Any) -> Any:
-        """Call a HIS hook; ``None`` means no plugin handles it, which stops the step."""
+    def _step(self, step: str, subject: str | None, call: Callable[[], T]) -> T:
+        """Run one service call of ``step``; a failure is audited and raised as it is."""
         try:
-            value = getattr(self.mw.hooks, hook)(**kwargs)
+            return call()
         except BaseException as exc:
             self._failed(step, subject, exc)
             raise
-        if value is None:
-            missing = NoHandlerError(hook, hint="enable a HIS adapter in [plugins] enabled")
-            self._failed(step, subject, missing)
-            raise missing
-        return value
 
     # -- identify ---------------------------------------------------------------------
 
@@ -195,75 +189,29 @@ class Journey:
         if len(given) != 1:
             raise FlowInputError("give one of an e-card ID or an ID number", step="identify")
         kind, value = given[0]
-        try:
-            found = self.mw.residents.index.lookup(kind, value)
-        except BaseException as exc:
-            self._failed("identify", None, exc)
-            raise
-        if found is None:
+        resident = self._step("identify", None, lambda: self.mw.residents.lookup(kind, value))
+        if resident is None:
             unknown = NotIdentifiedError(f"no resident holds this {kind.value}", step="identify")
             self._failed("identify", None, unknown)
             raise unknown
-        from hcmiddleware.residents import to_model
-
-        resident = to_model(found)
         self._audit("identify", resident.resident_id, how=kind.value)
         return Identified(resident=resident, card=None, how=kind.value)
-
-    def _one_his_finds_and_creates(self) -> bool:
-        """Is one plugin the only one to look patients up, and does it register them too?
-
-        Then its ``hcm_his_register_patient`` alone answers: it is idempotent per
-        resident (it returns the existing patient, ``created=False``), so asking
-        ``hcm_his_lookup_patient`` first would only repeat the same question to the HIS.
-        """
-        dispatcher = self.mw.dispatcher
-        finders = dispatcher.implementers("hcm_his_lookup_patient")
-        return len(finders) == 1 and finders == dispatcher.implementers("hcm_his_register_patient")
 
     def patient(self, who: Identified) -> HospitalPatient:
         """The hospital's patient record: the index first, then the HIS (created if new).
 
-        The HIS's answer is linked in the index, so the next visit does not ask again.
-        Registering a patient is idempotent per resident in every HIS adapter, so a
-        retry after a lost answer finds the same patient instead of making a second.
-        When one HIS adapter both looks up and registers patients, only its
-        ``hcm_his_register_patient`` (find or create) is called; with several, each is
-        asked to look the patient up before one registers it.
+        See :meth:`hcmiddleware.his.His.find_or_register`: the HIS's answer is linked in
+        the index, so the next visit does not ask again, and a retry after a lost
+        answer finds the same patient instead of making a second.
         """
-        resident = who.resident
-        rid = resident.resident_id
-        known = self.mw.residents.index.hospital_id(rid, self.hospital_code)
-        if known is not None:
-            self._audit("patient", rid, source="index")
-            return HospitalPatient(
-                hospital_code=self.hospital_code, patient_id=known, resident_id=rid
-            )
-        patient: HospitalPatient | None = None
-        if not self._one_his_finds_and_creates():
-            try:
-                patient = self.mw.hooks.hcm_his_lookup_patient(
-                    resident=resident, hospital_code=self.hospital_code
-                )
-            except BaseException as exc:
-                self._failed("patient", rid, exc)
-                raise
-        source = "his"
-        if patient is None:
-            patient = self._hook(
-                "patient",
-                "hcm_his_register_patient",
-                rid,
-                resident=resident,
-                card=who.card,
-                hospital_code=self.hospital_code,
-            )
-            source = "his-created" if patient.created else "his"
-        try:
-            self.mw.residents.index.link_hospital_id(rid, self.hospital_code, patient.patient_id)
-        except BaseException as exc:
-            self._failed("patient", rid, exc)
-            raise
+        rid = who.resident.resident_id
+        patient, source = self._step(
+            "patient",
+            rid,
+            lambda: self.mw.his.resolve(
+                who.resident, card=who.card, hospital_code=self.hospital_code
+            ),
+        )
         self._audit("patient", rid, source=source)
         return patient
 

@@ -37,6 +37,7 @@ from hcmiddleware.errors import (
 )
 from hcmiddleware.flows.journey import Identified, Journey, Pay, request_key
 from hcmiddleware.models import (
+    MAX_SLOT,
     Charge,
     HospitalPatient,
     Order,
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
     from hcmiddleware.face.verify import FaceVerification
 
 __all__ = ["MAX_SLOT", "DeskView", "OutpatientFlow", "Settled"]
-
-#: A registration slot lasts at most one hour (预约时段精确到1小时).
-MAX_SLOT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -163,12 +161,8 @@ class OutpatientFlow(Journey):
             )
         except ValueError as exc:
             raise FlowInputError(f"the registration is not valid: {exc}", step="register") from None
-        registration: Registration = self._hook(
-            "register",
-            "hcm_his_register_visit",
-            patient.resident_id,
-            patient=patient,
-            request=request,
+        registration = self._step(
+            "register", patient.resident_id, lambda: self.mw.his.register_visit(patient, request)
         )
         self._audit(
             "register",
@@ -180,9 +174,7 @@ class OutpatientFlow(Journey):
 
     def queue(self, registration: Registration) -> QueuePosition:
         """Where the patient stands in the department's queue."""
-        position: QueuePosition = self._hook(
-            "queue", "hcm_his_queue_position", None, registration=registration
-        )
+        position = self._step("queue", None, lambda: self.mw.his.queue_position(registration))
         self._audit(
             "queue",
             None,
@@ -196,12 +188,8 @@ class OutpatientFlow(Journey):
     ) -> DeskView:
         """The doctor's desk: the previous visits on the card and the visit's orders."""
         visit_id = _visit_id(registration)
-        orders: list[Order] = self._hook(
-            "desk",
-            "hcm_his_list_orders",
-            patient.resident_id,
-            patient=patient,
-            visit_id=visit_id,
+        orders = self._step(
+            "desk", patient.resident_id, lambda: self.mw.his.orders(patient, visit_id)
         )
         visits = self.previous_visits(who)
         self._audit("desk", patient.resident_id, visit=visit_id, previous=str(len(visits)))
@@ -210,12 +198,8 @@ class OutpatientFlow(Journey):
     def charges(self, patient: HospitalPatient, registration: Registration | str) -> list[Charge]:
         """The visit's charges, paid and unpaid."""
         visit_id = _visit_id(registration)
-        charges: list[Charge] = self._hook(
-            "charges",
-            "hcm_his_list_charges",
-            patient.resident_id,
-            patient=patient,
-            visit_id=visit_id,
+        charges = self._step(
+            "charges", patient.resident_id, lambda: self.mw.his.charges(patient, visit_id)
         )
         self._audit("charges", patient.resident_id, visit=visit_id, count=str(len(charges)))
         return list(charges)
@@ -259,13 +243,10 @@ class OutpatientFlow(Journey):
         :raises PaymentNotRecordedError: the HIS did not record it; the money has moved.
         """
         try:
-            self._hook(
+            self._step(
                 "settle",
-                "hcm_his_charges_paid",
                 patient.resident_id,
-                patient=patient,
-                charge_ids=charge_ids,
-                transaction_id=transaction_id,
+                lambda: self.mw.his.charges_paid(patient, charge_ids, transaction_id),
             )
         except HcmError as exc:
             raise PaymentNotRecordedError(
@@ -282,12 +263,8 @@ class OutpatientFlow(Journey):
     def reports(self, patient: HospitalPatient, registration: Registration | str) -> list[Report]:
         """The visit's lab and exam reports (pending ones included)."""
         visit_id = _visit_id(registration)
-        reports: list[Report] = self._hook(
-            "reports",
-            "hcm_his_list_reports",
-            patient.resident_id,
-            patient=patient,
-            visit_id=visit_id,
+        reports = self._step(
+            "reports", patient.resident_id, lambda: self.mw.his.reports(patient, visit_id)
         )
         self._audit("reports", patient.resident_id, visit=visit_id, count=str(len(reports)))
         return list(reports)
