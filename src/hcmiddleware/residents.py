@@ -8,11 +8,13 @@ enrolments and merges through ``hcm_empi_*`` hooks.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +24,10 @@ from hcmiddleware.models import Identifier, IdentifierKind, Resident, Sex
 if TYPE_CHECKING:
     # the index pulls in numpy and the matching libraries: imported on first use only
     from hcmiddleware.card.data import CardRead
+    from hcmiddleware.empi.importer import ImportReport
     from hcmiddleware.empi.index import ResidentIndex
     from hcmiddleware.empi.protection import ProtectionSettings
-    from hcmiddleware.empi.records import Enrolment, MergeEvent
+    from hcmiddleware.empi.records import Candidate, DuplicatePair, Enrolment, MergeEvent
     from hcmiddleware.empi.records import Resident as IndexResident
     from hcmiddleware.runtime import Middleware
 
@@ -69,11 +72,16 @@ def _generated_keys(data_dir: Path) -> dict[str, Any]:
 
 
 class Residents:
-    """The resident index of one Middleware, opened on first use."""
+    """The resident index of one Middleware, opened on first use.
 
-    def __init__(self, middleware: Middleware) -> None:
+    Every change made through it is announced (``hcm_empi_*``) and audited, whoever
+    calls it: the flows, a HIS, or the ``hcm empi`` commands. ``index`` is the
+    :class:`~hcmiddleware.empi.index.ResidentIndex` underneath, for plugins and tests.
+    """
+
+    def __init__(self, middleware: Middleware, index: ResidentIndex | None = None) -> None:
         self._mw = middleware
-        self._index: ResidentIndex | None = None
+        self._index: ResidentIndex | None = index
         self._lock = threading.Lock()
 
     def _settings(self) -> ProtectionSettings:
@@ -122,6 +130,119 @@ class Residents:
                 )
             return self._index
 
+    # -- finding ------------------------------------------------------------------------
+
+    def get(self, resident_id: str) -> Resident:
+        """The resident with this ID (a merged ID gives the survivor).
+
+        :raises ResidentNotFoundError: no such resident.
+        """
+        return to_model(self.index.get(resident_id))
+
+    def lookup(self, kind: IdentifierKind | str, value: str) -> Resident | None:
+        """The resident holding this identifier (card number, ID number, e-card ID …), or None.
+
+        :raises IdentityError: the value is not a valid identifier of that kind.
+        """
+        found = self.index.lookup(IdentifierKind(kind), value)
+        return None if found is None else to_model(found)
+
+    def search(
+        self,
+        *,
+        name: str | None = None,
+        sex: int | None = None,
+        birth_date: dt.date | None = None,
+        phone: str | None = None,
+        address: str | None = None,
+        id_number: str | None = None,
+        limit: int = 10,
+    ) -> list[Candidate]:
+        """Scored candidates for these demographics, best first, with what agreed."""
+        return self.index.search(
+            name=name,
+            sex=sex,
+            birth_date=birth_date,
+            phone=phone,
+            address=address,
+            id_number=id_number,
+            limit=limit,
+        )
+
+    def duplicates(self, *, include_review: bool = True) -> list[DuplicatePair]:
+        """Pairs of residents that look like one person; ``include_review=False``: links only."""
+        return self.index.duplicates(include_review=include_review)
+
+    def count(self, *, merged: bool = False) -> int:
+        """How many residents are active (or, with ``merged``, merged away)."""
+        from hcmiddleware.empi.schema import ResidentStatus
+
+        return self.index.count(status=ResidentStatus.MERGED if merged else ResidentStatus.ACTIVE)
+
+    def stats(self) -> dict[str, int]:
+        """Active and merged residents and open reviews."""
+        from hcmiddleware.empi.schema import ReviewStatus
+
+        return {
+            "active_residents": self.count(),
+            "merged_residents": self.count(merged=True),
+            "open_reviews": len(self.index.reviews(ReviewStatus.OPEN)),
+        }
+
+    # -- the hospital's own IDs ---------------------------------------------------------
+
+    def hospital_id(self, resident_id: str, hospital_code: str) -> str | None:
+        """The hospital patient ID linked to the resident, if any."""
+        return self.index.hospital_id(resident_id, hospital_code)
+
+    def link_hospital_id(self, resident_id: str, hospital_code: str, patient_id: str) -> None:
+        """Remember the hospital's patient ID for the resident (idempotent)."""
+        self.index.link_hospital_id(resident_id, hospital_code, patient_id)
+
+    # -- enrolling ----------------------------------------------------------------------
+
+    def _announce(self, enrolment: Enrolment) -> Resident:
+        resident = to_model(enrolment.resident)
+        if enrolment.created:
+            self._mw.hooks.hcm_empi_resident_enrolled(resident=resident)
+        return resident
+
+    def enrol(
+        self,
+        *,
+        name: str,
+        sex: Sex | int,
+        birth_date: dt.date | None = None,
+        id_number: str | None = None,
+        phone: str | None = None,
+        address: str | None = None,
+        card_number: str | None = None,
+        ecard_id: str | None = None,
+        source: str = "manual",
+        record_id: str | None = None,
+    ) -> Resident:
+        """Enrol a person registered without a card (a desk, an old system), or find them.
+
+        An identifier already in the index returns its resident; a confident
+        demographic match links to it (``[empi] auto_link``). A new resident is
+        announced through ``hcm_empi_resident_enrolled``.
+
+        :raises IdentityError: a field is invalid (the error names it); nothing is written.
+        """
+        enrolment: Enrolment = self.index.enrol(
+            name=name,
+            sex=sex,
+            birth_date=birth_date,
+            id_number=id_number,
+            phone=phone,
+            address=address,
+            card_number=card_number,
+            ecard_id=ecard_id,
+            source=source,
+            record_id=record_id,
+        )
+        return self._announce(enrolment)
+
     def enrol_from_card(self, card: CardRead, *, source: str = "card") -> Resident:
         """The resident holding this card, enrolled from the card's data if new.
 
@@ -139,10 +260,36 @@ class Residents:
             source=source,
             record_id=card.issuer.card_number,
         )
-        resident = to_model(enrolment.resident)
-        if enrolment.created:
-            self._mw.hooks.hcm_empi_resident_enrolled(resident=resident)
-        return resident
+        return self._announce(enrolment)
+
+    def import_csv(
+        self,
+        path: Path,
+        *,
+        source: str | None = None,
+        encoding: str = "auto",
+        batch_size: int = 10000,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportReport:
+        """Import residents from a CSV file (resumable; bad rows reported, good rows kept).
+
+        Each new resident is announced through ``hcm_empi_resident_enrolled`` once its
+        batch is committed. See ``docs/empi.md`` for the columns.
+        """
+        from hcmiddleware.empi.importer import import_csv
+
+        listening = bool(self._mw.dispatcher.implementers("hcm_empi_resident_enrolled"))
+        return import_csv(
+            self.index,
+            path,
+            source=source,
+            encoding=encoding,
+            batch_size=batch_size,
+            progress=progress,
+            on_enrolled=self._announce if listening else None,
+        )
+
+    # -- merging ------------------------------------------------------------------------
 
     def merge(self, survivor: str, merged: str, *, reason: str, operator: str) -> MergeEvent:
         """Merge two records of one person; announced through ``hcm_empi_residents_merged``."""
@@ -152,6 +299,7 @@ class Residents:
             merged=to_model(self.index.get(merged, follow_merges=False)),
             reason=reason,
         )
+        self._mw.audit("empi.merge", actor=operator, subject=survivor, merged=merged)
         return event
 
     def unmerge(self, merged: str, *, reason: str, operator: str) -> MergeEvent:
@@ -162,4 +310,25 @@ class Residents:
             restored=to_model(self.index.get(merged)),
             reason=reason,
         )
+        self._mw.audit("empi.unmerge", actor=operator, subject=merged, survivor=event.survivor_id)
         return event
+
+    def history(self, resident_id: str) -> list[MergeEvent]:
+        """The merges and unmerges a resident took part in, oldest first."""
+        return self.index.history(resident_id)
+
+    # -- upkeep -------------------------------------------------------------------------
+
+    def train(self, *, max_residents: int = 20000) -> int:
+        """Learn the matching weights from the index itself (EM, no labels); pairs used."""
+        return self.index.train_model(max_residents=max_residents)
+
+    def rewrap(self) -> tuple[int, list[str]]:
+        """Re-wrap every data key under the current master key.
+
+        Returns how many were re-wrapped and the master keys still in use: when only
+        the current one is, older keys can be removed from the configuration.
+        """
+        protector = self.index.protector
+        count = protector.rewrap()
+        return count, sorted(protector.master_keys_in_use())

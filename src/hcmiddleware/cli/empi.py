@@ -1,10 +1,13 @@
 """``hcm empi``: import, search, merge and inspect the resident index from a shell.
 
-By default the installation's index is used: the config file's database and ``[empi]``
-keys (``hcm --config hcm.toml empi stats``). Another index database can be named with
-its keys, from options or the environment: ``HCM_EMPI_DATABASE`` (an SQLAlchemy URL),
-``HCM_EMPI_MASTER_KEYS`` (``id=base64[,id=base64…]``), ``HCM_EMPI_CURRENT_KEY`` (default:
-the last id listed) and ``HCM_EMPI_INDEX_KEY`` (base64). Keys are never printed.
+Every command goes through the installation's resident service (``Middleware.residents``),
+as a HIS would: merges, unmerges and imports are announced to the enabled plugins
+(``hcm_empi_*``) and audited. By default the installation's index is used: the config
+file's database and ``[empi]`` keys (``hcm --config hcm.toml empi stats``). Another
+index database can be named with its keys, from options or the environment:
+``HCM_EMPI_DATABASE`` (an SQLAlchemy URL), ``HCM_EMPI_MASTER_KEYS``
+(``id=base64[,id=base64…]``), ``HCM_EMPI_CURRENT_KEY`` (default: the last id listed) and
+``HCM_EMPI_INDEX_KEY`` (base64). Keys are never printed.
 """
 
 from __future__ import annotations
@@ -20,11 +23,10 @@ import click
 from pydantic import ValidationError
 
 from hcmiddleware import storage
-from hcmiddleware.empi.importer import import_csv
 from hcmiddleware.empi.index import ResidentIndex
 from hcmiddleware.empi.protection import ProtectionSettings, Protector
-from hcmiddleware.empi.schema import ResidentStatus, ReviewStatus
 from hcmiddleware.errors import ConfigError, HcmError
+from hcmiddleware.residents import Residents
 
 __all__ = ["empi"]
 
@@ -56,26 +58,30 @@ def _settings(master_keys: str, current: str | None, index_key: str) -> Protecti
         ) from None
 
 
-def _open(ctx: click.Context) -> ResidentIndex:
+def _open(ctx: click.Context) -> Residents:
+    """The resident service every command goes through (hooks fire, actions are audited)."""
     obj: dict[str, Any] = ctx.ensure_object(dict)
-    if "index" not in obj and obj["database"] is None:
-        # The installation's index: the config's database and [empi] keys.
-        from hcmiddleware.cli.context import open_middleware
+    if "residents" in obj:
+        residents: Residents = obj["residents"]
+        return residents
+    from hcmiddleware.cli.context import open_middleware
 
-        obj["index"] = open_middleware(ctx).residents.index
-    if "index" not in obj:
+    if obj["database"] is None:
+        # The installation's index: the config's database, [empi] keys and plugins.
+        residents = open_middleware(ctx).residents
+    else:
+        # Another index: its own database and keys; it is no installation, so no
+        # installation's plugins are told of its changes.
+        from hcmiddleware.runtime import Middleware
+
         settings = _settings(obj["master_keys"], obj["current_key"], obj["index_key"])
         engine = storage.create_engine(obj["database"])
-        obj["protector"] = Protector.from_settings(settings)
-        obj["index"] = ResidentIndex(engine, obj["protector"])
-    index: ResidentIndex = obj["index"]
-    return index
-
-
-def _protector(ctx: click.Context) -> Protector:
-    _open(ctx)
-    protector: Protector = ctx.ensure_object(dict)["protector"]
-    return protector
+        ctx.call_on_close(engine.dispose)
+        bare = Middleware()
+        ctx.call_on_close(bare.close)
+        residents = Residents(bare, index=ResidentIndex(engine, Protector.from_settings(settings)))
+    obj["residents"] = residents
+    return residents
 
 
 def _fail(exc: HcmError) -> None:
@@ -157,11 +163,10 @@ def import_command(
 ) -> None:
     """Import residents from FILE (CSV); run again to resume, bad rows are reported."""
     try:
-        index = _open(ctx)
+        residents = _open(ctx)
         lines = max(file.read_bytes().count(b"\n") - 1, 1)
         with click.progressbar(length=lines, label="importing", file=sys.stderr) as bar:
-            report = import_csv(
-                index,
+            report = residents.import_csv(
                 file,
                 source=source,
                 encoding=encoding,
@@ -214,8 +219,7 @@ def search_command(
 ) -> None:
     """Scored candidates for the demographics given, with what agreed (JSON lines)."""
     try:
-        index = _open(ctx)
-        found = index.search(
+        found = _open(ctx).search(
             name=name,
             sex=sex,
             birth_date=birth_date.date() if birth_date else None,
@@ -310,9 +314,7 @@ def rewrap_command(ctx: click.Context) -> None:
     the old key can be removed from the configuration.
     """
     try:
-        protector = _protector(ctx)
-        count = protector.rewrap()
-        in_use = sorted(protector.master_keys_in_use())
+        count, in_use = _open(ctx).rewrap()
     except HcmError as exc:
         _fail(exc)
         return
@@ -325,7 +327,7 @@ def rewrap_command(ctx: click.Context) -> None:
 def train_command(ctx: click.Context, max_residents: int) -> None:
     """Learn the matching weights from the index itself (EM, no labels) and keep them."""
     try:
-        pairs = _open(ctx).train_model(max_residents=max_residents)
+        pairs = _open(ctx).train(max_residents=max_residents)
     except HcmError as exc:
         _fail(exc)
         return
@@ -337,12 +339,7 @@ def train_command(ctx: click.Context, max_residents: int) -> None:
 def stats_command(ctx: click.Context) -> None:
     """Counts: residents (active, merged), open reviews, model state."""
     try:
-        index = _open(ctx)
-        stats = {
-            "active_residents": index.count(),
-            "merged_residents": index.count(status=ResidentStatus.MERGED),
-            "open_reviews": len(index.reviews(ReviewStatus.OPEN)),
-        }
+        stats = _open(ctx).stats()
     except HcmError as exc:
         _fail(exc)
         return
