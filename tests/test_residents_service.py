@@ -151,3 +151,56 @@ def test_cli_rewraps_the_installations_own_index(
     assert answer["master_keys_in_use"] == ["b"]
     result = runner.invoke(main, [*base, "stats"])
     assert json.loads(result.output)["active_residents"] == 2
+
+
+class RegionalIndex:
+    """A regional index that knows one resident by ID number."""
+
+    def __init__(self, answer: Any = None) -> None:
+        self.asked: list[tuple[str, str]] = []
+        self.answer = answer
+
+    @hookimpl
+    def hcm_empi_remote_lookup(self, kind: str, value: str) -> Any:
+        self.asked.append((kind, value))
+        if self.answer is not None:
+            return self.answer
+        if (kind, value) != ("id_number", "11010519491231002X"):
+            return []
+        return [
+            Resident(
+                resident_id="REG778",
+                name="张秀英",
+                sex=Sex.FEMALE,
+                birth_date=dt.date(1949, 12, 31),
+                id_number="11010519491231002X",
+            )
+        ]
+
+
+def test_remote_lookup_enrols_the_regional_resident_once(installation: Path) -> None:
+    regional = RegionalIndex()
+    with Middleware(load_config(installation), plugins={"region": regional}) as mw:
+        assert mw.residents.lookup("id_number", "11010519491231002X") is None  # local only
+        assert regional.asked == []
+        found = mw.residents.lookup("id_number", "11010519491231002X", remote=True)
+        assert found is not None
+        assert found.name == "张秀英"
+        assert found.identifier(IdentifierKind.REGIONAL_INDEX_ID) == "REG778"
+        again = mw.residents.lookup("id_number", "11010519491231002X", remote=True)
+        assert again is not None
+        assert again.resident_id == found.resident_id
+        assert len(regional.asked) == 1  # the second time the index knew
+        assert mw.residents.lookup("id_number", "110105198001010032", remote=True) is None
+
+
+def test_remote_answers_of_the_wrong_shape_name_the_plugin(installation: Path) -> None:
+    from hcmiddleware.errors import PluginResultError
+
+    with Middleware(
+        load_config(installation), plugins={"region": RegionalIndex(answer=[{"name": "x"}])}
+    ) as mw:
+        with pytest.raises(PluginResultError) as caught:
+            mw.residents.lookup("id_number", "11010519491231002X", remote=True)
+        assert caught.value.plugin == "region"
+        assert mw.residents.count() == 0  # nothing enrolled

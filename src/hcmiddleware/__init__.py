@@ -1,25 +1,149 @@
 """hcmiddleware: the Resident Health Card middleware SDK a hospital system embeds.
 
-The public API is what this module exports; everything else may change between
-releases. Adapters import only from here (and from ``hcmiddleware.models``,
-``hcmiddleware.errors``, ``hcmiddleware.config`` which this module re-exports).
+The public API is what this module exports (``__all__``); everything else may change
+between releases. A HIS vendor needs nothing else::
+
+    from hcmiddleware import Middleware, OutpatientFlow
+
+    with Middleware.from_file("/etc/hcm/hcm.toml") as mw:
+        card = mw.terminal.read()                        # CardRead
+        resident = mw.residents.enrol_from_card(card)    # Resident
+        patient = mw.his.find_or_register(resident, card=card)
+
+The typed services hang off the :class:`Middleware`: ``terminal`` (card and SAM),
+``residents`` (the resident index), ``faces``, ``his`` (the hospital's system through
+its adapters) and ``journal`` (money). ``Middleware.hooks`` is for plugins and tests.
+Adapters import from here too, and from :mod:`hcmiddleware.models` and
+:mod:`hcmiddleware.errors`, which this module re-exports.
 """
 
 from __future__ import annotations
 
 from hcmiddleware import errors, models
+from hcmiddleware.card.data import CardRead
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
+from hcmiddleware.errors import (
+    CardAbsentError,
+    CardError,
+    CardRefusedError,
+    ConfigError,
+    FaceError,
+    FaceMismatchError,
+    FlowError,
+    FlowInputError,
+    HcmError,
+    HisError,
+    HisRejectedError,
+    HisUnavailableError,
+    IdentityError,
+    MoneyError,
+    NoAdapterError,
+    NoHandlerError,
+    NotIdentifiedError,
+    OutcomeUnknownError,
+    PaymentNotRecordedError,
+    PluginCallError,
+    PluginError,
+    PluginResultError,
+    PluginTimeoutError,
+    ResidentIndexError,
+    ResidentNotFoundError,
+    SamError,
+    UnusablePhotoError,
+)
+from hcmiddleware.faces import Faces
+from hcmiddleware.flows.inpatient import InpatientFlow
+from hcmiddleware.flows.journey import Identified
+from hcmiddleware.flows.outpatient import DeskView, OutpatientFlow, Settled
+from hcmiddleware.his import His
 from hcmiddleware.hookspecs import hookimpl, hookspec
+from hcmiddleware.models import (
+    Admission,
+    AdmissionRequest,
+    Bill,
+    Charge,
+    CheckResult,
+    Deposit,
+    Discharge,
+    HospitalPatient,
+    Identifier,
+    IdentifierKind,
+    Order,
+    QueuePosition,
+    Registration,
+    RegistrationRequest,
+    Report,
+    Resident,
+    Sex,
+    VisitSummary,
+)
+from hcmiddleware.residents import Residents
 from hcmiddleware.runtime import Middleware, PluginInfo
+from hcmiddleware.terminal import Terminal
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Admission",
+    "AdmissionRequest",
+    "Bill",
+    "CardAbsentError",
+    "CardError",
+    "CardRead",
+    "CardRefusedError",
+    "Charge",
+    "CheckResult",
     "Config",
+    "ConfigError",
+    "Deposit",
+    "DeskView",
+    "Discharge",
+    "FaceError",
+    "FaceMismatchError",
+    "Faces",
+    "FlowError",
+    "FlowInputError",
+    "HcmError",
+    "His",
+    "HisError",
+    "HisRejectedError",
+    "HisUnavailableError",
+    "HospitalPatient",
+    "Identified",
+    "Identifier",
+    "IdentifierKind",
+    "IdentityError",
+    "InpatientFlow",
     "Middleware",
+    "MoneyError",
+    "NoAdapterError",
+    "NoHandlerError",
+    "NotIdentifiedError",
+    "Order",
+    "OutcomeUnknownError",
+    "OutpatientFlow",
+    "PaymentNotRecordedError",
+    "PluginCallError",
+    "PluginError",
     "PluginInfo",
+    "PluginResultError",
+    "PluginTimeoutError",
+    "QueuePosition",
+    "Registration",
+    "RegistrationRequest",
+    "Report",
+    "Resident",
+    "ResidentIndexError",
+    "ResidentNotFoundError",
+    "Residents",
+    "SamError",
     "Secret",
     "SettingsModel",
+    "Settled",
+    "Sex",
+    "Terminal",
+    "UnusablePhotoError",
+    "VisitSummary",
     "__version__",
     "errors",
     "hookimpl",

@@ -62,11 +62,10 @@ def _step_top_up(j: Journey) -> str:
     if not j.bank:
         return NO_BANK
     from hcmiddleware.flows.payment import top_up
-    from hcmiddleware.journal import Journal
 
     card_number = j.values["who"].card.issuer.card_number
     moved = top_up(
-        Journal(j.mw),
+        j.mw.journal,
         key=f"demo-top-up-{card_number}",
         card_number=card_number,
         amount="100.00",
@@ -79,12 +78,11 @@ def _step_pay(j: Journey) -> str:
     if not j.bank:
         return NO_BANK
     from hcmiddleware.flows.payment import charges_payment
-    from hcmiddleware.journal import Journal
 
     patient = j.values["patient"]
     charges = j.flow.charges(patient, j.values["registration"])
     pay = charges_payment(
-        Journal(j.mw), card_number=j.values["who"].card.issuer.card_number, terminal_id="demo-kiosk"
+        j.mw.journal, card_number=j.values["who"].card.issuer.card_number, terminal_id="demo-kiosk"
     )
     settled = j.flow.settle(patient, charges, pay=pay)
     after = j.flow.charges(patient, j.values["registration"])

@@ -20,11 +20,10 @@ patients up but cannot register them provides half of ``his.patients``, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hcmiddleware.config import UNSET_INSTITUTION
-from hcmiddleware.errors import FlowInputError, NoAdapterError, PluginResultError
+from hcmiddleware.errors import FlowInputError, PluginResultError
 from hcmiddleware.models import (
     Admission,
     AdmissionRequest,
@@ -42,6 +41,7 @@ from hcmiddleware.models import (
     Report,
     Resident,
 )
+from hcmiddleware.typed import ask, ask_many, ask_one, checked
 
 if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead
@@ -135,31 +135,29 @@ class His:
     # -- calling ------------------------------------------------------------------------
 
     def _ask(self, hook: str, **kwargs: Any) -> tuple[str | None, Any]:
-        if not self._mw.dispatcher.implementers(hook):
-            partial = tuple(p for p in self._partial(hook))
-            raise NoAdapterError(_CAPABILITY_OF[hook], hook, partial=partial)
-        answered: tuple[str | None, Any] = self._mw.dispatcher.call_first(hook, **kwargs)
-        return answered
+        return ask(
+            self._mw, hook, capability=_CAPABILITY_OF[hook], partial=self._partial(hook), **kwargs
+        )
 
     def _one(self, hook: str, kind: type[T], **kwargs: Any) -> T:
-        plugin, value = self._ask(hook, **kwargs)
-        if value is None:
-            who = ", ".join(self._mw.dispatcher.implementers(hook))
-            raise PluginResultError(
-                f"{hook} got no answer from {who}: the adapter must return a "
-                f"{kind.__name__} or raise",
-                plugin=who,
-                hook=hook,
-            )
-        return _typed(hook, plugin, value, kind)
+        return ask_one(
+            self._mw,
+            hook,
+            kind,
+            capability=_CAPABILITY_OF[hook],
+            partial=self._partial(hook),
+            **kwargs,
+        )
 
     def _many(self, hook: str, kind: type[T], **kwargs: Any) -> list[T]:
-        plugin, value = self._ask(hook, **kwargs)
-        if value is None:
-            return []
-        if not isinstance(value, Sequence) or isinstance(value, str | bytes):
-            raise _wrong(hook, plugin, value, f"a list of {kind.__name__}")
-        return [_typed(hook, plugin, item, kind) for item in value]
+        return ask_many(
+            self._mw,
+            hook,
+            kind,
+            capability=_CAPABILITY_OF[hook],
+            partial=self._partial(hook),
+            **kwargs,
+        )
 
     # -- patients -----------------------------------------------------------------------
 
@@ -175,7 +173,7 @@ class His:
         )
         if value is None:
             return None
-        return _typed("hcm_his_lookup_patient", plugin, value, HospitalPatient)
+        return checked("hcm_his_lookup_patient", plugin, value, HospitalPatient)
 
     def register(
         self,
@@ -312,18 +310,3 @@ class His:
     def order_executed(self, execution: OrderExecution) -> bool:
         """Upload a bedside order execution; ``True`` when the HIS recorded it."""
         return self._one("hcm_his_order_executed", bool, execution=execution)
-
-
-def _wrong(hook: str, plugin: str | None, value: object, expected: str) -> PluginResultError:
-    return PluginResultError(
-        f"plugin {plugin!r} answered {hook} with {type(value).__name__} where the hook "
-        f"returns {expected}",
-        plugin=plugin or "?",
-        hook=hook,
-    )
-
-
-def _typed(hook: str, plugin: str | None, value: object, kind: type[T]) -> T:
-    if not isinstance(value, kind):
-        raise _wrong(hook, plugin, value, kind.__name__)
-    return value

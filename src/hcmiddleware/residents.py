@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hcmiddleware.errors import ConfigError
+from hcmiddleware.errors import ConfigError, HcmError, ResidentIndexError
 from hcmiddleware.models import Identifier, IdentifierKind, Resident, Sex
 
 if TYPE_CHECKING:
@@ -69,6 +69,12 @@ def _generated_keys(data_dir: Path) -> dict[str, Any]:
         log.warning("generated resident-index keys in %s; set [empi] keys for a shared index", path)
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
+
+
+#: identifiers :meth:`Residents.enrol` takes by name
+_ENROL_KINDS = frozenset(
+    {IdentifierKind.ID_NUMBER, IdentifierKind.CARD_NUMBER, IdentifierKind.ECARD_ID}
+)
 
 
 class Residents:
@@ -139,13 +145,66 @@ class Residents:
         """
         return to_model(self.index.get(resident_id))
 
-    def lookup(self, kind: IdentifierKind | str, value: str) -> Resident | None:
+    def lookup(
+        self, kind: IdentifierKind | str, value: str, *, remote: bool = False
+    ) -> Resident | None:
         """The resident holding this identifier (card number, ID number, e-card ID …), or None.
 
+        With ``remote``, an identifier the index does not hold is asked of the regional
+        or national index (``hcm_empi_remote_lookup``); the one resident it names is
+        enrolled here, linked to its regional ID, and returned.
+
         :raises IdentityError: the value is not a valid identifier of that kind.
+        :raises ResidentIndexError: the regional indexes name more than one person.
         """
-        found = self.index.lookup(IdentifierKind(kind), value)
-        return None if found is None else to_model(found)
+        kind = IdentifierKind(kind)
+        found = self.index.lookup(kind, value)
+        if found is not None:
+            return to_model(found)
+        if not remote or not self._mw.dispatcher.implementers("hcm_empi_remote_lookup"):
+            return None
+        return self._from_remote(kind, value)
+
+    def _from_remote(self, kind: IdentifierKind, value: str) -> Resident | None:
+        from hcmiddleware.typed import checked
+
+        hook = "hcm_empi_remote_lookup"
+        answers: list[tuple[str, Resident]] = []
+        for plugin, outcome in self._mw.dispatcher.call_each(hook, kind=kind.value, value=value):
+            if isinstance(outcome, HcmError):
+                continue  # logged and counted by the dispatcher; other indexes may know
+            for item in checked(hook, plugin, outcome or [], list):
+                answers.append((plugin, checked(hook, plugin, item, Resident)))
+        people = {(r.name, r.sex, r.birth_date, r.id_number) for _p, r in answers}
+        if not answers:
+            return None
+        if len(people) > 1:
+            raise ResidentIndexError(
+                f"the regional indexes name {len(people)} different people for this {kind.value}",
+                hint="nobody was enrolled; resolve it at the regional index, or register "
+                "the patient by hand",
+            )
+        plugin, remote = answers[0]
+        fields: dict[str, Any] = {
+            "id_number": remote.id_number,
+            "card_number": remote.identifier(IdentifierKind.CARD_NUMBER),
+            "ecard_id": remote.identifier(IdentifierKind.ECARD_ID),
+        }
+        if kind in _ENROL_KINDS:
+            fields[kind.value] = value  # the identifier asked for, as the desk read it
+        local = self.enrol(
+            name=remote.name,
+            sex=remote.sex,
+            birth_date=remote.birth_date,
+            phone=remote.phone,
+            address=remote.address,
+            source=f"regional:{plugin}",
+            record_id=remote.resident_id,
+            **fields,
+        )
+        for source, found in answers:
+            self.index.link_regional_id(local.resident_id, source, found.resident_id)
+        return self.get(local.resident_id)
 
     def search(
         self,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 from sqlalchemy.engine import Engine
@@ -50,6 +50,9 @@ from hcmiddleware.registry import (
 )
 from hcmiddleware.residents import Residents
 from hcmiddleware.terminal import Terminal
+
+if TYPE_CHECKING:
+    from hcmiddleware.journal import Journal
 
 __all__ = ["Middleware", "PluginInfo"]
 
@@ -109,6 +112,7 @@ class Middleware:
         self._installed: dict[str, InstalledPlugin] = {}
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        self._journal: Journal | None = None
         #: the card reader and the SAM (``middleware.terminal.read()``)
         self.terminal = Terminal(self)
         #: the resident index (``middleware.residents.enrol_from_card(card)``)
@@ -340,6 +344,25 @@ class Middleware:
                     self.config.middleware.data_dir.mkdir(parents=True, exist_ok=True)
                 self._engine = storage.create_engine(self.config.database_url)
             return self._engine
+
+    @property
+    def journal(self) -> Journal:
+        """The money journal: every top-up, payment, refund and settlement goes through it.
+
+        Money moves only here (``middleware.journal.pay(...)``): it is written before it
+        is sent, and what a crash leaves in flight is settled by ``recover()``.
+        """
+        with self._engine_lock:
+            journal = self._journal
+        if journal is None:
+            from hcmiddleware.journal import Journal
+
+            made = Journal(self)
+            with self._engine_lock:
+                if self._journal is None:
+                    self._journal = made
+                journal = self._journal
+        return journal
 
     def doctor(self) -> list[tuple[str, CheckResult]]:
         """Every plugin's checks, as ``(plugin, result)``; a failing check is a result."""

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import click
 
 from hcmiddleware.cli.context import CliState
-from hcmiddleware.journal import Journal, reconcile
+from hcmiddleware.journal import reconcile
 from hcmiddleware.models import PaymentStatus
 from hcmiddleware.runtime import Middleware
 
@@ -35,7 +35,7 @@ def journal_group() -> None:
 def journal_list(ctx: click.Context, state: str | None, limit: int | None, as_json: bool) -> None:
     """List journal entries, oldest first."""
     with _middleware(ctx) as mw:
-        entries = Journal(mw).entries(state=state, limit=limit)
+        entries = mw.journal.entries(state=state, limit=limit)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
         return
@@ -56,7 +56,7 @@ def journal_list(ctx: click.Context, state: str | None, limit: int | None, as_js
 def journal_show(ctx: click.Context, transaction_id: str, as_json: bool) -> None:
     """Show one entry and every state it went through."""
     with _middleware(ctx) as mw:
-        journal = Journal(mw)
+        journal = mw.journal
         entry = journal.get(transaction_id)
         history = journal.history(transaction_id)
     if as_json:
@@ -86,7 +86,7 @@ def journal_show(ctx: click.Context, transaction_id: str, as_json: bool) -> None
 def journal_recover(ctx: click.Context, min_age: float) -> None:
     """Settle every entry left in flight (query the bank, reverse what it lacks)."""
     with _middleware(ctx) as mw:
-        report = Journal(mw).recover(min_age=timedelta(seconds=min_age))
+        report = mw.journal.recover(min_age=timedelta(seconds=min_age))
     click.echo(f"examined {report.examined}: {report.outcomes or 'nothing in flight'}")
     if report.still_unknown:
         click.echo(f"still unknown: {', '.join(report.still_unknown)}")
@@ -107,7 +107,7 @@ def journal_reconcile(ctx: click.Context, day: object, as_json: bool) -> None:
     """Reconcile a day against the bank's and the insurer's statements (exit 1 on differences)."""
     the_day: date = day.date()  # type: ignore[attr-defined]
     with _middleware(ctx) as mw:
-        report = reconcile(Journal(mw), the_day)
+        report = reconcile(mw.journal, the_day)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.render())
     if not report.ok:
         ctx.exit(1)

@@ -11,18 +11,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hcmiddleware.errors import (
+    HcmError,
     IdentityDocumentError,
     OutcomeUnknownError,
     PaymentDeclinedError,
 )
 from hcmiddleware.flows.journey import request_key
 from hcmiddleware.journal import Journal, Movement
-from hcmiddleware.models import Charge, MoneyKind, PaymentStatus
+from hcmiddleware.models import BankBinding, Charge, MoneyKind, PaymentStatus
+from hcmiddleware.typed import ask_one
 
-__all__ = ["charges_payment", "check_identity_document", "finish", "pay", "refund", "top_up"]
+if TYPE_CHECKING:
+    from hcmiddleware.runtime import Middleware
+
+__all__ = [
+    "bind_bank_card",
+    "charges_payment",
+    "check_identity_document",
+    "finish",
+    "pay",
+    "refund",
+    "top_up",
+    "unbind_bank_card",
+]
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
@@ -140,3 +154,71 @@ def charges_payment(
         ).transaction_id
 
     return pay_charges
+
+
+def bind_bank_card(
+    mw: Middleware,
+    *,
+    card_number: str,
+    bank_card_number: str,
+    holder_id_number: str,
+    presented_id_number: str,
+    actor: str,
+) -> BankBinding:
+    """Bind a bank card to the health card's account, after the identity document check.
+
+    :raises IdentityDocumentError: the document shown is invalid or not the holder's;
+        nothing is sent to the bank.
+    :raises NoAdapterError: no enabled bank adapter binds cards.
+    """
+    check_identity_document(holder_id_number, presented_id_number)
+    try:
+        binding = ask_one(
+            mw,
+            "hcm_bank_bind",
+            BankBinding,
+            capability="bank.binding",
+            card_number=card_number,
+            bank_card_number=bank_card_number,
+            id_number=presented_id_number,
+        )
+    except HcmError as exc:
+        mw.audit("bank.bind", actor=actor, outcome="failed", error=type(exc).__name__)
+        raise
+    mw.audit("bank.bind", actor=actor, account=binding.bank_account_masked)
+    return binding
+
+
+def unbind_bank_card(
+    mw: Middleware,
+    *,
+    card_number: str,
+    holder_id_number: str,
+    presented_id_number: str,
+    actor: str,
+) -> None:
+    """Unbind the bank card from the health card's account, after the identity document check.
+
+    :raises PaymentDeclinedError: the bank did not unbind it.
+    """
+    check_identity_document(holder_id_number, presented_id_number)
+    try:
+        done = ask_one(
+            mw,
+            "hcm_bank_unbind",
+            bool,
+            capability="bank.binding",
+            card_number=card_number,
+            id_number=presented_id_number,
+        )
+    except HcmError as exc:
+        mw.audit("bank.unbind", actor=actor, outcome="failed", error=type(exc).__name__)
+        raise
+    if not done:
+        mw.audit("bank.unbind", actor=actor, outcome="refused")
+        raise PaymentDeclinedError(
+            "the bank did not unbind the card",
+            state="refused",
+            hint="the bank card stays bound; ask the bank why, then try again",
+        )
+    mw.audit("bank.unbind", actor=actor)
