@@ -20,9 +20,7 @@ cannot both apply a change.
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -35,20 +33,18 @@ from hcmiddleware.errors import (
     IdempotencyConflictError,
     MalformedResponseError,
     MoneyError,
-    NoHandlerError,
-    OutcomeUnknownError,
-    PluginUnavailableError,
     RefundRefusedError,
-    RemoteUnavailableError,
     UnknownTransactionError,
 )
+from hcmiddleware.journal.queries import Queries
 from hcmiddleware.journal.records import Movement, RecoveryReport
 from hcmiddleware.journal.records import mask_card as mask_card
-from hcmiddleware.journal.rows import _ENTRY, _EVENT, CrashPoint, EntryStore, _now, _write
+from hcmiddleware.journal.resolution import Resolution
+from hcmiddleware.journal.rows import _ENTRY, CrashPoint, _write
 from hcmiddleware.journal.rows import CANCEL as CANCEL
 from hcmiddleware.journal.rows import DURABLE_STATES as DURABLE_STATES
 from hcmiddleware.journal.rows import SETTLE as SETTLE
-from hcmiddleware.journal.states import IN_FLIGHT, PaymentStatus
+from hcmiddleware.journal.states import PaymentStatus
 from hcmiddleware.models import (
     Charge,
     MoneyKind,
@@ -61,8 +57,6 @@ from hcmiddleware.models import (
 
 __all__ = ["CrashPoint", "Journal", "Movement", "RecoveryReport"]
 
-log = logging.getLogger("hcmiddleware.journal")
-
 P = PaymentStatus
 
 _BANK_HOOKS = {
@@ -72,21 +66,7 @@ _BANK_HOOKS = {
 }
 
 
-def _outcome_unknown(exc: BaseException) -> bool:
-    """Whether an error raised by a money hook leaves the outcome open.
-
-    Only refusals that certainly happened before anything was sent close it: no plugin
-    answers the hook, the plugin was refused at once for hung calls, the adapter
-    refused the amount, the remote side could not be reached at all. Anything else —
-    timeouts, faults, malformed answers, an adapter that crashed — may have happened
-    after the request left, so the bank is asked.
-    """
-    return not isinstance(
-        exc, NoHandlerError | PluginUnavailableError | AmountError | RemoteUnavailableError
-    )
-
-
-class Journal(EntryStore):
+class Journal(Resolution, Queries):
     """Journalled money movements through the bank and insurance hooks.
 
     :param middleware: the started Middleware whose hooks reach the adapters.
@@ -221,20 +201,21 @@ class Journal(EntryStore):
             done = self._record_result(seq, P.SENT, result)
         return self._snapshot(seq) if done is None else self._movement(done)
 
-    def _record_result(self, seq: int, expected: PaymentStatus, result: PaymentResult) -> Any:
-        state = P.CONFIRMED if result.status == P.CONFIRMED else P.FAILED
-        return self._transition(
-            seq, expected, state, remote_reference=result.bank_reference, reason=result.reason
-        )
-
-    def _after_error(self, seq: int, exc: HcmError) -> Movement:
-        note = f"{type(exc).__name__}: {exc.message}"[:200]
-        if not _outcome_unknown(exc):
-            self._transition(seq, P.SENT, P.FAILED, reason=note)
-            return self._snapshot(seq)
-        self._transition(seq, P.SENT, P.UNKNOWN, reason=note)
-        self._crash("after_unknown")
-        return self.resolve(self._row(seq).transaction_id)
+    def _insert_refund(self, key: str, fields: dict[str, Any]) -> int | None:
+        original_id = fields["original_transaction_id"]
+        try:
+            with _write(self.engine, durable=False) as conn:
+                original = self._payment_for_refund(conn, original_id, fields["card_number"])
+                left = Decimal(original.amount) - self._refunded(conn, original_id)
+                if fields["amount"] > left:
+                    raise RefundRefusedError(
+                        f"refund of {fields['amount']} is above what is left of the payment "
+                        f"({left})",
+                        transaction_id=original_id,
+                    )
+                return self._insert(key, fields, conn)
+        except sa.exc.IntegrityError:
+            return None
 
     # -- insurer movements ----------------------------------------------------------
 
@@ -387,216 +368,3 @@ class Journal(EntryStore):
             )
         self._record_settlement(seq, P.SENT, result)
         return self._snapshot(seq)
-
-    def _record_settlement(self, seq: int, expected: PaymentStatus, result: Settlement) -> None:
-        wanted = "settled" if self._row(seq).kind == SETTLE else "cancelled"
-        if result.status == wanted:
-            self._transition(
-                seq,
-                expected,
-                P.CONFIRMED,
-                settlement_id=result.settlement_id,
-                fund_paid=result.fund_paid,
-                patient_paid=result.patient_paid,
-                remote_reference=result.settlement_id,
-            )
-        else:
-            self._transition(seq, expected, P.FAILED, reason=f"insurer answered {result.status}")
-
-    # -- resolution and recovery ------------------------------------------------------
-
-    def resolve(self, transaction_id: str) -> Movement:
-        """Establish the outcome of an entry in flight; never guess, never resend money.
-
-        ``pending`` was never sent: ``failed``. Bank ``sent``/``unknown``: the bank is
-        asked; if it has the transaction its answer is taken, if not it is reversed.
-        Insurer settlement: reversed by its original message ID. Insurer cancellation:
-        asked again (idempotent). If the remote side cannot be reached, the entry stays
-        ``unknown`` and a later :meth:`recover` tries again.
-        """
-        row = self._by_tid(transaction_id)
-        seq, state = row.seq, P(row.state)
-        if state is P.PENDING:
-            self._transition(
-                seq, P.PENDING, P.FAILED, reason="not sent: interrupted before sending"
-            )
-            return self._snapshot(seq)
-        if state not in IN_FLIGHT:
-            return self._snapshot(seq)
-        try:
-            if row.channel == "bank":
-                self._resolve_bank(row)
-            elif row.kind == SETTLE:
-                self._resolve_settlement(row)
-            else:
-                self._resolve_cancel(row)
-        except HcmError as exc:
-            log.warning("transaction %s still unknown: %s", transaction_id, exc.message)
-            if P(self._row(seq).state) is P.SENT:
-                self._transition(seq, P.SENT, P.UNKNOWN, reason=exc.message[:200])
-        return self._snapshot(seq)
-
-    def _resolve_bank(self, row: Any) -> None:
-        state = P(row.state)
-        if not row.reversal_requested:
-            result = self.mw.hooks.hcm_bank_query(transaction_id=row.transaction_id)
-            self._crash("after_query")
-            if isinstance(result, PaymentResult):
-                if result.transaction_id != row.transaction_id:
-                    raise MalformedResponseError(
-                        "the bank's query answered for another transaction",
-                        transaction_id=row.transaction_id,
-                    )
-                self._record_result(row.seq, state, result)
-                return
-            self._request_reversal(row.seq)
-            self._crash("after_reversal_requested")
-        if not self.mw.hooks.hcm_bank_reverse(transaction_id=row.transaction_id):
-            raise OutcomeUnknownError(
-                "the bank did not confirm the reversal", transaction_id=row.transaction_id
-            )
-        self._crash("after_reverse")
-        self._transition(row.seq, state, P.REVERSED, reason="reversed: outcome was unknown")
-
-    def _request_reversal(self, seq: int) -> None:
-        # durable: once a reversal may be on its way, no later query may confirm
-        with _write(self.engine, durable=True) as conn:
-            conn.execute(
-                _ENTRY.update()
-                .where(_ENTRY.c.seq == seq)
-                .values(reversal_requested=True, updated_at=_now())
-            )
-
-    def _resolve_settlement(self, row: Any) -> None:
-        state = P(row.state)
-        if not row.reversal_requested:
-            self._request_reversal(row.seq)
-            self._crash("after_reversal_requested")
-        confirmed = self.mw.hooks.hcm_insurance_reverse(
-            original_message_id=row.transaction_id, message_id=self.new_message_id()
-        )
-        if not confirmed:
-            raise OutcomeUnknownError(
-                "the insurer did not confirm the reversal", transaction_id=row.transaction_id
-            )
-        self._crash("after_reverse")
-        self._transition(row.seq, state, P.REVERSED, reason="reversed: outcome was unknown")
-
-    def _resolve_cancel(self, row: Any) -> None:
-        result = self.mw.hooks.hcm_insurance_cancel(
-            settlement_id=row.settlement_id, message_id=row.transaction_id
-        )
-        self._crash("after_answer")
-        if result is None:
-            raise OutcomeUnknownError(
-                "no insurance adapter answered", transaction_id=row.transaction_id
-            )
-        self._record_settlement(row.seq, P(row.state), result)
-
-    def recover(self, *, min_age: timedelta = timedelta(0)) -> RecoveryReport:
-        """Settle every entry left in flight.
-
-        At start, with nothing running, everything in flight is settled. While other
-        terminals are paying, pass ``min_age`` (e.g. two minutes): an entry changed
-        more recently may still be in a live call, and recovering it would reverse a
-        payment its terminal is about to see confirmed (safely — the compare-and-set
-        keeps one outcome — but needlessly).
-        """
-        report = RecoveryReport()
-        cutoff = _now() - min_age
-        with self.engine.connect() as conn:
-            ids = (
-                conn.execute(
-                    sa.select(_ENTRY.c.transaction_id)
-                    .where(
-                        _ENTRY.c.state.in_([s.value for s in IN_FLIGHT]),
-                        _ENTRY.c.updated_at <= cutoff,
-                    )
-                    .order_by(_ENTRY.c.seq)
-                )
-                .scalars()
-                .all()
-            )
-        for tid in ids:
-            report.examined += 1
-            moved = self.resolve(tid)
-            report.count(moved.state)
-            if moved.state in IN_FLIGHT:
-                report.still_unknown.append(tid)
-        if report.examined:
-            log.info("journal recovery: %s", report.outcomes)
-        return report
-
-    # -- reading ----------------------------------------------------------------------
-
-    def get(self, transaction_id: str) -> Movement:
-        """The entry with ``transaction_id``; UnknownTransactionError if none."""
-        return self._movement(self._by_tid(transaction_id))
-
-    def by_key(self, key: str) -> Movement | None:
-        """The entry made for idempotency key ``key``, if any."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(_ENTRY).where(_ENTRY.c.idempotency_key == key)).first()
-        return None if row is None else self._movement(row)
-
-    def entries(
-        self,
-        *,
-        state: PaymentStatus | str | None = None,
-        day: date | None = None,
-        channel: str | None = None,
-        limit: int | None = None,
-    ) -> list[Movement]:
-        """Entries, oldest first, filtered by state, UTC day of creation and channel."""
-        query = sa.select(_ENTRY).order_by(_ENTRY.c.seq)
-        if state is not None:
-            query = query.where(_ENTRY.c.state == P(state).value)
-        if channel is not None:
-            query = query.where(_ENTRY.c.channel == channel)
-        if day is not None:
-            start = datetime(day.year, day.month, day.day)
-            query = query.where(
-                _ENTRY.c.created_at >= start, _ENTRY.c.created_at < start + timedelta(days=1)
-            )
-        if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            return [self._movement(r) for r in conn.execute(query)]
-
-    def history(self, transaction_id: str) -> list[tuple[datetime, str, str | None]]:
-        """Every state the entry went through: ``(at, state, note)``."""
-        row = self._by_tid(transaction_id)
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(_EVENT.c.at, _EVENT.c.state, _EVENT.c.note)
-                .where(_EVENT.c.entry_seq == row.seq)
-                .order_by(_EVENT.c.id)
-            ).all()
-        return [(r.at, r.state, r.note) for r in rows]
-
-    def refundable(self, transaction_id: str) -> Decimal:
-        """What is left to refund of a confirmed payment (in-flight refunds count)."""
-        with self.engine.connect() as conn:
-            original = self._payment_for_refund(conn, transaction_id, None)
-            return Decimal(original.amount) - self._refunded(conn, transaction_id)
-
-    def iter_in_flight(self) -> Iterator[Movement]:
-        """Entries not yet settled (pending, sent, unknown), oldest first."""
-        for state in (P.PENDING, P.SENT, P.UNKNOWN):
-            yield from self.entries(state=state)
-
-    def _insert_refund(self, key: str, fields: dict[str, Any]) -> int | None:
-        original_id = fields["original_transaction_id"]
-        try:
-            with _write(self.engine, durable=False) as conn:
-                original = self._payment_for_refund(conn, original_id, fields["card_number"])
-                left = Decimal(original.amount) - self._refunded(conn, original_id)
-                if fields["amount"] > left:
-                    raise RefundRefusedError(
-                        f"refund of {fields['amount']} is above what is left of the payment "
-                        f"({left})",
-                        transaction_id=original_id,
-                    )
-                return self._insert(key, fields, conn)
-        except sa.exc.IntegrityError:
-            return None
