@@ -36,3 +36,12 @@ def test_doctor_desk(tmp_path: Path) -> None:
     assert "report 血常规 Complete blood count: final" in out
     assert "settled 55.60 yuan, transaction T-" in out
     assert "the card holds 4 visits" in out
+
+
+def test_embed_in_his(tmp_path: Path) -> None:
+    out = run("embed_in_his.py", tmp_path)
+    assert "patient H0001" in out
+    assert "registered twice, one registration: True" in out
+    assert "queue number 1" in out
+    source = (EXAMPLES / "embed_in_his.py").read_text(encoding="utf-8")
+    assert "mw.hooks" not in source, "the vendor's story uses the typed services only"
