@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead
     from hcmiddleware.empi.protection import Protector
     from hcmiddleware.face.enrolment import FaceEnrolment, FaceEnrolmentResult
+    from hcmiddleware.face.gallery import GalleryHit
+    from hcmiddleware.face.settings import ReferenceSource
     from hcmiddleware.face.verify import FaceService, FaceVerification
     from hcmiddleware.runtime import Middleware
 
@@ -47,12 +49,17 @@ class TemplateSealer:
 
 
 class Faces:
-    """The face service and the enrolment gallery of one Middleware, built on first use."""
+    """The face service and the enrolment gallery of one Middleware, built on first use.
 
-    def __init__(self, middleware: Middleware) -> None:
+    Everything goes through here — the flows, a HIS and ``hcm face`` alike — so the
+    ``hcm_face_*`` hooks fire and every check, enrolment, search and removal is
+    audited. ``enrolment`` may name another template store (``hcm face --db``).
+    """
+
+    def __init__(self, middleware: Middleware, enrolment: FaceEnrolment | None = None) -> None:
         self._mw = middleware
-        self._service: FaceService | None = None
-        self._enrolment: FaceEnrolment | None = None
+        self._service: FaceService | None = enrolment.service if enrolment else None
+        self._enrolment: FaceEnrolment | None = enrolment
         self._lock = threading.Lock()
 
     def _liveness(self, image: bytes) -> bool | None:
@@ -79,12 +86,44 @@ class Faces:
         Never raises for an unusable photo: the answer says why (status ``unusable``).
         Announced through ``hcm_face_verified`` and audited.
         """
+        return self.verify(
+            live, card.photo, source="card_photo", resident_id=resident_id, context=context
+        )
+
+    def verify(
+        self,
+        live: bytes,
+        reference: bytes,
+        *,
+        source: ReferenceSource = "card_photo",
+        resident_id: str | None = None,
+        context: str = "desk",
+        threshold: float | None = None,
+    ) -> FaceVerification:
+        """Is the person in ``live`` the person in ``reference`` (a card or enrolled photo)?
+
+        The installation's ``[face]`` thresholds apply unless ``threshold`` overrides the
+        one for ``source``. Never raises for an unusable photo (status ``unusable``).
+        """
         token = _where.set(context)
         try:
-            result = self.service.verify(live, card.photo, source="card_photo")
+            service = self.service
+            if threshold is not None:
+                from hcmiddleware.face.verify import FaceService
+
+                settings = service.settings.model_copy(
+                    update={
+                        "thresholds": service.settings.thresholds.model_copy(
+                            update={source: threshold}
+                        )
+                    }
+                )
+                service = FaceService(settings, backend=service.backend, liveness=self._liveness)
+            result = service.verify(live, reference, source=source)
         finally:
             _where.reset(token)
-        self._mw.hooks.hcm_face_verified(resident_id=resident_id, result=result)
+        if resident_id is not None:
+            self._mw.hooks.hcm_face_verified(resident_id=resident_id, result=result)
         self._mw.audit(
             "face.verify",
             actor=context,
@@ -117,12 +156,21 @@ class Faces:
                 self._enrolment = FaceEnrolment.open(service, store)
             return self._enrolment
 
-    def enrol(self, resident_id: str, photo: bytes) -> FaceEnrolmentResult:
+    def enrol(
+        self,
+        resident_id: str,
+        photo: bytes,
+        *,
+        allow_duplicates: bool = False,
+        actor: str = "enrolment",
+    ) -> FaceEnrolmentResult:
         """Enrol a resident's face; a face too close to another's is not stored.
 
-        Duplicates are announced through ``hcm_face_duplicates_found`` for review.
+        Duplicates are announced through ``hcm_face_duplicates_found`` for review;
+        ``allow_duplicates`` stores it anyway once a person has found them to be
+        different people.
         """
-        result = self.enrolment.enrol(resident_id, photo)
+        result = self.enrolment.enrol(resident_id, photo, allow_duplicates=allow_duplicates)
         if result.status == "duplicate":
             self._mw.hooks.hcm_face_duplicates_found(
                 resident_id=resident_id,
@@ -130,8 +178,25 @@ class Faces:
             )
         self._mw.audit(
             "face.enrol",
-            actor="enrolment",
+            actor=actor,
             subject=resident_id,
             outcome="ok" if result.status == "enrolled" else "refused",
         )
         return result
+
+    def search(self, photo: bytes, *, top: int = 5, actor: str = "search") -> list[GalleryHit]:
+        """The ``top`` enrolled residents whose faces are nearest to the one in ``photo``.
+
+        :raises UnusablePhotoError: the photo fails a quality gate.
+        """
+        hits = self.enrolment.search(photo, top=top)
+        self._mw.audit("face.search", actor=actor, results=str(len(hits)))
+        return hits
+
+    def remove(self, resident_id: str, *, actor: str = "enrolment") -> bool:
+        """Forget the resident's face (consent withdrawn, record merged); False if none."""
+        removed = self.enrolment.remove(resident_id)
+        self._mw.audit(
+            "face.remove", actor=actor, subject=resident_id, outcome="ok" if removed else "refused"
+        )
+        return removed

@@ -87,6 +87,17 @@ def test_verify_threshold_override(photos: Path) -> None:
     assert code == 1
 
 
+def test_verify_uses_the_installations_thresholds(photos: Path, tmp_path: Path) -> None:
+    config = tmp_path / "hcm.toml"
+    config.write_text("[face.thresholds]\ncard_photo = 0.01\n", encoding="utf-8")
+    pair = [str(photos / "hopper_live.jpg"), str(photos / "hopper_card.jpg")]
+    code, out = _run("--config", str(config), "face", "verify", "--json", *pair)
+    assert code == 1, out
+    assert json.loads(out)["threshold"] == 0.01
+    code, _ = _run("--config", str(config), "face", "verify", "--threshold", "0.5", *pair)
+    assert code == 0
+
+
 def test_verify_unusable_exit_2_says_which_photo(photos: Path) -> None:
     code, out = _run("face", "verify", str(photos / "corrupt.jpg"), str(photos / "hopper_card.jpg"))
     assert code == 2

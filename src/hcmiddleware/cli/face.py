@@ -19,9 +19,8 @@ import click
 from hcmiddleware.errors import ConfigError, HcmError, UnusablePhotoError
 
 if TYPE_CHECKING:
-    from hcmiddleware.face.enrolment import FaceEnrolment
-    from hcmiddleware.face.settings import FaceSettings
     from hcmiddleware.face.store import TemplateCipher
+    from hcmiddleware.faces import Faces
 
 __all__ = ["face"]
 
@@ -42,14 +41,6 @@ def _fail(exc: HcmError, as_json: bool) -> NoReturn:
     else:
         click.echo(f"error: {exc}", err=True)
     sys.exit(code)
-
-
-def _settings(threshold: float | None, source: str) -> FaceSettings:
-    from hcmiddleware.face.settings import FaceSettings, FaceThresholds
-
-    if threshold is None:
-        return FaceSettings()
-    return FaceSettings(thresholds=FaceThresholds(**{source: threshold}))
 
 
 def _load_cipher(spec: str | None) -> TemplateCipher:
@@ -82,28 +73,37 @@ def _load_cipher(spec: str | None) -> TemplateCipher:
     return cipher  # type: ignore[no-any-return]
 
 
-def _enrolment(db: str | None, cipher_spec: str | None, key_id: str) -> FaceEnrolment:
+def _faces(db: str | None, cipher_spec: str | None, key_id: str) -> Faces:
+    """The face service the command goes through (audited, hooks fire)."""
+    from hcmiddleware.cli.context import open_middleware
+
+    ctx = click.get_current_context()
     if db is None:
         # The installation's own store: the config's database, templates sealed with
         # the resident index's [empi] keys.
-        from hcmiddleware.cli.context import open_middleware
-
-        return open_middleware(click.get_current_context()).faces.enrolment
+        return open_middleware(ctx).faces
     from hcmiddleware.face.enrolment import FaceEnrolment
     from hcmiddleware.face.store import TemplateStore
     from hcmiddleware.face.verify import FaceService
+    from hcmiddleware.faces import Faces
+    from hcmiddleware.runtime import Middleware
     from hcmiddleware.storage import create_engine
 
     cipher = _load_cipher(cipher_spec)
     service = FaceService()
+    engine = create_engine(db)
+    ctx.call_on_close(engine.dispose)
     store = TemplateStore(
-        create_engine(db),
+        engine,
         cipher,
         key_id=key_id,
         backend=service.backend.name,
         dimension=service.backend.dimension,
     )
-    return FaceEnrolment.open(service, store)
+    # A separate store is no installation: no installation's plugins are told.
+    bare = Middleware()
+    ctx.call_on_close(bare.close)
+    return Faces(bare, enrolment=FaceEnrolment.open(service, store))
 
 
 _db_option = click.option(
@@ -152,11 +152,16 @@ def verify(
 
     Exit 0 match, 1 no match, 2 a photo is unusable, 3 the check failed.
     """
-    from hcmiddleware.face.verify import FaceService
+    from hcmiddleware.cli.context import open_middleware
 
     try:
-        service = FaceService(_settings(threshold, source))
-        answer = service.verify(live.read_bytes(), reference.read_bytes(), source=source)  # type: ignore[arg-type]
+        answer = open_middleware(click.get_current_context()).faces.verify(
+            live.read_bytes(),
+            reference.read_bytes(),
+            source=source,  # type: ignore[arg-type]
+            context="cli",
+            threshold=threshold,
+        )
     except HcmError as exc:
         _fail(exc, as_json)
     if as_json:
@@ -197,8 +202,8 @@ def enrol(
     3 failed.
     """
     try:
-        result = _enrolment(db, cipher_spec, key_id).enrol(
-            resident_id, photo.read_bytes(), allow_duplicates=allow_duplicate
+        result = _faces(db, cipher_spec, key_id).enrol(
+            resident_id, photo.read_bytes(), allow_duplicates=allow_duplicate, actor="cli"
         )
     except HcmError as exc:
         _fail(exc, as_json)
@@ -230,8 +235,9 @@ def search(
     Exit 0 searched, 2 unusable photo, 3 failed.
     """
     try:
-        enrolment = _enrolment(db, cipher_spec, key_id)
-        hits = enrolment.search(photo.read_bytes(), top=top)
+        faces = _faces(db, cipher_spec, key_id)
+        hits = faces.search(photo.read_bytes(), top=top, actor="cli")
+        enrolment = faces.enrolment
     except HcmError as exc:
         _fail(exc, as_json)
     threshold = enrolment.service.settings.thresholds.duplicate
@@ -270,7 +276,7 @@ def remove(
     Exit 0 removed, 1 none was enrolled, 3 failed.
     """
     try:
-        removed = _enrolment(db, cipher_spec, key_id).remove(resident_id)
+        removed = _faces(db, cipher_spec, key_id).remove(resident_id, actor="cli")
     except HcmError as exc:
         _fail(exc, as_json)
     if as_json:
