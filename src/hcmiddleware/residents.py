@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hcmiddleware.errors import ConfigError
-from hcmiddleware.models import Identifier, IdentifierKind, Resident, Sex
+from hcmiddleware.models import Resident
 
 if TYPE_CHECKING:
     # the index pulls in numpy and the matching libraries: imported on first use only
@@ -25,30 +25,12 @@ if TYPE_CHECKING:
     from hcmiddleware.empi.index import ResidentIndex
     from hcmiddleware.empi.protection import ProtectionSettings
     from hcmiddleware.empi.records import Enrolment, MergeEvent
-    from hcmiddleware.empi.records import Resident as IndexResident
     from hcmiddleware.runtime import Middleware
 
-__all__ = ["Residents", "to_model"]
+__all__ = ["Residents"]
 
 log = logging.getLogger("hcmiddleware.residents")
 KEY_FILE = Path("keys") / "empi-keys.json"
-
-
-def to_model(resident: IndexResident) -> Resident:
-    """The index's record as the domain model the hooks and adapters use."""
-    return Resident(
-        resident_id=resident.id,
-        name=resident.name,
-        sex=Sex(int(resident.sex)),
-        birth_date=resident.birth_date,
-        id_number=resident.identifier(IdentifierKind.ID_NUMBER),
-        phone=resident.phone,
-        address=resident.address,
-        identifiers=tuple(
-            Identifier(kind=i.kind, value=i.value, assigner=i.issuer or None)
-            for i in resident.identifiers
-        ),
-    )
 
 
 def _generated_keys(data_dir: Path) -> dict[str, Any]:
@@ -139,7 +121,7 @@ class Residents:
             source=source,
             record_id=card.issuer.card_number,
         )
-        resident = to_model(enrolment.resident)
+        resident = enrolment.resident
         if enrolment.created:
             self._mw.hooks.hcm_empi_resident_enrolled(resident=resident)
         return resident
@@ -148,8 +130,8 @@ class Residents:
         """Merge two records of one person; announced through ``hcm_empi_residents_merged``."""
         event = self.index.merge(survivor, merged, reason=reason, operator=operator)
         self._mw.hooks.hcm_empi_residents_merged(
-            survivor=to_model(self.index.get(survivor)),
-            merged=to_model(self.index.get(merged, follow_merges=False)),
+            survivor=self.index.get(survivor),
+            merged=self.index.get(merged, follow_merges=False),
             reason=reason,
         )
         return event
@@ -158,8 +140,8 @@ class Residents:
         """Undo a merge; announced through ``hcm_empi_resident_unmerged``."""
         event = self.index.unmerge(merged, reason=reason, operator=operator)
         self._mw.hooks.hcm_empi_resident_unmerged(
-            survivor=to_model(self.index.get(event.survivor_id)),
-            restored=to_model(self.index.get(merged)),
+            survivor=self.index.get(event.survivor_id),
+            restored=self.index.get(merged),
             reason=reason,
         )
         return event

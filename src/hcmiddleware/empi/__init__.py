@@ -19,15 +19,9 @@ from hcmiddleware.empi.identity import ChildNumber, IdNumber, Sex, parse_identit
 from hcmiddleware.empi.index import ResidentIndex
 from hcmiddleware.empi.matching import Thresholds
 from hcmiddleware.empi.protection import ProtectionSettings, Protector
-from hcmiddleware.empi.records import (
-    Candidate,
-    Enrolment,
-    Identifier,
-    MergeEvent,
-    Resident,
-    ReviewItem,
-)
+from hcmiddleware.empi.records import Candidate, Enrolment, MergeEvent, ReviewItem
 from hcmiddleware.empi.schema import IdentifierKind
+from hcmiddleware.models import Identifier, Resident, ResidentStatus
 
 __all__ = [
     "Candidate",
@@ -41,6 +35,7 @@ __all__ = [
     "Protector",
     "Resident",
     "ResidentIndex",
+    "ResidentStatus",
     "ReviewItem",
     "Sex",
     "Thresholds",

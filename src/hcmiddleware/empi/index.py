@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hcmiddleware import storage
 from hcmiddleware.empi.blocking import blocking_keys, probe_keys
-from hcmiddleware.empi.identity import ChildNumber, IdNumber, Sex, parse_identity
+from hcmiddleware.empi.identity import ChildNumber, IdNumber, parse_identity
 from hcmiddleware.empi.matching import Decision, MatchModel, Thresholds
 from hcmiddleware.empi.normalize import (
     normalize_address,
@@ -41,9 +41,7 @@ from hcmiddleware.empi.records import (
     Candidate,
     DuplicatePair,
     Enrolment,
-    Identifier,
     MergeEvent,
-    Resident,
     ReviewItem,
 )
 from hcmiddleware.empi.regions import check_id_region
@@ -66,6 +64,7 @@ from hcmiddleware.empi.store import (
     DirectStore,
     RowCodec,
     aware,
+    id_number_of,
     now_for,
 )
 from hcmiddleware.errors import (
@@ -74,6 +73,7 @@ from hcmiddleware.errors import (
     MergeError,
     ResidentIndexError,
 )
+from hcmiddleware.models import Identifier, Resident, Sex
 
 __all__ = ["SCOPES", "PreparedRecord", "ResidentIndex"]
 
@@ -179,18 +179,20 @@ class ResidentIndex:
             )
 
     def lookup(
-        self, kind: IdentifierKind | str, value: str, *, issuer: str = ""
+        self, kind: IdentifierKind | str, value: str, *, assigner: str | None = None
     ) -> Resident | None:
         """Exact lookup by an identifier; ``None`` when no resident holds it.
 
-        The value and the issuer's code are normalised first (full-width, spaces, dashes,
+        ``assigner`` names the hospital or index that assigned a hospital patient ID or
+        a regional index ID (the other kinds have none). The value and the assigner's
+        code are normalised first (full-width, spaces, dashes,
         ``x``; a 15-digit ID number is converted), so it is found however it was typed.
         An invalid ID number raises :class:`~hcmiddleware.errors.IdentityError` rather
         than finding nothing.
         """
         kind = IdentifierKind(kind)
         bidx = self._ident_bidx(kind, self._canonical(kind, value))
-        issuer = normalize_code(issuer)
+        issuer = normalize_code(assigner or "")
         with self._engine.connect() as conn:
             resident_id = conn.scalar(
                 Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx}
@@ -281,7 +283,7 @@ class ResidentIndex:
             if raw is not None and normalize_code(raw):
                 wanted.append((kind, "", normalize_code(raw)))
         for ident in identifiers:
-            issuer = normalize_code(ident.issuer)
+            issuer = normalize_code(ident.assigner or "")
             if ident.kind in _ISSUED and not issuer:
                 raise IdentityError(
                     f"a {ident.kind.value} needs the code of its issuer", field=ident.kind.value
@@ -443,9 +445,10 @@ class ResidentIndex:
             and not self._id_conflict(top.resident, probe)
             and _CORROBORATING & set(top.agreements)
         ):
-            self._attach(store, top.resident.id, bidxs, set(), source, record_id, demographics)
+            found_id = top.resident.resident_id
+            self._attach(store, found_id, bidxs, set(), source, record_id, demographics)
             return Enrolment(
-                resident=store.resident(top.resident.id),
+                resident=store.resident(found_id),
                 created=False,
                 linked_by_demographics=top.probability,
                 warnings=warnings,
@@ -463,11 +466,12 @@ class ResidentIndex:
         now = store.now
         rows, added = self._identifier_rows(now, resident_id, bidxs, set())
         resident = Resident(
-            id=resident_id,
+            resident_id=resident_id,
             status=ResidentStatus.ACTIVE,
             name=demographics["name"],
             sex=Sex(demographics["sex"]),
             birth_date=probe["birth_date"],
+            id_number=id_number_of(added),
             phone=demographics["phone"],
             address=demographics["address"],
             region_code=demographics["region_code"],
@@ -494,7 +498,7 @@ class ResidentIndex:
         review_rows = [
             {
                 "resident_id": resident_id,
-                "candidate_id": cand.resident.id,
+                "candidate_id": cand.resident.resident_id,
                 "score": cand.probability,
                 "reason": "; ".join(cand.agreements) or "demographics",
                 "status": ReviewStatus.OPEN.value,
@@ -560,7 +564,7 @@ class ResidentIndex:
                     "created_at": now,
                 }
             )
-            added.append(Identifier(kind=kind, value=value, issuer=issuer))
+            added.append(Identifier(kind=kind, value=value, assigner=issuer or None))
         return rows, added
 
     def _source_row(
@@ -699,7 +703,7 @@ class ResidentIndex:
             records: dict[str, dict[str, Any]] = {}
             for start in range(0, len(ids), 500):
                 for resident in self._codec.load(conn, ids[start : start + 500]):
-                    records[resident.id] = self._as_record(resident)
+                    records[resident.resident_id] = self._as_record(resident)
         return records
 
     @staticmethod
@@ -797,9 +801,10 @@ class ResidentIndex:
         }
         if given and numbers and given[0] not in numbers:
             raise IdentifierConflictError(
-                f"resident {resident.id} already has another ID number; nothing was written",
+                f"resident {resident.resident_id} already has another ID number;"
+                " nothing was written",
                 kind=IdentifierKind.ID_NUMBER.value,
-                holder=resident.id,
+                holder=resident.resident_id,
                 hint="the card or other identifier given belongs to someone else, or the ID "
                 "number was mistyped: check the identity document",
             )
@@ -882,7 +887,7 @@ class ResidentIndex:
                     store.now, target, [(kind, issuer, canonical, bidx)], set()
                 )
                 store.add_identifiers(target, rows, added)
-        return Identifier(kind=kind, value=canonical, issuer=issuer)
+        return Identifier(kind=kind, value=canonical, assigner=issuer)
 
     def hospital_id(self, resident_id: str, hospital_code: str) -> str | None:
         """The hospital's patient id for the resident (the first one linked), or ``None``."""

@@ -204,9 +204,7 @@ class Journey:
             unknown = NotIdentifiedError(f"no resident holds this {kind.value}", step="identify")
             self._failed("identify", None, unknown)
             raise unknown
-        from hcmiddleware.residents import to_model
-
-        resident = to_model(found)
+        resident = found
         self._audit("identify", resident.resident_id, how=kind.value)
         return Identified(resident=resident, card=None, how=kind.value)
 
