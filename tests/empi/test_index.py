@@ -53,6 +53,19 @@ def test_enrol_derives_and_stores_demographics(index: ResidentIndex) -> None:
     assert "11010519491231002X" not in repr(result)
 
 
+def test_the_index_and_its_types_are_where_importers_find_them() -> None:
+    import hcmiddleware.empi as empi
+    from hcmiddleware.empi import index as index_module
+    from hcmiddleware.empi import records
+
+    assert empi.ResidentIndex is index_module.ResidentIndex is ResidentIndex
+    assert empi.PreparedRecord is index_module.PreparedRecord
+    assert empi.Resident is index_module.Resident is Resident
+    assert empi.Identifier is index_module.Identifier is Identifier
+    assert index_module.Enrolment is records.Enrolment
+    assert not hasattr(records, "Resident") or records.Resident is Resident
+
+
 def test_the_index_gives_the_domain_model_the_hooks_carry(index: ResidentIndex) -> None:
     enrolled = index.enrol(**ZHANG).resident
     index.link_hospital_id(enrolled.resident_id, "H4401", "0000123")

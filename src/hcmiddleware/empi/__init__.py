@@ -16,7 +16,7 @@ See ``docs/empi.md`` for the design (keys, blocking, the model, merges).
 from __future__ import annotations
 
 from hcmiddleware.empi.identity import ChildNumber, IdNumber, Sex, parse_identity
-from hcmiddleware.empi.index import ResidentIndex
+from hcmiddleware.empi.index import PreparedRecord, ResidentIndex
 from hcmiddleware.empi.matching import Thresholds
 from hcmiddleware.empi.protection import ProtectionSettings, Protector
 from hcmiddleware.empi.records import Candidate, Enrolment, MergeEvent, ReviewItem
@@ -31,6 +31,7 @@ __all__ = [
     "Identifier",
     "IdentifierKind",
     "MergeEvent",
+    "PreparedRecord",
     "ProtectionSettings",
     "Protector",
     "Resident",
