@@ -92,8 +92,8 @@ def test_missing_index_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_merge_and_unmerge_are_announced(tmp_path: Path) -> None:
     with make(tmp_path) as mw:
         index = mw.residents.index
-        a = index.enrol(name="陈静", sex=2, id_number="11010519491231002X").resident.id
-        b = index.enrol(name="陈静", sex=2, phone="13800138000").resident.id
+        a = index.enrol(name="陈静", sex=2, id_number="11010519491231002X").resident.resident_id
+        b = index.enrol(name="陈静", sex=2, phone="13800138000").resident.resident_id
         recorder = HookRecorder(mw)
         mw.residents.merge(a, b, reason="same person", operator="clerk-1")
         merged = recorder.last("hcm_empi_residents_merged").kwargs

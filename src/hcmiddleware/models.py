@@ -51,6 +51,7 @@ __all__ = [
     "RegistrationRequest",
     "Report",
     "Resident",
+    "ResidentStatus",
     "Settlement",
     "SettlementRequest",
     "Sex",
@@ -138,8 +139,20 @@ class IdentifierKind(enum.StrEnum):
     REGIONAL_INDEX_ID = "regional_index_id"  # issuer = the regional/national index
 
 
+class ResidentStatus(enum.StrEnum):
+    """An active resident, or one merged into another (kept for unmerge and history)."""
+
+    ACTIVE = "active"
+    MERGED = "merged"
+
+
 class Identifier(DomainModel):
-    """One identifier of a resident; ``assigner`` is the hospital code for patient IDs."""
+    """One identifier of a resident.
+
+    ``assigner`` is the assigning authority (HL7's term): the hospital's code for a
+    hospital patient ID, the index's code for a regional index ID, ``None`` for the
+    identifiers that need none (ID number, card number, e-card ID).
+    """
 
     kind: IdentifierKind
     value: str = Field(repr=False, min_length=1)
@@ -147,9 +160,17 @@ class Identifier(DomainModel):
 
 
 class Resident(DomainModel):
-    """A person in the resident index. ``resident_id`` is the index's own opaque ID."""
+    """A person in the resident index. ``resident_id`` is the index's own opaque ID.
+
+    ``status`` is ``merged`` for a record merged into another (``merged_into``); the
+    index gives such a record only when asked not to follow merges. ``region_code`` is
+    the region of first registration from the ID number; ``created_at`` is when the
+    index enrolled the resident (``None`` for a resident not from the index).
+    """
 
     resident_id: str
+    status: ResidentStatus = ResidentStatus.ACTIVE
+    merged_into: str | None = None
     name: str = Field(repr=False)
     sex: Sex = Sex.UNKNOWN
     birth_date: date | None = Field(None, repr=False)
@@ -157,10 +178,15 @@ class Resident(DomainModel):
     ethnicity: int | None = None
     phone: str | None = Field(None, repr=False)
     address: str | None = Field(None, repr=False)
+    region_code: str | None = Field(None, repr=False)
     identifiers: tuple[Identifier, ...] = ()
+    created_at: datetime | None = None
 
     def identifier(self, kind: IdentifierKind, assigner: str | None = None) -> str | None:
-        """The value of the first identifier of ``kind`` (and ``assigner``), if any."""
+        """The value of the first identifier of ``kind`` (and ``assigner``), if any.
+
+        ``assigner=None`` takes an identifier of that kind from any assigner.
+        """
         for ident in self.identifiers:
             if ident.kind == kind and (assigner is None or ident.assigner == assigner):
                 return ident.value

@@ -1,8 +1,9 @@
 """The resident index in the runtime (``middleware.residents``).
 
-It opens the index on the Middleware's database with the ``[empi]`` keys, turns index
-records into the :class:`~hcmiddleware.models.Resident` the hooks carry, and announces
-enrolments and merges through ``hcm_empi_*`` hooks.
+It opens the index on the Middleware's database with the ``[empi]`` keys and is the one
+way into it: lookups, searches, enrolments, imports and merges, each answered with the
+:class:`~hcmiddleware.models.Resident` the hooks carry, announced through the
+``hcm_empi_*`` hooks and audited, whoever calls (a HIS, the flows, ``hcm empi``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hcmiddleware.errors import ConfigError, HcmError, ResidentIndexError
-from hcmiddleware.models import Identifier, IdentifierKind, Resident, Sex
+from hcmiddleware.models import IdentifierKind, Resident, Sex
 
 if TYPE_CHECKING:
     # the index pulls in numpy and the matching libraries: imported on first use only
@@ -28,30 +29,12 @@ if TYPE_CHECKING:
     from hcmiddleware.empi.index import ResidentIndex
     from hcmiddleware.empi.protection import ProtectionSettings
     from hcmiddleware.empi.records import Candidate, DuplicatePair, Enrolment, MergeEvent
-    from hcmiddleware.empi.records import Resident as IndexResident
     from hcmiddleware.runtime import Middleware
 
-__all__ = ["Residents", "to_model"]
+__all__ = ["Residents"]
 
 log = logging.getLogger("hcmiddleware.residents")
 KEY_FILE = Path("keys") / "empi-keys.json"
-
-
-def to_model(resident: IndexResident) -> Resident:
-    """The index's record as the domain model the hooks and adapters use."""
-    return Resident(
-        resident_id=resident.id,
-        name=resident.name,
-        sex=Sex(int(resident.sex)),
-        birth_date=resident.birth_date,
-        id_number=resident.identifier(IdentifierKind.ID_NUMBER),
-        phone=resident.phone,
-        address=resident.address,
-        identifiers=tuple(
-            Identifier(kind=i.kind, value=i.value, assigner=i.issuer or None)
-            for i in resident.identifiers
-        ),
-    )
 
 
 def _generated_keys(data_dir: Path) -> dict[str, Any]:
@@ -143,7 +126,7 @@ class Residents:
 
         :raises ResidentNotFoundError: no such resident.
         """
-        return to_model(self.index.get(resident_id))
+        return self.index.get(resident_id)
 
     def lookup(
         self, kind: IdentifierKind | str, value: str, *, remote: bool = False
@@ -160,7 +143,7 @@ class Residents:
         kind = IdentifierKind(kind)
         found = self.index.lookup(kind, value)
         if found is not None:
-            return to_model(found)
+            return found
         if not remote or not self._mw.dispatcher.implementers("hcm_empi_remote_lookup"):
             return None
         return self._from_remote(kind, value)
@@ -261,7 +244,7 @@ class Residents:
     # -- enrolling ----------------------------------------------------------------------
 
     def _announce(self, enrolment: Enrolment) -> Resident:
-        resident = to_model(enrolment.resident)
+        resident = enrolment.resident
         if enrolment.created:
             self._mw.hooks.hcm_empi_resident_enrolled(resident=resident)
         return resident
@@ -354,8 +337,8 @@ class Residents:
         """Merge two records of one person; announced through ``hcm_empi_residents_merged``."""
         event = self.index.merge(survivor, merged, reason=reason, operator=operator)
         self._mw.hooks.hcm_empi_residents_merged(
-            survivor=to_model(self.index.get(survivor)),
-            merged=to_model(self.index.get(merged, follow_merges=False)),
+            survivor=self.index.get(survivor),
+            merged=self.index.get(merged, follow_merges=False),
             reason=reason,
         )
         self._mw.audit("empi.merge", actor=operator, subject=survivor, merged=merged)
@@ -365,8 +348,8 @@ class Residents:
         """Undo a merge; announced through ``hcm_empi_resident_unmerged``."""
         event = self.index.unmerge(merged, reason=reason, operator=operator)
         self._mw.hooks.hcm_empi_resident_unmerged(
-            survivor=to_model(self.index.get(event.survivor_id)),
-            restored=to_model(self.index.get(merged)),
+            survivor=self.index.get(event.survivor_id),
+            restored=self.index.get(merged),
             reason=reason,
         )
         self._mw.audit("empi.unmerge", actor=operator, subject=merged, survivor=event.survivor_id)

@@ -58,7 +58,7 @@ def test_batch_that_loses_a_race_is_retried_and_links(
     def prefetch_then_lose_the_race(self: BatchStore, *args: Any, **kwargs: Any) -> None:
         prefetch(self, *args, **kwargs)
         if not raced:  # the kiosk commits Zhang after the batch has looked for her
-            raced.append(other.enrol(**ZHANG, source="kiosk", record_id="k1").resident.id)
+            raced.append(other.enrol(**ZHANG, source="kiosk", record_id="k1").resident.resident_id)
 
     monkeypatch.setattr(BatchStore, "prefetch", prefetch_then_lose_the_race)
     results = index.enrol_batch(batch)
@@ -66,7 +66,7 @@ def test_batch_that_loses_a_race_is_retried_and_links(
     assert all(isinstance(r, Enrolment) for r in results), results
     zhang, li = (r for r in results if isinstance(r, Enrolment))
     assert not zhang.created
-    assert zhang.resident.id == raced[0]
+    assert zhang.resident.resident_id == raced[0]
     assert li.created
     assert _count(engine, "empi_residents") == 2
     assert _count(engine, "empi_source_records") == 3

@@ -65,4 +65,4 @@ def test_search_still_finds_a_duplicate_among_many_born_the_same_day(
     # A homophone and no phone: shares the birth date and the name's sound keys.
     hits = index.search(name="孙莉", sex=Sex.FEMALE, birth_date=born)
     assert hits
-    assert hits[0].resident.id == wanted.id
+    assert hits[0].resident.resident_id == wanted.resident_id

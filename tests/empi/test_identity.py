@@ -27,6 +27,8 @@ from hcmiddleware.errors import (
     IdNumberDateError,
     IdNumberFormatError,
 )
+from hcmiddleware.gb11643 import id_number_valid
+from hcmiddleware.models import Sex as ModelSex
 
 TODAY = dt.date(2026, 1, 1)
 
@@ -70,6 +72,26 @@ regions = st.sampled_from(["110105", "310115", "440305", "510107", "650102", "44
 @given(bodies)
 def test_check_character_agrees_with_the_recursive_formulation(body: str) -> None:
     assert check_character(body) == _iso7064(body)
+
+
+def test_one_sex_enum_for_the_index_and_the_domain_models() -> None:
+    assert Sex is ModelSex
+
+
+@given(bodies)
+def test_id_number_valid_takes_only_the_right_check_character(body: str) -> None:
+    right = _iso7064(body)
+    assert id_number_valid(body + right)
+    assert id_number_valid(body + right.lower())
+    wrong = next(c for c in "0123456789X" if c != right)
+    assert not id_number_valid(body + wrong)
+
+
+def test_id_number_valid_refuses_other_forms() -> None:
+    assert not id_number_valid("11010519491231002")  # 17 characters
+    assert not id_number_valid("110105491231002")  # legacy 15: convert it first
+    assert not id_number_valid("１１０１０５１９４９１２３１００２X")  # full-width digits
+    assert not id_number_valid("1101051949123100XX")
 
 
 @st.composite

@@ -55,7 +55,7 @@ def test_import_keeps_good_rows_and_reports_bad_ones(index: ResidentIndex, tmp_p
     # Messages name the fault, never the value.
     assert all("110105" not in b.message and "孙八" not in b.message for b in report.bad_rows)
     assert index.lookup("id_number", "11010519491231002X") is not None
-    assert index.source_records(index.lookup("card_number", "C1").id) == [("his", "R1")]  # type: ignore[union-attr]
+    assert index.source_records(index.lookup("card_number", "C1").resident_id) == [("his", "R1")]  # type: ignore[union-attr]
 
 
 def test_import_resumes_and_never_imports_twice(index: ResidentIndex, tmp_path: Path) -> None:
@@ -251,13 +251,13 @@ def test_conflicts_and_duplicates_inside_one_batch(index: ResidentIndex, tmp_pat
     assert [(b.line, b.record_id, b.field) for b in report.bad_rows] == [(4, "R3", "id_number")]
     zhang = index.lookup("card_number", "C1")
     assert zhang is not None
-    assert index.source_records(zhang.id) == [("his", "R1"), ("his", "R2")]
+    assert index.source_records(zhang.resident_id) == [("his", "R1"), ("his", "R2")]
     assert index.lookup("id_number", "440524188001010014") is None
     wang = index.lookup("card_number", "C4")
     assert wang is not None
-    assert index.source_records(wang.id) == [("his", "R4"), ("his", "R5")]
+    assert index.source_records(wang.resident_id) == [("his", "R4"), ("his", "R5")]
     (review,) = index.reviews()
-    assert review.candidate_id == wang.id
+    assert review.candidate_id == wang.resident_id
     assert index.source_records(review.resident_id) == [("his", "R6")]
     assert index.count() == 3
 

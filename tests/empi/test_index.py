@@ -11,7 +11,6 @@ from sqlalchemy.engine import Engine
 from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.index import ResidentIndex
 from hcmiddleware.empi.protection import Protector
-from hcmiddleware.empi.records import Identifier
 from hcmiddleware.empi.schema import IdentifierKind, ResidentStatus, ReviewStatus
 from hcmiddleware.errors import (
     IdentifierConflictError,
@@ -22,6 +21,7 @@ from hcmiddleware.errors import (
     ResidentIndexError,
     ResidentNotFoundError,
 )
+from hcmiddleware.models import Identifier, Resident
 
 ZHANG = {
     "name": "张秀英",
@@ -48,9 +48,44 @@ def test_enrol_derives_and_stores_demographics(index: ResidentIndex) -> None:
     assert resident.region_code == "110105"
     assert resident.identifier(IdentifierKind.ID_NUMBER) == "11010519491231002X"
     assert resident.identifier(IdentifierKind.CARD_NUMBER) == "H11010500000001"
-    assert index.source_records(resident.id) == [("his", "P001")]
+    assert index.source_records(resident.resident_id) == [("his", "P001")]
     assert "张秀英" not in repr(resident)
     assert "11010519491231002X" not in repr(result)
+
+
+def test_the_index_and_its_types_are_where_importers_find_them() -> None:
+    import hcmiddleware.empi as empi
+    from hcmiddleware.empi import index as index_module
+    from hcmiddleware.empi import records
+
+    assert empi.ResidentIndex is index_module.ResidentIndex is ResidentIndex
+    assert empi.PreparedRecord is index_module.PreparedRecord
+    assert empi.Resident is index_module.Resident is Resident
+    assert empi.Identifier is index_module.Identifier is Identifier
+    assert index_module.Enrolment is records.Enrolment
+    assert not hasattr(records, "Resident") or records.Resident is Resident
+
+
+def test_the_index_gives_the_domain_model_the_hooks_carry(index: ResidentIndex) -> None:
+    enrolled = index.enrol(**ZHANG).resident
+    index.link_hospital_id(enrolled.resident_id, "H4401", "0000123")
+    for resident in (enrolled, index.get(enrolled.resident_id)):
+        assert type(resident) is Resident
+        assert resident.status is ResidentStatus.ACTIVE
+        assert resident.merged_into is None
+        assert resident.id_number == "11010519491231002X"
+        assert resident.created_at is not None
+        assert resident.created_at.tzinfo is not None
+    stored = index.get(enrolled.resident_id)
+    assert stored == stored.model_validate(stored.model_dump())  # valid as constructed
+    # Identifiers that need no assigner have none; a hospital's ID names its hospital.
+    assert {(i.kind, i.assigner) for i in stored.identifiers} == {
+        (IdentifierKind.ID_NUMBER, None),
+        (IdentifierKind.CARD_NUMBER, None),
+        (IdentifierKind.HOSPITAL_PATIENT_ID, "H4401"),
+    }
+    assert stored.identifier(IdentifierKind.HOSPITAL_PATIENT_ID) == "0000123"
+    assert stored.identifier(IdentifierKind.HOSPITAL_PATIENT_ID, "H4402") is None
 
 
 def test_enrol_twice_returns_the_same_resident(index: ResidentIndex, engine: Engine) -> None:
@@ -66,24 +101,24 @@ def test_enrol_twice_returns_the_same_resident(index: ResidentIndex, engine: Eng
     )
     assert not again.created
     assert again.matched_on is IdentifierKind.ID_NUMBER
-    assert again.resident.id == first.resident.id
+    assert again.resident.resident_id == first.resident.resident_id
     assert again.resident.identifier(IdentifierKind.ECARD_ID) == "E0001"
     assert _rows(engine, "empi_residents") == 1
     assert index.count() == 1
 
 
 def test_lookup_by_each_identifier(index: ResidentIndex) -> None:
-    rid = index.enrol(**ZHANG, ecard_id="E1").resident.id
+    rid = index.enrol(**ZHANG, ecard_id="E1").resident.resident_id
     assert index.lookup("id_number", "11010519491231002x") is not None
-    assert index.lookup(IdentifierKind.CARD_NUMBER, " h110105 00000001 ").id == rid  # type: ignore[union-attr]
-    assert index.lookup("ecard_id", "E1").id == rid  # type: ignore[union-attr]
+    assert index.lookup(IdentifierKind.CARD_NUMBER, " h110105 00000001 ").resident_id == rid  # type: ignore[union-attr]
+    assert index.lookup("ecard_id", "E1").resident_id == rid  # type: ignore[union-attr]
     assert index.lookup("card_number", "H99") is None
     assert index.lookup("id_number", "440524188001010014") is None
 
 
 def test_legacy_number_finds_the_resident_enrolled_with_18_digits(index: ResidentIndex) -> None:
-    rid = index.enrol(**ZHANG).resident.id
-    assert index.lookup("id_number", "110105491231002").id == rid  # type: ignore[union-attr]
+    rid = index.enrol(**ZHANG).resident.resident_id
+    assert index.lookup("id_number", "110105491231002").resident_id == rid  # type: ignore[union-attr]
 
 
 def test_invalid_lookup_is_an_error_not_a_miss(index: ResidentIndex) -> None:
@@ -118,7 +153,7 @@ def test_identifiers_of_two_residents_are_a_conflict(index: ResidentIndex, engin
         index.enrol(
             name="李雷", sex=1, id_number="440524188001010014", card_number="H11010500000001"
         )
-    assert other.resident.id in info.value.holder
+    assert other.resident.resident_id in info.value.holder
     assert _rows(engine, "empi_residents") == 2
     assert _rows(engine, "empi_identifiers") == 4
 
@@ -145,9 +180,9 @@ def test_child_under_a_parents_number(index: ResidentIndex) -> None:
     boy_twin = index.enrol(
         name="张小明", sex=1, id_number="11010519491231002XZ", birth_date=dt.date(2025, 3, 1)
     )
-    assert len({mother.id, girl.resident.id, boy_twin.resident.id}) == 3
+    assert len({mother.resident_id, girl.resident.resident_id, boy_twin.resident.resident_id}) == 3
     assert girl.resident.birth_date == dt.date(2025, 3, 1)
-    assert index.lookup("id_number", "11010519491231002XN").id == girl.resident.id  # type: ignore[union-attr]
+    assert index.lookup("id_number", "11010519491231002XN").resident_id == girl.resident.resident_id  # type: ignore[union-attr]
     with pytest.raises(IdentityMismatchError):
         index.enrol(name="张小花", sex=1, id_number="11010519491231002Xn2")
 
@@ -158,10 +193,13 @@ def test_same_name_and_birth_date_without_identifier_goes_to_review(index: Resid
     assert second.created
     assert len(second.reviews) == 1
     (item,) = index.reviews()
-    assert (item.resident_id, item.candidate_id) == (second.resident.id, first.resident.id)
+    assert (item.resident_id, item.candidate_id) == (
+        second.resident.resident_id,
+        first.resident.resident_id,
+    )
     decided = index.decide_review(item.id, same_person=True, operator="clerk01")
     assert decided.status is ReviewStatus.MERGED
-    assert index.lookup("card_number", "C9").id == first.resident.id  # type: ignore[union-attr]
+    assert index.lookup("card_number", "C9").resident_id == first.resident.resident_id  # type: ignore[union-attr]
     assert index.reviews() == []
     with pytest.raises(MergeError):
         index.decide_review(item.id, same_person=False, operator="clerk01")
@@ -177,24 +215,24 @@ def test_review_can_be_closed_as_distinct(index: ResidentIndex) -> None:
 
 
 def test_hospital_patient_ids(index: ResidentIndex) -> None:
-    rid = index.enrol(**ZHANG).resident.id
+    rid = index.enrol(**ZHANG).resident.resident_id
     assert index.hospital_id(rid, "H4401") is None
     index.link_hospital_id(rid, "H4401", "0000123")
     index.link_hospital_id(rid, "h4401", "0000123")  # idempotent
     index.link_hospital_id(rid, "H4402", "A-77")
     assert index.hospital_id(rid, "H4401") == "0000123"
     assert index.hospital_id(rid, "H4402") == "A77"
-    found = index.lookup("hospital_patient_id", "0000123", issuer=" h4401 ")
+    found = index.lookup("hospital_patient_id", "0000123", assigner=" h4401 ")
     assert found is not None
-    assert found.id == rid
-    assert index.lookup("hospital_patient_id", "0000123", issuer="H4402") is None
-    other = index.enrol(name="李雷", sex=1, id_number="440524188001010014").resident.id
+    assert found.resident_id == rid
+    assert index.lookup("hospital_patient_id", "0000123", assigner="H4402") is None
+    other = index.enrol(name="李雷", sex=1, id_number="440524188001010014").resident.resident_id
     with pytest.raises(IdentifierConflictError):
         index.link_hospital_id(other, "H4401", "0000123")
     index.link_regional_id(rid, "RHIN-440", "R1")
-    # Issuer codes are normalised like the values: however typed, the same issuer.
-    assert index.lookup("regional_index_id", "R1", issuer="rhin-440").id == rid  # type: ignore[union-attr]
-    assert index.lookup("regional_index_id", "R1", issuer="RHIN441") is None
+    # Assigner codes are normalised like the values: however typed, the same assigner.
+    assert index.lookup("regional_index_id", "R1", assigner="rhin-440").resident_id == rid  # type: ignore[union-attr]
+    assert index.lookup("regional_index_id", "R1", assigner="RHIN441") is None
     with pytest.raises(IdentityError):
         index.link_hospital_id(rid, " ", "1")
 
@@ -209,18 +247,18 @@ def test_issued_identifiers_need_their_issuer(index: ResidentIndex) -> None:
 
 
 def test_merge_and_unmerge_with_history(index: ResidentIndex) -> None:
-    a = index.enrol(**ZHANG, source="his", record_id="P1").resident.id
+    a = index.enrol(**ZHANG, source="his", record_id="P1").resident.resident_id
     b = index.enrol(
         name="张秀英", sex=2, card_number="OLD-CARD", source="his", record_id="P2"
-    ).resident.id
+    ).resident.resident_id
     index.link_hospital_id(b, "H1", "77")
 
     event = index.merge(a, b, reason="same person, paper card", operator="clerk01")
     assert event.moved_identifiers == 2
     assert event.moved_source_records == 1
-    assert index.lookup("card_number", "OLD-CARD").id == a  # type: ignore[union-attr]
+    assert index.lookup("card_number", "OLD-CARD").resident_id == a  # type: ignore[union-attr]
     assert index.hospital_id(a, "H1") == "77"
-    assert index.get(b).id == a
+    assert index.get(b).resident_id == a
     merged = index.get(b, follow_merges=False)
     assert merged.status is ResidentStatus.MERGED
     assert merged.merged_into == a
@@ -237,7 +275,7 @@ def test_merge_and_unmerge_with_history(index: ResidentIndex) -> None:
     index.link_hospital_id(a, "H2", "88")  # gained after the merge: stays with a
     undo = index.unmerge(b, reason="different people after all", operator="lead02")
     assert undo.undoes == event.id
-    assert index.lookup("card_number", "OLD-CARD").id == b  # type: ignore[union-attr]
+    assert index.lookup("card_number", "OLD-CARD").resident_id == b  # type: ignore[union-attr]
     assert index.hospital_id(b, "H1") == "77"
     assert index.hospital_id(a, "H2") == "88"
     assert index.source_records(b) == [("his", "P2")]
@@ -265,9 +303,9 @@ def test_unknown_resident(index: ResidentIndex) -> None:
 def test_index_reopens_with_the_same_keys(
     index: ResidentIndex, engine: Engine, keys: dict[str, bytes]
 ) -> None:
-    rid = index.enrol(**ZHANG).resident.id
+    rid = index.enrol(**ZHANG).resident.resident_id
     reopened = ResidentIndex(engine, Protector({"2026a": keys["2026a"]}, "2026a", keys["index"]))
-    assert reopened.lookup("id_number", ZHANG["id_number"]).id == rid  # type: ignore[union-attr]
+    assert reopened.lookup("id_number", ZHANG["id_number"]).resident_id == rid  # type: ignore[union-attr]
     assert reopened.get(rid).name == "张秀英"
 
 
@@ -299,7 +337,7 @@ def test_concurrent_enrolments_of_one_person_make_one_resident(
         try:
             for _ in range(5):
                 e = index.enrol(**ZHANG, source=f"kiosk{n}", record_id=f"{n}")
-                results.append(e.resident.id)
+                results.append(e.resident.resident_id)
         except BaseException as exc:  # collected and failed on below
             errors.append(exc)
 

@@ -20,7 +20,7 @@ def _seed(index: ResidentIndex) -> str:
         id_number="11010519491231002X",
         phone="13800138000",
         address="北京市朝阳区建国路1号",
-    ).resident.id
+    ).resident.resident_id
     index.enrol(name="李娜", sex=2, birth_date=dt.date(1980, 1, 1), phone="13900000000")
     index.enrol(name="张秀兰", sex=2, birth_date=dt.date(1960, 2, 2))
     return rid
@@ -29,16 +29,16 @@ def _seed(index: ResidentIndex) -> str:
 def test_search_finds_the_resident_despite_errors(index: ResidentIndex) -> None:
     rid = _seed(index)
     found = index.search(name="張秀英", sex=2, birth_date=dt.date(1949, 12, 31))
-    assert found[0].resident.id == rid
+    assert found[0].resident.resident_id == rid
     assert "name: same" in found[0].agreements
     assert "birth_date: same" in found[0].agreements
     # Homophone and swapped day/month, plus the phone: still first.
     found = index.search(name="张秀嬴", birth_date=dt.date(1949, 12, 31), phone="13800138000")
-    assert found[0].resident.id == rid
+    assert found[0].resident.resident_id == rid
     assert found[0].decision == Decision.LINK
     # A mistyped day alone is too weak to propose, but the resident still ranks first.
     found = index.search(name="张秀英", birth_date=dt.date(1949, 12, 13), include_new=True)
-    assert found[0].resident.id == rid
+    assert found[0].resident.resident_id == rid
     assert "birth_date: one part" in found[0].agreements
 
 
@@ -55,16 +55,16 @@ def test_enrol_links_on_corroborated_demographics(index: ResidentIndex) -> None:
         name="張秀英", sex=2, birth_date=BORN, phone="13800138000", card_number="NEWCARD"
     )
     assert not again.created
-    assert again.resident.id == rid
+    assert again.resident.resident_id == rid
     assert again.linked_by_demographics is not None
-    assert index.lookup("card_number", "NEWCARD").id == rid  # type: ignore[union-attr]
+    assert index.lookup("card_number", "NEWCARD").resident_id == rid  # type: ignore[union-attr]
 
 
 def test_enrol_never_links_two_different_id_numbers(index: ResidentIndex) -> None:
     rid = _seed(index)
     other = index.enrol(name="张秀英", sex=2, id_number="110105194912310089", phone="13800138000")
     assert other.created
-    assert other.resident.id != rid
+    assert other.resident.resident_id != rid
 
 
 def test_enrol_queues_uncorroborated_lookalikes(index: ResidentIndex) -> None:

@@ -235,7 +235,7 @@ def search_command(
         click.echo(
             json.dumps(
                 {
-                    "resident_id": cand.resident.id,
+                    "resident_id": cand.resident.resident_id,
                     "probability": round(cand.probability, 6),
                     "decision": cand.decision,
                     "agreements": list(cand.agreements),

@@ -16,18 +16,12 @@ See ``docs/empi.md`` for the design (keys, blocking, the model, merges).
 from __future__ import annotations
 
 from hcmiddleware.empi.identity import ChildNumber, IdNumber, Sex, parse_identity
-from hcmiddleware.empi.index import ResidentIndex
+from hcmiddleware.empi.index import PreparedRecord, ResidentIndex
 from hcmiddleware.empi.matching import Thresholds
 from hcmiddleware.empi.protection import ProtectionSettings, Protector
-from hcmiddleware.empi.records import (
-    Candidate,
-    Enrolment,
-    Identifier,
-    MergeEvent,
-    Resident,
-    ReviewItem,
-)
+from hcmiddleware.empi.records import Candidate, Enrolment, MergeEvent, ReviewItem
 from hcmiddleware.empi.schema import IdentifierKind
+from hcmiddleware.models import Identifier, Resident, ResidentStatus
 
 __all__ = [
     "Candidate",
@@ -37,10 +31,12 @@ __all__ = [
     "Identifier",
     "IdentifierKind",
     "MergeEvent",
+    "PreparedRecord",
     "ProtectionSettings",
     "Protector",
     "Resident",
     "ResidentIndex",
+    "ResidentStatus",
     "ReviewItem",
     "Sex",
     "Thresholds",

@@ -18,7 +18,6 @@ Values here are personal data: ``repr`` masks them and error messages never cont
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import re
 from dataclasses import dataclass, field
 
@@ -29,6 +28,8 @@ from hcmiddleware.errors import (
     IdNumberDateError,
     IdNumberFormatError,
 )
+from hcmiddleware.gb11643 import check_character
+from hcmiddleware.models import Sex
 
 __all__ = [
     "EARLIEST_BIRTH_DATE",
@@ -47,20 +48,9 @@ __all__ = [
 #: GB 11643's own worked example is born in 1880; nobody alive is older.
 EARLIEST_BIRTH_DATE = dt.date(1880, 1, 1)
 
-_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
-_CHECK_CHARS = "10X98765432"
 _ID18 = re.compile(r"\d{17}[\dX]")
 _ID15 = re.compile(r"\d{15}")
 _CHILD = re.compile(r"(?P<parent>\d{17}[\dX]|\d{15})(?P<letter>[NZ])(?P<order>[2-9])?")
-
-
-class Sex(enum.IntEnum):
-    """Sex as coded by GB/T 2261.1 (the code the card and the HIS use)."""
-
-    UNKNOWN = 0
-    MALE = 1
-    FEMALE = 2
-    UNSPECIFIED = 9
 
 
 def mask(value: str) -> str:
@@ -73,14 +63,6 @@ def mask(value: str) -> str:
 def normalize_id_number(raw: str) -> str:
     """Full-width to half-width, spaces and dashes removed, ``x`` → ``X`` (and ``n``/``z``)."""
     return normalize_code(raw)
-
-
-def check_character(first17: str) -> str:
-    """The ISO 7064 MOD 11-2 check character of the first 17 digits."""
-    if len(first17) != 17 or not first17.isdigit() or not first17.isascii():
-        raise IdNumberFormatError("the body of an ID number must be 17 digits", field="id_number")
-    total = sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True))
-    return _CHECK_CHARS[total % 11]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,60 +1,27 @@
-"""What the resident index returns: pydantic models, with personal fields kept out of reprs."""
+"""What the resident index returns besides residents: enrolments, candidates, merges, reviews.
+
+The residents themselves are :class:`hcmiddleware.models.Resident`, the model the hooks
+and adapters carry, so a resident found in the index goes to a plugin as it is.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from hcmiddleware.empi.identity import Sex
-from hcmiddleware.empi.schema import IdentifierKind, ResidentStatus, ReviewStatus
+from hcmiddleware.empi.schema import IdentifierKind, ReviewStatus
+from hcmiddleware.models import Resident
 
 __all__ = [
     "Candidate",
     "DuplicatePair",
     "Enrolment",
-    "Identifier",
     "MergeEvent",
-    "Resident",
     "ReviewItem",
 ]
 
 _FROZEN = ConfigDict(frozen=True)
-
-
-class Identifier(BaseModel):
-    """An identifier a resident holds; ``issuer`` is the hospital or index that assigned it."""
-
-    model_config = _FROZEN
-
-    kind: IdentifierKind
-    value: str = Field(repr=False)
-    issuer: str = ""
-
-
-class Resident(BaseModel):
-    """One person in the index, decrypted for the caller. Personal fields stay out of repr."""
-
-    model_config = _FROZEN
-
-    id: str
-    status: ResidentStatus
-    merged_into: str | None = None
-    name: str = Field(repr=False)
-    sex: Sex
-    birth_date: dt.date | None = Field(default=None, repr=False)
-    phone: str | None = Field(default=None, repr=False)
-    address: str | None = Field(default=None, repr=False)
-    region_code: str | None = Field(default=None, repr=False)
-    identifiers: tuple[Identifier, ...] = Field(default=(), repr=False)
-    created_at: dt.datetime
-
-    def identifier(self, kind: IdentifierKind, issuer: str = "") -> str | None:
-        """The value of the first identifier of ``kind`` (from ``issuer``), if any."""
-        for ident in self.identifiers:
-            if ident.kind == kind and ident.issuer == issuer:
-                return ident.value
-        return None
 
 
 class Enrolment(BaseModel):

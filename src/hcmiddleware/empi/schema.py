@@ -20,7 +20,7 @@ import os
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hcmiddleware.models import IdentifierKind
+from hcmiddleware.models import IdentifierKind, ResidentStatus
 from hcmiddleware.storage import Base
 
 __all__ = [
@@ -72,13 +72,6 @@ def new_id() -> str:
 def utcnow() -> dt.datetime:
     """Now, timezone-aware UTC (stored as such on PostgreSQL, as naive UTC on SQLite)."""
     return dt.datetime.now(dt.UTC)
-
-
-class ResidentStatus(enum.StrEnum):
-    """An active resident, or one merged into another (kept for unmerge and history)."""
-
-    ACTIVE = "active"
-    MERGED = "merged"
 
 
 class ReviewStatus(enum.StrEnum):

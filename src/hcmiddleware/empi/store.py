@@ -1,11 +1,12 @@
 """How the index's rows are read and written: statements, decryption, units of work.
 
-:class:`RowCodec` turns rows into :class:`~hcmiddleware.empi.records.Resident` models
-(decrypting them) and seals values for a cell. Enrolment talks to a *store*:
-:class:`DirectStore` reads and writes at once (one enrolment, one transaction);
-:class:`BatchStore` reads what a whole batch needs in a few queries up front, answers
-from memory (including what the batch itself added) and writes everything with one
-``executemany`` per table at :meth:`BatchStore.flush` — the bulk-import path.
+:class:`RowCodec` turns rows into :class:`~hcmiddleware.models.Resident` models
+(decrypting them; an identifier's stored issuer ``""`` becomes ``assigner=None``) and
+seals values for a cell. Enrolment talks to a *store*: :class:`DirectStore` reads and
+writes at once (one enrolment, one transaction); :class:`BatchStore` reads what a whole
+batch needs in a few queries up front, answers from memory (including what the batch
+itself added) and writes everything with one ``executemany`` per table at
+:meth:`BatchStore.flush` — the bulk-import path.
 """
 
 from __future__ import annotations
@@ -22,9 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from hcmiddleware.empi.blocking import choose_candidates
-from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.protection import Protector
-from hcmiddleware.empi.records import Identifier, Resident
 from hcmiddleware.empi.schema import (
     Blob,
     BlockingKeyRow,
@@ -39,6 +38,7 @@ from hcmiddleware.empi.schema import (
     utcnow,
 )
 from hcmiddleware.errors import ResidentIndexError, ResidentNotFoundError
+from hcmiddleware.models import Identifier, Resident, Sex
 
 __all__ = [
     "BLOCKS",
@@ -245,6 +245,11 @@ def naive_utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
+def id_number_of(identifiers: Iterable[Identifier]) -> str | None:
+    """The first ID number among the identifiers (a model's ``id_number``), if any."""
+    return next((i.value for i in identifiers if i.kind is IdentifierKind.ID_NUMBER), None)
+
+
 def now_for(conn: Connection) -> dt.datetime:
     # SQLite has no zoned timestamps: store naive UTC there, aware UTC elsewhere.
     now = utcnow()
@@ -283,7 +288,9 @@ class RowCodec:
             # Rows this index wrote itself: no need to validate them again.
             out[row["resident_id"]].append(
                 Identifier.model_construct(
-                    kind=IdentifierKind(row["kind"]), value=value.decode(), issuer=row["issuer"]
+                    kind=IdentifierKind(row["kind"]),
+                    value=value.decode(),
+                    assigner=row["issuer"] or None,
                 )
             )
         return out
@@ -292,17 +299,20 @@ class RowCodec:
         """A resident row and its identifiers as a decrypted model."""
         data = json.loads(self.open("empi_residents", "data_ct", row["id"], row["data_ct"]))
         born = data.get("birth_date")
+        held = tuple(identifiers)
         return Resident.model_construct(
-            id=row["id"],
+            resident_id=row["id"],
             status=ResidentStatus(row["status"]),
             merged_into=row["merged_into"],
             name=data["name"],
             sex=Sex(data["sex"]),
             birth_date=dt.date.fromisoformat(born) if born else None,
+            id_number=id_number_of(held),
+            ethnicity=None,
             phone=data.get("phone"),
             address=data.get("address"),
             region_code=data.get("region_code"),
-            identifiers=tuple(identifiers),
+            identifiers=held,
             created_at=aware(row["created_at"]),
         )
 
@@ -481,7 +491,7 @@ class BatchStore(DirectStore):
         ids = sorted(wanted_ids)
         for start in range(0, len(ids), _CHUNK):
             for resident in self.codec.load(conn, ids[start : start + _CHUNK]):
-                self._residents[resident.id] = resident
+                self._residents[resident.resident_id] = resident
 
     def holders(self, keys: Sequence[tuple[str, str, bytes]]) -> dict[tuple[str, str, bytes], str]:
         """Holders from the prefetch and from this batch."""
@@ -508,10 +518,10 @@ class BatchStore(DirectStore):
     ) -> None:
         """Queue a new resident; later rows of the batch already see it."""
         self._pending["residents"].append(row)
-        self._residents[resident.id] = resident
+        self._residents[resident.resident_id] = resident
         for key in blocks:
-            self._pending["blocks"].append({"resident_id": resident.id, "key_bidx": key})
-            self._members.setdefault(key, []).append(resident.id)
+            self._pending["blocks"].append({"resident_id": resident.resident_id, "key_bidx": key})
+            self._members.setdefault(key, []).append(resident.resident_id)
 
     def add_identifiers(
         self, resident_id: str, rows: list[dict[str, Any]], added: list[Identifier]
@@ -521,8 +531,9 @@ class BatchStore(DirectStore):
         for row in rows:
             self._holders[(row["kind"], row["issuer"], row["value_bidx"])] = resident_id
         resident = self.resident(resident_id)
+        held = (*resident.identifiers, *added)
         self._residents[resident_id] = resident.model_copy(
-            update={"identifiers": (*resident.identifiers, *added)}
+            update={"identifiers": held, "id_number": id_number_of(held)}
         )
 
     def add_source(self, row: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from hcmiddleware.errors import (
     PaymentDeclinedError,
 )
 from hcmiddleware.flows.journey import request_key
+from hcmiddleware.gb11643 import id_number_valid
 from hcmiddleware.journal import Journal, Movement
 from hcmiddleware.models import BankBinding, Charge, MoneyKind, PaymentStatus
 from hcmiddleware.typed import ask_one
@@ -38,17 +39,6 @@ __all__ = [
     "unbind_bank_card",
 ]
 
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_CHECK = "10X98765432"
-
-
-def _id_number_valid(value: str) -> bool:
-    """GB 11643: 17 digits and a check character (ISO 7064 MOD 11-2)."""
-    if len(value) != 18 or not value[:17].isdigit():
-        return False
-    total = sum(int(d) * w for d, w in zip(value[:17], _WEIGHTS, strict=True))
-    return _CHECK[total % 11] == value[17].upper()
-
 
 def check_identity_document(holder_id_number: str, presented_id_number: str) -> None:
     """Refuse unless the document shown is valid and is the card holder's own.
@@ -56,7 +46,7 @@ def check_identity_document(holder_id_number: str, presented_id_number: str) -> 
     Raises :class:`~hcmiddleware.errors.IdentityDocumentError`; the numbers are never
     put in the message.
     """
-    if not _id_number_valid(presented_id_number):
+    if not id_number_valid(presented_id_number):
         raise IdentityDocumentError("the identity document number is not valid")
     if presented_id_number.upper() != holder_id_number.upper():
         raise IdentityDocumentError("the identity document is not the card holder's")

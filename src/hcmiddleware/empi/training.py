@@ -1,0 +1,90 @@
+"""Training the match model on the index itself (EM, no labels needed).
+
+The pairs it learns from are those sharing a blocking key among a sample of active
+residents; :mod:`hcmiddleware.empi.duplicates` compares the same pairs to find
+residents that look like one person.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from hcmiddleware import storage
+from hcmiddleware.empi.blocking import probe_keys
+from hcmiddleware.empi.matching import MatchModel
+from hcmiddleware.empi.schema import ResidentStatus
+from hcmiddleware.empi.search import Search
+from hcmiddleware.empi.store import MODELS, RESIDENTS, now_for
+
+__all__ = ["Training"]
+
+
+class Training(Search):
+    """Learning the model's weights, and the pairs of active residents it compares."""
+
+    def _active_records(
+        self, *, max_residents: int | None = None, seed: int = 1
+    ) -> dict[str, dict[str, Any]]:
+        import random
+
+        with self._engine.connect() as conn:
+            ids = list(
+                conn.scalars(
+                    sa.select(RESIDENTS.c.id)
+                    .where(RESIDENTS.c.status == ResidentStatus.ACTIVE.value)
+                    .order_by(RESIDENTS.c.id)
+                )
+            )
+            if max_residents is not None and len(ids) > max_residents:
+                random.Random(seed).shuffle(ids)
+                ids = ids[:max_residents]
+            records: dict[str, dict[str, Any]] = {}
+            for start in range(0, len(ids), 500):
+                for resident in self._codec.load(conn, ids[start : start + 500]):
+                    records[resident.resident_id] = self._as_record(resident)
+        return records
+
+    @staticmethod
+    def _pairs_within(
+        records: dict[str, dict[str, Any]], *, max_block: int
+    ) -> list[tuple[str, str]]:
+        blocks: dict[str, list[str]] = {}
+        for rid, record in records.items():
+            for key in probe_keys(record):
+                blocks.setdefault(key, []).append(rid)
+        pairs: set[tuple[str, str]] = set()
+        for members in blocks.values():
+            if len(members) > max_block:
+                continue  # a huge block (a common name alone) costs much and says little
+            for i, a in enumerate(members):
+                for b in members[i + 1 :]:
+                    pairs.add((a, b) if a < b else (b, a))
+        return sorted(pairs)
+
+    def train_model(self, *, max_residents: int = 20000, seed: int = 1) -> int:
+        """Learn the model's m/u weights and prior from the index itself (EM, no labels).
+
+        Compares, within each shared blocking key, up to ``max_residents`` residents
+        (a random sample), trains, stores the parameters and uses them from now on.
+        Returns the number of pairs it learnt from.
+        """
+        records = self._active_records(max_residents=max_residents, seed=seed)
+        pairs = self._pairs_within(records, max_block=200)
+        if not pairs:
+            return 0
+        gammas = np.array(
+            [self._model.levels(records[a], records[b]) for a, b in pairs], dtype=np.int16
+        )
+        model = MatchModel(self._model.comparisons, thresholds=self._model.thresholds)
+        model.train(gammas)
+        with storage.begin_write(self._engine) as conn:
+            conn.execute(
+                sa.insert(MODELS).values(
+                    params=model.to_json(), pairs=len(pairs), trained_at=now_for(conn)
+                )
+            )
+        self._model = model
+        return len(pairs)
