@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from hcmiddleware.errors import NoHandlerError
 
 if TYPE_CHECKING:
-    from hcmiddleware.card.data import CardRead
+    from hcmiddleware.card.data import CardRead, Issuer
     from hcmiddleware.card.guard import KeyGuard
     from hcmiddleware.card.monitor import CardEvents
     from hcmiddleware.card.session import CardSession
@@ -29,13 +29,17 @@ __all__ = ["Terminal"]
 class Terminal:
     """Card reader and SAM of one Middleware (``middleware.terminal``)."""
 
-    def __init__(self, middleware: Middleware, guard: KeyGuard | None = None) -> None:
+    def __init__(
+        self, middleware: Middleware, guard: KeyGuard | None = None, *, sam: Sam | None = None
+    ) -> None:
         from hcmiddleware.card.guard import PROCESS_GUARD
 
         self._mw = middleware
         #: Keys held back per card, shared by every session (default: the process's).
         self.guard: KeyGuard = PROCESS_GUARD if guard is None else guard
-        self._sam: Sam | None = None
+        #: a SAM given by the caller stays the caller's to close
+        self._sam: Sam | None = sam
+        self._own_sam = sam is None
         self._lock = threading.Lock()
 
     @property
@@ -84,6 +88,33 @@ class Terminal:
         self._mw.hooks.hcm_card_read(reader=reader, card=card)
         return card
 
+    def read_issuer(self, transport: Transport | None = None, *, actor: str = "terminal") -> Issuer:
+        """Read the card's issuer data (DDF1/EF05), which needs no SAM; audited."""
+        from hcmiddleware.card.session import CardSession
+
+        if transport is None:
+            from hcmiddleware.card.pcsc import PcscTransport
+
+            transport = PcscTransport(self._mw.config.readers.user)
+            owned = True
+        else:
+            owned = False
+        reader = str(getattr(transport, "reader", "in-process"))
+        session = CardSession(transport, None, guard=self.guard)
+        try:
+            issuer = session.read_issuer()
+        except Exception as exc:
+            self._mw.audit(
+                "card.read_issuer", actor=actor, outcome="failed", reader=reader,
+                error=type(exc).__name__,
+            )  # fmt: skip
+            raise
+        finally:
+            if owned:
+                transport.close()
+        self._mw.audit("card.read_issuer", actor=actor, reader=reader)
+        return issuer
+
     def watch(self) -> CardEvents:
         """Card events of every PC/SC reader, delivered as hooks; call ``start()``."""
         from hcmiddleware.card.monitor import CardEvents
@@ -97,6 +128,6 @@ class Terminal:
     def close(self) -> None:
         """Close the SAM if one was opened."""
         with self._lock:
-            if self._sam is not None:
+            if self._sam is not None and self._own_sam:
                 self._sam.close()
                 self._sam = None

@@ -71,6 +71,19 @@ def test_read_text_without_sam_shows_issuer_only(emulating: Pcscd, profile: dict
     assert profile["items"]["name"] not in result.output
 
 
+def test_read_uses_the_installations_sam_and_is_audited(
+    emulating: Pcscd, profile: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tmp_path / "hcm.toml"
+    config.write_text(f'[sam]\nkeys = "{KEYS.as_posix()}"\n', encoding="utf-8")
+    caplog.set_level("INFO", logger="hcmiddleware.audit")
+    result = CliRunner().invoke(main, ["--config", str(config), "card", "read", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["cardholder"]["name"] == profile["items"]["name"]
+    audit = [json.loads(r.getMessage()) for r in caplog.records if r.name == "hcmiddleware.audit"]
+    assert [(a["action"], a["actor"], a["outcome"]) for a in audit] == [("card.read", "cli", "ok")]
+
+
 def test_trace_live_and_from_a_log(emulating: Pcscd, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["card", "trace", "--sam-keys", str(KEYS)])
     assert result.exit_code == 0, result.output

@@ -14,10 +14,9 @@ import click
 
 from hcmiddleware.card.data import CardRead, Issuer
 from hcmiddleware.card.transport import TracingTransport, Transport, read_trace
-from hcmiddleware.errors import CardAbsentError, CardDataError, HcmError
+from hcmiddleware.errors import CardAbsentError, CardDataError, HcmError, NoHandlerError
 
 if TYPE_CHECKING:
-    from hcmiddleware.card.session import CardSession
     from hcmiddleware.sam.base import Sam
 
 __all__ = ["card"]
@@ -88,20 +87,6 @@ def _sam_choice(sam_keys: str | None, sam_reader: str | None, sam_pin_env: str) 
     return _SamChoice(sam_keys, sam_reader, sam_pin_env)
 
 
-class _Opened:
-    """A card session and what to close after it (card transport, SAM and its slot)."""
-
-    def __init__(self, session: CardSession, closers: list[Callable[[], None]]) -> None:
-        self.session = session
-        self._closers = closers
-
-    def close(self) -> None:
-        """Close everything opened, the card first, each even if another fails."""
-        for close in self._closers:
-            with contextlib.suppress(HcmError, OSError):
-                close()
-
-
 def _open_sam(choice: _SamChoice) -> tuple[Sam | None, list[Callable[[], None]]]:
     if choice.keys:
         from hcmiddleware.sam.software import SoftwareSam
@@ -142,20 +127,38 @@ def _user_transport(reader: str | None, sam_reader: str | None) -> Transport:
     raise CardAbsentError("no card in any reader but the SAM's")
 
 
-def _open(reader: str | None, choice: _SamChoice, trace: Any) -> _Opened:
-    """Open the SAM first (a wrong PIN stops before the card is touched), then the card."""
-    from hcmiddleware.card.session import CardSession
+def _read_through_terminal(reader: str | None, choice: _SamChoice, trace: Any) -> CardRead | Issuer:
+    """Read the card through a terminal of the installation (audited, announced).
 
+    The SAM is the one named on the command line, else the installation's own
+    (``[sam]``); with neither, only the issuer data is read.
+    """
+    from hcmiddleware.cli.context import open_middleware
+    from hcmiddleware.terminal import Terminal
+
+    mw = open_middleware(click.get_current_context())
     sam, closers = _open_sam(choice)
+    terminal = mw.terminal if sam is None else Terminal(mw, sam=sam)
     try:
+        if sam is None and choice.keys is None and choice.reader is None:
+            try:
+                sam = terminal.sam
+            except NoHandlerError:
+                sam = None  # no SAM anywhere: the issuer data alone
         transport: Transport = _user_transport(reader, choice.reader)
-    except BaseException:
+        if trace is not None:
+            transport = TracingTransport(transport, trace)
+        try:
+            if sam is None:
+                return terminal.read_issuer(transport, actor="cli")
+            return terminal.read(transport, actor="cli")
+        finally:
+            with contextlib.suppress(HcmError, OSError):
+                transport.close()
+    finally:
         for close in closers:
-            close()
-        raise
-    if trace is not None:
-        transport = TracingTransport(transport, trace)
-    return _Opened(CardSession(transport, sam), [transport.close, *closers])
+            with contextlib.suppress(HcmError, OSError):
+                close()
 
 
 @click.group("card")
@@ -185,14 +188,7 @@ def read(
     """
     choice = _sam_choice(sam_keys, sam_reader, sam_pin_env)
     try:
-        opened = _open(reader, choice, trace)
-        session = opened.session
-        try:
-            data: CardRead | Issuer = (
-                session.read_all() if session.sam is not None else session.read_issuer()
-            )
-        finally:
-            opened.close()
+        data = _read_through_terminal(reader, choice, trace)
     except HcmError as exc:
         raise _fail(exc) from None
     if photo and isinstance(data, CardRead):
@@ -330,15 +326,7 @@ def trace(
             atr, entries = read_trace(log)
         else:
             sink = io.StringIO()
-            opened = _open(reader, choice, sink)
-            session = opened.session
-            try:
-                if session.sam is not None:
-                    session.read_all()
-                else:
-                    session.read_issuer()
-            finally:
-                opened.close()
+            _read_through_terminal(reader, choice, sink)
             atr, entries = read_trace(sink.getvalue().splitlines())
     except HcmError as exc:
         raise _fail(exc) from None
