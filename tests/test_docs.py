@@ -128,8 +128,8 @@ def test_the_pages_have_blocks_of_every_kind() -> None:
 # --- python -----------------------------------------------------------------------------
 
 
-def _register_plugins(namespace: dict[str, Any], module: str) -> list[object]:
-    """Load every plugin class the block defined into a Middleware; return the plugins."""
+def _register_plugins(namespace: dict[str, Any], module: str) -> tuple[Middleware, list[object]]:
+    """Load every plugin class the block defined into a Middleware, as pluggy checks them."""
     classes = [
         obj
         for obj in namespace.values()
@@ -138,9 +138,10 @@ def _register_plugins(namespace: dict[str, Any], module: str) -> list[object]:
         and any(name.startswith("hcm_") for name in vars(obj))
     ]
     plugins = [cls() for cls in classes]
+    mw = Middleware(plugins=plugins, start=False)
     if plugins:
-        Middleware(plugins=plugins, start=False).load_plugins()
-    return plugins
+        mw.load_plugins()
+    return mw, plugins
 
 
 def _run(block: Block, namespace: dict[str, Any]) -> None:
@@ -179,11 +180,10 @@ def test_hook_reference_blocks(hook: str, tmp_path: Path, monkeypatch: pytest.Mo
     # the example: a plugin class implementing this hook, accepted by pluggy
     namespace: dict[str, Any] = {"__name__": "docs_hook_example"}
     _run(example, namespace)
-    plugins = _register_plugins(namespace, "docs_hook_example")
+    mw, plugins = _register_plugins(namespace, "docs_hook_example")
     assert plugins, f"{example.where}: the example defines no plugin class"
-    mw = Middleware(plugins=plugins, start=False)
-    mw.load_plugins()
-    assert any(hook in implemented_hooks(mw.pm, p) for p in plugins), example.where
+    implementations = {name for plugin in plugins for name in implemented_hooks(mw.pm, plugin)}
+    assert hook in implementations, f"{example.where}: the example does not implement {hook}"
 
 
 # --- toml -----------------------------------------------------------------------------
