@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from hcmiddleware import Middleware, hookspecs
-from hcmiddleware.hookdoc import hook_signature, render_hooks_markdown
+from hcmiddleware.hookdoc import hook_signature, render_hooks_markdown, to_markdown
 from hcmiddleware.models import (
     Admission,
     AdmissionRequest,
@@ -198,13 +198,28 @@ def test_hook_docstring_is_complete(name: str) -> None:
     assert ":return:" in doc, "say what to return"
     says_first = "First non-None result wins" in doc
     assert says_first == _is_firstresult(name), "say whether the first non-None result wins"
+    assert "Example::" in doc, "show an implementation (docs/hooks.md runs it)"
+    assert re.search(rf"def {name}\(\s*self\b", doc), "the example implements this hook"
+
+
+def test_the_reference_is_plain_markdown() -> None:
+    text = render_hooks_markdown()
+    for role in (":class:", ":meth:", ":func:", ":mod:", ":data:", ":param ", ":return:"):
+        assert role not in text
+    assert not re.search(r"``[^`]", text.replace("```", "")), "a reST literal is left"
+    assert to_markdown("a :class:`~hcmiddleware.errors.PluginCallError` b") == (
+        "a `PluginCallError` b"
+    )
+    assert to_markdown(":class:`hcmiddleware.config.SettingsModel`, ``x``") == (
+        "`hcmiddleware.config.SettingsModel`, `x`"
+    )
 
 
 def test_hook_reference_is_in_step_with_the_code() -> None:
     committed = (ROOT / "docs" / "hooks.md").read_text(encoding="utf-8")
     assert committed == render_hooks_markdown(), "regenerate: hcm plugins hooks > docs/hooks.md"
     for name in hook_names():
-        assert f"\n{hook_signature(name)}\n" in committed
+        assert f"\ndef {hook_signature(name)}: ...\n" in committed
 
 
 def test_every_hook_is_named_in_a_test_outside_this_file() -> None:

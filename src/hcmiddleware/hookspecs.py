@@ -86,6 +86,22 @@ def hcm_add_config(settings: SettingsRegistry) -> None:
         runtime validates the section against it and hands the validated object back
         through ``middleware.plugin_settings("<name>")``.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import Secret, SettingsModel, hookimpl
+
+
+        class Settings(SettingsModel):
+            url: str = "postgresql+psycopg://hcm@his-db/his"
+            password: Secret | None = None  # {env = "..."} or {file = "..."} in the config
+            timeout: float = 5.0
+
+
+        class ViewHis:
+            @hookimpl
+            def hcm_add_config(self, settings) -> None:
+                settings.add("view-his", Settings)
     """
 
 
@@ -99,6 +115,19 @@ def hcm_configure(middleware: Middleware) -> None:
     :param middleware: the running :class:`~hcmiddleware.runtime.Middleware`; the
         plugin's settings are ``middleware.plugin_settings(name)``.
     :return: nothing. Raising stops start-up with a PluginCallError naming the plugin.
+
+    Example::
+
+        import sqlalchemy
+
+        from hcmiddleware import Middleware, hookimpl
+
+
+        class ViewHis:
+            @hookimpl
+            def hcm_configure(self, middleware: Middleware) -> None:
+                settings = middleware.plugin_settings("view-his")
+                self.engine = sqlalchemy.create_engine(settings.url, pool_pre_ping=True)
     """
 
 
@@ -112,6 +141,19 @@ def hcm_unconfigure(middleware: Middleware) -> None:
 
     :param middleware: the closing Middleware.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class ViewHis:
+            engine = None
+
+            @hookimpl
+            def hcm_unconfigure(self) -> None:  # the middleware argument is not needed here
+                if self.engine is not None:  # start-up may have failed before hcm_configure
+                    self.engine.dispose()
     """
 
 
@@ -125,6 +167,31 @@ def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
     :return: a list of :class:`~hcmiddleware.models.CheckResult`, one per thing checked
         (connection to the HIS, certificate validity …); results of all plugins are
         collected.
+
+    Example::
+
+        import sqlalchemy
+
+        from hcmiddleware import Middleware, hookimpl
+        from hcmiddleware.models import CheckResult
+
+
+        class ViewHis:
+            @hookimpl
+            def hcm_doctor_checks(self, middleware: Middleware) -> list[CheckResult]:
+                try:
+                    with self.engine.connect() as conn:
+                        conn.execute(sqlalchemy.text("SELECT 1"))
+                except sqlalchemy.exc.SQLAlchemyError as exc:
+                    return [
+                        CheckResult(
+                            name="HIS database",
+                            ok=False,
+                            detail=type(exc).__name__,
+                            hint="check [plugins.view-his] url and that the HIS database is up",
+                        )
+                    ]
+                return [CheckResult(name="HIS database", ok=True)]
     """
 
 
@@ -140,6 +207,20 @@ def hcm_plugin_failed(plugin: str, hook: str, error: str) -> None:
     :param hook: the hook it failed in.
     :param error: the error's type and message (no traceback, no personal data).
     :return: nothing.
+
+    Example::
+
+        import logging
+
+        from hcmiddleware import hookimpl
+
+        alerts = logging.getLogger("hospital.it.alerts")
+
+
+        class ItAlerts:
+            @hookimpl
+            def hcm_plugin_failed(self, plugin: str, hook: str, error: str) -> None:
+                alerts.error("adapter %s failed in %s: %s", plugin, hook, error)
     """
 
 
@@ -158,6 +239,18 @@ def hcm_card_inserted(reader: str, atr: bytes) -> None:
     :param reader: the PC/SC reader name, e.g. ``"Virtual PCD 00 00"``.
     :param atr: the card's answer-to-reset.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class KioskScreen:
+            screen = "welcome"
+
+            @hookimpl
+            def hcm_card_inserted(self, reader: str, atr: bytes) -> None:
+                self.screen = "reading"  # "please wait, reading your card"
     """
 
 
@@ -169,6 +262,18 @@ def hcm_card_removed(reader: str) -> None:
 
     :param reader: the PC/SC reader name.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class KioskScreen:
+            screen = "welcome"
+
+            @hookimpl
+            def hcm_card_removed(self, reader: str) -> None:
+                self.screen = "welcome"
     """
 
 
@@ -182,6 +287,18 @@ def hcm_card_read(reader: str, card: Any) -> None:
     :param reader: the reader the card was read in.
     :param card: the :class:`hcmiddleware.card.data.CardRead` with everything read.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class KioskScreen:
+            greeting = ""
+
+            @hookimpl
+            def hcm_card_read(self, reader: str, card) -> None:
+                self.greeting = f"您好，{card.cardholder.name}"
     """
 
 
@@ -195,6 +312,28 @@ def hcm_card_blacklist_updates(since: date | None) -> list[BlacklistEntry]:
     :param since: the date of the last successful sync, or ``None`` for a full list.
     :return: a list of :class:`~hcmiddleware.models.BlacklistEntry`; lists of all
         plugins are merged.
+
+    Example::
+
+        from datetime import date, datetime
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import BlacklistEntry
+
+
+        class IssuerBlacklist:
+            @hookimpl
+            def hcm_card_blacklist_updates(self, since: date | None) -> list[BlacklistEntry]:
+                rows = self.issuer.lost_cards(since=since)  # the issuer's feed
+                return [
+                    BlacklistEntry(
+                        card_number=row["card_no"],
+                        reason="lost" if row["type"] == "1" else "cancelled",
+                        listed_at=datetime.fromisoformat(row["time"]),
+                        source="issuer",
+                    )
+                    for row in rows
+                ]
     """
 
 
@@ -214,6 +353,18 @@ def hcm_sam_provider(middleware: Middleware) -> Any:
     :param middleware: the running Middleware (for settings and reader names).
     :return: an object implementing ``hcmiddleware.sam.base.Sam``, or ``None`` to let
         another plugin provide it.
+
+    Example::
+
+        from hcmiddleware import Middleware, hookimpl
+
+
+        class HsmSamProvider:
+            @hookimpl
+            def hcm_sam_provider(self, middleware: Middleware):
+                settings = middleware.plugin_settings("hsm-sam")
+                # HsmSam: the site's own implementation of hcmiddleware.sam.base.Sam
+                return HsmSam(settings.host, settings.slot)
     """
 
 
@@ -231,6 +382,17 @@ def hcm_empi_resident_enrolled(resident: Resident) -> None:
 
     :param resident: the enrolled :class:`~hcmiddleware.models.Resident`.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Resident
+
+
+        class RegionalIndex:
+            @hookimpl
+            def hcm_empi_resident_enrolled(self, resident: Resident) -> None:
+                self.regional.post("/residents", json=resident.model_dump(mode="json"))
     """
 
 
@@ -245,6 +407,22 @@ def hcm_empi_residents_merged(survivor: Resident, merged: Resident, reason: str)
     :param merged: the record folded into it (now inactive).
     :param reason: why, as entered by the operator.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Resident
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_empi_residents_merged(
+                self, survivor: Resident, merged: Resident, reason: str
+            ) -> None:
+                # the HIS's "merge patient" call (HL7 ADT^A40 for an HL7 HIS)
+                self.his.merge_patients(
+                    keep=survivor.resident_id, retire=merged.resident_id, note=reason
+                )
     """
 
 
@@ -258,6 +436,19 @@ def hcm_empi_resident_unmerged(survivor: Resident, restored: Resident, reason: s
     :param restored: the record made active again.
     :param reason: why, as entered by the operator.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Resident
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_empi_resident_unmerged(
+                self, survivor: Resident, restored: Resident, reason: str
+            ) -> None:
+                self.his.unmerge_patients(keep=survivor.resident_id, restore=restored.resident_id)
     """
 
 
@@ -271,6 +462,20 @@ def hcm_empi_remote_lookup(kind: str, value: str) -> list[Resident]:
     :param kind: an :class:`~hcmiddleware.models.IdentifierKind` value.
     :param value: the identifier's value.
     :return: a list of residents found (empty when none).
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import IdentifierKind, Resident
+
+
+        class RegionalIndex:
+            @hookimpl
+            def hcm_empi_remote_lookup(self, kind: str, value: str) -> list[Resident]:
+                if kind != IdentifierKind.ID_NUMBER:
+                    return []  # the regional index is searched by ID number only
+                found = self.regional.get("/residents", params={"id_number": value}).json()
+                return [Resident.model_validate(row) for row in found]
     """
 
 
@@ -289,6 +494,19 @@ def hcm_face_backend(name: str) -> Any:
     :param name: the backend name configured, e.g. ``"face_recognition"``.
     :return: an object implementing ``hcmiddleware.face.backend.FaceBackend`` if this
         plugin provides ``name``, else ``None``.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class ArcFacePlugin:
+            @hookimpl
+            def hcm_face_backend(self, name: str):
+                if name != "arcface":
+                    return None  # another plugin (or the built-in one) provides it
+                # ArcFaceBackend: detect, encode, compare, as hcmiddleware.face.backend.FaceBackend
+                return ArcFaceBackend(model_dir="/opt/hcm/models/arcface")
     """
 
 
@@ -303,6 +521,22 @@ def hcm_face_liveness(image: bytes, context: str) -> LivenessResult | None:
     :param image: the live photo, encoded (JPEG or PNG).
     :param context: where it was taken, e.g. ``"kiosk:K07"``.
     :return: a :class:`~hcmiddleware.models.LivenessResult`, or ``None``.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import LivenessResult
+
+
+        class InfraredLiveness:
+            @hookimpl
+            def hcm_face_liveness(self, image: bytes, context: str) -> LivenessResult | None:
+                if not context.startswith("kiosk:"):
+                    return None  # no opinion: only the kiosks have the infrared camera
+                score = self.camera.liveness_score(image)
+                if score < 0.9:
+                    return LivenessResult(live=False, score=score, reason="print or screen")
+                return LivenessResult(live=True, score=score)
     """
 
 
@@ -317,6 +551,18 @@ def hcm_face_verified(resident_id: str, result: Any) -> None:
     :param result: the ``hcmiddleware.face`` verification result (match, distance,
         threshold, reason).
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class KioskScreen:
+            screen = "welcome"
+
+            @hookimpl
+            def hcm_face_verified(self, resident_id: str, result) -> None:
+                self.screen = "continue" if result.matched else "please see the registration desk"
     """
 
 
@@ -330,6 +576,22 @@ def hcm_face_duplicates_found(resident_id: str, candidates: list[tuple[str, floa
     :param resident_id: the resident being enrolled.
     :param candidates: ``(resident_id, distance)`` pairs under the threshold.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class ReviewQueue:
+            def __init__(self) -> None:
+                self.pending: list[tuple[str, str, float]] = []
+
+            @hookimpl
+            def hcm_face_duplicates_found(
+                self, resident_id: str, candidates: list[tuple[str, float]]
+            ) -> None:
+                for other, distance in candidates:
+                    self.pending.append((resident_id, other, distance))  # for the records office
     """
 
 
@@ -352,6 +614,26 @@ def hcm_his_lookup_patient(resident: Resident, hospital_code: str) -> HospitalPa
     :param hospital_code: this hospital's code (``[middleware] institution_code``).
     :return: the :class:`~hcmiddleware.models.HospitalPatient`, or ``None`` when the
         HIS does not know the resident.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import HospitalPatient, Resident
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_lookup_patient(
+                self, resident: Resident, hospital_code: str
+            ) -> HospitalPatient | None:
+                row = self.his.find_patient(id_number=resident.id_number)
+                if row is None:
+                    return None
+                return HospitalPatient(
+                    hospital_code=hospital_code,
+                    patient_id=row["patient_no"],
+                    resident_id=resident.resident_id,
+                )
     """
 
 
@@ -371,6 +653,32 @@ def hcm_his_register_patient(
     :param hospital_code: this hospital's code.
     :return: the new :class:`~hcmiddleware.models.HospitalPatient` with
         ``created=True`` (or the existing one, ``created=False``).
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import HospitalPatient, Resident
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_register_patient(
+                self, resident: Resident, card, hospital_code: str
+            ) -> HospitalPatient | None:
+                # the HIS answers the existing patient number when it already knows the resident
+                patient_no, created = self.his.find_or_create_patient(
+                    external_id=resident.resident_id,
+                    name=resident.name,
+                    sex=int(resident.sex),
+                    birth_date=resident.birth_date,
+                    id_number=resident.id_number,
+                )
+                return HospitalPatient(
+                    hospital_code=hospital_code,
+                    patient_id=patient_no,
+                    resident_id=resident.resident_id,
+                    created=created,
+                )
     """
 
 
@@ -386,6 +694,36 @@ def hcm_his_register_visit(
     :param patient: the hospital patient.
     :param request: department, doctor, slot (at most one hour), fee.
     :return: the :class:`~hcmiddleware.models.Registration`.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import HospitalPatient, Registration, RegistrationRequest
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_register_visit(
+                self, patient: HospitalPatient, request: RegistrationRequest
+            ) -> Registration | None:
+                row = self.his.register(
+                    patient_no=patient.patient_id,
+                    department=request.department_code,
+                    doctor=request.doctor_code,
+                    start=request.slot_start,
+                    end=request.slot_end,
+                    client_key=request.request_id,  # the HIS registers a repeated key once
+                )
+                return Registration(
+                    registration_id=row["reg_no"],
+                    patient_id=patient.patient_id,
+                    department_code=request.department_code,
+                    doctor_code=request.doctor_code,
+                    slot_start=request.slot_start,
+                    slot_end=request.slot_end,
+                    queue_number=row["queue_no"],
+                    fee=request.fee,
+                )
     """
 
 
@@ -398,6 +736,23 @@ def hcm_his_queue_position(registration: Registration) -> QueuePosition | None:
 
     :param registration: the registration.
     :return: a :class:`~hcmiddleware.models.QueuePosition`.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import QueuePosition, Registration
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_queue_position(self, registration: Registration) -> QueuePosition | None:
+                row = self.his.queue(registration.registration_id)
+                return QueuePosition(
+                    registration_id=registration.registration_id,
+                    queue_number=row["number"],
+                    ahead=row["waiting_before"],
+                    estimated_wait_minutes=row["waiting_before"] * 6,
+                )
     """
 
 
@@ -411,6 +766,31 @@ def hcm_his_list_orders(patient: HospitalPatient, visit_id: str) -> list[Order] 
     :param patient: the hospital patient.
     :param visit_id: the registration or admission ID.
     :return: a list of :class:`~hcmiddleware.models.Order` (empty when none).
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import HospitalPatient, Order
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_list_orders(
+                self, patient: HospitalPatient, visit_id: str
+            ) -> list[Order] | None:
+                return [
+                    Order(
+                        order_id=row["order_no"],
+                        patient_id=patient.patient_id,
+                        visit_id=visit_id,
+                        kind="drug" if row["category"] == "W" else "lab",
+                        code=row["item_code"],
+                        name=row["item_name"],
+                        dose=row["dose"],
+                        route=row["route"],
+                    )
+                    for row in self.his.orders(patient.patient_id, visit_id)
+                ]
     """
 
 
@@ -423,6 +803,34 @@ def hcm_his_list_charges(patient: HospitalPatient, visit_id: str) -> list[Charge
     :param patient: the hospital patient.
     :param visit_id: the registration or admission ID.
     :return: a list of :class:`~hcmiddleware.models.Charge`.
+
+    Example::
+
+        from decimal import Decimal
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Charge, HospitalPatient
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_list_charges(
+                self, patient: HospitalPatient, visit_id: str
+            ) -> list[Charge] | None:
+                return [
+                    Charge(
+                        charge_id=row["fee_no"],
+                        patient_id=patient.patient_id,
+                        visit_id=visit_id,
+                        item_code=row["item_code"],
+                        item_name=row["item_name"],
+                        quantity=Decimal(row["qty"]),
+                        unit_price=Decimal(row["price"]),
+                        amount=Decimal(row["amount"]),
+                        paid=row["state"] == "PAID",
+                    )
+                    for row in self.his.fees(patient.patient_id, visit_id)
+                ]
     """
 
 
@@ -439,6 +847,21 @@ def hcm_his_charges_paid(
     :param charge_ids: the charges settled.
     :param transaction_id: the journal's transaction ID.
     :return: ``True`` when the HIS recorded it.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import HospitalPatient
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_charges_paid(
+                self, patient: HospitalPatient, charge_ids: list[str], transaction_id: str
+            ) -> bool | None:
+                # the transaction ID is the HIS's payment reference: a repeat changes nothing
+                self.his.mark_paid(patient.patient_id, charge_ids, reference=transaction_id)
+                return True
     """
 
 
@@ -451,6 +874,30 @@ def hcm_his_list_reports(patient: HospitalPatient, visit_id: str) -> list[Report
     :param patient: the hospital patient.
     :param visit_id: the registration or admission ID.
     :return: a list of :class:`~hcmiddleware.models.Report`.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import HospitalPatient, Report
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_list_reports(
+                self, patient: HospitalPatient, visit_id: str
+            ) -> list[Report] | None:
+                return [
+                    Report(
+                        report_id=row["report_no"],
+                        patient_id=patient.patient_id,
+                        visit_id=visit_id,
+                        kind="lab",
+                        title=row["title"],
+                        issued_at=row["issued_at"],
+                        status="final" if row["audited"] else "preliminary",
+                    )
+                    for row in self.his.lab_reports(patient.patient_id, visit_id)
+                ]
     """
 
 
@@ -464,6 +911,32 @@ def hcm_his_admit(patient: HospitalPatient, request: AdmissionRequest) -> Admiss
     :param patient: the hospital patient.
     :param request: ward, bed, department, time.
     :return: the :class:`~hcmiddleware.models.Admission`.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Admission, AdmissionRequest, HospitalPatient
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_admit(
+                self, patient: HospitalPatient, request: AdmissionRequest
+            ) -> Admission | None:
+                admission_no = self.his.admit(
+                    patient_no=patient.patient_id,
+                    ward=request.ward,
+                    bed=request.bed,
+                    at=request.admitted_at,
+                    client_key=request.request_id,
+                )
+                return Admission(
+                    admission_id=admission_no,
+                    patient_id=patient.patient_id,
+                    ward=request.ward,
+                    bed=request.bed,
+                    admitted_at=request.admitted_at,
+                )
     """
 
 
@@ -477,6 +950,24 @@ def hcm_his_record_deposit(admission: Admission, deposit: Deposit) -> Admission 
     :param admission: the stay.
     :param deposit: the confirmed deposit.
     :return: the admission with its new deposit balance.
+
+    Example::
+
+        from decimal import Decimal
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Admission, Deposit
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_record_deposit(
+                self, admission: Admission, deposit: Deposit
+            ) -> Admission | None:
+                balance = self.his.add_deposit(
+                    admission.admission_id, deposit.amount, reference=deposit.transaction_id
+                )
+                return admission.model_copy(update={"deposit_balance": Decimal(balance)})
     """
 
 
@@ -488,6 +979,27 @@ def hcm_his_inpatient_bill(admission: Admission) -> Bill | None:
 
     :param admission: the stay.
     :return: the :class:`~hcmiddleware.models.Bill`.
+
+    Example::
+
+        from decimal import Decimal
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Admission, Bill
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_inpatient_bill(self, admission: Admission) -> Bill | None:
+                row = self.his.inpatient_bill(admission.admission_id)
+                total, deposits = Decimal(row["total"]), admission.deposit_balance
+                return Bill(
+                    patient_id=admission.patient_id,
+                    admission_id=admission.admission_id,
+                    total=total,
+                    deposits=deposits,
+                    balance=total - deposits,
+                )
     """
 
 
@@ -500,6 +1012,24 @@ def hcm_his_discharge(admission: Admission, bill: Bill) -> Discharge | None:
     :param admission: the stay.
     :param bill: the settled final bill.
     :return: the :class:`~hcmiddleware.models.Discharge`.
+
+    Example::
+
+        from datetime import UTC, datetime
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Admission, Bill, Discharge
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_discharge(self, admission: Admission, bill: Bill) -> Discharge | None:
+                self.his.discharge(admission.admission_id)
+                return Discharge(
+                    admission_id=admission.admission_id,
+                    discharged_at=datetime.now(UTC),
+                    final_bill=bill,
+                )
     """
 
 
@@ -512,6 +1042,23 @@ def hcm_his_order_executed(execution: OrderExecution) -> bool | None:
 
     :param execution: what was done, by whom, with each check's outcome.
     :return: ``True`` when the HIS recorded it.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import OrderExecution
+
+
+        class SampleHis:
+            @hookimpl
+            def hcm_his_order_executed(self, execution: OrderExecution) -> bool | None:
+                self.his.record_execution(
+                    order_no=execution.order_id,
+                    nurse=execution.executed_by,
+                    at=execution.executed_at,  # with order_no, the key the HIS deduplicates on
+                    checks=execution.checks,
+                )
+                return True
     """
 
 
@@ -531,6 +1078,33 @@ def hcm_bank_bind(card_number: str, bank_card_number: str, id_number: str) -> Ba
     :param bank_card_number: the bank card to bind.
     :param id_number: the holder's ID number, as the bank requires.
     :return: the :class:`~hcmiddleware.models.BankBinding`.
+
+    Example::
+
+        from datetime import UTC, datetime
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.errors import RemoteFaultError
+        from hcmiddleware.models import BankBinding
+
+
+        class CityBank:
+            @hookimpl
+            def hcm_bank_bind(
+                self, card_number: str, bank_card_number: str, id_number: str
+            ) -> BankBinding | None:
+                answer = self.soap.service.BindCard(
+                    healthCardNo=card_number, bankCardNo=bank_card_number, idNo=id_number
+                )
+                if answer.retCode != "0000":
+                    raise RemoteFaultError(
+                        f"the bank refused the binding: {answer.retMsg}", fault_code=answer.retCode
+                    )
+                return BankBinding(
+                    card_number=card_number,
+                    bank_account_masked=f"{bank_card_number[:4]} **** {bank_card_number[-4:]}",
+                    bound_at=datetime.now(UTC),
+                )
     """
 
 
@@ -543,6 +1117,17 @@ def hcm_bank_unbind(card_number: str, id_number: str) -> bool | None:
     :param card_number: the health card number.
     :param id_number: the holder's ID number.
     :return: ``True`` when unbound.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class CityBank:
+            @hookimpl
+            def hcm_bank_unbind(self, card_number: str, id_number: str) -> bool | None:
+                answer = self.soap.service.UnbindCard(healthCardNo=card_number, idNo=id_number)
+                return answer.retCode == "0000"
     """
 
 
@@ -556,6 +1141,32 @@ def hcm_bank_top_up(request: PaymentRequest) -> PaymentResult | None:
 
     :param request: the journalled request (kind ``top_up``).
     :return: the bank's :class:`~hcmiddleware.models.PaymentResult`.
+
+    Example::
+
+        from datetime import UTC, datetime
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import PaymentRequest, PaymentResult, PaymentStatus
+
+
+        class CityBank:
+            @hookimpl
+            def hcm_bank_top_up(self, request: PaymentRequest) -> PaymentResult | None:
+                answer = self.soap.service.TopUp(
+                    serialNo=request.transaction_id,  # the bank answers a repeated serial once
+                    healthCardNo=request.card_number,
+                    amount=str(request.amount),
+                )
+                ok = answer.retCode == "0000"
+                return PaymentResult(
+                    transaction_id=request.transaction_id,
+                    status=PaymentStatus.CONFIRMED if ok else PaymentStatus.FAILED,
+                    bank_reference=answer.bankSerial,
+                    balance_after=answer.balance if ok else None,
+                    completed_at=datetime.now(UTC),
+                    reason=None if ok else answer.retMsg,
+                )
     """
 
 
@@ -567,6 +1178,32 @@ def hcm_bank_pay(request: PaymentRequest) -> PaymentResult | None:
 
     :param request: the journalled request (kind ``pay``).
     :return: the bank's :class:`~hcmiddleware.models.PaymentResult`.
+
+    Example::
+
+        from datetime import UTC, datetime
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import PaymentRequest, PaymentResult, PaymentStatus
+
+
+        class CityBank:
+            @hookimpl
+            def hcm_bank_pay(self, request: PaymentRequest) -> PaymentResult | None:
+                answer = self.soap.service.Pay(
+                    serialNo=request.transaction_id,  # the bank answers a repeated serial once
+                    healthCardNo=request.card_number,
+                    amount=str(request.amount),
+                )
+                ok = answer.retCode == "0000"
+                return PaymentResult(
+                    transaction_id=request.transaction_id,
+                    status=PaymentStatus.CONFIRMED if ok else PaymentStatus.FAILED,
+                    bank_reference=answer.bankSerial,
+                    balance_after=answer.balance if ok else None,
+                    completed_at=datetime.now(UTC),
+                    reason=None if ok else answer.retMsg,
+                )
     """
 
 
@@ -579,6 +1216,33 @@ def hcm_bank_refund(request: PaymentRequest) -> PaymentResult | None:
 
     :param request: the journalled request (kind ``refund``).
     :return: the bank's :class:`~hcmiddleware.models.PaymentResult`.
+
+    Example::
+
+        from datetime import UTC, datetime
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import PaymentRequest, PaymentResult, PaymentStatus
+
+
+        class CityBank:
+            @hookimpl
+            def hcm_bank_refund(self, request: PaymentRequest) -> PaymentResult | None:
+                answer = self.soap.service.Refund(
+                    serialNo=request.transaction_id,  # the bank answers a repeated serial once
+                    originalSerialNo=request.original_transaction_id,
+                    healthCardNo=request.card_number,
+                    amount=str(request.amount),
+                )
+                ok = answer.retCode == "0000"
+                return PaymentResult(
+                    transaction_id=request.transaction_id,
+                    status=PaymentStatus.CONFIRMED if ok else PaymentStatus.FAILED,
+                    bank_reference=answer.bankSerial,
+                    balance_after=answer.balance if ok else None,
+                    completed_at=datetime.now(UTC),
+                    reason=None if ok else answer.retMsg,
+                )
     """
 
 
@@ -592,6 +1256,27 @@ def hcm_bank_query(transaction_id: str) -> PaymentResult | None:
     :param transaction_id: the journal's transaction ID.
     :return: the :class:`~hcmiddleware.models.PaymentResult` if the bank knows it;
         ``None`` if the bank has no record (never received).
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import PaymentResult, PaymentStatus
+
+
+        class CityBank:
+            @hookimpl
+            def hcm_bank_query(self, transaction_id: str) -> PaymentResult | None:
+                answer = self.soap.service.QueryTrans(serialNo=transaction_id)
+                if answer.retCode == "NOT_FOUND":
+                    return None  # never received: the journal may send it again or give up
+                ok = answer.transState == "SUCCESS"
+                return PaymentResult(
+                    transaction_id=transaction_id,
+                    status=PaymentStatus.CONFIRMED if ok else PaymentStatus.FAILED,
+                    bank_reference=answer.bankSerial,
+                    completed_at=answer.transTime,
+                    reason=None if ok else answer.retMsg,
+                )
     """
 
 
@@ -604,6 +1289,17 @@ def hcm_bank_reverse(transaction_id: str) -> bool | None:
 
     :param transaction_id: the journal's transaction ID.
     :return: ``True`` when the bank confirmed the reversal.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class CityBank:
+            @hookimpl
+            def hcm_bank_reverse(self, transaction_id: str) -> bool | None:
+                answer = self.soap.service.Reverse(originalSerialNo=transaction_id)
+                return answer.retCode in ("0000", "ALREADY_REVERSED")  # reversing twice is fine
     """
 
 
@@ -615,6 +1311,34 @@ def hcm_bank_statement(day: date) -> Statement | None:
 
     :param day: the business day.
     :return: the bank's :class:`~hcmiddleware.models.Statement`.
+
+    Example::
+
+        from datetime import date
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Statement, StatementLine
+
+
+        class CityBank:
+            @hookimpl
+            def hcm_bank_statement(self, day: date) -> Statement | None:
+                answer = self.soap.service.DailyStatement(date=day.strftime("%Y%m%d"))
+                return Statement(
+                    source="bank",
+                    date_from=day,
+                    date_to=day,
+                    lines=tuple(
+                        StatementLine(
+                            transaction_id=item.serialNo,
+                            reference=item.bankSerial,
+                            kind=item.transType,
+                            amount=item.amount,
+                            occurred_at=item.transTime,
+                        )
+                        for item in answer.items
+                    ),
+                )
     """
 
 
@@ -632,6 +1356,33 @@ def hcm_insurance_pre_settle(request: SettlementRequest) -> Settlement | None:
 
     :param request: the bill, the scheme (basic / rural) and the insured person.
     :return: a :class:`~hcmiddleware.models.Settlement` with status ``pre_settled``.
+
+    Example::
+
+        from decimal import Decimal
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Settlement, SettlementRequest
+
+
+        class ProvinceInsurer:
+            @hookimpl
+            def hcm_insurance_pre_settle(self, request: SettlementRequest) -> Settlement | None:
+                answer = self.soap.service.PreSettle(
+                    msgId=request.message_id,
+                    insuredId=request.insured_id,
+                    scheme=request.scheme,
+                    items=[(c.item_code, str(c.quantity), str(c.amount)) for c in request.charges],
+                )
+                return Settlement(
+                    message_id=request.message_id,
+                    settlement_id=answer.settleId,
+                    total=request.total,
+                    fund_paid=Decimal(answer.fundPay),
+                    account_paid=Decimal(answer.accountPay),
+                    patient_paid=Decimal(answer.cashPay),
+                    status="pre_settled",
+                )
     """
 
 
@@ -644,6 +1395,33 @@ def hcm_insurance_settle(request: SettlementRequest) -> Settlement | None:
 
     :param request: as pre-settled, with a new message ID.
     :return: the :class:`~hcmiddleware.models.Settlement` with status ``settled``.
+
+    Example::
+
+        from decimal import Decimal
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Settlement, SettlementRequest
+
+
+        class ProvinceInsurer:
+            @hookimpl
+            def hcm_insurance_settle(self, request: SettlementRequest) -> Settlement | None:
+                answer = self.soap.service.Settle(
+                    msgId=request.message_id,  # the insurer settles a repeated message ID once
+                    insuredId=request.insured_id,
+                    scheme=request.scheme,
+                    items=[(c.item_code, str(c.quantity), str(c.amount)) for c in request.charges],
+                )
+                return Settlement(
+                    message_id=request.message_id,
+                    settlement_id=answer.settleId,
+                    total=request.total,
+                    fund_paid=Decimal(answer.fundPay),
+                    account_paid=Decimal(answer.accountPay),
+                    patient_paid=Decimal(answer.cashPay),
+                    status="settled",
+                )
     """
 
 
@@ -656,6 +1434,30 @@ def hcm_insurance_cancel(settlement_id: str, message_id: str) -> Settlement | No
     :param settlement_id: the insurer's settlement ID.
     :param message_id: a new message ID for the cancellation.
     :return: the :class:`~hcmiddleware.models.Settlement` with status ``cancelled``.
+
+    Example::
+
+        from decimal import Decimal
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Settlement
+
+
+        class ProvinceInsurer:
+            @hookimpl
+            def hcm_insurance_cancel(
+                self, settlement_id: str, message_id: str
+            ) -> Settlement | None:
+                answer = self.soap.service.CancelSettle(settleId=settlement_id, msgId=message_id)
+                return Settlement(
+                    message_id=message_id,
+                    settlement_id=settlement_id,
+                    total=Decimal(answer.total),
+                    fund_paid=Decimal(answer.fundPay),
+                    account_paid=Decimal(answer.accountPay),
+                    patient_paid=Decimal(answer.cashPay),
+                    status="cancelled",
+                )
     """
 
 
@@ -668,6 +1470,21 @@ def hcm_insurance_reverse(original_message_id: str, message_id: str) -> bool | N
     :param original_message_id: the message to reverse.
     :param message_id: a new message ID for the reversal.
     :return: ``True`` when the insurer confirmed the reversal.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class ProvinceInsurer:
+            @hookimpl
+            def hcm_insurance_reverse(
+                self, original_message_id: str, message_id: str
+            ) -> bool | None:
+                answer = self.soap.service.Reverse(
+                    originalMsgId=original_message_id, msgId=message_id
+                )
+                return answer.retCode in ("0", "ALREADY_REVERSED")
     """
 
 
@@ -680,6 +1497,36 @@ def hcm_insurance_reconcile(date_from: date, date_to: date) -> Statement | None:
     :param date_from: first day, inclusive.
     :param date_to: last day, inclusive.
     :return: the insurer's :class:`~hcmiddleware.models.Statement`.
+
+    Example::
+
+        from datetime import date
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Statement, StatementLine
+
+
+        class ProvinceInsurer:
+            @hookimpl
+            def hcm_insurance_reconcile(self, date_from: date, date_to: date) -> Statement | None:
+                answer = self.soap.service.Reconcile(
+                    start=date_from.isoformat(), end=date_to.isoformat()
+                )
+                return Statement(
+                    source="insurer",
+                    date_from=date_from,
+                    date_to=date_to,
+                    lines=tuple(
+                        StatementLine(
+                            transaction_id=row.msgId,
+                            reference=row.settleId,
+                            kind=row.type,
+                            amount=row.fundPay,
+                            occurred_at=row.time,
+                        )
+                        for row in answer.rows
+                    ),
+                )
     """
 
 
@@ -697,6 +1544,18 @@ def hcm_ward_wristband_bound(binding: WristbandBinding) -> None:
 
     :param binding: the binding.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import WristbandBinding
+
+
+        class WristbandGateway:
+            @hookimpl
+            def hcm_ward_wristband_bound(self, binding: WristbandBinding) -> None:
+                # the gateway prints the band's label and starts listening for it
+                self.gateway.register_band(binding.wristband_id, admission=binding.admission_id)
     """
 
 
@@ -709,6 +1568,17 @@ def hcm_ward_order_executed(execution: OrderExecution) -> None:
 
     :param execution: what was done.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import OrderExecution
+
+
+        class NurseHandheld:
+            @hookimpl
+            def hcm_ward_order_executed(self, execution: OrderExecution) -> None:
+                self.handhelds.confirm(execution.executed_by, order=execution.order_id)
     """
 
 
@@ -721,6 +1591,18 @@ def hcm_ward_emergency_call(call: EmergencyCall) -> None:
 
     :param call: who, where, when.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import EmergencyCall
+
+
+        class NurseStation:
+            @hookimpl
+            def hcm_ward_emergency_call(self, call: EmergencyCall) -> None:
+                where = call.location or "location unknown"
+                self.board.alarm(f"emergency: band {call.wristband_id}, {where}", sound=True)
     """
 
 
@@ -732,6 +1614,20 @@ def hcm_ward_location(report: LocationReport) -> None:
 
     :param report: the wristband and its location.
     :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import LocationReport
+
+
+        class NurseStation:
+            def __init__(self) -> None:
+                self.last_seen: dict[str, str] = {}
+
+            @hookimpl
+            def hcm_ward_location(self, report: LocationReport) -> None:
+                self.last_seen[report.wristband_id] = report.location
     """
 
 
@@ -749,4 +1645,20 @@ def hcm_audit_event(event: AuditEvent) -> None:
 
     :param event: the event; its ``subject`` is an opaque ID, never a name.
     :return: nothing.
+
+    Example::
+
+        import json
+        import logging
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import AuditEvent
+
+        siem = logging.getLogger("hospital.siem")
+
+
+        class SiemForwarder:
+            @hookimpl
+            def hcm_audit_event(self, event: AuditEvent) -> None:
+                siem.info(json.dumps(event.model_dump(mode="json"), ensure_ascii=False))
     """

@@ -1,4 +1,4 @@
-"""The software card at the APDU level: the behaviour CARD-SPEC.md lists."""
+"""The software card at the APDU level: the behaviour docs/card-spec.md lists."""
 
 from __future__ import annotations
 
@@ -211,7 +211,7 @@ def test_files_have_the_spec_sizes(card: EmulatedCard) -> None:
 def test_golden_vectors_of_card_spec(
     profile: dict[str, object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The card accepts CARD-SPEC's golden cryptogram and golden SM command."""
+    """The card accepts docs/card-spec.md's golden cryptogram and golden SM command."""
     master = "00112233445566778899AABBCCDDEEFF"
     keyset = {
         "city_code": "21",

@@ -1,4 +1,4 @@
-"""CARD-SPEC.md's golden vectors and key sets built on them, shared by the SAM tests."""
+"""The golden vectors of docs/card-spec.md and key sets built on them, shared by the SAM tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 h = bytes.fromhex
 
-# CARD-SPEC.md "Golden vectors"
+# docs/card-spec.md, "Golden vectors"
 SM4_MASTER = h("00112233445566778899AABBCCDDEEFF")
 TDES_MASTER = h("404142434445464748494A4B4C4D4E4F")
 CARD_FACTOR = h("3132333435363738")

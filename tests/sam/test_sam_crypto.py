@@ -1,4 +1,4 @@
-"""The SAM cryptography against CARD-SPEC.md's golden vectors, definitions and properties."""
+"""The SAM cryptography against docs/card-spec.md's golden vectors, definitions and properties."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hcmiddleware.sam.crypto import Algorithm
 SM4, TDES = Algorithm.SM4, Algorithm.TDES
 h = bytes.fromhex
 
-# --- CARD-SPEC.md "Golden vectors", copied verbatim ------------------------------------
+# --- docs/card-spec.md, "Golden vectors", copied verbatim ------------------------------------
 SM4_CHECK_KEY = h("0123456789ABCDEFFEDCBA9876543210")
 SM4_CHECK_CIPHER = h("681EDF34D206965E86B3E94F536E4246")
 SM4_MASTER = h("00112233445566778899AABBCCDDEEFF")
@@ -85,7 +85,7 @@ def _tdes_ecb_reference(key16: bytes, block: bytes) -> bytes:
 
 
 class TestTdesChoices:
-    """The 3DES constructions CARD-SPEC.md leaves open, checked against their definitions."""
+    """The 3DES constructions the card's evidence leaves open, checked against their definitions."""
 
     def test_two_key_expansion_is_k1_k2_k1(self) -> None:
         block = h("0011223344556677")

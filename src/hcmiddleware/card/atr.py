@@ -1,7 +1,7 @@
 """Answer-to-reset: the historical bytes, the chip serial and the card factor.
 
 The health card's historical bytes end with its chip serial; the last 8 of them are the
-card factor of key diversification (CARD-SPEC.md).
+card factor of key diversification (docs/card-spec.md, "ATR and the card factor").
 """
 
 from __future__ import annotations

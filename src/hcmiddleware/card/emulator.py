@@ -1,4 +1,4 @@
-"""A software resident health card: the file system, commands and security of CARD-SPEC.md.
+"""A software resident health card: files, commands and security of docs/card-spec.md.
 
 :class:`EmulatedCard` is personalised from a JSON profile (cardholder data, photo,
 visits …) and an issuer key set (the same JSON a software SAM loads); it diversifies
@@ -8,11 +8,11 @@ personalisation machine would. Or it is loaded from a card image
 It is itself a transport (``atr``, ``transmit``, ``close``), so a card session can talk
 to it in-process, and :mod:`.vpcd` can put it behind pcscd.
 
-Behaviour follows CARD-SPEC.md: SELECT answers FCI only when asked (Le present); a
-SELECT of a DF clears the security state; READ RECORD by tag or number (current EF or
-SFI), READ/UPDATE BINARY (offset or SFI), cyclic APPEND RECORD, UPDATE RECORD under
-secure messaging, GET CHALLENGE, EXTERNAL/INTERNAL AUTHENTICATE with five tries per
-key, the proprietary index marks ``84 D2``/``84 0C``, ``61xx`` for INTERNAL
+Behaviour follows docs/card-spec.md ("Behaviour"): SELECT answers FCI only when asked
+(Le present); a SELECT of a DF clears the security state; READ RECORD by tag or number
+(current EF or SFI), READ/UPDATE BINARY (offset or SFI), cyclic APPEND RECORD, UPDATE
+RECORD under secure messaging, GET CHALLENGE, EXTERNAL/INTERNAL AUTHENTICATE with five
+tries per key, the proprietary index marks ``84 D2``/``84 0C``, ``61xx`` for INTERNAL
 AUTHENTICATE without Le and ``6Cxx`` for a wrong Le.
 
 For tear tests, :meth:`EmulatedCard.pull_after` makes the card vanish after a number of

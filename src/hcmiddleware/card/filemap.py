@@ -2,8 +2,8 @@
 
 Everything the session, the emulator and the CLI know about where an item lives — DF,
 EF, short file identifier, record number, type, length, the keys that open it — comes
-from the tables below (CARD-SPEC.md). Correcting the layout for another card issue
-means editing this module only.
+from the tables below (docs/card-spec.md, "Files" and "Data elements"). Correcting the
+layout for another card issue means editing this module only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The guard against locking cards: a card key low on tries is never tried again.
 
-A card key is blocked for good after five failed EXTERNAL AUTHENTICATEs (CARD-SPEC.md).
+A card key is blocked for good after five failed EXTERNAL AUTHENTICATEs
+(docs/card-spec.md, "Behaviour").
 Failures come from the terminal's side far more often than from a forged card — a SAM
 of another issuer, a misconfigured key set — and every terminal that retries spends
 one of the resident's tries. So once a card reports 2 tries left (``63C2``) or fewer

@@ -11,7 +11,8 @@ emulate --image``) can run without the issuer's master keys::
      "photo": "<base64 JPEG, or empty>",
      "keys": [{"ref": "01", "alg": "SM4", "key": "<32 hex>", "kcv": "<6 hex>"}, ...]}
 
-Each key is the issuer's master key of the same ref diversified twice (CARD-SPEC.md):
+Each key is the issuer's master key of the same ref diversified twice (docs/card-spec.md,
+"Key diversification"):
 with the card factor (the last 8 bytes of the ATR's historical bytes, which end with
 the chip serial) and then with the city factor of the card's city code (item 57).
 ``kcv`` is the key check value, for comparing keys without showing them.

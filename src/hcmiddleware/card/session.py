@@ -306,7 +306,7 @@ class CardSession:
             if it is None:
                 raise CardDataError(
                     f"there is no data element {n} on the health card",
-                    hint="item numbers are those of CARD-SPEC.md (1-57)",
+                    hint="item numbers are those of docs/card-spec.md (1-57)",
                 )
             its.append(it)
         by_name = self._read_tlv_items(its)

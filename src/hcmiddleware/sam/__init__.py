@@ -1,6 +1,6 @@
 """The security access module: key sets, card-key cryptography and the SAMs.
 
-- :mod:`~hcmiddleware.sam.crypto` — SM4/3DES constructions of CARD-SPEC.md
+- :mod:`~hcmiddleware.sam.crypto` — SM4/3DES constructions of docs/card-spec.md
 - :mod:`~hcmiddleware.sam.keyset` — the issuer's key-set file, keys masked
 - :mod:`~hcmiddleware.sam.keyrefs` — which key may be used for what
 - :mod:`~hcmiddleware.sam.base` — the :class:`Sam` protocol the card session uses

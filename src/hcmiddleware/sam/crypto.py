@@ -1,4 +1,4 @@
-"""The card and SAM cryptography, byte-exact to CARD-SPEC.md ("Exact constructions").
+"""The card and SAM cryptography, byte-exact to docs/card-spec.md ("Cryptography").
 
 Pure functions over ``bytes``: block encryption (SM4 and two-key 3DES), padding,
 key diversification, authentication cryptograms, session keys, the 4-byte MAC and the
@@ -6,11 +6,11 @@ secure-messaging wrap/unwrap of a command APDU. The card emulator, the software 
 the SAM card emulator all compute through this module, so a correction to a construction
 is made here and nowhere else.
 
-Notation as in CARD-SPEC.md: ``E_K`` is ECB encryption, ``~F`` is F with every bit
+Notation as in docs/card-spec.md: ``E_K`` is ECB encryption, ``~F`` is F with every bit
 inverted, ``fold(X)`` is the first 8 bytes of X XOR its last 8 bytes, ``pad(X)`` is
 ``X || 80 || 00..`` to a multiple of the block size.
 
-Constructions CARD-SPEC.md fixes (SM4, the default):
+The constructions of docs/card-spec.md (SM4, the default):
 
 - one diversification level with an 8-byte factor F: ``DK = E_MK(F || ~F)``;
 - card key: level 1 with the card factor, level 2 with the city factor;
@@ -20,8 +20,8 @@ Constructions CARD-SPEC.md fixes (SM4, the default):
 - SM command: ``header || Lc || E_SK(pad(L || plain)) || MAC4`` with the MAC over
   ``pad(header || Lc || encrypted data)`` and ``Lc = len(encrypted data) + 4``.
 
-Constructions CARD-SPEC.md fixes for 3DES: ``DK = E_MK(F) || E_MK(~F)``; the cryptogram
-is ``E_DK(R)``. Where CARD-SPEC.md is silent this module chooses (also in docs/sam.md):
+The constructions of docs/card-spec.md for 3DES: ``DK = E_MK(F) || E_MK(~F)``; the cryptogram
+is ``E_DK(R)``. Where the card's evidence is silent this module chooses (also in docs/sam.md):
 
 - **3DES session key**: ``SK = E_DK(R) || E_DK(~R)`` — the one-level diversification of
   DK with the challenge as factor, so the session key is a full two-key 3DES key built

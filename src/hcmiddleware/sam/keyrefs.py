@@ -1,4 +1,4 @@
-"""What each key reference may be used for (CARD-SPEC.md, "Key references").
+"""What each key reference may be used for (docs/card-spec.md, "Key references").
 
 A SAM must not let one key serve two purposes: a SAM that produced an
 external-authentication cryptogram with the internal-authentication key ``21`` would

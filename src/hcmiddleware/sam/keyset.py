@@ -1,6 +1,6 @@
-"""The issuer's key set: the JSON file of CARD-SPEC.md loaded into typed, masked objects.
+"""The issuer's key set: the JSON file of docs/card-spec.md loaded into typed, masked objects.
 
-Format (CARD-SPEC.md, "SAM and keys")::
+Format (docs/card-spec.md, "Key sets")::
 
     {"city_code": "21",
      "comment": "optional free text",
