@@ -59,6 +59,14 @@ GIVEN: dict[str, dict[str, str]] = {
     "docs/his.md": {"tmp_path": "the pytest fixture the block is written for"},
 }
 
+#: Functions a page defines for a site to call, and the harness calls with a started
+#: Middleware (the sample HIS, the software SAM's test keys, [empi] keys) and the sample
+#: card in place of the reader — twice, since a desk may press twice.
+DRIVEN: dict[str, str] = {
+    "README.md": "at_the_desk",
+    "docs/services.md": "register_at_the_desk",
+}
+
 #: TOML blocks that are not hcm configurations: (page, first line) → (what, checker).
 OTHER_TOML: dict[tuple[str, str], str] = {
     ("docs/plugins.md", "[project.entry-points.hcmiddleware]"): "pyproject",
@@ -162,6 +170,36 @@ def test_python_blocks_run(page: str, tmp_path: Path, monkeypatch: pytest.Monkey
     for block in (b for b in _of("python") if b.page == page):
         _run(block, namespace)
         _register_plugins(namespace, module)
+    if page in DRIVEN:
+        _drive(namespace[DRIVEN[page]], tmp_path)
+
+
+def _drive(function: Any, tmp_path: Path) -> None:
+    from hcmiddleware.card.emulator import EmulatedCard
+    from hcmiddleware.demo import SAMPLE_PROFILE
+    from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
+
+    keys = {}
+    for name in ("master", "index"):
+        keys[name] = tmp_path / f"{name}.key"
+        keys[name].write_text(base64.b64encode(os.urandom(32)).decode(), encoding="ascii")
+    config = parse_config(
+        {
+            "middleware": {"data_dir": str(tmp_path / "site"), "institution_code": "210100000001"},
+            "sam": {"keys": str(TEST_ISSUER_KEYS)},
+            "empi": {
+                "master_keys": {"k1": {"file": str(keys["master"])}},
+                "index_key": {"file": str(keys["index"])},
+            },
+            "plugins": {"enabled": ["sample-his"]},
+        }
+    )
+    card = EmulatedCard.from_files(SAMPLE_PROFILE, TEST_ISSUER_KEYS)
+    with Middleware(config) as mw:
+        first = function(mw, card)
+        again = function(mw, card)
+    assert first is not None
+    assert getattr(again, "patient_id", again) == getattr(first, "patient_id", first)
 
 
 hook_blocks = _of("python", hooks=True)
