@@ -377,7 +377,8 @@ def hcm_sam_provider(middleware: Middleware) -> Any:
 def hcm_empi_resident_enrolled(resident: Resident) -> None:
     """A new resident was enrolled in the index.
 
-    Called by the resident index after the enrolment committed. Notification (e.g. a
+    Called by ``Middleware.residents`` after the enrolment committed (from a card, a
+    desk, an import or a regional lookup). Notification (e.g. a
     regional-index adapter forwards it).
 
     :param resident: the enrolled :class:`~hcmiddleware.models.Resident`.
@@ -400,7 +401,8 @@ def hcm_empi_resident_enrolled(resident: Resident) -> None:
 def hcm_empi_residents_merged(survivor: Resident, merged: Resident, reason: str) -> None:
     """Two records of one person were merged.
 
-    Called by the resident index after a merge committed. Notification: a HIS adapter
+    Called by ``Middleware.residents.merge`` (also ``hcm empi merge``) after the merge
+    committed. Notification: a HIS adapter
     sends its merge message (e.g. HL7 ADT^A40).
 
     :param survivor: the record that remains.
@@ -430,7 +432,8 @@ def hcm_empi_residents_merged(survivor: Resident, merged: Resident, reason: str)
 def hcm_empi_resident_unmerged(survivor: Resident, restored: Resident, reason: str) -> None:
     """A merge was undone.
 
-    Called by the resident index after an unmerge committed. Notification.
+    Called by ``Middleware.residents.unmerge`` (also ``hcm empi unmerge``) after the
+    unmerge committed. Notification.
 
     :param survivor: the record the other had been merged into.
     :param restored: the record made active again.
@@ -456,8 +459,9 @@ def hcm_empi_resident_unmerged(survivor: Resident, restored: Resident, reason: s
 def hcm_empi_remote_lookup(kind: str, value: str) -> list[Resident]:
     """Look a resident up in a regional or national index.
 
-    Called by the resident index when a local exact lookup finds nothing and remote
-    lookup is enabled. Results of all plugins are collected.
+    Called by ``Middleware.residents.lookup(..., remote=True)`` when the local index does
+    not hold the identifier. Results of all plugins are collected; when they name one
+    person, that resident is enrolled locally and linked to each plugin's ID for it.
 
     :param kind: an :class:`~hcmiddleware.models.IdentifierKind` value.
     :param value: the identifier's value.
@@ -604,10 +608,11 @@ def hcm_face_duplicates_found(resident_id: str, candidates: list[tuple[str, floa
 def hcm_his_lookup_patient(resident: Resident, hospital_code: str) -> HospitalPatient | None:
     """Find the hospital's own patient record for a resident.
 
-    Called by the outpatient and inpatient flows after the resident is known, when the
-    index links no hospital patient ID (not when the one plugin implementing it also
-    implements ``hcm_his_register_patient``, which then finds or creates). First
-    non-None result wins.
+    Called by ``Middleware.his.find`` / ``find_or_register`` (the outpatient and
+    inpatient flows use them) after the resident is known, when the index links no
+    hospital patient ID (not when the one plugin implementing it also implements
+    ``hcm_his_register_patient``, which then finds or creates). First non-None result
+    wins.
 
     :param resident: the resident from the index (identifiers include any known
         hospital patient IDs).
@@ -643,8 +648,9 @@ def hcm_his_register_patient(
 ) -> HospitalPatient | None:
     """Create the hospital's patient record on a first visit.
 
-    Called by the flows when ``hcm_his_lookup_patient`` found nothing — or, when one
-    plugin alone implements both hooks, instead of it: find or create. Must be
+    Called by ``Middleware.his.register`` / ``find_or_register`` when
+    ``hcm_his_lookup_patient`` found nothing — or, when one plugin alone implements both
+    hooks, instead of it: find or create. Must be
     idempotent for the same resident: calling it twice, or for a resident the HIS
     already knows, returns the same patient ID. First non-None result wins.
 
@@ -688,7 +694,8 @@ def hcm_his_register_visit(
 ) -> Registration | None:
     """Register an outpatient visit (挂号) or book an appointment.
 
-    Called by the outpatient flow. ``request.request_id`` is an idempotency key: the
+    Called by ``Middleware.his.register_visit`` (the outpatient flow's
+    ``register``). ``request.request_id`` is an idempotency key: the
     same ID twice registers once. First non-None result wins.
 
     :param patient: the hospital patient.
@@ -731,7 +738,8 @@ def hcm_his_register_visit(
 def hcm_his_queue_position(registration: Registration) -> QueuePosition | None:
     """Tell where a registered patient stands in the queue.
 
-    Called by kiosks and the outpatient flow after registration. First non-None result
+    Called by ``Middleware.his.queue_position``, by kiosks and the outpatient flow
+    after registration. First non-None result
     wins.
 
     :param registration: the registration.
@@ -760,7 +768,8 @@ def hcm_his_queue_position(registration: Registration) -> QueuePosition | None:
 def hcm_his_list_orders(patient: HospitalPatient, visit_id: str) -> list[Order] | None:
     """List the doctor's orders of a visit or stay.
 
-    Called by the doctor's desk, the cashier and nurse handhelds. First non-None result
+    Called by ``Middleware.his.orders``: the doctor's desk, the cashier and nurse
+    handhelds. First non-None result
     wins.
 
     :param patient: the hospital patient.
@@ -798,7 +807,7 @@ def hcm_his_list_orders(patient: HospitalPatient, visit_id: str) -> list[Order] 
 def hcm_his_list_charges(patient: HospitalPatient, visit_id: str) -> list[Charge] | None:
     """List the charges of a visit or stay, paid and unpaid.
 
-    Called by the cashier flow and kiosks. First non-None result wins.
+    Called by ``Middleware.his.charges``: the cashier flow and kiosks. First non-None result wins.
 
     :param patient: the hospital patient.
     :param visit_id: the registration or admission ID.
@@ -840,7 +849,8 @@ def hcm_his_charges_paid(
 ) -> bool | None:
     """Tell the HIS that charges were paid.
 
-    Called by the payment flow after the journal confirmed the money movement.
+    Called by ``Middleware.his.charges_paid`` after the journal confirmed the money
+    movement.
     Idempotent per ``transaction_id``. First non-None result wins.
 
     :param patient: the hospital patient.
@@ -869,7 +879,8 @@ def hcm_his_charges_paid(
 def hcm_his_list_reports(patient: HospitalPatient, visit_id: str) -> list[Report] | None:
     """List lab and exam reports of a visit.
 
-    Called by the doctor's desk and report kiosks. First non-None result wins.
+    Called by ``Middleware.his.reports``: the doctor's desk and report kiosks. First
+    non-None result wins.
 
     :param patient: the hospital patient.
     :param visit_id: the registration or admission ID.
@@ -905,7 +916,8 @@ def hcm_his_list_reports(patient: HospitalPatient, visit_id: str) -> list[Report
 def hcm_his_admit(patient: HospitalPatient, request: AdmissionRequest) -> Admission | None:
     """Admit a patient (inpatient).
 
-    Called by the inpatient flow. Idempotent per ``request.request_id``. First non-None
+    Called by ``Middleware.his.admit`` (the inpatient flow). Idempotent per
+    ``request.request_id``. First non-None
     result wins.
 
     :param patient: the hospital patient.
@@ -944,7 +956,8 @@ def hcm_his_admit(patient: HospitalPatient, request: AdmissionRequest) -> Admiss
 def hcm_his_record_deposit(admission: Admission, deposit: Deposit) -> Admission | None:
     """Record a deposit or top-up the journal has confirmed.
 
-    Called by the inpatient flow. Idempotent per ``deposit.transaction_id``. First
+    Called by ``Middleware.his.record_deposit`` (the inpatient flow). Idempotent per
+    ``deposit.transaction_id``. First
     non-None result wins.
 
     :param admission: the stay.
@@ -975,7 +988,8 @@ def hcm_his_record_deposit(admission: Admission, deposit: Deposit) -> Admission 
 def hcm_his_inpatient_bill(admission: Admission) -> Bill | None:
     """Produce the current inpatient bill.
 
-    Called by the inpatient flow, kiosks and the cashier. First non-None result wins.
+    Called by ``Middleware.his.bill``: the inpatient flow, kiosks and the cashier. First
+    non-None result wins.
 
     :param admission: the stay.
     :return: the :class:`~hcmiddleware.models.Bill`.
@@ -1007,7 +1021,8 @@ def hcm_his_inpatient_bill(admission: Admission) -> Bill | None:
 def hcm_his_discharge(admission: Admission, bill: Bill) -> Discharge | None:
     """Discharge a patient once the bill is settled.
 
-    Called by the inpatient flow after final settlement. First non-None result wins.
+    Called by ``Middleware.his.discharge`` (the inpatient flow) after final
+    settlement. First non-None result wins.
 
     :param admission: the stay.
     :param bill: the settled final bill.
@@ -1037,7 +1052,8 @@ def hcm_his_discharge(admission: Admission, bill: Bill) -> Discharge | None:
 def hcm_his_order_executed(execution: OrderExecution) -> bool | None:
     """Upload a bedside order execution to the HIS.
 
-    Called by the ward flow after the checks passed and the order was carried out.
+    Called by ``Middleware.his.order_executed`` (the ward flow) after the checks
+    passed and the order was carried out.
     Idempotent per ``(order_id, executed_at)``. First non-None result wins.
 
     :param execution: what was done, by whom, with each check's outcome.
@@ -1071,8 +1087,8 @@ def hcm_his_order_executed(execution: OrderExecution) -> bool | None:
 def hcm_bank_bind(card_number: str, bank_card_number: str, id_number: str) -> BankBinding | None:
     """Bind a bank card to the health card's account.
 
-    Called by the account flow at the counter, after the identity document was
-    checked. First non-None result wins.
+    Called by ``flows.payment.bind_bank_card`` at the counter, after the identity
+    document was checked. First non-None result wins.
 
     :param card_number: the health card number.
     :param bank_card_number: the bank card to bind.
@@ -1112,7 +1128,8 @@ def hcm_bank_bind(card_number: str, bank_card_number: str, id_number: str) -> Ba
 def hcm_bank_unbind(card_number: str, id_number: str) -> bool | None:
     """Unbind the bank card from the health card's account.
 
-    Called by the account flow at the counter. First non-None result wins.
+    Called by ``flows.payment.unbind_bank_card`` at the counter, after the identity
+    document was checked. First non-None result wins.
 
     :param card_number: the health card number.
     :param id_number: the holder's ID number.
