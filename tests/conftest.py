@@ -13,6 +13,14 @@ import pytest
 Installer = Callable[..., str]
 
 
+@pytest.fixture(autouse=True)
+def default_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config without data_dir keeps its data in the test's folder, not the user's."""
+    folder = tmp_path / "default-data"
+    monkeypatch.setenv("HCM_DATA_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer:
     """Install a plugin distribution into a folder on sys.path, as pip would lay it out.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from hcmiddleware.config import Config, Secret, SettingsModel, load_config
+from hcmiddleware.config import Config, Secret, SettingsModel, default_data_dir, load_config
 from hcmiddleware.errors import ConfigError, SecretError
 
 
@@ -21,10 +21,70 @@ class WithSecret(SettingsModel):
     password: Secret
 
 
-def test_defaults_run_without_a_file() -> None:
+def test_defaults_run_without_a_file(default_data_folder: Path) -> None:
     config = Config()
     assert config.plugins.enabled == ()
-    assert config.database_url == "sqlite:///hcm-data/hcm.db"
+    assert config.middleware.data_dir == default_data_folder
+    assert config.database_url == f"sqlite:///{default_data_folder.as_posix()}/hcm.db"
+
+
+def test_platform_data_dir_is_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HCM_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_data_dir() == tmp_path / "xdg" / "hcmiddleware"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_data_dir() == tmp_path / "home" / ".local" / "share" / "hcmiddleware"
+    monkeypatch.chdir(tmp_path / "..")
+    assert Config().middleware.data_dir == default_data_dir()
+
+
+def test_relative_paths_are_taken_from_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "etc" / "hcm"
+    site.mkdir(parents=True)
+    (site / "pin.txt").write_text("123456\n", encoding="utf-8")
+    path = write(
+        site,
+        """
+        [middleware]
+        data_dir = "data"
+        [sam]
+        keys = "keys/issuer.json"
+        pin = { file = "pin.txt" }
+        """,
+    )
+    loaded = []
+    for cwd in (tmp_path, site, Path("/")):  # a service restarted from elsewhere
+        monkeypatch.chdir(cwd)
+        config = load_config(path.relative_to(tmp_path) if cwd == tmp_path else path)
+        loaded.append(
+            (config.middleware.data_dir, config.sam.keys, config.database_url, config.base_dir)
+        )
+        assert config.sam.pin is not None
+        assert config.sam.pin.get_secret_value() == "123456"
+    assert loaded[0] == loaded[1] == loaded[2]
+    assert loaded[0][0] == site / "data"
+    assert loaded[0][1] == site / "keys" / "issuer.json"
+    assert loaded[0][2] == f"sqlite:///{(site / 'data' / 'hcm.db').as_posix()}"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///hcm.db", "sqlite:///{site}/hcm.db"),
+        ("sqlite+pysqlite:///db/hcm.db?timeout=5", "sqlite+pysqlite:///{site}/db/hcm.db?timeout=5"),
+        ("sqlite:////abs/hcm.db", "sqlite:////abs/hcm.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql+psycopg://hcm@127.0.0.1/hcm", "postgresql+psycopg://hcm@127.0.0.1/hcm"),
+    ],
+)
+def test_sqlite_url_is_taken_from_the_config_file(tmp_path: Path, url: str, expected: str) -> None:
+    path = write(tmp_path, f'[database]\nurl = "{url}"\n')
+    assert load_config(path).database_url == expected.format(site=tmp_path.as_posix())
 
 
 def test_a_complete_file_loads(tmp_path: Path) -> None:

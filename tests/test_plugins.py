@@ -6,12 +6,13 @@ import contextvars
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hcmiddleware import Middleware, SettingsModel, hookimpl
-from hcmiddleware.config import parse_config
+from hcmiddleware.config import ConfigPath, Secret, load_config, parse_config
 from hcmiddleware.errors import (
     ConfigError,
     HisError,
@@ -150,6 +151,34 @@ def test_plugin_settings_are_validated_with_its_model() -> None:
     cfg = parse_config({"plugins": {"svc": {"url": "http://127.0.0.1:1", "retries": 5}}})
     with Middleware(cfg, plugins={"svc": WithSettings()}) as mw:
         assert mw.plugin_settings("svc") == Settings(url="http://127.0.0.1:1", retries=5)
+
+
+class FileSettings(SettingsModel):
+    token: Secret
+    store: ConfigPath
+
+
+class WithFiles:
+    def hcm_add_config(self, settings: Any) -> None:
+        settings.add("files", FileSettings)
+
+
+def test_plugin_paths_and_secret_files_are_taken_from_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "etc"
+    site.mkdir()
+    (site / "token.txt").write_text("s3cret\n", encoding="utf-8")
+    (site / "hcm.toml").write_text(
+        '[plugins.files]\ntoken = { file = "token.txt" }\nstore = "his/store.db"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.chdir(tmp_path)  # the service starts from elsewhere
+    with Middleware(load_config(site / "hcm.toml"), plugins={"files": WithFiles()}) as mw:
+        settings = mw.plugin_settings("files")
+        assert isinstance(settings, FileSettings)
+        assert settings.token.get_secret_value() == "s3cret"
+        assert settings.store == site / "his" / "store.db"
 
 
 @pytest.mark.parametrize(

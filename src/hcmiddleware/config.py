@@ -23,8 +23,13 @@ A site's file looks like this (every key optional; the defaults run the demo)::
     hospital_code = "H0001"
 
 Secrets are never written into the file: a secret is ``{env = "NAME"}`` or
-``{file = "path"}`` (relative to the config file), resolved once at load time and held
-as :class:`pydantic.SecretStr`, which prints as ``**********``.
+``{file = "path"}``, resolved once at load time and held as
+:class:`pydantic.SecretStr`, which prints as ``**********``.
+
+Every relative path — ``data_dir``, ``[sam] keys``, a secret's ``file``, a SQLite URL,
+a plugin's :data:`ConfigPath` setting — is taken relative to the config file, never to
+the working directory, so a service started from anywhere opens the same files. With no
+``data_dir`` the platform's data folder is used (:func:`default_data_dir`).
 
 The model is frozen after loading. Plugin sections stay raw here; the runtime validates
 each against the model its plugin registered through ``hcm_add_config``.
@@ -40,6 +45,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -56,6 +62,7 @@ from hcmiddleware.face.settings import FaceSettings
 
 __all__ = [
     "Config",
+    "ConfigPath",
     "DatabaseSection",
     "EmpiSection",
     "LoggingSection",
@@ -66,12 +73,43 @@ __all__ = [
     "Secret",
     "SettingsModel",
     "config_error_from_validation",
+    "default_data_dir",
     "load_config",
     "parse_config",
 ]
 
 #: Keys of ``[plugins]`` that belong to the core; no plugin may take these names.
 RESERVED_PLUGIN_KEYS = frozenset({"enabled", "call_timeout", "timeouts", "max_stalled_calls"})
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    """The folder relative paths are taken from: the config file's, else the working one."""
+    base = (info.context or {}).get("base_dir")
+    return Path(base) if base else Path.cwd()
+
+
+def default_data_dir() -> Path:
+    """Where an installation keeps its data when ``[middleware] data_dir`` is not set.
+
+    ``$HCM_DATA_DIR`` if set, else ``$XDG_DATA_HOME/hcmiddleware``, else
+    ``~/.local/share/hcmiddleware`` — the same folder whatever the working directory.
+    """
+    explicit = os.environ.get("HCM_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    root = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return (root / "hcmiddleware").absolute()
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    path = value.expanduser()
+    return path if path.is_absolute() else (_base_dir(info) / path).absolute()
+
+
+#: A path setting: relative paths are taken from the config file's folder (absolute
+#: once loaded). Plugins use it for their own files too.
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
 def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
@@ -95,8 +133,7 @@ def _resolve_secret(value: Any, info: ValidationInfo) -> Any:
                 {"name": name, "source": "env"},
             )
         return SecretStr(text)
-    base = Path((info.context or {}).get("base_dir", "."))
-    path = (base / str(value["file"])).expanduser()
+    path = _resolve_path(Path(str(value["file"])), info)
     try:
         return SecretStr(path.read_text(encoding="utf-8").strip())
     except OSError as exc:
@@ -134,13 +171,31 @@ class MiddlewareSection(SettingsModel):
         pattern=r"^[0-9A-Za-z]{12}$",
         description="the 12-character institution code used in insurance message IDs",
     )
-    data_dir: Path = Field(Path("hcm-data"), description="databases and logs; created on start")
+    data_dir: ConfigPath = Field(
+        default_factory=default_data_dir,
+        description="databases and keys; relative to the config file; created on first use",
+    )
 
 
 class DatabaseSection(SettingsModel):
     """``[database]``: the index and journal database (SQLite unless a URL is given)."""
 
     url: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<data_dir>/hcm.db")
+
+    @field_validator("url")
+    @classmethod
+    def _sqlite_relative_to_config(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """``sqlite:///hcm.db`` names a file beside the config file, not the working dir."""
+        if value is None:
+            return None
+        head, sep, rest = value.partition(":///")
+        if not sep or not head.startswith("sqlite") or not rest or rest.startswith(":memory:"):
+            return value
+        path, query_sep, query = rest.partition("?")
+        if Path(path).is_absolute():
+            return value
+        resolved = _resolve_path(Path(path), info).as_posix()
+        return f"{head}:///{resolved}{query_sep}{query}"
 
 
 class ReadersSection(SettingsModel):
@@ -157,7 +212,7 @@ class SamSection(SettingsModel):
     set ``[readers] sam`` and ``pin`` for the SAM card in the terminal's second slot.
     """
 
-    keys: Path | None = Field(None, description="issuer key-set JSON for the software SAM")
+    keys: ConfigPath | None = Field(None, description="issuer key-set JSON for the software SAM")
     pin: Secret | None = Field(None, description="PIN of the SAM card in [readers] sam")
 
 
@@ -167,9 +222,8 @@ class EmpiSection(SettingsModel):
     Each key is 32 random bytes in base64, given as a secret. ``master_keys`` maps key
     ids to keys; new data keys are wrapped with ``current_key``, older ids stay
     readable (rotation without downtime). ``index_key`` keys the blind indexes used for
-    exact lookups. With no keys at all, keys are generated once into
-    ``<data_dir>/keys/empi-keys.json`` (readable by the owner only) — fine for a demo or
-    a single terminal, not for a shared index.
+    exact lookups. ``hcm init`` writes a set of key files and the lines that name them;
+    the runtime never makes keys by itself, and the index will not open without them.
     """
 
     master_keys: dict[str, Secret] = Field(default_factory=dict)
@@ -181,9 +235,13 @@ class EmpiSection(SettingsModel):
 
 
 class LoggingSection(SettingsModel):
-    """``[logging]``: level of the ``hcmiddleware`` loggers."""
+    """``[logging]``: level of the ``hcmiddleware`` loggers when ``hcm`` runs.
 
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    The library itself sets no level and adds no handler (only a ``NullHandler``): an
+    application embedding it configures logging its own way.
+    """
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
 
 class PluginsSection(BaseModel):
@@ -219,15 +277,17 @@ class PluginsSection(BaseModel):
 class Config(SettingsModel):
     """The root of the configuration. ``source`` is the file it came from, if any."""
 
-    middleware: MiddlewareSection = MiddlewareSection()
-    database: DatabaseSection = DatabaseSection()
-    readers: ReadersSection = ReadersSection()
-    sam: SamSection = SamSection()
-    empi: EmpiSection = EmpiSection()
-    face: FaceSettings = FaceSettings()
-    logging: LoggingSection = LoggingSection()
-    plugins: PluginsSection = PluginsSection()
+    middleware: MiddlewareSection = Field(default_factory=MiddlewareSection)
+    database: DatabaseSection = Field(default_factory=DatabaseSection)
+    readers: ReadersSection = Field(default_factory=ReadersSection)
+    sam: SamSection = Field(default_factory=SamSection)
+    empi: EmpiSection = Field(default_factory=EmpiSection)
+    face: FaceSettings = Field(default_factory=FaceSettings)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+    plugins: PluginsSection = Field(default_factory=PluginsSection)
     source: Path | None = Field(None, exclude=True)
+    #: the folder relative paths were resolved against (plugin sections use it too)
+    base_dir: Path | None = Field(None, exclude=True)
 
     @property
     def database_url(self) -> str:
@@ -290,11 +350,17 @@ def config_error_from_validation(
         elif kind == "secret_missing":
             cls = SecretError
             ctx = err.get("ctx") or {}
-            hint = (
-                f"set {ctx.get('name')} in the service's environment before starting"
-                if ctx.get("source") == "env"
-                else "create the file, readable by the service's user"
-            )
+            if key and key.startswith("empi."):
+                # a key of data already stored: a new one would read none of it
+                hint = (
+                    "restore the resident-index key from the installation's backup "
+                    "(a new key cannot read what the index holds; 'hcm init' is for a "
+                    "new installation)"
+                )
+            elif ctx.get("source") == "env":
+                hint = f"set {ctx.get('name')} in the service's environment before starting"
+            else:
+                hint = "create the file, readable by the service's user"
         elif hint is None:
             hint = "fix the value; see docs/configuration.md for what this key takes"
         problems.append(cls(message, file=file, key=key, hint=hint))
@@ -308,13 +374,12 @@ def parse_config(
 ) -> Config:
     """Validate an already-parsed mapping (e.g. from TOML) into a frozen Config."""
     file = str(source) if source else None
+    base = (base_dir or (source.parent if source else Path.cwd())).absolute()
     try:
-        config = Config.model_validate(
-            dict(data), context={"base_dir": str(base_dir or Path.cwd())}
-        )
+        config = Config.model_validate(dict(data), context={"base_dir": str(base)})
     except ValidationError as exc:
         raise config_error_from_validation(exc, file=file, model=Config) from None
-    return config.model_copy(update={"source": source})
+    return config.model_copy(update={"source": source, "base_dir": base})
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -19,12 +19,14 @@ import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
 from pydantic import BaseModel, ValidationError
 
 from hcmiddleware import hookspecs
+from hcmiddleware._optional import extra_for
 from hcmiddleware.config import SettingsModel, config_error_from_validation
 from hcmiddleware.errors import ConfigError, PluginLoadError
 
@@ -129,12 +131,15 @@ def load_plugin(name: str, installed: dict[str, InstalledPlugin]) -> object:
         if inspect.isclass(obj):
             obj = obj()
     except Exception as exc:
+        extra = extra_for(exc.name) if isinstance(exc, ModuleNotFoundError) else None
         raise PluginLoadError(
             f"plugin {name!r} ({info.distribution} {info.version}) failed to load: "
             f"{type(exc).__name__}: {exc}",
             plugin=name,
             installed=sorted(installed),
-            hint="reinstall the plugin or disable it; run with --debug for the traceback",
+            hint=f"it needs the '{extra}' extra: pip install 'hcmiddleware[{extra}]'"
+            if extra
+            else "reinstall the plugin or disable it; run with --debug for the traceback",
         ) from exc
     return obj
 
@@ -156,9 +161,18 @@ class SettingsRegistry:
         return self._models.get(plugin)
 
     def validate(
-        self, plugin: str, section: dict[str, Any] | None, *, file: str | None
+        self,
+        plugin: str,
+        section: dict[str, Any] | None,
+        *,
+        file: str | None,
+        base_dir: Path | None = None,
     ) -> SettingsModel | None:
-        """Validate a plugin's raw section; ConfigError names ``plugins.<plugin>.<key>``."""
+        """Validate a plugin's raw section; ConfigError names ``plugins.<plugin>.<key>``.
+
+        Relative paths and ``{file = …}`` secrets in it are taken from ``base_dir`` (the
+        config file's folder).
+        """
         model = self._models.get(plugin)
         if model is None:
             if section:
@@ -170,7 +184,8 @@ class SettingsRegistry:
                 )
             return None
         try:
-            return model.model_validate(section or {})
+            context = {"base_dir": str(base_dir)} if base_dir else None
+            return model.model_validate(section or {}, context=context)
         except ValidationError as exc:
             raise config_error_from_validation(
                 exc, file=file, model=model, prefix=("plugins", plugin)
