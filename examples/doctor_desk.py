@@ -33,6 +33,7 @@ from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.config import parse_config
 from hcmiddleware.errors import HcmError
 from hcmiddleware.flows.outpatient import OutpatientFlow
+from hcmiddleware.keyfiles import write_empi_keys
 from hcmiddleware.models import Charge, VisitSummary
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
 
@@ -59,6 +60,8 @@ def main() -> int:
                     "site_name": "Example hospital",
                 },
                 "sam": {"keys": str(TEST_ISSUER_KEYS)},
+                # the resident index's keys, as `hcm init` writes them for a site
+                "empi": write_empi_keys(workdir / "keys").section(),
                 "plugins": {"enabled": ["his-hl7"], "his-hl7": {"host": host, "port": port}},
             }
         )

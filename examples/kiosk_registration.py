@@ -37,6 +37,7 @@ from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.config import parse_config
 from hcmiddleware.errors import FaceBackendError, FaceMismatchError, HcmError
 from hcmiddleware.flows.outpatient import OutpatientFlow
+from hcmiddleware.keyfiles import write_empi_keys
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
 
 HOSPITAL = "210100000001"
@@ -51,7 +52,9 @@ def main() -> int:
         config = parse_config(
             {
                 "middleware": {"data_dir": str(workdir / "hcm"), "institution_code": HOSPITAL},
-                "sam": {"keys": str(TEST_ISSUER_KEYS)},  # the software SAM's test keys
+                "sam": {"keys": str(TEST_ISSUER_KEYS)},
+                # the resident index's keys, as `hcm init` writes them for a site
+                "empi": write_empi_keys(workdir / "keys").section(),  # the software SAM's test keys
                 "plugins": {"enabled": ["his-hl7"], "his-hl7": {"host": host, "port": port}},
             }
         )

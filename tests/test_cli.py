@@ -124,12 +124,19 @@ def test_plugin_raising_on_import_exits_2_and_debug_shows_traceback(tmp_path: Pa
     assert "Traceback" in debug.stderr
 
 
+def init_site(tmp_path: Path, *, plugins: str = "") -> Path:
+    """A site made by ``hcm init``, with ``plugins`` enabled."""
+    site = tmp_path / "site"
+    out = hcm("init", str(site), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    cfg = site / "hcm.toml"
+    text = cfg.read_text(encoding="utf-8").replace("enabled = []", f"enabled = [{plugins}]")
+    cfg.write_text(text, encoding="utf-8")
+    return cfg
+
+
 def test_doctor_json_all_ok(tmp_path: Path) -> None:
-    cfg = tmp_path / "hcm.toml"
-    cfg.write_text(
-        f'[middleware]\ndata_dir = "{tmp_path / "data"}"\n[plugins]\nenabled = ["sample-his"]\n',
-        encoding="utf-8",
-    )
+    cfg = init_site(tmp_path, plugins='"sample-his"')
     out = hcm("--config", str(cfg), "doctor", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
@@ -140,7 +147,97 @@ def test_doctor_json_all_ok(tmp_path: Path) -> None:
         ("sample-his", "loaded"),
         ("sample-his", "store"),
         ("hcm.core-checks", "database"),
+        ("hcm.core-checks", "resident index keys"),
     } <= checks
+
+
+# --- hcm init, paths and keys ------------------------------------------------------
+
+PEOPLE = (
+    "record_id,name,sex,birth_date,id_number,phone,address,card_number\n"
+    "A1,张秀英,2,1949-12-31,11010519491231002X,13800138000,北京市朝阳区,\n"
+)
+
+
+def test_init_writes_a_config_keys_and_data_and_overwrites_nothing(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    out = hcm("init", str(site), "--site-name", 'No. 1 "People\'s" Hospital', cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert str(site / "hcm.toml") in out.stdout
+    assert "back up" in out.stdout
+    from hcmiddleware.config import load_config
+
+    config = load_config(site / "hcm.toml")
+    assert config.middleware.site_name == 'No. 1 "People\'s" Hospital'
+    assert config.middleware.data_dir == site / "data"
+    assert config.empi.current_key == "k1"
+    keys = sorted((site / "keys").iterdir())
+    assert [k.name for k in keys] == ["empi-index.key", "empi-master-k1.key"]
+    assert {oct(k.stat().st_mode & 0o777) for k in keys} == {"0o600"}
+    assert oct((site / "keys").stat().st_mode & 0o777) == "0o700"
+    assert oct((site / "data").stat().st_mode & 0o777) == "0o700"
+    # once more: refused, nothing changed
+    before = {p: p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    again = hcm("init", str(site), cwd=tmp_path)
+    assert again.returncode == 2
+    assert "already holds a configuration" in again.stderr
+    assert {p: p.read_bytes() for p in site.rglob("*") if p.is_file()} == before
+    # a config moved away, the keys left: still refused (they may protect data)
+    (site / "hcm.toml").unlink()
+    third = hcm("init", str(site), cwd=tmp_path)
+    assert third.returncode == 2
+    assert "may protect data" in third.stderr
+    assert (site / "keys" / "empi-master-k1.key").read_bytes() == before[
+        site / "keys" / "empi-master-k1.key"
+    ]
+
+
+def test_a_restart_from_another_directory_opens_the_same_index(tmp_path: Path) -> None:
+    cfg = init_site(tmp_path)
+    (tmp_path / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    imported = hcm("--config", str(cfg), "empi", "import", "people.csv", cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    stats = hcm("--config", str(cfg), "empi", "stats", cwd=elsewhere)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["active_residents"] == 1
+    assert not list(elsewhere.iterdir()), "nothing is created in the working directory"
+    assert not (tmp_path / "data").exists()
+
+
+def test_no_keys_refuses_and_says_hcm_init(tmp_path: Path) -> None:
+    cfg = tmp_path / "hcm.toml"
+    cfg.write_text('[middleware]\ndata_dir = "data"\n', encoding="utf-8")
+    (tmp_path / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    out = hcm("--config", str(cfg), "empi", "import", "people.csv", cwd=tmp_path)
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "no encryption keys" in errors[0]
+    assert "hcm init" in errors[0]
+    assert not list(tmp_path.rglob("*.key"))
+
+
+def test_a_missing_key_file_on_a_populated_index_loses_nothing(tmp_path: Path) -> None:
+    cfg = init_site(tmp_path)
+    (tmp_path / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    assert hcm("--config", str(cfg), "empi", "import", "people.csv", cwd=tmp_path).returncode == 0
+    key = cfg.parent / "keys" / "empi-master-k1.key"
+    saved = key.read_bytes()
+    database = cfg.parent / "data" / "hcm.db"
+    size = database.stat().st_size
+    key.unlink()  # lost with a disk, say
+    out = hcm("--config", str(cfg), "empi", "stats", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "empi.master_keys.k1" in out.stderr
+    assert "restore" in out.stderr
+    assert not key.exists(), "no new key is made in its place"
+    assert database.stat().st_size == size
+    key.write_bytes(saved)  # restored from the backup: everything is there
+    back = hcm("--config", str(cfg), "empi", "stats", cwd=tmp_path)
+    assert back.returncode == 0, back.stderr
+    assert json.loads(back.stdout)["active_residents"] == 1
 
 
 def test_doctor_lines_say_what_to_do(tmp_path: Path) -> None:
@@ -178,3 +275,66 @@ def test_demo_runs_the_journey(tmp_path: Path) -> None:
     assert "FAILED" not in out.stdout
     assert "skipped" not in out.stdout  # face backend and bank adapter are installed here
     assert "marked paid in the HIS" in out.stdout
+
+
+# --- optional parts not installed ----------------------------------------------------
+
+
+def hcm_without(modules: list[str], *args: str, cwd: Path) -> Any:
+    """``hcm`` in a process where ``modules`` cannot be imported, as if never installed."""
+    code = (
+        "import sys\n"
+        f"for name in {modules!r}:\n"
+        "    sys.modules[name] = None  # import raises ModuleNotFoundError\n"
+        "from hcmiddleware.cli import main\n"
+        "main(prog_name='hcm')\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_demo_without_the_face_extra_skips_the_face_step(tmp_path: Path) -> None:
+    out = hcm_without(
+        ["PIL", "face_recognition", "dlib"], "demo", "--data-dir", str(tmp_path / "d"), cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    face_line = next(line for line in out.stdout.splitlines() if "Check the face" in line)
+    assert "skipped: face checks need the 'face' extra" in face_line
+    assert "pip install 'hcmiddleware[face]'" in face_line
+    assert "Traceback" not in out.stderr
+    assert "journey complete" in out.stdout
+
+
+def test_face_command_without_the_extra_is_one_line(tmp_path: Path) -> None:
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"\xff\xd8 not really")
+    out = hcm_without(["PIL"], "face", "verify", str(photo), str(photo), cwd=tmp_path)
+    assert out.returncode == 3, out.stdout + out.stderr  # hcm face: the check was not made
+    assert out.stderr.count("\n") == 1
+    assert "Traceback" not in out.stderr
+    assert "'face' extra" in out.stderr
+    assert "pip install 'hcmiddleware[face]'" in out.stderr
+
+
+def test_postgres_without_the_extra_is_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "hcm.toml"
+    cfg.write_text('[database]\nurl = "postgresql+psycopg://hcm@127.0.0.1/hcm"\n', encoding="utf-8")
+    out = hcm_without(["psycopg"], "--config", str(cfg), "journal", "list", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr
+    assert "'postgres' extra" in out.stderr
+    assert "hcmiddleware[postgres]" in out.stderr
+
+
+def test_an_adapter_without_its_extra_names_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "hcm.toml"
+    cfg.write_text('[plugins]\nenabled = ["bank-soap"]\n', encoding="utf-8")
+    out = hcm_without(["zeep"], "--config", str(cfg), "plugins", "list", cwd=tmp_path)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "hcmiddleware[soap]" in out.stderr
+    assert "Traceback" not in out.stderr

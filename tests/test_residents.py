@@ -13,10 +13,10 @@ import pytest
 from hcmiddleware import Middleware
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.config import parse_config
-from hcmiddleware.errors import ConfigError
-from hcmiddleware.models import IdentifierKind, Resident
+from hcmiddleware.errors import ConfigError, DecryptionError
+from hcmiddleware.models import IdentifierKind, Resident, Sex
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS as KEYS
-from hcmiddleware.testing import HookRecorder
+from hcmiddleware.testing import HookRecorder, empi_keys
 
 PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
 KEY_A = base64.b64encode(bytes(range(32))).decode()
@@ -24,6 +24,8 @@ KEY_B = base64.b64encode(bytes(range(32, 64))).decode()
 
 
 def make(tmp_path: Path, **sections: Any) -> Middleware:
+    if "empi" not in sections:
+        sections["empi"] = empi_keys(tmp_path / "keys")
     cfg = parse_config(
         {"middleware": {"data_dir": str(tmp_path)}, "sam": {"keys": str(KEYS)}, **sections}
     )
@@ -44,14 +46,37 @@ def test_card_holder_is_enrolled_once_and_announced(tmp_path: Path) -> None:
         assert [c.kwargs["resident"].resident_id for c in enrolled] == [first.resident_id]
 
 
-def test_generated_keys_are_private_and_reused(tmp_path: Path) -> None:
+def test_without_keys_the_index_does_not_open_and_makes_none(tmp_path: Path) -> None:
+    with make(tmp_path, empi={}) as mw:
+        with pytest.raises(ConfigError) as caught:
+            mw.residents.enrol_from_card(mw.terminal.read(EmulatedCard.from_files(PROFILE, KEYS)))
+        assert caught.value.key == "empi.master_keys"
+        assert "hcm init" in str(caught.value)
+    assert not (tmp_path / "keys").exists()
+    assert not list(tmp_path.rglob("*.key"))
+    assert not list(tmp_path.rglob("*keys*.json"))
+
+
+def test_keys_survive_a_restart(tmp_path: Path) -> None:
+    card = EmulatedCard.from_files(PROFILE, KEYS)
     with make(tmp_path) as mw:
-        card = mw.terminal.read(EmulatedCard.from_files(PROFILE, KEYS))
-        rid = mw.residents.enrol_from_card(card).resident_id
-    key_file = tmp_path / "keys" / "empi-keys.json"
-    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        read = mw.terminal.read(card)
+        rid = mw.residents.enrol_from_card(read).resident_id
+    for key in (tmp_path / "keys").iterdir():
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
     with make(tmp_path) as mw:  # a restart reads the same keys: the data stays readable
-        assert mw.residents.index.get(rid).name == card.cardholder.name
+        assert mw.residents.get(rid).name == read.cardholder.name
+
+
+def test_other_keys_on_a_populated_index_refuse_to_open(tmp_path: Path) -> None:
+    with make(tmp_path) as mw:
+        mw.residents.enrol(name="陈静", sex=Sex.FEMALE, id_number="11010519491231002X")
+    with make(tmp_path, empi=empi_keys(tmp_path / "new-keys")) as mw:
+        with pytest.raises(DecryptionError) as caught:
+            mw.residents.count()
+        assert "restore the right key" in str(caught.value)
+    with make(tmp_path) as mw:  # nothing was lost: the right keys read it again
+        assert mw.residents.count() == 1
 
 
 def test_configured_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,8 +133,15 @@ def test_hcm_empi_uses_the_configured_index(tmp_path: Path) -> None:
 
     from hcmiddleware.cli import main
 
+    keys = empi_keys(tmp_path / "keys")
     cfg = tmp_path / "hcm.toml"
-    cfg.write_text(f'[middleware]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+    cfg.write_text(
+        f'[middleware]\ndata_dir = "{tmp_path / "data"}"\n'
+        "[empi]\n"
+        f'master_keys = {{ k1 = {{ file = "{keys["master_keys"]["k1"]["file"]}" }} }}\n'
+        f'index_key = {{ file = "{keys["index_key"]["file"]}" }}\n',
+        encoding="utf-8",
+    )
     csv_file = tmp_path / "people.csv"
     csv_file.write_text(
         "record_id,name,sex,birth_date,id_number,phone,address,card_number\n"
@@ -119,7 +151,7 @@ def test_hcm_empi_uses_the_configured_index(tmp_path: Path) -> None:
     runner = CliRunner()
     imported = runner.invoke(main, ["--config", str(cfg), "empi", "import", str(csv_file)])
     assert imported.exit_code == 0, imported.output
-    cfg_obj = parse_config({"middleware": {"data_dir": str(tmp_path / "data")}})
+    cfg_obj = parse_config({"middleware": {"data_dir": str(tmp_path / "data")}, "empi": keys})
     with Middleware(cfg_obj) as mw:
         found = mw.residents.index.lookup(IdentifierKind.ID_NUMBER, "11010519491231002X")
         assert found is not None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,3 +106,20 @@ def test_recorder_assertions(hcm_middleware: Middleware, hcm_recorder: HookRecor
         hcm_recorder.assert_called("hcm_card_removed", reader="R2")
     with pytest.raises(AssertionError, match="was not called"):
         hcm_recorder.last("hcm_card_inserted")
+
+
+def test_the_library_configures_no_logging(tmp_path: Path) -> None:
+    # in a fresh process: the CLI tests in this one configure logging, as the CLI should
+    code = (
+        "import logging\n"
+        "from hcmiddleware import Middleware\n"
+        "from hcmiddleware.testing.plugin import embedded_config\n"
+        "from pathlib import Path\n"
+        f"with Middleware(embedded_config(Path({str(tmp_path)!r}))) as mw:\n"
+        "    mw.residents.count()\n"
+        "logger = logging.getLogger('hcmiddleware')\n"
+        "print(logger.level, [type(h).__name__ for h in logger.handlers],\n"
+        "      logging.getLogger().handlers)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "['NullHandler']", "[]"]

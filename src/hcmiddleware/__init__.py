@@ -19,6 +19,8 @@ Adapters import from here too, and from :mod:`hcmiddleware.models` and
 
 from __future__ import annotations
 
+import logging
+
 from hcmiddleware import errors, models
 from hcmiddleware.card.data import CardRead
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
@@ -82,6 +84,9 @@ from hcmiddleware.runtime import Middleware, PluginInfo
 from hcmiddleware.terminal import Terminal
 
 __version__ = "0.1.0"
+
+# A library adds no handler and sets no level: the application configures logging.
+logging.getLogger("hcmiddleware").addHandler(logging.NullHandler())
 
 __all__ = [
     "Admission",

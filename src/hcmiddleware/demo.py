@@ -27,6 +27,7 @@ from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.config import Config, parse_config
 from hcmiddleware.errors import HcmError
 from hcmiddleware.flows.outpatient import OutpatientFlow
+from hcmiddleware.keyfiles import scratch_empi_keys
 from hcmiddleware.models import VisitSummary
 from hcmiddleware.registry import installed_plugins
 from hcmiddleware.runtime import Middleware
@@ -120,11 +121,13 @@ def _step_read_card(j: Journey) -> str:
 
 
 def _step_face(j: Journey) -> str:
-    from hcmiddleware.errors import FaceBackendError
+    from hcmiddleware.errors import FaceBackendError, MissingExtraError
     from hcmiddleware.face.samples import KIOSK_LIVE_PHOTO
 
     try:
         result = j.flow.check_face(j.values["who"], KIOSK_LIVE_PHOTO.read_bytes())
+    except MissingExtraError as exc:
+        return f"skipped: face checks need the '{exc.extra}' extra ({exc.hint})"
     except FaceBackendError as exc:
         return f"skipped: {exc}"
     return (
@@ -225,6 +228,9 @@ def run_demo(*, data_dir: str | None = None, echo: Echo = print) -> bool:
                     "institution_code": "210100000001",
                 },
                 "sam": {"keys": str(TEST_ISSUER_KEYS)},
+                # the demo's own index keys, beside its data (an installation's come
+                # from 'hcm init')
+                "empi": scratch_empi_keys(folder / "keys"),
                 "plugins": plugins,
             }
         )

@@ -13,6 +13,7 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── PluginResultError         a plugin answered with the wrong type: .hook
     │   └── NoHandlerError            no enabled plugin answers a hook that needs one
     │       └── NoAdapterError        no enabled adapter provides a capability: .capability
+    ├── MissingExtraError             an optional part is not installed: .extra  (CLI exit 2)
     ├── StorageError                  the database cannot be opened or written
     ├── CardError                     the health card or its reader
     │   ├── ReaderError               no PC/SC service, no reader, reader busy
@@ -151,6 +152,7 @@ __all__ = [
     "KeyUnavailableError",
     "MalformedResponseError",
     "MergeError",
+    "MissingExtraError",
     "MoneyError",
     "MultipleFacesError",
     "NoAdapterError",
@@ -389,6 +391,19 @@ class PluginResultError(PluginCallError):
 
 
 # --- storage ---------------------------------------------------------------------
+
+
+class MissingExtraError(HcmError):
+    """An optional part of hcmiddleware is not installed.
+
+    ``extra`` is the extra that brings it (``pip install 'hcmiddleware[extra]'``),
+    ``module`` the module that could not be imported.
+    """
+
+    def __init__(self, message: str, *, extra: str, module: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.extra = extra
+        self.module = module
 
 
 class StorageError(HcmError):

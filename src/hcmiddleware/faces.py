@@ -13,6 +13,8 @@ import contextvars
 import threading
 from typing import TYPE_CHECKING
 
+from hcmiddleware._optional import needs_extra
+
 if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead
     from hcmiddleware.empi.protection import Protector
@@ -68,13 +70,17 @@ class Faces:
 
     @property
     def service(self) -> FaceService:
-        """The :class:`FaceService` (the backend is loaded on first use)."""
+        """The :class:`FaceService` (the backend is loaded on first use).
+
+        :raises MissingExtraError: the face extra is not installed.
+        """
         with self._lock:
             if self._service is None:
-                from hcmiddleware.face.verify import FaceService
+                with needs_extra("face checks"):
+                    from hcmiddleware.face.verify import FaceService
 
-                settings = self._mw.config.face
-                backend = self._mw.hooks.hcm_face_backend(name=settings.backend)
+                    settings = self._mw.config.face
+                    backend = self._mw.hooks.hcm_face_backend(name=settings.backend)
                 self._service = FaceService(settings, backend=backend, liveness=self._liveness)
             return self._service
 

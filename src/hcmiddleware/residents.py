@@ -8,12 +8,8 @@ way into it: lookups, searches, enrolments, imports and merges, each answered wi
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 import logging
-import os
-import secrets
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -34,24 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["Residents"]
 
 log = logging.getLogger("hcmiddleware.residents")
-KEY_FILE = Path("keys") / "empi-keys.json"
-
-
-def _generated_keys(data_dir: Path) -> dict[str, Any]:
-    path = data_dir / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keys = {
-            "master_keys": {"k1": base64.b64encode(secrets.token_bytes(32)).decode()},
-            "current_key": "k1",
-            "index_key": base64.b64encode(secrets.token_bytes(32)).decode(),
-        }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(keys, out)
-        log.warning("generated resident-index keys in %s; set [empi] keys for a shared index", path)
-    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return loaded
 
 
 #: identifiers :meth:`Residents.enrol` takes by name
@@ -79,20 +57,27 @@ class Residents:
         empi = self._mw.config.empi
         file = str(self._mw.config.source) if self._mw.config.source else None
         if not empi.master_keys:
-            raw = _generated_keys(self._mw.config.middleware.data_dir)
-        else:
-            if empi.index_key is None:
-                raise ConfigError(
-                    "master_keys are set but index_key is not",
-                    file=file,
-                    key="empi.index_key",
-                    hint="give the blind-index key as a secret",
-                )
-            raw = {
-                "master_keys": {k: v.get_secret_value() for k, v in empi.master_keys.items()},
-                "current_key": empi.current_key or list(empi.master_keys)[-1],
-                "index_key": empi.index_key.get_secret_value(),
-            }
+            # Never made here: keys made silently beside the wrong folder would open an
+            # empty index next to the real one, whose data they cannot read.
+            raise ConfigError(
+                "the resident index has no encryption keys",
+                file=file,
+                key="empi.master_keys",
+                hint="run 'hcm init' to write keys and a starter config, or name the "
+                "installation's key files in [empi] (docs/configuration.md)",
+            )
+        if empi.index_key is None:
+            raise ConfigError(
+                "master_keys are set but index_key is not",
+                file=file,
+                key="empi.index_key",
+                hint="give the blind-index key as a secret",
+            )
+        raw = {
+            "master_keys": {k: v.get_secret_value() for k, v in empi.master_keys.items()},
+            "current_key": empi.current_key or list(empi.master_keys)[-1],
+            "index_key": empi.index_key.get_secret_value(),
+        }
         try:
             return ProtectionSettings.model_validate(raw)
         except ValueError as exc:
@@ -267,7 +252,8 @@ class Residents:
 
         An identifier already in the index returns its resident; a confident
         demographic match links to it (``[empi] auto_link``). A new resident is
-        announced through ``hcm_empi_resident_enrolled``.
+        announced through ``hcm_empi_resident_enrolled``. ``record_id`` is the person's
+        record in the ``source`` system (a desk, an old HIS), kept for linkage.
 
         :raises IdentityError: a field is invalid (the error names it); nothing is written.
         """
@@ -280,7 +266,8 @@ class Residents:
             address=address,
             card_number=card_number,
             ecard_id=ecard_id,
-            source=source,
+            # the source is the system the record_id comes from: kept with it only
+            source=source if record_id is not None else None,
             record_id=record_id,
         )
         return self._announce(enrolment)

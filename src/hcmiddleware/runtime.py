@@ -148,7 +148,6 @@ class Middleware:
         """Load, validate and configure every plugin; see the module docstring."""
         if self._started:
             return
-        logging.getLogger("hcmiddleware").setLevel(self.config.logging.level)
         try:
             self.load_plugins()
             self._configuring = True
@@ -232,7 +231,7 @@ class Middleware:
         file = str(self.config.source) if self.config.source else None
         for name in self.enabled_plugins():
             self._plugin_settings[name] = self.settings.validate(
-                name, sections.get(name), file=file
+                name, sections.get(name), file=file, base_dir=self.config.base_dir
             )
 
     def register(self, plugin: object, name: str) -> None:
@@ -247,7 +246,10 @@ class Middleware:
             self.dispatcher.call_for(name, "hcm_add_config", settings=self.settings)
             file = str(self.config.source) if self.config.source else None
             self._plugin_settings[name] = self.settings.validate(
-                name, self.config.plugins.sections().get(name), file=file
+                name,
+                self.config.plugins.sections().get(name),
+                file=file,
+                base_dir=self.config.base_dir,
             )
             if self._started:
                 self.dispatcher.call_for(name, "hcm_configure", middleware=self)

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase
 
-from hcmiddleware.errors import StorageError
+from hcmiddleware._optional import needs_extra
+from hcmiddleware.errors import MissingExtraError, StorageError
 
 __all__ = [
     "Base",
@@ -64,8 +65,11 @@ def _sqlite_begin(conn: Any) -> None:
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine for ``url``; SQLite connections get WAL and durable commits."""
     try:
-        engine = sa.create_engine(url, **kwargs)
-    except Exception as exc:  # bad URL, driver not installed
+        with needs_extra(f"databases at {sa.engine.make_url(url).drivername}"):
+            engine = sa.create_engine(url, **kwargs)
+    except MissingExtraError:
+        raise
+    except Exception as exc:  # bad URL, another driver not installed
         raise StorageError(
             f"cannot use database {sa.engine.make_url(url).render_as_string(hide_password=True)}"
             f": {exc}",

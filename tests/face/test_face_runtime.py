@@ -17,14 +17,20 @@ from hcmiddleware.face.dlib_backend import DlibBackend
 from hcmiddleware.face.samples import KIOSK_LIVE_PHOTO
 from hcmiddleware.models import LivenessResult
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS as KEYS
-from hcmiddleware.testing import HookRecorder
+from hcmiddleware.testing import HookRecorder, empi_keys
 
 PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
 LIVE = KIOSK_LIVE_PHOTO.read_bytes()
 
 
 def make(tmp_path: Path, **kwargs: Any) -> Middleware:
-    cfg = parse_config({"middleware": {"data_dir": str(tmp_path)}, "sam": {"keys": str(KEYS)}})
+    cfg = parse_config(
+        {
+            "middleware": {"data_dir": str(tmp_path)},
+            "sam": {"keys": str(KEYS)},
+            "empi": empi_keys(tmp_path / "keys"),
+        }
+    )
     return Middleware(cfg, **kwargs)
 
 
@@ -107,7 +113,13 @@ def test_cli_enrol_and_search_use_the_configured_store(tmp_path: Path, hopper: b
     from hcmiddleware.cli import main
 
     cfg = tmp_path / "hcm.toml"
-    cfg.write_text(f'[middleware]\ndata_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+    keys = empi_keys(tmp_path / "keys")
+    cfg.write_text(
+        f'[middleware]\ndata_dir = "{tmp_path / "data"}"\n[empi]\n'
+        f'master_keys = {{ k1 = {{ file = "{keys["master_keys"]["k1"]["file"]}" }} }}\n'
+        f'index_key = {{ file = "{keys["index_key"]["file"]}" }}\n',
+        encoding="utf-8",
+    )
     (tmp_path / "hopper.jpg").write_bytes(hopper)
     runner = CliRunner()
     base = ["--config", str(cfg), "face"]
@@ -118,5 +130,6 @@ def test_cli_enrol_and_search_use_the_configured_store(tmp_path: Path, hopper: b
     found = runner.invoke(main, [*base, "search", "--json", "--top", "1", str(KIOSK_LIVE_PHOTO)])
     assert found.exit_code == 0, found.output
     assert '"r-9"' in found.output
-    with Middleware(parse_config({"middleware": {"data_dir": str(tmp_path / "data")}})) as mw:
+    site = {"middleware": {"data_dir": str(tmp_path / "data")}, "empi": keys}
+    with Middleware(parse_config(site)) as mw:
         assert mw.faces.enrolment.search(hopper, top=1)[0].resident_id == "r-10"

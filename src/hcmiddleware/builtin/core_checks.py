@@ -1,4 +1,4 @@
-"""The core's own ``hcm doctor`` checks: data directory, database, card readers."""
+"""The core's own ``hcm doctor`` checks: data directory, database, index keys, readers."""
 
 from __future__ import annotations
 
@@ -41,6 +41,19 @@ def _database(mw: Middleware) -> CheckResult:
         name="database",
         ok=True,
         detail=mw.engine.url.render_as_string(hide_password=True),
+    )
+
+
+def _index_keys(mw: Middleware) -> CheckResult:
+    """The [empi] keys are configured and open the index's data keys."""
+    try:
+        index = mw.residents.index
+    except HcmError as exc:
+        return CheckResult(name="resident index keys", ok=False, detail=exc.message, hint=exc.hint)
+    return CheckResult(
+        name="resident index keys",
+        ok=True,
+        detail=f"current key {index.protector.current_key_id!r}; {index.count()} residents",
     )
 
 
@@ -104,10 +117,12 @@ def _sam(mw: Middleware) -> list[CheckResult]:
 
 @hookimpl(trylast=True)
 def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
-    """Data directory, database, readers, the SAM, and HIS capabilities provided in part."""
+    """Data directory, database, index keys, readers, the SAM, and half-provided HIS parts."""
+    database = _database(middleware)
     return [
         _data_dir(middleware),
-        _database(middleware),
+        database,
+        *([_index_keys(middleware)] if database.ok else []),
         *_readers(middleware),
         *_sam(middleware),
         *middleware.his.check(),

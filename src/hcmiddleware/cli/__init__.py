@@ -1,7 +1,8 @@
 """The ``hcm`` command line.
 
 Exit codes: 0 success; 1 the operation failed or a check did not pass; 2 the
-configuration, a plugin, or the command line is wrong (fix it and run again).
+configuration, a plugin, an extra not installed, or the command line is wrong (fix it
+and run again).
 Errors print one clear message to stderr; ``--debug`` adds the traceback.
 """
 
@@ -15,13 +16,15 @@ from typing import Any
 import click
 
 from hcmiddleware import __version__
+from hcmiddleware._optional import missing_extra
 from hcmiddleware.cli.card import card
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
 from hcmiddleware.cli.empi import empi
 from hcmiddleware.cli.face import face
+from hcmiddleware.cli.init import init
 from hcmiddleware.cli.journal import journal_group
-from hcmiddleware.errors import ConfigError, HcmError, PluginLoadError
+from hcmiddleware.errors import ConfigError, HcmError, MissingExtraError, PluginLoadError
 
 __all__ = ["main"]
 
@@ -31,7 +34,14 @@ class _Main(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except ModuleNotFoundError as exc:
+                # an optional part imported outside needs_extra(): still one line
+                missing = missing_extra(exc, "this command")
+                if missing is None:
+                    raise
+                raise missing from exc
         except HcmError as exc:
             debug = bool(ctx.meta.get("hcm.debug"))
             if debug:
@@ -39,7 +49,7 @@ class _Main(click.Group):
             click.echo(f"error: {exc}", err=True)
             for other in getattr(exc, "related", []):
                 click.echo(f"error: {other}", err=True)
-            code = 2 if isinstance(exc, ConfigError | PluginLoadError) else 1
+            code = 2 if isinstance(exc, ConfigError | PluginLoadError | MissingExtraError) else 1
             ctx.exit(code)
 
 
@@ -58,16 +68,18 @@ def main(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     """Resident Health Card middleware: cards, SAM, resident index, adapters."""
     ctx.meta["hcm.debug"] = debug
     ctx.obj = CliState(config_path=config_path, debug=debug)
-    # The config's [logging] level governs the hcmiddleware loggers; on a terminal only
-    # warnings are shown unless --debug.
+    # The command line configures logging (the library adds only a NullHandler): other
+    # libraries' warnings and up on stderr; the hcmiddleware loggers at the config's
+    # [logging] level (set when the config is loaded), everything with --debug.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.DEBUG if debug else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
+    logging.getLogger("hcmiddleware").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 main.add_command(plugins_group)
 main.add_command(config_group)
+main.add_command(init)
 main.add_command(doctor)
 main.add_command(demo)
 main.add_command(journal_group)

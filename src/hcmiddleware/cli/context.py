@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,10 +22,15 @@ class CliState:
     debug: bool = False
 
     def load(self) -> Config:
-        """The configuration from ``--config`` / ``$HCM_CONFIG``, or the defaults."""
-        if self.config_path:
-            return load_config(self.config_path)
-        return Config()
+        """The configuration from ``--config`` / ``$HCM_CONFIG``, or the defaults.
+
+        Its ``[logging] level`` is applied to the ``hcmiddleware`` loggers (``--debug``
+        shows everything): the command line, not the library, configures logging.
+        """
+        config = load_config(self.config_path) if self.config_path else Config()
+        level = logging.DEBUG if self.debug else config.logging.level
+        logging.getLogger("hcmiddleware").setLevel(level)
+        return config
 
 
 def open_middleware(ctx: click.Context) -> Middleware:

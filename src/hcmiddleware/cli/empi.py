@@ -164,6 +164,7 @@ def import_command(
     """Import residents from FILE (CSV); run again to resume, bad rows are reported."""
     try:
         residents = _open(ctx)
+        _ = residents.index  # keys and database first: an error, not a progress bar
         lines = max(file.read_bytes().count(b"\n") - 1, 1)
         with click.progressbar(length=lines, label="importing", file=sys.stderr) as bar:
             report = residents.import_csv(

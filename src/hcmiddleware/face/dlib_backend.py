@@ -14,14 +14,15 @@ from types import ModuleType
 
 import numpy as np
 
+from hcmiddleware._optional import needs_extra
 from hcmiddleware.errors import FaceBackendError
 from hcmiddleware.face.backend import FaceBox, Image, Template, as_template, euclidean
 
 __all__ = ["INSTALL_HINT", "DlibBackend"]
 
 INSTALL_HINT = (
-    "install the face backend: pip install dlib-bin numpy Pillow 'setuptools<81' && "
-    "pip install --no-deps face_recognition face_recognition_models"
+    "install the face extra: pip install 'hcmiddleware[face]' && "
+    "pip install --no-deps face_recognition"
 )
 
 _DIMENSION = 128
@@ -39,7 +40,8 @@ def _face_recognition() -> ModuleType:
     with _import_lock:
         if _module is not None:
             return _module
-        from PIL import ImageFile
+        with needs_extra("face checks"):
+            from PIL import ImageFile
 
         truncated_before = ImageFile.LOAD_TRUNCATED_IMAGES
         try:

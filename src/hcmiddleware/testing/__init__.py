@@ -10,10 +10,28 @@ changes nothing in a test run that does not ask for them:
 * ``hcm_middleware`` — a started Middleware on embedded defaults;
 * ``hcm_recorder`` — a :class:`HookRecorder` attached to ``hcm_middleware``.
 
+The fixtures' configs carry resident-index keys made by :func:`empi_keys` in the test's
+folder (the runtime itself never makes keys); give ``empi=…`` to use others.
+
 Conformance suites (``hcmiddleware.testing.conformance``) are classes an adapter's own
 test module subclasses; see ``docs/testing.md``.
 """
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hcmiddleware.keyfiles import scratch_empi_keys
 from hcmiddleware.testing.recorder import HookRecorder
 
-__all__ = ["HookRecorder"]
+__all__ = ["HookRecorder", "empi_keys"]
+
+
+def empi_keys(folder: Path) -> dict[str, Any]:
+    """An ``[empi]`` section naming key files in ``folder``, made there on first call.
+
+    For tests and demos: a second call with the same folder names the same keys, so a
+    restarted Middleware reads what the first one wrote.
+    """
+    return scratch_empi_keys(folder)

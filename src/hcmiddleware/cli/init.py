@@ -1,0 +1,101 @@
+"""``hcm init [DIR]``: a new installation's starter config, data folder and keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from hcmiddleware.config import load_config
+from hcmiddleware.errors import ConfigError
+from hcmiddleware.keyfiles import write_empi_keys
+
+__all__ = ["init"]
+
+CONFIG_NAME = "hcm.toml"
+
+STARTER = """\
+# hcmiddleware configuration, written by 'hcm init'. Every relative path in this file
+# is taken from this file's folder. Reference: docs/configuration.md
+
+[middleware]
+site_name = {site_name}
+# the 12-character institution code used in insurance message IDs
+institution_code = "000000000000"
+data_dir = "data"
+
+# [database]
+# url = "postgresql+psycopg://hcm@db.example/hcm"   # default: SQLite in data_dir
+
+# [readers]
+# user = "..."        # the reader the patient's card goes in ('hcm card readers')
+# sam = "..."         # the SAM slot
+
+# [sam]
+# keys = "..."        # a software SAM's key set, for tests and demos only
+# pin = {{ env = "HCM_SAM_PIN" }}
+
+# The resident index's keys. Back the keys folder up apart from the database: without
+# these files the index cannot be read, and new keys cannot read old data.
+[empi]
+master_keys = {{ {key_id} = {{ file = "{master}" }} }}
+current_key = "{key_id}"
+index_key = {{ file = "{index}" }}
+
+[logging]
+level = "WARNING"
+
+[plugins]
+enabled = []
+"""
+
+
+@click.command("init")
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
+@click.option("--site-name", default="hcmiddleware site", help="the site's name in reports")
+def init(directory: str, site_name: str) -> None:
+    """Write a starter config, a data folder and resident-index keys into DIRECTORY.
+
+    DIRECTORY (default: the current one) gets hcm.toml, data/ and keys/ (mode 700; each
+    key file mode 600). Nothing already there is overwritten: an existing config or key
+    refuses the command.
+    """
+    folder = Path(directory).expanduser().absolute()
+    config_file = folder / CONFIG_NAME
+    if config_file.exists():
+        raise ConfigError(
+            "this folder already holds a configuration",
+            file=str(config_file),
+            hint="edit it, or run 'hcm init' on another folder; nothing was changed",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        keys = write_empi_keys(folder / "keys")
+    except FileExistsError as exc:
+        raise ConfigError(
+            "a resident-index key is already there and may protect data",
+            file=str(exc),
+            hint="name it in the config by hand, or use another folder; nothing was changed",
+        ) from None
+    data = folder / "data"
+    data.mkdir(mode=0o700, exist_ok=True)
+    section = keys.section(relative_to=folder)
+    text = STARTER.format(
+        site_name=json.dumps(site_name, ensure_ascii=False),  # a valid TOML string
+        key_id=keys.key_id,
+        master=section["master_keys"][keys.key_id]["file"],
+        index=section["index_key"]["file"],
+    )
+    fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    load_config(config_file)  # what was written must load
+    click.echo(f"wrote {config_file}")
+    click.echo(f"wrote {keys.master} and {keys.index} (mode 600)")
+    click.echo(f"made {data} for the database")
+    click.echo("back up the keys folder apart from the database: without it the index is lost")
+    click.echo(
+        f"next: set site_name and institution_code, then HCM_CONFIG={config_file} hcm doctor"
+    )
