@@ -321,20 +321,26 @@ def test_face_command_without_the_extra_is_one_line(tmp_path: Path) -> None:
     assert "pip install 'hcmiddleware[face]'" in out.stderr
 
 
-def test_postgres_without_the_extra_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("missing", "config", "command", "extra"),
+    [
+        # the database driver of a PostgreSQL URL
+        (
+            "psycopg",
+            '[database]\nurl = "postgresql+psycopg://hcm@127.0.0.1/hcm"\n',
+            "journal list",
+            "postgres",
+        ),
+        # an enabled adapter that imports the SOAP client
+        ("zeep", '[plugins]\nenabled = ["bank-soap"]\n', "plugins list", "soap"),
+    ],
+)
+def test_a_missing_extra_is_one_line_naming_it(
+    tmp_path: Path, missing: str, config: str, command: str, extra: str
+) -> None:
     cfg = tmp_path / "hcm.toml"
-    cfg.write_text('[database]\nurl = "postgresql+psycopg://hcm@127.0.0.1/hcm"\n', encoding="utf-8")
-    out = hcm_without(["psycopg"], "--config", str(cfg), "journal", "list", cwd=tmp_path)
+    cfg.write_text(config, encoding="utf-8")
+    out = hcm_without([missing], "--config", str(cfg), *command.split(), cwd=tmp_path)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
-    assert "'postgres' extra" in out.stderr
-    assert "hcmiddleware[postgres]" in out.stderr
-
-
-def test_an_adapter_without_its_extra_names_it(tmp_path: Path) -> None:
-    cfg = tmp_path / "hcm.toml"
-    cfg.write_text('[plugins]\nenabled = ["bank-soap"]\n', encoding="utf-8")
-    out = hcm_without(["zeep"], "--config", str(cfg), "plugins", "list", cwd=tmp_path)
-    assert out.returncode == 2, out.stdout + out.stderr
-    assert "hcmiddleware[soap]" in out.stderr
-    assert "Traceback" not in out.stderr
+    assert f"pip install 'hcmiddleware[{extra}]'" in out.stderr
