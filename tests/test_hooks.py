@@ -27,6 +27,7 @@ from hcmiddleware.models import (
     EmergencyCall,
     HospitalPatient,
     LocationReport,
+    LossReport,
     MoneyKind,
     OrderExecution,
     PaymentRequest,
@@ -90,7 +91,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "hcm_card_inserted": {"reader": "Virtual PCD 00 00", "atr": bytes.fromhex("3B8F80")},
     "hcm_card_removed": {"reader": "Virtual PCD 00 00"},
     "hcm_card_read": {"reader": "Virtual PCD 00 00", "card": object()},
-    "hcm_card_blacklist_updates": {"since": date(2026, 3, 1)},
+    "hcm_card_blacklist_updates": {"since": {"issuer:2101": 41}},
+    "hcm_card_report_loss": {
+        "report": LossReport(
+            card_number="21010000000000000001",
+            resident_id="r-1",
+            identified_by="id_number",
+            reported_at=datetime(2026, 12, 3, 9, 0, tzinfo=UTC),
+            terminal="kiosk-7",
+        )
+    },
     "hcm_sam_provider": {"middleware": None},
     "hcm_empi_resident_enrolled": {"resident": RESIDENT},
     "hcm_empi_residents_merged": {"survivor": RESIDENT, "merged": RESIDENT, "reason": "dup"},
@@ -232,7 +242,6 @@ def test_every_hook_is_named_in_a_test_outside_this_file() -> None:
     # A hook is exercised elsewhere once its feature exists; until then the contract
     # tests below are its test. This list may only shrink.
     allowed = {
-        "hcm_card_blacklist_updates",
         "hcm_empi_remote_lookup",
         "hcm_bank_bind",
         "hcm_bank_unbind",

@@ -24,6 +24,8 @@ PUBLIC = sorted(
         "CardError",
         "CardRead",
         "CardRefusedError",
+        "CardState",
+        "Cards",
         "Charge",
         "CheckResult",
         "Config",
@@ -88,7 +90,6 @@ PUBLIC = sorted(
 
 #: Hooks with no caller yet, each with the feature that will call it.
 NOT_YET_CALLED = {
-    "hcm_card_blacklist_updates": "the card's lifecycle: refused-card list sync",
     "hcm_ward_emergency_call": "the ward: bedside emergency calls",
     "hcm_ward_location": "the ward: wristband locations",
     "hcm_ward_order_executed": "the ward: bedside order checks",

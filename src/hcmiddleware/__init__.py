@@ -23,6 +23,7 @@ import logging
 
 from hcmiddleware import errors, models
 from hcmiddleware.card.data import CardRead
+from hcmiddleware.cards import Cards
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
 from hcmiddleware.errors import (
     CardAbsentError,
@@ -63,6 +64,7 @@ from hcmiddleware.models import (
     Admission,
     AdmissionRequest,
     Bill,
+    CardState,
     Charge,
     CheckResult,
     Deposit,
@@ -96,6 +98,8 @@ __all__ = [
     "CardError",
     "CardRead",
     "CardRefusedError",
+    "CardState",
+    "Cards",
     "Charge",
     "CheckResult",
     "Config",

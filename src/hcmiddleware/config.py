@@ -61,6 +61,7 @@ from hcmiddleware.errors import ConfigError, SecretError
 from hcmiddleware.face.settings import FaceSettings
 
 __all__ = [
+    "CardsSection",
     "Config",
     "ConfigPath",
     "DatabaseSection",
@@ -216,6 +217,18 @@ class SamSection(SettingsModel):
     pin: Secret | None = Field(None, description="PIN of the SAM card in [readers] sam")
 
 
+class CardsSection(SettingsModel):
+    """``[cards]``: the lists of refused cards (loss-reported, cancelled, replaced, frozen).
+
+    ``list_keys`` maps each list's source (``issuer:2101``, ``bank:ICBC``) to the PEM
+    file of its public key (Ed25519 or ECDSA P-256); an update from a source not named
+    here is refused. A list older than ``max_list_age_hours`` fails ``hcm doctor``.
+    """
+
+    list_keys: dict[str, ConfigPath] = Field(default_factory=dict)
+    max_list_age_hours: float = Field(24.0, gt=0, description="hours before a list is stale")
+
+
 class EmpiSection(SettingsModel):
     """``[empi]``: keys that protect personal data in the resident index.
 
@@ -281,6 +294,7 @@ class Config(SettingsModel):
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     readers: ReadersSection = Field(default_factory=ReadersSection)
     sam: SamSection = Field(default_factory=SamSection)
+    cards: CardsSection = Field(default_factory=CardsSection)
     empi: EmpiSection = Field(default_factory=EmpiSection)
     face: FaceSettings = Field(default_factory=FaceSettings)
     logging: LoggingSection = Field(default_factory=LoggingSection)

@@ -29,7 +29,8 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   │   ├── CardMacError              6988: secure-messaging MAC rejected
     │   │   ├── CardLengthError           6700/6Cxx/6B00: wrong length or offset
     │   │   └── CardParameterError        6A86/6A88/6D00/6E00…: command not understood
-    │   ├── CardRefusedError          the card is on the blacklist (lost, cancelled)
+    │   ├── CardRefusedError          the card is on a refused list: .state, .listed_at
+    │   ├── CardListError             an update of a refused list was refused: .reason
     │   ├── CardKeyAtRiskError        a key with 2 tries or fewer left is not tried again
     │   └── CardCityError             the card is of another city than the SAM's keys
     ├── SamError                      the security access module
@@ -115,6 +116,7 @@ __all__ = [
     "CardKeyAtRiskError",
     "CardKeyBlockedError",
     "CardLengthError",
+    "CardListError",
     "CardMacError",
     "CardParameterError",
     "CardProtocolError",
@@ -491,9 +493,53 @@ class CardParameterError(CardStatusError):
 
 
 class CardRefusedError(CardError):
-    """The card is on the blacklist: reported lost or cancelled."""
+    """The card is on a list of refused cards: loss-reported, cancelled, replaced, frozen.
+
+    ``state`` is the card's state (``loss_reported``, ``cancelled``, ``replaced``, or
+    ``frozen`` for money only), ``listed_at`` when it was listed, ``source`` who listed
+    it, ``card`` the card number masked. Checked offline, before any money moves.
+    """
 
     default_hint = "keep the card and send the resident to the issuer's counter"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        state: str,
+        listed_at: str,
+        source: str,
+        card: str,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.state = state
+        self.listed_at = listed_at
+        self.source = source
+        self.card = card
+
+
+class CardListError(CardError):
+    """An update of a list of refused cards was refused; the previous list stays.
+
+    ``source`` and ``version`` name the update; ``reason`` is a stable code
+    (``malformed``, ``unknown_source``, ``bad_signature``, ``old_version``,
+    ``skipped_version``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None,
+        version: int | None,
+        reason: str,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.source = source
+        self.version = version
+        self.reason = reason
 
 
 class CardKeyAtRiskError(CardError):

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         AuditEvent,
         BankBinding,
         Bill,
-        BlacklistEntry,
+        BlacklistUpdate,
         Charge,
         CheckResult,
         Deposit,
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         HospitalPatient,
         LivenessResult,
         LocationReport,
+        LossReport,
         Order,
         OrderExecution,
         PaymentRequest,
@@ -303,37 +304,57 @@ def hcm_card_read(reader: str, card: Any) -> None:
 
 
 @hookspec
-def hcm_card_blacklist_updates(since: date | None) -> list[BlacklistEntry]:
-    """Fetch blacklist entries (lost / cancelled cards) from an issuer or a bank.
+def hcm_card_blacklist_updates(since: dict[str, int]) -> list[BlacklistUpdate]:
+    """Fetch signed updates of the lists of refused cards, from an issuer or a bank.
 
-    Called by the blacklist sync (``hcm`` scheduler or ``Middleware.sync_blacklist()``)
-    periodically; the result is stored locally so that cards are refused offline.
+    Called by ``Middleware.cards.sync()`` (``hcm card-list sync``, run periodically).
+    Each update is checked against its source's public key (``[cards] list_keys``) and
+    applied atomically; a bad one is refused and leaves the previous list in force.
 
-    :param since: the date of the last successful sync, or ``None`` for a full list.
-    :return: a list of :class:`~hcmiddleware.models.BlacklistEntry`; lists of all
-        plugins are merged.
+    :param since: the version held per source (a source not in it: send a full list).
+    :return: the updates newer than ``since`` — per source a full list or deltas in
+        order; the lists of all plugins are merged (one plugin per source).
 
     Example::
 
-        from datetime import date, datetime
+        import base64
 
         from hcmiddleware import hookimpl
-        from hcmiddleware.models import BlacklistEntry
+        from hcmiddleware.models import BlacklistUpdate
 
 
-        class IssuerBlacklist:
+        class IssuerFeed:
             @hookimpl
-            def hcm_card_blacklist_updates(self, since: date | None) -> list[BlacklistEntry]:
-                rows = self.issuer.lost_cards(since=since)  # the issuer's feed
-                return [
-                    BlacklistEntry(
-                        card_number=row["card_no"],
-                        reason="lost" if row["type"] == "1" else "cancelled",
-                        listed_at=datetime.fromisoformat(row["time"]),
-                        source="issuer",
-                    )
-                    for row in rows
-                ]
+            def hcm_card_blacklist_updates(self, since: dict[str, int]) -> list[BlacklistUpdate]:
+                held = since.get("issuer:2101")
+                feed = self.issuer.updates(after=held)  # the issuer's signed list service
+                return [BlacklistUpdate.model_validate(item) for item in feed]
+    """
+
+
+@hookspec(firstresult=True)
+def hcm_card_report_loss(report: LossReport) -> str | None:
+    """Tell the card's issuer that the cardholder reported the card lost.
+
+    Called by ``Middleware.cards.report_loss()`` after the cardholder was identified;
+    the terminal refuses the card at once, before the issuer's list says so. First
+    non-None result wins.
+
+    :param report: the card, the resident's index ID, how they were identified.
+    :return: the issuer's reference for the report, or ``None`` to leave it to
+        another plugin.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import LossReport
+
+
+        class IssuerCounter:
+            @hookimpl
+            def hcm_card_report_loss(self, report: LossReport) -> str | None:
+                answer = self.issuer.report_lost(report.card_number, at=report.reported_at)
+                return str(answer["reference"])
     """
 
 

@@ -16,12 +16,21 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from hcmiddleware.errors import AmountError
 
 __all__ = [
     "MAX_SLOT",
+    "REFUSED_STATES",
     "Admission",
     "AdmissionRequest",
     "Amount",
@@ -29,6 +38,9 @@ __all__ = [
     "BankBinding",
     "Bill",
     "BlacklistEntry",
+    "BlacklistUpdate",
+    "CardListStatus",
+    "CardState",
     "Charge",
     "CheckResult",
     "Deposit",
@@ -40,6 +52,7 @@ __all__ = [
     "IdentifierKind",
     "LivenessResult",
     "LocationReport",
+    "LossReport",
     "MoneyKind",
     "Order",
     "OrderExecution",
@@ -193,13 +206,98 @@ class Resident(DomainModel):
         return None
 
 
+class CardState(enum.StrEnum):
+    """Where a physical card is in its life (R-CARD-4).
+
+    ``issued`` cards are not yet activated; ``active`` ones read and pay. A
+    ``loss_reported``, ``cancelled`` or ``replaced`` card is refused at every terminal;
+    a ``frozen`` one reads (the patient can still be identified) but moves no money.
+    """
+
+    ISSUED = "issued"
+    ACTIVE = "active"
+    LOSS_REPORTED = "loss_reported"
+    FROZEN = "frozen"
+    CANCELLED = "cancelled"
+    REPLACED = "replaced"
+
+
+#: the states in which a card is refused outright (``frozen`` refuses money only)
+REFUSED_STATES = frozenset({CardState.LOSS_REPORTED, CardState.CANCELLED, CardState.REPLACED})
+
+
 class BlacklistEntry(DomainModel):
-    """A card that must be refused at every terminal (R-CARD-4)."""
+    """A card that must be refused at every terminal (R-CARD-4), or moves no money.
+
+    ``reason`` is the card's state; ``replaced_by`` names the replacement card of a
+    ``replaced`` one (it is linked to the same resident in the index).
+    """
+
+    card_number: str = Field(repr=False, min_length=1, max_length=32)
+    reason: Literal["loss_reported", "frozen", "cancelled", "replaced"]
+    listed_at: AwareDatetime
+    source: str = Field(description="who listed it: the issuer or the bank")
+    replaced_by: str | None = Field(None, repr=False, max_length=32)
+
+
+class BlacklistUpdate(DomainModel):
+    """A signed full or delta update of one source's list of refused cards.
+
+    A ``full`` list replaces what the terminal holds from ``source``; a ``delta``
+    applies to ``base_version`` exactly (a skipped version is refused, and the terminal
+    asks for a full list). ``signature`` (base64) is the source's signature over
+    :func:`hcmiddleware.cards.lists.signed_bytes`; ``removed`` lists cards taken off
+    the list (found again, unfrozen).
+    """
+
+    source: str = Field(min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
+    kind: Literal["full", "delta"]
+    version: int = Field(ge=1)
+    base_version: int | None = Field(None, ge=1)
+    issued_at: AwareDatetime
+    added: tuple[BlacklistEntry, ...] = ()
+    removed: tuple[str, ...] = Field((), repr=False)
+    signature: str = Field(repr=False, max_length=1024)
+
+    @model_validator(mode="after")
+    def _delta_has_a_base(self) -> BlacklistUpdate:
+        if self.kind == "delta" and self.base_version is None:
+            raise ValueError("a delta update names the version it applies to (base_version)")
+        if self.kind == "full" and (self.base_version is not None or self.removed):
+            raise ValueError("a full list has no base_version and removes nothing")
+        if self.base_version is not None and self.base_version >= self.version:
+            raise ValueError("base_version must be older than version")
+        if any(e.source != self.source for e in self.added):
+            raise ValueError("every entry's source is the update's source")
+        cards = [e.card_number for e in self.added]
+        if len(set(cards)) != len(cards) or set(cards) & set(self.removed):
+            raise ValueError("a card appears twice in the update")
+        return self
+
+
+class CardListStatus(DomainModel):
+    """What a terminal holds of one source's list, and whether it is too old."""
+
+    source: str
+    version: int
+    issued_at: datetime
+    synced_at: datetime
+    entries: int
+    stale: bool
+
+
+class LossReport(DomainModel):
+    """A cardholder's report, at a kiosk or desk, that their card is lost.
+
+    Made only after the cardholder was identified (``identified_by``); ``resident_id``
+    is the index's ID, never a name.
+    """
 
     card_number: str = Field(repr=False)
-    reason: Literal["lost", "cancelled", "replaced", "fraud"]
-    listed_at: datetime
-    source: str = Field(description="who listed it: the issuer or the bank")
+    resident_id: str
+    identified_by: Literal["face", "id_number", "ecard"]
+    reported_at: datetime
+    terminal: str
 
 
 # --- hospital ---------------------------------------------------------------------

@@ -222,6 +222,13 @@ class Residents:
         """The hospital patient ID linked to the resident, if any."""
         return self.index.hospital_id(resident_id, hospital_code)
 
+    def link_card(self, resident_id: str, card_number: str) -> None:
+        """Record another health card of the resident (a replacement); idempotent.
+
+        :raises IdentifierConflictError: the card belongs to another resident.
+        """
+        self.index.link_card_number(resident_id, card_number)
+
     def link_hospital_id(self, resident_id: str, hospital_code: str, patient_id: str) -> None:
         """Remember the hospital's patient ID for the resident (idempotent)."""
         self.index.link_hospital_id(resident_id, hospital_code, patient_id)

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Engine
 
 from hcmiddleware import storage
 from hcmiddleware.builtin import audit_log, core_checks, sam_provider
+from hcmiddleware.cards import Cards
 from hcmiddleware.config import RESERVED_PLUGIN_KEYS, Config, SettingsModel, load_config
 from hcmiddleware.dispatch import Dispatcher, HookProxy
 from hcmiddleware.errors import HcmError, PluginLoadError
@@ -121,6 +122,8 @@ class Middleware:
         self.faces = Faces(self)
         #: the hospital's HIS (``middleware.his.find_or_register(resident)``)
         self.his = His(self)
+        #: the card's lifecycle and the lists of refused cards (``middleware.cards``)
+        self.cards = Cards(self)
         self._loaded = False
         self._configuring = False
         self._started = False

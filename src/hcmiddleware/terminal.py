@@ -67,7 +67,11 @@ class Terminal:
         return CardSession(transport, self.sam, guard=self.guard)
 
     def read(self, transport: Transport | None = None, *, actor: str = "terminal") -> CardRead:
-        """Authenticate and read everything on the card; announced and audited."""
+        """Authenticate and read everything on the card; announced and audited.
+
+        :raises CardRefusedError: the card is loss-reported, cancelled or replaced
+            (``middleware.cards``); checked offline after the read.
+        """
         session = self.open(transport)
         reader = str(getattr(session.transport, "reader", "in-process"))
         try:
@@ -84,6 +88,8 @@ class Terminal:
         finally:
             if transport is None:
                 session.transport.close()
+        # offline, before the card is used for anything: a listed card goes no further
+        self._mw.cards.check(card.issuer.card_number, actor=actor)
         self._mw.audit("card.read", actor=actor, reader=reader)
         self._mw.hooks.hcm_card_read(reader=reader, card=card)
         return card

@@ -126,4 +126,5 @@ def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
         *_readers(middleware),
         *_sam(middleware),
         *middleware.his.check(),
+        *(middleware.cards.check_lists() if database.ok else []),
     ]

@@ -18,6 +18,7 @@ import click
 from hcmiddleware import __version__
 from hcmiddleware._optional import missing_extra
 from hcmiddleware.cli.card import card
+from hcmiddleware.cli.cardlist import card_list
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
 from hcmiddleware.cli.empi import empi
@@ -84,5 +85,6 @@ main.add_command(doctor)
 main.add_command(demo)
 main.add_command(journal_group)
 main.add_command(card)
+main.add_command(card_list)
 main.add_command(empi)
 main.add_command(face)

@@ -34,9 +34,16 @@ class CrossReference(IndexCore):
         """Record the id the regional or national index gave the resident; idempotent."""
         return self._link(resident_id, IdentifierKind.REGIONAL_INDEX_ID, index_code, regional_id)
 
+    def link_card_number(self, resident_id: str, card_number: str) -> Identifier:
+        """Record another health card of the resident (a replacement card); idempotent.
+
+        Raises :class:`IdentifierConflictError` when the card belongs to another resident.
+        """
+        return self._link(resident_id, IdentifierKind.CARD_NUMBER, "", card_number)
+
     def _link(self, resident_id: str, kind: IdentifierKind, issuer: str, value: str) -> Identifier:
         issuer = normalize_code(issuer)
-        if not issuer:
+        if not issuer and kind is not IdentifierKind.CARD_NUMBER:
             raise IdentityError(f"a {kind.value} needs the code of its issuer", field="issuer")
         canonical = self._canonical(kind, value)
         bidx = self._ident_bidx(kind, canonical)

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from hcmiddleware.errors import (
     AmountError,
+    CardRefusedError,
     HcmError,
     IdempotencyConflictError,
     MalformedResponseError,
@@ -109,6 +110,16 @@ class BankMovements(Resolution):
             "original_transaction_id": original_transaction_id,
             "terminal_id": terminal_id,
         }
+        try:
+            # offline, before anything is written or sent: a listed or frozen card
+            # moves no money
+            self.mw.cards.check(card_number, for_payment=True, actor=terminal_id or "journal")
+        except CardRefusedError:
+            # a retry of what moved before the card was listed answers what happened
+            existing = self._existing(key, fields)
+            if existing is not None:
+                return existing
+            raise
         if kind is MoneyKind.REFUND:
             # a repeated refund must be found before its ceiling is checked again
             existing = self._existing(key, fields)

@@ -1,0 +1,556 @@
+"""The physical card's life at the terminal (``middleware.cards``).
+
+Every source of refused cards — the card's issuer, the bank behind its account — sends
+signed full and delta lists through ``hcm_card_blacklist_updates``; the terminal checks
+each signature with the source's public key, applies each update in one transaction,
+and keeps the lists in the installation's database. Every card read and every money
+movement checks them offline first: a loss-reported, cancelled or replaced card is
+refused with :class:`~hcmiddleware.errors.CardRefusedError`; a frozen one reads but
+moves no money. A loss reported at a kiosk refuses the card here at once and goes to
+the issuer through ``hcm_card_report_loss``, after the cardholder was identified.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+import sqlalchemy as sa
+
+from hcmiddleware import storage
+from hcmiddleware.errors import (
+    CardListError,
+    CardRefusedError,
+    HcmError,
+    IdentityError,
+    ResidentIndexError,
+)
+from hcmiddleware.models import (
+    REFUSED_STATES,
+    BlacklistEntry,
+    BlacklistUpdate,
+    CardListStatus,
+    CardState,
+    CheckResult,
+    IdentifierKind,
+    LossReport,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+
+    from hcmiddleware.cards.lists import PublicKey
+    from hcmiddleware.runtime import Middleware
+
+__all__ = ["Cards", "SyncReport"]
+
+#: the source of losses reported at this installation's own terminals
+LOCAL_SOURCE = "local"
+
+_WHEN = sa.DateTime(timezone=True)
+_VERSIONS = sa.table(
+    "card_list_versions",
+    sa.column("source", sa.String),
+    sa.column("version", sa.Integer),
+    sa.column("issued_at", _WHEN),
+    sa.column("synced_at", _WHEN),
+    sa.column("entries", sa.Integer),
+)
+_ENTRIES = sa.table(
+    "card_list_entries",
+    sa.column("source", sa.String),
+    sa.column("card_number", sa.String),
+    sa.column("state", sa.String),
+    sa.column("listed_at", _WHEN),
+)
+#: which state wins when sources disagree: the most final one
+_SEVERITY = {
+    CardState.CANCELLED: 4,
+    CardState.REPLACED: 3,
+    CardState.LOSS_REPORTED: 2,
+    CardState.FROZEN: 1,
+}
+_LISTED_SQL = "SELECT source, state, listed_at FROM card_list_entries WHERE card_number = {}"
+
+
+def mask(card_number: str) -> str:
+    """A card number as a receipt or log shows it: the first four and last four digits."""
+    if len(card_number) <= 8:
+        return "*" * len(card_number)
+    return card_number[:4] + "*" * (len(card_number) - 8) + card_number[-4:]
+
+
+def _aware(moment: datetime | str) -> datetime:
+    # SQLite hands times back without their zone (and, read raw, as text); stored in UTC
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class SyncReport:
+    """What one sync did: the lists now held, and the updates refused (each kept out)."""
+
+    applied: list[CardListStatus] = field(default_factory=list)
+    refused: list[CardListError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no update was refused."""
+        return not self.refused
+
+
+class Cards:
+    """Card lifecycle and the lists of refused cards of one Middleware."""
+
+    def __init__(self, middleware: Middleware) -> None:
+        self._mw = middleware
+        self._lock = threading.Lock()
+        self._ready = False
+        self._keys: dict[str, PublicKey] | None = None
+        self._sql: str | None = None
+
+    # -- storage ------------------------------------------------------------------------
+
+    @property
+    def _engine(self) -> Engine:
+        engine = self._mw.engine
+        with self._lock:
+            if not self._ready:
+                storage.upgrade(engine)
+                self._ready = True
+        return engine
+
+    def _source_keys(self) -> dict[str, PublicKey]:
+        from hcmiddleware.cards.lists import load_public_key
+
+        with self._lock:
+            if self._keys is None:
+                self._keys = {
+                    source: load_public_key(path, source=source)
+                    for source, path in self._mw.config.cards.list_keys.items()
+                }
+            return self._keys
+
+    # -- checking a card ------------------------------------------------------------------
+
+    def _listed(self, card_number: str) -> list[tuple[str, str, datetime | str]]:
+        # On every card read and payment: the driver's cursor straight from the pool
+        # (SQLAlchemy's statement layer costs several times the indexed lookup itself).
+        engine = self._engine
+        if self._sql is None:
+            mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+            self._sql = _LISTED_SQL.format(mark)
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(self._sql, (card_number,))
+            rows = [tuple(r) for r in cursor.fetchall()]
+            cursor.close()
+        finally:
+            raw.close()
+        return rows
+
+    def entry(self, card_number: str) -> BlacklistEntry | None:
+        """The listing that decides the card's state (the most final of all sources)."""
+        rows = self._listed(card_number)
+        if not rows:
+            return None
+        source, state, listed_at = max(rows, key=lambda r: _SEVERITY[CardState(r[1])])
+        return BlacklistEntry(
+            card_number=card_number,
+            reason=state,
+            listed_at=_aware(listed_at),
+            source=source,
+        )
+
+    def state(self, card_number: str) -> CardState:
+        """The card's state as the lists held here say (``active`` when on none)."""
+        found = self.entry(card_number)
+        return CardState.ACTIVE if found is None else CardState(found.reason)
+
+    def check(
+        self, card_number: str, *, for_payment: bool = False, actor: str = "terminal"
+    ) -> None:
+        """Refuse a listed card, offline: before a card is used, and before money moves.
+
+        :raises CardRefusedError: loss-reported, cancelled or replaced — or frozen, when
+            ``for_payment``. The refusal is audited.
+        """
+        found = self.entry(card_number)
+        if found is None:
+            return
+        state = CardState(found.reason)
+        if state not in REFUSED_STATES and not (for_payment and state is CardState.FROZEN):
+            return
+        self._mw.audit(
+            "card.refused",
+            actor=actor,
+            outcome="refused",
+            state=state.value,
+            source=found.source,
+            card=mask(card_number),
+        )
+        words = {
+            CardState.LOSS_REPORTED: "was reported lost",
+            CardState.CANCELLED: "was cancelled",
+            CardState.REPLACED: "was replaced by a new card",
+            CardState.FROZEN: "is frozen: it moves no money",
+        }
+        hints = {
+            CardState.REPLACED: "ask the resident for the replacement card; this one is void",
+            CardState.FROZEN: "take payment another way; the resident can ask the bank to "
+            "unfreeze the account",
+        }
+        raise CardRefusedError(
+            f"card {mask(card_number)} {words[state]} "
+            f"(listed by {found.source} on {found.listed_at:%Y-%m-%d})",
+            state=state.value,
+            listed_at=found.listed_at.isoformat(),
+            source=found.source,
+            card=mask(card_number),
+            hint=hints.get(state),
+        )
+
+    # -- the lists -------------------------------------------------------------------------
+
+    def status(self) -> list[CardListStatus]:
+        """Each list held: its version, when issued and synced, its size, whether stale."""
+        limit = timedelta(hours=self._mw.config.cards.max_list_age_hours)
+        now = datetime.now(UTC)
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(_VERSIONS).order_by(_VERSIONS.c.source)).all()
+        return [
+            CardListStatus(
+                source=r.source,
+                version=r.version,
+                issued_at=_aware(r.issued_at),
+                synced_at=_aware(r.synced_at),
+                entries=r.entries,
+                stale=now - _aware(r.synced_at) > limit,
+            )
+            for r in rows
+        ]
+
+    def apply(self, update: BlacklistUpdate) -> CardListStatus:
+        """Check an update's signature and version and apply it in one transaction.
+
+        :raises CardListError: unknown source, bad signature, an old version, or a
+            delta that does not start at the version held; the list held is unchanged.
+        """
+        from hcmiddleware.cards.lists import verify_update
+
+        key = self._source_keys().get(update.source)
+        if key is None:
+            raise CardListError(
+                f"list updates from {update.source} are not accepted here",
+                source=update.source,
+                version=update.version,
+                reason="unknown_source",
+                hint=f"add the source's public key as [cards] list_keys.{update.source}",
+            )
+        verify_update(update, key)
+        with storage.begin_write(self._engine) as conn:
+            held = conn.execute(
+                sa.select(_VERSIONS.c.version).where(_VERSIONS.c.source == update.source)
+            ).scalar()
+            self._check_version(update, held)
+            if update.kind == "full":
+                conn.execute(sa.delete(_ENTRIES).where(_ENTRIES.c.source == update.source))
+            else:
+                for chunk in _chunks(update.removed, 500):
+                    conn.execute(
+                        sa.delete(_ENTRIES).where(
+                            _ENTRIES.c.source == update.source,
+                            _ENTRIES.c.card_number.in_(chunk),
+                        )
+                    )
+                for chunk in _chunks([e.card_number for e in update.added], 500):
+                    conn.execute(
+                        sa.delete(_ENTRIES).where(
+                            _ENTRIES.c.source == update.source,
+                            _ENTRIES.c.card_number.in_(chunk),
+                        )
+                    )
+            if update.added:
+                conn.execute(
+                    sa.insert(_ENTRIES),
+                    [
+                        {
+                            "source": update.source,
+                            "card_number": e.card_number,
+                            "state": e.reason,
+                            "listed_at": e.listed_at,
+                        }
+                        for e in update.added
+                    ],
+                )
+            self._store_version(conn, update.source, update.version, update.issued_at)
+        self._link_replacements(update.added)
+        self._mw.audit(
+            "card.list_applied",
+            actor="card-list",
+            source=update.source,
+            kind=update.kind,
+            version=str(update.version),
+            added=str(len(update.added)),
+            removed=str(len(update.removed)),
+        )
+        return next(s for s in self.status() if s.source == update.source)
+
+    @staticmethod
+    def _check_version(update: BlacklistUpdate, held: int | None) -> None:
+        if held is not None and update.version <= held:
+            raise CardListError(
+                f"the list update {update.source} v{update.version} is not newer than "
+                f"v{held}, which is held",
+                source=update.source,
+                version=update.version,
+                reason="old_version",
+                hint="nothing to do: an update is applied once",
+            )
+        if update.kind == "delta" and update.base_version != held:
+            raise CardListError(
+                f"the delta {update.source} v{update.version} applies to "
+                f"v{update.base_version}, but v{held} is held"
+                if held is not None
+                else f"the delta {update.source} v{update.version} needs a full list first",
+                source=update.source,
+                version=update.version,
+                reason="skipped_version",
+                hint="the previous list stays in force; the next sync asks for a full list",
+            )
+
+    @staticmethod
+    def _store_version(conn: Connection, source: str, version: int, issued_at: datetime) -> None:
+        entries = conn.execute(
+            sa.select(sa.func.count()).select_from(_ENTRIES).where(_ENTRIES.c.source == source)
+        ).scalar_one()
+        values = {
+            "version": version,
+            "issued_at": issued_at,
+            "synced_at": datetime.now(UTC),
+            "entries": entries,
+        }
+        done = conn.execute(
+            sa.update(_VERSIONS).where(_VERSIONS.c.source == source).values(**values)
+        )
+        if done.rowcount == 0:
+            conn.execute(sa.insert(_VERSIONS).values(source=source, **values))
+
+    def _link_replacements(self, entries: Iterable[BlacklistEntry]) -> None:
+        """Link each replacement card to the resident of the card it replaces."""
+        for e in entries:
+            if e.reason != CardState.REPLACED.value or not e.replaced_by:
+                continue
+            try:
+                resident = self._mw.residents.lookup(IdentifierKind.CARD_NUMBER, e.card_number)
+                if resident is not None:
+                    self._mw.residents.link_card(resident.resident_id, e.replaced_by)
+            except (IdentityError, ResidentIndexError) as exc:
+                # the list is applied; the link is the index's business (a review)
+                self._mw.audit(
+                    "card.replacement_not_linked",
+                    actor="card-list",
+                    outcome="failed",
+                    card=mask(e.card_number),
+                    error=type(exc).__name__,
+                )
+
+    def sync(self) -> SyncReport:
+        """Ask every source for what is newer than the lists held, and apply it.
+
+        A refused update is reported and leaves that source's list as it was; the
+        other sources' updates are still applied.
+        """
+        held = {s.source: s.version for s in self.status()}
+        report = SyncReport()
+        batches = self._mw.hooks.hcm_card_blacklist_updates(since=held)
+        updates: list[BlacklistUpdate] = []
+        for batch in batches or []:
+            for item in batch or []:
+                if not isinstance(item, BlacklistUpdate):
+                    report.refused.append(
+                        CardListError(
+                            f"a list plugin answered a {type(item).__name__}, "
+                            "not a BlacklistUpdate",
+                            source=None,
+                            version=None,
+                            reason="malformed",
+                            hint="update the plugin; the hook's contract is in docs/hooks.md",
+                        )
+                    )
+                    continue
+                updates.append(item)
+        broken: set[str] = set()
+        for update in sorted(updates, key=lambda u: (u.source, u.version)):
+            if update.source in broken:
+                continue  # a later delta cannot apply on top of a refused one
+            try:
+                self.apply(update)
+            except CardListError as exc:
+                report.refused.append(exc)
+                if exc.reason != "old_version":
+                    broken.add(update.source)
+        report.applied = self.status()
+        return report
+
+    # -- reports from the terminal -------------------------------------------------------------
+
+    def report_loss(
+        self,
+        card_number: str,
+        *,
+        resident_id: str,
+        id_number: str | None = None,
+        face: bytes | None = None,
+        terminal: str = "kiosk",
+    ) -> str | None:
+        """The cardholder reports the card lost: refused here at once, told to the issuer.
+
+        The cardholder is identified first, by the ID number on their identity card
+        (``id_number``) or a live photo matching their enrolled face (``face``); the card
+        must be theirs in the index. Returns the issuer's reference (``None`` when no
+        plugin tells the issuer: the local refusal still stands).
+
+        :raises IdentityError: the person was not identified as the card's holder.
+        """
+        how = self._identify(card_number, resident_id, id_number=id_number, face=face)
+        now = datetime.now(UTC)
+        with storage.begin_write(self._engine) as conn:
+            conn.execute(
+                sa.delete(_ENTRIES).where(
+                    _ENTRIES.c.source == LOCAL_SOURCE, _ENTRIES.c.card_number == card_number
+                )
+            )
+            conn.execute(
+                sa.insert(_ENTRIES).values(
+                    source=LOCAL_SOURCE,
+                    card_number=card_number,
+                    state=CardState.LOSS_REPORTED.value,
+                    listed_at=now,
+                )
+            )
+            held = conn.execute(
+                sa.select(_VERSIONS.c.version).where(_VERSIONS.c.source == LOCAL_SOURCE)
+            ).scalar()
+            self._store_version(conn, LOCAL_SOURCE, (held or 0) + 1, now)
+        report = LossReport(
+            card_number=card_number,
+            resident_id=resident_id,
+            identified_by=how,
+            reported_at=now,
+            terminal=terminal,
+        )
+        reference = self._mw.hooks.hcm_card_report_loss(report=report)
+        self._mw.audit(
+            "card.loss_reported",
+            actor=terminal,
+            subject=resident_id,
+            card=mask(card_number),
+            identified_by=how,
+            issuer_reference=str(reference or ""),
+        )
+        return None if reference is None else str(reference)
+
+    def _identify(
+        self, card_number: str, resident_id: str, *, id_number: str | None, face: bytes | None
+    ) -> Literal["face", "id_number"]:
+        holder = self._mw.residents.lookup(IdentifierKind.CARD_NUMBER, card_number)
+        if holder is None or holder.resident_id != self._mw.residents.get(resident_id).resident_id:
+            self._refuse_report(resident_id, "card_not_theirs")
+            raise IdentityError(
+                "this card is not the resident's in the index",
+                field="card_number",
+                hint="check the card number with the resident; a card not in the index "
+                "is reported at the issuer's counter",
+            )
+        if id_number is not None:
+            from hcmiddleware.empi.identity import parse_identity
+
+            theirs = holder.identifier(IdentifierKind.ID_NUMBER)
+            try:
+                given = parse_identity(id_number).value
+            except IdentityError:
+                given = None
+            if theirs is not None and given == theirs:
+                return "id_number"
+            self._refuse_report(resident_id, "id_number_mismatch")
+            raise IdentityError(
+                "the ID number does not match the resident's",
+                field="id_number",
+                hint="read the number from the resident's identity card again",
+            )
+        if face is not None:
+            hits = self._mw.faces.search(face, top=1, actor="loss-report")
+            limit = self._mw.config.face.thresholds.enrolled
+            if hits and hits[0].resident_id == holder.resident_id and hits[0].distance <= limit:
+                return "face"
+            self._refuse_report(resident_id, "face_mismatch")
+            raise IdentityError(
+                "the face does not match the resident's enrolled face",
+                field="face",
+                hint="identify the resident by the ID number on their identity card",
+            )
+        raise IdentityError(
+            "the cardholder must be identified before a loss is reported",
+            field="identity",
+            hint="give the ID number from their identity card, or a live photo",
+        )
+
+    def _refuse_report(self, resident_id: str, why: str) -> None:
+        self._mw.audit(
+            "card.loss_reported", actor="terminal", subject=resident_id, outcome="refused",
+            reason=why,
+        )  # fmt: skip
+
+    # -- health ------------------------------------------------------------------------------
+
+    def check_lists(self) -> list[CheckResult]:
+        """``hcm doctor``: every configured source has a list, none older than allowed."""
+        try:
+            held = {s.source: s for s in self.status()}
+        except HcmError as exc:
+            return [CheckResult(name="card lists", ok=False, detail=exc.message, hint=exc.hint)]
+        results: list[CheckResult] = []
+        hours = self._mw.config.cards.max_list_age_hours
+        for source in sorted(self._mw.config.cards.list_keys):
+            status = held.get(source)
+            if status is None:
+                results.append(
+                    CheckResult(
+                        name=f"card list {source}",
+                        ok=False,
+                        detail="never synced: listed cards would not be refused",
+                        hint="run 'hcm card-list sync' (and schedule it)",
+                    )
+                )
+            else:
+                age = datetime.now(UTC) - status.synced_at
+                results.append(
+                    CheckResult(
+                        name=f"card list {source}",
+                        ok=not status.stale,
+                        detail=f"v{status.version}, {status.entries} cards, synced "
+                        f"{age.total_seconds() / 3600:.1f} h ago",
+                        hint=f"older than {hours:g} h: run 'hcm card-list sync' and check "
+                        "that it runs on schedule"
+                        if status.stale
+                        else "",
+                    )
+                )
+        return results
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

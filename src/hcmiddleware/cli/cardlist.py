@@ -1,0 +1,83 @@
+"""``hcm card-list``: the lists of refused cards — sync, status, and one card's state."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from hcmiddleware.cli.context import open_middleware
+
+__all__ = ["card_list"]
+
+
+@click.group("card-list")
+def card_list() -> None:
+    """Lists of refused cards (loss-reported, cancelled, replaced, frozen)."""
+
+
+@card_list.command("sync")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def sync_command(ctx: click.Context, as_json: bool) -> None:
+    """Fetch and apply every source's signed updates; exit 1 if one was refused.
+
+    A refused update leaves that source's list as it was.
+    """
+    report = open_middleware(ctx).cards.sync()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "lists": [s.model_dump(mode="json") for s in report.applied],
+                    "refused": [e.details() for e in report.refused],
+                },
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for status in report.applied:
+            click.echo(f"{status.source}: v{status.version}, {status.entries} cards")
+        for error in report.refused:
+            click.echo(f"refused: {error}", err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+@card_list.command("status")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool) -> None:
+    """The lists held: version, size, when synced; exit 1 if one is stale."""
+    lists = open_middleware(ctx).cards.status()
+    if as_json:
+        click.echo(json.dumps([s.model_dump(mode="json") for s in lists]))
+    else:
+        if not lists:
+            click.echo("no lists held: run 'hcm card-list sync'")
+        for s in lists:
+            flag = "STALE" if s.stale else "ok"
+            click.echo(
+                f"{flag:5} {s.source}: v{s.version}, {s.entries} cards, "
+                f"issued {s.issued_at:%Y-%m-%d %H:%M}, synced {s.synced_at:%Y-%m-%d %H:%M} UTC"
+            )
+    sys.exit(1 if any(s.stale for s in lists) else 0)
+
+
+@card_list.command("check")
+@click.argument("card_number")
+@click.pass_context
+def check_command(ctx: click.Context, card_number: str) -> None:
+    """CARD_NUMBER's state; exit 1 when it is refused (or frozen)."""
+    from hcmiddleware.cards import mask
+
+    cards = open_middleware(ctx).cards
+    found = cards.entry(card_number)
+    if found is None:
+        click.echo(f"{mask(card_number)}: active (on no list)")
+        return
+    click.echo(
+        f"{mask(card_number)}: {found.reason}, listed by {found.source} on "
+        f"{found.listed_at:%Y-%m-%d}"
+    )
+    sys.exit(1)
