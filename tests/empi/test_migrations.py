@@ -7,8 +7,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+# every module that declares tables: the comparison must not depend on test order
+import hcmiddleware.cards.tables
 import hcmiddleware.empi.schema
-import hcmiddleware.face.store  # noqa: F401
+import hcmiddleware.face.store
+import hcmiddleware.journal.tables  # noqa: F401
 from hcmiddleware import storage
 from hcmiddleware.storage import Base
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 import sqlalchemy as sa
 
 from hcmiddleware import storage
+from hcmiddleware.cards.tables import CardListEntry, CardListVersion
 from hcmiddleware.errors import (
     CardListError,
     CardRefusedError,
@@ -50,22 +51,8 @@ __all__ = ["Cards", "SyncReport"]
 #: the source of losses reported at this installation's own terminals
 LOCAL_SOURCE = "local"
 
-_WHEN = sa.DateTime(timezone=True)
-_VERSIONS = sa.table(
-    "card_list_versions",
-    sa.column("source", sa.String),
-    sa.column("version", sa.Integer),
-    sa.column("issued_at", _WHEN),
-    sa.column("synced_at", _WHEN),
-    sa.column("entries", sa.Integer),
-)
-_ENTRIES = sa.table(
-    "card_list_entries",
-    sa.column("source", sa.String),
-    sa.column("card_number", sa.String),
-    sa.column("state", sa.String),
-    sa.column("listed_at", _WHEN),
-)
+_VERSIONS: sa.Table = CardListVersion.__table__  # type: ignore[assignment]
+_ENTRIES: sa.Table = CardListEntry.__table__  # type: ignore[assignment]
 #: which state wins when sources disagree: the most final one
 _SEVERITY = {
     CardState.CANCELLED: 4,
