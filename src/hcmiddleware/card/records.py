@@ -226,12 +226,15 @@ def clinical_from(
     )
 
 
-def encode_fixed(ef: EfSpec, values: Mapping[str, ItemValue]) -> bytes:
-    """A fixed-layout record (allergy, immunisation): each field ``00``-filled."""
+def encode_fixed(ef: EfSpec, values: Mapping[str, ItemValue], *, fill: bytes = b"\x00") -> bytes:
+    """A fixed-layout record (allergy, immunisation): each field filled with ``fill``.
+
+    ``00`` is what the session writes; a software card may be personalised with ``FF``.
+    """
     out = bytearray()
     for name, kind, length in ef.fields:
-        raw = codecs.encode(kind, values.get(name, ""), length, an_pad=b"\x00")
-        out += raw.ljust(length, b"\x00")
+        raw = codecs.encode(kind, values.get(name, ""), length, an_pad=fill)
+        out += raw.ljust(length, fill)
     return bytes(out)
 
 
