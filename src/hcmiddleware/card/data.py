@@ -130,7 +130,12 @@ class PartialModel(CardModel):
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # which parts were read and which files are absent is no personal data
         for name, value in super().__repr_args__():
-            yield name, (self.__dict__[name] if name in ("parts", "missing") else value)
+            if name == "parts":
+                yield name, tuple(p.value for p in self.parts)
+            elif name in ("missing", "absent_items"):
+                yield name, self.__dict__[name]
+            else:
+                yield name, value
 
     if not TYPE_CHECKING:  # to type checkers every field stays of its declared type
 
@@ -322,8 +327,8 @@ class CardRead(PartialModel):
     ``issuer.card_number`` and ``issuer.city_code`` are always there. Reading a field
     of a part not read raises :class:`~hcmiddleware.errors.CardPartNotReadError`.
     ``missing`` names the optional files and DFs the card does not have (``DF01``,
-    ``DDF1/EF07``) and the items it does not carry (``DDF1/EF08 item 17``): their parts
-    were read and are empty.
+    ``DDF1/EF07``): their parts were read and are empty. ``absent_items`` are the
+    numbers of the items the card holds no record for (read as empty).
     """
 
     FIELD_PARTS = {
@@ -344,7 +349,10 @@ class CardRead(PartialModel):
     clinical: Read[Clinical]
     visits: Read[list[VisitRecord]]
     missing: tuple[str, ...] = Field(
-        default=(), description="optional files, DFs and items the card does not have"
+        default=(), description="optional files and DFs the card does not have"
+    )
+    absent_items: tuple[int, ...] = Field(
+        default=(), description="numbers of the items the card holds no record for"
     )
 
     @classmethod

@@ -94,10 +94,12 @@ _EXTRA_RECORDS = 8
 
 
 class _Missing:
-    """What a read found absent, in the order found (paths like ``DF01``, ``DDF1/EF07``)."""
+    """What a read found absent, in the order found: files and DFs (``DF01``,
+    ``DDF1/EF07``) and, apart, the items without a record."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
+        self.items: list[int] = []
 
     def add(self, path: str) -> None:
         if path not in self.paths:
@@ -349,10 +351,11 @@ class CardSession:
     ) -> dict[str, ItemValue]:
         """Items grouped per DF (one SELECT and one authentication per DF).
 
-        The card as it comes: an item the card does not carry (``6A83``) or holds as an
-        empty record is left out of the result; a file (``6A82``) or DF it does not
-        have leaves out all of its items. Each is named in ``missing`` unless it is one
-        the card cannot be used without (:data:`~.filemap.MANDATORY_FILES`,
+        The card as it comes: an item the card does not carry (``6A83``) is left out of
+        the result (its number noted in ``missing.items``), one it holds as an empty
+        record reads empty; a file (``6A82``) or DF it does not have leaves out all of
+        its items and is named in ``missing``. That is, unless it is one the card
+        cannot be used without (:data:`~.filemap.MANDATORY_FILES`,
         :data:`~.filemap.MANDATORY_ITEMS`): then :class:`CardFileMissingError`.
         """
         missing = _Missing() if missing is None else missing
@@ -375,7 +378,7 @@ class CardSession:
             if answer.sw == 0x6A83:
                 if it.number in fm.MANDATORY_ITEMS:
                     raise _mandatory(f"{ef.path} item {it.number}", answer.sw, what)
-                missing.add(f"{ef.path} item {it.number}")
+                missing.items.append(it.number)
                 continue
             if not answer.data:
                 value: ItemValue = b"" if it.type is fm.B else ""
@@ -667,7 +670,9 @@ class CardSession:
         :class:`~hcmiddleware.errors.CardPartNotReadError` when used.
 
         The card is taken as it comes: optional files and DFs it lacks read as empty
-        and are named in ``CardRead.missing``; record files end at their last record.
+        and are named in ``CardRead.missing``, items it has no record for read empty
+        and are listed in ``CardRead.absent_items``; record files end at their last
+        record.
         A file or item no card may lack (issuer data, cardholder, card number, city,
         name) is :class:`~hcmiddleware.errors.CardFileMissingError`; a card pulled
         mid-read is :class:`~hcmiddleware.errors.CardAbsentError` and nothing is
@@ -715,6 +720,7 @@ class CardSession:
             clinical=clinical,
             visits=visits,
             missing=tuple(missing),
+            absent_items=tuple(sorted(missing.items)),
         )
 
     @_serialised
