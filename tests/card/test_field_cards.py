@@ -573,3 +573,36 @@ def test_the_oldest_visit_is_found_when_its_items_are_in_another_order(
     )
     assert "第10天" not in days
     assert len(days) == 4
+
+
+def test_a_visit_index_shorter_than_its_slots_is_a_shorter_ring(profile: dict[str, Any]) -> None:
+    profile["visits"] = []
+    card = field_card(profile)
+    index = card._files[fm.OUTPATIENT_INDEX]
+    index.records = index.records[:3]  # the card answers 6A83 for records 4 and 5
+    session = CardSession(card, SoftwareSam.from_file(KEYS))
+    slots = [session.append_visit(visit_on(day)) for day in range(5)]
+    assert slots == [1, 2, 3, 1, 2]  # three slots, one kept as the spare
+    days = [v.visited_at.day for v in session.read_visits()]
+    assert days == [5, 4]
+
+
+def test_a_visit_index_of_one_slot_is_not_written(profile: dict[str, Any]) -> None:
+    profile["visits"] = []
+    card = field_card(profile)
+    index = card._files[fm.OUTPATIENT_INDEX]
+    index.records = index.records[:1]
+    before = snapshot(card)
+    with pytest.raises(CardDataError, match="nothing was written") as info:
+        CardSession(card, SoftwareSam.from_file(KEYS)).append_visit(visit_on(0))
+    assert info.value.hint
+    assert snapshot(card) == before
+
+
+def visit_on(day: int) -> VisitRecord:
+    return VisitRecord(
+        kind=fm.VisitKind.OUTPATIENT,
+        visited_at=dt.datetime(2026, 12, 1 + day, 9, 0),
+        institution_name="沈阳市第一人民医院",
+        institution_code="210102000001",
+    )

@@ -838,6 +838,15 @@ class CardSession:
         self._authenticate(fm.DF03, fm.DF03.read_key)
         self._authenticate(fm.DF03, fm.DF03.update_key)
         valid = list(self.read_visit_index(visit.kind).valid)
+        if len(valid) < n:
+            # an index with fewer records than the card's slots: the ring is that long
+            n = len(valid)
+            if n < 2:
+                raise CardDataError(
+                    f"the card's {visit.kind} visit index holds {n} slot(s); a visit cannot "
+                    "be written without a spare slot; nothing was written",
+                    hint="the card cannot take visit records; send the resident to the issuer",
+                )
         if all(valid):
             oldest = min(range(n), key=lambda i: self._visit_stamp(slots.records[i]))
             self._mark(slots.index, oldest + 1, False)
