@@ -225,13 +225,18 @@ def read(
     _print(_read_fields(data), "")
 
 
-def _read_fields(model: BaseModel) -> dict[str, Any]:
-    """The model as data, without the fields of parts that were not read."""
+def _read_fields(model: BaseModel, *, top: bool = True) -> dict[str, Any]:
+    """The model as data, without the fields of parts that were not read.
+
+    The parts read are listed once, at the top.
+    """
     out: dict[str, Any] = {}
     guarded = model.FIELD_PARTS if isinstance(model, PartialModel) else {}
     read = set(model.parts) if isinstance(model, PartialModel) else set()
     for name in type(model).model_fields:
         if name in guarded and not read.intersection(guarded[name]):
+            continue
+        if name == "parts" and not top:
             continue
         value = getattr(model, name)
         out[name] = _plain(value)
@@ -240,7 +245,7 @@ def _read_fields(model: BaseModel) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, BaseModel):
-        return _read_fields(value)
+        return _read_fields(value, top=False)
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value.value if isinstance(value, Enum) else value
