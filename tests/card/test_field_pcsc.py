@@ -153,6 +153,7 @@ def test_cli_reads_parts_of_a_field_card(pcscd: Pcscd, tmp_path: Path) -> None:
         )
         text = runner.invoke(main, ["card", "read", *keys])
         bad = runner.invoke(main, ["card", "read", "--parts", "fotos", *keys])
+        no_sam = runner.invoke(main, ["card", "read", "--parts", "identity"])
     pcscd.wait_card(False)
     assert short.exit_code == 0, short.output
     data = json.loads(short.output)
@@ -164,3 +165,5 @@ def test_cli_reads_parts_of_a_field_card(pcscd: Pcscd, tmp_path: Path) -> None:
     assert "missing: DDF1/EF07, DF02/EF08" in text.output
     assert bad.exit_code == 2
     assert "fotos" in bad.output
+    assert no_sam.exit_code == 1
+    assert "needs the terminal's SAM" in no_sam.output

@@ -23,6 +23,7 @@ from hcmiddleware.errors import (
     CardPartError,
     HcmError,
     NoHandlerError,
+    SamUnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -162,6 +163,12 @@ def _read_through_terminal(
             transport = TracingTransport(transport, trace)
         try:
             if sam is None:
+                if parts is not None and set(parts) - {CardPart.ISSUER}:
+                    raise SamUnavailableError(
+                        "reading the parts asked for needs the terminal's SAM, and none is "
+                        "configured; without one only the issuer data can be read",
+                        hint="give --sam-keys or --sam-reader, or set [sam] in the config",
+                    )
                 return terminal.read_issuer(transport, actor="cli")
             return terminal.read(transport, actor="cli", parts=parts)
         finally:
@@ -207,12 +214,14 @@ def read(
     (--sam-reader, its PIN from the environment variable named by --sam-pin-env).
     """
     choice = _sam_choice(sam_keys, sam_reader, sam_pin_env)
-    try:
-        wanted = parse_parts(parts)
-    except CardPartError as exc:
-        raise click.BadParameter(exc.message, param_hint="--parts") from None
-    if photo:
-        wanted |= {CardPart.PHOTO}  # --photo asks for it
+    wanted: frozenset[CardPart] | None = None  # everything
+    if parts is not None:
+        try:
+            wanted = parse_parts(parts)
+        except CardPartError as exc:
+            raise click.BadParameter(exc.message, param_hint="--parts") from None
+        if photo:
+            wanted |= {CardPart.PHOTO}  # --photo asks for it
     try:
         data = _read_through_terminal(reader, choice, trace, wanted)
     except HcmError as exc:
