@@ -87,7 +87,7 @@ def desk(mw: Middleware, card: EmulatedCard, his: ReferenceHis) -> int:
     flow = OutpatientFlow(mw, actor="desk-07")  # another screen, another flow object
     who = flow.identify(card)
     patient = flow.patient(who)  # from the index this time
-    view = flow.desk(who, patient, registration)
+    view = flow.desk(who, patient, registration, card)  # reads the card's visits now
     print(f"doctor's desk: {len(view.previous_visits)} earlier visits on the card")
     for visit in view.previous_visits:
         print(f"  {visit.visited_at:%Y-%m-%d} {visit.kind:10} {visit.institution_name}")
@@ -120,8 +120,7 @@ def desk(mw: Middleware, card: EmulatedCard, his: ReferenceHis) -> int:
         ),
         card,
     )
-    visits = flow.identify(card).card
-    count = len(visits.visits) if visits else 0
+    count = len(flow.previous_visits(flow.identify(card), card))
     print(f"visit summary written to the card (slot {slot_no}); the card holds {count} visits")
     return 0
 

@@ -84,7 +84,8 @@ def kiosk(mw: Middleware, card: EmulatedCard) -> int:
     from hcmiddleware.face.samples import KIOSK_LIVE_PHOTO
 
     try:
-        check = flow.check_face(who, KIOSK_LIVE_PHOTO.read_bytes())
+        # the identifying read took identity, insurance and phones; the photo is read now
+        check = flow.check_face(who, KIOSK_LIVE_PHOTO.read_bytes(), transport=card)
         print(f"face check: the cardholder (distance {check.distance:.2f})")
     except FaceBackendError as exc:
         print(f"face check skipped: {exc.message}")

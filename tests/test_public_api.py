@@ -22,6 +22,8 @@ PUBLIC = sorted(
         "Bill",
         "CardAbsentError",
         "CardError",
+        "CardPart",
+        "CardPartNotReadError",
         "CardRead",
         "CardRefusedError",
         "CardState",

@@ -11,12 +11,15 @@ import pytest
 
 from hcmiddleware import Middleware
 from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.card.guard import PROCESS_GUARD, KeyGuard
 from hcmiddleware.config import parse_config
 from hcmiddleware.errors import (
     CardAbsentError,
     CardAuthError,
     CardKeyAtRiskError,
+    CardPartError,
+    CardPartNotReadError,
     NoHandlerError,
     SamUnavailableError,
 )
@@ -152,3 +155,37 @@ def test_the_terminal_shares_the_process_guard(tmp_path: Path) -> None:
     finally:
         PROCESS_GUARD.clear()
     assert card.key_tries(0x01) == 2
+
+
+def test_a_short_read_through_the_terminal_is_announced_and_audited(tmp_path: Path) -> None:
+    card = EmulatedCard.from_files(PROFILE, KEYS)
+    with Middleware(config(tmp_path, sam={"keys": str(KEYS)})) as mw:
+        recorder = HookRecorder(mw)
+        read = mw.terminal.read(card, parts="identity,insurance")
+        assert card.apdu_count == 15
+        assert recorder.last("hcm_card_read").kwargs["card"] is read
+        event = recorder.last("hcm_audit_event").kwargs["event"]
+        assert event.details["parts"] == "identity,insurance"
+        with pytest.raises(CardPartNotReadError):
+            _ = read.photo
+        assert mw.terminal.read(card).parts == tuple(CardPart)  # no parts: everything
+
+
+def test_an_unknown_part_is_refused_before_the_card_is_touched(tmp_path: Path) -> None:
+    card = EmulatedCard.from_files(PROFILE, KEYS)
+    with Middleware(config(tmp_path, sam={"keys": str(KEYS)})) as mw:
+        with pytest.raises(CardPartError) as info:
+            mw.terminal.read(card, parts="identity,fotos")
+        assert info.value.part == "fotos"
+        assert "photo" in info.value.hint
+    assert card.apdu_count == 0
+
+
+def test_absent_files_are_named_in_the_audit(tmp_path: Path) -> None:
+    card = EmulatedCard.from_files(PROFILE.parent / "field-profile.json", KEYS)
+    with Middleware(config(tmp_path, sam={"keys": str(KEYS)})) as mw:
+        recorder = HookRecorder(mw)
+        read = mw.terminal.read(card)
+        event = recorder.last("hcm_audit_event").kwargs["event"]
+        assert event.details["missing"] == ",".join(read.missing) == "DDF1/EF07,DF02/EF08"
+        assert read.cardholder.name not in event.model_dump_json()

@@ -23,11 +23,13 @@ import logging
 
 from hcmiddleware import errors, models
 from hcmiddleware.card.data import CardRead
+from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.cards import Cards
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
 from hcmiddleware.errors import (
     CardAbsentError,
     CardError,
+    CardPartNotReadError,
     CardRefusedError,
     ConfigError,
     FaceError,
@@ -96,6 +98,8 @@ __all__ = [
     "Bill",
     "CardAbsentError",
     "CardError",
+    "CardPart",
+    "CardPartNotReadError",
     "CardRead",
     "CardRefusedError",
     "CardState",

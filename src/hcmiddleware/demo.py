@@ -114,8 +114,8 @@ def _step_read_card(j: Journey) -> str:
     assert card is not None  # identified by the card itself
     how = "enrolled" if j.mw.residents.index.count() > before else "found"
     return (
-        f"card {_mask(card.issuer.card_number)} of {card.issuer.issuer_name}, "
-        f"authenticated with the SAM; {len(card.visits)} visits on the card; "
+        f"card {_mask(card.issuer.card_number)}, authenticated with the SAM; "
+        f"read {', '.join(card.parts)} only; "
         f"resident {who.resident.resident_id} ({how} in the index)"
     )
 
@@ -125,7 +125,7 @@ def _step_face(j: Journey) -> str:
     from hcmiddleware.face.samples import KIOSK_LIVE_PHOTO
 
     try:
-        result = j.flow.check_face(j.values["who"], KIOSK_LIVE_PHOTO.read_bytes())
+        result = j.flow.check_face(j.values["who"], KIOSK_LIVE_PHOTO.read_bytes(), transport=j.card)
     except MissingExtraError as exc:
         return f"skipped: face checks need the '{exc.extra}' extra ({exc.hint})"
     except FaceBackendError as exc:
@@ -155,7 +155,7 @@ def _step_register(j: Journey) -> str:
 
 
 def _step_desk(j: Journey) -> str:
-    view = j.flow.desk(j.values["who"], j.values["patient"], j.values["registration"])
+    view = j.flow.desk(j.values["who"], j.values["patient"], j.values["registration"], j.card)
     orders = len(view.orders)
     return (
         f"{len(view.previous_visits)} earlier visits on the card, "

@@ -23,6 +23,8 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── ForeignCardError          the card is not a resident health card
     │   ├── CardStatusError           the card refused a command: .sw (status word)
     │   │   ├── CardFileNotFoundError     6A82/6A83: no such file or record
+    │   │   │   └── CardFileMissingError  a file or item every health card carries is
+    │   │   │                             absent: .path
     │   │   ├── CardSecurityError         6982/6985: access condition not satisfied
     │   │   ├── CardAuthError             63Cx: authentication failed, .tries_left
     │   │   ├── CardKeyBlockedError       6983: the key is blocked for good
@@ -32,7 +34,10 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── CardRefusedError          the card is on a refused list: .state, .listed_at
     │   ├── CardListError             an update of a refused list was refused: .reason
     │   ├── CardKeyAtRiskError        a key with 2 tries or fewer left is not tried again
-    │   └── CardCityError             the card is of another city than the SAM's keys
+    │   ├── CardCityError             the card is of another city than the SAM's keys
+    │   ├── CardPartNotReadError      a part of the card was not read: .part, .field
+    │   └── CardPartError             an unknown part name was asked for (also a
+    │                                 ValueError): .part
     ├── SamError                      the security access module
     │   ├── SamInputError             a key, factor, challenge or city code of the wrong
     │   │                             shape (also a ValueError)
@@ -112,6 +117,7 @@ __all__ = [
     "CardCityError",
     "CardDataError",
     "CardError",
+    "CardFileMissingError",
     "CardFileNotFoundError",
     "CardKeyAtRiskError",
     "CardKeyBlockedError",
@@ -119,6 +125,8 @@ __all__ = [
     "CardListError",
     "CardMacError",
     "CardParameterError",
+    "CardPartError",
+    "CardPartNotReadError",
     "CardProtocolError",
     "CardRefusedError",
     "CardSecurityError",
@@ -464,6 +472,23 @@ class CardFileNotFoundError(CardStatusError):
     """The card has no such file or record (``6A82``/``6A83``)."""
 
 
+class CardFileMissingError(CardFileNotFoundError):
+    """A file or data element every health card carries is not on this card.
+
+    The card answered ``6A82`` (no such file) or ``6A83`` (no such record) where the
+    card cannot be used without the answer (the issuer data, the cardholder file, the
+    card number, the city code, the holder's name). ``path`` names it (``DDF1/EF06``,
+    ``DDF1/EF05 item 57``); optional files that are absent are reported in
+    ``CardRead.missing`` instead.
+    """
+
+    default_hint = "the card was not personalised completely; send the resident to the issuer"
+
+    def __init__(self, message: str, *, sw: int, path: str, hint: str | None = None) -> None:
+        super().__init__(message, sw=sw, hint=hint)
+        self.path = path
+
+
 class CardSecurityError(CardStatusError):
     """The file's access condition is not satisfied (``6982``/``6985``)."""
 
@@ -580,6 +605,36 @@ class CardCityError(CardError):
         super().__init__(message, hint=hint)
         self.card_city = card_city
         self.sam_city = sam_city
+
+
+class CardPartNotReadError(CardError):
+    """A part of the card (``part``) was not read, so its data (``field``) is not known.
+
+    A :class:`~hcmiddleware.card.data.CardRead` made with ``parts=...`` holds only the
+    parts asked for; an unread part is not an empty part, so reading it raises this
+    instead of answering empty.
+    """
+
+    default_hint = "read the card again with this part in parts=... (or read it all)"
+
+    def __init__(self, message: str, *, part: str, field: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.part = part
+        self.field = field
+
+
+class CardPartError(CardError, ValueError):
+    """A part name that is not one of the card's parts (``hcm card read --parts``)."""
+
+    default_hint = (
+        "use the part names of docs/card.md: issuer, identity, insurance, phones, photo, "
+        "contacts, social, documents, basics, allergies, immunisations, visits "
+        "(or the groups cardholder, validity, personal, clinical, all)"
+    )
+
+    def __init__(self, message: str, *, part: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.part = part
 
 
 # --- other domains (each issue adds its subclasses) --------------------------------

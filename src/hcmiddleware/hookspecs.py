@@ -286,7 +286,9 @@ def hcm_card_read(reader: str, card: Any) -> None:
     Notification (e.g. a kiosk plugin shows the name).
 
     :param reader: the reader the card was read in.
-    :param card: the :class:`hcmiddleware.card.data.CardRead` with everything read.
+    :param card: the :class:`hcmiddleware.card.data.CardRead`; ``card.parts`` says
+        which parts were read (a registration reads a few, see docs/card.md "Parts"),
+        and a field of an unread part raises ``CardPartNotReadError``.
     :return: nothing.
 
     Example::
@@ -676,7 +678,9 @@ def hcm_his_register_patient(
     already knows, returns the same patient ID. First non-None result wins.
 
     :param resident: the resident from the index.
-    :param card: the ``CardRead`` the visit started with, or ``None`` (e-card, manual).
+    :param card: the ``CardRead`` the visit started with, or ``None`` (e-card, manual);
+        the outpatient flow reads the parts ``identity``, ``insurance`` and ``phones``
+        (``card.parts``), and a field of another part raises ``CardPartNotReadError``.
     :param hospital_code: this hospital's code.
     :return: the new :class:`~hcmiddleware.models.HospitalPatient` with
         ``created=True`` (or the existing one, ``created=False``).

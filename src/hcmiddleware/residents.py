@@ -283,8 +283,11 @@ class Residents:
         """The resident holding this card, enrolled from the card's data if new.
 
         Never creates a silent duplicate: an identifier already in the index returns
-        its resident. ``hcm_empi_resident_enrolled`` announces a new one.
+        its resident. ``hcm_empi_resident_enrolled`` announces a new one. The card read
+        needs the part ``identity``; the phone is taken when ``phones`` was read.
         """
+        from hcmiddleware.card.filemap import CardPart
+
         holder = card.cardholder
         enrolment: Enrolment = self.index.enrol(
             name=holder.name,
@@ -292,7 +295,7 @@ class Residents:
             birth_date=holder.birth_date,
             id_number=holder.id_number or None,
             card_number=card.issuer.card_number,
-            phone=card.validity.phone1 or None,
+            phone=(card.validity.phone1 or None) if card.has(CardPart.PHONES) else None,
             source=source,
             record_id=card.issuer.card_number,
         )

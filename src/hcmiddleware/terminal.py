@@ -10,12 +10,14 @@ card key that reported 2 tries left is never tried again by this process.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from hcmiddleware.errors import NoHandlerError
 
 if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead, Issuer
+    from hcmiddleware.card.filemap import CardPart
     from hcmiddleware.card.guard import KeyGuard
     from hcmiddleware.card.monitor import CardEvents
     from hcmiddleware.card.session import CardSession
@@ -66,22 +68,38 @@ class Terminal:
             transport = PcscTransport(self._mw.config.readers.user)
         return CardSession(transport, self.sam, guard=self.guard)
 
-    def read(self, transport: Transport | None = None, *, actor: str = "terminal") -> CardRead:
-        """Authenticate and read everything on the card; announced and audited.
+    def read(
+        self,
+        transport: Transport | None = None,
+        *,
+        actor: str = "terminal",
+        parts: str | Iterable[str | CardPart] | None = None,
+    ) -> CardRead:
+        """Authenticate and read the card; announced and audited.
+
+        ``parts`` (default: everything) names the parts to read, e.g.
+        ``"identity,insurance"`` for a registration (see docs/card.md, "Parts"); the
+        result's ``parts`` says which were read, and an unread one raises
+        :class:`~hcmiddleware.errors.CardPartNotReadError` when used. An unknown part
+        name is :class:`~hcmiddleware.errors.CardPartError`, before the card is touched.
 
         :raises CardRefusedError: the card is loss-reported, cancelled or replaced
-            (``middleware.cards``); checked offline after the read.
+            (``middleware.cards``); checked offline after the read, before any hook.
         """
+        from hcmiddleware.card.filemap import parse_parts, parts_text
+
+        wanted = parse_parts(parts)
         session = self.open(transport)
         reader = str(getattr(session.transport, "reader", "in-process"))
         try:
-            card = session.read_all()
+            card = session.read(wanted)
         except Exception as exc:
             self._mw.audit(
                 "card.read",
                 actor=actor,
                 outcome="failed",
                 reader=reader,
+                parts=parts_text(wanted),
                 error=type(exc).__name__,
             )
             raise
@@ -90,7 +108,11 @@ class Terminal:
                 session.transport.close()
         # offline, before the card is used for anything: a listed card goes no further
         self._mw.cards.check(card.issuer.card_number, actor=actor)
-        self._mw.audit("card.read", actor=actor, reader=reader)
+        # file names only: what the card lacks is no personal data
+        details = {"reader": reader, "parts": parts_text(wanted)}
+        if card.missing:
+            details["missing"] = ",".join(card.missing)
+        self._mw.audit("card.read", actor=actor, outcome="ok", **details)
         self._mw.hooks.hcm_card_read(reader=reader, card=card)
         return card
 

@@ -18,7 +18,7 @@ def _date(digits: str) -> dt.date:
 def check_against_profile(read: CardRead, profile: dict[str, Any]) -> None:
     """Every field read equals what the profile personalised."""
     items = profile["items"]
-    for name, value in read.issuer.model_dump().items():
+    for name, value in read.issuer.model_dump(exclude={"parts"}).items():
         if name == "issue_date":
             assert value == _date(items[name])
         elif name == "issuer_certificate":

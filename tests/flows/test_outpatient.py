@@ -15,6 +15,7 @@ from PIL import Image
 
 from hcmiddleware import Middleware, hookimpl
 from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.errors import (
     CardAbsentError,
     FaceMismatchError,
@@ -59,7 +60,9 @@ def test_whole_journey_lands_in_the_his_and_on_the_card(
     recorder = HookRecorder(mw)
     flow = OutpatientFlow(mw, actor="kiosk-01")
     who = flow.identify(card)
-    before = len(who.card.visits) if who.card else 0
+    assert who.card is not None
+    assert set(who.card.parts) == {CardPart.IDENTITY, CardPart.INSURANCE, CardPart.PHONES}
+    before = len(mw.terminal.open(card).read_visits())
     patient = flow.patient(who)
     assert patient.created
     assert count(reference_his, "patient") == 1
@@ -68,7 +71,7 @@ def test_whole_journey_lands_in_the_his_and_on_the_card(
     position = flow.queue(reg)
     assert (position.queue_number, position.ahead) == (1, 0)
 
-    desk = OutpatientFlow(mw, actor="desk-07").desk(who, patient, reg)
+    desk = OutpatientFlow(mw, actor="desk-07").desk(who, patient, reg, card)  # reads them
     assert len(desk.previous_visits) == before > 0
     assert desk.previous_visits == sorted(
         desk.previous_visits, key=lambda v: v.visited_at, reverse=True
@@ -377,11 +380,11 @@ def test_face_check_refuses_a_photo_without_the_cardholder(
     who = flow.identify(card)
     from hcmiddleware.face.samples import KIOSK_LIVE_PHOTO
 
-    assert flow.check_face(who, KIOSK_LIVE_PHOTO.read_bytes()).matched
+    assert flow.check_face(who, KIOSK_LIVE_PHOTO.read_bytes(), transport=card).matched
     blank = io.BytesIO()
     Image.new("RGB", (320, 240), (200, 200, 200)).save(blank, "JPEG")
     with pytest.raises(FaceMismatchError) as caught:
-        flow.check_face(who, blank.getvalue())
+        flow.check_face(who, blank.getvalue(), transport=card)
     assert caught.value.status != "matched"
     with pytest.raises(FlowInputError, match="without a card"):
         flow.check_face(replace(who, card=None), KIOSK_LIVE_PHOTO.read_bytes())

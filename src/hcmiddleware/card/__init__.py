@@ -5,7 +5,7 @@ The entry points most callers need::
     from hcmiddleware.card import CardSession
     from hcmiddleware.card.pcsc import PcscTransport      # needs the [pcsc] extra
     session = CardSession(PcscTransport(), sam)
-    read = session.read_all()
+    read = session.read_all()                   # or session.read(parts="identity,insurance")
 
 PC/SC modules (``pcsc``, ``monitor``, ``vpcd``) are not imported here, so the package
 works without pyscard.
@@ -27,7 +27,8 @@ from hcmiddleware.card.data import (
     VisitRecord,
 )
 from hcmiddleware.card.emulator import EmulatedCard
-from hcmiddleware.card.filemap import VisitKind
+from hcmiddleware.card.field import FieldProfile
+from hcmiddleware.card.filemap import CardPart, VisitKind
 from hcmiddleware.card.guard import PROCESS_GUARD, KeyGuard
 from hcmiddleware.card.image import CardImage, load_image, personalise, write_image
 from hcmiddleware.card.session import CardSession
@@ -38,12 +39,14 @@ __all__ = [
     "Address",
     "Allergy",
     "CardImage",
+    "CardPart",
     "CardRead",
     "CardSession",
     "Cardholder",
     "Clinical",
     "Contact",
     "EmulatedCard",
+    "FieldProfile",
     "Immunisation",
     "Issuer",
     "KeyGuard",

@@ -1,7 +1,7 @@
 """The three data types of the health card: AN (GBK text), CN (compressed BCD), B (binary).
 
 Decoders accept what cards in the field hold (AN at its exact length or padded with
-``00`` or ``20``; CN left-aligned and padded with ``F``) and raise
+``00``, ``20`` or ``FF``; CN left-aligned and padded with ``F``) and raise
 :class:`~hcmiddleware.errors.CardDataError` for anything else. Encoders refuse values
 that do not fit the element, with the same error type, so a bad value never reaches
 the card.
@@ -23,7 +23,9 @@ __all__ = [
     "encode_cn",
 ]
 
-_AN_PADDING = b"\x00\x20"
+#: Trailing bytes of an AN field that are padding: none of them can end a GBK character
+#: (GBK trail bytes are 40-FE, and FF is no GBK byte at all).
+_AN_PADDING = b"\x00\x20\xff"
 _HEX_DIGITS = "0123456789"
 
 
@@ -36,7 +38,7 @@ class DataType(StrEnum):
 
 
 def decode_an(raw: bytes) -> str:
-    """GBK text with trailing ``00``/``20`` padding removed."""
+    """GBK text with trailing ``00``/``20``/``FF`` padding removed."""
     text = bytes(raw).rstrip(_AN_PADDING)
     try:
         return text.decode("gbk")
@@ -45,7 +47,7 @@ def decode_an(raw: bytes) -> str:
 
 
 def encode_an(text: str, length: int | None = None, *, pad: bytes = b"") -> bytes:
-    """GBK bytes of ``text``; with ``pad`` (``b"\\x00"`` or ``b" "``) filled to ``length``."""
+    """GBK bytes of ``text``; with ``pad`` (``00``, ``20`` or ``FF``) filled to ``length``."""
     try:
         raw = text.encode("gbk")
     except UnicodeEncodeError:

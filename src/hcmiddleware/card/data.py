@@ -3,17 +3,26 @@
 The models' ``repr`` names the fields but never shows their values: cardholder data
 must not leak into logs through a stray ``%r``. Use ``model_dump()`` where the data is
 meant to be shown.
+
+A read may take only some parts of the card (``CardSession.read(parts=...)``, see
+:class:`~hcmiddleware.card.filemap.CardPart`). The models that hold data of several parts
+(:class:`CardRead`, :class:`Issuer`, :class:`Validity`, :class:`Personal`,
+:class:`Clinical`) say in ``parts`` which of theirs were read. A field of a part that
+was not read holds ``None`` in dumps, and reading it as an attribute raises
+:class:`~hcmiddleware.errors.CardPartNotReadError`: a part not read is never mistaken
+for an empty one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Optional, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hcmiddleware.card.filemap import VisitKind
+from hcmiddleware.card.filemap import ALL_PARTS, CardPart, VisitKind
+from hcmiddleware.errors import CardPartNotReadError
 
 __all__ = [
     "Address",
@@ -25,10 +34,22 @@ __all__ = [
     "Contact",
     "Immunisation",
     "Issuer",
+    "PartialModel",
     "Personal",
+    "Read",
     "Validity",
     "VisitRecord",
 ]
+
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    #: A field of a part that may not have been read. Reading it when its part was not
+    #: read raises CardPartNotReadError, so to a reader it is always a ``_T``.
+    Read = Annotated[_T, "filled by its part"]
+else:
+    # Stored: ``None`` while the part is not read.
+    Read = Optional[_T]  # noqa: UP045 - a generic alias, evaluated by pydantic at runtime
 
 
 class _Hidden:
@@ -54,18 +75,119 @@ class CardModel(BaseModel):
             yield name, _HIDDEN
 
 
-class Issuer(CardModel):
-    """DDF1/EF05: issuance data, readable without authentication."""
+class PartialModel(CardModel):
+    """A model whose fields belong to parts of the card, any of which may be unread.
 
-    card_type: str
-    spec_version: str
-    issuer_name: str
-    issuer_code: str
-    issuer_certificate: bytes
-    issue_date: dt.date | None
+    ``parts`` lists the parts of this model that were read (default: all of them).
+    A field of an unread part holds ``None`` and raises
+    :class:`~hcmiddleware.errors.CardPartNotReadError` when read as an attribute.
+    """
+
+    #: field name -> the parts that fill it (any one of them suffices)
+    FIELD_PARTS: ClassVar[Mapping[str, tuple[CardPart, ...]]] = {}
+    #: fields that may be None even when read (a date the card leaves empty)
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    parts: tuple[CardPart, ...] = Field(
+        default=(), description="the parts of this model that were read (default: all)"
+    )
+
+    @classmethod
+    def own_parts(cls) -> tuple[CardPart, ...]:
+        """Every part that fills a field of this model, in card order."""
+        mine = {p for parts in cls.FIELD_PARTS.values() for p in parts}
+        return tuple(p for p in ALL_PARTS if p in mine)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _all_parts_unless_told(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("parts") is None:
+            data = {**data, "parts": cls.own_parts()}
+        return data
+
+    @model_validator(mode="after")
+    def _unread_fields_are_empty(self) -> PartialModel:
+        read = set(self.parts)
+        unknown = read - set(type(self).own_parts())
+        if unknown:
+            raise ValueError(f"parts {sorted(unknown)} do not fill {type(self).__name__}")
+        for name, parts in type(self).FIELD_PARTS.items():
+            value = self.__dict__[name]
+            if read.intersection(parts):
+                if value is None and name not in type(self).NULLABLE:
+                    raise ValueError(f"{name} is read ({parts[0]}) but holds nothing")
+            elif value is not None:
+                raise ValueError(f"{name} holds data but its part {parts[0]} is not read")
+        ordered = tuple(p for p in ALL_PARTS if p in read)
+        if ordered != self.parts:
+            object.__setattr__(self, "parts", ordered)
+        return self
+
+    def has(self, *parts: CardPart | str) -> bool:
+        """True when every part named was read."""
+        return {CardPart(p) for p in parts} <= set(self.parts)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # which parts were read and which files are absent is no personal data
+        for name, value in super().__repr_args__():
+            if name == "parts":
+                yield name, tuple(p.value for p in self.parts)
+            elif name in ("missing", "absent_items"):
+                yield name, self.__dict__[name]
+            else:
+                yield name, value
+
+    if not TYPE_CHECKING:  # to type checkers every field stays of its declared type
+
+        def __getattribute__(self, name: str) -> Any:
+            value = super().__getattribute__(name)
+            if value is None:
+                parts = type(self).FIELD_PARTS.get(name)
+                if parts is not None and not set(parts) & set(self.__dict__["parts"]):
+                    names = " or ".join(repr(p.value) for p in parts)
+                    raise CardPartNotReadError(
+                        f"{type(self).__name__}.{name} was not read from the card "
+                        f"(it is in part {names})",
+                        part=parts[0].value,
+                        field=name,
+                        hint=f"read the card with parts including {names}",
+                    )
+            return value
+
+
+def _fields(part: CardPart, *names: str) -> dict[str, tuple[CardPart, ...]]:
+    return dict.fromkeys(names, (part,))
+
+
+class Issuer(PartialModel):
+    """DDF1/EF05: issuance data, readable without authentication.
+
+    ``card_number`` and ``city_code`` are read by every read; the rest is part
+    ``issuer``.
+    """
+
+    FIELD_PARTS = _fields(
+        CardPart.ISSUER,
+        "card_type",
+        "spec_version",
+        "issuer_name",
+        "issuer_code",
+        "issuer_certificate",
+        "issue_date",
+        "security_code",
+        "chip_serial",
+    )
+    NULLABLE = frozenset({"issue_date"})
+
+    card_type: Read[str]
+    spec_version: Read[str]
+    issuer_name: Read[str]
+    issuer_code: Read[str]
+    issuer_certificate: Read[bytes]
+    issue_date: Read[dt.date | None]
     card_number: str
-    security_code: str
-    chip_serial: str
+    security_code: Read[str]
+    chip_serial: Read[str]
     city_code: str
 
 
@@ -79,13 +201,23 @@ class Cardholder(CardModel):
     id_number: str
 
 
-class Validity(CardModel):
-    """DDF1/EF08: expiry, phone numbers and payment methods."""
+class Validity(PartialModel):
+    """DDF1/EF08: expiry and payment methods (part ``insurance``), phones (``phones``).
 
-    expiry_date: dt.date | None
-    phone1: str
-    phone2: str
-    payment_methods: list[str]
+    The payment methods are the codes of how the holder's care is paid: the medical
+    insurance schemes (national code table); empty ones are left out.
+    """
+
+    FIELD_PARTS = {
+        **_fields(CardPart.INSURANCE, "expiry_date", "payment_methods"),
+        **_fields(CardPart.PHONES, "phone1", "phone2"),
+    }
+    NULLABLE = frozenset({"expiry_date"})
+
+    expiry_date: Read[dt.date | None]
+    phone1: Read[str]
+    phone2: Read[str]
+    payment_methods: Read[list[str]]
 
 
 class Address(CardModel):
@@ -103,18 +235,31 @@ class Contact(CardModel):
     phone: str
 
 
-class Personal(CardModel):
-    """DF01: addresses, contacts, social data and documents."""
+class Personal(PartialModel):
+    """DF01: addresses and contacts (part ``contacts``), social data (``social``) and
+    documents (``documents``)."""
 
-    addresses: list[Address]
-    contacts: list[Contact]
-    education: str
-    marital_status: str
-    occupation: str
-    id_document_type: str
-    id_document_number: str
-    health_record_number: str
-    rural_insurance_number: str
+    FIELD_PARTS = {
+        **_fields(CardPart.CONTACTS, "addresses", "contacts"),
+        **_fields(CardPart.SOCIAL, "education", "marital_status", "occupation"),
+        **_fields(
+            CardPart.DOCUMENTS,
+            "id_document_type",
+            "id_document_number",
+            "health_record_number",
+            "rural_insurance_number",
+        ),
+    }
+
+    addresses: Read[list[Address]]
+    contacts: Read[list[Contact]]
+    education: Read[str]
+    marital_status: Read[str]
+    occupation: Read[str]
+    id_document_type: Read[str]
+    id_document_number: Read[str]
+    health_record_number: Read[str]
+    rural_insurance_number: Read[str]
 
 
 class Allergy(CardModel):
@@ -131,16 +276,25 @@ class Immunisation(CardModel):
     date: dt.date
 
 
-class Clinical(CardModel):
-    """DF02: blood group, condition flags, warnings, allergies and immunisations."""
+class Clinical(PartialModel):
+    """DF02: blood group, condition flags, warnings (part ``basics``), allergies
+    (``allergies``) and immunisations (``immunisations``)."""
 
-    abo: int = Field(description="ABO code: 1 A, 2 B, 3 O, 4 AB, 5 unknown")
-    rh: str = Field(description="Rh code: 1 negative, 2 positive, 3 unknown")
-    conditions: dict[str, bool]
-    other_warning: str
-    psychiatric: bool
-    allergies: list[Allergy] = Field(description="newest first")
-    immunisations: list[Immunisation] = Field(description="newest first")
+    FIELD_PARTS = {
+        **_fields(CardPart.BASICS, "abo", "rh", "conditions", "other_warning", "psychiatric"),
+        **_fields(CardPart.ALLERGIES, "allergies"),
+        **_fields(CardPart.IMMUNISATIONS, "immunisations"),
+    }
+
+    abo: Read[int] = Field(
+        description="ABO code: 1 A, 2 B, 3 O, 4 AB, 5 unknown; 0 not on the card"
+    )
+    rh: Read[str] = Field(description="Rh code: 1 negative, 2 positive, 3 unknown")
+    conditions: Read[dict[str, bool]]
+    other_warning: Read[str]
+    psychiatric: Read[bool]
+    allergies: Read[list[Allergy]] = Field(description="newest first")
+    immunisations: Read[list[Immunisation]] = Field(description="newest first")
 
 
 class VisitRecord(CardModel):
@@ -166,14 +320,42 @@ class VisitRecord(CardModel):
     certificate: bytes = b""
 
 
-class CardRead(CardModel):
-    """Everything readable on the card in one read."""
+class CardRead(PartialModel):
+    """What one read took from the card: everything, or the parts asked for.
+
+    ``parts`` lists the parts read (see :class:`~hcmiddleware.card.filemap.CardPart`);
+    ``issuer.card_number`` and ``issuer.city_code`` are always there. Reading a field
+    of a part not read raises :class:`~hcmiddleware.errors.CardPartNotReadError`.
+    ``missing`` names the optional files and DFs the card does not have (``DF01``,
+    ``DDF1/EF07``): their parts were read and are empty. ``absent_items`` are the
+    numbers of the items the card holds no record for (read as empty).
+    """
+
+    FIELD_PARTS = {
+        "cardholder": (CardPart.IDENTITY,),
+        "validity": (CardPart.INSURANCE, CardPart.PHONES),
+        "photo": (CardPart.PHOTO,),
+        "personal": (CardPart.CONTACTS, CardPart.SOCIAL, CardPart.DOCUMENTS),
+        "clinical": (CardPart.BASICS, CardPart.ALLERGIES, CardPart.IMMUNISATIONS),
+        "visits": (CardPart.VISITS,),
+    }
 
     atr: bytes
     issuer: Issuer
-    cardholder: Cardholder
-    validity: Validity
-    photo: bytes
-    personal: Personal
-    clinical: Clinical
-    visits: list[VisitRecord]
+    cardholder: Read[Cardholder]
+    validity: Read[Validity]
+    photo: Read[bytes] = Field(description="the JPEG; empty when the card carries none")
+    personal: Read[Personal]
+    clinical: Read[Clinical]
+    visits: Read[list[VisitRecord]]
+    missing: tuple[str, ...] = Field(
+        default=(), description="optional files and DFs the card does not have"
+    )
+    absent_items: tuple[int, ...] = Field(
+        default=(), description="numbers of the items the card holds no record for"
+    )
+
+    @classmethod
+    def own_parts(cls) -> tuple[CardPart, ...]:
+        """Every part (``issuer`` fills ``issuer`` beyond its always-read items)."""
+        return ALL_PARTS

@@ -17,6 +17,12 @@ AUTHENTICATE without Le and ``6Cxx`` for a wrong Le.
 
 For tear tests, :meth:`EmulatedCard.pull_after` makes the card vanish after a number of
 APDUs, optionally tearing the write in progress (half of its data lands).
+
+With a :class:`~.field.FieldProfile` (``field=`` or the profile's ``"field"`` key) the
+card behaves like cards in the field rather than like the specification's drawing:
+cyclic records that were never written are not there (``6A83``), items without a
+value have no record, text padded with ``FF``, short records, items in another order,
+files and DFs left out.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from hcmiddleware.card import filemap as fm
 from hcmiddleware.card.apdu import Apdu, parse_command
 from hcmiddleware.card.atr import build_atr, card_factor
 from hcmiddleware.card.data import VisitRecord
+from hcmiddleware.card.field import PADS, FieldProfile
 from hcmiddleware.card.image import CardImage, load_image
 from hcmiddleware.card.records import ItemValue, encode_fixed, encode_item, encode_visit
-from hcmiddleware.card.tlv import parse_record
+from hcmiddleware.card.tlv import encode_tlv, parse_record, parse_run
 from hcmiddleware.errors import (
     CardAbsentError,
     CardDataError,
@@ -52,7 +59,6 @@ __all__ = ["EmulatedCard"]
 MAX_TRIES = 5
 #: Historical bytes before the chip serial: "HC" (our choice, 2 + 10 = 12 bytes).
 ATR_PREFIX = b"HC"
-_AN_PADS = {"exact": b"", "00": b"\x00", "20": b" "}
 
 
 class _Sw(Exception):  # noqa: N818 - internal control flow, never escapes the emulator
@@ -95,9 +101,13 @@ class EmulatedCard:
         *,
         base_dir: str | Path = ".",
         card_keys: Mapping[int, tuple[crypto.Algorithm, SecretKey]] | None = None,
+        field: FieldProfile | None = None,
     ) -> None:
         """A card from ``profile`` with keys from ``keyset`` (diversified here) or
         ``card_keys`` (already the card's own, e.g. from a card image) — exactly one.
+
+        ``field`` makes it a field card (default: the profile's ``"field"`` key, else
+        the tidy card of the specification).
         """
         if (keyset is None) == (card_keys is None):
             raise CardDataError("an emulated card needs either an issuer key set or card keys")
@@ -117,9 +127,13 @@ class EmulatedCard:
             else build_atr(ATR_PREFIX + serial.encode("ascii"))
         )
         self.city_code = str(items.get("city_code", ""))
-        pad = _AN_PADS.get(str(profile.get("an_padding", "exact")))
+        #: how this card departs from the tidy card (None: it does not)
+        self.field = field if field is not None else FieldProfile.from_json(profile.get("field"))
+        pad = PADS.get(str(profile.get("an_padding", "exact")))
         if pad is None:
-            raise CardDataError('an_padding must be "exact", "00" or "20"')
+            raise CardDataError('an_padding must be "exact", "00", "20" or "FF"')
+        if self.field is not None:
+            pad = self.field.pad
         self._mf = self._build(items, pad, profile, Path(base_dir))
         if keyset is not None:
             self._load_keys(keyset)
@@ -135,7 +149,9 @@ class EmulatedCard:
     # --- construction ------------------------------------------------------------
 
     @classmethod
-    def from_files(cls, profile: str | Path, keyset: str | Path) -> EmulatedCard:
+    def from_files(
+        cls, profile: str | Path, keyset: str | Path, *, field: FieldProfile | None = None
+    ) -> EmulatedCard:
         """A card from a profile JSON file (photo path relative to it) and a key set."""
         path = Path(profile)
         try:
@@ -145,55 +161,92 @@ class EmulatedCard:
                 f"the card profile {path} cannot be read ({type(exc).__name__})",
                 hint="check the path and that the file is JSON",
             ) from None
-        return cls(data, keyset, base_dir=path.parent)
+        return cls(data, keyset, base_dir=path.parent, field=field)
 
     @classmethod
-    def from_image(cls, image: CardImage | str | Path) -> EmulatedCard:
+    def from_image(
+        cls, image: CardImage | str | Path, *, field: FieldProfile | None = None
+    ) -> EmulatedCard:
         """A card from a card image (``hcm card personalise``): no master key needed."""
         if not isinstance(image, CardImage):
             image = load_image(image)
         profile = {**image.profile, "atr": image.atr}
-        card = cls(profile, card_keys=image.card_keys())
-        if image.photo:
+        card = cls(profile, card_keys=image.card_keys(), field=field)
+        if image.photo and fm.PHOTO in card._files:
             card.write_photo(image.photo_bytes)
         return card
 
     def _build(
         self, items: Mapping[str, Any], pad: bytes, profile: Mapping[str, Any], base: Path
     ) -> _Df:
+        field_ = self.field
         dfs: dict[str, _Df] = {}
         mf = dfs["MF"] = _Df(fm.MF, None)
         dfs["DDF1"] = _Df(fm.DDF1, mf)
         mf.children[fm.DDF1.fid] = dfs["DDF1"]
         for df_spec in (fm.DF01, fm.DF02, fm.DF03):
             dfs[df_spec.label] = _Df(df_spec, dfs["DDF1"])
-            dfs["DDF1"].children[df_spec.fid] = dfs[df_spec.label]
+            if not (field_ and field_.omits(df_spec.label)):
+                dfs["DDF1"].children[df_spec.fid] = dfs[df_spec.label]
+        self._files: dict[fm.EfSpec, _Ef] = {}
         for spec in fm.FILES:
+            if field_ and field_.omits(spec.path):
+                continue
             ef = _Ef(spec)
             dfs[spec.df.label].children[spec.fid] = ef
+            self._files[spec] = ef
             if spec.kind is fm.EfKind.TLV_RECORDS:
-                ef.records = [
-                    encode_item(it, _profile_value(it, items.get(it.name)), an_pad=pad)
-                    for it in fm.items_of(spec)
-                ]
+                ef.records = self._tlv_records(spec, items, pad)
             elif spec.kind is fm.EfKind.INDEX:
                 ef.records = [bytes((fm.INDEX_INVALID,))] * spec.records
             elif spec.kind is fm.EfKind.CYCLIC:
-                ef.records = [bytes(spec.size)] * spec.records
+                ef.records = self._unwritten_records(spec)
             else:
                 ef.data = bytearray(spec.size)
-        self._files = {spec: _find(dfs[spec.df.label], spec) for spec in fm.FILES}
         for name, ring in (("allergies", fm.ALLERGIES), ("immunisations", fm.IMMUNISATIONS)):
+            if ring not in self._files:
+                continue
             entries = list(profile.get(name, []))[: ring.records]
             for i, entry in enumerate(entries):  # newest first, as the card shows them
-                self._files[ring].records[i] = encode_fixed(ring, entry)
-        if profile.get("photo"):
+                record = encode_fixed(ring, entry, fill=field_.fill if field_ else b"\x00")
+                if field_ and field_.short_records:
+                    record = record.rstrip(field_.fill)
+                records = self._files[ring].records
+                if i < len(records):
+                    records[i] = record
+                else:
+                    records.append(record)
+        if profile.get("photo") and fm.PHOTO in self._files:
             photo = (base / str(profile["photo"])).read_bytes()
             self.write_photo(photo)
         for entry in profile.get("visits", []):
             visit = VisitRecord.model_validate(entry)
-            self.store_visit(visit)
+            slots = fm.VISIT_SLOTS[visit.kind]
+            if slots.index in self._files and any(r in self._files for r in slots.records):
+                self.store_visit(visit)
         return mf
+
+    def _tlv_records(self, spec: fm.EfSpec, items: Mapping[str, Any], pad: bytes) -> list[bytes]:
+        """The records of a TLV file: one per item, as the field profile lays them out."""
+        field_ = self.field
+        records = []
+        its = fm.items_of(spec)
+        for it in reversed(its) if field_ and field_.reorder else its:
+            value = _profile_value(it, items.get(it.name))
+            if field_ and not value and field_.empty_items != "tlv":
+                if field_.empty_items == "empty":
+                    records.append(b"")
+                continue
+            records.append(encode_item(it, value, an_pad=pad))
+        return records
+
+    def _unwritten_records(self, spec: fm.EfSpec) -> list[bytes]:
+        """A cyclic file as issued: no record written yet."""
+        mode = self.field.unwritten if self.field else "00"
+        if mode == "absent":
+            return []
+        blank = b"" if mode == "empty" else PADS[mode] * spec.size
+        return [blank] * spec.records
 
     def _owners(self) -> dict[int, _Df]:
         """The DF each key ref lives in (key 21 in the MF, valid everywhere)."""
@@ -245,28 +298,42 @@ class EmulatedCard:
 
     # --- personalisation helpers (also used by tests) -------------------------------
 
+    def _file(self, spec: fm.EfSpec) -> _Ef:
+        ef = self._files.get(spec)
+        if ef is None:
+            raise CardDataError(f"this card has no {spec.path} (its field profile leaves it out)")
+        return ef
+
     def write_photo(self, jpeg: bytes) -> None:
         """Store a JPEG in DDF1/EF07 as the issuer would (2-byte length, JPEG, 00 fill)."""
         room = fm.PHOTO.size - fm.PHOTO_LENGTH_PREFIX
         if len(jpeg) > room:
             raise CardDataError(f"a photo of {len(jpeg)} bytes exceeds the card's {room}")
         data = len(jpeg).to_bytes(2, "big") + jpeg
-        self._files[fm.PHOTO].data = bytearray(data.ljust(fm.PHOTO.size, b"\x00"))
+        self._file(fm.PHOTO).data = bytearray(data.ljust(fm.PHOTO.size, b"\x00"))
 
     def store_visit(self, visit: VisitRecord) -> None:
         """Put a visit record in its slot (``visit.slot``, or the first free one) as valid."""
         slots = fm.VISIT_SLOTS[visit.kind]
-        index = self._files[slots.index]
+        index = self._file(slots.index)
         slot = visit.slot or next(
-            (i + 1 for i, r in enumerate(index.records) if r[0] != fm.INDEX_VALID), 1
+            (
+                i + 1
+                for i, r in enumerate(index.records)
+                if r[0] != fm.INDEX_VALID and slots.records[i] in self._files
+            ),
+            1,
         )
         spec = slots.records[slot - 1]
-        self._files[spec].data = bytearray(encode_visit(visit, spec.size))
+        content = encode_visit(visit, spec.size)
+        if self.field and self.field.reorder:
+            content = _reordered_run(content, spec.size)
+        self._file(spec).data = bytearray(content)
         index.records[slot - 1] = bytes((fm.INDEX_VALID,))
 
     def file_bytes(self, spec: fm.EfSpec) -> bytes:
         """The raw content of a file (transparent) or its records concatenated."""
-        ef = self._files[spec]
+        ef = self._file(spec)
         return bytes(ef.data) if spec.kind is fm.EfKind.TRANSPARENT else b"".join(ef.records)
 
     def key_tries(self, ref: int) -> int:
@@ -447,9 +514,11 @@ class EmulatedCard:
                 raise _Sw(0x6A83)
             record = ef.records[c.p1 - 1]
         elif mode == 0x00 and ef.spec.kind is fm.EfKind.TLV_RECORDS:
-            record = next((r for r in ef.records if r[0] == c.p1), b"")
-            if not record:
+            # the first record whose identifier (its tag) is P1; an empty record has none
+            found = next((r for r in ef.records if r and r[0] == c.p1), None)
+            if found is None:
                 raise _Sw(0x6A83)
+            record = found
         else:
             raise _Sw(0x6A86)
         return _with_le(record, c.le)
@@ -492,7 +561,9 @@ class EmulatedCard:
             self._check_access(ef.spec.update_key)
             if len(c.data) != ef.spec.size:
                 raise _Sw(0x6700)
-            ef.records = [bytes(c.data), *ef.records[:-1]]  # newest becomes record 1
+            # The write goes into the next empty record, or over the oldest when every
+            # record is written; either way it becomes record 1 (ISO/IEC 7816-4).
+            ef.records = [bytes(c.data), *ef.records][: ef.spec.records]
             return b"", 0x9000
         if mode != 0x04:
             raise _Sw(0x6A86)
@@ -513,9 +584,12 @@ class EmulatedCard:
             )
         except SamError:
             raise _Sw(0x6988) from None
-        old_tag = ef.records[c.p1 - 1][0]
+        old = ef.records[c.p1 - 1]
+        # The tidy card refuses to put another item into a record; a field card writes
+        # what it is sent (it has no idea what the record should hold).
+        expected = old[0] if old and (self.field is None or self.field.checks_tags) else None
         try:
-            tag, value = parse_record(plain, old_tag)
+            tag, value = parse_record(plain, expected)
         except CardError:
             raise _Sw(0x6A80) from None
         item = fm.ITEMS.get(tag)
@@ -589,10 +663,12 @@ def _with_le(data: bytes, le: int | None) -> tuple[bytes, int]:
     return b"", 0x6C00 | (len(data) & 0xFF)
 
 
-def _find(df: _Df, spec: fm.EfSpec) -> _Ef:
-    node = df.children[spec.fid]
-    assert isinstance(node, _Ef)
-    return node
+def _reordered_run(content: bytes, size: int) -> bytes:
+    """A visit record's content with its TLV items in reverse order (same fill, trailer)."""
+    body = size - fm.VISIT_TRAILER_LEN
+    items, _ = parse_run(content[:body])
+    run = b"".join(encode_tlv(tag, value) for tag, value in reversed(items))
+    return run.ljust(body, b"\x00") + content[body:]
 
 
 def _profile_value(it: fm.Item, value: Any) -> ItemValue:

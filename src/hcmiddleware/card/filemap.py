@@ -8,18 +8,22 @@ layout for another card issue means editing this module only.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from hcmiddleware.card.codecs import DataType
+from hcmiddleware.errors import CardPartError
 
 __all__ = [
     "ADDRESSES",
     "ALLERGIES",
+    "ALL_PARTS",
     "BASICS",
     "CARDHOLDER",
     "CONDITION_FLAGS",
     "CONTACTS",
+    "CORE_ITEMS",
     "DDF1",
     "DF01",
     "DF02",
@@ -33,7 +37,11 @@ __all__ = [
     "INTERNAL_AUTH_KEY",
     "ISSUER",
     "ITEMS",
+    "MANDATORY_FILES",
+    "MANDATORY_ITEMS",
     "MF",
+    "PART_GROUPS",
+    "PART_ITEMS",
     "PHOTO",
     "PHOTO_LENGTH_PREFIX",
     "PSYCHIATRIC",
@@ -44,6 +52,7 @@ __all__ = [
     "VISIT_SIGNATURE_LEN",
     "VISIT_SLOTS",
     "VISIT_TRAILER_LEN",
+    "CardPart",
     "DfSpec",
     "EfKind",
     "EfSpec",
@@ -52,6 +61,8 @@ __all__ = [
     "VisitSlots",
     "item",
     "items_of",
+    "parse_parts",
+    "parts_text",
 ]
 
 AN, CN, B = DataType.AN, DataType.CN, DataType.B
@@ -366,3 +377,94 @@ INDEX_VALID = 0x00
 INDEX_INVALID = 0xFF
 #: Bytes of a photo file's length prefix.
 PHOTO_LENGTH_PREFIX = 2
+
+
+# --- parts: what a short read asks for ----------------------------------------------
+
+
+class CardPart(StrEnum):
+    """A part of the card's data that can be read on its own (``read(parts=...)``).
+
+    Each part is a group of items or files of one DF, so a read of a few parts costs
+    one SELECT and one authentication per DF it touches and one READ per item or record.
+    """
+
+    ISSUER = "issuer"  #: DDF1/EF05 in full: issuer, issue date, certificate, chip serial …
+    IDENTITY = "identity"  #: DDF1/EF06: name, sex, ethnicity, birth date, ID number
+    INSURANCE = "insurance"  #: DDF1/EF08 items 7, 18–20: expiry and payment (insurance) types
+    PHONES = "phones"  #: DDF1/EF08 items 16, 17: the cardholder's phone numbers
+    PHOTO = "photo"  #: DDF1/EF07
+    CONTACTS = "contacts"  #: DF01/EF05, EF06: addresses and emergency contacts
+    SOCIAL = "social"  #: DF01/EF07: education, marital status, occupation
+    DOCUMENTS = "documents"  #: DF01/EF08: ID document, health record and rural insurance numbers
+    BASICS = "basics"  #: DF02/EF05, EF06: blood group, condition flags, warning, psychiatric
+    ALLERGIES = "allergies"  #: DF02/EF07
+    IMMUNISATIONS = "immunisations"  #: DF02/EF08
+    VISITS = "visits"  #: DF03: the visit indexes and the valid visit records
+
+
+#: Every part, in card order (the order a read goes in, and the order ``parts`` lists).
+ALL_PARTS: tuple[CardPart, ...] = tuple(CardPart)
+
+#: Items every read takes, whatever the parts: the card number (which card this is) and
+#: the city code (checked against the SAM's before any authentication).
+CORE_ITEMS: tuple[Item, ...] = (ITEMS[8], ITEMS[57])
+
+#: The TLV items of each part made of TLV items (the other parts are whole files).
+PART_ITEMS: dict[CardPart, tuple[Item, ...]] = {
+    CardPart.ISSUER: tuple(items_of(ISSUER)),
+    CardPart.IDENTITY: tuple(items_of(CARDHOLDER)),
+    CardPart.INSURANCE: (ITEMS[7], ITEMS[18], ITEMS[19], ITEMS[20]),
+    CardPart.PHONES: (ITEMS[16], ITEMS[17]),
+    CardPart.CONTACTS: (*items_of(ADDRESSES), *items_of(CONTACTS)),
+    CardPart.SOCIAL: tuple(items_of(SOCIAL)),
+    CardPart.DOCUMENTS: tuple(items_of(DOCUMENTS)),
+    CardPart.BASICS: (*items_of(BASICS), *items_of(PSYCHIATRIC)),
+}
+
+#: Names that stand for several parts (and the model they fill).
+PART_GROUPS: dict[str, tuple[CardPart, ...]] = {
+    "all": ALL_PARTS,
+    "cardholder": (CardPart.IDENTITY,),
+    "validity": (CardPart.INSURANCE, CardPart.PHONES),
+    "personal": (CardPart.CONTACTS, CardPart.SOCIAL, CardPart.DOCUMENTS),
+    "clinical": (CardPart.BASICS, CardPart.ALLERGIES, CardPart.IMMUNISATIONS),
+}
+
+#: Files without which the card cannot be used: absent, the read stops with
+#: CardFileMissingError. Every other file and DF is optional: absent, its part reads
+#: empty and the file is named in ``CardRead.missing``. (DDF1 itself absent means the
+#: card is no health card: ForeignCardError.)
+MANDATORY_FILES: frozenset[EfSpec] = frozenset({ISSUER, CARDHOLDER})
+#: Items without which the card cannot be used: the card number and city code (which
+#: card, which keys) and the holder's name.
+MANDATORY_ITEMS: frozenset[int] = frozenset({8, 11, 57})
+
+
+def parse_parts(names: str | Iterable[str | CardPart] | None) -> frozenset[CardPart]:
+    """The parts named by ``names`` (a comma-separated text or an iterable); ``None`` is all.
+
+    Group names (``all``, ``cardholder``, ``validity``, ``personal``, ``clinical``) stand
+    for their parts. An unknown name is :class:`~hcmiddleware.errors.CardPartError`.
+    """
+    if names is None:
+        return frozenset(ALL_PARTS)
+    if isinstance(names, str):
+        names = [n for n in (p.strip() for p in names.split(",")) if n]
+    out: set[CardPart] = set()
+    for name in names:
+        key = str(name).strip().lower()
+        if key in PART_GROUPS:
+            out.update(PART_GROUPS[key])
+            continue
+        try:
+            out.add(CardPart(key))
+        except ValueError:
+            raise CardPartError(f"there is no card part named {key!r}", part=key) from None
+    return frozenset(out)
+
+
+def parts_text(parts: Iterable[CardPart]) -> str:
+    """The parts in card order, comma-separated (for logs, audit and the CLI)."""
+    chosen = set(parts)
+    return ",".join(p.value for p in ALL_PARTS if p in chosen)

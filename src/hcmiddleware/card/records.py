@@ -7,7 +7,8 @@ software card), so both sides agree byte for byte.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,6 +21,7 @@ from hcmiddleware.card.data import (
     Contact,
     Immunisation,
     Issuer,
+    PartialModel,
     Personal,
     Validity,
     VisitRecord,
@@ -30,6 +32,7 @@ from hcmiddleware.card.filemap import (
     VISIT_ITEMS,
     VISIT_SIGNATURE_LEN,
     VISIT_TRAILER_LEN,
+    CardPart,
     EfSpec,
     Item,
     VisitKind,
@@ -94,25 +97,44 @@ def _text(values: Mapping[str, ItemValue], name: str) -> str:
 
 
 def _byte(values: Mapping[str, ItemValue], name: str) -> int:
+    """A one-byte item; ``0`` when the card does not carry it (absent or empty)."""
     value = values.get(name, b"")
-    if not isinstance(value, bytes) or len(value) != 1:
+    if not isinstance(value, bytes) or len(value) > 1:
         raise CardDataError(f"item {name} should be one byte")
-    return value[0]
+    return value[0] if value else 0
 
 
-def issuer_from(values: Mapping[str, ItemValue]) -> Issuer:
-    """Build :class:`Issuer` from DDF1/EF05 values by item name."""
+def _when(read: bool, value: Any) -> Any:
+    """``value`` when its part was read, else ``None`` (what a model keeps for unread)."""
+    return value if read else None
+
+
+def _parts(parts: Collection[CardPart] | None, cls: type[PartialModel]) -> tuple[CardPart, ...]:
+    own = cls.own_parts()
+    return own if parts is None else tuple(p for p in own if p in parts)
+
+
+def issuer_from(
+    values: Mapping[str, ItemValue], parts: Collection[CardPart] | None = None
+) -> Issuer:
+    """Build :class:`Issuer` from DDF1/EF05 values by item name.
+
+    ``parts`` are the parts read (default: all); without ``issuer`` only the card number
+    and the city code are filled.
+    """
+    read = CardPart.ISSUER in _parts(parts, Issuer)
     cert = values.get("issuer_certificate", b"")
     return Issuer(
-        card_type=_text(values, "card_type"),
-        spec_version=_text(values, "spec_version"),
-        issuer_name=_text(values, "issuer_name"),
-        issuer_code=_text(values, "issuer_code"),
-        issuer_certificate=cert if isinstance(cert, bytes) else b"",
-        issue_date=decode_date(_text(values, "issue_date")),
+        parts=_parts(parts, Issuer),
+        card_type=_when(read, _text(values, "card_type")),
+        spec_version=_when(read, _text(values, "spec_version")),
+        issuer_name=_when(read, _text(values, "issuer_name")),
+        issuer_code=_when(read, _text(values, "issuer_code")),
+        issuer_certificate=_when(read, cert if isinstance(cert, bytes) else b""),
+        issue_date=_when(read, decode_date(_text(values, "issue_date"))),
         card_number=_text(values, "card_number"),
-        security_code=_text(values, "security_code"),
-        chip_serial=_text(values, "chip_serial"),
+        security_code=_when(read, _text(values, "security_code")),
+        chip_serial=_when(read, _text(values, "chip_serial")),
         city_code=_text(values, "city_code"),
     )
 
@@ -128,19 +150,37 @@ def cardholder_from(values: Mapping[str, ItemValue]) -> Cardholder:
     )
 
 
-def validity_from(values: Mapping[str, ItemValue]) -> Validity:
-    """Build :class:`Validity` from DDF1/EF08 values."""
+def validity_from(
+    values: Mapping[str, ItemValue], parts: Collection[CardPart] | None = None
+) -> Validity:
+    """Build :class:`Validity` from DDF1/EF08 values (``parts`` read, default all)."""
+    read = _parts(parts, Validity)
+    insurance, phones = CardPart.INSURANCE in read, CardPart.PHONES in read
     methods = [_text(values, f"payment_method{i}") for i in (1, 2, 3)]
     return Validity(
-        expiry_date=decode_date(_text(values, "expiry_date")),
-        phone1=_text(values, "phone1"),
-        phone2=_text(values, "phone2"),
-        payment_methods=[m for m in methods if m],
+        parts=read,
+        expiry_date=_when(insurance, decode_date(_text(values, "expiry_date"))),
+        phone1=_when(phones, _text(values, "phone1")),
+        phone2=_when(phones, _text(values, "phone2")),
+        payment_methods=_when(insurance, [m for m in methods if m]),
     )
 
 
-def personal_from(values: Mapping[str, ItemValue]) -> Personal:
+_SOCIAL = ("education", "marital_status", "occupation")
+_DOCUMENTS = (
+    "id_document_type",
+    "id_document_number",
+    "health_record_number",
+    "rural_insurance_number",
+)
+
+
+def personal_from(
+    values: Mapping[str, ItemValue], parts: Collection[CardPart] | None = None
+) -> Personal:
     """Build :class:`Personal` from DF01 values; empty addresses/contacts are left out."""
+    read = _parts(parts, Personal)
+    contacts_read = CardPart.CONTACTS in read
     addresses = [
         Address(type=_text(values, f"address{i}_type"), address=_text(values, f"address{i}"))
         for i in (1, 2)
@@ -154,55 +194,62 @@ def personal_from(values: Mapping[str, ItemValue]) -> Personal:
         for i in (1, 2, 3)
     ]
     return Personal(
-        addresses=[a for a in addresses if a.address or a.type],
-        contacts=[c for c in contacts if c.name or c.phone],
-        **{
-            name: _text(values, name)
-            for name in (
-                "education",
-                "marital_status",
-                "occupation",
-                "id_document_type",
-                "id_document_number",
-                "health_record_number",
-                "rural_insurance_number",
-            )
-        },
+        parts=read,
+        addresses=_when(contacts_read, [a for a in addresses if a.address or a.type]),
+        contacts=_when(contacts_read, [c for c in contacts if c.name or c.phone]),
+        **{name: _when(CardPart.SOCIAL in read, _text(values, name)) for name in _SOCIAL},
+        **{name: _when(CardPart.DOCUMENTS in read, _text(values, name)) for name in _DOCUMENTS},
     )
 
 
 def clinical_from(
     values: Mapping[str, ItemValue],
-    allergies: list[Allergy],
-    immunisations: list[Immunisation],
+    allergies: list[Allergy] | None,
+    immunisations: list[Immunisation] | None,
+    parts: Collection[CardPart] | None = None,
 ) -> Clinical:
-    """Build :class:`Clinical` from DF02 values and the cyclic files' records."""
+    """Build :class:`Clinical` from DF02 values and the cyclic files' records.
+
+    ``parts`` are the parts read (default: all); the lists of unread parts are ``None``.
+    """
+    read = _parts(parts, Clinical)
+    basics = CardPart.BASICS in read
     return Clinical(
-        abo=_byte(values, "abo"),
-        rh=_text(values, "rh"),
-        conditions={flag: _byte(values, flag) != 0 for flag in CONDITION_FLAGS},
-        other_warning=_text(values, "other_warning"),
-        psychiatric=_byte(values, "psychiatric") != 0,
-        allergies=allergies,
-        immunisations=immunisations,
+        parts=read,
+        abo=_when(basics, _byte(values, "abo")),
+        rh=_when(basics, _text(values, "rh")),
+        conditions=_when(basics, {flag: _byte(values, flag) != 0 for flag in CONDITION_FLAGS}),
+        other_warning=_when(basics, _text(values, "other_warning")),
+        psychiatric=_when(basics, _byte(values, "psychiatric") != 0),
+        allergies=_when(CardPart.ALLERGIES in read, allergies or []),
+        immunisations=_when(CardPart.IMMUNISATIONS in read, immunisations or []),
     )
 
 
-def encode_fixed(ef: EfSpec, values: Mapping[str, ItemValue]) -> bytes:
-    """A fixed-layout record (allergy, immunisation): each field ``00``-filled."""
+def encode_fixed(ef: EfSpec, values: Mapping[str, ItemValue], *, fill: bytes = b"\x00") -> bytes:
+    """A fixed-layout record (allergy, immunisation): each field filled with ``fill``.
+
+    ``00`` is what the session writes; a software card may be personalised with ``FF``.
+    """
     out = bytearray()
     for name, kind, length in ef.fields:
-        raw = codecs.encode(kind, values.get(name, ""), length, an_pad=b"\x00")
-        out += raw.ljust(length, b"\x00")
+        raw = codecs.encode(kind, values.get(name, ""), length, an_pad=fill)
+        out += raw.ljust(length, fill)
     return bytes(out)
 
 
 def decode_fixed(ef: EfSpec, raw: bytes) -> dict[str, ItemValue] | None:
-    """The fields of a fixed-layout record; ``None`` for a never-written (all 00) one."""
-    if len(raw) != ef.size:
-        raise CardDataError(f"a record of {ef.path} has {len(raw)} bytes, not {ef.size}")
+    """The fields of a fixed-layout record; ``None`` for a never-written one.
+
+    Never written: zero length, all ``00`` or all ``FF``. A record shorter than the
+    layout (cards that do not store the trailing fill) reads as if ``00``-filled; a
+    longer one is a :class:`CardDataError`.
+    """
+    if len(raw) > ef.size:
+        raise CardDataError(f"a record of {ef.path} has {len(raw)} bytes, more than {ef.size}")
     if not raw.strip(b"\x00") or not raw.strip(b"\xff"):
         return None
+    raw = raw.ljust(ef.size, b"\x00")
     values: dict[str, ItemValue] = {}
     pos = 0
     for name, kind, length in ef.fields:

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Concatenate, ParamSpec, TypeVar
 
 from hcmiddleware.card import filemap as fm
-from hcmiddleware.card.apdu import Apdu, Response, exchange, parse_command
+from hcmiddleware.card.apdu import SW_OK, Apdu, Response, exchange, parse_command, status_error
 from hcmiddleware.card.atr import card_factor
 from hcmiddleware.card.data import (
     Allergy,
@@ -41,6 +41,7 @@ from hcmiddleware.card.data import (
     Clinical,
     Immunisation,
     Issuer,
+    PartialModel,
     Personal,
     Validity,
     VisitRecord,
@@ -68,6 +69,7 @@ from hcmiddleware.errors import (
     CardAuthError,
     CardCityError,
     CardDataError,
+    CardFileMissingError,
     CardFileNotFoundError,
     CardKeyBlockedError,
     ForeignCardError,
@@ -84,6 +86,48 @@ WRITE_CHUNK = 255
 #: Largest answer of a short READ BINARY (Le 00).
 READ_CHUNK = 256
 _ACCEPT_EOF = frozenset({0x6282})
+#: Status words a read of an optional file hands back instead of raising.
+_ABSENT_FILE = frozenset({0x6A82})
+_ABSENT_RECORD = frozenset({0x6A82, 0x6A83})
+#: Records beyond the specification's items a TLV file is searched for an item.
+_EXTRA_RECORDS = 8
+
+
+class _Missing:
+    """What a read found absent, in the order found: files and DFs (``DF01``,
+    ``DDF1/EF07``) and, apart, the items without a record."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.items: list[int] = []
+
+    def add(self, path: str) -> None:
+        if path not in self.paths:
+            self.paths.append(path)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.paths
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+
+def _mandatory(path: str, sw: int, what: str) -> CardFileMissingError:
+    return CardFileMissingError(
+        f"{what}: the card has no {path}, which every health card carries (SW {sw:04X})",
+        sw=sw,
+        path=path,
+    )
+
+
+def _items(want: frozenset[fm.CardPart], *parts: fm.CardPart) -> list[fm.Item]:
+    """The TLV items of those of ``parts`` that are wanted."""
+    return [it for p in parts if p in want for it in fm.PART_ITEMS[p]]
+
+
+def _any(want: frozenset[fm.CardPart], model: type[PartialModel]) -> bool:
+    """True when any part that fills ``model`` is wanted."""
+    return bool(want.intersection(model.own_parts()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +197,8 @@ class CardSession:
         self._df: fm.DfSpec | None = None
         self._auth: set[int] = set()
         self._factor: bytes | None = None
+        #: item number -> record number on this card (located before an update)
+        self._records: dict[int, int] = {}
         self._lock = threading.RLock()
 
     # --- plumbing ----------------------------------------------------------------------
@@ -179,17 +225,21 @@ class CardSession:
         self._auth.clear()
         self._card_city = None  # a reinserted card may be another card
         self._factor = None
+        self._records.clear()
 
-    def _select_df(self, df: fm.DfSpec) -> None:
+    def _select_df(self, df: fm.DfSpec, *, optional: bool = False) -> bool:
         """Make ``df`` current with as few SELECTs as the card allows.
 
         DF01–DF03 are children of DDF1, reachable by FID from DDF1 or a sibling; from
         anywhere else (a fresh card sits in the MF) DDF1 comes first, by name, which
         also tells a health card from a foreign one. Every DF selection clears the
         card's security state, and so ours.
+
+        A DF the card does not have (``6A82``) returns ``False`` when ``optional``,
+        else raises :class:`CardFileNotFoundError`.
         """
         if self._df is df:
-            return
+            return True
         previous, self._df = self._df, None
         self._auth.clear()
         if df is fm.DDF1 or previous not in (fm.DDF1, fm.DF01, fm.DF02, fm.DF03):
@@ -202,8 +252,15 @@ class CardSession:
                 ) from None
         if df is not fm.DDF1:
             fid = df.fid.to_bytes(2, "big")
-            self._send(Apdu(0x00, 0xA4, 0x00, 0x00, fid), f"selecting {df.label}")
+            what = f"selecting {df.label}"
+            answer = self._send(Apdu(0x00, 0xA4, 0x00, 0x00, fid), what, _ABSENT_FILE)
+            if answer.sw != SW_OK:
+                # where a failed SELECT leaves the card is not certain: start afresh
+                if optional:
+                    return False
+                raise status_error(answer.sw, what)
         self._df = df
+        return True
 
     def _require_sam(self, what: str) -> Sam:
         if self.sam is None:
@@ -247,14 +304,16 @@ class CardSession:
                 sam_city=sam.city_code,
             )
 
-    def _authenticate(self, df: fm.DfSpec, key_ref: int | None) -> None:
+    def _authenticate(self, df: fm.DfSpec, key_ref: int | None, *, optional: bool = False) -> bool:
+        """Select ``df`` and open ``key_ref`` in it; ``False`` when an optional DF is absent."""
         if key_ref is not None and not (self._df is df and key_ref in self._auth):
             # Both checks come before any APDU of this authentication.
             self.guard.check(self.card_factor, key_ref)
             self._check_city(self._require_sam(f"opening {df.label}"))
-        self._select_df(df)
+        if not self._select_df(df, optional=optional):
+            return False
         if key_ref is None or key_ref in self._auth:
-            return
+            return True
         sam = self._require_sam(f"opening {df.label}")
         challenge = self._challenge()
         answer = sam.external_auth(key_ref, self.card_factor, challenge)
@@ -277,29 +336,71 @@ class CardSession:
             raise
         self.guard.succeeded(self.card_factor, key_ref)
         self._auth.add(key_ref)
+        return True
 
     # --- reads -------------------------------------------------------------------------
 
-    def _read_record(self, ef: fm.EfSpec, p1: int, by_number: bool, what: str) -> bytes:
+    def _read_record(self, ef: fm.EfSpec, p1: int, by_number: bool, what: str) -> Response:
+        """READ RECORD through the SFI; ``6A82`` and ``6A83`` come back for the caller."""
         assert ef.sfi is not None
         p2 = (ef.sfi << 3) | (0x04 if by_number else 0x00)
-        return self._send(Apdu(0x00, 0xB2, p1, p2, le=READ_CHUNK), what).data
+        return self._send(Apdu(0x00, 0xB2, p1, p2, le=READ_CHUNK), what, _ABSENT_RECORD)
 
-    def _read_tlv_items(self, its: Iterable[fm.Item]) -> dict[str, ItemValue]:
-        """Items grouped per DF (one SELECT and one authentication per DF)."""
+    def _read_tlv_items(
+        self, its: Iterable[fm.Item], missing: _Missing | None = None
+    ) -> dict[str, ItemValue]:
+        """Items grouped per DF (one SELECT and one authentication per DF).
+
+        The card as it comes: an item the card does not carry (``6A83``) is left out of
+        the result (its number noted in ``missing.items``), one it holds as an empty
+        record reads empty; a file (``6A82``) or DF it does not have leaves out all of
+        its items and is named in ``missing``. That is, unless it is one the card
+        cannot be used without (:data:`~.filemap.MANDATORY_FILES`,
+        :data:`~.filemap.MANDATORY_ITEMS`): then :class:`CardFileMissingError`.
+        """
+        missing = _Missing() if missing is None else missing
         values: dict[str, ItemValue] = {}
         order = {df: i for i, df in enumerate(fm.DFS)}
         for it in sorted(its, key=lambda i: (order[i.ef.df], i.ef.fid, i.record)):
-            self._authenticate(it.ef.df, it.ef.read_key)
-            raw = self._read_record(it.ef, it.number, False, f"reading item {it.number}")
-            values[it.name] = decode_item(it, raw)
+            ef = it.ef
+            if ef.df.label in missing or ef.path in missing:
+                continue
+            if not self._authenticate(ef.df, ef.read_key, optional=True):
+                missing.add(ef.df.label)
+                continue
+            what = f"reading item {it.number}"
+            answer = self._read_record(ef, it.number, False, what)
+            if answer.sw == 0x6A82:
+                if ef in fm.MANDATORY_FILES:
+                    raise _mandatory(ef.path, answer.sw, what)
+                missing.add(ef.path)
+                continue
+            if answer.sw == 0x6A83:
+                if it.number in fm.MANDATORY_ITEMS:
+                    raise _mandatory(f"{ef.path} item {it.number}", answer.sw, what)
+                missing.items.append(it.number)
+                continue
+            if not answer.data:
+                value: ItemValue = b"" if it.type is fm.B else ""
+            else:
+                value = decode_item(it, answer.data)
+            if not value and it.number in fm.MANDATORY_ITEMS:
+                raise CardDataError(
+                    f"the card's {it.name.replace('_', ' ')} (item {it.number}) is empty",
+                    hint="the card was not personalised completely; send the resident to "
+                    "the issuer",
+                )
+            values[it.name] = value
             if it.name == "city_code":
-                self._card_city = str(values[it.name])
+                self._card_city = str(value)
         return values
 
     @_serialised
     def read_items(self, numbers: Iterable[int]) -> dict[int, ItemValue]:
-        """Items by number (the ``wsc_GetCardInfo`` idea): text for AN/CN, bytes for B."""
+        """Items by number (the ``wsc_GetCardInfo`` idea): text for AN/CN, bytes for B.
+
+        Items the card does not carry are left out of the answer.
+        """
         its = []
         for n in numbers:
             it = fm.ITEMS.get(n)
@@ -330,12 +431,27 @@ class CardSession:
     @_serialised
     def read_photo(self) -> bytes:
         """The JPEG of DDF1/EF07; ``b""`` when the card carries no photo."""
+        return self._read_photo(_Missing())
+
+    def _read_photo(self, missing: _Missing) -> bytes:
         spec = fm.PHOTO
-        self._authenticate(spec.df, spec.read_key)
+        if spec.df.label in missing or not self._authenticate(
+            spec.df, spec.read_key, optional=True
+        ):
+            missing.add(spec.df.label)
+            return b""
         assert spec.sfi is not None
-        first = self._send(
-            Apdu(0x00, 0xB0, 0x80 | spec.sfi, 0, le=READ_CHUNK), "reading the photo", _ACCEPT_EOF
-        ).data
+        answer = self._send(
+            Apdu(0x00, 0xB0, 0x80 | spec.sfi, 0, le=READ_CHUNK),
+            "reading the photo",
+            _ACCEPT_EOF | {0x6A82, 0x6B00},
+        )
+        if answer.sw == 0x6A82:
+            missing.add(spec.path)
+            return b""
+        first = answer.data
+        if answer.sw == 0x6B00 or not first.strip(b"\xff"):
+            return b""  # an empty file, or one never written (all FF)
         if len(first) < fm.PHOTO_LENGTH_PREFIX:
             raise CardDataError("the photo file is shorter than its length prefix")
         length = int.from_bytes(first[:2], "big")
@@ -368,55 +484,114 @@ class CardSession:
         ]
         return personal_from(self._read_tlv_items(its))
 
-    def _read_cyclic(self, ef: fm.EfSpec) -> list[dict[str, ItemValue]]:
-        """Records newest first, stopping at the first never-written one."""
-        self._authenticate(ef.df, ef.read_key)
+    def _read_cyclic(self, ef: fm.EfSpec, missing: _Missing) -> list[dict[str, ItemValue]]:
+        """Records newest first, up to the last one written.
+
+        A cyclic file holds as many records as were written: reading past the last
+        answers ``6A83`` (ISO/IEC 7816-4), and a card that keeps its records
+        allocated shows a never-written one as empty, all ``00`` or all ``FF``. Either
+        ends the file; the records read so far are its data.
+        """
+        if ef.df.label in missing or ef.path in missing:
+            return []
+        if not self._authenticate(ef.df, ef.read_key, optional=True):
+            missing.add(ef.df.label)
+            return []
         out = []
         for number in range(1, ef.records + 1):
-            raw = self._read_record(ef, number, True, f"reading {ef.path} record {number}")
-            values = decode_fixed(ef, raw)
+            answer = self._read_record(ef, number, True, f"reading {ef.path} record {number}")
+            if answer.sw == 0x6A82 and number == 1:
+                missing.add(ef.path)
+                break
+            if answer.sw == 0x6A83:
+                break
+            if answer.sw != SW_OK:
+                raise status_error(answer.sw, f"reading {ef.path} record {number}")
+            values = decode_fixed(ef, answer.data)
             if values is None:
                 break  # records fill from 1 in a cyclic file: the rest are empty too
             out.append(values)
         return out
 
-    @_serialised
-    def read_clinical(self) -> Clinical:
-        """DF02: blood group, condition flags, warnings, allergies, immunisations (key 03)."""
-        values = self._read_tlv_items([*fm.items_of(fm.BASICS), *fm.items_of(fm.PSYCHIATRIC)])
-        allergies = [
+    def _allergies(self, missing: _Missing) -> list[Allergy]:
+        return [
             Allergy(substance=str(v["substance"]), reaction=str(v["reaction"]))
-            for v in self._read_cyclic(fm.ALLERGIES)
+            for v in self._read_cyclic(fm.ALLERGIES, missing)
         ]
-        immunisations = []
-        for v in self._read_cyclic(fm.IMMUNISATIONS):
+
+    def _immunisations(self, missing: _Missing) -> list[Immunisation]:
+        out = []
+        for v in self._read_cyclic(fm.IMMUNISATIONS, missing):
             date = decode_date(str(v["date"]))
             if date is None:
                 raise CardDataError("an immunisation record has no date")
-            immunisations.append(Immunisation(vaccine=str(v["vaccine"]), date=date))
-        return clinical_from(values, allergies, immunisations)
+            out.append(Immunisation(vaccine=str(v["vaccine"]), date=date))
+        return out
+
+    @_serialised
+    def read_clinical(self) -> Clinical:
+        """DF02: blood group, condition flags, warnings, allergies, immunisations (key 03)."""
+        missing = _Missing()
+        values = self._read_tlv_items(fm.PART_ITEMS[fm.CardPart.BASICS], missing)
+        return clinical_from(values, self._allergies(missing), self._immunisations(missing))
 
     @_serialised
     def read_visit_index(self, kind: fm.VisitKind) -> VisitIndex:
-        """The DF03 index flags of ``kind`` (key 04)."""
+        """The DF03 index flags of ``kind`` (key 04).
+
+        An index holding fewer records than the card's visit slots (``6A83``) gives
+        that many slots; an empty record counts as invalid.
+        """
         index = fm.VISIT_SLOTS[kind].index
         self._authenticate(index.df, index.read_key)
-        flags = []
+        return self._visit_index(kind, _Missing())
+
+    def _visit_index(self, kind: fm.VisitKind, missing: _Missing) -> VisitIndex:
+        index = fm.VISIT_SLOTS[kind].index
+        flags: list[bool] = []
         for number in range(1, index.records + 1):
-            raw = self._read_record(index, number, True, f"reading the {kind} index")
-            if len(raw) != 1:
-                raise CardDataError(f"a {kind} index record has {len(raw)} bytes, not 1")
-            flags.append(raw[0] == fm.INDEX_VALID)
+            answer = self._read_record(index, number, True, f"reading the {kind} index")
+            if answer.sw == 0x6A82 and number == 1:
+                missing.add(index.path)
+                break
+            if answer.sw == 0x6A83:
+                break
+            if answer.sw != SW_OK:
+                raise status_error(answer.sw, f"reading the {kind} index")
+            if len(answer.data) > 1:
+                raise CardDataError(f"a {kind} index record has {len(answer.data)} bytes, not 1")
+            flags.append(answer.data == bytes((fm.INDEX_VALID,)))
         return VisitIndex(kind, tuple(flags))
 
-    def _select_ef(self, ef: fm.EfSpec) -> None:
-        self._authenticate(ef.df, ef.read_key)
-        self._send(Apdu(0x00, 0xA4, 0x00, 0x00, ef.fid.to_bytes(2, "big")), f"selecting {ef.path}")
+    def _select_ef(self, ef: fm.EfSpec, *, optional: bool = False) -> bool:
+        """SELECT an EF of the current DF by FID; ``False`` when optional and absent."""
+        what = f"selecting {ef.path}"
+        answer = self._send(
+            Apdu(0x00, 0xA4, 0x00, 0x00, ef.fid.to_bytes(2, "big")), what, _ABSENT_FILE
+        )
+        if answer.sw != SW_OK:
+            if optional:
+                return False
+            raise status_error(answer.sw, what)
+        return True
 
     def _read_binary(self, offset: int, le: int, what: str) -> bytes:
         return self._send(
             Apdu(0x00, 0xB0, offset >> 8, offset & 0xFF, le=le), what, _ACCEPT_EOF
         ).data
+
+    def _read_run(self, ef: fm.EfSpec, what: str, start: bytes = b"") -> bytes:
+        """The TLV run of the selected visit record, up to its end (``start`` already read)."""
+        body_size = ef.size - fm.VISIT_TRAILER_LEN
+        content = bytearray(start)
+        while True:
+            _, ended = parse_run(bytes(content))
+            if ended or len(content) >= body_size:
+                return bytes(content[:body_size])
+            chunk = self._read_binary(len(content), min(READ_CHUNK, body_size - len(content)), what)
+            if not chunk:
+                raise CardDataError(f"{what}: the record ends early")
+            content += chunk
 
     @_serialised
     def read_visit(self, kind: fm.VisitKind, slot: int, *, signature: bool = True) -> VisitRecord:
@@ -426,32 +601,41 @@ class CardSession:
         only shows the summary.
         """
         ef = fm.VISIT_SLOTS[kind].records[slot - 1]
+        self._authenticate(ef.df, ef.read_key)
         self._select_ef(ef)
+        return self._visit(kind, slot, signature)
+
+    def _visit(self, kind: fm.VisitKind, slot: int, signature: bool) -> VisitRecord:
+        ef = fm.VISIT_SLOTS[kind].records[slot - 1]
         what = f"reading {kind} visit {slot}"
         body_size = ef.size - fm.VISIT_TRAILER_LEN
-        content = bytearray()
-        while True:
-            chunk = self._read_binary(len(content), min(READ_CHUNK, body_size - len(content)), what)
-            if not chunk:
-                raise CardDataError(f"{kind} visit record {slot} ends early")
-            content += chunk
-            _, ended = parse_run(bytes(content))
-            if ended or len(content) >= body_size:
-                break
+        content = self._read_run(ef, what)
         trailer = (
             self._read_binary(body_size, fm.VISIT_TRAILER_LEN, what)
             if signature
             else bytes(fm.VISIT_TRAILER_LEN)
         )
-        return decode_visit(kind, slot, bytes(content[:body_size]), trailer)
+        return decode_visit(kind, slot, content, trailer)
 
     @_serialised
     def read_visits(self, *, signatures: bool = True) -> list[VisitRecord]:
         """The valid inpatient and outpatient records, newest first."""
+        return self._visits(_Missing(), signatures)
+
+    def _visits(self, missing: _Missing, signatures: bool) -> list[VisitRecord]:
+        if fm.DF03.label in missing or not self._authenticate(
+            fm.DF03, fm.DF03.read_key, optional=True
+        ):
+            missing.add(fm.DF03.label)
+            return []
         visits = []
         for kind in fm.VisitKind:
-            for slot in self.read_visit_index(kind).valid_slots:
-                visits.append(self.read_visit(kind, slot, signature=signatures))
+            for slot in self._visit_index(kind, missing).valid_slots:
+                ef = fm.VISIT_SLOTS[kind].records[slot - 1]
+                if not self._select_ef(ef, optional=True):
+                    missing.add(ef.path)  # the index names a record the card lacks
+                    continue
+                visits.append(self._visit(kind, slot, signatures))
         return sorted(visits, key=lambda v: v.visited_at, reverse=True)
 
     @_serialised
@@ -471,28 +655,78 @@ class CardSession:
         sam.check_internal_auth(fm.INTERNAL_AUTH_KEY, self.card_factor, challenge, answer)
 
     @_serialised
-    def read_all(self, *, verify: bool = True) -> CardRead:
-        """Everything, DF by DF (one SELECT and one authentication each).
+    def read(
+        self,
+        parts: str | Iterable[str | fm.CardPart] | None = None,
+        *,
+        verify: bool = True,
+    ) -> CardRead:
+        """The parts of the card asked for (default: all), DF by DF.
+
+        ``parts`` are :class:`~.filemap.CardPart` names or groups (``"identity,insurance"``,
+        ``["clinical"]``); only their files are read, each DF selected and opened
+        once. The card number and the city code are read whatever the parts. The
+        result lists the parts read in ``parts``; an unread part raises
+        :class:`~hcmiddleware.errors.CardPartNotReadError` when used.
+
+        The card is taken as it comes: optional files and DFs it lacks read as empty
+        and are named in ``CardRead.missing``, items it has no record for read empty
+        and are listed in ``CardRead.absent_items``; record files end at their last
+        record.
+        A file or item no card may lack (issuer data, cardholder, card number, city,
+        name) is :class:`~hcmiddleware.errors.CardFileMissingError`; a card pulled
+        mid-read is :class:`~hcmiddleware.errors.CardAbsentError` and nothing is
+        returned.
 
         The issuer data comes first: it is free to read and carries the card's city,
-        which is checked against the SAM's before the card is asked to prove itself.
+        which is checked against the SAM's before the card is asked to prove itself
+        (``verify``: INTERNAL AUTHENTICATE, one APDU).
         """
-        issuer = self.read_issuer()
+        P = fm.CardPart  # noqa: N806 - a short alias
+        want = fm.parse_parts(parts)
+        missing = _Missing()
+        values = self._read_tlv_items(
+            fm.PART_ITEMS[P.ISSUER] if P.ISSUER in want else fm.CORE_ITEMS, missing
+        )
+        issuer = issuer_from(values, want)
         if verify:
             self.verify_genuine()
-        cardholder = self.read_cardholder()
-        validity = self.read_validity()
-        photo = self.read_photo()
+        values = self._read_tlv_items(_items(want, P.IDENTITY, P.INSURANCE, P.PHONES), missing)
+        cardholder = cardholder_from(values) if P.IDENTITY in want else None
+        validity = validity_from(values, want) if _any(want, Validity) else None
+        photo = self._read_photo(missing) if P.PHOTO in want else None
+        personal = None
+        if _any(want, Personal):
+            values = self._read_tlv_items(_items(want, P.CONTACTS, P.SOCIAL, P.DOCUMENTS), missing)
+            personal = personal_from(values, want)
+        clinical = None
+        if _any(want, Clinical):
+            values = self._read_tlv_items(_items(want, P.BASICS), missing)
+            clinical = clinical_from(
+                values,
+                self._allergies(missing) if P.ALLERGIES in want else None,
+                self._immunisations(missing) if P.IMMUNISATIONS in want else None,
+                want,
+            )
+        visits = self._visits(missing, True) if P.VISITS in want else None
         return CardRead(
             atr=self.transport.atr,
+            parts=tuple(want),
             issuer=issuer,
             cardholder=cardholder,
             validity=validity,
             photo=photo,
-            personal=self.read_personal(),
-            clinical=self.read_clinical(),
-            visits=self.read_visits(),
+            personal=personal,
+            clinical=clinical,
+            visits=visits,
+            missing=tuple(missing),
+            absent_items=tuple(sorted(missing.items)),
         )
+
+    @_serialised
+    def read_all(self, *, verify: bool = True) -> CardRead:
+        """Everything, DF by DF (one SELECT and one authentication each): ``read()``."""
+        return self.read(None, verify=verify)
 
     # --- writes ------------------------------------------------------------------------
 
@@ -517,7 +751,14 @@ class CardSession:
 
     @_serialised
     def update_item(self, number: int, value: ItemValue) -> None:
-        """Rewrite one TLV item under secure messaging (the DF's update key)."""
+        """Rewrite one TLV item under secure messaging (the DF's update key).
+
+        UPDATE RECORD addresses a record by number, and a card in the field may hold
+        its items in another order than the specification's, so the record is first
+        located: its number is read back and its tag checked (one READ RECORD under the
+        read key, remembered for the session). A card does not check what it is asked
+        to overwrite; this check is what keeps another item from being overwritten.
+        """
         it = fm.ITEMS.get(number)
         if it is None:
             raise CardDataError(f"there is no data element {number} on the health card")
@@ -525,12 +766,42 @@ class CardSession:
         ef = it.ef
         assert ef.sfi is not None
         assert ef.update_key is not None
+        record = self._record_number(it)
         self._authenticate(ef.df, ef.update_key)
         sam = self._require_sam(f"writing item {number}")
         challenge = self._challenge()
-        header = bytes((0x04, 0xDC, it.record, (ef.sfi << 3) | 0x04))
+        header = bytes((0x04, 0xDC, record, (ef.sfi << 3) | 0x04))
         apdu = sam.secure_update(ef.update_key, self.card_factor, challenge, header, plain)
         self._send(parse_command(apdu), f"writing item {number}")
+
+    def _record_number(self, it: fm.Item) -> int:
+        """The number of the record holding ``it`` on this card (its tag checked)."""
+        known = self._records.get(it.number)
+        if known is not None:
+            return known
+        ef = it.ef
+        self._authenticate(ef.df, ef.read_key)
+        what = f"locating item {it.number}"
+        # the specification's record first; a reordered file is searched to its end
+        last = len(fm.items_of(ef)) + _EXTRA_RECORDS
+        numbers = [it.record, *(n for n in range(1, last + 1) if n != it.record)]
+        for n in numbers:
+            answer = self._read_record(ef, n, True, what)
+            if answer.sw == 0x6A83:
+                if n == it.record:
+                    continue  # a shorter file: look from its first record
+                break
+            if answer.sw != SW_OK:
+                raise status_error(answer.sw, what)
+            if len(answer.data) >= 2:
+                self._records.setdefault(answer.data[0], n)
+            if self._records.get(it.number) == n:
+                return n
+        raise CardFileNotFoundError(
+            f"{what}: no record of {ef.path} holds item {it.number}; nothing was written",
+            sw=0x6A83,
+            hint="this card does not carry the item; it cannot be added at this terminal",
+        )
 
     def _mark(self, index: fm.EfSpec, slot: int, valid: bool) -> None:
         assert index.sfi is not None
@@ -567,6 +838,15 @@ class CardSession:
         self._authenticate(fm.DF03, fm.DF03.read_key)
         self._authenticate(fm.DF03, fm.DF03.update_key)
         valid = list(self.read_visit_index(visit.kind).valid)
+        if len(valid) < n:
+            # an index with fewer records than the card's slots: the ring is that long
+            n = len(valid)
+            if n < 2:
+                raise CardDataError(
+                    f"the card's {visit.kind} visit index holds {n} slot(s); a visit cannot "
+                    "be written without a spare slot; nothing was written",
+                    hint="the card cannot take visit records; send the resident to the issuer",
+                )
         if all(valid):
             oldest = min(range(n), key=lambda i: self._visit_stamp(slots.records[i]))
             self._mark(slots.index, oldest + 1, False)
@@ -588,10 +868,16 @@ class CardSession:
         return target + 1
 
     def _visit_stamp(self, ef: fm.EfSpec) -> str:
-        """The visit date-time digits of a record (first TLV), for finding the oldest."""
+        """The visit date-time digits of a record (its tag 01), for finding the oldest.
+
+        The first TLV is read (9 bytes); a card that keeps the items in another order
+        costs the rest of the run.
+        """
         self._send(Apdu(0x00, 0xA4, 0x00, 0x00, ef.fid.to_bytes(2, "big")), f"selecting {ef.path}")
-        head = self._read_binary(0, 9, f"reading {ef.path}")
+        what = f"reading {ef.path}"
+        head = self._read_binary(0, 9, what)
         items, _ = parse_run(head)
         if not items or items[0][0] != 1:
-            return ""  # unreadable records go first
-        return items[0][1].hex()
+            items, _ = parse_run(self._read_run(ef, what, head))
+        stamp = next((value for tag, value in items if tag == 1), b"")
+        return stamp.hex()  # unreadable records ("") go first

@@ -7,14 +7,24 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from pydantic import BaseModel
 
-from hcmiddleware.card.data import CardRead, Issuer
+from hcmiddleware.card.data import CardRead, Issuer, PartialModel
+from hcmiddleware.card.filemap import CardPart, parse_parts
 from hcmiddleware.card.transport import TracingTransport, Transport, read_trace
-from hcmiddleware.errors import CardAbsentError, CardDataError, HcmError, NoHandlerError
+from hcmiddleware.errors import (
+    CardAbsentError,
+    CardDataError,
+    CardPartError,
+    HcmError,
+    NoHandlerError,
+    SamUnavailableError,
+)
 
 if TYPE_CHECKING:
     from hcmiddleware.sam.base import Sam
@@ -127,11 +137,14 @@ def _user_transport(reader: str | None, sam_reader: str | None) -> Transport:
     raise CardAbsentError("no card in any reader but the SAM's")
 
 
-def _read_through_terminal(reader: str | None, choice: _SamChoice, trace: Any) -> CardRead | Issuer:
+def _read_through_terminal(
+    reader: str | None, choice: _SamChoice, trace: Any, parts: frozenset[CardPart] | None = None
+) -> CardRead | Issuer:
     """Read the card through a terminal of the installation (audited, announced).
 
     The SAM is the one named on the command line, else the installation's own
-    (``[sam]``); with neither, only the issuer data is read.
+    (``[sam]``); with neither, only the issuer data is read. ``parts``: what to read
+    (default: everything).
     """
     from hcmiddleware.cli.context import open_middleware
     from hcmiddleware.terminal import Terminal
@@ -150,8 +163,14 @@ def _read_through_terminal(reader: str | None, choice: _SamChoice, trace: Any) -
             transport = TracingTransport(transport, trace)
         try:
             if sam is None:
+                if parts is not None and set(parts) - {CardPart.ISSUER}:
+                    raise SamUnavailableError(
+                        "reading the parts asked for needs the terminal's SAM, and none is "
+                        "configured; without one only the issuer data can be read",
+                        hint="give --sam-keys or --sam-reader, or set [sam] in the config",
+                    )
                 return terminal.read_issuer(transport, actor="cli")
-            return terminal.read(transport, actor="cli")
+            return terminal.read(transport, actor="cli", parts=parts)
         finally:
             with contextlib.suppress(HcmError, OSError):
                 transport.close()
@@ -172,6 +191,13 @@ def card() -> None:
 @_sam_options
 @click.option("--photo", type=click.Path(dir_okay=False), help="Save the photo (JPEG) here.")
 @click.option("--trace", type=click.Path(dir_okay=False), help="Append the APDU log here.")
+@click.option(
+    "--parts",
+    metavar="LIST",
+    help="Read only these parts, comma-separated (identity, insurance, phones, photo, "
+    "contacts, social, documents, basics, allergies, immunisations, visits, issuer; "
+    "groups cardholder, validity, personal, clinical, all). Default: all.",
+)
 def read(
     reader: str | None,
     as_json: bool,
@@ -180,15 +206,24 @@ def read(
     sam_pin_env: str,
     photo: str | None,
     trace: str | None,
+    parts: str | None,
 ) -> None:
-    """Print everything readable on the card in the reader.
+    """Print what is readable on the card in the reader (all of it, or --parts).
 
     The SAM is a software SAM (--sam-keys) or a SAM card in a second reader
     (--sam-reader, its PIN from the environment variable named by --sam-pin-env).
     """
     choice = _sam_choice(sam_keys, sam_reader, sam_pin_env)
+    wanted: frozenset[CardPart] | None = None  # everything
+    if parts is not None:
+        try:
+            wanted = parse_parts(parts)
+        except CardPartError as exc:
+            raise click.BadParameter(exc.message, param_hint="--parts") from None
+        if photo:
+            wanted |= {CardPart.PHOTO}  # --photo asks for it
     try:
-        data = _read_through_terminal(reader, choice, trace)
+        data = _read_through_terminal(reader, choice, trace, wanted)
     except HcmError as exc:
         raise _fail(exc) from None
     if photo and isinstance(data, CardRead):
@@ -196,7 +231,33 @@ def read(
     if as_json:
         click.echo(data.model_dump_json(indent=2))
         return
-    _print(data.model_dump(), "")
+    _print(_read_fields(data), "")
+
+
+def _read_fields(model: BaseModel, *, top: bool = True) -> dict[str, Any]:
+    """The model as data, without the fields of parts that were not read.
+
+    The parts read are listed once, at the top.
+    """
+    out: dict[str, Any] = {}
+    guarded = model.FIELD_PARTS if isinstance(model, PartialModel) else {}
+    read = set(model.parts) if isinstance(model, PartialModel) else set()
+    for name in type(model).model_fields:
+        if name in guarded and not read.intersection(guarded[name]):
+            continue
+        if name == "parts" and not top:
+            continue
+        value = getattr(model, name)
+        out[name] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return _read_fields(value, top=False)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value.value if isinstance(value, Enum) else value
 
 
 def _print(value: Any, indent: str) -> None:

@@ -14,11 +14,12 @@ idempotent per resident and per request ID, and the index link is idempotent too
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeVar
 
+from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.config import UNSET_INSTITUTION
 from hcmiddleware.errors import (
     CardRefusedError,
@@ -114,6 +115,13 @@ class Journey:
 
     #: the audit namespace: ``flow.<name>.<step>``
     name = "journey"
+    #: What :meth:`identify` reads from the card: who the holder is (name, sex, birth
+    #: date, ID number), how the visit is paid (expiry, insurance types) and the phone
+    #: numbers the index keeps. A step that needs more (the photo, the visits) reads it
+    #: when it comes (:meth:`card_with`).
+    identify_parts: frozenset[CardPart] = frozenset(
+        {CardPart.IDENTITY, CardPart.INSURANCE, CardPart.PHONES}
+    )
 
     def __init__(
         self, middleware: Middleware, *, actor: str, hospital_code: str | None = None
@@ -157,14 +165,23 @@ class Journey:
 
     # -- identify ---------------------------------------------------------------------
 
-    def identify(self, transport: Transport | None = None) -> Identified:
+    def identify(
+        self,
+        transport: Transport | None = None,
+        *,
+        parts: str | Iterable[str | CardPart] | None = None,
+    ) -> Identified:
         """Read the card through the terminal; find or enrol its holder in the index.
+
+        Only :attr:`identify_parts` are read unless ``parts`` names others (``"all"``
+        for everything): the short read a counter needs.
 
         :param transport: the card (default: the ``[readers] user`` PC/SC reader).
         :raises CardError: the card could not be read or authenticated.
         """
+        wanted = self.identify_parts if parts is None else parts
         try:
-            card = self.mw.terminal.read(transport, actor=self.actor)
+            card = self.mw.terminal.read(transport, actor=self.actor, parts=wanted)
             resident = self.mw.residents.enrol_from_card(card)
         except BaseException as exc:
             self._failed("identify", None, exc)
@@ -217,11 +234,58 @@ class Journey:
 
     # -- the card ---------------------------------------------------------------------
 
-    def previous_visits(self, who: Identified) -> list[VisitRecord]:
-        """The visit records the card carries (newest first); empty without a card."""
+    def card_with(
+        self,
+        who: Identified,
+        *parts: CardPart,
+        transport: Transport | None = None,
+        step: str = "card",
+    ) -> CardRead:
+        """A read of the patient's card that holds ``parts``.
+
+        ``who.card`` when it already holds them; otherwise they are read now from the
+        card in the reader (``transport``, default the ``[readers] user`` reader), which
+        must be the card the visit began with.
+
+        :raises FlowInputError: no card was read for this visit, or the card in the
+            reader is another.
+        :raises CardError: the card could not be read.
+        """
+        card = who.card
+        if card is None:
+            raise FlowInputError(
+                "the patient was identified without a card",
+                step=step,
+                hint="read the health card first",
+            )
+        if card.has(*parts):
+            return card
+        rid = who.resident.resident_id
+        more = self._step(
+            step, rid, lambda: self.mw.terminal.read(transport, actor=self.actor, parts=parts)
+        )
+        if more.issuer.card_number != card.issuer.card_number:
+            wrong = FlowInputError(
+                "the card in the reader is not the card this visit began with",
+                step=step,
+                hint="insert the patient's own card",
+            )
+            self._failed(step, rid, wrong)
+            raise wrong
+        return more
+
+    def previous_visits(
+        self, who: Identified, transport: Transport | None = None
+    ) -> list[VisitRecord]:
+        """The visit records the card carries (newest first); empty without a card.
+
+        Read from the card in the reader (``transport``) unless the identifying read
+        took them.
+        """
         if who.card is None:
             return []
-        return sorted(who.card.visits, key=lambda v: v.visited_at, reverse=True)
+        card = self.card_with(who, CardPart.VISITS, transport=transport, step="visits")
+        return sorted(card.visits, key=lambda v: v.visited_at, reverse=True)
 
     def write_summary(
         self, who: Identified, summary: VisitSummary, transport: Transport | None = None

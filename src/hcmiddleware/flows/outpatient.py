@@ -7,11 +7,11 @@ middle ones, the cashier ``settle``; each screen builds its own
     flow = OutpatientFlow(mw, actor="kiosk-03")
     who = flow.identify()                       # card → resident in the index
     patient = flow.patient(who)                 # hospital patient ID (index, else HIS)
-    flow.check_face(who, live_jpeg)             # optional, at kiosks
+    flow.check_face(who, live_jpeg)             # optional, at kiosks (reads the photo)
     reg = flow.register(patient, department_code="NEI", slot_start=nine_o_clock)
     pos = flow.queue(reg)
 
-    desk = flow.desk(who, patient, reg)         # previous visits on the card + orders
+    desk = flow.desk(who, patient, reg)         # the card's visits (read now) + orders
     paid = flow.settle(patient, flow.charges(patient, reg), pay=journal_payment)
     flow.reports(patient, reg)
     flow.write_summary(who, summary)            # tear-safe write to the card
@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.errors import (
     FaceMismatchError,
     FlowInputError,
@@ -49,6 +50,7 @@ from hcmiddleware.models import (
 
 if TYPE_CHECKING:
     from hcmiddleware.card.data import VisitRecord
+    from hcmiddleware.card.transport import Transport
     from hcmiddleware.face.verify import FaceVerification
 
 __all__ = ["MAX_SLOT", "DeskView", "OutpatientFlow", "Settled"]
@@ -77,9 +79,17 @@ class OutpatientFlow(Journey):
     name = "outpatient"
 
     def check_face(
-        self, who: Identified, live: bytes, *, context: str | None = None
+        self,
+        who: Identified,
+        live: bytes,
+        *,
+        context: str | None = None,
+        transport: Transport | None = None,
     ) -> FaceVerification:
         """Is the person at the kiosk the cardholder? Stops ticket touts (R-FACE-1).
+
+        The card's photo is read from the card in the reader (``transport``) unless
+        the identifying read took it.
 
         :raises FaceMismatchError: the check did not pass (the verdict says why).
         :raises FlowInputError: there is no card photo to compare with.
@@ -91,9 +101,10 @@ class OutpatientFlow(Journey):
                 step="check_face",
                 hint="read the health card, or skip the face check for e-card visits",
             )
+        card = self.card_with(who, CardPart.PHOTO, transport=transport, step="check_face")
         try:
             result = self.mw.faces.verify_card(
-                live, who.card, resident_id=rid, context=context or self.actor
+                live, card, resident_id=rid, context=context or self.actor
             )
         except BaseException as exc:
             self._failed("check_face", rid, exc)
@@ -184,14 +195,22 @@ class OutpatientFlow(Journey):
         return position
 
     def desk(
-        self, who: Identified, patient: HospitalPatient, registration: Registration | str
+        self,
+        who: Identified,
+        patient: HospitalPatient,
+        registration: Registration | str,
+        transport: Transport | None = None,
     ) -> DeskView:
-        """The doctor's desk: the previous visits on the card and the visit's orders."""
+        """The doctor's desk: the previous visits on the card and the visit's orders.
+
+        The visits are read from the card in the desk's reader (``transport``) unless
+        the identifying read took them.
+        """
         visit_id = _visit_id(registration)
         orders = self._step(
             "desk", patient.resident_id, lambda: self.mw.his.orders(patient, visit_id)
         )
-        visits = self.previous_visits(who)
+        visits = self.previous_visits(who, transport)
         self._audit("desk", patient.resident_id, visit=visit_id, previous=str(len(visits)))
         return DeskView(previous_visits=visits, orders=list(orders))
 
