@@ -36,6 +36,7 @@ from hcmiddleware import storage
 from hcmiddleware.builtin import audit_log, core_checks, sam_provider
 from hcmiddleware.config import RESERVED_PLUGIN_KEYS, Config, SettingsModel, load_config
 from hcmiddleware.dispatch import Dispatcher, HookProxy
+from hcmiddleware.ehc.service import Ehc
 from hcmiddleware.errors import HcmError, PluginLoadError
 from hcmiddleware.faces import Faces
 from hcmiddleware.his import His
@@ -121,6 +122,8 @@ class Middleware:
         self.faces = Faces(self)
         #: the hospital's HIS (``middleware.his.find_or_register(resident)``)
         self.his = His(self)
+        #: the electronic health card (``middleware.ehc.verify(text, care_step=…)``)
+        self.ehc = Ehc(self)
         self._loaded = False
         self._configuring = False
         self._started = False

@@ -7,6 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+import hcmiddleware.ehc.tables
 import hcmiddleware.empi.schema
 import hcmiddleware.face.store  # noqa: F401
 from hcmiddleware import storage
@@ -27,6 +28,9 @@ def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
         "empi_merge_events",
         "empi_review_queue",
         "face_templates",
+        "ehc_used_codes",
+        "ehc_revocation_lists",
+        "ehc_revoked_cards",
     } <= names
 
 

@@ -1,0 +1,256 @@
+"""The issuers' revocation lists: canonical bytes, checks, and the store they live in.
+
+An update is applied only when all of this holds, else it is refused with
+:class:`~hcmiddleware.errors.EhcRevocationListError` and the list in force stays as
+it was:
+
+* the issuer and the key id are configured (``[ehc.keys]``), the key is that issuer's;
+* the signature verifies over :func:`signed_bytes` with that key;
+* a full list is newer than the one held; a delta names the version held as its
+  ``base_version`` and is exactly one version after it.
+
+It is then applied in one transaction: the list in force is either the old one or the
+new one, never a mix. E-card IDs are kept as SHA-256 digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from hcmiddleware import storage
+from hcmiddleware.ehc.tables import EhcRevocationState, EhcRevokedCard
+from hcmiddleware.errors import EhcRevocationListError
+from hcmiddleware.models import EhcRevocation, EhcRevocationList
+
+if TYPE_CHECKING:
+    from hcmiddleware.ehc.crypto import PublicKey
+
+__all__ = [
+    "ListState",
+    "RevocationStore",
+    "card_digest",
+    "check_update",
+    "signed_bytes",
+    "touch",
+    "utc_text",
+]
+
+_STATE = cast(sa.Table, EhcRevocationState.__table__)
+_REVOKED = cast(sa.Table, EhcRevokedCard.__table__)
+
+
+def card_digest(ecard_id: str) -> str:
+    """The SHA-256 (hex) of an e-card ID in its canonical (upper-case) form."""
+    return hashlib.sha256(ecard_id.upper().encode("ascii")).hexdigest()
+
+
+def utc_text(value: datetime) -> str:
+    """A time as the lists spell it: ``YYYY-MM-DDTHH:MM:SSZ`` (naive times are UTC)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def signed_bytes(update: EhcRevocationList | Mapping[str, Any]) -> bytes:
+    """The bytes an issuer signs: the list without its signature, as canonical JSON.
+
+    Canonical: keys sorted, no spaces, ASCII only, times as :func:`utc_text`, entries
+    in the order given.
+    """
+    data = update.model_dump() if isinstance(update, EhcRevocationList) else dict(update)
+    body = {
+        "issuer": data["issuer"],
+        "key_id": data["key_id"],
+        "version": data["version"],
+        "base_version": data.get("base_version"),
+        "issued_at": _as_text(data["issued_at"]),
+        "revoked": [
+            {
+                "ecard_id": entry["ecard_id"],
+                "revoked_at": _as_text(entry["revoked_at"]),
+                "reason": entry.get("reason", "closed"),
+            }
+            for entry in (
+                e.model_dump() if isinstance(e, EhcRevocation) else dict(e)
+                for e in data.get("revoked", ())
+            )
+        ],
+        "restored": list(data.get("restored", ())),
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _as_text(value: Any) -> str:
+    return utc_text(value) if isinstance(value, datetime) else str(value)
+
+
+def _naive(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+@dataclass(frozen=True)
+class ListState:
+    """The list in force for one issuer."""
+
+    issuer: str
+    version: int
+    key_id: str
+    issued_at: datetime
+    synced_at: datetime
+    entries: int
+
+
+def check_update(
+    update: EhcRevocationList,
+    keys: Mapping[str, tuple[str, PublicKey]],
+    held: ListState | None,
+) -> None:
+    """Refuse an update that is not the issuer's or does not follow the list held.
+
+    ``keys`` maps key ids to ``(issuer, public key)``.
+
+    :raises EhcRevocationListError: with ``reason`` ``issuer``, ``signature`` or
+        ``version``.
+    """
+    entry = keys.get(update.key_id)
+    if entry is None or entry[0] != update.issuer:
+        raise EhcRevocationListError(
+            f"revocation list of issuer {update.issuer!r} signed with key "
+            f"{update.key_id!r}, which is not one of that issuer's keys here",
+            reason="issuer",
+            hint="add the issuer's key under [ehc.keys], or check where the list came from",
+        )
+    signature = bytes.fromhex(update.signature)
+    if not entry[1].verify(signature, signed_bytes(update)):
+        raise EhcRevocationListError(
+            f"the revocation list of {update.issuer!r} (version {update.version}) is not "
+            "signed by the issuer's key",
+            reason="signature",
+        )
+    current = held.version if held is not None else None
+    if update.base_version is None:
+        if current is not None and update.version <= current:
+            raise EhcRevocationListError(
+                f"the full list (version {update.version}) is not newer than the one in "
+                f"force (version {current})",
+                reason="version",
+            )
+        return
+    if current is None or update.base_version != current or update.version != current + 1:
+        raise EhcRevocationListError(
+            f"a change from version {update.base_version} to {update.version} does not "
+            f"follow the list in force (version {current if current is not None else 'none'})",
+            reason="version",
+            hint="nothing was changed; sync again to get a full list",
+        )
+
+
+class RevocationStore:
+    """The revocation lists in the installation's database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def state(self, issuer: str) -> ListState | None:
+        """The list in force for ``issuer``, or None if none was ever applied."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(_STATE).where(_STATE.c.issuer == issuer)).first()
+        return None if row is None else ListState(**row._mapping)
+
+    def states(self) -> list[ListState]:
+        """Every issuer's list in force."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(_STATE).order_by(_STATE.c.issuer)).all()
+        return [ListState(**row._mapping) for row in rows]
+
+    def revoked(self, ecard_id: str, issuers: Iterable[str] | None = None) -> datetime | None:
+        """When the e-card was revoked (the earliest listing), or None if it is not listed.
+
+        ``issuers`` limits the search (a dynamic code's issuer); None searches all.
+        """
+        query = sa.select(sa.func.min(_REVOKED.c.revoked_at)).where(
+            _REVOKED.c.card_digest == card_digest(ecard_id)
+        )
+        if issuers is not None:
+            query = query.where(_REVOKED.c.issuer.in_(list(issuers)))
+        with self.engine.connect() as conn:
+            return cast("datetime | None", conn.scalar(query))
+
+    def apply(
+        self,
+        update: EhcRevocationList,
+        keys: Mapping[str, tuple[str, PublicKey]],
+        *,
+        now: datetime | None = None,
+    ) -> ListState:
+        """Check ``update`` against the list held and apply it atomically.
+
+        :raises EhcRevocationListError: refused; nothing was changed.
+        """
+        synced = _naive(now or datetime.now(UTC))
+        with storage.begin_write(self.engine) as conn:
+            held = self._state_in(conn, update.issuer)
+            check_update(update, keys, held)
+            if update.base_version is None:
+                conn.execute(_REVOKED.delete().where(_REVOKED.c.issuer == update.issuer))
+            else:
+                gone = [card_digest(i) for i in update.restored]
+                gone += [card_digest(e.ecard_id) for e in update.revoked]
+                for start in range(0, len(gone), 500):
+                    conn.execute(
+                        _REVOKED.delete().where(
+                            _REVOKED.c.issuer == update.issuer,
+                            _REVOKED.c.card_digest.in_(gone[start : start + 500]),
+                        )
+                    )
+            rows = {
+                card_digest(e.ecard_id): {
+                    "issuer": update.issuer,
+                    "card_digest": card_digest(e.ecard_id),
+                    "revoked_at": _naive(e.revoked_at),
+                    "reason": e.reason,
+                }
+                for e in update.revoked
+            }
+            if rows:
+                conn.execute(_REVOKED.insert(), list(rows.values()))
+            entries = int(
+                conn.scalar(sa.select(sa.func.count()).where(_REVOKED.c.issuer == update.issuer))
+                or 0
+            )
+            state: dict[str, Any] = {
+                "issuer": update.issuer,
+                "version": update.version,
+                "key_id": update.key_id,
+                "issued_at": _naive(update.issued_at),
+                "synced_at": synced,
+                "entries": entries,
+            }
+            if held is None:
+                conn.execute(_STATE.insert(), state)
+            else:
+                conn.execute(_STATE.update().where(_STATE.c.issuer == update.issuer), state)
+        return ListState(**state)
+
+    @staticmethod
+    def _state_in(conn: Connection, issuer: str) -> ListState | None:
+        row = conn.execute(sa.select(_STATE).where(_STATE.c.issuer == issuer)).first()
+        return None if row is None else ListState(**row._mapping)
+
+
+def touch(engine: Engine, issuer: str, *, now: datetime | None = None) -> bool:
+    """Record that ``issuer``'s list in force was found current; False if none is held."""
+    synced = _naive(now or datetime.now(UTC))
+    with storage.begin_write(engine) as conn:
+        done = conn.execute(
+            _STATE.update().where(_STATE.c.issuer == issuer).values(synced_at=synced)
+        )
+    return bool(done.rowcount)
