@@ -294,6 +294,45 @@ class Ehc:
         self._mw.hooks.hcm_ehc_verified(result=result)
         return result
 
+    def verify_image(
+        self,
+        image: bytes,
+        *,
+        care_step: str,
+        terminal_id: str | None = None,
+        factor: SecondFactor | None = None,
+        actor: str | None = None,
+        now: datetime | None = None,
+    ) -> EhcVerification:
+        """Read the code from a camera picture (PNG, JPEG …), then :meth:`verify` it.
+
+        :raises EhcFormatError: no code, several codes, or not a picture (``reason``
+            ``no_code``, ``several_codes``, ``image``); refusals as for :meth:`verify`.
+        :raises MissingExtraError: the ``ehc`` extra is not installed.
+        """
+        from hcmiddleware.ehc.qr import decode_image
+
+        try:
+            text = decode_image(image)
+        except EhcFormatError as exc:
+            self._mw.audit(
+                "ehc.verify",
+                actor=actor or terminal_id or self._mw.config.ehc.terminal_id,
+                outcome="refused",
+                kind="unknown",
+                step=care_step,
+                reason=exc.reason,
+            )
+            raise
+        return self.verify(
+            text,
+            care_step=care_step,
+            terminal_id=terminal_id,
+            factor=factor,
+            actor=actor,
+            now=now,
+        )
+
     def _check(
         self,
         code: StaticCode | DynamicCode,
