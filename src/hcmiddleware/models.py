@@ -279,8 +279,8 @@ class EhcRevocationList(DomainModel):
     """An issuer's list of closed e-cards, or a change to it, signed by the issuer.
 
     A full list has ``base_version`` ``None`` and replaces what is held; a delta names
-    the ``base_version`` it applies to (the version held here) and has
-    ``version == base_version + 1``: it adds ``revoked`` and takes ``restored`` off.
+    the ``base_version`` it applies to (it must be the version held here) and a newer
+    ``version``: it adds ``revoked`` and takes ``restored`` off.
     ``signature`` (128 hex digits) is over the list's canonical bytes
     (``hcmiddleware.ehc.revocations.signed_bytes``) with the issuer's key ``key_id``.
     """
@@ -298,6 +298,8 @@ class EhcRevocationList(DomainModel):
     def _shape(self) -> EhcRevocationList:
         if self.base_version is None and self.restored:
             raise ValueError("a full list restores nothing; only a delta does")
+        if self.base_version is not None and self.version <= self.base_version:
+            raise ValueError("a delta's version comes after its base version")
         return self
 
 

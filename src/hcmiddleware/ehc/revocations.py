@@ -7,7 +7,8 @@ it was:
 * the issuer and the key id are configured (``[ehc.keys]``), the key is that issuer's;
 * the signature verifies over :func:`signed_bytes` with that key;
 * a full list is newer than the one held; a delta names the version held as its
-  ``base_version`` and is exactly one version after it.
+  ``base_version`` (a delta from any other version would skip or repeat changes) and
+  is newer than it.
 
 It is then applied in one transaction: the list in force is either the old one or the
 new one, never a mix. E-card IDs are kept as SHA-256 digests.
@@ -144,7 +145,7 @@ def check_update(
                 reason="version",
             )
         return
-    if current is None or update.base_version != current or update.version != current + 1:
+    if current is None or update.base_version != current or update.version <= current:
         raise EhcRevocationListError(
             f"a change from version {update.base_version} to {update.version} does not "
             f"follow the list in force (version {current if current is not None else 'none'})",

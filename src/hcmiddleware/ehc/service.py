@@ -427,6 +427,11 @@ class Ehc:
                 ) from exc
             return None
         if answer is None:
+            if mode == "required":
+                raise EhcPlatformError(
+                    "[ehc] online is 'required' but the platform adapter gave no answer",
+                    hint="check the platform adapter's settings (its issuer, URL)",
+                )
             return None
         return checked(hook, plugin, answer, EhcOnlineVerdict)
 
