@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -210,3 +210,31 @@ def test_issuing_through_the_platform(make_mw: MakeMw) -> None:
     assert mw.ehc.issue(resident.resident_id) == ecard_id
     assert registry.registered == [(resident.resident_id, "H1")]
     assert mw.ehc.dynamic_code(ecard_id) == "a code from the platform"
+
+
+def test_doctor_says_when_the_lists_are_stale(make_mw: MakeMw) -> None:
+    feed = Feed()
+    mw = make_mw(plugins={"feed": feed})
+    rows = {r.name: r for r in mw.ehc.check()}
+    assert rows["e-card keys"].ok
+    assert "TEST1 (TEST)" in rows["e-card keys"].detail
+    never = rows["e-card revocations of TEST"]
+    assert (never.ok, never.detail) == (False, "never synced")
+    assert "hcm ehc sync" in never.hint
+    feed.updates[None] = signer(mw).revocation_list(version=1)
+    mw.ehc.sync_revocations()
+    doctor = {r.name: r for p, r in mw.doctor() if p == "hcm.core-checks"}
+    assert doctor["e-card revocations of TEST"].ok
+    later = datetime.now(UTC) + timedelta(seconds=86400 + 60)  # [ehc] revocations_max_age
+    stale = {r.name: r for r in mw.ehc.check(now=later)}["e-card revocations of TEST"]
+    assert not stale.ok
+    assert "version 1, 0 closed e-cards" in stale.detail
+
+
+def test_doctor_names_an_unusable_key(make_mw: MakeMw, key_dir: Path) -> None:
+    mw = make_mw()
+    (key_dir / "ehc-test1.pub.pem").write_text("not a key")
+    [row] = mw.ehc.check()
+    assert (row.name, row.ok) == ("e-card keys", False)
+    assert "ehc.keys.TEST1.public_key" not in row.detail
+    assert "public key cannot be used" in row.detail

@@ -20,6 +20,7 @@ from hcmiddleware._optional import missing_extra
 from hcmiddleware.cli.card import card
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
+from hcmiddleware.cli.ehc import ehc
 from hcmiddleware.cli.empi import empi
 from hcmiddleware.cli.face import face
 from hcmiddleware.cli.init import init
@@ -86,3 +87,4 @@ main.add_command(journal_group)
 main.add_command(card)
 main.add_command(empi)
 main.add_command(face)
+main.add_command(ehc)

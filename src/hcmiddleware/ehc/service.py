@@ -57,6 +57,7 @@ from hcmiddleware.errors import (
     PluginCallError,
 )
 from hcmiddleware.models import (
+    CheckResult,
     EhcOnlineVerdict,
     EhcRevocationList,
     EhcVerification,
@@ -671,6 +672,59 @@ class Ehc:
         if first_error is not None:
             raise first_error
         return self.revocations.states()
+
+    # -- hcm doctor ------------------------------------------------------------------------
+
+    def check(self, *, now: datetime | None = None) -> list[CheckResult]:
+        """``hcm doctor``'s e-card checks: the issuer keys load, the lists are fresh.
+
+        A revocation list not synced for ``[ehc] revocations_max_age`` is stale (a
+        closed e-card might be accepted); so is none at all when an adapter provides
+        them. Nothing is checked on a site with no ``[ehc.keys]``.
+        """
+        if not self._mw.config.ehc.keys:
+            return []
+        try:
+            keys = self.keys
+        except HcmError as exc:
+            return [CheckResult(name="e-card keys", ok=False, detail=exc.message, hint=exc.hint)]
+        results = [
+            CheckResult(
+                name="e-card keys",
+                ok=True,
+                detail=", ".join(f"{k} ({i})" for k, (i, _key) in sorted(keys.items())),
+            )
+        ]
+        moment = (now or _now()).astimezone(UTC).replace(tzinfo=None)
+        limit = timedelta(seconds=self._mw.config.ehc.revocations_max_age)
+        feed = bool(self._mw.dispatcher.implementers("hcm_ehc_revocations"))
+        try:
+            held = {s.issuer: s for s in self.revocations.states()}
+        except HcmError as exc:
+            return [*results, CheckResult(name="e-card revocations", ok=False,
+                                          detail=exc.message, hint=exc.hint)]  # fmt: skip
+        for issuer in self.issuers():
+            state = held.get(issuer)
+            name = f"e-card revocations of {issuer}"
+            if state is None:
+                if feed:
+                    results.append(CheckResult(
+                        name=name, ok=False, detail="never synced",
+                        hint="run 'hcm ehc sync'; schedule it to run regularly",
+                    ))  # fmt: skip
+                continue
+            age = moment - state.synced_at
+            stale = age > limit
+            results.append(
+                CheckResult(
+                    name=name,
+                    ok=not stale,
+                    detail=f"version {state.version}, {state.entries} closed e-cards, synced "
+                    f"{int(age.total_seconds())} s ago",
+                    hint="run 'hcm ehc sync' and check the platform adapter" if stale else "",
+                )
+            )
+        return results
 
 
 def _text_of(code: StaticCode | DynamicCode) -> str:
