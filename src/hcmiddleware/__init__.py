@@ -12,7 +12,8 @@ between releases. A HIS vendor needs nothing else::
 
 The typed services hang off the :class:`Middleware`: ``terminal`` (card and SAM),
 ``residents`` (the resident index), ``faces``, ``his`` (the hospital's system through
-its adapters) and ``journal`` (money). ``Middleware.hooks`` is for plugins and tests.
+its adapters), ``ehc`` (electronic health card codes) and ``journal`` (money).
+``Middleware.hooks`` is for plugins and tests.
 Adapters import from here too, and from :mod:`hcmiddleware.models` and
 :mod:`hcmiddleware.errors`, which this module re-exports.
 """
@@ -24,11 +25,15 @@ import logging
 from hcmiddleware import errors, models
 from hcmiddleware.card.data import CardRead
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
+from hcmiddleware.ehc.service import CardFactor, Ehc, FaceFactor, IdDigitsFactor
 from hcmiddleware.errors import (
     CardAbsentError,
     CardError,
     CardRefusedError,
     ConfigError,
+    EhcError,
+    EhcFormatError,
+    EhcRefusedError,
     FaceError,
     FaceMismatchError,
     FlowError,
@@ -67,6 +72,7 @@ from hcmiddleware.models import (
     CheckResult,
     Deposit,
     Discharge,
+    EhcVerification,
     HospitalPatient,
     Identifier,
     IdentifierKind,
@@ -94,6 +100,7 @@ __all__ = [
     "Bill",
     "CardAbsentError",
     "CardError",
+    "CardFactor",
     "CardRead",
     "CardRefusedError",
     "Charge",
@@ -103,7 +110,13 @@ __all__ = [
     "Deposit",
     "DeskView",
     "Discharge",
+    "Ehc",
+    "EhcError",
+    "EhcFormatError",
+    "EhcRefusedError",
+    "EhcVerification",
     "FaceError",
+    "FaceFactor",
     "FaceMismatchError",
     "Faces",
     "FlowError",
@@ -114,6 +127,7 @@ __all__ = [
     "HisRejectedError",
     "HisUnavailableError",
     "HospitalPatient",
+    "IdDigitsFactor",
     "Identified",
     "Identifier",
     "IdentifierKind",

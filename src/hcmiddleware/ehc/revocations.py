@@ -35,10 +35,14 @@ if TYPE_CHECKING:
     from hcmiddleware.ehc.crypto import PublicKey
 
 __all__ = [
+    "MAX_UPDATE",
     "ListState",
     "RevocationStore",
     "card_digest",
+    "check_signature",
     "check_update",
+    "check_version",
+    "parse_list",
     "signed_bytes",
     "touch",
     "utc_text",
@@ -109,17 +113,40 @@ class ListState:
     entries: int
 
 
-def check_update(
-    update: EhcRevocationList,
-    keys: Mapping[str, tuple[str, PublicKey]],
-    held: ListState | None,
-) -> None:
-    """Refuse an update that is not the issuer's or does not follow the list held.
+#: the largest update read (bytes of JSON): about 2.5 million entries
+MAX_UPDATE = 512 * 1024 * 1024
 
-    ``keys`` maps key ids to ``(issuer, public key)``.
 
-    :raises EhcRevocationListError: with ``reason`` ``issuer``, ``signature`` or
-        ``version``.
+def parse_list(data: bytes | str | Mapping[str, Any]) -> EhcRevocationList:
+    """A revocation list (or delta) from its JSON, or from the JSON already parsed.
+
+    :raises EhcRevocationListError: ``format``: not JSON, not a list's fields, a field
+        of the wrong type or shape (an e-card ID that is not 64 hex digits …).
+    """
+    from pydantic import ValidationError
+
+    if isinstance(data, bytes | str) and len(data) > MAX_UPDATE:
+        raise EhcRevocationListError(
+            f"the revocation update is larger than {MAX_UPDATE:,} bytes", reason="format"
+        )
+    try:
+        if isinstance(data, bytes | str):
+            return EhcRevocationList.model_validate_json(data)
+        return EhcRevocationList.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the list"
+        raise EhcRevocationListError(
+            f"not a revocation list: {where}: {first['msg']}", reason="format"
+        ) from None
+    except (ValueError, TypeError, RecursionError):
+        raise EhcRevocationListError("not a revocation list", reason="format") from None
+
+
+def check_signature(update: EhcRevocationList, keys: Mapping[str, tuple[str, PublicKey]]) -> None:
+    """Refuse an update that is not signed by one of its issuer's keys.
+
+    :raises EhcRevocationListError: with ``reason`` ``issuer`` or ``signature``.
     """
     entry = keys.get(update.key_id)
     if entry is None or entry[0] != update.issuer:
@@ -136,6 +163,26 @@ def check_update(
             "signed by the issuer's key",
             reason="signature",
         )
+
+
+def check_update(
+    update: EhcRevocationList,
+    keys: Mapping[str, tuple[str, PublicKey]],
+    held: ListState | None,
+) -> None:
+    """Refuse an update that is not the issuer's or does not follow the list held.
+
+    ``keys`` maps key ids to ``(issuer, public key)``.
+
+    :raises EhcRevocationListError: with ``reason`` ``issuer``, ``signature`` or
+        ``version``.
+    """
+    check_signature(update, keys)
+    check_version(update, held)
+
+
+def check_version(update: EhcRevocationList, held: ListState | None) -> None:
+    """Refuse an update that does not follow the list held (``reason`` ``version``)."""
     current = held.version if held is not None else None
     if update.base_version is None:
         if current is not None and update.version <= current:
@@ -197,9 +244,13 @@ class RevocationStore:
         :raises EhcRevocationListError: refused; nothing was changed.
         """
         synced = _naive(now or datetime.now(UTC))
+        # a refusal never takes the write lock: signature and version are checked first,
+        # and the version once more under the lock (another process may have synced)
+        check_signature(update, keys)
+        check_version(update, self.state(update.issuer))
         with storage.begin_write(self.engine) as conn:
             held = self._state_in(conn, update.issuer)
-            check_update(update, keys, held)
+            check_version(update, held)
             if update.base_version is None:
                 conn.execute(_REVOKED.delete().where(_REVOKED.c.issuer == update.issuer))
             else:

@@ -30,6 +30,7 @@ from hcm_ehc_platform.client import PlatformClient, PlatformRefusedError
 from hcm_ehc_platform.protocol import REFUSALS
 from hcmiddleware import hookimpl
 from hcmiddleware.config import Secret, SettingsModel
+from hcmiddleware.ehc.revocations import parse_list
 from hcmiddleware.errors import EhcPlatformError
 from hcmiddleware.models import (
     CheckResult,
@@ -156,7 +157,7 @@ class EhcPlatform:
         data = self._client().call("revocations", {"since_version": since_version})
         if not data.get("list"):
             return None
-        return EhcRevocationList.model_validate(data["list"])
+        return parse_list(data["list"])  # a malformed list is EhcRevocationListError
 
     @hookimpl
     def hcm_empi_remote_lookup(self, kind: str, value: str) -> list[Resident]:
