@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,3 +240,25 @@ def test_doctor_names_an_unusable_key(make_mw: MakeMw, key_dir: Path) -> None:
     assert (row.name, row.ok) == ("e-card keys", False)
     assert "ehc.keys.TEST1.public_key" not in row.detail
     assert "public key cannot be used" in row.detail
+
+
+def test_a_list_applied_by_another_process_is_seen_within_a_second(
+    hcm_make_middleware: Any, tmp_path: Path
+) -> None:
+    """Two terminals on one database: the in-memory filter follows the other's apply."""
+    from hcmiddleware.testing import ehc_keys, empi_keys
+
+    shared = {
+        "database": {"url": f"sqlite:///{tmp_path / 'shared.db'}"},
+        "empi": empi_keys(tmp_path / "index-keys"),
+        "ehc": ehc_keys(tmp_path / "ehc-keys", algorithm="ed25519"),
+    }
+    one, other = hcm_make_middleware(**shared), hcm_make_middleware(**shared)
+    ecard = new_ecard_id()
+    assert other.ehc.revocations.revoked(ecard) is None  # builds its (empty) filter
+    one.ehc.apply_revocations(signer(one).revocation_list(version=1, revoked=revoke(ecard)))
+    assert one.ehc.revocations.revoked(ecard) is not None  # its own apply: at once
+    deadline = time.monotonic() + 3
+    while other.ehc.revocations.revoked(ecard) is None:
+        assert time.monotonic() < deadline, "the other terminal never saw the list"
+        time.sleep(0.05)

@@ -43,6 +43,11 @@ PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json
 SAMPLE_CARD_NUMBER = "210000000012345678"
 
 
+def flip_last(code: str) -> str:
+    """The code with its last hex digit changed (always changed)."""
+    return code[:-1] + ("0" if code[-1] != "0" else "1")
+
+
 def sample_card() -> EmulatedCard:
     """The sample health card, in-process."""
     return EmulatedCard.from_files(PROFILE, TEST_ISSUER_KEYS)
@@ -160,7 +165,7 @@ def test_forged_and_altered_codes(make_mw: MakeMw, key_dir: Path, algorithm: str
     card, kind, key_id, issued, expires, nonce = body.split(":")
     longer = ":".join([card, kind, key_id, issued, str(int(expires) + 60), nonce, signature])
     someone_else = ":".join([new_ecard_id(), kind, key_id, issued, expires, nonce, signature])
-    flipped = genuine[:-1] + ("0" if genuine[-1] != "0" else "1")
+    flipped = flip_last(genuine)
     for altered in (longer, someone_else, flipped):
         with pytest.raises(EhcSignatureError):
             mw.ehc.verify(altered, care_step="registration")
@@ -343,7 +348,7 @@ def test_an_unreachable_platform_falls_back_to_the_offline_check(make_mw: MakeMw
     result = mw.ehc.verify(mw.ehc.dynamic_code(ecard_id), care_step="registration")
     assert (result.checked, len(platform.asked)) == ("offline", 1)
     with pytest.raises(EhcSignatureError):  # offline, the offline checks apply
-        mw.ehc.verify(mw.ehc.dynamic_code(ecard_id)[:-1] + "0", care_step="payment")
+        mw.ehc.verify(flip_last(mw.ehc.dynamic_code(ecard_id)), care_step="payment")
 
     strict = make_mw(plugins={"platform": Platform(ConnectionRefusedError())},
                      ehc={"online": "required"})  # fmt: skip

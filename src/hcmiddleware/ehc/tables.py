@@ -47,13 +47,15 @@ class EhcRevocationState(Base):
 
 
 class EhcRevokedCard(Base):
-    """An e-card on an issuer's revocation list (its ID as a SHA-256 digest)."""
+    """An e-card on an issuer's revocation list (its ID as a SHA-256 digest).
+
+    The key starts with the digest: a check looks an e-card up by digest, for one
+    issuer or all, and a random key needs only one B-tree to update.
+    """
 
     __tablename__ = "ehc_revoked_cards"
 
-    issuer: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     card_digest: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    issuer: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     revoked_at: Mapped[datetime] = mapped_column(sa.DateTime())
     reason: Mapped[str] = mapped_column(sa.String(16))
-
-    __table_args__ = (sa.Index("ix_ehc_revoked_cards_card_digest", "card_digest"),)

@@ -39,13 +39,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "ehc_revoked_cards",
-        sa.Column("issuer", sa.String(32), nullable=False),
         sa.Column("card_digest", sa.String(64), nullable=False),
+        sa.Column("issuer", sa.String(32), nullable=False),
         sa.Column("revoked_at", sa.DateTime(), nullable=False),
         sa.Column("reason", sa.String(16), nullable=False),
-        sa.PrimaryKeyConstraint("issuer", "card_digest"),
+        sa.PrimaryKeyConstraint("card_digest", "issuer"),
     )
-    op.create_index("ix_ehc_revoked_cards_card_digest", "ehc_revoked_cards", ["card_digest"])
 
 
 def downgrade() -> None:
