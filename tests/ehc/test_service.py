@@ -280,6 +280,10 @@ def test_bad_care_steps_and_texts_are_format_errors(mw: Middleware) -> None:
     with pytest.raises(EhcFormatError) as caught:
         mw.ehc.verify("https://example.invalid", care_step="registration")
     assert caught.value.reason == "kind"
+    for terminal in ("x" * 65, "kiosk 3", "终端"):
+        with pytest.raises(EhcFormatError) as caught:
+            mw.ehc.verify("whatever", care_step="registration", terminal_id=terminal)
+        assert caught.value.reason == "terminal_id"
 
 
 def test_issuing_needs_a_platform_or_a_local_signer(make_mw: MakeMw) -> None:

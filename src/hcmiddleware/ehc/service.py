@@ -78,6 +78,7 @@ if TYPE_CHECKING:
 __all__ = ["CardFactor", "Ehc", "FaceFactor", "IdDigitsFactor", "SecondFactor"]
 
 _STEP = re.compile(r"[0-9A-Za-z_.-]{1,32}")
+_TERMINAL = re.compile(r"[0-9A-Za-z_.:-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,12 @@ class Ehc:
                 "the care step is 1-32 letters, digits, '_', '.' or '-'",
                 reason="care_step",
                 hint="pass the step the code is used for, e.g. 'registration'",
+            )
+        if not _TERMINAL.fullmatch(terminal):
+            raise EhcFormatError(
+                "the terminal ID is 1-64 letters, digits, '_', '.', ':' or '-'",
+                reason="terminal_id",
+                hint="pass this terminal's ID as [ehc] terminal_id names it",
             )
         moment = now or _now()
         code: StaticCode | DynamicCode | None = None
