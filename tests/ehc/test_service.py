@@ -13,7 +13,7 @@ import pytest
 from hcmiddleware import Middleware, hookimpl
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.ehc.codes import new_ecard_id
-from hcmiddleware.ehc.service import CardFactor, IdDigitsFactor
+from hcmiddleware.ehc.service import CardFactor, FaceFactor, IdDigitsFactor
 from hcmiddleware.errors import (
     EhcExpiredError,
     EhcFormatError,
@@ -385,3 +385,31 @@ def test_every_refusal_is_an_ehc_refused_error_with_a_reason() -> None:
     }
     assert len(reasons) == 6
     assert all(issubclass(c, EhcRefusedError) for c in (EhcExpiredError, EhcReplayError))
+
+
+def test_a_face_check_as_second_factor(make_mw: MakeMw) -> None:
+    """The kiosk's live photo against the card photo, through mw.faces (its thresholds)."""
+    import io
+
+    from PIL import Image
+
+    from hcmiddleware.face.samples import KIOSK_LIVE_PHOTO
+
+    mw = make_mw(sam={"keys": str(TEST_ISSUER_KEYS)})
+    card = mw.terminal.read(sample_card())
+    holder = mw.residents.enrol_from_card(card)
+    static = mw.ehc.static_code(mw.ehc.issue(holder.resident_id))
+    live = KIOSK_LIVE_PHOTO.read_bytes()
+    result = mw.ehc.verify(static, care_step="registration",
+                           factor=FaceFactor(live, card.photo, source="card_photo"))  # fmt: skip
+    assert result.factor == "face"
+
+    import matplotlib as mpl
+
+    hopper = Path(mpl.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    someone_else = io.BytesIO()
+    Image.open(hopper).crop((137, 10, 376, 352)).save(someone_else, format="JPEG")
+    with pytest.raises(EhcSecondFactorError, match=r"face check did not pass \(no_match\)"):
+        mw.ehc.verify(static, care_step="registration",
+                      factor=FaceFactor(someone_else.getvalue(), card.photo,
+                                        source="card_photo"))  # fmt: skip
