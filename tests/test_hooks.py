@@ -24,6 +24,7 @@ from hcmiddleware.models import (
     Bill,
     Charge,
     Deposit,
+    EhcVerification,
     EmergencyCall,
     HospitalPatient,
     LocationReport,
@@ -42,6 +43,7 @@ from hcmiddleware.registry import SettingsRegistry, hook_names
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 RESIDENT = Resident(resident_id="r-1", name="李明")
+ECARD_ID = "8469DCABE25B71F6B23925EB895BDC1B47F7252FEB8AF17D2AAD02902E3E0D8E"
 PATIENT = HospitalPatient(hospital_code="H1", patient_id="P1", resident_id="r-1")
 CHARGE = Charge(
     charge_id="C1",
@@ -106,6 +108,25 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "hcm_empi_residents_merged": {"survivor": RESIDENT, "merged": RESIDENT, "reason": "dup"},
     "hcm_empi_resident_unmerged": {"survivor": RESIDENT, "restored": RESIDENT, "reason": "err"},
     "hcm_empi_remote_lookup": {"kind": "id_number", "value": "x"},
+    "hcm_ehc_register": {"resident": RESIDENT, "card_number": "H12345678"},
+    "hcm_ehc_generate_code": {"ecard_id": ECARD_ID},
+    "hcm_ehc_verify_online": {
+        "text": f"{ECARD_ID}:1",
+        "terminal_id": "kiosk-03",
+        "care_step": "registration",
+    },
+    "hcm_ehc_revocations": {"issuer": "LN", "since_version": 3},
+    "hcm_ehc_verified": {
+        "result": EhcVerification(
+            resident=RESIDENT,
+            ecard_id=ECARD_ID,
+            kind="static",
+            checked="offline",
+            terminal_id="kiosk-03",
+            care_step="registration",
+            factor="card",
+        )
+    },
     "hcm_face_backend": {"name": "face_recognition"},
     "hcm_face_liveness": {"image": b"\xff\xd8", "context": "kiosk:K1"},
     "hcm_face_verified": {"resident_id": "r-1", "result": object()},

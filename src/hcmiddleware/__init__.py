@@ -12,7 +12,8 @@ between releases. A HIS vendor needs nothing else::
 
 The typed services hang off the :class:`Middleware`: ``terminal`` (card and SAM),
 ``residents`` (the resident index), ``faces``, ``his`` (the hospital's system through
-its adapters) and ``journal`` (money). ``Middleware.hooks`` is for plugins and tests.
+its adapters), ``ehc`` (electronic health card codes) and ``journal`` (money).
+``Middleware.hooks`` is for plugins and tests.
 Adapters import from here too, and from :mod:`hcmiddleware.models` and
 :mod:`hcmiddleware.errors`, which this module re-exports.
 """
@@ -26,12 +27,16 @@ from hcmiddleware.card.data import CardRead
 from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.cards import Cards
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
+from hcmiddleware.ehc.service import CardFactor, Ehc, FaceFactor, IdDigitsFactor
 from hcmiddleware.errors import (
     CardAbsentError,
     CardError,
     CardPartNotReadError,
     CardRefusedError,
     ConfigError,
+    EhcError,
+    EhcFormatError,
+    EhcRefusedError,
     FaceError,
     FaceMismatchError,
     FlowError,
@@ -71,6 +76,7 @@ from hcmiddleware.models import (
     CheckResult,
     Deposit,
     Discharge,
+    EhcVerification,
     HospitalPatient,
     Identifier,
     IdentifierKind,
@@ -98,6 +104,7 @@ __all__ = [
     "Bill",
     "CardAbsentError",
     "CardError",
+    "CardFactor",
     "CardPart",
     "CardPartNotReadError",
     "CardRead",
@@ -111,7 +118,13 @@ __all__ = [
     "Deposit",
     "DeskView",
     "Discharge",
+    "Ehc",
+    "EhcError",
+    "EhcFormatError",
+    "EhcRefusedError",
+    "EhcVerification",
     "FaceError",
+    "FaceFactor",
     "FaceMismatchError",
     "Faces",
     "FlowError",
@@ -122,6 +135,7 @@ __all__ = [
     "HisRejectedError",
     "HisUnavailableError",
     "HospitalPatient",
+    "IdDigitsFactor",
     "Identified",
     "Identifier",
     "IdentifierKind",

@@ -30,6 +30,9 @@ EXTRAS: dict[str, str] = {
     "requests": "soap",
     "splink": "empi",
     "recordlinkage": "empi",
+    "tongsuopy": "ehc",
+    "segno": "ehc",
+    "zxingcpp": "ehc",
 }
 
 #: what an extra needs beyond ``pip install 'hcmiddleware[extra]'``

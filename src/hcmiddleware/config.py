@@ -54,6 +54,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -65,6 +66,9 @@ __all__ = [
     "Config",
     "ConfigPath",
     "DatabaseSection",
+    "EhcIssuerSection",
+    "EhcKeySection",
+    "EhcSection",
     "EmpiSection",
     "LoggingSection",
     "MiddlewareSection",
@@ -247,6 +251,90 @@ class EmpiSection(SettingsModel):
     )
 
 
+#: an issuer key id: what a dynamic code names to say which key signed it
+EHC_KEY_ID = r"^[0-9A-Z][0-9A-Z-]{0,15}$"
+
+
+class EhcKeySection(SettingsModel):
+    """``[ehc.keys.<KEY ID>]``: one public key of an e-card issuer.
+
+    An issuer may have several keys (a new one before the old one's codes are gone);
+    a code names the key id that signed it, and is checked with that key's algorithm
+    only.
+    """
+
+    issuer: str = Field(
+        pattern=r"^[0-9A-Za-z_.-]{1,32}$",
+        description="the issuer's code (the e-card platform that signs with this key)",
+    )
+    algorithm: Literal["sm2", "ecdsa-p256", "ed25519"] = Field(
+        "sm2", description="sm2 (SM2 with SM3, the national choice), ecdsa-p256 or ed25519"
+    )
+    public_key: ConfigPath = Field(description="PEM file of the public key")
+
+
+class EhcIssuerSection(SettingsModel):
+    """``[ehc.issuer]``: this installation signs dynamic codes itself (demo, tests).
+
+    A site that takes its codes from the e-card platform leaves it out; ``key_id`` must
+    be one of ``[ehc.keys]``, the public half of ``private_key``.
+    """
+
+    key_id: str = Field(pattern=EHC_KEY_ID)
+    private_key: Secret = Field(description="PEM (PKCS#8) of the signing key, as a secret")
+    code_lifetime: int = Field(60, ge=5, le=3600, description="seconds a code it signs is valid")
+
+
+class EhcSection(SettingsModel):
+    """``[ehc]``: the electronic health card: issuer keys and how codes are accepted."""
+
+    keys: dict[str, EhcKeySection] = Field(default_factory=dict)
+    terminal_id: str = Field(
+        "terminal",
+        pattern=r"^[0-9A-Za-z_.:-]{1,64}$",
+        description="this terminal's ID: a dynamic code is accepted once per terminal and step",
+    )
+    max_lifetime: int = Field(
+        300, ge=5, le=86400, description="longest validity (seconds) a dynamic code may claim"
+    )
+    clock_skew: int = Field(
+        30, ge=0, le=600, description="seconds the issuer's and this clock may disagree"
+    )
+    static_factors: tuple[Literal["id_digits", "face", "card"], ...] = Field(
+        ("id_digits", "face", "card"),
+        description="second factors a static code is accepted with; empty: never",
+    )
+    id_digits: int = Field(6, ge=4, le=8, description="how many last ID-number digits to ask")
+    online: Literal["auto", "off", "required"] = Field(
+        "auto",
+        description="ask the platform adapter first (auto), never (off), or refuse without it",
+    )
+    revocations_max_age: int = Field(
+        86400, ge=60, description="seconds after which a revocation list is stale (hcm doctor)"
+    )
+    issuer: EhcIssuerSection | None = None
+
+    @field_validator("keys")
+    @classmethod
+    def _key_ids(cls, value: dict[str, EhcKeySection]) -> dict[str, EhcKeySection]:
+        import re
+
+        for key_id in value:
+            if not re.fullmatch(EHC_KEY_ID, key_id):
+                raise ValueError(
+                    f"key id {key_id!r} is not 1-16 upper-case letters, digits or dashes"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _issuer_key_known(self) -> EhcSection:
+        if self.issuer is not None and self.issuer.key_id not in self.keys:
+            raise ValueError(
+                f"[ehc.issuer] key_id {self.issuer.key_id!r} has no public key in [ehc.keys]"
+            )
+        return self
+
+
 class LoggingSection(SettingsModel):
     """``[logging]``: level of the ``hcmiddleware`` loggers when ``hcm`` runs.
 
@@ -297,6 +385,7 @@ class Config(SettingsModel):
     cards: CardsSection = Field(default_factory=CardsSection)
     empi: EmpiSection = Field(default_factory=EmpiSection)
     face: FaceSettings = Field(default_factory=FaceSettings)
+    ehc: EhcSection = Field(default_factory=EhcSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     source: Path | None = Field(None, exclude=True)

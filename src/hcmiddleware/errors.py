@@ -91,6 +91,18 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── PaymentDeclinedError      the movement ended failed or reversed: .state
     │   └── IdentityDocumentError     the identity document does not match the holder
     ├── WardError                     ward devices (wristbands, handhelds, call buttons)
+    ├── EhcError                      the electronic health card (QR codes)
+    │   ├── EhcFormatError            the text is no e-card code: .reason (too_long, card_id …)
+    │   ├── EhcRefusedError           a well-formed code refused: .reason
+    │   │   ├── EhcExpiredError       expired, not yet valid, or valid for too long
+    │   │   ├── EhcSignatureError     forged or altered: the signature does not verify
+    │   │   ├── EhcReplayError        already used at this terminal and care step
+    │   │   ├── EhcRevokedError       the e-card was closed by its issuer: .revoked_at
+    │   │   ├── EhcUnknownIssuerError no key with the code's key id: .key_id
+    │   │   ├── EhcSecondFactorError  a static code without a second factor, or a wrong one
+    │   │   └── EhcUnknownCardError   nobody in the index holds the e-card ID
+    │   ├── EhcRevocationListError    a revocation update was refused; the old list stays
+    │   └── EhcPlatformError          the e-card platform refused or failed: .code
     └── FlowError                     a patient journey cannot go on: .step, .plugin
         ├── FlowInputError            a step was given something unusable (slot over an
         │                             hour, no identifier, no unpaid charge named)
@@ -134,6 +146,18 @@ __all__ = [
     "ConfigError",
     "DecryptionError",
     "DischargeRefusedError",
+    "EhcError",
+    "EhcExpiredError",
+    "EhcFormatError",
+    "EhcPlatformError",
+    "EhcRefusedError",
+    "EhcReplayError",
+    "EhcRevocationListError",
+    "EhcRevokedError",
+    "EhcSecondFactorError",
+    "EhcSignatureError",
+    "EhcUnknownCardError",
+    "EhcUnknownIssuerError",
     "FaceBackendError",
     "FaceError",
     "FaceMismatchError",
@@ -1116,6 +1140,153 @@ class IdentityDocumentError(MoneyError):
 
 class WardError(HcmError):
     """A ward device (wristband, handheld, call button) failed or refused."""
+
+
+# --- the electronic health card -------------------------------------------------------
+
+
+class EhcError(HcmError):
+    """The electronic health card (a QR code on the resident's phone)."""
+
+
+class EhcFormatError(EhcError):
+    """The text scanned is not an e-card code; nothing was looked up or recorded.
+
+    ``reason`` is a stable code for screens and logs: ``empty``, ``too_long``,
+    ``characters``, ``kind`` (neither static nor dynamic), ``card_id``, ``area_code``,
+    ``key_id``, ``time``, ``nonce``, ``signature``. The text itself is never carried.
+    """
+
+    default_hint = (
+        "scan the code again, holding the phone still; if it fails again, ask the patient "
+        "to refresh the code in the app, or use the physical card"
+    )
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+class EhcRefusedError(EhcError):
+    """A well-formed code was refused; ``reason`` is a stable code saying why.
+
+    Nothing was recorded: a refused code does not count as used.
+    """
+
+    reason = "refused"
+    default_hint = "ask the patient to show a fresh code, or use the physical card"
+
+    def details(self) -> dict[str, Any]:
+        data = super().details()
+        data["reason"] = self.reason
+        return data
+
+
+class EhcExpiredError(EhcRefusedError):
+    """The dynamic code is out of its validity: expired, not yet valid (``not_yet_valid``,
+    the issuer's or the terminal's clock is wrong), or valid for longer than allowed
+    (``lifetime``)."""
+
+    default_hint = "ask the patient to refresh the code in the app and scan the new one"
+
+    def __init__(self, message: str, *, reason: str = "expired", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+class EhcSignatureError(EhcRefusedError):
+    """The code's signature does not verify with the issuer's key: forged or altered."""
+
+    reason = "signature"
+    default_hint = (
+        "do not accept this code; identify the patient with the physical card or an "
+        "identity document, and report the code to the e-card issuer if it happens again"
+    )
+
+
+class EhcReplayError(EhcRefusedError):
+    """The dynamic code was already used at this terminal for this care step."""
+
+    reason = "replayed"
+    default_hint = "a code is good once per terminal and step: ask for a fresh code"
+
+
+class EhcRevokedError(EhcRefusedError):
+    """The issuer closed this e-card (``revoked_at``, naive UTC); its codes are refused."""
+
+    reason = "revoked"
+    default_hint = (
+        "the e-card was closed by its issuer; use the physical card or an identity "
+        "document, and send the patient to the issuer to open a new e-card"
+    )
+
+    def __init__(self, message: str, *, revoked_at: Any, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.revoked_at = revoked_at
+
+
+class EhcUnknownIssuerError(EhcRefusedError):
+    """No configured issuer key has the code's key id (``key_id``, not personal data)."""
+
+    reason = "unknown_issuer"
+    default_hint = (
+        "the code comes from an issuer this site does not trust; if it should, add the "
+        "issuer's public key under [ehc.keys] (docs/configuration.md)"
+    )
+
+    def __init__(self, message: str, *, key_id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.key_id = key_id
+
+
+class EhcSecondFactorError(EhcRefusedError):
+    """A static code needs a second factor: none was given, or it did not match."""
+
+    reason = "second_factor"
+    default_hint = (
+        "a static code is accepted only with a second factor: the last digits of the "
+        "ID number, a face check or the physical card; or ask for a dynamic code"
+    )
+
+
+class EhcUnknownCardError(EhcRefusedError):
+    """The code is genuine but nobody in the resident index holds its e-card ID."""
+
+    reason = "unknown_card"
+    default_hint = (
+        "register the patient at the desk with an identity document; the e-card is bound "
+        "to the resident there"
+    )
+
+
+class EhcRevocationListError(EhcError):
+    """A revocation list update was refused and not applied; the previous list stays.
+
+    ``reason``: ``signature`` (not signed by the issuer's key), ``issuer`` (unknown
+    issuer or key), ``version`` (not newer, or a delta that does not follow the list in
+    force), ``format`` (not a list).
+    """
+
+    default_hint = (
+        "nothing was changed; check the e-card platform's connection and keys, then sync again"
+    )
+
+    def __init__(self, message: str, *, reason: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+class EhcPlatformError(EhcError):
+    """The e-card platform refused a request or failed; ``code`` is its own error code."""
+
+    default_hint = (
+        "check the e-card platform adapter's settings (app ID, secret, URL); the "
+        "terminal verifies dynamic codes offline meanwhile"
+    )
+
+    def __init__(self, message: str, *, code: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
 
 
 # --- patient journeys (flows) ----------------------------------------------------------

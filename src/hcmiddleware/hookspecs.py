@@ -42,6 +42,9 @@ if TYPE_CHECKING:
         CheckResult,
         Deposit,
         Discharge,
+        EhcOnlineVerdict,
+        EhcRevocationList,
+        EhcVerification,
         EmergencyCall,
         HospitalPatient,
         LivenessResult,
@@ -388,6 +391,161 @@ def hcm_sam_provider(middleware: Middleware) -> Any:
                 settings = middleware.plugin_settings("hsm-sam")
                 # HsmSam: the site's own implementation of hcmiddleware.sam.base.Sam
                 return HsmSam(settings.host, settings.slot)
+    """
+
+
+# =====================================================================================
+# Electronic health card (R-CARD-5)
+# =====================================================================================
+
+
+@hookspec(firstresult=True)
+def hcm_ehc_register(resident: Resident, card_number: str | None) -> str | None:
+    """Open an electronic health card for a resident at the e-card platform.
+
+    Called by ``Middleware.ehc.issue(resident_id)`` (``hcm ehc issue``) for a resident
+    who has no e-card yet; the ID returned is bound to the resident in the index.
+    Registering is idempotent per person: the same resident gets the same ID again.
+    First non-None result wins.
+
+    :param resident: the resident (name, ID number) as the index holds them.
+    :param card_number: the resident's physical health card number, if known, so the
+        platform links both cards to one person.
+    :return: the e-card ID (64 hex digits), or ``None`` if this plugin does not issue.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Resident
+
+
+        class ProvincePlatform:
+            @hookimpl
+            def hcm_ehc_register(self, resident: Resident, card_number: str | None) -> str:
+                answer = self.platform.call(
+                    "register",
+                    {"id_number": resident.id_number, "name": resident.name,
+                     "card_number": card_number or ""},
+                )
+                return answer["ecard_id"]
+    """
+
+
+@hookspec(firstresult=True)
+def hcm_ehc_generate_code(ecard_id: str) -> str | None:
+    """Have the e-card platform sign a fresh dynamic code for an e-card.
+
+    Called by ``Middleware.ehc.dynamic_code(ecard_id)`` (``hcm ehc issue --dynamic``):
+    the issuer's side, for a kiosk that shows a code, the demo and the tests. First
+    non-None result wins.
+
+    :param ecard_id: the e-card ID (64 upper-case hex digits).
+    :return: the code's text (``<ID>:2:…``, see ``docs/ehc.md``), or ``None``.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+
+
+        class ProvincePlatform:
+            @hookimpl
+            def hcm_ehc_generate_code(self, ecard_id: str) -> str:
+                return self.platform.call("generate_code", {"ecard_id": ecard_id})["code"]
+    """
+
+
+@hookspec(firstresult=True)
+def hcm_ehc_verify_online(text: str, terminal_id: str, care_step: str) -> EhcOnlineVerdict | None:
+    """Ask the e-card platform whether a scanned code is good at this terminal and step.
+
+    Called by ``Middleware.ehc.verify(...)`` before its offline checks, unless
+    ``[ehc] online = "off"``. An answer decides: accepted (the revocation lists, the
+    index and, for a static code, the second factor are still checked here) or refused
+    with its reason. Raising (the platform is unreachable) falls back to the offline
+    check, or refuses when ``[ehc] online = "required"``. First non-None result wins.
+
+    :param text: the code as scanned (static or dynamic).
+    :param terminal_id: this terminal's ID (``[ehc] terminal_id``).
+    :param care_step: what the code is used for (``registration``, ``payment`` …).
+    :return: an :class:`~hcmiddleware.models.EhcOnlineVerdict`, or ``None`` for no
+        opinion (the offline checks decide).
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import EhcOnlineVerdict
+
+
+        class ProvincePlatform:
+            @hookimpl
+            def hcm_ehc_verify_online(
+                self, text: str, terminal_id: str, care_step: str
+            ) -> EhcOnlineVerdict:
+                answer = self.platform.call(
+                    "verify_code", {"code": text, "terminal_id": terminal_id, "step": care_step}
+                )
+                if answer["ok"]:
+                    return EhcOnlineVerdict(accepted=True, ecard_id=answer["ecard_id"])
+                return EhcOnlineVerdict(accepted=False, reason=answer["reason"])
+    """
+
+
+@hookspec(firstresult=True)
+def hcm_ehc_revocations(issuer: str, since_version: int | None) -> EhcRevocationList | None:
+    """Fetch an issuer's list of closed e-cards, or what changed since a version.
+
+    Called by ``Middleware.ehc.sync_revocations()`` (``hcm ehc sync``) once per issuer
+    with a key in ``[ehc.keys]``. The answer is applied only if the issuer's signature
+    verifies and its version follows the list held (a delta from another version is
+    refused and the list in force stays). First non-None result wins.
+
+    :param issuer: the issuer's code, as in ``[ehc.keys.<KEY ID>] issuer``.
+    :param since_version: the version held here, or ``None`` for a full list.
+    :return: a signed :class:`~hcmiddleware.models.EhcRevocationList` (full, or a delta
+        with ``base_version == since_version``), or ``None`` when nothing changed.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import EhcRevocationList
+
+
+        class ProvincePlatform:
+            @hookimpl
+            def hcm_ehc_revocations(
+                self, issuer: str, since_version: int | None
+            ) -> EhcRevocationList | None:
+                if issuer != "LN":
+                    return None  # another platform's issuer
+                answer = self.platform.call("revocations", {"since_version": since_version})
+                return EhcRevocationList.model_validate(answer) if answer else None
+    """
+
+
+@hookspec
+def hcm_ehc_verified(result: EhcVerification) -> None:
+    """An e-card code was accepted at a terminal.
+
+    Called by ``Middleware.ehc.verify(...)`` after every check passed and a dynamic
+    code's use was recorded. Notification (a kiosk screen, statistics); refusals are
+    audited, not announced.
+
+    :param result: the :class:`~hcmiddleware.models.EhcVerification`: the resident,
+        the code's kind, how it was checked, the terminal and the care step.
+    :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import EhcVerification
+
+
+        class KioskScreen:
+            greeting = ""
+
+            @hookimpl
+            def hcm_ehc_verified(self, result: EhcVerification) -> None:
+                self.greeting = f"您好，{result.resident.name}"
     """
 
 

@@ -46,6 +46,10 @@ __all__ = [
     "Deposit",
     "Discharge",
     "DomainModel",
+    "EhcOnlineVerdict",
+    "EhcRevocation",
+    "EhcRevocationList",
+    "EhcVerification",
     "EmergencyCall",
     "HospitalPatient",
     "Identifier",
@@ -298,6 +302,103 @@ class LossReport(DomainModel):
     identified_by: Literal["face", "id_number", "ecard"]
     reported_at: datetime
     terminal: str
+
+
+# --- the electronic health card (R-CARD-5) ------------------------------------------
+
+#: why a code was refused: the ``reason`` of the typed errors (docs/ehc.md)
+EhcRefusal = Literal[
+    "expired",
+    "not_yet_valid",
+    "lifetime",
+    "signature",
+    "replayed",
+    "revoked",
+    "unknown_issuer",
+    "unknown_card",
+    "second_factor",
+    "format",
+]
+
+
+class EhcVerification(DomainModel):
+    """An e-card code accepted at a terminal: who it names, and how it was checked.
+
+    ``kind`` is ``static`` or ``dynamic``; ``checked`` is ``offline`` (the issuer's
+    signature, checked here) or ``online`` (the platform's answer); ``factor`` the
+    second factor a static code came with (``id_digits``, ``face``, ``card``).
+    ``key_id``, ``issued_at`` and ``expires_at`` are a dynamic code's.
+    """
+
+    resident: Resident
+    ecard_id: str = Field(repr=False)
+    kind: Literal["static", "dynamic"]
+    checked: Literal["offline", "online"]
+    terminal_id: str
+    care_step: str
+    key_id: str | None = None
+    issuer: str | None = None
+    issued_at: datetime | None = None
+    expires_at: datetime | None = None
+    factor: Literal["id_digits", "face", "card"] | None = None
+
+
+class EhcOnlineVerdict(DomainModel):
+    """The e-card platform's answer to "is this code good here?" (online check).
+
+    ``accepted`` with the ``ecard_id`` it names; else ``reason`` (one of the refusal
+    reasons) and the platform's own ``message``.
+    """
+
+    accepted: bool
+    ecard_id: str | None = Field(None, repr=False)
+    reason: EhcRefusal | None = None
+    message: str = ""
+    expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EhcOnlineVerdict:
+        if self.accepted and not self.ecard_id:
+            raise ValueError("an accepted verdict names the e-card ID")
+        if not self.accepted and self.reason is None:
+            raise ValueError("a refusal gives its reason")
+        return self
+
+
+class EhcRevocation(DomainModel):
+    """One e-card closed by its issuer: every code of it is refused from now on."""
+
+    ecard_id: str = Field(repr=False, pattern=r"^[0-9A-F]{64}$")
+    revoked_at: datetime
+    reason: Literal["closed", "lost", "fraud", "deceased"] = "closed"
+
+
+class EhcRevocationList(DomainModel):
+    """An issuer's list of closed e-cards, or a change to it, signed by the issuer.
+
+    A full list has ``base_version`` ``None`` and replaces what is held; a delta names
+    the ``base_version`` it applies to (it must be the version held here) and a newer
+    ``version``: it adds ``revoked`` and takes ``restored`` off.
+    ``signature`` (128 hex digits) is over the list's canonical bytes
+    (``hcmiddleware.ehc.revocations.signed_bytes``) with the issuer's key ``key_id``.
+    """
+
+    issuer: str
+    key_id: str
+    version: int = Field(ge=1)
+    base_version: int | None = Field(None, ge=1)
+    issued_at: datetime
+    revoked: tuple[EhcRevocation, ...] = ()
+    restored: tuple[str, ...] = Field((), repr=False)
+    signature: str = Field(pattern=r"^[0-9A-F]{128}$")
+
+    @model_validator(mode="after")
+    def _shape(self) -> EhcRevocationList:
+        if self.base_version is None and self.restored:
+            raise ValueError("a full list restores nothing; only a delta does")
+        if self.base_version is not None and self.version <= self.base_version:
+            raise ValueError("a delta's version comes after its base version")
+        return self
 
 
 # --- hospital ---------------------------------------------------------------------

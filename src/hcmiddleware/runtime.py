@@ -37,6 +37,7 @@ from hcmiddleware.builtin import audit_log, core_checks, sam_provider
 from hcmiddleware.cards import Cards
 from hcmiddleware.config import RESERVED_PLUGIN_KEYS, Config, SettingsModel, load_config
 from hcmiddleware.dispatch import Dispatcher, HookProxy
+from hcmiddleware.ehc.service import Ehc
 from hcmiddleware.errors import HcmError, PluginLoadError
 from hcmiddleware.faces import Faces
 from hcmiddleware.his import His
@@ -124,6 +125,8 @@ class Middleware:
         self.his = His(self)
         #: the card's lifecycle and the lists of refused cards (``middleware.cards``)
         self.cards = Cards(self)
+        #: the electronic health card (``middleware.ehc.verify(text, care_step=…)``)
+        self.ehc = Ehc(self)
         self._loaded = False
         self._configuring = False
         self._started = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -133,16 +134,22 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+#: Alembic's migration context is one per process: two threads migrating at once (the
+#: index and the e-card service opening on first use) would share it.
+_UPGRADE_LOCK = threading.Lock()
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database's tables up to ``revision`` (default: the newest), in one transaction.
 
-    Safe to call at every start: a database already at the head is left as it is.
+    Safe to call at every start: a database already at the head is left as it is. One
+    migration runs at a time in a process.
     """
     from alembic import command
 
     config = _alembic_config()
     try:
-        with engine.begin() as conn:
+        with _UPGRADE_LOCK, engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
     except Exception as exc:

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 # every module that declares tables: the comparison must not depend on test order
 import hcmiddleware.cards.tables
+import hcmiddleware.ehc.tables
 import hcmiddleware.empi.schema
 import hcmiddleware.face.store
 import hcmiddleware.journal.tables  # noqa: F401
@@ -30,6 +31,9 @@ def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
         "empi_merge_events",
         "empi_review_queue",
         "face_templates",
+        "ehc_used_codes",
+        "ehc_revocation_lists",
+        "ehc_revoked_cards",
     } <= names
 
 

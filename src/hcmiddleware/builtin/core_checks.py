@@ -117,7 +117,8 @@ def _sam(mw: Middleware) -> list[CheckResult]:
 
 @hookimpl(trylast=True)
 def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
-    """Data directory, database, index keys, readers, the SAM, and half-provided HIS parts."""
+    """Data directory, database, index keys, readers, the SAM, half-provided HIS parts,
+    and the e-card's issuer keys and revocation lists."""
     database = _database(middleware)
     return [
         _data_dir(middleware),
@@ -127,4 +128,5 @@ def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
         *_sam(middleware),
         *middleware.his.check(),
         *(middleware.cards.check_lists() if database.ok else []),
+        *(middleware.ehc.check() if database.ok else []),
     ]

@@ -1,4 +1,4 @@
-"""The tables of the lists of refused cards (migration ``0009_card_lists``)."""
+"""The tables of the lists of refused cards (migration ``0006_card_lists``)."""
 
 from __future__ import annotations
 

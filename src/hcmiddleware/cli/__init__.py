@@ -21,6 +21,7 @@ from hcmiddleware.cli.card import card
 from hcmiddleware.cli.cardlist import card_list
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
+from hcmiddleware.cli.ehc import ehc
 from hcmiddleware.cli.empi import empi
 from hcmiddleware.cli.face import face
 from hcmiddleware.cli.init import init
@@ -88,3 +89,4 @@ main.add_command(card)
 main.add_command(card_list)
 main.add_command(empi)
 main.add_command(face)
+main.add_command(ehc)

@@ -39,11 +39,26 @@ class CrossReference(IndexCore):
 
         Raises :class:`IdentifierConflictError` when the card belongs to another resident.
         """
-        return self._link(resident_id, IdentifierKind.CARD_NUMBER, "", card_number)
+        return self._link(resident_id, IdentifierKind.CARD_NUMBER, "", card_number, issued=False)
 
-    def _link(self, resident_id: str, kind: IdentifierKind, issuer: str, value: str) -> Identifier:
+    def link_ecard_id(self, resident_id: str, ecard_id: str) -> Identifier:
+        """Bind an electronic health card's ID to the resident; idempotent.
+
+        Raises :class:`IdentifierConflictError` when another resident holds it.
+        """
+        return self._link(resident_id, IdentifierKind.ECARD_ID, "", ecard_id, issued=False)
+
+    def _link(
+        self,
+        resident_id: str,
+        kind: IdentifierKind,
+        issuer: str,
+        value: str,
+        *,
+        issued: bool = True,
+    ) -> Identifier:
         issuer = normalize_code(issuer)
-        if not issuer and kind is not IdentifierKind.CARD_NUMBER:
+        if issued and not issuer:
             raise IdentityError(f"a {kind.value} needs the code of its issuer", field="issuer")
         canonical = self._canonical(kind, value)
         bidx = self._ident_bidx(kind, canonical)
@@ -52,7 +67,8 @@ class CrossReference(IndexCore):
             holder = conn.scalar(Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx})
             if holder is not None and holder != target:
                 raise IdentifierConflictError(
-                    f"that {kind.value} of {issuer} already belongs to resident {holder}",
+                    f"that {kind.value}{f' of {issuer}' if issuer else ''} already belongs "
+                    f"to resident {holder}",
                     kind=kind.value,
                     holder=holder,
                 )
@@ -62,7 +78,7 @@ class CrossReference(IndexCore):
                     store.now, target, [(kind, issuer, canonical, bidx)], set()
                 )
                 store.add_identifiers(target, rows, added)
-        return Identifier(kind=kind, value=canonical, assigner=issuer)
+        return Identifier(kind=kind, value=canonical, assigner=issuer or None)
 
     def hospital_id(self, resident_id: str, hospital_code: str) -> str | None:
         """The hospital's patient id for the resident (the first one linked), or ``None``."""

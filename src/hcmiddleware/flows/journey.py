@@ -1,7 +1,8 @@
 """What the outpatient and inpatient journeys share: identifying the patient.
 
 A journey starts the same way at every counter: the card is read through the
-terminal (or an e-card ID / ID number is looked up in the index), the resident is
+terminal (or an e-card QR code is checked by ``Middleware.ehc``, or an e-card ID / ID
+number is looked up in the index), the resident is
 found in the index (enrolled from the card on a first visit), and the hospital's own
 patient ID is found — in the index first, then by asking the HIS, which creates it on
 a first visit. The ID is remembered in the index, so the next visit does not ask.
@@ -24,6 +25,8 @@ from hcmiddleware.config import UNSET_INSTITUTION
 from hcmiddleware.errors import (
     CardRefusedError,
     DischargeRefusedError,
+    EhcFormatError,
+    EhcRefusedError,
     FaceMismatchError,
     FlowInputError,
     HisRejectedError,
@@ -37,6 +40,8 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead, VisitRecord
     from hcmiddleware.card.transport import Transport
+    from hcmiddleware.ehc.service import SecondFactor
+    from hcmiddleware.models import EhcVerification
     from hcmiddleware.runtime import Middleware
 
 __all__ = [
@@ -53,6 +58,8 @@ __all__ = [
 REFUSALS: tuple[type[Exception], ...] = (
     CardRefusedError,
     DischargeRefusedError,
+    EhcFormatError,
+    EhcRefusedError,
     FaceMismatchError,
     HisRejectedError,
     IdentityError,
@@ -67,11 +74,24 @@ Pay = Callable[[Decimal, list[Charge]], str]
 
 @dataclass(frozen=True)
 class Identified:
-    """Who is at the counter: the resident, and the card when one was read."""
+    """Who is at the counter: the resident, and the card when one was read.
+
+    ``how`` is ``card``, ``ecard`` (a QR code; ``ehc`` holds the check's result),
+    ``ecard_id`` or ``id_number``. The same resident is found whichever was used: the
+    e-card is bound to the resident who holds the physical card.
+    """
 
     resident: Resident
     card: CardRead | None = None
     how: str = "card"
+    ehc: EhcVerification | None = None
+
+    @property
+    def card_number(self) -> str | None:
+        """The physical card's number: the one read, else the one the index holds."""
+        if self.card is not None:
+            return self.card.issuer.card_number
+        return self.resident.identifier(IdentifierKind.CARD_NUMBER)
 
 
 def request_key(*parts: object) -> str:
@@ -188,6 +208,42 @@ class Journey:
             raise
         self._audit("identify", resident.resident_id, how="card")
         return Identified(resident=resident, card=card, how="card")
+
+    def identify_ecard(
+        self,
+        text: str | bytes,
+        *,
+        care_step: str = "registration",
+        factor: SecondFactor | None = None,
+        terminal_id: str | None = None,
+    ) -> Identified:
+        """Identify the patient by the e-card QR code scanned at this terminal.
+
+        The code is checked by ``Middleware.ehc.verify`` (signature, expiry,
+        revocation, once per terminal and care step; a static code needs ``factor``).
+        The answer has the same shape as :meth:`identify`'s, without a card: the
+        following steps (patient, register, settle, admit) are the same.
+
+        :param care_step: what the code is used for here (``registration``,
+            ``payment``, ``admission``, ``ward`` …).
+        :param terminal_id: default ``[ehc] terminal_id``.
+        :raises EhcFormatError: the text is not an e-card code.
+        :raises EhcRefusedError: the code was refused; its ``reason`` says why.
+        """
+        result = self._step(
+            "identify",
+            None,
+            lambda: self.mw.ehc.verify(
+                text,
+                care_step=care_step,
+                terminal_id=terminal_id,
+                factor=factor,
+                actor=self.actor,
+            ),
+        )
+        rid = result.resident.resident_id
+        self._audit("identify", rid, how="ecard", kind=result.kind, checked=result.checked)
+        return Identified(resident=result.resident, card=None, how="ecard", ehc=result)
 
     def identify_by(
         self, *, ecard_id: str | None = None, id_number: str | None = None

@@ -12,6 +12,8 @@ changes nothing in a test run that does not ask for them:
 
 The fixtures' configs carry resident-index keys made by :func:`empi_keys` in the test's
 folder (the runtime itself never makes keys); give ``empi=…`` to use others.
+:func:`ehc_keys` makes an e-card issuer's key pair and the ``[ehc]`` section trusting
+it (``hcm_make_middleware(ehc=ehc_keys(folder))``).
 
 Conformance suites (``hcmiddleware.testing.conformance``) are classes an adapter's own
 test module subclasses; see ``docs/testing.md``.
@@ -25,7 +27,7 @@ from typing import Any
 from hcmiddleware.keyfiles import scratch_empi_keys
 from hcmiddleware.testing.recorder import HookRecorder
 
-__all__ = ["HookRecorder", "empi_keys"]
+__all__ = ["HookRecorder", "ehc_keys", "empi_keys"]
 
 
 def empi_keys(folder: Path) -> dict[str, Any]:
@@ -35,3 +37,15 @@ def empi_keys(folder: Path) -> dict[str, Any]:
     restarted Middleware reads what the first one wrote.
     """
     return scratch_empi_keys(folder)
+
+
+def ehc_keys(folder: Path, **options: Any) -> dict[str, Any]:
+    """An ``[ehc]`` section with an issuer key pair in ``folder``, made on first call.
+
+    ``options``: ``key_id`` (``TEST1``), ``issuer`` (``TEST``), ``algorithm`` (``sm2``;
+    needs the ``ehc`` extra), ``sign`` (also sign codes here, default true) and any
+    ``[ehc]`` key. See :func:`hcmiddleware.ehc.keyfiles.ehc_section`.
+    """
+    from hcmiddleware.ehc.keyfiles import ehc_section
+
+    return ehc_section(folder, **options)

@@ -3,7 +3,7 @@
 One row per source (its version, when it was issued and synced) and one per listed
 card; a card listed by several sources has a row from each.
 
-Revision ID: 0009_card_lists
+Revision ID: 0006_card_lists
 Revises: 0005_drop_unused_resident_hashes
 Create Date: 2026-12-03
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_card_lists"
+revision = "0006_card_lists"
 down_revision = "0005_drop_unused_resident_hashes"
 branch_labels = None
 depends_on = None
