@@ -30,6 +30,19 @@ class DecodedPhoto:
     scale: float
 
 
+def _flatten(img: PILImage.Image) -> PILImage.Image:
+    """RGB, with any transparency laid on white (as a card printer or a screen shows it):
+    the colour under a transparent pixel is arbitrary and must not reach the detector.
+    Grey, palette and CMYK photos are converted as Pillow does."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        white = PILImage.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PILImage.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
 def decode_photo(data: bytes, *, photo: str, max_side: int, max_pixels: int) -> DecodedPhoto:
     """Decode ``data`` (JPEG, PNG, …) into an upright RGB array at most ``max_side`` long.
 
@@ -72,7 +85,7 @@ def decode_photo(data: bytes, *, photo: str, max_side: int, max_pixels: int) -> 
             img.draft("RGB", (max_side, max_side))
         img.load()
         upright = ImageOps.exif_transpose(img) or img
-        rgb = upright.convert("RGB")
+        rgb = _flatten(upright)
         if max(rgb.size) > max_side:
             rgb.thumbnail((max_side, max_side), PILImage.Resampling.LANCZOS)
         array = np.asarray(rgb, dtype=np.uint8)
