@@ -74,13 +74,15 @@ ADVICE: dict[str, FaceAdvice] = {
 
 # Limits, measured on the kiosk set (docs/face.md, "Advice"): luma 0..255 in the face
 # region; contrast is the spread between its 5th and 95th percentile; sharpness the
-# mean absolute Laplacian per unit of contrast; yaw the nose's offset from the eyes'
-# midpoint in eye distances.
+# mean absolute Laplacian per unit of contrast times the face's size in pixels (edges
+# across the face: the same for a sharp face of 38 px and of 110 px, 5–6, and 1.5–2.6
+# when blurred); yaw the nose's offset from the eyes' midpoint in eye distances.
 DARK_BELOW = 70.0
-FLAT_BELOW = 60.0
-BLURRED_BELOW = 0.035
-TILTED_DEGREES = 10.0
-TURNED_ABOVE = 0.3
+FLAT_BELOW = 80.0
+BLURRED_BELOW = 3.0
+SMALL_BELOW = 60
+TILTED_DEGREES = 12.0
+TURNED_ABOVE = 0.35
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,7 @@ class PhotoMeasures:
 
     brightness: float
     contrast: float
-    sharpness: float
+    sharpness: float | None
     roll_degrees: float | None = None
     yaw: float | None = None
     face_px: int | None = None
@@ -126,7 +128,9 @@ def measure_photo(
         - region[1:-1, :-2]
         - region[1:-1, 2:]
     )
-    sharpness = float(np.abs(lap).mean() / max(contrast, 1.0)) if lap.size else 0.0
+    sharpness = None
+    if box is not None and lap.size:
+        sharpness = float(np.abs(lap).mean() / max(contrast, 1.0) * box.size)
     roll = yaw = None
     if len(keypoints) >= 3:
         (rx, ry), (lx, ly), (nx, _ny) = keypoints[:3]
@@ -159,12 +163,12 @@ def advice_for(reason: str, photo: str, measures: PhotoMeasures | None = None) -
     m = measures
     if m.brightness < DARK_BELOW or m.contrast < FLAT_BELOW:
         return ADVICE["more_light"]
-    if m.sharpness < BLURRED_BELOW:
+    if m.sharpness is not None and m.sharpness < BLURRED_BELOW:
         return ADVICE["hold_still"]
+    if m.face_px is not None and m.face_px < SMALL_BELOW:
+        return ADVICE["move_closer"]
     if m.roll_degrees is not None and abs(m.roll_degrees) > TILTED_DEGREES:
         return ADVICE["face_camera"]
     if m.yaw is not None and abs(m.yaw) > TURNED_ABOVE:
         return ADVICE["face_camera"]
-    if m.face_px is not None and m.face_px < 60:
-        return ADVICE["move_closer"]
     return ADVICE["face_camera"]
