@@ -363,7 +363,7 @@ def build_kiosk_set(
 ) -> KioskSet:
     """Build the set (or the part of it named): a card photo per person and a live
     frame per person, face size and condition. The whole set: 9 card photos, 252 live
-    frames, 252 genuine and 2,016 impostor pairs; about 3 s to build."""
+    frames, 252 genuine and 2,016 impostor pairs; ~8 s to build on two cores."""
     portraits = load_people()
     names = list(portraits) if people is None else list(people)
     unknown = [n for n in names if n not in portraits]
