@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hcmiddleware.errors import FaceBackendError, NoFaceError
+from hcmiddleware.errors import FaceBackendError, FaceTooSmallError, NoFaceError
 from hcmiddleware.face import detectors
 from hcmiddleware.face.dlib_backend import DlibBackend
 from hcmiddleware.face.kiosk_set import (
@@ -177,3 +177,33 @@ def test_blazeface_finds_nothing_in_a_photo_without_a_face() -> None:
     from skimage import data
 
     assert blaze.detect(np.asarray(data.coffee()), min_score=0.5) == []
+
+
+def test_last_resort_doubles_a_frame_the_fallback_found_nothing_in(
+    backend: DlibBackend, settings: FaceSettings
+) -> None:
+    # hanks's source is a tight 112×112 crop: at 52 px in a frame neither HOG nor
+    # BlazeFace sees it, HOG on the doubled frame does.
+    frame = build_kiosk_set(people=["hanks"], sizes=(52,), conditions=("clean",)).live[0]
+    face = check_photo(frame.data, backend, settings, role="live")
+    assert face.detector == "hog-upsampled"
+    assert abs((face.box.left + face.box.right) / 2 - frame.centre[0]) < 15
+    never = FaceSettings(detection=FaceDetection(last_resort_max_side=0))
+    with pytest.raises(NoFaceError):
+        check_photo(frame.data, backend, never, role="live")
+
+
+def test_small_face_in_a_heavily_compressed_frame_asks_to_come_closer(
+    backend: DlibBackend, settings: FaceSettings
+) -> None:
+    frame = build_kiosk_set(people=["t1_2"], sizes=(38,), conditions=("jpeg12",)).live[0]
+    with pytest.raises(FaceTooSmallError) as info:
+        check_photo(frame.data, backend, settings, role="live")
+    assert info.value.min_face_px == settings.compressed_min_face_px
+    assert "JPEG quality 1" in info.value.message
+    assert info.value.advice is not None
+    assert info.value.advice["code"] == "move_closer"
+    # The same face is enough in a reference photo, or with the gate off.
+    assert check_photo(frame.data, backend, settings, role="reference").face_px < 48
+    off = FaceSettings(compressed_below_quality=0)
+    assert check_photo(frame.data, backend, off, role="live").face_px < 48

@@ -269,3 +269,14 @@ def test_grey_jpeg_is_read_and_its_face_found(
     face = check_photo(buf.getvalue(), backend, settings, role="live")
     assert face.photo.image.shape[2] == 3
     assert face.detector == "hog"
+
+
+@pytest.mark.parametrize("quality", [6, 12, 25, 50, 75, 95])
+def test_jpeg_quality_is_read_from_the_tables(quality: int, people: dict[str, np.ndarray]) -> None:
+    data = faces.to_jpeg(people["hanks"], quality=quality)
+    photo = decode_photo(data, photo="live", max_side=800, max_pixels=10**6)
+    assert photo.jpeg_quality is not None
+    # below ~10 most table entries stop at 255, and the estimate is rougher
+    assert abs(photo.jpeg_quality - quality) <= (2 if quality < 10 else 1)
+    png = decode_photo(faces.to_png(people["hanks"]), photo="live", max_side=800, max_pixels=10**6)
+    assert png.jpeg_quality is None

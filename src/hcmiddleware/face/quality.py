@@ -10,8 +10,8 @@ time detection takes. A refused live photo carries ``advice`` for the person (se
 
 The cascade (``[face.detection]``): HOG on the photo as it is (tier ``hog``), HOG on the
 photo upsampled when it is small (``hog-upsampled``), then the fallback detector
-(``blazeface`` or ``cnn``) when HOG found nothing. The tier that found the face is
-``UsableFace.detector``.
+(``blazeface`` or ``cnn``) when HOG found nothing, and last HOG on a larger photo
+upsampled (``hog-upsampled``). The tier that found the face is ``UsableFace.detector``.
 """
 
 from __future__ import annotations
@@ -134,16 +134,31 @@ def find_faces(image: Image, backend: FaceBackend, detection: FaceDetection) -> 
         if boxes:
             return Detection(boxes, backend.name, [])
     fallback = load_fallback(detection.fallback, max_side=detection.fallback_max_side)
-    if fallback is None:
-        return Detection([], "none", [])
-    faces = fallback.detect(image, min_score=detection.min_score())
+    faces = [] if fallback is None else fallback.detect(image, min_score=detection.min_score())
     if not faces:
-        return Detection([], "none", [])
+        return _last_resort(image, backend, detection)
     if detection.refine and _is_dlib(backend):
         boxes = [_refine(image, c, backend) for c in faces]
     else:
         boxes = [c.box for c in faces]
+    assert fallback is not None
     return Detection(boxes, fallback.name, faces)
+
+
+def _last_resort(image: Image, backend: FaceBackend, detection: FaceDetection) -> Detection:
+    """HOG on the photo doubled, when it was not doubled before and is not too large."""
+    h, w = image.shape[0], image.shape[1]
+    if (
+        _is_dlib(backend)
+        and detection.hog_upsample_max_side < max(h, w) <= detection.last_resort_max_side
+    ):
+        from hcmiddleware.face.dlib_backend import DlibBackend
+
+        assert isinstance(backend, DlibBackend)
+        boxes = backend.detect(image, upsample=1)
+        if boxes:
+            return Detection(boxes, "hog-upsampled", [])
+    return Detection([], "none", [])
 
 
 def _advise(exc: UnusablePhotoError, photo: DecodedPhoto, settings: FaceSettings) -> None:
@@ -173,6 +188,7 @@ def single_face(
     role: str,
     min_face_px: int,
     detector: str = "hog",
+    why: str = "",
 ) -> UsableFace:
     """Apply the face gates to the faces ``boxes`` found in ``photo``."""
     if not boxes:
@@ -188,7 +204,7 @@ def single_face(
     if face_px < min_face_px:
         raise FaceTooSmallError(
             f"the face in the {role} photo is {face_px} px, smaller than the "
-            f"{min_face_px} px needed",
+            f"{min_face_px} px needed{why}",
             photo=role,
             face_px=face_px,
             min_face_px=min_face_px,
@@ -203,7 +219,8 @@ def check_photo(
 
     ``role`` names the photo in errors (``"live"``, ``"reference"``, ``"probe"``); a
     reference photo's smallest face is ``reference_min_face_px``, any other's
-    ``min_face_px``.
+    ``min_face_px``, or ``compressed_min_face_px`` in a JPEG of a quality below
+    ``compressed_below_quality``.
     """
     try:
         photo = decode_photo(
@@ -216,10 +233,20 @@ def check_photo(
         exc.advice = advice_for(exc.reason, exc.photo).model_dump()
         raise
     found = find_faces(photo.image, backend, settings.detection)
-    minimum = settings.reference_min_face_px if role == "reference" else settings.min_face_px
+    minimum, why = settings.min_face_px, ""
+    if role == "reference":
+        minimum = settings.reference_min_face_px
+    elif (
+        photo.jpeg_quality is not None
+        and photo.jpeg_quality < settings.compressed_below_quality
+        and settings.compressed_min_face_px > minimum
+    ):
+        # Few pixels and coarse ones: too little left of a face to tell people apart.
+        minimum = settings.compressed_min_face_px
+        why = f" in a photo this compressed (JPEG quality {photo.jpeg_quality})"
     try:
         return single_face(
-            photo, found.boxes, role=role, min_face_px=minimum, detector=found.detector
+            photo, found.boxes, role=role, min_face_px=minimum, detector=found.detector, why=why
         )
     except UnusablePhotoError as exc:
         _advise(exc, photo, settings)

@@ -51,7 +51,10 @@ class FaceDetection(BaseModel):
        ``fallback_max_side``, 0.3–1 s on a CPU) or ``none``. With ``refine``, HOG is
        asked again on a crop around what the fallback found, enlarged so the face is
        ~100 px, and its box is used when it agrees (the encoder's landmarks were
-       trained on HOG's boxes).
+       trained on HOG's boxes);
+    4. ``hog-upsampled`` again, as a last resort, for larger photos (up to
+       ``last_resort_max_side``) in which the fallback found nothing either: slow (~150
+       ms for a 640×480 frame) but it finds small faces BlazeFace misses.
 
     A face found by the fallback passes the same gates (one face, ``min_face_px``).
     """
@@ -79,6 +82,13 @@ class FaceDetection(BaseModel):
         320, ge=64, le=1024, description="cnn: the photo is scaled to this long side first"
     )
     refine: bool = Field(True, description="HOG on a crop around the fallback's face")
+    last_resort_max_side: int = Field(
+        800,
+        ge=0,
+        le=2000,
+        description="when the fallback finds nothing either, HOG on the photo doubled, for "
+        "photos at most this long (~150 ms for 640×480); 0: never",
+    )
 
     def min_score(self) -> float:
         """The fallback's score threshold in force."""
@@ -99,6 +109,20 @@ class FaceSettings(BaseModel):
         ge=8,
         description="smallest face accepted in a live or probe photo, short side in the "
         "photo's own pixels; on the kiosk set faces of 38 px still matched (docs/face.md)",
+    )
+    compressed_min_face_px: int = Field(
+        48,
+        ge=8,
+        description="smallest face accepted in a live or probe JPEG of a quality below "
+        "compressed_below_quality: on the kiosk set 38-px faces at JPEG quality 12 were "
+        "the false rejects, 52-px ones matched",
+    )
+    compressed_below_quality: int = Field(
+        25,
+        ge=0,
+        le=100,
+        description="JPEG quality (IJG scale, read from the file's tables) below which "
+        "compressed_min_face_px applies; 0: never",
     )
     reference_min_face_px: int = Field(
         32,
