@@ -387,6 +387,48 @@ def bench_kiosk() -> None:
         print(f"  {cond:<14}" + ", ".join(f"{k} {v}" for k, v in sorted(row.items())))
 
 
+def bench_steps(reps: int = 20) -> None:
+    """What each step of the cascade costs, on one kiosk frame with a 52-px face and
+    one card photo: the fastest of ``reps`` runs, close to an idle core's time however
+    busy the machine is, and the median."""
+    from hcmiddleware.face.detectors import BlazeFaceDetector
+    from hcmiddleware.face.dlib_backend import DlibBackend
+    from hcmiddleware.face.image import decode_photo
+    from hcmiddleware.face.kiosk_set import build_kiosk_set
+    from hcmiddleware.face.quality import _refine
+
+    kiosk = build_kiosk_set(people=["t1_2"], sizes=(52,), conditions=("clean",))
+    frame_bytes, card_bytes = kiosk.live[0].data, kiosk.cards["t1_2"]
+
+    def decode(data: bytes) -> np.ndarray:
+        return decode_photo(data, photo="live", max_side=800, max_pixels=10**8).image
+
+    frame, card = decode(frame_bytes), decode(card_bytes)
+    backend = DlibBackend()
+    blaze = BlazeFaceDetector()
+    whole = BlazeFaceDetector._detect
+    found = blaze.detect(frame, min_score=0.5)
+    box = _refine(frame, found[0], backend) if found else None
+    card_box = backend.detect(card, upsample=1)[0]
+    steps: dict[str, Callable[[], object]] = {
+        "decode frame (JPEG 640x480)": lambda: decode(frame_bytes),
+        "HOG, frame": lambda: backend.detect(frame, upsample=0),
+        "BlazeFace, whole frame": lambda: whole(blaze, frame, 0.5),
+        "BlazeFace, whole + 4 quarters": lambda: blaze.detect(np.zeros_like(frame)),
+        "refine (HOG on the crop)": lambda: _refine(frame, found[0], backend),
+        "HOG doubled, frame (last resort)": lambda: backend.detect(frame, upsample=1),
+        "encode, frame's face": lambda: backend.encode(frame, box),
+        "decode card (102x126)": lambda: decode(card_bytes),
+        "HOG doubled, card": lambda: backend.detect(card, upsample=1),
+        "BlazeFace, card": lambda: blaze.detect(card, min_score=0.5),
+        "encode, card's face": lambda: backend.encode(card, card_box),
+    }
+    print(f"\ncascade steps, ms fastest / median of {reps} (load average {os.getloadavg()[0]:.2f})")
+    for name, step in steps.items():
+        runs = _timed(step, reps)
+        print(f"  {name:<36}{min(runs) * 1000:7.1f} /{statistics.median(runs) * 1000:7.1f}")
+
+
 def bench_detectors() -> None:
     """The detectors the cascade could fall back on, each on its own, on the kiosk set:
     how many faces each finds where they are (within half a face of the true centre;
@@ -639,11 +681,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.kiosk_only:
+        bench_steps()
         bench_kiosk()
         if args.detectors:
             bench_detectors()
         return
     if not args.skip_kiosk:
+        bench_steps()
         bench_kiosk()
     if args.detectors:
         bench_detectors()
