@@ -12,11 +12,26 @@ float32 scan, counted after the "/").
 Accuracy — genuine/impostor distances on the faces shipped in packages, with false
 accepts and false rejects per threshold (the configured ones marked).
 
-Goals: 1:1 <= 250 ms; 1:N at 1M <= 25 ms per query; no false accept at the configured
-thresholds on the test pairs.
+Kiosk set — the face set of hcmiddleware.face.kiosk_set (card photos of 102×126 in at
+most 3 KB, live 640×480 frames with faces of 38–110 px: clean, dark, blurred, low
+contrast, turned ±15°, JPEG quality 12): unusable rate, false accepts, false rejects and
+1:1 time per cascade tier (and of the live photo alone: a check against a template,
+or against a card photo encoded when the card was read), for the configured cascade,
+the cascade without its fallback (HOG tiers only), and face_recognition's own defaults
+(HOG upsampled once, tolerance 0.6) in the same run; then the advice an unusable live
+photo would get, per condition. Times are wall-clock and, beside them, the process's
+CPU time: every step is single-threaded, so on a machine shared with other work the CPU
+time is close to what the check costs on an idle core.
+
+Detectors (``--detectors``) — HOG, HOG upsampled once, BlazeFace and dlib's CNN (on
+the photo scaled to 320 px) each alone on the kiosk set: faces found where they are,
+false finds, and time per photo: the comparison behind the cascade's default fallback.
+
+Goals: 1:1 <= 250 ms (against a card photo, the fallback included); 1:N at 1M <= 25 ms
+per query; on the kiosk set: unusable <= 5 %, no false accept, false rejects <= 2 %.
 
     .venv/bin/python benchmarks/bench_face.py [--sizes 10000,100000,1000000] [--probes 20]
-        [--crowded 1000000]
+        [--crowded 1000000] [--skip-kiosk] [--kiosk-only] [--detectors]
 
 Crowded (``--crowded N``) — the cost of a search whose shortlist cannot be proved:
 groups of 300, 2,000 and 20,000 templates 0.001 apart planted among N, queried at
@@ -171,6 +186,324 @@ def bench_accuracy() -> None:
         fa, fr = int((i <= th).sum()), int((g > th).sum())
         label = f"  <- {configured[th]}" if th in configured else ""
         print(f"{th:>10.2f}{fa:>9} ({fa / len(i):.2%}){fr:>9} ({fr / len(g):.2%}){label}")
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{part} ({part / whole:.1%})" if whole else "0"
+
+
+def _kiosk_run(name: str, kiosk: object, check: Callable[[bytes, str], object]) -> dict:
+    """Run ``check(photo, role)`` -> (template | reason, tier, seconds) over the set."""
+    from hcmiddleware.face.kiosk_set import KioskSet
+
+    assert isinstance(kiosk, KioskSet)
+    cards = {}
+    for owner, data in kiosk.cards.items():
+        cards[owner] = check(data, "reference")
+    live = {photo.key: check(photo.data, "live") for photo in kiosk.live}
+    return {"name": name, "cards": cards, "live": live}
+
+
+def bench_kiosk() -> None:
+    """The kiosk set through three pipelines, side by side (see the module's docstring)."""
+    import face_recognition as fr
+
+    from hcmiddleware.errors import UnusablePhotoError
+    from hcmiddleware.face.advice import advice_for, measure_photo
+    from hcmiddleware.face.detectors import load_fallback
+    from hcmiddleware.face.image import decode_photo
+    from hcmiddleware.face.kiosk_set import CONDITIONS, FACE_SIZES, build_kiosk_set
+    from hcmiddleware.face.settings import FaceDetection, FaceSettings
+
+    t = time.perf_counter()
+    kiosk = build_kiosk_set()
+    built = time.perf_counter() - t
+    genuine = list(kiosk.genuine())
+    impostor = list(kiosk.impostor())
+    print(
+        f"\nkiosk set: {len(kiosk.cards)} card photos "
+        f"({min(map(len, kiosk.cards.values()))}-{max(map(len, kiosk.cards.values()))} bytes), "
+        f"{len(kiosk.live)} live frames, {len(genuine)} genuine and {len(impostor)} impostor "
+        f"pairs (built in {built:.1f} s; load average {os.getloadavg()[0]:.2f})"
+    )
+
+    def ours(settings: FaceSettings) -> Callable[[bytes, str], object]:
+        service = FaceService(settings, reference_cache=0)
+        service.encode(kiosk.cards[next(iter(kiosk.cards))])  # warm-up: models load
+
+        def check(data: bytes, role: str) -> object:
+            t0, c0 = time.perf_counter(), time.process_time()
+            try:
+                face = check_photo(data, service.backend, service.settings, role=role)
+                tpl = service.backend.encode(face.photo.image, face.box)
+            except UnusablePhotoError as exc:
+                took = (time.perf_counter() - t0, time.process_time() - c0)
+                return exc.reason, "-", took, exc.advice
+            return tpl, face.detector, (time.perf_counter() - t0, time.process_time() - c0), None
+
+        return check
+
+    def fr_default(data: bytes, role: str) -> object:
+        t0, c0 = time.perf_counter(), time.process_time()
+        img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        boxes = fr.face_locations(img)  # HOG, upsampled once
+        if not boxes:
+            took = (time.perf_counter() - t0, time.process_time() - c0)
+            return "no_face", "-", took, None
+        tpl = fr.face_encodings(img, boxes[:1])[0]  # the first face, as its examples do
+        return tpl, "hog-upsampled", (time.perf_counter() - t0, time.process_time() - c0), None
+
+    configured = FaceSettings()
+    hog_only = FaceSettings(detection=FaceDetection(fallback="none"))
+    runs = [
+        (_kiosk_run("hcmiddleware (configured)", kiosk, ours(configured)), configured, False),
+        (_kiosk_run("hcmiddleware, no fallback", kiosk, ours(hog_only)), hog_only, False),
+        (_kiosk_run("face_recognition defaults", kiosk, fr_default), None, True),
+    ]
+    print(
+        f"\n{'pipeline':<28}{'unusable':>14}{'false accepts':>20}{'false rejects':>16}"
+        f"{'1:1 p50/p95 ms':>17}{'CPU ms':>12}"
+    )
+    per_tier_lines = []
+    for run, settings, raw in runs:
+        threshold = 0.6 if raw else settings.thresholds.card_photo
+        unusable = 0
+        fr_count = 0
+        usable_genuine = 0
+        times: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
+        live_cpu: dict[str, list[float]] = {}
+        tier_fr: dict[str, list[int]] = {}
+        reasons: dict[str, int] = {}
+        for photo, owner in genuine:
+            lv, ltier, lsec, _ = run["live"][photo.key]
+            cd, ctier, csec, _ = run["cards"][owner]
+            total = lsec[0] + csec[0]
+            total_cpu = lsec[1] + csec[1]
+            if isinstance(lv, str) or isinstance(cd, str):
+                unusable += 1
+                why = f"live {lv}" if isinstance(lv, str) else f"card {cd}"
+                reasons[why] = reasons.get(why, 0) + 1
+                times.setdefault("unusable", []).append(total)
+                cpu.setdefault("unusable", []).append(total_cpu)
+                continue
+            usable_genuine += 1
+            d = float(np.linalg.norm(np.asarray(lv) - np.asarray(cd)))
+            if not raw:
+                d = float(np.linalg.norm(lv - cd))
+            tier = f"{ltier} / {ctier}"
+            times.setdefault(tier, []).append(total)
+            cpu.setdefault(tier, []).append(total_cpu)
+            live_cpu.setdefault(tier, []).append(lsec[1])
+            counts = tier_fr.setdefault(tier, [0, 0])
+            counts[0] += 1
+            if d > threshold:
+                fr_count += 1
+                counts[1] += 1
+        fa = 0
+        usable_impostor = 0
+        for photo, owner in impostor:
+            lv = run["live"][photo.key][0]
+            cd = run["cards"][owner][0]
+            if isinstance(lv, str) or isinstance(cd, str):
+                continue
+            usable_impostor += 1
+            if float(np.linalg.norm(np.asarray(lv) - np.asarray(cd))) <= threshold:
+                fa += 1
+        every = [x for v in times.values() for x in v if v]
+        usable_times = [x for k, v in times.items() if k != "unusable" for x in v]
+        usable_cpu = [x for k, v in cpu.items() if k != "unusable" for x in v]
+        p = "{:.0f}/{:.0f}".format(*_ms(usable_times)) if usable_times else "-"
+        pc = "{:.0f}/{:.0f}".format(*_ms(usable_cpu)) if usable_cpu else "-"
+        print(
+            f"{run['name']:<28}{_pct(unusable, len(genuine)):>14}"
+            f"{_pct(fa, usable_impostor):>20}{_pct(fr_count, usable_genuine):>16}{p:>17}"
+            f"{pc:>12}"
+        )
+        per_tier_lines.append(f"\n{run['name']}: threshold {threshold}, {len(every)} checks")
+        for tier, vals in sorted(times.items()):
+            med, p95 = _ms(vals)
+            cmed, cp95 = _ms(cpu[tier])
+            extra = ""
+            if tier in tier_fr:
+                extra = ", live alone CPU {:.0f} / {:.0f}".format(*_ms(live_cpu[tier]))
+                extra += f", false rejects {tier_fr[tier][1]}"
+            per_tier_lines.append(
+                f"  live / card tier {tier:<28} n={len(vals):>4}  "
+                f"1:1 {med:4.0f} / {p95:4.0f} ms (CPU {cmed:4.0f} / {cp95:4.0f}){extra}"
+            )
+        if reasons:
+            per_tier_lines.append(
+                "  unusable: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+            )
+        by_cond = {
+            c: sum(
+                1
+                for ph in kiosk.live
+                if ph.condition == c and isinstance(run["live"][ph.key][0], str)
+            )
+            for c in CONDITIONS
+        }
+        by_size = {
+            s_: sum(
+                1
+                for ph in kiosk.live
+                if ph.face_px == s_ and isinstance(run["live"][ph.key][0], str)
+            )
+            for s_ in FACE_SIZES
+        }
+        per_tier_lines.append(
+            "  unusable live frames by condition: "
+            + ", ".join(f"{k} {v}" for k, v in by_cond.items())
+            + "; by face size: "
+            + ", ".join(f"{k} px {v}" for k, v in by_size.items())
+        )
+    print("\n".join(per_tier_lines))
+    first = runs[0][0]
+    advised: dict[str, dict[str, int]] = {}
+    for ph in kiosk.live:
+        advice = first["live"][ph.key][3]
+        if advice:
+            row = advised.setdefault(ph.condition, {})
+            row[advice["code"]] = row.get(advice["code"], 0) + 1
+    print("\nadvice given for the unusable live frames (configured), by condition:")
+    for cond, row in advised.items():
+        print(f"  {cond:<14}" + ", ".join(f"{k} {v}" for k, v in sorted(row.items())))
+    # The same measures on every frame, as if no face had been found: which advice each
+    # condition would get (the weak BlazeFace guess placing the region, as in the gate).
+    blaze = load_fallback("blazeface")
+    print("\nadvice if no face had been found, every live frame, by condition:")
+    for cond in CONDITIONS:
+        row = {}
+        for ph in kiosk.live:
+            if ph.condition != cond:
+                continue
+            img = decode_photo(ph.data, photo="live", max_side=800, max_pixels=10**8).image
+            guesses = blaze.detect(img, min_score=0.15) if blaze else []
+            best = max(guesses, key=lambda c: c.score) if guesses else None
+            m = measure_photo(img, best.box if best else None, best.keypoints if best else ())
+            code = advice_for("no_face", "live", m).code
+            row[code] = row.get(code, 0) + 1
+        print(f"  {cond:<14}" + ", ".join(f"{k} {v}" for k, v in sorted(row.items())))
+
+
+def bench_steps(reps: int = 20) -> None:
+    """What each step of the cascade costs, on one kiosk frame with a 52-px face and
+    one card photo: the fastest of ``reps`` runs, close to an idle core's time however
+    busy the machine is, and the median."""
+    from hcmiddleware.face.detectors import BlazeFaceDetector
+    from hcmiddleware.face.dlib_backend import DlibBackend
+    from hcmiddleware.face.image import decode_photo
+    from hcmiddleware.face.kiosk_set import build_kiosk_set
+    from hcmiddleware.face.quality import _refine
+
+    kiosk = build_kiosk_set(people=["t1_2"], sizes=(52,), conditions=("clean",))
+    frame_bytes, card_bytes = kiosk.live[0].data, kiosk.cards["t1_2"]
+
+    def decode(data: bytes) -> np.ndarray:
+        return decode_photo(data, photo="live", max_side=800, max_pixels=10**8).image
+
+    frame, card = decode(frame_bytes), decode(card_bytes)
+    backend = DlibBackend()
+    blaze = BlazeFaceDetector()
+    whole = BlazeFaceDetector._detect
+    found = blaze.detect(frame, min_score=0.5)
+    box = _refine(frame, found[0], backend) if found else None
+    card_box = backend.detect(card, upsample=1)[0]
+    steps: dict[str, Callable[[], object]] = {
+        "decode frame (JPEG 640x480)": lambda: decode(frame_bytes),
+        "HOG, frame": lambda: backend.detect(frame, upsample=0),
+        "BlazeFace, whole frame": lambda: whole(blaze, frame, 0.5),
+        "BlazeFace, whole + 4 quarters": lambda: blaze.detect(np.zeros_like(frame)),
+        "refine (HOG on the crop)": lambda: _refine(frame, found[0], backend),
+        "HOG doubled, frame (last resort)": lambda: backend.detect(frame, upsample=1),
+        "encode, frame's face": lambda: backend.encode(frame, box),
+        "decode card (102x126)": lambda: decode(card_bytes),
+        "HOG doubled, card": lambda: backend.detect(card, upsample=1),
+        "BlazeFace, card": lambda: blaze.detect(card, min_score=0.5),
+        "encode, card's face": lambda: backend.encode(card, card_box),
+    }
+    print(f"\ncascade steps, ms fastest / median of {reps} (load average {os.getloadavg()[0]:.2f})")
+    for name, step in steps.items():
+        runs = _timed(step, reps)
+        print(f"  {name:<36}{min(runs) * 1000:7.1f} /{statistics.median(runs) * 1000:7.1f}")
+
+
+def bench_detectors() -> None:
+    """The detectors the cascade could fall back on, each on its own, on the kiosk set:
+    how many faces each finds where they are (within half a face of the true centre;
+    anything else found counts as false), and its time per photo."""
+    import dlib
+
+    from hcmiddleware.face.detectors import BlazeFaceDetector, DlibCnnDetector
+    from hcmiddleware.face.dlib_backend import DlibBackend
+    from hcmiddleware.face.image import decode_photo
+    from hcmiddleware.face.kiosk_set import CONDITIONS, FACE_SIZES, build_kiosk_set
+
+    kiosk = build_kiosk_set()
+    backend = DlibBackend()
+    backend.detect(np.zeros((64, 64, 3), np.uint8))  # models load
+    blaze = BlazeFaceDetector()
+    cnn = DlibCnnDetector(max_side=320)
+    hog = dlib.get_frontal_face_detector()
+
+    def boxes_hog(img: np.ndarray, up: int) -> list[tuple[float, float, float, float]]:
+        return [(d.left(), d.top(), d.right(), d.bottom()) for d in hog(img, up)]
+
+    def boxes_of(found: list) -> list[tuple[float, float, float, float]]:
+        return [(c.box.left, c.box.top, c.box.right, c.box.bottom) for c in found]
+
+    detectors: dict[str, Callable[[np.ndarray], list]] = {
+        "HOG": lambda img: boxes_hog(img, 0),
+        "HOG x2": lambda img: boxes_hog(img, 1),
+        "BlazeFace": lambda img: boxes_of(blaze.detect(img, min_score=0.5)),
+        "dlib CNN <=320": lambda img: boxes_of(cnn.detect(img, min_score=0.0)),
+    }
+    print(
+        f"\ndetectors alone on the kiosk set (load average {os.getloadavg()[0]:.2f}): faces "
+        "found in place / photos, false finds, ms median/p95"
+    )
+    rows: dict[str, dict[str, list]] = {}
+    photos = [(f"card {owner}", data, None, "card") for owner, data in kiosk.cards.items()] + [
+        (p.key, p.data, p, p.condition) for p in kiosk.live
+    ]
+    for _key, data, live, group in photos:
+        img = decode_photo(data, photo="live", max_side=800, max_pixels=10**8).image
+        for name, detect in detectors.items():
+            t0 = time.perf_counter()
+            found = detect(img)
+            took = time.perf_counter() - t0
+            if live is None:  # a card photo holds one face
+                good, bad = min(1, len(found)), max(0, len(found) - 1)
+            else:
+                cx, cy = live.centre
+                near = [
+                    b
+                    for b in found
+                    if abs((b[0] + b[2]) / 2 - cx) < live.face_px / 2
+                    and abs((b[1] + b[3]) / 2 - cy) < live.face_px / 2
+                ]
+                good, bad = min(1, len(near)), len(found) - len(near)
+            keys = [group, "all frames" if live else "cards"]
+            if live:
+                keys.append(f"{live.face_px} px")
+            for k in keys:
+                cell = rows.setdefault(k, {}).setdefault(name, [0, 0, 0, []])
+                cell[0] += good
+                cell[1] += bad
+                cell[2] += 1
+                cell[3].append(took)
+    head = f"{'photos':<16}" + "".join(f"{n:>24}" for n in detectors)
+    print(head)
+    print("-" * len(head))
+    order = ["cards", "all frames", *CONDITIONS, *(f"{s} px" for s in FACE_SIZES)]
+    for k in order:
+        cells = []
+        for name in detectors:
+            good, bad, n, took = rows[k][name]
+            med, p95 = _ms(took)
+            cells.append(f"{good}/{n} {bad} {med:.0f}/{p95:.0f}")
+        print(f"{k:<16}" + "".join(f"{c:>24}" for c in cells))
 
 
 def bench_store_load(rows: int) -> None:
@@ -329,6 +662,15 @@ def main() -> None:
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--store-rows", type=int, default=50_000, help="0 to skip")
+    parser.add_argument("--skip-kiosk", action="store_true")
+    parser.add_argument(
+        "--kiosk-only", action="store_true", help="only the kiosk set (a few minutes)"
+    )
+    parser.add_argument(
+        "--detectors",
+        action="store_true",
+        help="also each fallback candidate alone on the kiosk set (dlib's CNN: ~3 min)",
+    )
     parser.add_argument(
         "--crowded",
         type=int,
@@ -338,6 +680,17 @@ def main() -> None:
         "gallery of N (the shortlist engines' fallbacks); 0 to skip",
     )
     args = parser.parse_args()
+    if args.kiosk_only:
+        bench_steps()
+        bench_kiosk()
+        if args.detectors:
+            bench_detectors()
+        return
+    if not args.skip_kiosk:
+        bench_steps()
+        bench_kiosk()
+    if args.detectors:
+        bench_detectors()
     if not args.skip_verify:
         bench_verify(args.probes)
     if not args.skip_accuracy:

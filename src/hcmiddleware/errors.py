@@ -910,6 +910,9 @@ class UnusablePhotoError(FaceError):
     def __init__(self, message: str, *, photo: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.photo = photo
+        #: what the person should change, for the kiosk's screen: ``{"code", "zh",
+        #: "en"}`` (see hcmiddleware.face.advice), set by the quality gates
+        self.advice: dict[str, str] | None = None
 
     def details(self) -> dict[str, Any]:
         data = super().details()

@@ -102,6 +102,7 @@ def test_verify_unusable_exit_2_says_which_photo(photos: Path) -> None:
     code, out = _run("face", "verify", str(photos / "corrupt.jpg"), str(photos / "hopper_card.jpg"))
     assert code == 2
     assert out.startswith("unusable: live photo:")
+    assert "advice (retake): " in out
     code, out = _run(
         "face", "verify", "--json", str(photos / "hopper_live.jpg"), str(photos / "corrupt.jpg")
     )
@@ -112,6 +113,8 @@ def test_verify_unusable_exit_2_says_which_photo(photos: Path) -> None:
         "reference",
         "unreadable",
     )
+    assert data["advice"]["code"] == "see_staff"
+    assert data["detector"] == "hog"
 
 
 def test_verify_missing_file_exit_2(photos: Path) -> None:
@@ -161,6 +164,7 @@ def test_enrol_unusable_photo_exit_2(photos: Path, db: dict[str, str]) -> None:
     code, out = _run("face", "enrol", "--json", "R1", str(photos / "corrupt.jpg"), env=db)
     assert code == 2
     assert json.loads(out)["reason"] == "unreadable"
+    assert json.loads(out)["advice"]["code"] == "retake"
 
 
 def test_enrol_without_cipher_is_a_clear_error(photos: Path, db: dict[str, str]) -> None:

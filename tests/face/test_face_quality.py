@@ -137,9 +137,15 @@ def test_min_face_size_comes_from_settings(
 ) -> None:
     card = faces.card_photo(people["hopper"])
     ok = check_photo(card, backend, settings, role="reference")
+    # a reference photo (it cannot be retaken) has its own, lower minimum
     strict = FaceSettings(min_face_px=ok.face_px + 1)
+    assert check_photo(card, backend, strict, role="reference").face_px == ok.face_px
+    with pytest.raises(FaceTooSmallError) as info:
+        check_photo(card, backend, strict, role="live")
+    assert info.value.min_face_px == ok.face_px + 1
+    strict_reference = FaceSettings(reference_min_face_px=ok.face_px + 1)
     with pytest.raises(FaceTooSmallError):
-        check_photo(card, backend, strict, role="reference")
+        check_photo(card, backend, strict_reference, role="reference")
 
 
 def test_large_photo_is_scaled_down_and_face_size_is_in_its_own_pixels(
@@ -188,3 +194,89 @@ def test_every_gate_error_is_a_face_error() -> None:
     ):
         assert issubclass(cls, UnusablePhotoError)
         assert issubclass(cls, FaceError)
+
+
+# --- bad input as it comes in the field ----------------------------------------------
+
+
+def _jpeg_header_only(width: int, height: int) -> bytes:
+    """A baseline JPEG whose frame header claims ``width``×``height`` and that ends right
+    after its headers: decoding it would fail as truncated, reading its size does not."""
+    tables = bytes([0xFF, 0xDB, 0x00, 0x43, 0x00]) + bytes([1] * 64)
+    sof = bytes([0xFF, 0xC0, 0x00, 0x11, 0x08]) + struct.pack(">HH", height, width)
+    sof += bytes([0x03, 0x01, 0x11, 0x00, 0x02, 0x11, 0x00, 0x03, 0x11, 0x00])
+    return b"\xff\xd8" + tables + sof + b"\xff\xd9"
+
+
+def test_one_pixel_photo_has_no_face(backend: DlibBackend, settings: FaceSettings) -> None:
+    one = Image.new("RGB", (1, 1), (128, 100, 90))
+    buf = io.BytesIO()
+    one.save(buf, format="JPEG")
+    with pytest.raises(NoFaceError) as info:
+        check_photo(buf.getvalue(), backend, settings, role="live")
+    assert info.value.advice is not None
+
+
+def test_20000_square_jpeg_is_refused_from_its_header(
+    backend: DlibBackend, settings: FaceSettings
+) -> None:
+    # Refused as too large, not as truncated: the pixels were never decoded. Past
+    # Pillow's own bomb limit (~179 MP) the count is not known (-1); below it, ours
+    # (40 MP by default) counts them.
+    with pytest.raises(ImageTooLargeError) as info:
+        check_photo(_jpeg_header_only(20_000, 20_000), backend, settings, role="live")
+    assert info.value.pixels == -1
+    assert info.value.advice is not None
+    with pytest.raises(ImageTooLargeError) as info:
+        check_photo(_jpeg_header_only(12_000, 12_000), backend, settings, role="live")
+    assert info.value.pixels == 144_000_000
+    assert "12000×12000" in info.value.message
+    # The same kind of header within the limit is decoded, and found truncated.
+    with pytest.raises(UnreadableImageError):
+        check_photo(_jpeg_header_only(64, 64), backend, settings, role="live")
+
+
+def test_png_with_alpha_is_laid_on_white(people: dict[str, np.ndarray]) -> None:
+    card = faces.card_size(people["hanks"])
+    rgba = np.dstack([card, np.full(card.shape[:2], 255, np.uint8)])
+    rgba[:, :20] = (0, 0, 0, 0)  # transparent border, its colour black underneath
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    photo = decode_photo(buf.getvalue(), photo="reference", max_side=800, max_pixels=10**6)
+    assert photo.image.shape == (125, 100, 3)
+    assert (photo.image[:, :20] == 255).all()
+    assert (photo.image[:, 20:] == card[:, 20:]).all()
+
+
+def test_cmyk_jpeg_is_read_and_its_face_found(
+    people: dict[str, np.ndarray], backend: DlibBackend, settings: FaceSettings
+) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(people["hopper"]).convert("CMYK").save(buf, format="JPEG", quality=90)
+    assert Image.open(io.BytesIO(buf.getvalue())).mode == "CMYK"
+    face = check_photo(buf.getvalue(), backend, settings, role="live")
+    rgb = check_photo(faces.to_jpeg(people["hopper"]), backend, settings, role="live")
+    assert face.photo.image.shape == rgb.photo.image.shape
+    assert abs(face.box.left - rgb.box.left) <= 8
+    assert abs(face.box.size - rgb.box.size) <= 8
+
+
+def test_grey_jpeg_is_read_and_its_face_found(
+    people: dict[str, np.ndarray], backend: DlibBackend, settings: FaceSettings
+) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(people["hopper"]).convert("L").save(buf, format="JPEG", quality=90)
+    face = check_photo(buf.getvalue(), backend, settings, role="live")
+    assert face.photo.image.shape[2] == 3
+    assert face.detector == "hog"
+
+
+@pytest.mark.parametrize("quality", [6, 12, 25, 50, 75, 95])
+def test_jpeg_quality_is_read_from_the_tables(quality: int, people: dict[str, np.ndarray]) -> None:
+    data = faces.to_jpeg(people["hanks"], quality=quality)
+    photo = decode_photo(data, photo="live", max_side=800, max_pixels=10**6)
+    assert photo.jpeg_quality is not None
+    # below ~10 most table entries stop at 255, and the estimate is rougher
+    assert abs(photo.jpeg_quality - quality) <= (2 if quality < 10 else 1)
+    png = decode_photo(faces.to_png(people["hanks"]), photo="live", max_side=800, max_pixels=10**6)
+    assert png.jpeg_quality is None

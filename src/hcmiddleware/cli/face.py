@@ -174,6 +174,8 @@ def verify(
         )
     else:
         click.echo(f"{answer.status}: {answer.photo} photo: {answer.message} — {answer.hint}")
+        if answer.advice is not None:
+            click.echo(f"advice ({answer.advice.code}): {answer.advice.zh} / {answer.advice.en}")
     sys.exit({"match": EXIT_MATCH, "no_match": EXIT_NO_MATCH}.get(answer.status, EXIT_UNUSABLE))
 
 

@@ -3,7 +3,10 @@
 - :mod:`.backend` — the ``FaceBackend`` protocol and ``load_backend(name)``
 - :mod:`.dlib_backend` — the default backend on face_recognition (dlib HOG + ResNet)
 - :mod:`.settings` — ``FaceSettings``, the ``[face]`` config section
-- :mod:`.image`, :mod:`.quality` — decoding and the quality gates
+- :mod:`.image`, :mod:`.quality` — decoding, the detection cascade and the quality gates
+- :mod:`.detectors` — the cascade's fallback detectors (BlazeFace, dlib's CNN)
+- :mod:`.advice` — what the person should change when a live photo is unusable
+- :mod:`.kiosk_set` — a kiosk-like face set for tests and benchmarks
 - :mod:`.verify` — ``FaceService`` and its ``FaceVerification`` answer (1:1)
 - :mod:`.gallery` — ``FaceGallery``, the exact in-memory 1:N index
 - :mod:`.store` — ``TemplateStore``, templates encrypted at rest

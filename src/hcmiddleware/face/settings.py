@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FaceSettings", "FaceThresholds", "ReferenceSource"]
+__all__ = ["FaceDetection", "FaceSettings", "FaceThresholds", "ReferenceSource"]
 
 #: What a live photo is checked against: the photo on the card (DDF1/EF07, a small
 #: low-resolution JPEG) or a template enrolled at the counter.
@@ -39,6 +39,64 @@ class FaceThresholds(BaseModel):
         return self.card_photo if source == "card_photo" else self.enrolled
 
 
+class FaceDetection(BaseModel):
+    """The detection cascade: dlib's HOG first, then a stronger detector.
+
+    1. ``hog``: HOG on the photo as it is (photos whose short side is at least 320 px);
+    2. ``hog-upsampled``: HOG on the photo doubled once or twice, for photos no longer
+       than ``hog_upsample_max_side`` (a card photo: its face is ~50 px, HOG's window
+       ~80 px). Doubling a kiosk frame costs ~4× the time, so by default it is not;
+    3. the ``fallback`` detector, when HOG found no face at all: ``blazeface`` (~10 ms,
+       sees the photo at 192×192), ``cnn`` (dlib's CNN on the photo scaled to
+       ``fallback_max_side``, 0.3–1 s on a CPU) or ``none``. With ``refine``, HOG is
+       asked again on a crop around what the fallback found, enlarged so the face is
+       ~100 px, and its box is used when it agrees (the encoder's landmarks were
+       trained on HOG's boxes);
+    4. ``hog-upsampled`` again, as a last resort, for larger photos (up to
+       ``last_resort_max_side``) in which the fallback found nothing either: slow (~150
+       ms for a 640×480 frame) but it finds small faces BlazeFace misses.
+
+    A face found by the fallback passes the same gates (one face, ``min_face_px``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hog_upsample_max_side: int = Field(
+        320,
+        ge=0,
+        le=2000,
+        description="photos at most this long (pixels, long side) get HOG with upsampling; "
+        "0: never",
+    )
+    fallback: Literal["blazeface", "cnn", "none"] = Field(
+        "blazeface", description="detector asked when HOG finds no face"
+    )
+    fallback_min_score: float | None = Field(
+        None,
+        ge=0.0,
+        le=10.0,
+        description="the fallback's score a face needs; default 0.5 for blazeface (0..1), "
+        "0.0 for cnn (its confidence)",
+    )
+    fallback_max_side: int = Field(
+        320, ge=64, le=1024, description="cnn: the photo is scaled to this long side first"
+    )
+    refine: bool = Field(True, description="HOG on a crop around the fallback's face")
+    last_resort_max_side: int = Field(
+        800,
+        ge=0,
+        le=2000,
+        description="when the fallback finds nothing either, HOG on the photo doubled, for "
+        "photos at most this long (~150 ms for 640×480); 0: never",
+    )
+
+    def min_score(self) -> float:
+        """The fallback's score threshold in force."""
+        if self.fallback_min_score is not None:
+            return self.fallback_min_score
+        return 0.5 if self.fallback == "blazeface" else 0.0
+
+
 class FaceSettings(BaseModel):
     """Face checks: which backend, the thresholds, and the photo quality limits."""
 
@@ -47,11 +105,32 @@ class FaceSettings(BaseModel):
     backend: str = Field("dlib", min_length=1, description="face backend name")
     thresholds: FaceThresholds = Field(default_factory=FaceThresholds)
     min_face_px: int = Field(
-        40,
+        32,
         ge=8,
-        description="smallest face accepted, short side in the photo's own pixels; a "
-        "~100×125 card photo holds a face of ~50 px",
+        description="smallest face accepted in a live or probe photo, short side in the "
+        "photo's own pixels; on the kiosk set faces of 38 px still matched (docs/face.md)",
     )
+    compressed_min_face_px: int = Field(
+        48,
+        ge=8,
+        description="smallest face accepted in a live or probe JPEG of a quality below "
+        "compressed_below_quality: on the kiosk set 38-px faces at JPEG quality 12 were "
+        "the false rejects, 52-px ones matched",
+    )
+    compressed_below_quality: int = Field(
+        25,
+        ge=0,
+        le=100,
+        description="JPEG quality (IJG scale, read from the file's tables) below which "
+        "compressed_min_face_px applies; 0: never",
+    )
+    reference_min_face_px: int = Field(
+        32,
+        ge=8,
+        description="smallest face accepted in a reference photo (a card photo cannot be "
+        "taken again, and a 102×126 one holds a face of 44–64 px)",
+    )
+    detection: FaceDetection = Field(default_factory=FaceDetection)
     max_image_side: int = Field(
         800,
         ge=64,

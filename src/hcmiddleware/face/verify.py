@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from hcmiddleware.errors import UnusablePhotoError
+from hcmiddleware.face.advice import FaceAdvice
 from hcmiddleware.face.backend import FaceBackend, Template, as_template, load_backend
 from hcmiddleware.face.quality import check_photo
 from hcmiddleware.face.settings import FaceSettings, ReferenceSource
@@ -35,8 +36,13 @@ class FaceVerification(BaseModel):
     ``status`` is ``match`` or ``no_match`` when both photos were usable (then
     ``distance`` and ``threshold`` are set; a match is ``distance <= threshold``),
     ``unusable`` when a photo failed a quality gate (``photo`` says which, ``reason``
-    the gate's code, ``message``/``hint`` what to tell the person), and ``refused``
-    when the liveness check said the live photo is not of a live person.
+    the gate's code, ``message``/``hint`` what to tell the operator, ``advice`` what
+    the person should change, in Chinese and English), and ``refused`` when the
+    liveness check said the live photo is not of a live person.
+
+    ``detector`` and ``reference_detector`` name the cascade tier that found the face
+    in the live and the reference photo (``hog``, ``hog-upsampled``, ``blazeface``,
+    ``cnn``); ``reference_detector`` is None against an enrolled template.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -50,6 +56,11 @@ class FaceVerification(BaseModel):
     reason: str | None = Field(None, description="stable code of why it was unusable/refused")
     message: str | None = None
     hint: str | None = None
+    advice: FaceAdvice | None = Field(None, description="what the person should change")
+    detector: str | None = Field(None, description="tier that found the live face")
+    reference_detector: str | None = Field(
+        None, description="tier that found the reference photo's face"
+    )
     backend: str
 
     @property
@@ -95,26 +106,27 @@ class FaceService:
         # retake the live photo is checked against the same card photo again, and its
         # encoding is half the time of a check. Small and in memory only.
         self._cache_size = reference_cache
-        self._cache: OrderedDict[bytes, Template] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[Template, str]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
-    def _reference_template(self, photo: bytes) -> Template:
+    def _reference_template(self, photo: bytes) -> tuple[Template, str | None]:
         key = hashlib.sha256(photo).digest()
         with self._cache_lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        template = self.encode(photo, role="reference")
+        face = check_photo(photo, self.backend, self.settings, role="reference")
+        found = (self.backend.encode(face.photo.image, face.box), face.detector)
         if self._cache_size > 0:
             with self._cache_lock:
-                self._cache[key] = template
+                self._cache[key] = found
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        return template
+        return found
 
     def encode(self, photo: bytes, *, role: str = "probe") -> Template:
         """The template of the one face in ``photo``; raises an UnusablePhotoError
-        subclass when a quality gate fails."""
+        subclass when a quality gate fails (with ``advice`` for the person)."""
         face = check_photo(photo, self.backend, self.settings, role=role)
         return self.backend.encode(face.photo.image, face.box)
 
@@ -139,15 +151,19 @@ class FaceService:
     ) -> FaceVerification:
         """Check the ``live`` photo against an enrolled ``template``."""
         ref = as_template(template, dimension=self.backend.dimension)
-        return self._verify(live, lambda: ref, source)
+        return self._verify(live, lambda: (ref, None), source)
 
     def _verify(
-        self, live: bytes, reference: Callable[[], Template], source: ReferenceSource
+        self,
+        live: bytes,
+        reference: Callable[[], tuple[Template, str | None]],
+        source: ReferenceSource,
     ) -> FaceVerification:
-        base = {"source": source, "backend": self.backend.name}
+        base: dict[str, object] = {"source": source, "backend": self.backend.name}
         alive: bool | None = None
         try:
             live_face = check_photo(live, self.backend, self.settings, role="live")
+            base["detector"] = live_face.detector
             if self._liveness is not None:
                 # Asked only once the photo is usable, so a vendor's check never sees
                 # garbage; an exception from it propagates (the runtime contains it).
@@ -164,7 +180,7 @@ class FaceService:
                         "screen or mask is not accepted",
                         **base,
                     )
-            ref = reference()
+            ref, base["reference_detector"] = reference()
         except UnusablePhotoError as exc:
             _log.info("face 1:1 unusable: %s photo, %s", exc.photo, exc.reason)
             return FaceVerification(
@@ -174,6 +190,7 @@ class FaceService:
                 reason=exc.reason,
                 message=exc.message,
                 hint=exc.hint,
+                advice=FaceAdvice(**exc.advice) if exc.advice else None,
                 **base,
             )
         probe = self.backend.encode(live_face.photo.image, live_face.box)
