@@ -254,6 +254,7 @@ class Residents:
         ecard_id: str | None = None,
         source: str = "manual",
         record_id: str | None = None,
+        strict: bool = True,
     ) -> Resident:
         """Enrol a person registered without a card (a desk, an old system), or find them.
 
@@ -261,6 +262,10 @@ class Residents:
         demographic match links to it (``[empi] auto_link``). A new resident is
         announced through ``hcm_empi_resident_enrolled``. ``record_id`` is the person's
         record in the ``source`` system (a desk, an old HIS), kept for linkage.
+
+        ``strict=False`` is for records that cannot be corrected now (an old system's):
+        a faulty ID number is kept as ``unverified_id_number`` and the resident carries
+        data-quality ``flags`` instead of an error; only an empty name is refused.
 
         :raises IdentityError: a field is invalid (the error names it); nothing is written.
         """
@@ -276,6 +281,7 @@ class Residents:
             # the source is the system the record_id comes from: kept with it only
             source=source if record_id is not None else None,
             record_id=record_id,
+            strict=strict,
         )
         return self._announce(enrolment)
 

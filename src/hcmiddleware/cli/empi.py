@@ -161,7 +161,13 @@ def import_command(
     batch_size: int,
     report_path: Path | None,
 ) -> None:
-    """Import residents from FILE (CSV); run again to resume, bad rows are reported."""
+    """Import residents from FILE (CSV); run again to resume, bad rows are reported.
+
+    Every row that names a person is kept; faults are flagged and counted by kind.
+    Exit code 0: every row was imported (flagged or not) or was in already; 1: rows were
+    refused (listed) or the file could not be read; 2: the configuration or keys are
+    unusable.
+    """
     try:
         residents = _open(ctx)
         _ = residents.index  # keys and database first: an error, not a progress bar
@@ -183,6 +189,9 @@ def import_command(
         f"{report.reviews} sent to review, {len(report.bad_rows)} bad rows",
         err=True,
     )
+    if report.flags:
+        counts = ", ".join(f"{code} {n}" for code, n in sorted(report.flags.items()))
+        click.echo(f"{report.flagged} records flagged, kept: {counts}", err=True)
     for bad in report.bad_rows[:20]:
         click.echo(
             f"  line {bad.line} (record {bad.record_id}): {bad.field}: {bad.message}", err=True

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from hcmiddleware.empi.blocking import probe_keys
+from hcmiddleware.empi.blocking import blocking_keys, evidence_keys, probe_keys
 from hcmiddleware.empi.identity import parse_identity
 from hcmiddleware.empi.matching import MatchModel
 from hcmiddleware.empi.normalize import normalize_code
@@ -62,8 +62,9 @@ class IndexCore:
         return self._protector.blind_index(f"identifier:{kind.value}", canonical)
 
     def _block_bidxs(self, probe: dict[str, Any]) -> dict[str, bytes]:
-        """Each key to look up for a probe with its hash, in key order."""
-        return {k: self._protector.blind_index("block", k) for k in sorted(probe_keys(probe))}
+        """Each key of a probe (looked up, evidence or stored) with its hash, in key order."""
+        keys = probe_keys(probe) | evidence_keys(probe) | blocking_keys(probe)
+        return {k: self._protector.blind_index("block", k) for k in sorted(keys)}
 
     def _identifier_rows(
         self,

@@ -5,11 +5,19 @@ Columns (header row, any order): ``record_id`` (the source system's key, require
 ``birth_date`` (YYYY-MM-DD), ``id_number``, ``phone``, ``address``, ``card_number``.
 The file is UTF-8 (with or without BOM) or GBK/GB 18030, detected or named.
 
-Every row is validated before anything is written; a bad row is reported with its line
-number and the field at fault, and the good rows are kept. Rows are written in batches,
-one transaction each. Each record is kept under ``(source, record_id)``, so running the
-same import again skips what is already in (resuming after a crash or a fix of the bad
-rows), and a record can never be imported twice.
+Every row that names a person is kept. A faulty field is normalised where that is safe
+(full-width digits, ``1990/5/1``, ``男``) and otherwise kept aside and flagged: an ID
+number that fails its check character or disagrees with the birth date is enrolled
+*unverified*, an unreadable birth date or sex code is recorded as unknown, and the
+record carries a data-quality code for each fault (:class:`~hcmiddleware.empi.quality.Flag`),
+counted by kind in the report. Only a row that identifies nobody — no name, no
+``record_id`` — or that the index cannot take (its ``record_id`` already names another
+person's record) is a bad row, reported with its line number and field.
+
+Rows are written in batches, one transaction each. Each record is kept under
+``(source, record_id)``, so running the same import again skips what is already in
+(resuming after a crash or a fix of the bad rows), and a record can never be imported
+twice.
 """
 
 from __future__ import annotations
@@ -18,16 +26,30 @@ import codecs
 import csv
 import datetime as dt
 import io
+import re
+import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.index import PreparedRecord, ResidentIndex
+from hcmiddleware.empi.quality import Flag
 from hcmiddleware.empi.records import Enrolment
 from hcmiddleware.errors import IdentityError, ImportFileError, ResidentIndexError
 
-__all__ = ["COLUMNS", "BadRow", "ImportReport", "csv_rows", "decode", "import_csv", "prepare_row"]
+__all__ = [
+    "COLUMNS",
+    "BadRow",
+    "ImportReport",
+    "csv_rows",
+    "decode",
+    "import_csv",
+    "parse_birth_date",
+    "parse_sex",
+    "prepare_row",
+]
 
 COLUMNS = (
     "record_id",
@@ -41,7 +63,16 @@ COLUMNS = (
 )
 _REQUIRED = ("record_id", "name", "sex")
 _SEX = {"1": Sex.MALE, "2": Sex.FEMALE, "0": Sex.UNKNOWN, "9": Sex.UNSPECIFIED,
-        "男": Sex.MALE, "女": Sex.FEMALE}  # fmt: skip
+        "男": Sex.MALE, "女": Sex.FEMALE, "男性": Sex.MALE, "女性": Sex.FEMALE,
+        "M": Sex.MALE, "F": Sex.FEMALE, "未知": Sex.UNKNOWN, "未说明": Sex.UNSPECIFIED,
+        "": Sex.UNKNOWN}  # fmt: skip
+# Year, month and day in that order, with -, /, . or 年月日 between them, and whatever
+# time of day a database export appends; or the eight digits alone.
+_YMD = re.compile(
+    r"(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
+    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+)
+_YMD8 = re.compile(r"(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +87,11 @@ class BadRow:
 
 @dataclass(slots=True)
 class ImportReport:
-    """What an import did; ``bad_rows`` lists every row left out, with its line number."""
+    """What an import did; ``bad_rows`` lists every row left out, with its line number.
+
+    ``flags`` counts the data-quality codes of the records imported, by kind; a flagged
+    record is imported all the same. ``flagged`` is how many records had any.
+    """
 
     encoding: str
     rows: int = 0
@@ -65,6 +100,8 @@ class ImportReport:
     skipped: int = 0
     reviews: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
+    flags: Counter[str] = field(default_factory=Counter)
+    flagged: int = 0
 
 
 def decode(data: bytes, encoding: str = "auto", *, file: str = "") -> tuple[str, str]:
@@ -126,26 +163,73 @@ def csv_rows(text: str, file: str) -> Iterator[tuple[int, dict[str, str]]]:
         yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}
 
 
-def prepare_row(index: ResidentIndex, row: dict[str, str], source: str) -> PreparedRecord:
-    """Validate, normalise and hash one import row; a typed ``IdentityError`` names the field."""
+def parse_birth_date(text: str) -> dt.date | None:
+    """A birth date as old systems write it: ``1990-05-01``, ``1990/5/1``, ``1990.05.01``,
+    ``19900501``, ``1990年5月1日`` (full-width digits too), with or without a time of day.
+
+    ``None`` for an empty field; :class:`ValueError` for anything else, or no such day.
+    """
+    text = unicodedata.normalize("NFKC", text).strip()
+    if not text:
+        return None
+    match = _YMD.fullmatch(text) or _YMD8.fullmatch(text)
+    if match is None:
+        raise ValueError("not a year-month-day date")
+    return dt.date(int(match["y"]), int(match["m"]), int(match["d"]))
+
+
+def parse_sex(text: str) -> Sex:
+    """A sex code (GB/T 2261.1 ``1``/``2``/``0``/``9``), ``男``/``女``, ``M``/``F``; empty is
+    unknown. :class:`ValueError` for anything else."""
+    key = unicodedata.normalize("NFKC", text).strip().upper()
+    if key not in _SEX:
+        raise ValueError("not a sex code")
+    return _SEX[key]
+
+
+def prepare_row(
+    index: ResidentIndex, row: dict[str, str], source: str, *, strict: bool = False
+) -> PreparedRecord:
+    """Validate, normalise and hash one import row, ready for ``enrol_batch``.
+
+    Lenient by default, as an import of existing records must be: only an empty
+    ``record_id`` or name raises (a typed ``IdentityError`` naming the field); every
+    other fault is flagged and the value kept (see the module). ``strict=True`` refuses
+    what a desk would: a bad sex code, birth date or ID number.
+    """
     if not row.get("record_id"):
-        raise IdentityError("the record_id is empty", field="record_id")
-    raw_sex = row.get("sex", "")
-    if raw_sex not in _SEX:
         raise IdentityError(
-            "sex must be 1 (male), 2 (female), 0 (unknown) or 9 (unspecified)", field="sex"
+            "the record_id is empty",
+            field="record_id",
+            hint="every row needs the source system's own key for its record",
         )
+    flags: list[str] = []
+    unparsed: dict[str, str] = {}
+    raw_sex = row.get("sex") or ""
+    try:
+        sex = parse_sex(raw_sex)
+    except ValueError:
+        if strict:
+            raise IdentityError(
+                "sex must be 1 (male), 2 (female), 0 (unknown) or 9 (unspecified)", field="sex"
+            ) from None
+        sex = Sex.UNKNOWN
+        flags.append(Flag.SEX_INVALID)
+        unparsed["sex"] = raw_sex
     born = None
-    if row.get("birth_date"):
-        try:
-            born = dt.date.fromisoformat(row["birth_date"])
-        except ValueError:
+    raw_born = row.get("birth_date") or ""
+    try:
+        born = parse_birth_date(raw_born)
+    except ValueError:
+        if strict:
             raise IdentityError(
                 "the birth date is not a date in the form YYYY-MM-DD", field="birth_date"
             ) from None
+        flags.append(Flag.BIRTH_INVALID)
+        unparsed["birth_date"] = raw_born
     return index.prepare(
-        name=row.get("name", ""),
-        sex=_SEX[raw_sex],
+        name=row.get("name") or "",
+        sex=sex,
         birth_date=born,
         id_number=row.get("id_number") or None,
         phone=row.get("phone") or None,
@@ -153,6 +237,9 @@ def prepare_row(index: ResidentIndex, row: dict[str, str], source: str) -> Prepa
         card_number=row.get("card_number") or None,
         source=source,
         record_id=row["record_id"],
+        strict=strict,
+        flags=flags,
+        unparsed=unparsed,
     )
 
 
@@ -206,6 +293,8 @@ def import_csv(
                 report.created += result.created
                 report.linked += not result.created
                 report.reviews += len(result.reviews)
+                report.flags.update(result.flags)
+                report.flagged += bool(result.flags)
             else:
                 report.bad_rows.append(
                     BadRow(line, rid, getattr(result, "kind", "record"), result.message)

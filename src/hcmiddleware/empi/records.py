@@ -30,7 +30,8 @@ class Enrolment(BaseModel):
     ``matched_on`` names the identifier that found an existing resident;
     ``linked_by_demographics`` is the match probability when demographics alone found
     it; ``reviews`` are the review-queue items opened for a new resident that looks like
-    an existing one.
+    an existing one. ``flags`` are the record's data-quality codes
+    (:class:`~hcmiddleware.empi.quality.Flag`); a flagged record is enrolled all the same.
     """
 
     model_config = _FROZEN
@@ -41,6 +42,7 @@ class Enrolment(BaseModel):
     linked_by_demographics: float | None = None
     warnings: tuple[str, ...] = ()
     reviews: tuple[int, ...] = ()
+    flags: tuple[str, ...] = ()
 
 
 class Candidate(BaseModel):
