@@ -29,7 +29,14 @@ from typing import Any
 
 from hcmiddleware.empi.chinese_names import name_key
 
-__all__ = ["SMALL_BLOCK", "blocking_keys", "choose_candidates", "evidence_keys", "probe_keys"]
+__all__ = [
+    "SMALL_BLOCK",
+    "blocking_keys",
+    "choose_candidates",
+    "evidence_keys",
+    "probe_keys",
+    "record_keys",
+]
 
 #: A block with at most this many members is read whole (see :func:`choose_candidates`).
 SMALL_BLOCK = 8
@@ -61,13 +68,20 @@ def blocking_keys(record: Mapping[str, Any]) -> set[str]:
 
 
 def probe_keys(record: Mapping[str, Any]) -> set[str]:
-    """The keys to look up for a record: its own and its name alone (see ``nm``)."""
-    keys = blocking_keys(record)
+    """The keys to look up for a record: its own and its name alone (see ``nm``); an
+    unverified number's ``ui`` key is an evidence key (:func:`evidence_keys`) instead."""
+    return record_keys(record)[1]
+
+
+def record_keys(record: Mapping[str, Any]) -> tuple[set[str], set[str], set[str]]:
+    """A record's keys to store, to look up, and its evidence keys, computed once."""
+    stored = blocking_keys(record)
+    query = {k for k in stored if not k.startswith("ui:")}
     name = record.get("name")
     sound = name_key(name) if name else ""
     if sound:
-        keys.add(f"nm:{sound}")
-    return keys
+        query.add(f"nm:{sound}")
+    return stored, query, evidence_keys(record)
 
 
 def evidence_keys(record: Mapping[str, Any]) -> set[str]:

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hcmiddleware.empi.blocking import blocking_keys, evidence_keys, probe_keys
 from hcmiddleware.empi.core import IndexCore
 from hcmiddleware.empi.identity import IdNumber
 from hcmiddleware.empi.normalize import (
@@ -184,11 +183,7 @@ class Preparation(IndexCore):
         if kept:
             demographics["unparsed"] = kept
         probe = self._probe(demographics, wanted)
-        # The looked-up, evidence and stored keys overlap (see blocking): hash each once.
-        hashed = self._block_bidxs(probe)
-        query_blocks = [hashed[k] for k in sorted(probe_keys(probe))]
-        evidence_blocks = [hashed[k] for k in sorted(evidence_keys(probe))]
-        stored_blocks = [hashed[k] for k in sorted(blocking_keys(probe))]
+        stored_blocks, query_blocks, evidence_blocks = self._block_bidxs(probe)
         evidence = []
         if unverified and len(unverified) >= 18:
             kind = IdentifierKind.ID_NUMBER

@@ -107,8 +107,10 @@ class IdReading:
 
 
 def _typing_flags(raw: str) -> list[Flag]:
-    flags = []
     text = raw.strip()
+    if text.isascii() and text.isalnum():
+        return []  # the common case, decided without looking at each character
+    flags = []
     if any("\uff01" <= c <= "\uff5e" or c == "\u3000" for c in text):
         flags.append(Flag.ID_FULLWIDTH)
     folded = unicodedata.normalize("NFKC", text)

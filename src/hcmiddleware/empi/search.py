@@ -10,7 +10,6 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from hcmiddleware.empi.blocking import evidence_keys, probe_keys
 from hcmiddleware.empi.core import IndexCore
 from hcmiddleware.empi.matching import Decision
 from hcmiddleware.empi.normalize import normalize_address, normalize_phone, normalize_text
@@ -95,7 +94,7 @@ class Search(IndexCore):
             "id_number": id_value,
             "id_verified": reading is not None and reading.verified is not None,
         }
-        hashed = self._block_bidxs(probe)
+        _stored, query_blocks, evidence_blocks = self._block_bidxs(probe)
         holders: list[tuple[str, str, bytes]] = []
         if id_value and len(id_value) >= 18:
             kind = IdentifierKind.ID_NUMBER
@@ -104,11 +103,7 @@ class Search(IndexCore):
             store = DirectStore(self._codec, conn, max_block=self._max_block)
             found = self._score(
                 probe,
-                store.candidates(
-                    [hashed[k] for k in sorted(probe_keys(probe))],
-                    [hashed[k] for k in sorted(evidence_keys(probe))],
-                    store.holders(holders).values(),
-                ),
+                store.candidates(query_blocks, evidence_blocks, store.holders(holders).values()),
                 limit=limit if include_new else 10 * limit,
             )
         if not include_new:
