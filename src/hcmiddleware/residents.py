@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from hcmiddleware.empi.importer import ImportReport
     from hcmiddleware.empi.index import ResidentIndex
     from hcmiddleware.empi.protection import ProtectionSettings
-    from hcmiddleware.empi.records import Candidate, DuplicatePair, Enrolment, MergeEvent
+    from hcmiddleware.empi.records import (
+        Candidate,
+        DuplicatePair,
+        Enrolment,
+        LinkageRow,
+        MergeEvent,
+    )
     from hcmiddleware.runtime import Middleware
 
 __all__ = ["Residents"]
@@ -199,6 +205,15 @@ class Residents:
     def duplicates(self, *, include_review: bool = True) -> list[DuplicatePair]:
         """Pairs of residents that look like one person; ``include_review=False``: links only."""
         return self.index.duplicates(include_review=include_review)
+
+    def linkage(self, *, source: str | None = None) -> Iterator[LinkageRow]:
+        """Which resident each source record (of ``source``, or all) is linked to.
+
+        One :class:`~hcmiddleware.empi.records.LinkageRow` per record, by source and
+        ``record_id``: to check an import, and to hand the result back to the HIS
+        (``hcm empi export``). Holds no personal data.
+        """
+        return self.index.linkage(source=source)
 
     def count(self, *, merged: bool = False) -> int:
         """How many residents are active (or, with ``merged``, merged away)."""

@@ -282,6 +282,35 @@ def duplicates_command(ctx: click.Context, fmt: str, links_only: bool) -> None:
         ])  # fmt: skip
 
 
+@empi.command("export")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--source", default=None, help="Only the records of this source system.")
+@click.pass_context
+def export_command(ctx: click.Context, fmt: str, source: str | None) -> None:
+    """The linkage: one row per source record with its resident, status and flags.
+
+    CSV columns record_id,source,resident_id,status,flags (flags space-separated);
+    JSON is one object per line. status: review (the resident has an open review
+    item), linked (other records share the resident) or single.
+    """
+    try:
+        rows = _open(ctx).linkage(source=source)
+        if fmt == "json":
+            for row in rows:
+                click.echo(row.model_dump_json())
+            return
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["record_id", "source", "resident_id", "status", "flags"])
+        for row in rows:
+            writer.writerow(
+                [row.record_id, row.source, row.resident_id, row.status, " ".join(row.flags)]
+            )
+    except HcmError as exc:
+        _fail(exc)
+
+
 @empi.command("merge")
 @click.argument("survivor")
 @click.argument("merged")

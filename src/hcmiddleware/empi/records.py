@@ -17,6 +17,7 @@ __all__ = [
     "Candidate",
     "DuplicatePair",
     "Enrolment",
+    "LinkageRow",
     "MergeEvent",
     "ReviewItem",
 ]
@@ -73,6 +74,23 @@ class DuplicatePair(BaseModel):
     probability: float
     decision: str
     agreements: tuple[str, ...]
+
+
+class LinkageRow(BaseModel):
+    """One source record and the resident it is linked to (``hcm empi export``).
+
+    ``status``: ``review`` (the resident has an open review item), ``linked`` (other
+    records share the resident) or ``single``; ``flags`` are the record's
+    data-quality codes.
+    """
+
+    model_config = _FROZEN
+
+    record_id: str
+    source: str
+    resident_id: str
+    status: str
+    flags: tuple[str, ...] = ()
 
 
 class MergeEvent(BaseModel):
