@@ -93,21 +93,31 @@ def test_import_detects_utf8_and_gbk(index: ResidentIndex, tmp_path: Path, encod
     assert index.lookup("card_number", "C1").name == "张秀英"  # type: ignore[union-attr]
 
 
-def test_undecodable_file_is_refused_whole(index: ResidentIndex, tmp_path: Path) -> None:
+def test_an_unreadable_header_refuses_the_file_an_unreadable_row_is_a_bad_row(
+    index: ResidentIndex, tmp_path: Path
+) -> None:
     path = tmp_path / "bad.csv"
-    path.write_bytes(b"record_id,name,sex\nR1,\xff\xfe\xff\xfe,1\n")
+    path.write_bytes(b"record_id,\xff\xfe\xff\xfe,sex\nR1,x,1\n")
     with pytest.raises(ImportFileError) as info:
         import_csv(index, path)
     assert info.value.file == str(path)
     assert index.count() == 0
     with pytest.raises(ImportFileError):
         decode("张秀英".encode("gbk"), "utf-8")
+    path.write_bytes(b"record_id,name,sex\nR1,\xff\xfe\xff\xfe,1\nR2,\xe6\x9d\x8e\xe9\x9b\xb7,1\n")
+    report = import_csv(index, path)
+    assert [(b.line, b.field) for b in report.bad_rows] == [(2, "record")]
+    assert "neither UTF-8 nor GBK" in report.bad_rows[0].message
+    assert report.created == 1
 
 
 def test_wrong_header_is_refused_whole(index: ResidentIndex, tmp_path: Path) -> None:
     path = tmp_path / "h.csv"
     path.write_text("id,fullname\n1,张三\n", encoding="utf-8")
     with pytest.raises(ImportFileError, match="record_id"):
+        import_csv(index, path)
+    path.write_text("record_id,name,name\n1,张三,李四\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match="name twice"):
         import_csv(index, path)
     path.write_text("record_id,name,sex,colour\n1,张三,1,red\n", encoding="utf-8")
     with pytest.raises(ImportFileError, match="colour"):

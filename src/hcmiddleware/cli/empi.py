@@ -198,6 +198,12 @@ def import_command(
         )
     if len(report.bad_rows) > 20:
         click.echo(f"  … and {len(report.bad_rows) - 20} more", err=True)
+    if report.notices:
+        click.echo(f"{len(report.notices)} rows read with an assumption:", err=True)
+        for note in report.notices[:20]:
+            click.echo(f"  line {note.line} (record {note.record_id}): {note.message}", err=True)
+        if len(report.notices) > 20:
+            click.echo(f"  … and {len(report.notices) - 20} more", err=True)
     if report_path is not None:
         with report_path.open("w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)

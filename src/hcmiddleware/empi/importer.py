@@ -23,9 +23,7 @@ twice.
 from __future__ import annotations
 
 import codecs
-import csv
 import datetime as dt
-import io
 import re
 import unicodedata
 from collections import Counter
@@ -33,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hcmiddleware.empi.csvfile import Decoded, decode_lines, header_of, read_records
 from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.index import PreparedRecord, ResidentIndex
 from hcmiddleware.empi.quality import Flag
@@ -41,8 +40,10 @@ from hcmiddleware.errors import IdentityError, ImportFileError, ResidentIndexErr
 
 __all__ = [
     "COLUMNS",
+    "PLACEHOLDERS",
     "BadRow",
     "ImportReport",
+    "Notice",
     "csv_rows",
     "decode",
     "import_csv",
@@ -61,7 +62,7 @@ COLUMNS = (
     "address",
     "card_number",
 )
-_REQUIRED = ("record_id", "name", "sex")
+_REQUIRED = ("record_id", "name")
 _SEX = {"1": Sex.MALE, "2": Sex.FEMALE, "0": Sex.UNKNOWN, "9": Sex.UNSPECIFIED,
         "男": Sex.MALE, "女": Sex.FEMALE, "男性": Sex.MALE, "女性": Sex.FEMALE,
         "M": Sex.MALE, "F": Sex.FEMALE, "未知": Sex.UNKNOWN, "未说明": Sex.UNSPECIFIED,
@@ -73,6 +74,11 @@ _YMD = re.compile(
     r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
 )
 _YMD8 = re.compile(r"(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})")
+#: What systems and clerks write for "none" or "not known": taken as an empty value.
+PLACEHOLDERS = frozenset(
+    {"无", "暂无", "不详", "未知", "空", "null", "none", "nil", "n/a", "na", "-", "--", "/",
+     "\\", "?", "？", "0"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +91,23 @@ class BadRow:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A row that was imported, and what was assumed to read it (its line, why)."""
+
+    line: int
+    record_id: str
+    message: str
+
+
 @dataclass(slots=True)
 class ImportReport:
     """What an import did; ``bad_rows`` lists every row left out, with its line number.
 
     ``flags`` counts the data-quality codes of the records imported, by kind; a flagged
     record is imported all the same. ``flagged`` is how many records had any.
+    ``notices`` says, by line, what was assumed to read a row that was kept (a GBK line
+    in a UTF-8 file, a stray quote, missing trailing values, a repeated header).
     """
 
     encoding: str
@@ -102,6 +119,7 @@ class ImportReport:
     bad_rows: list[BadRow] = field(default_factory=list)
     flags: Counter[str] = field(default_factory=Counter)
     flagged: int = 0
+    notices: list[Notice] = field(default_factory=list)
 
 
 def decode(data: bytes, encoding: str = "auto", *, file: str = "") -> tuple[str, str]:
@@ -136,31 +154,18 @@ def decode(data: bytes, encoding: str = "auto", *, file: str = "") -> tuple[str,
 
 
 def csv_rows(text: str, file: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """The rows of a decoded import file as (line number, column → stripped value).
+    """The readable rows of a decoded import file as (line number, column → value).
 
-    The header is checked first: :class:`ImportFileError` names missing or unknown
-    columns (a file in the wrong encoding usually fails here).
+    The header is checked first: :class:`ImportFileError` names missing, repeated or
+    unknown columns (a file in the wrong encoding usually fails here). Rows that
+    cannot be read (see :mod:`hcmiddleware.empi.csvfile`) are left out; the line
+    number is where a record starts.
     """
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    missing = [c for c in _REQUIRED if c not in header]
-    if missing:
-        raise ImportFileError(
-            f"the header row lacks the column(s) {', '.join(missing)}",
-            file=file,
-            hint=f"the first row must name the columns; expected {', '.join(COLUMNS)} "
-            "(a wrong encoding also garbles it)",
-        )
-    unknown = [h for h in header if h and h not in COLUMNS]
-    if unknown:
-        raise ImportFileError(
-            f"unknown column(s) {', '.join(unknown)}",
-            file=file,
-            hint=f"use only {', '.join(COLUMNS)}",
-        )
-    reader.fieldnames = header
-    for row in reader:
-        yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}
+    decoded = Decoded(text, "utf-8")
+    header = header_of(decoded, file=file, required=_REQUIRED, known=COLUMNS)
+    for line, row, _issue in read_records(decoded, header):
+        if row is not None:
+            yield line, row
 
 
 def parse_birth_date(text: str) -> dt.date | None:
@@ -197,6 +202,10 @@ def prepare_row(
     other fault is flagged and the value kept (see the module). ``strict=True`` refuses
     what a desk would: a bad sex code, birth date or ID number.
     """
+    row = {
+        k: "" if k != "record_id" and v.strip().lower() in PLACEHOLDERS else v
+        for k, v in row.items()
+    }
     if not row.get("record_id"):
         raise IdentityError(
             "the record_id is empty",
@@ -269,10 +278,13 @@ def import_csv(
         raise ImportFileError(
             f"cannot read the file: {exc.strerror}", file=name, hint="check the path"
         ) from None
-    text, used = decode(data, encoding, file=name)
+    decoded = decode_lines(data, encoding, file=name)
+    header = header_of(decoded, file=name, required=_REQUIRED, known=COLUMNS)
     source = source or path.stem
-    report = ImportReport(encoding=used)
+    report = ImportReport(encoding=decoded.encoding)
     batch: list[tuple[int, str, PreparedRecord]] = []
+    # record_id → the line that brought it and a digest of its values
+    first_line: dict[str, tuple[int, int]] = {}
     # The database plans its lookups from statistics of the tables' sizes; an import
     # can grow them a hundredfold, and plans made for the small tables then read whole
     # tables (PostgreSQL without autovacuum kept scanning the identifiers for every
@@ -307,18 +319,43 @@ def import_csv(
             index.refresh_statistics()
             refreshed_at = size
 
-    for line, row in csv_rows(text, name):
+    def refuse(line: int, record_id: str, field: str, message: str) -> None:
+        report.bad_rows.append(BadRow(line, record_id, field, message))
+        if progress:
+            progress(1)
+
+    for line, row, issue in read_records(decoded, header):
+        if row is None:
+            if issue is not None and issue.bad:
+                report.rows += 1
+                refuse(line, "", issue.field, issue.message)
+            elif issue is not None:
+                report.notices.append(Notice(line, "", issue.message))
+            continue
         report.rows += 1
+        record_id = row.get("record_id", "")
+        digest = hash(tuple(row.values()))
+        if record_id in first_line:
+            earlier, earlier_digest = first_line[record_id]
+            if digest == earlier_digest:
+                report.notices.append(
+                    Notice(line, record_id, f"the same row as line {earlier}; skipped")
+                )
+                continue
+            # Resuming would take it for the earlier row: it would be lost unseen.
+            refuse(line, record_id, "record_id", f"the record_id repeats the row at line {earlier}")
+            continue
         try:
-            batch.append((line, row.get("record_id", ""), prepare_row(index, row, source)))
+            batch.append((line, record_id, prepare_row(index, row, source)))
         except IdentityError as exc:
-            report.bad_rows.append(BadRow(line, row.get("record_id", ""), exc.field, exc.message))
-            if progress:
-                progress(1)
+            refuse(line, record_id, exc.field, exc.message)
+            continue
         except ResidentIndexError as exc:
-            report.bad_rows.append(BadRow(line, row.get("record_id", ""), "record", exc.message))
-            if progress:
-                progress(1)
+            refuse(line, record_id, "record", exc.message)
+            continue
+        first_line[record_id] = (line, digest)
+        if issue is not None:
+            report.notices.append(Notice(line, record_id, issue.message))
         if len(batch) >= batch_size:
             flush()
     if batch:
@@ -326,4 +363,5 @@ def import_csv(
     if report.created or report.linked:
         index.refresh_statistics()
     report.bad_rows.sort(key=lambda b: b.line)
+    report.notices.sort(key=lambda n: n.line)
     return report

@@ -20,9 +20,9 @@ from hcmiddleware.empi.identity import IdNumber
 from hcmiddleware.empi.normalize import (
     normalize_address,
     normalize_code,
+    normalize_display_name,
     normalize_name,
     normalize_phone,
-    normalize_text,
 )
 from hcmiddleware.empi.quality import Flag, birth_date_flags, phone_flags, read_id_number
 from hcmiddleware.empi.schema import IdentifierKind
@@ -110,6 +110,12 @@ class Preparation(IndexCore):
             raise IdentityError(
                 "the name is empty", field="name", hint="enter the name as on the ID card"
             )
+        if not any(ch.isalpha() for ch in clean_name):
+            raise IdentityError(
+                "the name holds no letter (only digits or signs)",
+                field="name",
+                hint="enter the name as on the ID card",
+            )
         found: list[str] = [str(f) for f in flags]
         try:
             sex = Sex(int(sex))
@@ -168,7 +174,7 @@ class Preparation(IndexCore):
         found.extend(phone_flags(clean_phone))
         codes = tuple(sorted(set(found)))
         demographics: dict[str, Any] = {
-            "name": normalize_text(name),
+            "name": normalize_display_name(name),
             "sex": int(sex),
             "birth_date": birth_date.isoformat() if birth_date else None,
             "phone": clean_phone or None,

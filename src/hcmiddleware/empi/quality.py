@@ -47,7 +47,7 @@ __all__ = ["Flag", "IdReading", "birth_date_flags", "phone_flags", "read_id_numb
 class Flag(enum.StrEnum):
     """A data-quality fault of a record. The values are stable: files and HIS use them."""
 
-    #: no ID number given
+    #: no ID number given (or a placeholder such as 000000000000000000)
     ID_MISSING = "id_missing"
     #: typed with full-width digits or letters (normalised to half width)
     ID_FULLWIDTH = "id_fullwidth"
@@ -157,10 +157,11 @@ def read_id_number(
     disagrees with a valid number makes it unverified too: the record may carry a
     relative's number (a child registered under a parent's).
     """
-    if raw is None or not normalize_code(raw):
+    value = normalize_code(raw) if raw is not None else ""
+    if not value or (len(value) >= 6 and len(set(value)) == 1):
+        # Empty, or a placeholder (000000000000000000) that says the number is unknown.
         return IdReading(None, None, (Flag.ID_MISSING,))
-    flags = _typing_flags(raw)
-    value = normalize_code(raw)
+    flags = _typing_flags(raw or "")
     try:
         parsed = parse_identity(value, today=today)
         number = parsed if isinstance(parsed, IdNumber) else parsed.parent

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from hcmiddleware.empi.blocking import choose_candidates
+from hcmiddleware.empi.blocking import SMALL_BLOCK, choose_candidates
 from hcmiddleware.empi.protection import Protector
 from hcmiddleware.empi.schema import (
     Blob,
@@ -247,10 +247,16 @@ def _with_evidence(
     members: dict[bytes, list[str]],
     also: Iterable[str],
 ) -> list[str]:
-    """The chosen candidates, then every member of the evidence blocks and ``also``."""
+    """The chosen candidates, then every member of the small evidence blocks and ``also``.
+
+    An evidence block (an unverified ID number) of more than ``SMALL_BLOCK`` members is
+    a placeholder many records carry, not evidence: it is left out.
+    """
     out = dict.fromkeys(chosen)
     for key in evidence_blocks:
-        out.update(dict.fromkeys(members.get(key, ())))
+        held = dict.fromkeys(members.get(key, ()))
+        if len(held) <= SMALL_BLOCK:
+            out.update(held)
     out.update(dict.fromkeys(also))
     return list(out)
 
@@ -504,7 +510,9 @@ class BatchStore(DirectStore):
         for keys in record_blocks:
             wanted_ids.update(choose_candidates(keys, self._members, limit=self._max_block))
         for key in evidence_blocks:
-            wanted_ids.update(self._members.get(key, ()))
+            held = set(self._members.get(key, ()))
+            if len(held) <= SMALL_BLOCK:
+                wanted_ids.update(held)
         by_source: dict[str, list[str]] = {}
         for source, record_id in sources:
             by_source.setdefault(source, []).append(record_id)
