@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,8 +324,10 @@ def _splink_frame(rows: list[dict[str, str]]) -> Any:
     return pa.Table.from_pylist(out)
 
 
-def _splink_dirty(rows: list[dict[str, str]], threshold: float) -> set[tuple[str, str]]:
-    """Splink as its users would write it for this file, clustered at ``threshold``.
+def _splink_dirty(
+    rows: list[dict[str, str]], thresholds: Sequence[float]
+) -> dict[float, set[tuple[str, str]]]:
+    """Splink as its users would write it for this file, clustered at each threshold.
 
     The same blocking as this index (birth date with day/month sorted, name sound +
     year, name sound + day/month, surname sound + year + month, phone, name sound for
@@ -380,14 +382,17 @@ def _splink_dirty(rows: list[dict[str, str]], threshold: float) -> set[tuple[str
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_sound"))
-    predictions = linker.inference.predict(threshold_match_probability=0.5)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        predictions, threshold_match_probability=threshold
-    ).as_record_list()
-    groups: dict[Any, list[str]] = defaultdict(list)
-    for record in clusters:
-        groups[record["cluster_id"]].append(str(record["unique_id"]))
-    return _pairs_of(groups.values())
+    predictions = linker.inference.predict(threshold_match_probability=min(thresholds))
+    out = {}
+    for threshold in thresholds:
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+            predictions, threshold_match_probability=threshold
+        ).as_record_list()
+        groups: dict[Any, list[str]] = defaultdict(list)
+        for record in clusters:
+            groups[record["cluster_id"]].append(str(record["unique_id"]))
+        out[threshold] = _pairs_of(groups.values())
+    return out
 
 
 def _per_kind(
@@ -423,7 +428,9 @@ def _per_kind(
     return out
 
 
-def bench_dirty(size: int, folder: Path, *, splink_threshold: float = 0.95) -> None:
+def bench_dirty(
+    size: int, folder: Path, *, splink_threshold: float = 0.95, splink: bool = True
+) -> None:
     """The dirty population: import it into this index, run Splink on the same file.
 
     Prints overall and per-kind precision/recall/F1 for both, the time each took, the
@@ -466,7 +473,9 @@ def bench_dirty(size: int, folder: Path, *, splink_threshold: float = 0.95) -> N
     engine.dispose()
 
     start = time.perf_counter()
-    theirs = _splink_dirty(rows, splink_threshold)
+    others = (0.5, 0.9, 0.99)
+    clustered = _splink_dirty(rows, (splink_threshold, *others)) if splink else {}
+    theirs = clustered.get(splink_threshold, set())
     splink_seconds = time.perf_counter() - start
 
     labels = pop.pairs
@@ -495,6 +504,10 @@ def bench_dirty(size: int, folder: Path, *, splink_threshold: float = 0.95) -> N
     for kind in APART_KINDS:
         if kind in kinds:
             print(f"{kind:<22}{kinds[kind]:>7}  {mine[kind][1]:>21.4f}  {peer[kind][1]:>23.4f}")
+    for threshold in others:
+        if threshold in clustered:
+            p, r, f = _quality(clustered[threshold], truth)
+            print(f"Splink clustered at {threshold}: P {p:.4f} R {r:.4f} F1 {f:.4f}")
 
 
 # --- part 3: generated population, speed ------------------------------------------
@@ -712,6 +725,9 @@ def main() -> None:
         "--skip-population", action="store_true", help="skip the speed run (part 3)"
     )
     parser.add_argument(
+        "--skip-splink", action="store_true", help="part 2 without Splink (its columns read 0)"
+    )
+    parser.add_argument(
         "--skip-sqlite", action="store_true", help="with --postgres: PostgreSQL only"
     )
     args = parser.parse_args()
@@ -725,7 +741,7 @@ def main() -> None:
     if args.dirty:
         with tempfile.TemporaryDirectory() as tmp:
             for size in args.dirty:
-                bench_dirty(size, Path(tmp))
+                bench_dirty(size, Path(tmp), splink=not args.skip_splink)
     if args.skip_population:
         return
 

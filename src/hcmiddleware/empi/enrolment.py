@@ -5,7 +5,8 @@ given. When none matches, the demographics are scored against the residents that
 a blocking key: a ``link`` returns that resident (unless their ID numbers differ), a
 ``review`` creates the new record *and* puts the pair on the review queue, so a possible
 duplicate is never silent. A link on demographics also needs a phone, address or ID
-number that agrees; without one it is a review. :meth:`Enrolling.enrol_batch` applies
+number that agrees, and a name that sounds the same (homophones and dialect folds
+included); without them it is a review. :meth:`Enrolling.enrol_batch` applies
 the same rules to many prepared records in one transaction.
 
 A lenient record (``strict=False``, an import) whose identifiers belong to someone else
@@ -37,10 +38,14 @@ __all__ = ["Enrolling"]
 
 
 #: Name, sex and birth date are shared by too many people to link on alone (王芳 born on
-#: the same day is not rare in a city): an automatic link also needs one of these.
+#: the same day is not rare in a city): an automatic link also needs one of these. And
+#: the other way round, a household shares a phone, an address and often a parent's ID
+#: number: an automatic link also needs the name to sound the same (a name that is only
+#: "close" is a sibling's as often as a typo: 王建国 and 王建华 are brothers).
 _CORROBORATING = frozenset(
     {"phone: same", "id_number: same", "address: same", "address: very similar"}
 )
+_NAME_AGREES = frozenset({"name: same", "name: same sound", "name: folded pinyin"})
 #: What a source record keeps and its resident does not: values the record carried that
 #: could not be used (unreadable, or identifiers withheld in a conflict).
 _SOURCE_ONLY = frozenset({"withheld", "unparsed"})
@@ -212,6 +217,7 @@ class Enrolling(Preparation, Search):
             and self._auto_link
             and not self._id_conflict(top.resident, probe)
             and _CORROBORATING & set(top.agreements)
+            and _NAME_AGREES & set(top.agreements)
         ):
             found_id = top.resident.resident_id
             self._attach(store, found_id, bidxs, set(), prepared)
