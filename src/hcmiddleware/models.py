@@ -183,6 +183,12 @@ class Resident(DomainModel):
     index gives such a record only when asked not to follow merges. ``region_code`` is
     the region of first registration from the ID number; ``created_at`` is when the
     index enrolled the resident (``None`` for a resident not from the index).
+
+    ``id_number`` is a *verified* number (valid, and agreeing with the birth date and
+    sex). A number the record carried that failed a check is ``unverified_id_number``:
+    evidence for matching and search, never a unique key. ``flags`` are the
+    data-quality codes of the record the demographics came from (``id_checksum``,
+    ``id_missing``, ``phone_invalid`` …; see ``hcmiddleware.empi.quality.Flag``).
     """
 
     resident_id: str
@@ -198,6 +204,8 @@ class Resident(DomainModel):
     region_code: str | None = Field(None, repr=False)
     identifiers: tuple[Identifier, ...] = ()
     created_at: datetime | None = None
+    unverified_id_number: str | None = Field(None, repr=False)
+    flags: tuple[str, ...] = ()
 
     def identifier(self, kind: IdentifierKind, assigner: str | None = None) -> str | None:
         """The value of the first identifier of ``kind`` (and ``assigner``), if any.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,13 @@ if TYPE_CHECKING:
     from hcmiddleware.empi.importer import ImportReport
     from hcmiddleware.empi.index import ResidentIndex
     from hcmiddleware.empi.protection import ProtectionSettings
-    from hcmiddleware.empi.records import Candidate, DuplicatePair, Enrolment, MergeEvent
+    from hcmiddleware.empi.records import (
+        Candidate,
+        DuplicatePair,
+        Enrolment,
+        LinkageRow,
+        MergeEvent,
+    )
     from hcmiddleware.runtime import Middleware
 
 __all__ = ["Residents"]
@@ -200,6 +206,15 @@ class Residents:
         """Pairs of residents that look like one person; ``include_review=False``: links only."""
         return self.index.duplicates(include_review=include_review)
 
+    def linkage(self, *, source: str | None = None) -> Iterator[LinkageRow]:
+        """Which resident each source record (of ``source``, or all) is linked to.
+
+        One :class:`~hcmiddleware.empi.records.LinkageRow` per record, by source and
+        ``record_id``: to check an import, and to hand the result back to the HIS
+        (``hcm empi export``). Holds no personal data.
+        """
+        return self.index.linkage(source=source)
+
     def count(self, *, merged: bool = False) -> int:
         """How many residents are active (or, with ``merged``, merged away)."""
         from hcmiddleware.empi.schema import ResidentStatus
@@ -254,6 +269,7 @@ class Residents:
         ecard_id: str | None = None,
         source: str = "manual",
         record_id: str | None = None,
+        strict: bool = True,
     ) -> Resident:
         """Enrol a person registered without a card (a desk, an old system), or find them.
 
@@ -261,6 +277,10 @@ class Residents:
         demographic match links to it (``[empi] auto_link``). A new resident is
         announced through ``hcm_empi_resident_enrolled``. ``record_id`` is the person's
         record in the ``source`` system (a desk, an old HIS), kept for linkage.
+
+        ``strict=False`` is for records that cannot be corrected now (an old system's):
+        a faulty ID number is kept as ``unverified_id_number`` and the resident carries
+        data-quality ``flags`` instead of an error; only an empty name is refused.
 
         :raises IdentityError: a field is invalid (the error names it); nothing is written.
         """
@@ -276,6 +296,7 @@ class Residents:
             # the source is the system the record_id comes from: kept with it only
             source=source if record_id is not None else None,
             record_id=record_id,
+            strict=strict,
         )
         return self._announce(enrolment)
 

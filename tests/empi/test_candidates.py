@@ -66,3 +66,19 @@ def test_search_still_finds_a_duplicate_among_many_born_the_same_day(
     hits = index.search(name="孙莉", sex=Sex.FEMALE, birth_date=born)
     assert hits
     assert hits[0].resident.resident_id == wanted.resident_id
+
+
+def test_an_unverified_number_brings_its_few_carriers_not_a_placeholders_crowd(
+    index: ResidentIndex,
+) -> None:
+    # A number failing its check character, carried by two records of other people
+    # (no other key shared): both are compared. Carried by many, it is a placeholder.
+    bad = "110105194912310021"
+    for i, name in enumerate(("李雷", "韩梅梅")):
+        index.enrol(name=name, sex=1 + i, id_number=bad, strict=False)
+    found = index.search(id_number=bad, include_new=True)
+    assert sorted(c.resident.name for c in found) == ["李雷", "韩梅梅"]
+    crowd = "440524188001010015"  # fails its check character too
+    for i in range(BIG):
+        index.enrol(name=f"路人{'甲乙丙丁戊己庚辛壬癸'[i]}", sex=1, id_number=crowd, strict=False)
+    assert index.search(id_number=crowd, include_new=True) == []

@@ -16,6 +16,7 @@ from hcmiddleware import storage
 from hcmiddleware.cli import main
 from hcmiddleware.empi.importer import COLUMNS, decode, import_csv
 from hcmiddleware.empi.index import ResidentIndex
+from hcmiddleware.empi.schema import IdentifierKind
 from hcmiddleware.empi.synthetic import population
 from hcmiddleware.errors import ImportFileError
 
@@ -23,12 +24,12 @@ GOOD = [
     ["R1", "张秀英", "2", "1949-12-31", "11010519491231002X", "13800138000", "北京市朝阳区", "C1"],
     ["R2", "李雷", "1", "1880-01-01", "440524188001010014", "", "", ""],
 ]
-BAD = [
-    ["R3", "", "1", "", "", "", "", ""],  # empty name
+BAD = [["R3", "", "1", "", "", "", "", ""]]  # empty name: names nobody
+DIRTY = [
     ["R4", "王五", "1", "1990-02-30", "", "", "", ""],  # impossible date
     ["R5", "赵六", "3", "", "", "", "", ""],  # sex code
-    ["R6", "钱七", "1", "", "110105194912310021", "", "", ""],  # check digit
-    ["R7", "孙八", "1", "", "11010519491231002X", "", "", ""],  # sex disagrees with number
+    ["R6", "钱七", "1", "", "110105194912310021", "", "", ""],  # check character
+    ["R7", "孙八", "1", "", "11010519491231002X", "", "", ""],  # R1's number, other sex
 ]
 
 
@@ -41,21 +42,36 @@ def _write(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> Path:
     return path
 
 
-def test_import_keeps_good_rows_and_reports_bad_ones(index: ResidentIndex, tmp_path: Path) -> None:
-    rows = [GOOD[0], BAD[0], BAD[1], GOOD[1], BAD[2], BAD[3], BAD[4]]
+def test_import_keeps_every_row_that_names_a_person(index: ResidentIndex, tmp_path: Path) -> None:
+    rows = [GOOD[0], BAD[0], DIRTY[0], GOOD[1], DIRTY[1], DIRTY[2], DIRTY[3]]
     report = import_csv(index, _write(tmp_path / "his.csv", rows))
-    assert (report.rows, report.created, len(report.bad_rows)) == (7, 2, 5)
-    assert [(b.line, b.record_id, b.field) for b in report.bad_rows] == [
-        (3, "R3", "name"),
-        (4, "R4", "birth_date"),
-        (6, "R5", "sex"),
-        (7, "R6", "id_number"),
-        (8, "R7", "sex"),
-    ]
-    # Messages name the fault, never the value.
-    assert all("110105" not in b.message and "孙八" not in b.message for b in report.bad_rows)
-    assert index.lookup("id_number", "11010519491231002X") is not None
+    assert (report.rows, report.created, report.linked) == (7, 6, 0)
+    # Only the row without a name is refused; messages name the fault, never a value.
+    assert [(b.line, b.record_id, b.field) for b in report.bad_rows] == [(3, "R3", "name")]
+    assert report.flags == {
+        "birth_invalid": 1,
+        "sex_invalid": 1,
+        "id_missing": 2,
+        "id_checksum": 1,
+        "id_sex_mismatch": 1,
+        "birth_missing": 3,
+    }
+    assert report.flagged == 4
+    zhang = index.lookup("id_number", "11010519491231002X")
+    assert zhang is not None
+    assert zhang.name == "张秀英"
     assert index.source_records(index.lookup("card_number", "C1").resident_id) == [("his", "R1")]  # type: ignore[union-attr]
+    # R7 carries R1's number but another sex: kept apart, the number unverified.
+    (sun,) = [c.resident for c in index.search(id_number="11010519491231002X", include_new=True)
+              if c.resident.name == "孙八"]  # fmt: skip
+    assert sun.id_number is None
+    assert sun.unverified_id_number == "11010519491231002X"
+    assert sun.flags == ("birth_missing", "id_sex_mismatch")
+    # A number that fails its check character is found by search, not by lookup.
+    (qian,) = index.search(id_number="110105194912310021", include_new=True)
+    assert qian.resident.name == "钱七"
+    assert qian.resident.unverified_id_number == "110105194912310021"
+    assert "id_checksum" in qian.resident.flags
 
 
 def test_import_resumes_and_never_imports_twice(index: ResidentIndex, tmp_path: Path) -> None:
@@ -77,21 +93,31 @@ def test_import_detects_utf8_and_gbk(index: ResidentIndex, tmp_path: Path, encod
     assert index.lookup("card_number", "C1").name == "张秀英"  # type: ignore[union-attr]
 
 
-def test_undecodable_file_is_refused_whole(index: ResidentIndex, tmp_path: Path) -> None:
+def test_an_unreadable_header_refuses_the_file_an_unreadable_row_is_a_bad_row(
+    index: ResidentIndex, tmp_path: Path
+) -> None:
     path = tmp_path / "bad.csv"
-    path.write_bytes(b"record_id,name,sex\nR1,\xff\xfe\xff\xfe,1\n")
+    path.write_bytes(b"record_id,\xff\xfe\xff\xfe,sex\nR1,x,1\n")
     with pytest.raises(ImportFileError) as info:
         import_csv(index, path)
     assert info.value.file == str(path)
     assert index.count() == 0
     with pytest.raises(ImportFileError):
         decode("张秀英".encode("gbk"), "utf-8")
+    path.write_bytes(b"record_id,name,sex\nR1,\xff\xfe\xff\xfe,1\nR2,\xe6\x9d\x8e\xe9\x9b\xb7,1\n")
+    report = import_csv(index, path)
+    assert [(b.line, b.field) for b in report.bad_rows] == [(2, "record")]
+    assert "neither UTF-8 nor GBK" in report.bad_rows[0].message
+    assert report.created == 1
 
 
 def test_wrong_header_is_refused_whole(index: ResidentIndex, tmp_path: Path) -> None:
     path = tmp_path / "h.csv"
     path.write_text("id,fullname\n1,张三\n", encoding="utf-8")
     with pytest.raises(ImportFileError, match="record_id"):
+        import_csv(index, path)
+    path.write_text("record_id,name,name\n1,张三,李四\n", encoding="utf-8")
+    with pytest.raises(ImportFileError, match="name twice"):
         import_csv(index, path)
     path.write_text("record_id,name,sex,colour\n1,张三,1,red\n", encoding="utf-8")
     with pytest.raises(ImportFileError, match="colour"):
@@ -161,6 +187,16 @@ def test_cli_import_search_merge_stats(tmp_path: Path) -> None:
     assert "2 new residents" in result.output
     assert "line 3 (record R3): name" in result.output
     assert list(csv.reader(report.open(encoding="utf-8")))[1][:3] == ["3", "R3", "name"]
+    # Flagged rows are kept and counted; with none refused the import succeeds.
+    dirty = _write(tmp_path / "dirty.csv", DIRTY)
+    result = runner.invoke(main, ["empi", "import", str(dirty)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "4 new residents" in result.output
+    assert "0 bad rows" in result.output
+    assert "4 records flagged, kept: birth_invalid 1, birth_missing 3, id_checksum 1" in (
+        result.output
+    )
+    assert "110105194912310021" not in result.output
 
     result = runner.invoke(
         main, ["empi", "search", "--name", "張秀英", "--birth-date", "1949-12-31"], env=env
@@ -171,7 +207,7 @@ def test_cli_import_search_merge_stats(tmp_path: Path) -> None:
 
     result = runner.invoke(main, ["empi", "stats"], env=env)
     assert json.loads(result.output) == {
-        "active_residents": 2,
+        "active_residents": 6,
         "merged_residents": 0,
         "open_reviews": 0,
     }
@@ -241,25 +277,33 @@ def test_conflicts_and_duplicates_inside_one_batch(index: ResidentIndex, tmp_pat
             "",
             "",
         ],  # same person
-        ["R3", "李雷", "1", "", "440524188001010014", "", "", "C1"],  # card of R1, other ID
+        ["R3", "李雷", "1", "", "440524188001010014", "", "", "C1"],  # R1's card, other ID
         ["R4", "王芳", "2", "1990-05-01", "", "13900000001", "", "C4"],
         ["R5", "王芳", "2", "1990-05-01", "", "13900000001", "", ""],  # linked on demographics
         ["R6", "王芳", "2", "1990-05-01", "", "", "", ""],  # no phone: a review, not a link
     ]
     report = import_csv(index, _write(tmp_path / "his.csv", rows), batch_size=100)
-    assert (report.created, report.linked, report.reviews) == (3, 2, 1)
-    assert [(b.line, b.record_id, b.field) for b in report.bad_rows] == [(4, "R3", "id_number")]
+    assert (report.created, report.linked, report.reviews) == (4, 2, 2)
+    assert report.bad_rows == []
+    assert report.flags["identifier_conflict"] == 1
     zhang = index.lookup("card_number", "C1")
     assert zhang is not None
     assert index.source_records(zhang.resident_id) == [("his", "R1"), ("his", "R2")]
-    assert index.lookup("id_number", "440524188001010014") is None
+    # R3 names a person whose card is R1's: kept apart without the card, reviewed.
+    li = index.lookup("id_number", "440524188001010014")
+    assert li is not None
+    assert li.identifier(IdentifierKind.CARD_NUMBER) is None
+    assert "identifier_conflict" in li.flags
+    assert index.source_records(li.resident_id) == [("his", "R3")]
     wang = index.lookup("card_number", "C4")
     assert wang is not None
     assert index.source_records(wang.resident_id) == [("his", "R4"), ("his", "R5")]
-    (review,) = index.reviews()
+    conflict, review = index.reviews()
+    assert (conflict.resident_id, conflict.candidate_id) == (li.resident_id, zhang.resident_id)
+    assert conflict.reason.startswith("identifier conflict")
     assert review.candidate_id == wang.resident_id
     assert index.source_records(review.resident_id) == [("his", "R6")]
-    assert index.count() == 3
+    assert index.count() == 4
 
 
 def test_cli_rewraps_under_a_new_master_key_and_trains(tmp_path: Path) -> None:

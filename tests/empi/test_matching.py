@@ -21,6 +21,7 @@ from hcmiddleware.empi.matching import (
     compare_address,
     compare_code,
     compare_date,
+    compare_id_number,
     compare_name,
     compare_sex,
 )
@@ -75,6 +76,25 @@ def test_readings_include_every_reading_and_the_surname_one() -> None:
 )
 def test_compare_date(a: dt.date | None, b: dt.date | None, level: int) -> None:
     assert compare_date(a, b) == level
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        ("11010519491231002X", "11010519491231002X", 2),
+        ("11010519491231002X", "11010519491231020X", 1),  # two digits swapped
+        ("11010519491231002X", "11010519491231003X", 1),  # a neighbouring key
+        ("11010519491231002X", "44052418800101001X", 0),
+        # A child under the parent's number is another person, not a typo of it.
+        ("11010519491231002X", "11010519491231002Xn", 0),
+        ("11010519491231002Xn", "11010519491231002Xz", 0),  # twins, a girl and a boy
+        ("11010519491231002Xn", "11010519491231002Xn2", 0),  # twin girls
+        ("11010519491231002Xn", "11010519491231002Xn", 2),
+        (None, "11010519491231002X", -1),
+    ],
+)
+def test_compare_id_number(a: str | None, b: str | None, level: int) -> None:
+    assert compare_id_number(a, b) == level
 
 
 def test_compare_codes_addresses_sex() -> None:

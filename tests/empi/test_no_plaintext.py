@@ -27,11 +27,17 @@ def _people(n: int, seed: int = 7) -> list[dict[str, object]]:
     for i in range(n):
         born = dt.date(1930, 1, 1) + dt.timedelta(days=rng.randrange(30000))
         body = f"440305{born:%Y%m%d}{rng.randrange(1000):03d}"
+        check = check_character(body)
+        # Every fourth number fails its check character: kept unverified, as encrypted.
+        dirty = i % 4 == 3
+        if dirty:
+            check = "0" if check != "0" else "1"
         people.append(
             {
                 "name": rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=2)),
                 "sex": 1 if int(body[16]) % 2 else 2,
-                "id_number": body + check_character(body),
+                "strict": not dirty,
+                "id_number": body + check,
                 "phone": f"13{rng.randrange(10**9):09d}",
                 "address": f"广东省深圳市南山区科技园{i}号",
                 "card_number": f"H44030{i:09d}",
@@ -74,6 +80,8 @@ def test_sqlite_file_holds_no_plaintext(tmp_path: Path) -> None:
     _import(index, people)
     # The positive control: the data really is there and readable through the index.
     assert index.lookup("id_number", str(people[0]["id_number"])) is not None
+    (dirty,) = index.search(id_number=str(people[3]["id_number"]), include_new=True)
+    assert dirty.resident.unverified_id_number == people[3]["id_number"]
     blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("empi.db"))
     assert len(blob) > 100_000
     _assert_clean(blob, _needles(people))

@@ -161,7 +161,13 @@ def import_command(
     batch_size: int,
     report_path: Path | None,
 ) -> None:
-    """Import residents from FILE (CSV); run again to resume, bad rows are reported."""
+    """Import residents from FILE (CSV); run again to resume, bad rows are reported.
+
+    Every row that names a person is kept; faults are flagged and counted by kind.
+    Exit code 0: every row was imported (flagged or not) or was in already; 1: rows were
+    refused (listed) or the file could not be read; 2: the configuration or keys are
+    unusable.
+    """
     try:
         residents = _open(ctx)
         _ = residents.index  # keys and database first: an error, not a progress bar
@@ -183,12 +189,21 @@ def import_command(
         f"{report.reviews} sent to review, {len(report.bad_rows)} bad rows",
         err=True,
     )
+    if report.flags:
+        counts = ", ".join(f"{code} {n}" for code, n in sorted(report.flags.items()))
+        click.echo(f"{report.flagged} records flagged, kept: {counts}", err=True)
     for bad in report.bad_rows[:20]:
         click.echo(
             f"  line {bad.line} (record {bad.record_id}): {bad.field}: {bad.message}", err=True
         )
     if len(report.bad_rows) > 20:
         click.echo(f"  … and {len(report.bad_rows) - 20} more", err=True)
+    if report.notices:
+        click.echo(f"{len(report.notices)} rows read with an assumption:", err=True)
+        for note in report.notices[:20]:
+            click.echo(f"  line {note.line} (record {note.record_id}): {note.message}", err=True)
+        if len(report.notices) > 20:
+            click.echo(f"  … and {len(report.notices) - 20} more", err=True)
     if report_path is not None:
         with report_path.open("w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
@@ -271,6 +286,35 @@ def duplicates_command(ctx: click.Context, fmt: str, links_only: bool) -> None:
             " ".join(pair.record_ids_a), " ".join(pair.record_ids_b), pair.resident_a,
             pair.resident_b, f"{pair.probability:.6f}", pair.decision, "; ".join(pair.agreements),
         ])  # fmt: skip
+
+
+@empi.command("export")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--source", default=None, help="Only the records of this source system.")
+@click.pass_context
+def export_command(ctx: click.Context, fmt: str, source: str | None) -> None:
+    """The linkage: one row per source record with its resident, status and flags.
+
+    CSV columns record_id,source,resident_id,status,flags (flags space-separated);
+    JSON is one object per line. status: review (the resident has an open review
+    item), linked (other records share the resident) or single.
+    """
+    try:
+        rows = _open(ctx).linkage(source=source)
+        if fmt == "json":
+            for row in rows:
+                click.echo(row.model_dump_json())
+            return
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["record_id", "source", "resident_id", "status", "flags"])
+        for row in rows:
+            writer.writerow(
+                [row.record_id, row.source, row.resident_id, row.status, " ".join(row.flags)]
+            )
+    except HcmError as exc:
+        _fail(exc)
 
 
 @empi.command("merge")

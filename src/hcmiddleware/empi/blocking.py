@@ -10,7 +10,11 @@ each block stays small in a population of millions:
 * ``sm`` the surname's sound with year and month (a mistyped given name and day);
 * ``ph`` the phone number;
 * ``nm`` the name's sound alone — stored only for records without a birth date, but
-  always asked for, so such a record is still found.
+  always asked for, so such a record is still found;
+* ``ui`` an ID number kept *unverified* (a failed check character, a number that
+  disagrees with the birth date) — stored only for such records, asked for by every
+  record with an ID number (:func:`evidence_keys`), so a record with a dirty number
+  meets the clean one and the other dirty ones.
 
 The name's sound is folded toneless pinyin: homophones typed through an input method,
 traditional characters and the z/zh, n/l, -n/-ng folds give the same key. Keys are
@@ -25,14 +29,22 @@ from typing import Any
 
 from hcmiddleware.empi.chinese_names import name_key
 
-__all__ = ["SMALL_BLOCK", "blocking_keys", "choose_candidates", "probe_keys"]
+__all__ = [
+    "SMALL_BLOCK",
+    "blocking_keys",
+    "choose_candidates",
+    "evidence_keys",
+    "probe_keys",
+    "record_keys",
+]
 
 #: A block with at most this many members is read whole (see :func:`choose_candidates`).
 SMALL_BLOCK = 8
 
 
 def blocking_keys(record: Mapping[str, Any]) -> set[str]:
-    """The keys stored for a record with ``name``, ``birth_date`` and ``phone``."""
+    """The keys stored for a record with ``name``, ``birth_date``, ``phone`` and an
+    ``id_number`` (``id_verified`` false for an unverified one)."""
     keys: set[str] = set()
     name = record.get("name")
     sound = name_key(name) if name else ""
@@ -49,17 +61,35 @@ def blocking_keys(record: Mapping[str, Any]) -> set[str]:
     phone = record.get("phone")
     if phone:
         keys.add(f"ph:{phone}")
+    id_number = record.get("id_number")
+    if id_number and not record.get("id_verified", True):
+        keys.add(f"ui:{id_number}")
     return keys
 
 
 def probe_keys(record: Mapping[str, Any]) -> set[str]:
-    """The keys to look up for a record: its own, and its name alone (see ``nm``)."""
-    keys = blocking_keys(record)
+    """The keys to look up for a record: its own and its name alone (see ``nm``); an
+    unverified number's ``ui`` key is an evidence key (:func:`evidence_keys`) instead."""
+    return record_keys(record)[1]
+
+
+def record_keys(record: Mapping[str, Any]) -> tuple[set[str], set[str], set[str]]:
+    """A record's keys to store, to look up, and its evidence keys, computed once."""
+    stored = blocking_keys(record)
+    query = {k for k in stored if not k.startswith("ui:")}
     name = record.get("name")
     sound = name_key(name) if name else ""
     if sound:
-        keys.add(f"nm:{sound}")
-    return keys
+        query.add(f"nm:{sound}")
+    return stored, query, evidence_keys(record)
+
+
+def evidence_keys(record: Mapping[str, Any]) -> set[str]:
+    """The ``ui`` key of a record's ID number, verified or not: its members are always
+    compared with the record (see :func:`choose_candidates`), however large the record's
+    other blocks."""
+    id_number = record.get("id_number")
+    return {f"ui:{id_number}"} if id_number else set()
 
 
 def choose_candidates(

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from hcmiddleware.empi.blocking import probe_keys
+from hcmiddleware.empi.blocking import record_keys
 from hcmiddleware.empi.identity import parse_identity
 from hcmiddleware.empi.matching import MatchModel
 from hcmiddleware.empi.normalize import normalize_code
@@ -61,9 +61,18 @@ class IndexCore:
     def _ident_bidx(self, kind: IdentifierKind, canonical: str) -> bytes:
         return self._protector.blind_index(f"identifier:{kind.value}", canonical)
 
-    def _block_bidxs(self, probe: dict[str, Any]) -> dict[str, bytes]:
-        """Each key to look up for a probe with its hash, in key order."""
-        return {k: self._protector.blind_index("block", k) for k in sorted(probe_keys(probe))}
+    def _block_bidxs(self, probe: dict[str, Any]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+        """The hashes of a probe's keys to store, to look up and of its evidence keys
+        (see :func:`~hcmiddleware.empi.blocking.record_keys`), each in key order."""
+        stored, query, evidence = record_keys(probe)
+        hashed = {
+            k: self._protector.blind_index("block", k) for k in sorted(stored | query | evidence)
+        }
+        return (
+            [hashed[k] for k in sorted(stored)],
+            [hashed[k] for k in sorted(query)],
+            [hashed[k] for k in sorted(evidence)],
+        )
 
     def _identifier_rows(
         self,

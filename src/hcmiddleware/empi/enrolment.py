@@ -5,8 +5,13 @@ given. When none matches, the demographics are scored against the residents that
 a blocking key: a ``link`` returns that resident (unless their ID numbers differ), a
 ``review`` creates the new record *and* puts the pair on the review queue, so a possible
 duplicate is never silent. A link on demographics also needs a phone, address or ID
-number that agrees; without one it is a review. :meth:`Enrolling.enrol_batch` applies
+number that agrees, and a name that sounds the same (homophones and dialect folds
+included); without them it is a review. :meth:`Enrolling.enrol_batch` applies
 the same rules to many prepared records in one transaction.
+
+A lenient record (``strict=False``, an import) whose identifiers belong to someone else
+is not refused: it becomes a resident of its own without them, flagged
+``identifier_conflict``, with a review item against each holder.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from hcmiddleware import storage
 from hcmiddleware.empi.matching import Decision
 from hcmiddleware.empi.preparation import Preparation, PreparedRecord
+from hcmiddleware.empi.quality import Flag
 from hcmiddleware.empi.records import Enrolment
 from hcmiddleware.empi.schema import IdentifierKind, ResidentStatus, ReviewStatus, new_id
 from hcmiddleware.empi.search import Search
@@ -32,10 +38,17 @@ __all__ = ["Enrolling"]
 
 
 #: Name, sex and birth date are shared by too many people to link on alone (王芳 born on
-#: the same day is not rare in a city): an automatic link also needs one of these.
+#: the same day is not rare in a city): an automatic link also needs one of these. And
+#: the other way round, a household shares a phone, an address and often a parent's ID
+#: number: an automatic link also needs the name to sound the same (a name that is only
+#: "close" is a sibling's as often as a typo: 王建国 and 王建华 are brothers).
 _CORROBORATING = frozenset(
     {"phone: same", "id_number: same", "address: same", "address: very similar"}
 )
+_NAME_AGREES = frozenset({"name: same", "name: same sound", "name: folded pinyin"})
+#: What a source record keeps and its resident does not: values the record carried that
+#: could not be used (unreadable, or identifiers withheld in a conflict).
+_SOURCE_ONLY = frozenset({"withheld", "unparsed"})
 
 
 class Enrolling(Preparation, Search):
@@ -56,11 +69,15 @@ class Enrolling(Preparation, Search):
         source: str | None = None,
         record_id: str | None = None,
         today: dt.date | None = None,
+        strict: bool = True,
     ) -> Enrolment:
         """Enrol a person, or return the resident who already holds one of the identifiers.
 
         Everything is validated first (see :meth:`prepare`); nothing is written when a
         field is invalid or the identifiers given belong to two different residents.
+        With ``strict=False`` (an old record that cannot be corrected now) a faulty ID
+        number is kept unverified and flagged instead, and a conflict is kept apart
+        and sent to review (see :meth:`prepare`).
         """
         prepared = self.prepare(
             name=name,
@@ -75,6 +92,7 @@ class Enrolling(Preparation, Search):
             source=source,
             record_id=record_id,
             today=today,
+            strict=strict,
         )
         for attempt in range(2):
             try:
@@ -120,19 +138,23 @@ class Enrolling(Preparation, Search):
     def _prefetch(self, store: BatchStore, batch: Sequence[PreparedRecord]) -> None:
         idents: list[tuple[str, str, bytes]] = []
         blocks: list[list[bytes]] = []
+        evidence: list[bytes] = []
         sources: list[tuple[str, str]] = []
         for prepared in batch:
             idents.extend((k.value, i, b) for k, i, _v, b in prepared.idents)
+            idents.extend(prepared.evidence)
             blocks.append(prepared.query_blocks)
+            evidence.extend(prepared.evidence_blocks)
             if prepared.source is not None and prepared.record_id is not None:
                 sources.append((prepared.source, prepared.record_id))
-        store.prefetch(idents, blocks, sources)
+        store.prefetch(idents, blocks, sources, evidence)
 
     def _enrol_in(self, store: DirectStore, prepared: PreparedRecord) -> Enrolment:
         # Every check comes before the first write, so a refusal leaves nothing behind
         # (a batch has no savepoint to roll back to).
         demographics = prepared.demographics
         source, record_id, warnings = prepared.source, prepared.record_id, prepared.warnings
+        flags = prepared.flags
         bidxs = prepared.idents
         found = store.holders([(k.value, i, b) for k, i, _v, b in bidxs])
         holders: dict[str, IdentifierKind] = {}
@@ -142,42 +164,69 @@ class Enrolling(Preparation, Search):
             if holder is not None:
                 holders.setdefault(holder, kind)
                 present.add((kind.value, issuer, bidx))
+        conflict: IdentifierConflictError | None = None
         if len(holders) > 1:
             first = next(iter(holders.values()))
-            raise IdentifierConflictError(
+            conflict = IdentifierConflictError(
                 "the identifiers given belong to different residents "
                 f"({', '.join(sorted(holders))}); nothing was written",
                 kind=first.value,
                 holder=",".join(sorted(holders)),
             )
-        if holders:
+        elif holders:
+            conflict = self._id_number_conflict(store.resident(next(iter(holders))), bidxs)
+        if conflict is not None and prepared.strict:
+            raise conflict
+        if holders and conflict is None:
             resident_id, matched_on = next(iter(holders.items()))
-            self._check_id_number_conflict(store.resident(resident_id), bidxs)
-            self._attach(store, resident_id, bidxs, present, source, record_id, demographics)
+            self._attach(store, resident_id, bidxs, present, prepared)
             return Enrolment(
                 resident=store.resident(resident_id),
                 created=False,
                 matched_on=matched_on,
                 warnings=warnings,
+                flags=flags,
             )
+        kept_apart: list[str] = []
+        if conflict is not None:
+            # Lenient: the record names a person, but identifiers it carries belong to
+            # others. It is kept as a resident of its own without them, flagged, and
+            # put beside each holder for review; the withheld values stay with the
+            # source record.
+            kept_apart = list(holders)
+            withheld = [(k, i, v) for k, i, v, b in bidxs if (k.value, i, b) in present]
+            bidxs = [b for b in bidxs if (b[0].value, b[1], b[3]) not in present]
+            flags = tuple(sorted({*flags, Flag.IDENTIFIER_CONFLICT}))
+            demographics = {
+                **demographics,
+                "flags": list(flags),
+                "withheld": [{"kind": k.value, "issuer": i, "value": v} for k, i, v in withheld],
+            }
 
         probe = prepared.probe
-        candidates = self._score(probe, store.candidates(prepared.query_blocks), limit=5)
-        top = candidates[0] if candidates else None
+        evidence_holders = list(store.holders(prepared.evidence).values())
+        residents = store.candidates(
+            prepared.query_blocks, prepared.evidence_blocks, [*evidence_holders, *kept_apart]
+        )
+        scored = self._score(probe, residents, limit=len(residents))
+        top = scored[0] if scored else None
         if (
-            top is not None
+            conflict is None
+            and top is not None
             and top.decision == Decision.LINK
             and self._auto_link
             and not self._id_conflict(top.resident, probe)
             and _CORROBORATING & set(top.agreements)
+            and _NAME_AGREES & set(top.agreements)
         ):
             found_id = top.resident.resident_id
-            self._attach(store, found_id, bidxs, set(), source, record_id, demographics)
+            self._attach(store, found_id, bidxs, set(), prepared)
             return Enrolment(
                 resident=store.resident(found_id),
                 created=False,
                 linked_by_demographics=top.probability,
                 warnings=warnings,
+                flags=flags,
             )
 
         if source is not None and record_id is not None:
@@ -203,14 +252,17 @@ class Enrolling(Preparation, Search):
             region_code=demographics["region_code"],
             identifiers=tuple(added),
             created_at=aware(now),
+            unverified_id_number=demographics.get("id_unverified"),
+            flags=flags,
         )
+        resident_data = {k: v for k, v in demographics.items() if k not in _SOURCE_ONLY}
         store.add_resident(
             {
                 "id": resident_id,
                 "status": ResidentStatus.ACTIVE.value,
                 "merged_into": None,
                 "data_ct": self._codec.seal(
-                    "empi_residents", "data_ct", resident_id, json.dumps(demographics).encode()
+                    "empi_residents", "data_ct", resident_id, json.dumps(resident_data).encode()
                 ),
                 "created_at": now,
                 "updated_at": now,
@@ -220,21 +272,34 @@ class Enrolling(Preparation, Search):
         )
         store.add_identifiers(resident_id, rows, [])
         if source is not None and record_id is not None:
-            store.add_source(self._source_row(now, resident_id, source, record_id, demographics))
+            store.add_source(
+                self._source_row(now, resident_id, source, record_id, demographics, flags)
+            )
         review_rows = [
             {
                 "resident_id": resident_id,
                 "candidate_id": cand.resident.resident_id,
                 "score": cand.probability,
-                "reason": "; ".join(cand.agreements) or "demographics",
+                "reason": "; ".join(
+                    (["identifier conflict"] if cand.resident.resident_id in kept_apart else [])
+                    + list(cand.agreements)
+                )
+                or "demographics",
                 "status": ReviewStatus.OPEN.value,
                 "created_at": now,
             }
-            for cand in candidates
-            if cand.decision != Decision.NEW
+            for rank, cand in enumerate(scored)
+            if (rank < 5 and cand.decision != Decision.NEW)
+            or cand.resident.resident_id in kept_apart
         ]
         reviews = store.add_reviews(review_rows) if review_rows else []
-        return Enrolment(resident=resident, created=True, warnings=warnings, reviews=tuple(reviews))
+        return Enrolment(
+            resident=resident,
+            created=True,
+            warnings=warnings,
+            reviews=tuple(reviews),
+            flags=flags,
+        )
 
     def _attach(
         self,
@@ -242,10 +307,9 @@ class Enrolling(Preparation, Search):
         resident_id: str,
         bidxs: list[tuple[IdentifierKind, str, str, bytes]],
         present: set[tuple[str, str, bytes]],
-        source: str | None,
-        record_id: str | None,
-        demographics: dict[str, Any],
+        prepared: PreparedRecord,
     ) -> None:
+        source, record_id = prepared.source, prepared.record_id
         new_source = False
         if source is not None and record_id is not None:
             holder = store.source_holder(source, record_id)
@@ -260,11 +324,19 @@ class Enrolling(Preparation, Search):
         store.add_identifiers(resident_id, rows, added)
         if new_source and source is not None and record_id is not None:
             store.add_source(
-                self._source_row(store.now, resident_id, source, record_id, demographics)
+                self._source_row(
+                    store.now, resident_id, source, record_id, prepared.demographics, prepared.flags
+                )
             )
 
     def _source_row(
-        self, now: dt.datetime, resident_id: str, source: str, record_id: str, data: dict[str, Any]
+        self,
+        now: dt.datetime,
+        resident_id: str,
+        source: str,
+        record_id: str,
+        data: dict[str, Any],
+        flags: Sequence[str],
     ) -> dict[str, Any]:
         row_id = new_id()
         return {
@@ -276,12 +348,13 @@ class Enrolling(Preparation, Search):
                 "empi_source_records", "data_ct", row_id, json.dumps(data).encode()
             ),
             "created_at": now,
+            "flags": " ".join(flags),
         }
 
     @staticmethod
-    def _check_id_number_conflict(
+    def _id_number_conflict(
         resident: Resident, bidxs: list[tuple[IdentifierKind, str, str, bytes]]
-    ) -> None:
+    ) -> IdentifierConflictError | None:
         given = [
             value
             for kind, _issuer, value, _bidx in bidxs
@@ -293,7 +366,7 @@ class Enrolling(Preparation, Search):
             if i.kind is IdentifierKind.ID_NUMBER and len(i.value) == 18
         }
         if given and numbers and given[0] not in numbers:
-            raise IdentifierConflictError(
+            return IdentifierConflictError(
                 f"resident {resident.resident_id} already has another ID number;"
                 " nothing was written",
                 kind=IdentifierKind.ID_NUMBER.value,
@@ -301,3 +374,4 @@ class Enrolling(Preparation, Search):
                 hint="the card or other identifier given belongs to someone else, or the ID "
                 "number was mistyped: check the identity document",
             )
+        return None

@@ -5,29 +5,52 @@ Columns (header row, any order): ``record_id`` (the source system's key, require
 ``birth_date`` (YYYY-MM-DD), ``id_number``, ``phone``, ``address``, ``card_number``.
 The file is UTF-8 (with or without BOM) or GBK/GB 18030, detected or named.
 
-Every row is validated before anything is written; a bad row is reported with its line
-number and the field at fault, and the good rows are kept. Rows are written in batches,
-one transaction each. Each record is kept under ``(source, record_id)``, so running the
-same import again skips what is already in (resuming after a crash or a fix of the bad
-rows), and a record can never be imported twice.
+Every row that names a person is kept. A faulty field is normalised where that is safe
+(full-width digits, ``1990/5/1``, ``男``) and otherwise kept aside and flagged: an ID
+number that fails its check character or disagrees with the birth date is enrolled
+*unverified*, an unreadable birth date or sex code is recorded as unknown, and the
+record carries a data-quality code for each fault (:class:`~hcmiddleware.empi.quality.Flag`),
+counted by kind in the report. Only a row that identifies nobody — no name, no
+``record_id`` — or that the index cannot take (its ``record_id`` already names another
+person's record) is a bad row, reported with its line number and field.
+
+Rows are written in batches, one transaction each. Each record is kept under
+``(source, record_id)``, so running the same import again skips what is already in
+(resuming after a crash or a fix of the bad rows), and a record can never be imported
+twice.
 """
 
 from __future__ import annotations
 
 import codecs
-import csv
 import datetime as dt
-import io
+import re
+import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hcmiddleware.empi.csvfile import Decoded, decode_lines, header_of, read_records
 from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.index import PreparedRecord, ResidentIndex
+from hcmiddleware.empi.quality import Flag
 from hcmiddleware.empi.records import Enrolment
 from hcmiddleware.errors import IdentityError, ImportFileError, ResidentIndexError
 
-__all__ = ["COLUMNS", "BadRow", "ImportReport", "csv_rows", "decode", "import_csv", "prepare_row"]
+__all__ = [
+    "COLUMNS",
+    "PLACEHOLDERS",
+    "BadRow",
+    "ImportReport",
+    "Notice",
+    "csv_rows",
+    "decode",
+    "import_csv",
+    "parse_birth_date",
+    "parse_sex",
+    "prepare_row",
+]
 
 COLUMNS = (
     "record_id",
@@ -39,9 +62,23 @@ COLUMNS = (
     "address",
     "card_number",
 )
-_REQUIRED = ("record_id", "name", "sex")
+_REQUIRED = ("record_id", "name")
 _SEX = {"1": Sex.MALE, "2": Sex.FEMALE, "0": Sex.UNKNOWN, "9": Sex.UNSPECIFIED,
-        "男": Sex.MALE, "女": Sex.FEMALE}  # fmt: skip
+        "男": Sex.MALE, "女": Sex.FEMALE, "男性": Sex.MALE, "女性": Sex.FEMALE,
+        "M": Sex.MALE, "F": Sex.FEMALE, "未知": Sex.UNKNOWN, "未说明": Sex.UNSPECIFIED,
+        "": Sex.UNKNOWN}  # fmt: skip
+# Year, month and day in that order, with -, /, . or 年月日 between them, and whatever
+# time of day a database export appends; or the eight digits alone.
+_YMD = re.compile(
+    r"(?P<y>\d{4})\s*[-/.年]\s*(?P<m>\d{1,2})\s*[-/.月]\s*(?P<d>\d{1,2})\s*日?"
+    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+)
+_YMD8 = re.compile(r"(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})")
+#: What systems and clerks write for "none" or "not known": taken as an empty value.
+PLACEHOLDERS = frozenset(
+    {"无", "暂无", "不详", "未知", "空", "null", "none", "nil", "n/a", "na", "-", "--", "/",
+     "\\", "?", "？", "0"}
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +91,24 @@ class BadRow:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A row that was imported, and what was assumed to read it (its line, why)."""
+
+    line: int
+    record_id: str
+    message: str
+
+
 @dataclass(slots=True)
 class ImportReport:
-    """What an import did; ``bad_rows`` lists every row left out, with its line number."""
+    """What an import did; ``bad_rows`` lists every row left out, with its line number.
+
+    ``flags`` counts the data-quality codes of the records imported, by kind; a flagged
+    record is imported all the same. ``flagged`` is how many records had any.
+    ``notices`` says, by line, what was assumed to read a row that was kept (a GBK line
+    in a UTF-8 file, a stray quote, missing trailing values, a repeated header).
+    """
 
     encoding: str
     rows: int = 0
@@ -65,6 +117,9 @@ class ImportReport:
     skipped: int = 0
     reviews: int = 0
     bad_rows: list[BadRow] = field(default_factory=list)
+    flags: Counter[str] = field(default_factory=Counter)
+    flagged: int = 0
+    notices: list[Notice] = field(default_factory=list)
 
 
 def decode(data: bytes, encoding: str = "auto", *, file: str = "") -> tuple[str, str]:
@@ -99,53 +154,91 @@ def decode(data: bytes, encoding: str = "auto", *, file: str = "") -> tuple[str,
 
 
 def csv_rows(text: str, file: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """The rows of a decoded import file as (line number, column → stripped value).
+    """The readable rows of a decoded import file as (line number, column → value).
 
-    The header is checked first: :class:`ImportFileError` names missing or unknown
-    columns (a file in the wrong encoding usually fails here).
+    The header is checked first: :class:`ImportFileError` names missing, repeated or
+    unknown columns (a file in the wrong encoding usually fails here). Rows that
+    cannot be read (see :mod:`hcmiddleware.empi.csvfile`) are left out; the line
+    number is where a record starts.
     """
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    missing = [c for c in _REQUIRED if c not in header]
-    if missing:
-        raise ImportFileError(
-            f"the header row lacks the column(s) {', '.join(missing)}",
-            file=file,
-            hint=f"the first row must name the columns; expected {', '.join(COLUMNS)} "
-            "(a wrong encoding also garbles it)",
-        )
-    unknown = [h for h in header if h and h not in COLUMNS]
-    if unknown:
-        raise ImportFileError(
-            f"unknown column(s) {', '.join(unknown)}",
-            file=file,
-            hint=f"use only {', '.join(COLUMNS)}",
-        )
-    reader.fieldnames = header
-    for row in reader:
-        yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}
+    decoded = Decoded(text, "utf-8")
+    header = header_of(decoded, file=file, required=_REQUIRED, known=COLUMNS)
+    for line, row, _issue in read_records(decoded, header):
+        if row is not None:
+            yield line, row
 
 
-def prepare_row(index: ResidentIndex, row: dict[str, str], source: str) -> PreparedRecord:
-    """Validate, normalise and hash one import row; a typed ``IdentityError`` names the field."""
+def parse_birth_date(text: str) -> dt.date | None:
+    """A birth date as old systems write it: ``1990-05-01``, ``1990/5/1``, ``1990.05.01``,
+    ``19900501``, ``1990年5月1日`` (full-width digits too), with or without a time of day.
+
+    ``None`` for an empty field; :class:`ValueError` for anything else, or no such day.
+    """
+    text = unicodedata.normalize("NFKC", text).strip()
+    if not text:
+        return None
+    match = _YMD.fullmatch(text) or _YMD8.fullmatch(text)
+    if match is None:
+        raise ValueError("not a year-month-day date")
+    return dt.date(int(match["y"]), int(match["m"]), int(match["d"]))
+
+
+def parse_sex(text: str) -> Sex:
+    """A sex code (GB/T 2261.1 ``1``/``2``/``0``/``9``), ``男``/``女``, ``M``/``F``; empty is
+    unknown. :class:`ValueError` for anything else."""
+    key = unicodedata.normalize("NFKC", text).strip().upper()
+    if key not in _SEX:
+        raise ValueError("not a sex code")
+    return _SEX[key]
+
+
+def prepare_row(
+    index: ResidentIndex, row: dict[str, str], source: str, *, strict: bool = False
+) -> PreparedRecord:
+    """Validate, normalise and hash one import row, ready for ``enrol_batch``.
+
+    Lenient by default, as an import of existing records must be: only an empty
+    ``record_id`` or name raises (a typed ``IdentityError`` naming the field); every
+    other fault is flagged and the value kept (see the module). ``strict=True`` refuses
+    what a desk would: a bad sex code, birth date or ID number.
+    """
+    row = {
+        k: "" if k != "record_id" and v.strip().lower() in PLACEHOLDERS else v
+        for k, v in row.items()
+    }
     if not row.get("record_id"):
-        raise IdentityError("the record_id is empty", field="record_id")
-    raw_sex = row.get("sex", "")
-    if raw_sex not in _SEX:
         raise IdentityError(
-            "sex must be 1 (male), 2 (female), 0 (unknown) or 9 (unspecified)", field="sex"
+            "the record_id is empty",
+            field="record_id",
+            hint="every row needs the source system's own key for its record",
         )
+    flags: list[str] = []
+    unparsed: dict[str, str] = {}
+    raw_sex = row.get("sex") or ""
+    try:
+        sex = parse_sex(raw_sex)
+    except ValueError:
+        if strict:
+            raise IdentityError(
+                "sex must be 1 (male), 2 (female), 0 (unknown) or 9 (unspecified)", field="sex"
+            ) from None
+        sex = Sex.UNKNOWN
+        flags.append(Flag.SEX_INVALID)
+        unparsed["sex"] = raw_sex
     born = None
-    if row.get("birth_date"):
-        try:
-            born = dt.date.fromisoformat(row["birth_date"])
-        except ValueError:
+    raw_born = row.get("birth_date") or ""
+    try:
+        born = parse_birth_date(raw_born)
+    except ValueError:
+        if strict:
             raise IdentityError(
                 "the birth date is not a date in the form YYYY-MM-DD", field="birth_date"
             ) from None
+        flags.append(Flag.BIRTH_INVALID)
+        unparsed["birth_date"] = raw_born
     return index.prepare(
-        name=row.get("name", ""),
-        sex=_SEX[raw_sex],
+        name=row.get("name") or "",
+        sex=sex,
         birth_date=born,
         id_number=row.get("id_number") or None,
         phone=row.get("phone") or None,
@@ -153,6 +246,9 @@ def prepare_row(index: ResidentIndex, row: dict[str, str], source: str) -> Prepa
         card_number=row.get("card_number") or None,
         source=source,
         record_id=row["record_id"],
+        strict=strict,
+        flags=flags,
+        unparsed=unparsed,
     )
 
 
@@ -182,10 +278,13 @@ def import_csv(
         raise ImportFileError(
             f"cannot read the file: {exc.strerror}", file=name, hint="check the path"
         ) from None
-    text, used = decode(data, encoding, file=name)
+    decoded = decode_lines(data, encoding, file=name)
+    header = header_of(decoded, file=name, required=_REQUIRED, known=COLUMNS)
     source = source or path.stem
-    report = ImportReport(encoding=used)
+    report = ImportReport(encoding=decoded.encoding)
     batch: list[tuple[int, str, PreparedRecord]] = []
+    # record_id → the line that brought it and a digest of its values
+    first_line: dict[str, tuple[int, int]] = {}
     # The database plans its lookups from statistics of the tables' sizes; an import
     # can grow them a hundredfold, and plans made for the small tables then read whole
     # tables (PostgreSQL without autovacuum kept scanning the identifiers for every
@@ -206,6 +305,8 @@ def import_csv(
                 report.created += result.created
                 report.linked += not result.created
                 report.reviews += len(result.reviews)
+                report.flags.update(result.flags)
+                report.flagged += bool(result.flags)
             else:
                 report.bad_rows.append(
                     BadRow(line, rid, getattr(result, "kind", "record"), result.message)
@@ -218,18 +319,43 @@ def import_csv(
             index.refresh_statistics()
             refreshed_at = size
 
-    for line, row in csv_rows(text, name):
+    def refuse(line: int, record_id: str, field: str, message: str) -> None:
+        report.bad_rows.append(BadRow(line, record_id, field, message))
+        if progress:
+            progress(1)
+
+    for line, row, issue in read_records(decoded, header):
+        if row is None:
+            if issue is not None and issue.bad:
+                report.rows += 1
+                refuse(line, "", issue.field, issue.message)
+            elif issue is not None:
+                report.notices.append(Notice(line, "", issue.message))
+            continue
         report.rows += 1
+        record_id = row.get("record_id", "")
+        digest = hash(tuple(row.values()))
+        if record_id in first_line:
+            earlier, earlier_digest = first_line[record_id]
+            if digest == earlier_digest:
+                report.notices.append(
+                    Notice(line, record_id, f"the same row as line {earlier}; skipped")
+                )
+                continue
+            # Resuming would take it for the earlier row: it would be lost unseen.
+            refuse(line, record_id, "record_id", f"the record_id repeats the row at line {earlier}")
+            continue
         try:
-            batch.append((line, row.get("record_id", ""), prepare_row(index, row, source)))
+            batch.append((line, record_id, prepare_row(index, row, source)))
         except IdentityError as exc:
-            report.bad_rows.append(BadRow(line, row.get("record_id", ""), exc.field, exc.message))
-            if progress:
-                progress(1)
+            refuse(line, record_id, exc.field, exc.message)
+            continue
         except ResidentIndexError as exc:
-            report.bad_rows.append(BadRow(line, row.get("record_id", ""), "record", exc.message))
-            if progress:
-                progress(1)
+            refuse(line, record_id, "record", exc.message)
+            continue
+        first_line[record_id] = (line, digest)
+        if issue is not None:
+            report.notices.append(Notice(line, record_id, issue.message))
         if len(batch) >= batch_size:
             flush()
     if batch:
@@ -237,4 +363,5 @@ def import_csv(
     if report.created or report.linked:
         index.refresh_statistics()
     report.bad_rows.sort(key=lambda b: b.line)
+    report.notices.sort(key=lambda n: n.line)
     return report

@@ -10,6 +10,7 @@
 * :mod:`~hcmiddleware.empi.training` and :mod:`~hcmiddleware.empi.duplicates` — the
   model learnt from the index, and the residents that look like one person;
 * :mod:`~hcmiddleware.empi.crossref` — hospital and regional IDs;
+* :mod:`~hcmiddleware.empi.linkage` — which resident each source record is linked to;
 * :mod:`~hcmiddleware.empi.merges` — merge, unmerge, history;
 * :mod:`~hcmiddleware.empi.reviews` — the review queue.
 
@@ -26,10 +27,18 @@ from hcmiddleware import storage
 from hcmiddleware.empi.crossref import CrossReference
 from hcmiddleware.empi.duplicates import DuplicateFinding
 from hcmiddleware.empi.enrolment import Enrolling
+from hcmiddleware.empi.linkage import Linkage
 from hcmiddleware.empi.matching import MatchModel, Thresholds
 from hcmiddleware.empi.preparation import PreparedRecord
 from hcmiddleware.empi.protection import Protector
-from hcmiddleware.empi.records import Candidate, DuplicatePair, Enrolment, MergeEvent, ReviewItem
+from hcmiddleware.empi.records import (
+    Candidate,
+    DuplicatePair,
+    Enrolment,
+    LinkageRow,
+    MergeEvent,
+    ReviewItem,
+)
 from hcmiddleware.empi.reviews import ReviewQueue
 from hcmiddleware.empi.store import MODELS, RowCodec
 from hcmiddleware.models import Identifier, Resident
@@ -41,6 +50,7 @@ __all__ = [
     "DuplicatePair",
     "Enrolment",
     "Identifier",
+    "LinkageRow",
     "MergeEvent",
     "PreparedRecord",
     "Resident",
@@ -52,7 +62,7 @@ __all__ = [
 SCOPES = ("empi_residents", "empi_identifiers", "empi_source_records")
 
 
-class ResidentIndex(Enrolling, DuplicateFinding, CrossReference, ReviewQueue):
+class ResidentIndex(Enrolling, DuplicateFinding, CrossReference, Linkage, ReviewQueue):
     """The master patient index over one database (SQLite embedded, PostgreSQL shared).
 
     ``ResidentIndex(engine, protector)`` migrates the database to the newest schema

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "compare_address",
     "compare_code",
     "compare_date",
+    "compare_id_number",
     "compare_name",
     "compare_sex",
     "compare_string",
@@ -120,6 +122,27 @@ def compare_code(a: str | None, b: str | None) -> int:
     return 1 if DamerauLevenshtein.distance(a, b) <= 1 else 0
 
 
+_STAND_IN = re.compile(r"(?P<parent>[\dX]{18})[nzNZ]\d?")
+
+
+def compare_id_number(a: str | None, b: str | None) -> int:
+    """ID numbers: 2 equal · 1 one edit or swap apart · 0 different.
+
+    A child's stand-in number (a parent's number + ``n``/``z``) is one or two
+    characters from that parent's number, and from a twin's: that is no typo but another
+    person, so it counts as different.
+    """
+    if _blank(a) or _blank(b):
+        return MISSING
+    assert a is not None
+    assert b is not None
+    if a == b:
+        return 2
+    if _STAND_IN.fullmatch(a) or _STAND_IN.fullmatch(b):
+        return 0
+    return 1 if DamerauLevenshtein.distance(a, b) <= 1 else 0
+
+
 def compare_address(a: str | None, b: str | None) -> int:
     """3 equal · 2 similarity ≥ 0.9 · 1 similarity ≥ 0.7 · 0 (after NFKC and t2s)."""
     if _blank(a) or _blank(b):
@@ -192,7 +215,7 @@ COMPARISONS: tuple[Comparison, ...] = (
     ),
     Comparison(
         "id_number",
-        compare_code,
+        compare_id_number,
         ("different", "one character", "same"),
         m=(0.01, 0.04, 0.95),
         u=(0.999998, 0.000001, 0.000001),

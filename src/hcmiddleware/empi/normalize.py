@@ -13,6 +13,7 @@ import unicodedata
 __all__ = [
     "normalize_address",
     "normalize_code",
+    "normalize_display_name",
     "normalize_name",
     "normalize_phone",
     "normalize_text",
@@ -21,11 +22,18 @@ __all__ = [
 # Ethnic-minority names separate their parts with a middle dot, typed in many look-alikes.
 _NAME_DOTS = re.compile(r"[\u00B7\u2022\u2027\u2219\u22C5\u30FB\uFF0E\u318D.]")
 _SPACES = re.compile(r"\s+")
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff\uf900-\ufaff]) (?=[\u3400-\u9fff\uf900-\ufaff])")
 
 
 def normalize_text(value: str) -> str:
     """NFKC (full-width to half-width), then collapse runs of white space to one space."""
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", value)).strip()
+
+
+def normalize_display_name(value: str) -> str:
+    """A name as kept and shown: :func:`normalize_text`, without the spaces typed between
+    Chinese characters (张 秀 英 is 张秀英; a Latin name keeps its spaces)."""
+    return _CJK_GAP.sub("", normalize_text(value))
 
 
 def normalize_code(value: str) -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "Candidate",
     "DuplicatePair",
     "Enrolment",
+    "LinkageRow",
     "MergeEvent",
     "ReviewItem",
 ]
@@ -30,7 +31,8 @@ class Enrolment(BaseModel):
     ``matched_on`` names the identifier that found an existing resident;
     ``linked_by_demographics`` is the match probability when demographics alone found
     it; ``reviews`` are the review-queue items opened for a new resident that looks like
-    an existing one.
+    an existing one. ``flags`` are the record's data-quality codes
+    (:class:`~hcmiddleware.empi.quality.Flag`); a flagged record is enrolled all the same.
     """
 
     model_config = _FROZEN
@@ -41,6 +43,7 @@ class Enrolment(BaseModel):
     linked_by_demographics: float | None = None
     warnings: tuple[str, ...] = ()
     reviews: tuple[int, ...] = ()
+    flags: tuple[str, ...] = ()
 
 
 class Candidate(BaseModel):
@@ -71,6 +74,23 @@ class DuplicatePair(BaseModel):
     probability: float
     decision: str
     agreements: tuple[str, ...]
+
+
+class LinkageRow(BaseModel):
+    """One source record and the resident it is linked to (``hcm empi export``).
+
+    ``status``: ``review`` (the resident has an open review item), ``linked`` (other
+    records share the resident) or ``single``; ``flags`` are the record's
+    data-quality codes.
+    """
+
+    model_config = _FROZEN
+
+    record_id: str
+    source: str
+    resident_id: str
+    status: str
+    flags: tuple[str, ...] = ()
 
 
 class MergeEvent(BaseModel):

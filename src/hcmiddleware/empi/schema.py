@@ -152,7 +152,8 @@ class IdentifierRow(Base):
 
 
 class SourceRecordRow(Base):
-    """A record of a source system (HIS, card read, import file) linked to a resident."""
+    """A record of a source system (HIS, card read, import file) linked to a resident,
+    with the data-quality flags it came with."""
 
     __tablename__ = "empi_source_records"
     __table_args__ = (
@@ -165,6 +166,9 @@ class SourceRecordRow(Base):
     record_id: Mapped[str] = mapped_column(sa.String(128))
     data_ct: Mapped[bytes] = mapped_column(Blob)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    # Data-quality codes of the record, space-separated (``id_checksum phone_invalid``):
+    # kinds of fault, never a value, so in clear (revision 0010).
+    flags: Mapped[str] = mapped_column(sa.Text, default="", server_default="")
 
 
 class MergeEventRow(Base):

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from hcmiddleware.empi.blocking import choose_candidates
+from hcmiddleware.empi.blocking import SMALL_BLOCK, choose_candidates
 from hcmiddleware.empi.protection import Protector
 from hcmiddleware.empi.schema import (
     Blob,
@@ -241,6 +241,26 @@ def by_issuer(keys: Iterable[tuple[str, str, bytes]]) -> dict[tuple[str, str], l
     return {group: sorted(bidxs) for group, bidxs in groups.items()}
 
 
+def _with_evidence(
+    chosen: list[str],
+    evidence_blocks: Sequence[bytes],
+    members: dict[bytes, list[str]],
+    also: Iterable[str],
+) -> list[str]:
+    """The chosen candidates, then every member of the small evidence blocks and ``also``.
+
+    An evidence block (an unverified ID number) of more than ``SMALL_BLOCK`` members is
+    a placeholder many records carry, not evidence: it is left out.
+    """
+    out = dict.fromkeys(chosen)
+    for key in evidence_blocks:
+        held = dict.fromkeys(members.get(key, ()))
+        if len(held) <= SMALL_BLOCK:
+            out.update(held)
+    out.update(dict.fromkeys(also))
+    return list(out)
+
+
 def naive_utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is None else value.astimezone(dt.UTC).replace(tzinfo=None)
 
@@ -314,6 +334,8 @@ class RowCodec:
             region_code=data.get("region_code"),
             identifiers=held,
             created_at=aware(row["created_at"]),
+            unverified_id_number=data.get("id_unverified"),
+            flags=tuple(data.get("flags", ())),
         )
 
     def load(self, conn: Connection, resident_ids: Sequence[str]) -> list[Resident]:
@@ -378,16 +400,25 @@ class DirectStore:
         """The resident as it stands now in this unit of work."""
         return self.codec.resident(self.conn, self.codec.row(self.conn, resident_id, follow=False))
 
-    def candidates(self, block_keys: Sequence[bytes]) -> list[Resident]:
-        """Active residents worth comparing: see :func:`choose_candidates` (≤ max_block)."""
-        if not block_keys:
-            return []
+    def candidates(
+        self,
+        block_keys: Sequence[bytes],
+        evidence_blocks: Sequence[bytes] = (),
+        also: Iterable[str] = (),
+    ) -> list[Resident]:
+        """Active residents worth comparing: see :func:`choose_candidates` (≤ max_block),
+        every member of the ``evidence_blocks`` and the residents named in ``also``."""
+        keys = [*block_keys, *evidence_blocks]
         members: dict[bytes, list[str]] = {}
-        for key, resident_id in self.conn.execute(
-            Q_BLOCK_MEMBERS(self.conn), {"keys": list(block_keys)}
-        ):
-            members.setdefault(key, []).append(resident_id)
-        ids = choose_candidates(block_keys, members, limit=self._max_block)
+        if keys:
+            for key, resident_id in self.conn.execute(Q_BLOCK_MEMBERS(self.conn), {"keys": keys}):
+                members.setdefault(key, []).append(resident_id)
+        ids = _with_evidence(
+            choose_candidates(block_keys, members, limit=self._max_block),
+            evidence_blocks,
+            members,
+            also,
+        )
         return [r for r in self.codec.load(self.conn, ids) if r.status == ResidentStatus.ACTIVE]
 
     def source_holder(self, source: str, record_id: str) -> str | None:
@@ -450,6 +481,7 @@ class BatchStore(DirectStore):
         identifier_keys: Iterable[tuple[str, str, bytes]],
         record_blocks: Sequence[Sequence[bytes]],
         sources: Iterable[tuple[str, str]],
+        evidence_blocks: Sequence[bytes] = (),
     ) -> None:
         """Read everything the batch may need, in chunks of a few hundred keys.
 
@@ -470,13 +502,17 @@ class BatchStore(DirectStore):
                         resident_id = self.codec.row(conn, resident_id, follow=True)["id"]
                     self._holders[(kind_, issuer_, bidx)] = resident_id
                     wanted_ids.add(resident_id)
-        blocks = sorted({key for keys in record_blocks for key in keys})
+        blocks = sorted({key for keys in record_blocks for key in keys} | set(evidence_blocks))
         for start in range(0, len(blocks), _CHUNK):
             members = conn.execute(Q_BLOCK_MEMBERS(conn), {"keys": blocks[start : start + _CHUNK]})
             for key, resident_id in members:
                 self._members.setdefault(key, []).append(resident_id)
         for keys in record_blocks:
             wanted_ids.update(choose_candidates(keys, self._members, limit=self._max_block))
+        for key in evidence_blocks:
+            held = set(self._members.get(key, ()))
+            if len(held) <= SMALL_BLOCK:
+                wanted_ids.update(held)
         by_source: dict[str, list[str]] = {}
         for source, record_id in sources:
             by_source.setdefault(source, []).append(record_id)
@@ -503,9 +539,19 @@ class BatchStore(DirectStore):
             self._residents[resident_id] = super().resident(resident_id)
         return self._residents[resident_id]
 
-    def candidates(self, block_keys: Sequence[bytes]) -> list[Resident]:
+    def candidates(
+        self,
+        block_keys: Sequence[bytes],
+        evidence_blocks: Sequence[bytes] = (),
+        also: Iterable[str] = (),
+    ) -> list[Resident]:
         """Candidates from the prefetch and from this batch (see :func:`choose_candidates`)."""
-        ids = choose_candidates(block_keys, self._members, limit=self._max_block)
+        ids = _with_evidence(
+            choose_candidates(block_keys, self._members, limit=self._max_block),
+            evidence_blocks,
+            self._members,
+            also,
+        )
         found = [self.resident(rid) for rid in ids]
         return [r for r in found if r.status == ResidentStatus.ACTIVE]
 

@@ -13,7 +13,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from hcmiddleware import storage
-from hcmiddleware.empi.blocking import probe_keys
+from hcmiddleware.empi.blocking import evidence_keys, probe_keys
 from hcmiddleware.empi.matching import MatchModel
 from hcmiddleware.empi.schema import ResidentStatus
 from hcmiddleware.empi.search import Search
@@ -53,7 +53,7 @@ class Training(Search):
     ) -> list[tuple[str, str]]:
         blocks: dict[str, list[str]] = {}
         for rid, record in records.items():
-            for key in probe_keys(record):
+            for key in probe_keys(record) | evidence_keys(record):
                 blocks.setdefault(key, []).append(rid)
         pairs: set[tuple[str, str]] = set()
         for members in blocks.values():
