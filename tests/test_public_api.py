@@ -89,10 +89,6 @@ PUBLIC = sorted(
 #: Hooks with no caller yet, each with the feature that will call it.
 NOT_YET_CALLED = {
     "hcm_card_blacklist_updates": "the card's lifecycle: refused-card list sync",
-    "hcm_ward_emergency_call": "the ward: bedside emergency calls",
-    "hcm_ward_location": "the ward: wristband locations",
-    "hcm_ward_order_executed": "the ward: bedside order checks",
-    "hcm_ward_wristband_bound": "the ward: wristband binding",
 }
 
 

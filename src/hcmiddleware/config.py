@@ -59,6 +59,7 @@ from pydantic_core import PydanticCustomError
 
 from hcmiddleware.errors import ConfigError, SecretError
 from hcmiddleware.face.settings import FaceSettings
+from hcmiddleware.ward.settings import WardSettings
 
 __all__ = [
     "Config",
@@ -283,6 +284,7 @@ class Config(SettingsModel):
     sam: SamSection = Field(default_factory=SamSection)
     empi: EmpiSection = Field(default_factory=EmpiSection)
     face: FaceSettings = Field(default_factory=FaceSettings)
+    ward: WardSettings = Field(default_factory=WardSettings)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     source: Path | None = Field(None, exclude=True)

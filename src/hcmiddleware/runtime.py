@@ -50,6 +50,7 @@ from hcmiddleware.registry import (
 )
 from hcmiddleware.residents import Residents
 from hcmiddleware.terminal import Terminal
+from hcmiddleware.ward.service import Ward
 
 if TYPE_CHECKING:
     from hcmiddleware.journal import Journal
@@ -121,6 +122,8 @@ class Middleware:
         self.faces = Faces(self)
         #: the hospital's HIS (``middleware.his.find_or_register(resident)``)
         self.his = His(self)
+        #: wristbands, bedside checks, alarms (``middleware.ward.begin(scan)``)
+        self.ward = Ward(self)
         self._loaded = False
         self._configuring = False
         self._started = False
@@ -262,6 +265,7 @@ class Middleware:
     def close(self) -> None:
         """Unconfigure every plugin (failures are logged); release the SAM and database."""
         self.terminal.close()
+        self.ward.close()
         if self._started or self._loaded:
             self._teardown_plugins()
             self._started = self._loaded = False

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 import hcmiddleware.empi.schema
 import hcmiddleware.face.store  # noqa: F401
+import hcmiddleware.ward.tables  # noqa: F401
 from hcmiddleware import storage
 from hcmiddleware.storage import Base
 
@@ -27,6 +28,10 @@ def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
         "empi_merge_events",
         "empi_review_queue",
         "face_templates",
+        "ward_wristbands",
+        "ward_executions",
+        "ward_alarms",
+        "ward_locations",
     } <= names
 
 

@@ -431,6 +431,36 @@ class Store:
         with self.transaction() as db:
             return self._charge(db, patient_id, visit_id, code, name, unit_price, quantity)
 
+    def add_order(
+        self,
+        visit_id: str,
+        kind: str,
+        code: str,
+        name: str,
+        *,
+        scheduled_at: datetime,
+        dose: str | None = None,
+        concentration: str | None = None,
+        route: str | None = None,
+        frequency: str | None = None,
+        price: str = "10.00",
+    ) -> str:
+        """A doctor's new order on a visit or stay (with its charge); its order ID."""
+        patient_id = self._patient_of(visit_id)
+        item = _OrderSet(kind, code, name, price, dose, concentration, route, frequency)
+        with self.transaction() as db:
+            self._order(db, patient_id, visit_id, item, scheduled_at)
+            row = db.execute(
+                "SELECT order_id FROM orders WHERE visit_id = ? ORDER BY rowid DESC LIMIT 1",
+                (visit_id,),
+            ).fetchone()
+        return str(row[0])
+
+    def cancel_order(self, order_id: str) -> None:
+        """The doctor withdrew the order."""
+        with self.transaction() as db:
+            db.execute("UPDATE orders SET status = 'cancelled' WHERE order_id = ?", (order_id,))
+
     def _patient_of(self, visit_id: str) -> str:
         row = self._one("SELECT patient_id FROM visit WHERE visit_id = ?", visit_id) or self._one(
             "SELECT patient_id FROM admission WHERE admission_id = ?", visit_id
