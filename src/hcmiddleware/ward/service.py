@@ -226,6 +226,29 @@ class Ward:
         moved = self.bands.move(wristband_id, ward=ward, bed=bed)
         self._mw.audit("ward.move", actor=actor, subject=moved.resident_id, band=wristband_id)
 
+    def label(self, wristband_id: str, *, kind: str = "zpl", actor: str = "admissions") -> bytes:
+        """The band's printable label: ``zpl`` (ZPL II text, UTF-8) or ``png``.
+
+        :raises LabelError: no font for the PNG label, or the text does not fit.
+        """
+        from hcmiddleware.ward.labels import label_fields, png_label, zpl_label
+
+        if kind not in {"zpl", "png"}:
+            raise WardError(f"no label format {kind!r}", hint="ask for 'zpl' or 'png'")
+        binding = self.binding(wristband_id)
+        resident = self._mw.residents.get(binding.resident_id)
+        fields = label_fields(binding, resident, datetime.now().date())
+        settings = self.settings.labels
+        made = (
+            zpl_label(fields, settings).encode("utf-8")
+            if kind == "zpl"
+            else png_label(fields, settings)
+        )
+        self._mw.audit(
+            "ward.label", actor=actor, subject=binding.resident_id, band=wristband_id, kind=kind
+        )
+        return made
+
     # -- orders and the bedside checks --------------------------------------------------------
 
     @staticmethod
