@@ -184,7 +184,7 @@ def _symbol(fields: LabelFields, settings: LabelSettings, side: int, room: int) 
             f"band ID {fields.wristband_id} is too long for a Code 128 on this label",
             hint="use symbol = 'qr' in [ward.labels], or a longer length_mm",
         )
-    return image.convert("L").resize((image.width, side), Image.NEAREST)
+    return image.convert("L").resize((image.width, side), Image.Resampling.NEAREST)
 
 
 def png_label(fields: LabelFields, settings: LabelSettings) -> bytes:
@@ -200,7 +200,9 @@ def png_label(fields: LabelFields, settings: LabelSettings) -> bytes:
     side = height - 2 * margin
     symbol = _symbol(fields, settings, side, width)
     if symbol.height > side:
-        symbol = symbol.resize((symbol.width * side // symbol.height, side), Image.NEAREST)
+        symbol = symbol.resize(
+            (symbol.width * side // symbol.height, side), Image.Resampling.NEAREST
+        )
     image.paste(symbol, (margin, (height - symbol.height) // 2))
     left = margin * 2 + symbol.width
     lines = fields.lines()
