@@ -82,12 +82,22 @@ def make_ward_mw(
 ) -> Any:
     """A Middleware on the reference HIS (HL7 over MLLP) with the nurse station."""
 
-    def make(ward: dict[str, Any] | None = None, **sections: Any) -> Middleware:
+    def make(
+        ward: dict[str, Any] | None = None,
+        *,
+        plugins: dict[str, object] | None = None,
+        settings: dict[str, dict[str, Any]] | None = None,
+        data_dir: Path | None = None,
+        **sections: Any,
+    ) -> Middleware:
+        site = {"institution_code": HOSPITAL, "site_name": "Test hospital"}
+        if data_dir is not None:
+            site["data_dir"] = str(data_dir)
         host, port = reference_his.mllp_address
         mw: Middleware = hcm_make_middleware(
-            plugins={"his-hl7": Hl7His(), "nurse-station": station},
-            settings={"his-hl7": {"host": host, "port": port, "timeout": 2.0}},
-            middleware={"institution_code": HOSPITAL, "site_name": "Test hospital"},
+            plugins={"his-hl7": Hl7His(), "nurse-station": station, **(plugins or {})},
+            settings={"his-hl7": {"host": host, "port": port, "timeout": 2.0}, **(settings or {})},
+            middleware=site,
             sam={"keys": str(TEST_ISSUER_KEYS)},
             ward=ward or {},
             **sections,
