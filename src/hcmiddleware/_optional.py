@@ -30,6 +30,10 @@ EXTRAS: dict[str, str] = {
     "requests": "soap",
     "splink": "empi",
     "recordlinkage": "empi",
+    "pint": "ward",
+    "segno": "ward",
+    "barcode": "ward",
+    "paho": "ward",
 }
 
 #: what an extra needs beyond ``pip install 'hcmiddleware[extra]'``

@@ -24,6 +24,7 @@ from hcmiddleware.cli.empi import empi
 from hcmiddleware.cli.face import face
 from hcmiddleware.cli.init import init
 from hcmiddleware.cli.journal import journal_group
+from hcmiddleware.cli.ward import ward
 from hcmiddleware.errors import ConfigError, HcmError, MissingExtraError, PluginLoadError
 
 __all__ = ["main"]
@@ -86,3 +87,4 @@ main.add_command(journal_group)
 main.add_command(card)
 main.add_command(empi)
 main.add_command(face)
+main.add_command(ward)

@@ -18,6 +18,8 @@ import threading
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from hcmiddleware._optional import needs_extra
+
 __all__ = ["QuantityError", "normalize_route", "same_amount", "same_route"]
 
 
@@ -59,7 +61,8 @@ def _units() -> Any:
     global _registry
     with _lock:
         if _registry is None:
-            import pint
+            with needs_extra("dose and concentration checks"):
+                import pint
 
             # Decimal magnitudes: 0.1 mg stays 0.1 mg through every conversion
             registry: Any = pint.UnitRegistry(non_int_type=Decimal)

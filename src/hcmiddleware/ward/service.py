@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from hcmiddleware._optional import needs_extra
 from hcmiddleware.errors import (
     HcmError,
     OrderNotExecutableError,
@@ -239,11 +240,11 @@ class Ward:
         resident = self._mw.residents.get(binding.resident_id)
         fields = label_fields(binding, resident, datetime.now().date())
         settings = self.settings.labels
-        made = (
-            zpl_label(fields, settings).encode("utf-8")
-            if kind == "zpl"
-            else png_label(fields, settings)
-        )
+        if kind == "zpl":
+            made = zpl_label(fields, settings).encode("utf-8")
+        else:
+            with needs_extra("PNG band labels"):
+                made = png_label(fields, settings)
         self._mw.audit(
             "ward.label", actor=actor, subject=binding.resident_id, band=wristband_id, kind=kind
         )

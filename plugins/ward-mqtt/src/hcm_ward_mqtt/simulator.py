@@ -237,9 +237,11 @@ class Simulator:
         seconds: float,
         emergency_share: float = 0.01,
         seed: int = 1,
+        wait: float = 5.0,
     ) -> PlayReport:
         """Send ``rate`` events a second from ``bands`` for ``seconds``: mostly locations,
-        ``emergency_share`` of them calls. Waits for the calls' confirmations after."""
+        ``emergency_share`` of them calls. Waits up to ``wait`` seconds for the calls'
+        confirmations after."""
         chooser = random.Random(seed)
         report = PlayReport(bands=len(bands), seconds=seconds)
         calls: list[str] = []
@@ -260,7 +262,7 @@ class Simulator:
                 self.location(band, f"room-{chooser.randrange(40)}")
                 report.locations += 1
             n += 1
-        self.wait_confirmed(timeout=max(5.0, seconds))
+        self.wait_confirmed(timeout=wait)
         pending = set(self.pending)
         report.unconfirmed = [c for c in calls if c in pending]
         report.confirmed = len(calls) - len(report.unconfirmed)
