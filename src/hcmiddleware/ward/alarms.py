@@ -40,6 +40,27 @@ _BANDS: sa.Table = WristbandRow.__table__  # type: ignore[assignment]
 #: what a reject keeps of the message
 MAX_REJECT_BYTES = 4096
 
+#: Prepared once: building a statement costs more than running it on SQLite.
+_LAST_SEEN = sa.select(
+    _LOCATIONS.c.wristband_id, _LOCATIONS.c.location, _LOCATIONS.c.seen_at
+).where(_LOCATIONS.c.wristband_id.in_(sa.bindparam("bands", expanding=True)))
+_ADD_LOCATION = _LOCATIONS.insert()
+_MOVE = (
+    _LOCATIONS.update()
+    .where(_LOCATIONS.c.wristband_id == sa.bindparam("band"))
+    .values(
+        location=sa.bindparam("where"),
+        seen_at=sa.bindparam("seen"),
+        received_at=sa.bindparam("now"),
+    )
+)
+_EVENT_SEEN = sa.select(_EVENTS.c.alarm_id).where(
+    _EVENTS.c.wristband_id == sa.bindparam("band"), _EVENTS.c.event_id == sa.bindparam("event")
+)
+_OPEN_ALARM = sa.select(_ALARMS).where(_ALARMS.c.open_key == sa.bindparam("key"))
+_ALARM_BY_ID = sa.select(_ALARMS).where(_ALARMS.c.alarm_id == sa.bindparam("alarm"))
+_ADD_EVENT = _EVENTS.insert()
+
 
 def _naive(moment: datetime) -> datetime:
     if moment.tzinfo is None:
@@ -113,63 +134,69 @@ class AlarmDesk:
         if not batch:
             return done
         with storage.begin_write(self.engine) as conn:
+            fixes = [e for e in batch if e.kind == "location" or e.location]
             for event in batch:
-                if event.kind == "location":
-                    self._location(conn, event, now, done)
-                else:
+                if event.kind != "location":
                     self._alarm(conn, event, now, done)
+            if fixes:
+                self._locations(conn, fixes, now, done)
         return done
 
     @staticmethod
-    def _location(conn: Connection, event: BandEvent, now: datetime, done: Received) -> None:
-        if not event.location:
+    def _locations(
+        conn: Connection, events: list[BandEvent], now: datetime, done: Received
+    ) -> None:
+        """Keep each band's newest fix of the batch, if newer than the stored one."""
+        newest: dict[str, tuple[datetime, str]] = {}
+        for event in events:
+            if not event.location:
+                continue
+            seen = _naive(event.at)
+            known = newest.get(event.wristband_id)
+            if known is not None and known[0] > seen:
+                done.stale += 1
+                continue
+            if known is not None:
+                done.stale += 1  # replaced by a newer fix of the same batch
+            newest[event.wristband_id] = (seen, event.location)
+        if not newest:
             return
-        seen = _naive(event.at)
-        row = conn.execute(
-            sa.select(_LOCATIONS.c.location, _LOCATIONS.c.seen_at).where(
-                _LOCATIONS.c.wristband_id == event.wristband_id
-            )
-        ).first()
-        if row is None:
-            conn.execute(
-                _LOCATIONS.insert().values(
-                    wristband_id=event.wristband_id,
-                    location=event.location,
-                    seen_at=seen,
-                    received_at=now,
+        stored = {
+            r.wristband_id: (r.seen_at, r.location)
+            for r in conn.execute(_LAST_SEEN, {"bands": list(newest)})
+        }
+        added, moved = [], []
+        for band, (seen, where) in newest.items():
+            before = stored.get(band)
+            if before is None:
+                added.append(
+                    {"wristband_id": band, "location": where, "seen_at": seen, "received_at": now}
                 )
+            elif before[0] > seen:
+                done.stale += 1  # an older fix, delivered late: the newer one stands
+                continue
+            else:
+                moved.append({"band": band, "where": where, "seen": seen, "now": now})
+                if before[1] == where:
+                    continue
+            done.moved.append(
+                LocationReport(wristband_id=band, seen_at=seen.replace(tzinfo=UTC), location=where)
             )
-        elif row.seen_at > seen:
-            done.stale += 1  # an older fix, delivered late: the newer one stands
-            return
-        else:
-            conn.execute(
-                _LOCATIONS.update()
-                .where(_LOCATIONS.c.wristband_id == event.wristband_id)
-                .values(location=event.location, seen_at=seen, received_at=now)
-            )
-            if row.location == event.location:
-                return
-        done.moved.append(
-            LocationReport(
-                wristband_id=event.wristband_id,
-                seen_at=seen.replace(tzinfo=UTC),
-                location=event.location,
-            )
-        )
+        if added:
+            conn.execute(_ADD_LOCATION, added)
+        if moved:
+            conn.execute(_MOVE, moved)
 
     def _alarm(self, conn: Connection, event: BandEvent, now: datetime, done: Received) -> None:
         seen = conn.execute(
-            sa.select(_EVENTS.c.alarm_id).where(
-                _EVENTS.c.wristband_id == event.wristband_id, _EVENTS.c.event_id == event.event_id
-            )
+            _EVENT_SEEN, {"band": event.wristband_id, "event": event.event_id}
         ).first()
         if seen is not None:
             done.duplicates += 1
             return
         at = _naive(event.at)
         key = f"{event.wristband_id}|{event.kind}"
-        row = conn.execute(sa.select(_ALARMS).where(_ALARMS.c.open_key == key)).first()
+        row = conn.execute(_OPEN_ALARM, {"key": key}).first()
         if row is not None:
             values: dict[str, Any] = {
                 "count": row._mapping["count"] + 1,
@@ -211,20 +238,17 @@ class AlarmDesk:
             )
             folded = False
         conn.execute(
-            _EVENTS.insert().values(
-                wristband_id=event.wristband_id,
-                event_id=event.event_id,
-                alarm_id=alarm_id,
-                at=at,
-                received_at=now,
-            )
+            _ADD_EVENT,
+            {
+                "wristband_id": event.wristband_id,
+                "event_id": event.event_id,
+                "alarm_id": alarm_id,
+                "at": at,
+                "received_at": now,
+            },
         )
-        alarm = to_alarm(
-            conn.execute(sa.select(_ALARMS).where(_ALARMS.c.alarm_id == alarm_id)).one()
-        )
+        alarm = to_alarm(conn.execute(_ALARM_BY_ID, {"alarm": alarm_id}).one())
         (done.folded if folded else done.raised).append(alarm)
-        if event.location:
-            self._location(conn, event, now, Received())
 
     # -- the nurse station ----------------------------------------------------------------
 

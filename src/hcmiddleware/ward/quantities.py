@@ -13,6 +13,7 @@ mapped to one: ``静滴``, ``ivgtt`` and ``IV drip`` are the same route.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from decimal import Decimal, InvalidOperation
@@ -79,7 +80,10 @@ def _replace_words(unit: str) -> str:
     return _WORD.sub(one, unit)
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse(text: str, *, concentration: bool) -> Any:
+    """``text`` as a quantity (cached: pint's parser takes a millisecond or more, and the
+    same label is read on every round). Callers never change the quantity returned."""
     match = _NUMBER_THEN_UNIT.match(text.replace("／", "/").replace("％", "%"))
     if match is None or not match.group(2):
         raise QuantityError(f"{text!r} is not an amount with a unit (e.g. 0.5 g, 5 mg/ml)")
