@@ -21,6 +21,7 @@ Run: ``python benchmarks/bench_ward.py [seconds]`` (default 10 s of load per par
 from __future__ import annotations
 
 import base64
+import multiprocessing
 import os
 import shutil
 import signal
@@ -68,6 +69,24 @@ def line(name: str, samples: list[float], extra: str = "") -> str:
 # -- 1. the broker's own round trip --------------------------------------------------------
 
 
+def _publish_load(port: int, prefix: str, seconds: float, done: Any) -> None:
+    """The devices' side of the floor, in its own process as devices are."""
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{prefix}-pub")
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    start = time.monotonic()
+    n = 0
+    while time.monotonic() - start < seconds:
+        time.sleep(max(0.0, start + n / RATE - time.monotonic()))
+        pub.publish(f"{prefix}/band/B{n % BANDS:04d}/event", f"{time.time():.6f}", qos=1)
+        n += 1
+    time.sleep(1.0)
+    pub.loop_stop()
+    pub.disconnect()
+    done.put(n)
+
+
 def broker_floor(seconds: float) -> list[float]:
     prefix = f"hcm-bench/{uuid.uuid4().hex[:8]}"
     got: list[float] = []
@@ -82,21 +101,12 @@ def broker_floor(seconds: float) -> list[float]:
     sub.connect(*BROKER)
     sub.loop_start()
     ready.wait(5)
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{prefix}-pub")
-    pub.max_inflight_messages_set(1000)
-    pub.connect(*BROKER)
-    pub.loop_start()
-    start = time.monotonic()
-    n = 0
-    while time.monotonic() - start < seconds:
-        due = start + n / RATE
-        time.sleep(max(0.0, due - time.monotonic()))
-        pub.publish(f"{prefix}/band/B{n % BANDS:04d}/event", f"{time.time():.6f}", qos=1)
-        n += 1
-    time.sleep(1.0)
-    pub.loop_stop()
+    done: Any = multiprocessing.Queue()
+    child = multiprocessing.Process(target=_publish_load, args=(BROKER[1], prefix, seconds, done))
+    child.start()
+    n = done.get()
+    child.join()
     sub.loop_stop()
-    pub.disconnect()
     sub.disconnect()
     print(f"  broker floor: {len(got)} of {n} messages delivered")
     return got
@@ -134,6 +144,25 @@ def site(workdir: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     }
 
 
+def _bands(port: int, prefix: str, seconds: float, done: Any) -> None:
+    """500 bands in their own process: locations, and a call every twentieth event."""
+    calls: list[str] = []
+    with Simulator("127.0.0.1", port, prefix=prefix, resend_after=1.0) as sim:
+        start = time.monotonic()
+        n = 0
+        while time.monotonic() - start < seconds:
+            time.sleep(max(0.0, start + n / RATE - time.monotonic()))
+            if n % CALL_EVERY == 0:
+                band = f"B{len(calls) % BANDS:04d}-{len(calls) // BANDS}"
+                sim.emergency(band)
+                calls.append(band)
+            else:
+                sim.location(f"B{n % BANDS:04d}", f"room-{n % 40}")
+            n += 1
+        sim.wait_confirmed(30)
+        done.put((calls, len(sim.pending)))
+
+
 def alarm_run(
     port: int, seconds: float, crash: Callable[[], None] | None = None
 ) -> tuple[list[float], int, int, int]:
@@ -154,26 +183,14 @@ def alarm_run(
     mw = Middleware(config, plugins={"ward-mqtt": plugin, "station": station})
     mw.ward.alarms()  # migrate before the clock starts
     plugin.wait_connected(5)
-    calls: list[str] = []
-    with Simulator("127.0.0.1", port, prefix=prefix, resend_after=1.0) as sim:
-        start = time.monotonic()
-        n = 0
-        crashed = False
-        while time.monotonic() - start < seconds:
-            due = start + n / RATE
-            time.sleep(max(0.0, due - time.monotonic()))
-            if crash is not None and not crashed and time.monotonic() - start > seconds / 2:
-                crash()
-                crashed = True
-            if n % CALL_EVERY == 0:
-                band = f"B{len(calls) % BANDS:04d}-{len(calls) // BANDS}"
-                sim.emergency(band)
-                calls.append(band)
-            else:
-                sim.location(f"B{n % BANDS:04d}", f"room-{n % 40}")
-            n += 1
-        sim.wait_confirmed(30)
-        unconfirmed = len(sim.pending)
+    done: Any = multiprocessing.Queue()
+    child = multiprocessing.Process(target=_bands, args=(port, prefix, seconds, done))
+    child.start()
+    if crash is not None:
+        time.sleep(seconds / 2)
+        crash()
+    calls, unconfirmed = done.get()
+    child.join()
     time.sleep(0.5)
     mw.close()
     latencies = [station.latency[b] for b in calls if b in station.latency]

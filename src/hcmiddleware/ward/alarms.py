@@ -133,7 +133,10 @@ class AlarmDesk:
         batch = list(events)
         if not batch:
             return done
-        with storage.begin_write(self.engine) as conn:
+        # an alarm is on disk before its band hears back; a batch of positions only need
+        # not wait for the disk (a lost one is replaced by the band's next fix)
+        durable = any(e.kind != "location" for e in batch)
+        with storage.begin_write(self.engine, durable=durable) as conn:
             fixes = [e for e in batch if e.kind == "location" or e.location]
             for event in batch:
                 if event.kind != "location":

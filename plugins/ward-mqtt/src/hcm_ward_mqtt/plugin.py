@@ -30,7 +30,7 @@ from pydantic import Field
 from hcm_ward_mqtt.protocol import Topics, decode, encode, event_from, scan_from
 from hcmiddleware import Secret, SettingsModel, hookimpl
 from hcmiddleware.errors import DeviceMessageError, HcmError
-from hcmiddleware.models import Alarm, CheckResult, WristbandBinding
+from hcmiddleware.models import Alarm, BandEvent, CheckResult, WristbandBinding
 
 if TYPE_CHECKING:
     from hcmiddleware import Middleware
@@ -200,30 +200,35 @@ class WardMqtt:
             self._store(batch)
 
     def _store(self, batch: list[Any]) -> None:
-        mw = self._mw
-        assert mw is not None
-        events = []
-        readable = []
+        readable: list[tuple[Any, BandEvent]] = []
         for message in batch:
             band = self.topics.part(message.topic, 1)
             try:
-                events.append(
-                    event_from(message.topic, decode(message.topic, message.payload), band)
-                )
-                readable.append(message)
+                data = decode(message.topic, message.payload)
+                readable.append((message, event_from(message.topic, data, band)))
             except DeviceMessageError as exc:
                 self._reject(message, exc)
+        # alarms first, in their own (durable) transaction: positions never delay a call
+        alarms = [(m, e) for m, e in readable if e.kind in ALARM_KINDS]
+        fixes = [(m, e) for m, e in readable if e.kind not in ALARM_KINDS]
+        for part in (alarms, fixes):
+            if part:
+                self._commit(part)
+
+    def _commit(self, part: list[tuple[Any, BandEvent]]) -> None:
+        mw = self._mw
+        assert mw is not None
         while True:
             try:
-                mw.ward.receive(events)
+                mw.ward.receive([event for _message, event in part])
                 break
             except HcmError as exc:  # the database is busy or away: keep them, try again
                 self.stats["retries"] += 1
                 log.warning("band events not stored yet (%s); retrying", exc.message)
                 time.sleep(0.5)
-        self.stats["events"] += len(events)
+        self.stats["events"] += len(part)
         client = self._client
-        for message, event in zip(readable, events, strict=True):
+        for message, event in part:
             if event.kind in ALARM_KINDS:
                 client.publish(
                     self.topics.band_ack(event.wristband_id),
