@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -255,6 +255,8 @@ def test_configured_rules_apply(make_ward_mw: object, reference_his: object) -> 
     )
     assert mw.ward.verify(late).failed == ("time",)
     done = mw.ward.execute(late.model_copy(update={"scanned_at": order.scheduled_at}))
+    # the HIS's schedule is local wall time; the record keeps the same instant in UTC
+    assert done.started_at == order.scheduled_at.astimezone(UTC)
     assert sorted(k for k in done.checks if k.startswith("check.")) == [
         "check.after",
         "check.before",

@@ -63,8 +63,7 @@ _ADD_EVENT = _EVENTS.insert()
 
 
 def _naive(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment
+    """As the tables keep times: naive UTC (a device's naive time is local wall time)."""
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 

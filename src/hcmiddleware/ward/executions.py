@@ -114,7 +114,7 @@ class ExecutionStore:
     ) -> BedsideExecution:
         """Record the passed check before execution; AlreadyExecutedError if it was."""
         execution_id = str(uuid.uuid4())
-        naive = at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+        naive = at.astimezone(UTC).replace(tzinfo=None)  # a naive time is local wall time
         try:
             with storage.begin_write(self.engine) as conn:
                 conn.execute(
