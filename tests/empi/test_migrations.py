@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
 import hcmiddleware.empi.schema
-import hcmiddleware.face.store  # noqa: F401
+import hcmiddleware.face.store
 import hcmiddleware.ward.tables  # noqa: F401
 from hcmiddleware import storage
 from hcmiddleware.storage import Base
