@@ -554,6 +554,10 @@ class OrderExecution(DomainModel):
     second_nurse: str | None = None
     order_type: str | None = None
     started_at: datetime | None = None
+    patient_id: str | None = Field(None, description="the HIS's patient ID of the stay")
+    drug_code: str | None = Field(None, description="the drug given, as its label was scanned")
+    dose: str | None = Field(None, description="the dose given, with its unit (e.g. 250 ml)")
+    route: str | None = Field(None, description="the route it was given by")
 
 
 class EmergencyCall(DomainModel):
@@ -704,6 +708,10 @@ class BedsideExecution(DomainModel):
     executed_at: datetime | None = None
     his_state: Literal["pending", "recorded", "failed"] = "pending"
     his_error: str | None = None
+    patient_id: str | None = None
+    drug_code: str | None = None
+    dose: str | None = None
+    route: str | None = None
 
 
 class WardSummary(DomainModel):

@@ -66,6 +66,9 @@ def test_an_infusion_passes_the_three_checks_in_order_and_reaches_the_his(stay: 
     assert [r["executed_by"] for r in recorded] == ["N-007"]
     assert stay.station.executed[-1].order_id == order.order_id
     assert stay.station.executed[-1].checks == done.checks
+    # what was given goes to the HIS as a pharmacy administration (HL7 RAS^O17)
+    assert (done.drug_code, done.dose, done.route) == ("NS250", "250 ml", "IVGTT")
+    assert stay.station.executed[-1].patient_id == stay.admission.patient_id
     with pytest.raises(ExecutionStateError) as caught:
         stay.mw.ward.check(started.execution_id, scan)
     assert caught.value.state == "done"
@@ -197,6 +200,8 @@ def test_a_specimen_checks_patient_bed_and_time_only(stay: Stay) -> None:
     assert outcomes["drug"] == outcomes["dose"] == outcomes["route"] == "not_applicable"
     done = stay.mw.ward.execute(scan)
     assert "check.during" not in done.checks  # [ward.rules.specimen]: before and after
+    assert done.drug_code is None  # no drug given: the order's completion (ORM^O01)
+    assert len(stay.his.store.executions(order_id)) == 1
 
 
 def test_a_cancelled_order_is_not_executed(stay: Stay) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from hcmiddleware import storage
 from hcmiddleware.errors import AlreadyExecutedError, ExecutionStateError, WardError
-from hcmiddleware.models import BedsideExecution, Order
+from hcmiddleware.models import BedsideExecution, BedsideScan, Order
 from hcmiddleware.ward.bands import utcnow
 from hcmiddleware.ward.tables import ExecutionRow
 
@@ -53,6 +53,10 @@ def to_execution(row: Any) -> BedsideExecution:
         executed_at=_aware(row.executed_at),
         his_state=row.his_state,
         his_error=row.his_error,
+        patient_id=row.patient_id,
+        drug_code=row.drug_code,
+        dose=row.dose,
+        route=row.route,
     )
 
 
@@ -111,6 +115,8 @@ class ExecutionStore:
         checks: dict[str, bool],
         next_state: str,
         at: datetime,
+        given: BedsideScan | None = None,
+        patient_id: str | None = None,
     ) -> BedsideExecution:
         """Record the passed check before execution; AlreadyExecutedError if it was."""
         execution_id = str(uuid.uuid4())
@@ -128,6 +134,10 @@ class ExecutionStore:
                         nurse_id=nurse_id[:40],
                         second_nurse_id=second_nurse[:40] if second_nurse else None,
                         order_type=order_type,
+                        patient_id=patient_id,
+                        drug_code=(given.drug_code or "")[:40] or None if given else None,
+                        dose=(given.dose or "")[:40] or None if given else None,
+                        route=(given.route or "")[:20] or None if given else None,
                         state=next_state,
                         checks=json.dumps(checks, sort_keys=True),
                         started_at=naive,

@@ -408,6 +408,8 @@ class Ward:
             checks=checks,
             next_state=next_state,
             at=at,
+            given=scan if order.kind in _DRUG_KINDS else None,
+            patient_id=binding.patient_id,
         )
         self._mw.audit(
             "ward.check",
@@ -524,6 +526,10 @@ class Ward:
             second_nurse=execution.second_nurse,
             order_type=execution.order_type,
             started_at=execution.started_at,
+            patient_id=execution.patient_id,
+            drug_code=execution.drug_code,
+            dose=execution.dose,
+            route=execution.route,
         )
         try:
             ok = self._mw.his.order_executed(record)

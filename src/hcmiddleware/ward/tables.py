@@ -68,6 +68,11 @@ class ExecutionRow(Base):
     nurse_id: Mapped[str] = mapped_column(sa.String(40))
     second_nurse_id: Mapped[str | None] = mapped_column(sa.String(40))
     order_type: Mapped[str] = mapped_column(sa.String(12))
+    patient_id: Mapped[str | None] = mapped_column(sa.String(64))
+    #: what was given, as the label was scanned at the check before (drug orders)
+    drug_code: Mapped[str | None] = mapped_column(sa.String(40))
+    dose: Mapped[str | None] = mapped_column(sa.String(40))
+    route: Mapped[str | None] = mapped_column(sa.String(20))
     #: the next check due (before, during, after), done, or abandoned
     state: Mapped[str] = mapped_column(sa.String(10))
     #: JSON: each verification and check passed so far

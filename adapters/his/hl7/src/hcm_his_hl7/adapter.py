@@ -498,5 +498,10 @@ class Hl7His:
 
     @hookimpl
     def hcm_his_order_executed(self, execution: OrderExecution) -> bool | None:
-        self._send(messages.orm_executed, execution)
+        # a drug given (its label scanned) is a pharmacy administration; anything else
+        # (a specimen, a nursing task) the order's completion
+        if execution.drug_code:
+            self._send(messages.ras_administered, execution)
+        else:
+            self._send(messages.orm_executed, execution)
         return True
