@@ -156,6 +156,7 @@ def _journey(mw: Middleware) -> None:
     assert {o.kind for o in orders} == {"lab", "drug"}
     drug = next(o for o in orders if o.kind == "drug")
     assert (drug.dose, drug.route, drug.frequency) == ("0.5 g", "PO", "TID")
+    assert {o.ordered_by for o in orders} == {"D01"}, "the visit's doctor ordered them"
     charges = hooks.hcm_his_list_charges(patient=patient, visit_id=reg.registration_id)
     assert sum(c.amount for c in charges) == Decimal("12.00") + Decimal("25.00") + Decimal("18.60")
     hooks.hcm_his_charges_paid(

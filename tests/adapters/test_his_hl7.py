@@ -165,7 +165,8 @@ def _journey(mw: Middleware) -> None:
         )
         reg = hooks.hcm_his_register_visit(patient=patient, request=request)
     hooks.hcm_his_queue_position(registration=reg)
-    hooks.hcm_his_list_orders(patient=patient, visit_id=reg.registration_id)
+    visit_orders = hooks.hcm_his_list_orders(patient=patient, visit_id=reg.registration_id)
+    assert {o.ordered_by for o in visit_orders} == {"D01"}, "the visit's doctor ordered them"
     charges = hooks.hcm_his_list_charges(patient=patient, visit_id=reg.registration_id)
     hooks.hcm_his_charges_paid(
         patient=patient, charge_ids=[c.charge_id for c in charges], transaction_id="T-1"

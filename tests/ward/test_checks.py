@@ -172,8 +172,10 @@ def test_a_skin_test_needs_a_second_nurse(stay: Stay) -> None:
         dose="0.1 ml",
         concentration="500 IU/ml",
         route="ID",
+        ordered_by="D07",
     )
     order = next(o for o in stay.mw.ward.orders(stay.band) if o.order_id == order_id)
+    assert (order.kind, order.ordered_by) == ("skin_test", "D07")
     scan = scan_for(stay, order, route="皮内")
     with pytest.raises(VerificationFailedError) as caught:
         stay.mw.ward.begin(scan)

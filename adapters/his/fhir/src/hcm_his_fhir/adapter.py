@@ -78,6 +78,14 @@ ORDER_STATUS = {
     "entered-in-error": "cancelled",
 }
 ORDER_KINDS = {"drug", "lab", "exam", "treatment", "nursing", "skin_test", "specimen"}
+
+
+def _requester(request: dict[str, Any]) -> str | None:
+    """The ordering doctor's identifier of a ServiceRequest or MedicationRequest."""
+    value = ((request.get("requester") or {}).get("identifier") or {}).get("value")
+    return str(value) if value else None
+
+
 #: a dose as the ward records it: an amount, then its unit ("250 ml")
 _AMOUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(\S.*?)\s*$")
 REPORT_STATUS = {
@@ -471,6 +479,7 @@ class FhirHis:
                     name=code.get("display") or (sr.get("code") or {}).get("text", ""),
                     scheduled_at=self._local(sr.get("occurrenceDateTime")),
                     status=ORDER_STATUS.get(sr.get("status", ""), "ordered"),
+                    ordered_by=_requester(sr),
                 )
             )
         for mr in self._search("MedicationRequest", **where):
@@ -491,6 +500,7 @@ class FhirHis:
                     frequency=((dosage.get("timing") or {}).get("code") or {}).get("text"),
                     scheduled_at=self._local(mr.get("authoredOn")),
                     status=ORDER_STATUS.get(mr.get("status", ""), "ordered"),
+                    ordered_by=_requester(mr),
                 )
             )
         return orders

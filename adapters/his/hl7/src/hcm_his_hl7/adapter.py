@@ -333,6 +333,7 @@ class Hl7His:
                     "visit_id": visit_id,
                     "status": ORDER_STATUS.get(answer.field(fields, 5), "ordered"),
                     "scheduled_at": parse_ts(answer.field(fields, 9)),
+                    "ordered_by": answer.field(fields, 12) or None,
                 }
             elif name == "OBR" and current is not None:
                 kind = answer.field(fields, 24).lower()

@@ -127,6 +127,15 @@ def _validate(resource: dict[str, Any]) -> None:
         ) from None
 
 
+def _requester(o: Row) -> dict[str, Any]:
+    """The ordering doctor of an order, by identifier."""
+    if not o.get("ordered_by"):
+        return {}
+    return {
+        "requester": {"identifier": {"system": SYSTEMS["practitioner"], "value": o["ordered_by"]}}
+    }
+
+
 def bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
     """A searchset Bundle."""
     return {
@@ -391,6 +400,7 @@ class FhirRoutes:
             "subject": {"reference": f"Patient/{o['patient_id']}"},
             "encounter": {"reference": f"Encounter/{o['visit_id']}"},
             **({"occurrenceDateTime": when(o["scheduled_at"])} if o["scheduled_at"] else {}),
+            **_requester(o),
         }
 
     @staticmethod
@@ -417,6 +427,7 @@ class FhirRoutes:
             "encounter": {"reference": f"Encounter/{o['visit_id']}"},
             **({"authoredOn": when(o["scheduled_at"])} if o["scheduled_at"] else {}),
             **({"dosageInstruction": [dosage]} if dosage else {}),
+            **_requester(o),
         }
 
     @staticmethod

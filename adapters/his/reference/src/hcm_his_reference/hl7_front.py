@@ -530,6 +530,7 @@ class Hl7Front:
                         2: escape(o["order_id"]),
                         5: ORDER_STATUS[o["status"]],
                         9: ts(o["scheduled_at"]),
+                        12: escape(o["ordered_by"] or ""),
                     },
                 )
             )
