@@ -33,6 +33,10 @@ def live_key(order: Order) -> str:
     return f"{order.order_id}@{when}"[:128]
 
 
+def _cut(text: str | None, size: int) -> str | None:
+    return text[:size] if text else None
+
+
 def _aware(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.replace(tzinfo=UTC)
 
@@ -135,9 +139,9 @@ class ExecutionStore:
                         second_nurse_id=second_nurse[:40] if second_nurse else None,
                         order_type=order_type,
                         patient_id=patient_id,
-                        drug_code=(given.drug_code or "")[:40] or None if given else None,
-                        dose=(given.dose or "")[:40] or None if given else None,
-                        route=(given.route or "")[:20] or None if given else None,
+                        drug_code=_cut(given.drug_code if given else None, 40),
+                        dose=_cut(given.dose if given else None, 40),
+                        route=_cut(given.route if given else None, 20),
                         state=next_state,
                         checks=json.dumps(checks, sort_keys=True),
                         started_at=naive,
