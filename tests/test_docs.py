@@ -16,7 +16,8 @@ What each kind of block gets:
   adapter, installed in the test environment). Secrets the block names get a value:
   ``{env = …}`` a variable, ``{file = …}`` a file in the temporary directory. Blocks
   that are not configurations are listed in ``OTHER_TOML`` with what checks them.
-- ``json``: parsed; an issuer key set is loaded with ``load_keyset``.
+- ``json``: parsed; an issuer key set is loaded with ``load_keyset``; a ward device
+  message (``"v": 1``, ``docs/ward.md``) is read by the ward-mqtt plugin's protocol.
 - ``sh`` / ``console``: every ``hcm …`` command line must exist: its subcommand path
   answers ``--help`` through click, and every ``--option`` it shows is an option of
   that command. Other lines (pip, apt, tox, pcscd, python) are not run.
@@ -283,11 +284,31 @@ def test_json_blocks_are_valid(block: Block, tmp_path: Path) -> None:
     from hcmiddleware.sam.keyset import load_keyset
 
     data = json.loads(block.text)
-    assert {"city_code", "keys"} <= set(data), "only key sets are shown as JSON"
+    if data.get("v") == 1:
+        _ward_message(block, data)
+        return
+    assert {"city_code", "keys"} <= set(data), "only key sets and ward messages are JSON"
     path = tmp_path / "keys.json"
     path.write_text(block.text, encoding="utf-8")
     path.chmod(0o600)
     assert load_keyset(path).city_code == data["city_code"]
+
+
+def _ward_message(block: Block, data: dict[str, Any]) -> None:
+    """A band event, a handheld request or a reply, as the plugin reads or writes it."""
+    from hcm_ward_mqtt.protocol import decode, event_from, scan_from
+
+    decoded = decode(block.where, block.text.encode("utf-8"))
+    if "kind" in data:
+        event_from(block.where, decoded, "WB-0001")
+    elif "op" in data:
+        if "scan" in data:
+            scan_from(block.where, decoded)
+    else:
+        assert isinstance(data.get("ok"), bool), f"{block.where}: a reply says ok or not"
+        assert (
+            ("result" in data) if data["ok"] else {"error", "message", "hint"} <= set(data["error"])
+        )
 
 
 # --- sh / console -----------------------------------------------------------------------

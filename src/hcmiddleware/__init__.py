@@ -12,7 +12,8 @@ between releases. A HIS vendor needs nothing else::
 
 The typed services hang off the :class:`Middleware`: ``terminal`` (card and SAM),
 ``residents`` (the resident index), ``faces``, ``his`` (the hospital's system through
-its adapters), ``ehc`` (electronic health card codes) and ``journal`` (money).
+its adapters), ``ehc`` (electronic health card codes), ``journal`` (money) and
+``ward`` (wristbands, bedside checks, alarms).
 ``Middleware.hooks`` is for plugins and tests.
 Adapters import from here too, and from :mod:`hcmiddleware.models` and
 :mod:`hcmiddleware.errors`, which this module re-exports.
@@ -29,6 +30,7 @@ from hcmiddleware.cards import Cards
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
 from hcmiddleware.ehc.service import CardFactor, Ehc, FaceFactor, IdDigitsFactor
 from hcmiddleware.errors import (
+    AlreadyExecutedError,
     CardAbsentError,
     CardError,
     CardPartNotReadError,
@@ -60,6 +62,9 @@ from hcmiddleware.errors import (
     ResidentNotFoundError,
     SamError,
     UnusablePhotoError,
+    VerificationFailedError,
+    WardError,
+    WristbandError,
 )
 from hcmiddleware.faces import Faces
 from hcmiddleware.flows.inpatient import InpatientFlow
@@ -70,6 +75,10 @@ from hcmiddleware.hookspecs import hookimpl, hookspec
 from hcmiddleware.models import (
     Admission,
     AdmissionRequest,
+    Alarm,
+    BandEvent,
+    BedsideExecution,
+    BedsideScan,
     Bill,
     CardState,
     Charge,
@@ -87,11 +96,14 @@ from hcmiddleware.models import (
     Report,
     Resident,
     Sex,
+    Verdict,
     VisitSummary,
+    WristbandBinding,
 )
 from hcmiddleware.residents import Residents
 from hcmiddleware.runtime import Middleware, PluginInfo
 from hcmiddleware.terminal import Terminal
+from hcmiddleware.ward.service import Ward
 
 __version__ = "0.1.0"
 
@@ -101,6 +113,11 @@ logging.getLogger("hcmiddleware").addHandler(logging.NullHandler())
 __all__ = [
     "Admission",
     "AdmissionRequest",
+    "Alarm",
+    "AlreadyExecutedError",
+    "BandEvent",
+    "BedsideExecution",
+    "BedsideScan",
     "Bill",
     "CardAbsentError",
     "CardError",
@@ -170,7 +187,13 @@ __all__ = [
     "Sex",
     "Terminal",
     "UnusablePhotoError",
+    "Verdict",
+    "VerificationFailedError",
     "VisitSummary",
+    "Ward",
+    "WardError",
+    "WristbandBinding",
+    "WristbandError",
     "__version__",
     "errors",
     "hookimpl",

@@ -34,6 +34,9 @@ EXTRAS: dict[str, str] = {
     "tongsuopy": "ehc",
     "segno": "ehc",
     "zxingcpp": "ehc",
+    "pint": "ward",
+    "barcode": "ward",
+    "paho": "ward",
 }
 
 #: what an extra needs beyond ``pip install 'hcmiddleware[extra]'``

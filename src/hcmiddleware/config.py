@@ -60,6 +60,7 @@ from pydantic_core import PydanticCustomError
 
 from hcmiddleware.errors import ConfigError, SecretError
 from hcmiddleware.face.settings import FaceSettings
+from hcmiddleware.ward.settings import WardSettings
 
 __all__ = [
     "CardsSection",
@@ -386,6 +387,7 @@ class Config(SettingsModel):
     empi: EmpiSection = Field(default_factory=EmpiSection)
     face: FaceSettings = Field(default_factory=FaceSettings)
     ehc: EhcSection = Field(default_factory=EhcSection)
+    ward: WardSettings = Field(default_factory=WardSettings)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     source: Path | None = Field(None, exclude=True)

@@ -103,6 +103,18 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   │   └── EhcUnknownCardError   nobody in the index holds the e-card ID
     │   ├── EhcRevocationListError    a revocation update was refused; the old list stays
     │   └── EhcPlatformError          the e-card platform refused or failed: .code
+    │   ├── WristbandError            a band that cannot be used: .wristband_id
+    │   │   ├── UnknownWristbandError     never bound here
+    │   │   ├── WristbandDeadError        replaced (lost, broken): .replaced_by
+    │   │   ├── WristbandReleasedError    the patient was discharged
+    │   │   └── WristbandInUseError       bound to another stay, or the stay has one
+    │   ├── VerificationFailedError   a bedside check failed: .failed, .reasons, .check
+    │   ├── AlreadyExecutedError      the order was executed already: .execution_id
+    │   ├── ExecutionStateError       a check asked out of order: .state
+    │   ├── OrderNotExecutableError   the HIS shows it cancelled or done: .status
+    │   ├── UnknownAlarmError         no alarm with that ID
+    │   ├── DeviceMessageError        a device message that cannot be read: .source
+    │   └── LabelError                a band label cannot be made
     └── FlowError                     a patient journey cannot go on: .step, .plugin
         ├── FlowInputError            a step was given something unusable (slot over an
         │                             hour, no identifier, no unpaid charge named)
@@ -122,6 +134,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AlreadyExecutedError",
     "AmountError",
     "CardAbsentError",
     "CardAuthError",
@@ -145,6 +158,7 @@ __all__ = [
     "CardStatusError",
     "ConfigError",
     "DecryptionError",
+    "DeviceMessageError",
     "DischargeRefusedError",
     "EhcError",
     "EhcExpiredError",
@@ -158,6 +172,7 @@ __all__ = [
     "EhcSignatureError",
     "EhcUnknownCardError",
     "EhcUnknownIssuerError",
+    "ExecutionStateError",
     "FaceBackendError",
     "FaceError",
     "FaceMismatchError",
@@ -184,6 +199,7 @@ __all__ = [
     "ImportFileError",
     "KeySetError",
     "KeyUnavailableError",
+    "LabelError",
     "MalformedResponseError",
     "MergeError",
     "MissingExtraError",
@@ -193,6 +209,7 @@ __all__ = [
     "NoFaceError",
     "NoHandlerError",
     "NotIdentifiedError",
+    "OrderNotExecutableError",
     "OutcomeUnknownError",
     "PaymentDeclinedError",
     "PaymentNotRecordedError",
@@ -219,11 +236,18 @@ __all__ = [
     "SecretError",
     "SecureMessagingError",
     "StorageError",
+    "UnknownAlarmError",
     "UnknownKeyError",
     "UnknownTransactionError",
+    "UnknownWristbandError",
     "UnreadableImageError",
     "UnusablePhotoError",
+    "VerificationFailedError",
     "WardError",
+    "WristbandDeadError",
+    "WristbandError",
+    "WristbandInUseError",
+    "WristbandReleasedError",
 ]
 
 
@@ -1290,6 +1314,151 @@ class EhcPlatformError(EhcError):
     def __init__(self, message: str, *, code: str = "", hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.code = code
+
+
+class WristbandError(WardError):
+    """A wristband that cannot be used as scanned: ``wristband_id`` names it."""
+
+    def __init__(self, message: str, *, wristband_id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.wristband_id = wristband_id
+
+
+class UnknownWristbandError(WristbandError):
+    """No stay has ever been bound to this band here."""
+
+    default_hint = "scan the band again; if it is new, bind it at admission (hcm ward bind)"
+
+
+class WristbandDeadError(WristbandError):
+    """The band was replaced (lost, broken): it never identifies anyone again.
+
+    ``replaced_by`` is the band that replaced it, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        wristband_id: str,
+        replaced_by: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            wristband_id=wristband_id,
+            hint=hint
+            or "take the old band off; scan the patient's current band"
+            + (f" ({replaced_by})" if replaced_by else ""),
+        )
+        self.replaced_by = replaced_by
+
+
+class WristbandReleasedError(WristbandError):
+    """The band's patient was discharged: the band no longer identifies anyone."""
+
+    default_hint = "take the band off; a patient admitted again gets a new binding"
+
+
+class WristbandInUseError(WristbandError):
+    """The band is bound to another stay, or the stay already has an active band."""
+
+    default_hint = "use another band, or replace the stay's band with 'rebind' (the old one dies)"
+
+
+class VerificationFailedError(WardError):
+    """A bedside check failed: nothing was executed.
+
+    ``failed`` names the verifications that failed (``bed``, ``name``, ``drug``,
+    ``dose``, ``concentration``, ``time``, ``route``, or ``second_nurse``); ``reasons``
+    says why for each; ``check`` is the check (before, during, after) it failed in.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        order_id: str,
+        failed: tuple[str, ...],
+        reasons: dict[str, str],
+        check: str = "before",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            hint=hint or "do not carry the order out; correct what failed and scan again",
+        )
+        self.order_id = order_id
+        self.failed = failed
+        self.reasons = reasons
+        self.check = check
+
+
+class AlreadyExecutedError(WardError):
+    """The order (this occurrence of it) was executed, or is being executed, already."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        order_id: str,
+        execution_id: str,
+        state: str,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            hint=hint or "do not give it again; check the execution record on the handheld",
+        )
+        self.order_id = order_id
+        self.execution_id = execution_id
+        self.state = state
+
+
+class ExecutionStateError(WardError):
+    """A check was asked out of order (after before during, or on a closed execution)."""
+
+    def __init__(
+        self, message: str, *, execution_id: str, state: str, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint or f"the next check due is {state!r}")
+        self.execution_id = execution_id
+        self.state = state
+
+
+class OrderNotExecutableError(WardError):
+    """The HIS shows the order cancelled or finished: it is not carried out."""
+
+    def __init__(self, message: str, *, order_id: str, status: str) -> None:
+        super().__init__(message, hint="refresh the orders on the handheld; ask the doctor")
+        self.order_id = order_id
+        self.status = status
+
+
+class UnknownAlarmError(WardError):
+    """No alarm with that ID."""
+
+    default_hint = "list the open alarms (hcm ward alarms) and use an ID from there"
+
+
+class DeviceMessageError(WardError):
+    """A device message that cannot be read; it was kept, not acted on.
+
+    ``source`` is where it came from (a topic, a gateway); ``reason`` what is wrong.
+    """
+
+    def __init__(self, message: str, *, source: str, reason: str) -> None:
+        super().__init__(
+            message,
+            hint="the device or its gateway sends a format this installation does not read; "
+            "see 'hcm ward rejects' and docs/ward.md",
+        )
+        self.source = source
+        self.reason = reason
+
+
+class LabelError(WardError):
+    """A band label cannot be made (no font with Chinese glyphs, text too long)."""
 
 
 # --- patient journeys (flows) ----------------------------------------------------------

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from hcmiddleware.models import (
         Admission,
         AdmissionRequest,
+        Alarm,
         AuditEvent,
         BankBinding,
         Bill,
@@ -1737,10 +1738,10 @@ def hcm_insurance_reconcile(date_from: date, date_to: date) -> Statement | None:
 
 @hookspec
 def hcm_ward_wristband_bound(binding: WristbandBinding) -> None:
-    """A wristband was bound to a health card at admission.
+    """A wristband was bound to a health card at admission, or replaced a lost one.
 
-    Called by the inpatient flow. Notification: device plugins program or register the
-    band.
+    Called by ``Middleware.ward.bind`` and ``Middleware.ward.rebind``. Notification:
+    device plugins program or register the band.
 
     :param binding: the binding.
     :return: nothing.
@@ -1763,8 +1764,9 @@ def hcm_ward_wristband_bound(binding: WristbandBinding) -> None:
 def hcm_ward_order_executed(execution: OrderExecution) -> None:
     """An order was executed at the bedside after the checks passed.
 
-    Called by the ward flow, after ``hcm_his_order_executed``. Notification for device
-    plugins (e.g. the handheld's confirmation).
+    Called by ``Middleware.ward`` when the last of the order's checks passed, after
+    ``hcm_his_order_executed`` was asked (whether or not the HIS recorded it).
+    Notification for device plugins (e.g. the handheld's confirmation).
 
     :param execution: what was done.
     :return: nothing.
@@ -1786,8 +1788,10 @@ def hcm_ward_order_executed(execution: OrderExecution) -> None:
 def hcm_ward_emergency_call(call: EmergencyCall) -> None:
     """An emergency call was raised from a wristband or a call button.
 
-    Called by device plugins through ``Middleware.raise_emergency()``. Notification:
-    nurse-station plugins show and sound the alarm.
+    Called by ``Middleware.ward.receive`` once per new emergency alarm, after it is
+    stored (further calls from the same band fold into the open alarm and are not
+    announced again). Notification: nurse-station plugins show and sound the alarm;
+    ``hcm_ward_alarm`` carries the alarm's later changes.
 
     :param call: who, where, when.
     :return: nothing.
@@ -1810,7 +1814,8 @@ def hcm_ward_emergency_call(call: EmergencyCall) -> None:
 def hcm_ward_location(report: LocationReport) -> None:
     """An active wristband reported where it is.
 
-    Called by device plugins through the runtime. Notification.
+    Called by ``Middleware.ward.receive`` when a band reports a location other than
+    its last known one, after it is stored. Notification.
 
     :param report: the wristband and its location.
     :return: nothing.
@@ -1828,6 +1833,38 @@ def hcm_ward_location(report: LocationReport) -> None:
             @hookimpl
             def hcm_ward_location(self, report: LocationReport) -> None:
                 self.last_seen[report.wristband_id] = report.location
+    """
+
+
+@hookspec
+def hcm_ward_alarm(alarm: Alarm, change: str) -> None:
+    """An alarm at the nurse station was raised, escalated or acknowledged.
+
+    Called by ``Middleware.ward``: ``raised`` when a band event opens an alarm (after it
+    is stored, before the device is acknowledged), ``escalated`` when nobody
+    acknowledged it within ``[ward.alarms] escalate_after`` (and again every
+    ``repeat_every``, up to ``max_level``), ``acknowledged`` when a nurse took it.
+    Notification: the nurse station routes it (screen, sound, the charge nurse's
+    phone on escalation); a device plugin tells the band its call was answered.
+
+    :param alarm: the alarm as it is now (``level`` counts escalations).
+    :param change: ``raised``, ``escalated`` or ``acknowledged``.
+    :return: nothing.
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import Alarm
+
+
+        class NurseStation:
+            def __init__(self) -> None:
+                self.board: dict[str, str] = {}
+
+            @hookimpl
+            def hcm_ward_alarm(self, alarm: Alarm, change: str) -> None:
+                where = alarm.bed or alarm.location or "location unknown"
+                self.board[alarm.alarm_id] = f"{alarm.kind} at {where}: {change}"
     """
 
 

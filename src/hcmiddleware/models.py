@@ -29,13 +29,19 @@ from pydantic import (
 from hcmiddleware.errors import AmountError
 
 __all__ = [
+    "CHECKS",
     "MAX_SLOT",
     "REFUSED_STATES",
+    "VERIFICATIONS",
     "Admission",
     "AdmissionRequest",
+    "Alarm",
     "Amount",
     "AuditEvent",
+    "BandEvent",
     "BankBinding",
+    "BedsideExecution",
+    "BedsideScan",
     "Bill",
     "BlacklistEntry",
     "BlacklistUpdate",
@@ -74,13 +80,20 @@ __all__ = [
     "Sex",
     "Statement",
     "StatementLine",
+    "Verdict",
+    "VerificationResult",
     "VisitSummary",
+    "WardOrderType",
+    "WardSummary",
     "WristbandBinding",
     "parse_amount",
 ]
 
 #: A registration slot lasts at most one hour (预约时段精确到1小时).
 MAX_SLOT = timedelta(hours=1)
+
+#: Order types the ward keeps rules for (``[ward.rules.<type>]``).
+WardOrderType = Literal["skin_test", "specimen", "infusion", "injection", "oral", "other"]
 
 
 class DomainModel(BaseModel):
@@ -478,6 +491,12 @@ class Order(DomainModel):
     frequency: str | None = None
     scheduled_at: datetime | None = None
     status: Literal["ordered", "in_progress", "done", "cancelled"] = "ordered"
+    ordered_by: str | None = Field(None, description="the ordering doctor's code")
+    order_type: WardOrderType | None = Field(
+        None, description="the ward's order type; derived from kind and route when None"
+    )
+    window_start: datetime | None = Field(None, description="earliest time to carry it out")
+    window_end: datetime | None = Field(None, description="latest time to carry it out")
 
 
 class Charge(DomainModel):
@@ -678,19 +697,57 @@ class Statement(DomainModel):
 
 # --- ward -------------------------------------------------------------------------
 
+#: The seven verifications (七对) of a bedside order, in the order they are shown.
+VERIFICATIONS: tuple[str, ...] = (
+    "bed",
+    "name",
+    "drug",
+    "dose",
+    "concentration",
+    "time",
+    "route",
+)
+
+#: The three checks (三查): before, during and after carrying the order out.
+CHECKS: tuple[str, ...] = ("before", "during", "after")
+
 
 class WristbandBinding(DomainModel):
-    """A wristband bound to the health card at admission (R-WARD-1)."""
+    """A wristband bound to the health card at admission (R-WARD-1).
+
+    ``status`` is ``active`` while the band identifies the patient, ``dead`` once it
+    was replaced (lost, broken: never valid again) and ``released`` after discharge.
+    The fields after ``bound_at`` were added with the ward service; they have defaults
+    so that a binding built by older code stays valid.
+    """
 
     wristband_id: str
     card_number: str = Field(repr=False)
     resident_id: str
     admission_id: str
     bound_at: datetime
+    kind: Literal["passive", "active"] = Field(
+        "passive", description="passive: barcode/QR/RFID label; active: call button, location"
+    )
+    patient_id: str | None = None
+    ward: str | None = None
+    bed: str | None = None
+    admitted_at: datetime | None = None
+    status: Literal["active", "dead", "released"] = "active"
+    ended_at: datetime | None = None
+    ended_reason: str | None = None
+    replaced_by: str | None = None
 
 
 class OrderExecution(DomainModel):
-    """An order carried out at the bedside after the checks (R-WARD-2)."""
+    """An order carried out at the bedside after the checks (R-WARD-2).
+
+    ``checks`` holds each verification (``bed``, ``name``, ``drug``, ``dose``,
+    ``concentration``, ``time``, ``route``) of the check before execution, and each of
+    the three checks (``check.before``, ``check.during``, ``check.after``) that the
+    order's rule asks for, with whether it passed. ``second_nurse`` signed the double
+    check where the rule asks for one.
+    """
 
     order_id: str
     admission_id: str
@@ -698,18 +755,32 @@ class OrderExecution(DomainModel):
     executed_by: str
     executed_at: datetime
     checks: dict[str, bool] = Field(
-        description="each verification (patient, bed, name, drug, dose, concentration,"
-        " time, route) and whether it passed"
+        description="each verification (bed, name, drug, dose, concentration, time, route)"
+        " and each check (check.before, check.during, check.after) and whether it passed"
     )
+    second_nurse: str | None = None
+    order_type: str | None = None
+    started_at: datetime | None = None
+    patient_id: str | None = Field(None, description="the HIS's patient ID of the stay")
+    drug_code: str | None = Field(None, description="the drug given, as its label was scanned")
+    dose: str | None = Field(None, description="the dose given, with its unit (e.g. 250 ml)")
+    route: str | None = Field(None, description="the route it was given by")
 
 
 class EmergencyCall(DomainModel):
-    """An emergency call raised from an active wristband (R-WARD-3)."""
+    """An emergency call raised from an active wristband (R-WARD-3).
+
+    ``alarm_id`` names the alarm the call opened at the nurse station (``None`` for a
+    call built by older code); ``ward`` and ``bed`` are the band's stay, if it has one.
+    """
 
     wristband_id: str
     admission_id: str | None = None
     raised_at: datetime
     location: str | None = None
+    alarm_id: str | None = None
+    ward: str | None = None
+    bed: str | None = None
 
 
 class LocationReport(DomainModel):
@@ -718,6 +789,149 @@ class LocationReport(DomainModel):
     wristband_id: str
     seen_at: datetime
     location: str
+
+
+class BandEvent(DomainModel):
+    """What a ward device reports, as a device plugin hands it to ``Middleware.ward``.
+
+    ``event_id`` is the device's own ID for the event: the same event delivered twice
+    (a broker redelivers after a reconnect) is taken once. ``kind``: ``emergency`` (the
+    call button), ``location`` (a position fix), ``battery`` (low battery), ``removed``
+    (the band was cut or taken off).
+    """
+
+    event_id: str = Field(min_length=1, max_length=64)
+    wristband_id: str = Field(min_length=1, max_length=40)
+    kind: Literal["emergency", "location", "battery", "removed"]
+    at: datetime
+    location: str | None = Field(None, max_length=80)
+    battery: int | None = Field(None, ge=0, le=100)
+    source: str | None = Field(None, max_length=80, description="the gateway or plugin")
+
+
+class Alarm(DomainModel):
+    """An alarm at the nurse station: opened by a band event, folded, escalated, acked.
+
+    One alarm per band and kind is open at a time: further events of that band fold
+    into it (``count``) instead of raising another. ``level`` counts escalations.
+    """
+
+    alarm_id: str
+    wristband_id: str
+    kind: Literal["emergency", "battery", "removed"]
+    state: Literal["open", "escalated", "acknowledged"]
+    raised_at: datetime
+    last_at: datetime
+    received_at: datetime
+    count: int = Field(1, ge=1)
+    level: int = Field(0, ge=0)
+    location: str | None = None
+    admission_id: str | None = None
+    ward: str | None = None
+    bed: str | None = None
+    bound: bool = Field(True, description="False: no active binding for the band")
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+
+
+class BedsideScan(DomainModel):
+    """What the nurse's handheld presents for one order at the bedside.
+
+    The wristband and the nurse's badge identify patient and nurse; ``bed`` is the
+    bed-head tag scanned; ``drug_code``, ``dose``, ``concentration`` and ``route`` are
+    read from the label of what is about to be given (with units: ``0.5 g``, ``5 mg/ml``,
+    ``0.9%``); ``patient_name`` is the name the patient gave, if asked.
+    """
+
+    wristband_id: str = Field(min_length=1, max_length=40)
+    nurse_id: str = Field(min_length=1, max_length=40)
+    order_id: str = Field(min_length=1, max_length=64)
+    scanned_at: datetime | None = None
+    bed: str | None = None
+    patient_name: str | None = Field(None, repr=False)
+    drug_code: str | None = None
+    dose: str | None = None
+    concentration: str | None = None
+    route: str | None = None
+    second_nurse_id: str | None = None
+
+
+class VerificationResult(DomainModel):
+    """One of the seven verifications: passed, failed, or not applicable to the order."""
+
+    name: str
+    outcome: Literal["passed", "failed", "not_applicable"]
+    expected: str | None = Field(None, repr=False)
+    presented: str | None = Field(None, repr=False)
+    reason: str = ""
+
+
+class Verdict(DomainModel):
+    """The seven verifications of one scan against one order, and what they mean."""
+
+    order_id: str
+    wristband_id: str
+    order_type: str
+    results: tuple[VerificationResult, ...]
+    checked_at: datetime
+
+    @property
+    def ok(self) -> bool:
+        """Every verification passed or does not apply."""
+        return all(r.outcome != "failed" for r in self.results)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """The names of the verifications that failed, in the order they are shown."""
+        return tuple(r.name for r in self.results if r.outcome == "failed")
+
+    def result(self, name: str) -> VerificationResult:
+        """The result of verification ``name``."""
+        for item in self.results:
+            if item.name == name:
+                return item
+        raise KeyError(name)
+
+
+class BedsideExecution(DomainModel):
+    """An execution going through the three checks at the bedside.
+
+    ``state`` is the next check due (``before``, ``during``, ``after``), ``done`` once
+    the last check passed, or ``abandoned``. ``his_state`` says whether the HIS has
+    recorded a done execution (``pending``, ``recorded``, ``failed``: retried by
+    ``Middleware.ward.resend()``).
+    """
+
+    execution_id: str
+    order_id: str
+    admission_id: str
+    wristband_id: str
+    nurse_id: str
+    second_nurse: str | None = None
+    order_type: str
+    state: Literal["before", "during", "after", "done", "abandoned"]
+    checks: dict[str, bool]
+    started_at: datetime
+    executed_at: datetime | None = None
+    his_state: Literal["pending", "recorded", "failed"] = "pending"
+    his_error: str | None = None
+    patient_id: str | None = None
+    drug_code: str | None = None
+    dose: str | None = None
+    route: str | None = None
+
+
+class WardSummary(DomainModel):
+    """What a patient sees at the kiosk with the band or the card (R-WARD-4)."""
+
+    wristband_id: str
+    admission_id: str
+    ward: str | None = None
+    bed: str | None = None
+    drugs: tuple[Order, ...] = ()
+    executions: tuple[BedsideExecution, ...] = ()
+    charges: tuple[Charge, ...] = ()
+    bill: Bill | None = None
 
 
 # --- face, audit, health ----------------------------------------------------------

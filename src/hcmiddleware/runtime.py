@@ -52,6 +52,7 @@ from hcmiddleware.registry import (
 )
 from hcmiddleware.residents import Residents
 from hcmiddleware.terminal import Terminal
+from hcmiddleware.ward.service import Ward
 
 if TYPE_CHECKING:
     from hcmiddleware.journal import Journal
@@ -127,6 +128,8 @@ class Middleware:
         self.cards = Cards(self)
         #: the electronic health card (``middleware.ehc.verify(text, care_step=…)``)
         self.ehc = Ehc(self)
+        #: wristbands, bedside checks, alarms (``middleware.ward.begin(scan)``)
+        self.ward = Ward(self)
         self._loaded = False
         self._configuring = False
         self._started = False
@@ -268,6 +271,7 @@ class Middleware:
     def close(self) -> None:
         """Unconfigure every plugin (failures are logged); release the SAM and database."""
         self.terminal.close()
+        self.ward.close()
         if self._started or self._loaded:
             self._teardown_plugins()
             self._started = self._loaded = False

@@ -83,14 +83,29 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
 
 
 @contextmanager
-def begin_write(engine: Engine) -> Iterator[Connection]:
+def begin_write(engine: Engine, *, durable: bool = True) -> Iterator[Connection]:
     """A transaction that will write: like ``engine.begin()``, but on SQLite it takes the
     write lock at its start, so concurrent writers queue instead of failing.
+
+    ``durable=False`` commits without waiting for the disk (SQLite: ``synchronous=NORMAL``
+    for this commit; PostgreSQL: ``synchronous_commit=off``): safe against a crash of the
+    process, not of the machine, and the next durable commit carries it to disk. For
+    writes whose loss in a power cut costs nothing (a band's latest position).
     """
     with engine.connect() as conn:
-        conn = conn.execution_options(hcm_write=True)
-        with conn.begin():
-            yield conn
+        sqlite = conn.dialect.name == "sqlite"
+        raw: Any = conn.connection.driver_connection
+        if sqlite and not durable:
+            raw.execute("PRAGMA synchronous=NORMAL")
+        try:
+            write = conn.execution_options(hcm_write=True)
+            with write.begin():
+                if not durable and conn.dialect.name == "postgresql":
+                    write.exec_driver_sql("SET LOCAL synchronous_commit = off")
+                yield write
+        finally:
+            if sqlite and not durable:
+                raw.execute("PRAGMA synchronous=FULL")
 
 
 def ping(engine: Engine) -> None:

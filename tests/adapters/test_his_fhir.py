@@ -156,6 +156,7 @@ def _journey(mw: Middleware) -> None:
     assert {o.kind for o in orders} == {"lab", "drug"}
     drug = next(o for o in orders if o.kind == "drug")
     assert (drug.dose, drug.route, drug.frequency) == ("0.5 g", "PO", "TID")
+    assert {o.ordered_by for o in orders} == {"D01"}, "the visit's doctor ordered them"
     charges = hooks.hcm_his_list_charges(patient=patient, visit_id=reg.registration_id)
     assert sum(c.amount for c in charges) == Decimal("12.00") + Decimal("25.00") + Decimal("18.60")
     hooks.hcm_his_charges_paid(
@@ -171,14 +172,30 @@ def _journey(mw: Middleware) -> None:
     orders = hooks.hcm_his_list_orders(patient=patient, visit_id=stay.admission_id)
     infusion = next(o for o in orders if o.kind == "drug")
     assert infusion.concentration == "0.9%"
-    hooks.hcm_his_order_executed(
+    nursing = next(o for o in orders if o.kind == "nursing")
+    hooks.hcm_his_order_executed(  # an order done: a Task
+        execution=OrderExecution(
+            order_id=nursing.order_id,
+            admission_id=stay.admission_id,
+            wristband_id="WB-7",
+            executed_by="N01",
+            executed_at=NOW,
+            checks={"name": True, "bed": True},
+        )
+    )
+    hooks.hcm_his_order_executed(  # a drug given: a MedicationAdministration
         execution=OrderExecution(
             order_id=infusion.order_id,
             admission_id=stay.admission_id,
             wristband_id="WB-7",
             executed_by="N01",
+            second_nurse="N02",
             executed_at=NOW,
-            checks={"patient": True, "drug": True},
+            checks={"name": True, "drug": True, "dose": True},
+            patient_id=patient.patient_id,
+            drug_code=infusion.code,
+            dose="250 ml",
+            route="IVGTT",
         )
     )
     bill = hooks.hcm_his_inpatient_bill(admission=stay)
@@ -211,7 +228,14 @@ def test_every_resource_sent_validates_as_fhir_r4(adapter: Any) -> None:
             continue
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
         kinds.add(resource["resourceType"])
-    assert kinds == {"Patient", "Encounter", "Appointment", "Parameters", "Task"}
+    assert kinds == {
+        "Patient",
+        "Encounter",
+        "Appointment",
+        "Parameters",
+        "Task",
+        "MedicationAdministration",
+    }
     searched = {path for method, path, _r in sent if method == "GET"}
     assert searched >= {"ServiceRequest", "MedicationRequest", "ChargeItem", "DiagnosticReport"}
 
@@ -237,9 +261,53 @@ def test_journey_lands_in_the_his(adapter: Any, reference_his: ReferenceHis) -> 
     assert stay is not None
     assert stay["admitted_at"] == NOW.isoformat(), "times keep the hospital's local time"
     assert stay["discharged_at"] is not None
-    assert store._all("SELECT executed_at, executed_by FROM execution") == [
-        {"executed_at": NOW.isoformat(), "executed_by": "N01"}
+    assert store._all("SELECT order_id, executed_at, executed_by FROM execution") == [
+        {
+            "order_id": f"{stay['admission_id']}-O1",
+            "executed_at": NOW.isoformat(),
+            "executed_by": "N01",
+        },
+        {
+            "order_id": f"{stay['admission_id']}-O2",
+            "executed_at": NOW.isoformat(),
+            "executed_by": "N01",
+        },
     ]
+
+
+def test_the_his_refuses_an_administration_of_another_drug(
+    adapter: Any, reference_his: ReferenceHis
+) -> None:
+    mw, _plugin = adapter()
+    hooks = mw.hooks
+    patient = hooks.hcm_his_register_patient(resident=RESIDENT, card=None, hospital_code=HOSPITAL)
+    stay = hooks.hcm_his_admit(
+        patient=patient,
+        request=AdmissionRequest(
+            department_code="NEI", ward="W3", bed="07", admitted_at=NOW, request_id="ADM-9"
+        ),
+    )
+    drip = next(
+        o
+        for o in hooks.hcm_his_list_orders(patient=patient, visit_id=stay.admission_id)
+        if o.kind == "drug"
+    )
+    given = OrderExecution(
+        order_id=drip.order_id,
+        admission_id=stay.admission_id,
+        wristband_id="WB-7",
+        executed_by="N01",
+        executed_at=NOW,
+        checks={"drug": True},
+        patient_id=patient.patient_id,
+        drug_code="GS500",
+        dose="500 ml",
+        route="IVGTT",
+    )
+    with pytest.raises(HisRejectedError) as caught:
+        hooks.hcm_his_order_executed(execution=given)
+    assert caught.value.code == "wrong-drug"
+    assert reference_his.store.executions(drip.order_id) == []
 
 
 def test_times_travel_with_the_hospitals_offset(adapter: Any) -> None:

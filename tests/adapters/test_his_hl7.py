@@ -165,7 +165,8 @@ def _journey(mw: Middleware) -> None:
         )
         reg = hooks.hcm_his_register_visit(patient=patient, request=request)
     hooks.hcm_his_queue_position(registration=reg)
-    hooks.hcm_his_list_orders(patient=patient, visit_id=reg.registration_id)
+    visit_orders = hooks.hcm_his_list_orders(patient=patient, visit_id=reg.registration_id)
+    assert {o.ordered_by for o in visit_orders} == {"D01"}, "the visit's doctor ordered them"
     charges = hooks.hcm_his_list_charges(patient=patient, visit_id=reg.registration_id)
     hooks.hcm_his_charges_paid(
         patient=patient, charge_ids=[c.charge_id for c in charges], transaction_id="T-1"
@@ -178,14 +179,29 @@ def _journey(mw: Middleware) -> None:
         ),
     )
     orders = hooks.hcm_his_list_orders(patient=patient, visit_id=stay.admission_id)
-    hooks.hcm_his_order_executed(
+    hooks.hcm_his_order_executed(  # the nursing order: ORM^O01
         execution=OrderExecution(
-            order_id=orders[-1].order_id,
+            order_id=orders[0].order_id,
             admission_id=stay.admission_id,
             wristband_id="WB-7",
             executed_by="N01",
             executed_at=NOW,
-            checks={"patient": True, "drug": True},
+            checks={"name": True, "bed": True},
+        )
+    )
+    drip = orders[-1]
+    hooks.hcm_his_order_executed(  # the drug given: RAS^O17
+        execution=OrderExecution(
+            order_id=drip.order_id,
+            admission_id=stay.admission_id,
+            wristband_id="WB-7",
+            executed_by="N01",
+            executed_at=NOW,
+            checks={"name": True, "drug": True, "dose": True},
+            patient_id=patient.patient_id,
+            drug_code=drip.code,
+            dose=drip.dose,
+            route=drip.route,
         )
     )
     bill = hooks.hcm_his_inpatient_bill(admission=stay)
@@ -225,6 +241,7 @@ def test_every_message_sent_validates_strictly_as_v25(adapter: Any) -> None:
         "ADT^A03^ADT_A03",
         "DFT^P03^DFT_P03",
         "ORM^O01^ORM_O01",
+        "RAS^O17^RAS_O17",
         "QBP^Q23^QBP_Q21",
         "QBP^Z07^QBP_Q11",
     }
@@ -249,8 +266,42 @@ def test_journey_lands_in_the_his(adapter: Any, reference_his: ReferenceHis) -> 
         {"kind": "registration", "fee": "12.00", "doctor": "D01"},
         {"kind": "appointment", "fee": "12.00", "doctor": "D01"},
     ]
-    executed = store._all("SELECT executed_by FROM execution")
-    assert executed == [{"executed_by": "N01"}]
+    executed = store._all("SELECT order_id, executed_by FROM execution ORDER BY order_id")
+    assert executed == [
+        {"order_id": f"{stay['admission_id']}-O1", "executed_by": "N01"},  # ORM^O01
+        {"order_id": f"{stay['admission_id']}-O2", "executed_by": "N01"},  # RAS^O17
+    ]
+
+
+def test_the_his_refuses_an_administration_of_another_drug(
+    adapter: Any, reference_his: ReferenceHis
+) -> None:
+    mw, _plugin = adapter()
+    hooks = mw.hooks
+    patient = hooks.hcm_his_register_patient(resident=RESIDENT, card=None, hospital_code=HOSPITAL)
+    stay = hooks.hcm_his_admit(
+        patient=patient,
+        request=AdmissionRequest(
+            department_code="NEI", ward="W3", bed="07", admitted_at=NOW, request_id="ADM-9"
+        ),
+    )
+    drip = hooks.hcm_his_list_orders(patient=patient, visit_id=stay.admission_id)[-1]
+    given = OrderExecution(
+        order_id=drip.order_id,
+        admission_id=stay.admission_id,
+        wristband_id="WB-7",
+        executed_by="N01",
+        executed_at=NOW,
+        checks={"drug": True},
+        patient_id=patient.patient_id,
+        drug_code="GS500",
+        dose="500 ml",
+        route="IVGTT",
+    )
+    with pytest.raises(HisRejectedError) as caught:
+        hooks.hcm_his_order_executed(execution=given)
+    assert caught.value.code == "wrong-drug"
+    assert reference_his.store.executions(drip.order_id) == []
 
 
 GOLDEN = Path(__file__).parents[2] / "adapters" / "his" / "hl7" / "golden"
@@ -316,6 +367,25 @@ GOLDEN_MESSAGES: dict[str, Callable[[], str]] = {
         ),
     ),
     "adt_a03": lambda: messages.adt_a03(HEADER, "C0010", NOW, STAY, "H0001", NOW),
+    "ras_o17": lambda: messages.ras_administered(
+        HEADER,
+        "C0011",
+        NOW,
+        OrderExecution(
+            order_id="A00000001-O3",
+            admission_id="A00000001",
+            wristband_id="WB-7",
+            executed_by="N01",
+            second_nurse="N02",
+            started_at=NOW,
+            executed_at=NOW + timedelta(minutes=2),
+            checks={"dose": True},
+            patient_id="H000100000001",
+            drug_code="PNC-ST",
+            dose="0.1 ml",
+            route="ID",
+        ),
+    ),
 }
 
 

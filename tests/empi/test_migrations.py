@@ -12,7 +12,8 @@ import hcmiddleware.cards.tables
 import hcmiddleware.ehc.tables
 import hcmiddleware.empi.schema
 import hcmiddleware.face.store
-import hcmiddleware.journal.tables  # noqa: F401
+import hcmiddleware.journal.tables
+import hcmiddleware.ward.tables  # noqa: F401
 from hcmiddleware import storage
 from hcmiddleware.storage import Base
 
@@ -34,6 +35,10 @@ def test_upgrade_creates_the_tables_and_is_idempotent(engine: Engine) -> None:
         "ehc_used_codes",
         "ehc_revocation_lists",
         "ehc_revoked_cards",
+        "ward_wristbands",
+        "ward_executions",
+        "ward_alarms",
+        "ward_locations",
     } <= names
 
 

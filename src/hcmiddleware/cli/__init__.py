@@ -26,6 +26,7 @@ from hcmiddleware.cli.empi import empi
 from hcmiddleware.cli.face import face
 from hcmiddleware.cli.init import init
 from hcmiddleware.cli.journal import journal_group
+from hcmiddleware.cli.ward import ward
 from hcmiddleware.errors import ConfigError, HcmError, MissingExtraError, PluginLoadError
 
 __all__ = ["main"]
@@ -90,3 +91,4 @@ main.add_command(card_list)
 main.add_command(empi)
 main.add_command(face)
 main.add_command(ehc)
+main.add_command(ward)

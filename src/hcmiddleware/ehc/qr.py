@@ -77,7 +77,9 @@ def decode_image(image: bytes) -> str:
             reason="image",
             hint="take the picture again",
         ) from None
-    found = zxingcpp.read_barcodes(picture, formats=zxingcpp.BarcodeFormat.QRCode)
+    found = zxingcpp.read_barcodes(
+        picture, formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    )
     texts: list[str] = list(dict.fromkeys(str(r.text) for r in found if r.valid))
     if not texts:
         raise EhcFormatError(

@@ -8,7 +8,8 @@ It starts like the outpatient one (``identify`` → ``patient``, from
     stay = flow.deposit(stay, Decimal("2000.00"), pay=journal_payment)   # and top-ups
     bill = flow.bill(stay)
     stay = flow.settle_bill(stay, pay=journal_payment)     # pays what is still owed
-    done = flow.discharge(stay)                            # refused while money is owed
+    done = flow.discharge(stay)                            # refused while money is owed;
+                                                           # the stay's wristband is released
     flow.write_summary(who, summary)                       # inpatient record on the card
 
 Money moves through the same seam as outpatient payments (``pay(amount, charges)``
@@ -19,6 +20,7 @@ discharge's bill for the cashier's refund flow.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from decimal import Decimal
 
@@ -39,6 +41,8 @@ from hcmiddleware.models import (
 )
 
 __all__ = ["InpatientFlow"]
+
+log = logging.getLogger("hcmiddleware.flows.inpatient")
 
 
 class InpatientFlow(Journey):
@@ -181,6 +185,11 @@ class InpatientFlow(Journey):
             self._failed("discharge", None, owed)
             raise owed
         done = self._step("discharge", None, lambda: self.mw.his.discharge(admission, bill))
+        try:
+            # the band identifies nobody once the stay has ended
+            self.mw.ward.release_stay(admission.admission_id, actor=self.actor)
+        except HcmError as exc:
+            log.warning("the stay's wristband was not released: %s", exc.message)
         self._audit(
             "discharge",
             None,

@@ -7,6 +7,7 @@ from alembic import context
 import hcmiddleware.ehc.tables  # the e-card's replay store and revocations
 import hcmiddleware.empi.schema  # noqa: F401  (registers the tables on Base.metadata)
 import hcmiddleware.journal.tables as _journal_tables  # noqa: F401  (the money journal)
+import hcmiddleware.ward.tables as _ward_tables  # noqa: F401  (the ward)
 from hcmiddleware.storage import Base
 
 config = context.config

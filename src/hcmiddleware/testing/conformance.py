@@ -468,6 +468,50 @@ class HisConformance(PluginConformance):
         assert mw.hooks.hcm_his_order_executed(execution=execution) is True
         assert mw.hooks.hcm_his_order_executed(execution=execution) is True
 
+    def _stay_drugs(self, mw: Middleware, hospital_code: str) -> tuple[Admission, list[Order]]:
+        self._needs(mw, "hcm_his_list_orders")
+        _request, admission = self._admit(mw, hospital_code)
+        patient = HospitalPatient(
+            hospital_code=hospital_code, patient_id=admission.patient_id, resident_id="-"
+        )
+        orders = mw.hooks.hcm_his_list_orders(patient=patient, visit_id=admission.admission_id)
+        drugs = [o for o in orders if o.kind in ("drug", "skin_test")]
+        if not drugs:
+            pytest.skip(f"{self.plugin_name}'s test HIS orders no drug at admission")
+        return admission, drugs
+
+    def test_drug_orders_carry_what_the_bedside_checks_need(
+        self, mw: Middleware, hospital_code: str
+    ) -> None:
+        _admission, drugs = self._stay_drugs(mw, hospital_code)
+        for order in drugs:
+            assert order.code, f"order {order.order_id}: the drug's code"
+            assert any(c.isdigit() for c in order.dose or ""), (
+                f"order {order.order_id}: the dose with its unit (e.g. '250 ml')"
+            )
+            assert order.route, f"order {order.order_id}: the route"
+            assert order.scheduled_at or order.window_start, f"order {order.order_id}: when"
+
+    def test_drug_administration_is_idempotent(self, mw: Middleware, hospital_code: str) -> None:
+        self._needs(mw, "hcm_his_order_executed")
+        admission, drugs = self._stay_drugs(mw, hospital_code)
+        order = drugs[0]
+        given = OrderExecution(
+            order_id=order.order_id,
+            admission_id=admission.admission_id,
+            wristband_id="WB1",
+            executed_by="N001",
+            second_nurse="N002",
+            executed_at=datetime.now().replace(microsecond=0),
+            checks=dict.fromkeys(("bed", "name", "drug", "dose", "time", "route"), True),
+            patient_id=admission.patient_id,
+            drug_code=order.code,
+            dose=order.dose,
+            route=order.route,
+        )
+        assert mw.hooks.hcm_his_order_executed(execution=given) is True
+        assert mw.hooks.hcm_his_order_executed(execution=given) is True
+
     # -- a HIS that misbehaves ------------------------------------------------------------
 
     @pytest.fixture

@@ -23,6 +23,7 @@ The HIS's logical IDs are the hospital's IDs: ``Patient.id`` is the patient ID,
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -77,6 +78,16 @@ ORDER_STATUS = {
     "entered-in-error": "cancelled",
 }
 ORDER_KINDS = {"drug", "lab", "exam", "treatment", "nursing", "skin_test", "specimen"}
+
+
+def _requester(request: dict[str, Any]) -> str | None:
+    """The ordering doctor's identifier of a ServiceRequest or MedicationRequest."""
+    value = ((request.get("requester") or {}).get("identifier") or {}).get("value")
+    return str(value) if value else None
+
+
+#: a dose as the ward records it: an amount, then its unit ("250 ml")
+_AMOUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(\S.*?)\s*$")
 REPORT_STATUS = {
     "registered": "pending",
     "partial": "preliminary",
@@ -100,6 +111,8 @@ class FhirSystems(SettingsModel):
     bed: str = "urn:hcm:bed"
     order: str = "urn:hcm:order"
     practitioner: str = "urn:hcm:practitioner"
+    drug: str = "urn:hcm:charge-item"
+    execution: str = "urn:hcm:execution"
     fee: str = "urn:hcm:fhir:registration-fee"
     queue: str = "urn:hcm:fhir:queue-number"
     ahead: str = "urn:hcm:fhir:queue-ahead"
@@ -466,6 +479,7 @@ class FhirHis:
                     name=code.get("display") or (sr.get("code") or {}).get("text", ""),
                     scheduled_at=self._local(sr.get("occurrenceDateTime")),
                     status=ORDER_STATUS.get(sr.get("status", ""), "ordered"),
+                    ordered_by=_requester(sr),
                 )
             )
         for mr in self._search("MedicationRequest", **where):
@@ -486,6 +500,7 @@ class FhirHis:
                     frequency=((dosage.get("timing") or {}).get("code") or {}).get("text"),
                     scheduled_at=self._local(mr.get("authoredOn")),
                     status=ORDER_STATUS.get(mr.get("status", ""), "ordered"),
+                    ordered_by=_requester(mr),
                 )
             )
         return orders
@@ -677,9 +692,24 @@ class FhirHis:
     def hcm_his_order_executed(self, execution: OrderExecution) -> bool | None:
         s = self._sys()
         key = f"{execution.order_id}@{execution.executed_at.isoformat()}"
-        task = {
+        if execution.drug_code and execution.patient_id:
+            # a drug given (its label scanned): a MedicationAdministration
+            kind, resource = "MedicationAdministration", self._administration(execution, key)
+        else:
+            kind, resource = "Task", self._task(execution, key)
+        self._call(
+            "POST",
+            kind,
+            resource=resource,
+            headers={"If-None-Exist": f"identifier={s.execution}|{key}"},
+        )
+        return True
+
+    def _task(self, execution: OrderExecution, key: str) -> dict[str, Any]:
+        s = self._sys()
+        return {
             "resourceType": "Task",
-            "identifier": [{"system": "urn:hcm:execution", "value": key}],
+            "identifier": [{"system": s.execution, "value": key}],
             "status": "completed",
             "intent": "order",
             "focus": {"identifier": {"system": s.order, "value": execution.order_id}},
@@ -690,10 +720,34 @@ class FhirHis:
                 for check, passed in sorted(execution.checks.items())
             ],
         }
-        self._call(
-            "POST",
-            "Task",
-            resource=task,
-            headers={"If-None-Exist": f"identifier=urn:hcm:execution|{key}"},
-        )
-        return True
+
+    def _administration(self, execution: OrderExecution, key: str) -> dict[str, Any]:
+        s = self._sys()
+        nurses = [n for n in (execution.executed_by, execution.second_nurse) if n]
+        dosage: dict[str, Any] = {}
+        if execution.route:
+            dosage["route"] = {"text": execution.route}
+        amount = _AMOUNT.match(execution.dose or "")
+        if amount:
+            dosage["dose"] = {"value": float(amount.group(1)), "unit": amount.group(2)}
+        elif execution.dose:
+            dosage["text"] = execution.dose
+        return {
+            "resourceType": "MedicationAdministration",
+            "identifier": [{"system": s.execution, "value": key}],
+            "status": "completed",
+            "medicationCodeableConcept": {
+                "coding": [{"system": s.drug, "code": execution.drug_code}]
+            },
+            "subject": {"reference": f"Patient/{execution.patient_id}"},
+            "context": {"reference": f"Encounter/{execution.admission_id}"},
+            "effectivePeriod": {
+                "start": self._when(execution.started_at or execution.executed_at),
+                "end": self._when(execution.executed_at),
+            },
+            "performer": [
+                {"actor": {"identifier": {"system": s.practitioner, "value": n}}} for n in nurses
+            ],
+            "request": {"identifier": {"system": s.order, "value": execution.order_id}},
+            **({"dosage": dosage} if dosage else {}),
+        }

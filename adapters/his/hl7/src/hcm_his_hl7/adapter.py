@@ -333,6 +333,7 @@ class Hl7His:
                     "visit_id": visit_id,
                     "status": ORDER_STATUS.get(answer.field(fields, 5), "ordered"),
                     "scheduled_at": parse_ts(answer.field(fields, 9)),
+                    "ordered_by": answer.field(fields, 12) or None,
                 }
             elif name == "OBR" and current is not None:
                 kind = answer.field(fields, 24).lower()
@@ -498,5 +499,10 @@ class Hl7His:
 
     @hookimpl
     def hcm_his_order_executed(self, execution: OrderExecution) -> bool | None:
-        self._send(messages.orm_executed, execution)
+        # a drug given (its label scanned) is a pharmacy administration; anything else
+        # (a specimen, a nursing task) the order's completion
+        if execution.drug_code:
+            self._send(messages.ras_administered, execution)
+        else:
+            self._send(messages.orm_executed, execution)
         return True

@@ -8,6 +8,7 @@ shape) on every message before it leaves, so an invalid message is never sent.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +42,7 @@ __all__ = [
     "orm_executed",
     "qbp",
     "qbp_pix",
+    "ras_administered",
     "siu_s12",
     "validate",
 ]
@@ -377,6 +379,63 @@ def orm_executed(header: Header, control_id: str, now: datetime, execution: Orde
                 10: escape(execution.executed_by),
             },
         ),
+    )
+
+
+_AMOUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(.*?)\s*$")
+
+
+def ras_administered(
+    header: Header, control_id: str, now: datetime, execution: OrderExecution
+) -> str:
+    """RAS^O17: a drug given at the bedside (the pharmacy administration message).
+
+    ORC-1 ``RE``, ORC-2 the order; RXA-3/4 when it was given, RXA-5 the drug's code,
+    RXA-6/7 the amount and unit given, RXA-10 the nurse (and the second nurse who
+    signed the double check, repeated), RXA-20 ``CP`` (complete);
+    RXR-1 the route.
+    """
+    amount, unit = "0", ""
+    found = _AMOUNT.match(execution.dose or "")
+    if found:
+        amount, unit = found.groups()
+    started = execution.started_at or execution.executed_at
+    return _join(
+        header.msh("RAS^O17^RAS_O17", control_id, now),
+        _pid_for_stay(execution),
+        segment(
+            "ORC",
+            {
+                1: "RE",
+                2: escape(execution.order_id),
+                5: "CM",
+                9: ts(execution.executed_at),
+            },
+        ),
+        segment(
+            "RXA",
+            {
+                1: "0",
+                2: "1",
+                3: ts(started),
+                4: ts(execution.executed_at),
+                5: f"{escape(execution.drug_code or '')}^^HCM",
+                6: amount,
+                7: escape(unit),
+                10: "~".join(
+                    escape(n) for n in (execution.executed_by, execution.second_nurse) if n
+                ),
+                20: "CP",
+            },
+        ),
+        segment("RXR", {1: escape(execution.route or "")}),
+    )
+
+
+def _pid_for_stay(execution: OrderExecution) -> str:
+    return segment(
+        "PID",
+        {1: "1", 3: f"{escape(execution.patient_id or execution.admission_id)}^^^^PI", 5: UNNAMED},
     )
 
 

@@ -13,6 +13,8 @@
 ``POST ChargeItem/$pay``                    Parameters: transaction + chargeItem refs
 ``POST Encounter/{id}/$deposit``            Parameters: deposit, transaction, amount, paid
 ``POST Task`` + ``If-None-Exist``           a bedside execution of an order
+``POST MedicationAdministration``           a drug given at the bedside (its code must be the
+                                            order's)
 =========================================  =============================================
 
 Every resource received is validated with fhir.resources (R4B, whose definitions of
@@ -125,6 +127,15 @@ def _validate(resource: dict[str, Any]) -> None:
         ) from None
 
 
+def _requester(o: Row) -> dict[str, Any]:
+    """The ordering doctor of an order, by identifier."""
+    if not o.get("ordered_by"):
+        return {}
+    return {
+        "requester": {"identifier": {"system": SYSTEMS["practitioner"], "value": o["ordered_by"]}}
+    }
+
+
 def bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
     """A searchset Bundle."""
     return {
@@ -187,6 +198,8 @@ class FhirRoutes:
             return self.deposit(parts[1], resource)
         if key == ("POST", "Task"):
             return self.task(resource)
+        if key == ("POST", "MedicationAdministration"):
+            return self.administration(resource)
         raise HisFaultError("not-supported", f"{method} {url.path} is not supported", status=404)
 
     @staticmethod
@@ -201,6 +214,7 @@ class FhirRoutes:
             "ChargeItem",
             "DiagnosticReport",
             "Task",
+            "MedicationAdministration",
         ]
         return {
             "resourceType": "CapabilityStatement",
@@ -386,6 +400,7 @@ class FhirRoutes:
             "subject": {"reference": f"Patient/{o['patient_id']}"},
             "encounter": {"reference": f"Encounter/{o['visit_id']}"},
             **({"occurrenceDateTime": when(o["scheduled_at"])} if o["scheduled_at"] else {}),
+            **_requester(o),
         }
 
     @staticmethod
@@ -412,6 +427,7 @@ class FhirRoutes:
             "encounter": {"reference": f"Encounter/{o['visit_id']}"},
             **({"authoredOn": when(o["scheduled_at"])} if o["scheduled_at"] else {}),
             **({"dosageInstruction": [dosage]} if dosage else {}),
+            **_requester(o),
         }
 
     @staticmethod
@@ -620,6 +636,34 @@ class FhirRoutes:
             paid_at=local(value("paid", "valueDateTime")),
         )
         return 200, self.stay(stay)
+
+    def administration(self, resource: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A completed MedicationAdministration of an order: a drug given at the bedside."""
+        request = resource.get("request", {}).get("identifier", {})
+        if request.get("system") != SYSTEMS["order"] or resource.get("status") != "completed":
+            raise HisFaultError(
+                "not-supported",
+                "a MedicationAdministration must be completed and name its order",
+                status=422,
+            )
+        order = self.store.order(request["value"])
+        codes = resource.get("medicationCodeableConcept", {}).get("coding") or [{}]
+        given = codes[0].get("code")
+        if given != order["code"]:
+            raise HisFaultError(
+                "wrong-drug", f"order {order['order_id']} is for {order['code']}, not {given}"
+            )
+        performers = resource.get("performer") or [{}]
+        nurse = performers[0].get("actor", {}).get("identifier", {}).get("value", "?")
+        period = resource.get("effectivePeriod", {})
+        at = local(period.get("end") or period.get("start"))
+        known = self.store.executions(order["order_id"])
+        self.store.order_executed(order["order_id"], at, nurse)
+        created = at.isoformat() not in {e["executed_at"] for e in known}
+        return (201 if created else 200), {
+            **resource,
+            "id": f"{order['order_id']}-{at:%Y%m%d%H%M%S}",
+        }
 
     def task(self, resource: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """A completed Task whose focus is an order: a bedside execution."""

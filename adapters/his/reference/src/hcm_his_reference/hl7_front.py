@@ -10,6 +10,7 @@ ADT^A04 / SIU^S12  register an outpatient visit / book an appointment (PV1-50 / 
 ADT^A01 / ADT^A03  admit (PV1-50 request ID) / discharge (PV1-19 stay)
 DFT^P03            FT1-7 ``PAY``: charges paid; ``DEP``: a deposit on a stay
 ORM^O01            ORC-1 ``SC`` + ORC-5 ``CM``: an order was executed at the bedside
+RAS^O17            RXA: a drug was given at the bedside (RXA-5 must be the order's drug)
 QBP^Q23            PIX query: the hospital ID of a resident (RSP^K23 with PID)
 QBP^Z01..Z07       registration, queue, orders, charges, reports, stay, bill (RSP^Zxx)
 =================  =====================================================================
@@ -185,6 +186,7 @@ class Hl7Front:
             "ADT^A03": self._a03,
             "DFT^P03": self._p03,
             "ORM^O01": self._o01,
+            "RAS^O17": self._o17,
             "QBP^Q23": self._q23,
             "QBP^Z01": self._z01,
             "QBP^Z02": self._z02,
@@ -528,6 +530,7 @@ class Hl7Front:
                         2: escape(o["order_id"]),
                         5: ORDER_STATUS[o["status"]],
                         9: ts(o["scheduled_at"]),
+                        12: escape(o["ordered_by"] or ""),
                     },
                 )
             )
@@ -707,6 +710,17 @@ class Hl7Front:
         raise HisFaultError(
             "unsupported-message", f"FT1-7 codes {sorted(codes)} are not PAY or DEP"
         )
+
+    def _o17(self, msg: _Message) -> list[str]:
+        order_id = msg.get("ORC", 2)
+        order = self.store.order(order_id)
+        given = msg.get("RXA", 5, 1)
+        if given != order["code"]:
+            raise HisFaultError(
+                "wrong-drug", f"order {order_id} is for {order['code']}, not {given or '?'}"
+            )
+        self.store.order_executed(order_id, parse_ts(msg.get("RXA", 4)), msg.get("RXA", 10) or "?")
+        return self._ok()
 
     def _o01(self, msg: _Message) -> list[str]:
         if msg.get("ORC", 1) != "SC" or msg.get("ORC", 5) != "CM":

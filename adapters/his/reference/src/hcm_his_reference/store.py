@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS orders (
     route TEXT,
     frequency TEXT,
     scheduled_at TEXT,
-    status TEXT NOT NULL
+    status TEXT NOT NULL,
+    ordered_by TEXT
 );
 CREATE TABLE IF NOT EXISTS charge (
     charge_id TEXT PRIMARY KEY,
@@ -344,7 +345,7 @@ class Store:
                     db, patient_id, visit_id, "REG", "挂号费 Registration", fee, Decimal(1)
                 )
             for item in CONSULTATION:
-                self._order(db, patient_id, visit_id, item, slot_start)
+                self._order(db, patient_id, visit_id, item, slot_start, doctor)
             db.execute(
                 "INSERT INTO report VALUES (?, ?, ?, 'lab', ?, NULL, 'pending', NULL)",
                 (f"{visit_id}-R1", patient_id, visit_id, CONSULTATION[0].name),
@@ -366,13 +367,19 @@ class Store:
     # -- orders, charges, reports -----------------------------------------------------------
 
     def _order(
-        self, db: sqlite3.Connection, patient_id: str, visit_id: str, item: _OrderSet, at: datetime
+        self,
+        db: sqlite3.Connection,
+        patient_id: str,
+        visit_id: str,
+        item: _OrderSet,
+        at: datetime,
+        doctor: str | None = None,
     ) -> None:
         n = int(
             db.execute("SELECT count(*) FROM orders WHERE visit_id = ?", (visit_id,)).fetchone()[0]
         )
         db.execute(
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ordered')",
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ordered', ?)",
             (
                 f"{visit_id}-O{n + 1}",
                 patient_id,
@@ -385,6 +392,7 @@ class Store:
                 item.route,
                 item.frequency,
                 at.isoformat(),
+                doctor,
             ),
         )
         self._charge(
@@ -430,6 +438,37 @@ class Store:
         patient_id = self._patient_of(visit_id)
         with self.transaction() as db:
             return self._charge(db, patient_id, visit_id, code, name, unit_price, quantity)
+
+    def add_order(
+        self,
+        visit_id: str,
+        kind: str,
+        code: str,
+        name: str,
+        *,
+        scheduled_at: datetime,
+        dose: str | None = None,
+        concentration: str | None = None,
+        route: str | None = None,
+        frequency: str | None = None,
+        price: str = "10.00",
+        ordered_by: str | None = None,
+    ) -> str:
+        """A doctor's new order on a visit or stay (with its charge); its order ID."""
+        patient_id = self._patient_of(visit_id)
+        item = _OrderSet(kind, code, name, price, dose, concentration, route, frequency)
+        with self.transaction() as db:
+            self._order(db, patient_id, visit_id, item, scheduled_at, ordered_by)
+            row = db.execute(
+                "SELECT order_id FROM orders WHERE visit_id = ? ORDER BY rowid DESC LIMIT 1",
+                (visit_id,),
+            ).fetchone()
+        return str(row[0])
+
+    def cancel_order(self, order_id: str) -> None:
+        """The doctor withdrew the order."""
+        with self.transaction() as db:
+            db.execute("UPDATE orders SET status = 'cancelled' WHERE order_id = ?", (order_id,))
 
     def _patient_of(self, visit_id: str) -> str:
         row = self._one("SELECT patient_id FROM visit WHERE visit_id = ?", visit_id) or self._one(

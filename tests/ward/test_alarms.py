@@ -1,0 +1,119 @@
+"""Alarms and locations from active bands, through the in-process path (no broker)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from hcmiddleware.errors import UnknownAlarmError
+from hcmiddleware.models import BandEvent
+
+from .conftest import Stay
+
+
+def event(band: str, n: int, kind: str = "emergency", **fields: object) -> BandEvent:
+    return BandEvent.model_validate(
+        {
+            "event_id": f"{band}-{n}",
+            "wristband_id": band,
+            "kind": kind,
+            "at": datetime.now(UTC),
+            **fields,
+        }
+    )
+
+
+def test_an_emergency_is_stored_routed_and_acknowledged(stay: Stay) -> None:
+    done = stay.mw.ward.receive([event(stay.band, 1, location="5A-corridor")])
+    (alarm,) = done.raised
+    assert (alarm.state, alarm.bed, alarm.ward, alarm.bound) == ("open", "12", "5A", True)
+    assert alarm.admission_id == stay.admission.admission_id
+    assert stay.station.alarms == [("raised", alarm)]
+    assert stay.station.calls[0].alarm_id == alarm.alarm_id
+    assert stay.station.calls[0].location == "5A-corridor"
+    assert stay.mw.ward.alarms() == [alarm]
+    taken = stay.mw.ward.acknowledge(alarm.alarm_id, "N-007")
+    assert (taken.state, taken.acknowledged_by) == ("acknowledged", "N-007")
+    assert stay.station.alarms[-1][0] == "acknowledged"
+    assert stay.mw.ward.alarms() == []
+    assert stay.mw.ward.acknowledge(alarm.alarm_id, "N-008").acknowledged_by == "N-007"
+    # after acknowledgement a new call is a new alarm
+    again = stay.mw.ward.receive([event(stay.band, 2)])
+    assert again.raised[0].alarm_id != alarm.alarm_id
+
+
+def test_a_storm_from_one_band_is_one_alarm_and_redeliveries_count_once(stay: Stay) -> None:
+    storm = [event(stay.band, n) for n in range(200)]
+    done = stay.mw.ward.receive(storm)
+    assert len(done.raised) == 1
+    assert len(done.folded) == 199
+    redelivered = stay.mw.ward.receive(storm[:50])
+    assert redelivered.duplicates == 50
+    (alarm,) = stay.mw.ward.alarms()
+    assert alarm.count == 200
+    assert [c for c, _a in stay.station.alarms] == ["raised"]
+    assert len(stay.station.calls) == 1
+
+
+def test_alarms_of_different_bands_and_kinds_stay_apart(stay: Stay) -> None:
+    done = stay.mw.ward.receive(
+        [event(stay.band, 1), event(stay.band, 2, kind="battery", battery=5), event("WB-7777", 1)]
+    )
+    assert len(done.raised) == 3
+    stray = next(a for a in done.raised if a.wristband_id == "WB-7777")
+    assert stray.bound is False  # a band nobody wears is still an alarm, never dropped
+    assert stray.admission_id is None
+
+
+def test_an_alarm_nobody_takes_is_escalated_then_repeated(stay: Stay) -> None:
+    (alarm,) = stay.mw.ward.receive([event(stay.band, 1)]).raised
+    now = datetime.now(UTC)
+    assert stay.mw.ward.escalate_due(now) == []
+    first = stay.mw.ward.escalate_due(now + timedelta(seconds=61))
+    assert [(a.alarm_id, a.level, a.state) for a in first] == [(alarm.alarm_id, 1, "escalated")]
+    assert stay.mw.ward.escalate_due(now + timedelta(seconds=62)) == []
+    second = stay.mw.ward.escalate_due(now + timedelta(seconds=122))
+    assert second[0].level == 2
+    assert [c for c, _a in stay.station.alarms] == ["raised", "escalated", "escalated"]
+    stay.mw.ward.acknowledge(alarm.alarm_id, "N-007")
+    assert stay.mw.ward.escalate_due(now + timedelta(hours=1)) == []
+
+
+def test_the_escalation_thread_runs_on_its_own(make_ward_mw: Any) -> None:
+    mw = make_ward_mw(ward={"alarms": {"escalate_after": 0.2, "check_every": 0.05}})
+    (alarm,) = mw.ward.receive([event("WB-0500", 1)]).raised
+    deadline = datetime.now() + timedelta(seconds=5)
+    while datetime.now() < deadline and mw.ward.alarm(alarm.alarm_id).level == 0:
+        time.sleep(0.05)
+    assert mw.ward.alarm(alarm.alarm_id).state == "escalated"
+
+
+def test_the_last_known_location_is_kept_per_band(stay: Stay) -> None:
+    t0 = datetime.now(UTC)
+    stay.mw.ward.receive([event(stay.band, 1, "location", location="5A-12", at=t0)])
+    stay.mw.ward.receive(
+        [event(stay.band, 2, "location", location="5A-12", at=t0 + timedelta(seconds=5))]
+    )
+    stay.mw.ward.receive(
+        [event(stay.band, 3, "location", location="5A-toilet", at=t0 + timedelta(seconds=9))]
+    )
+    late = stay.mw.ward.receive(
+        [event(stay.band, 4, "location", location="5A-12", at=t0 + timedelta(seconds=7))]
+    )
+    assert late.stale == 1
+    where = stay.mw.ward.location(stay.band)
+    assert where is not None
+    assert where.location == "5A-toilet"
+    assert [m.location for m in stay.station.moves] == ["5A-12", "5A-toilet"]
+    assert stay.mw.ward.location("WB-4242") is None
+
+
+def test_unknown_alarms_and_unreadable_messages(stay: Stay) -> None:
+    with pytest.raises(UnknownAlarmError):
+        stay.mw.ward.acknowledge("no-such-alarm", "N-007")
+    kept = stay.mw.ward.reject("hcm/ward/bands/WB-1/event", b"\xff{not json", "not JSON")
+    (listed,) = stay.mw.ward.rejects()
+    assert (listed.id, listed.payload, listed.reason) == (kept.id, b"\xff{not json", "not JSON")
