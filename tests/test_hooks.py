@@ -20,6 +20,7 @@ from hcmiddleware.hookdoc import hook_signature, render_hooks_markdown, to_markd
 from hcmiddleware.models import (
     Admission,
     AdmissionRequest,
+    AuditCheckpoint,
     AuditEvent,
     Bill,
     Charge,
@@ -171,6 +172,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "report": LocationReport(wristband_id="WB1", seen_at=NOW, location="W3-12")
     },
     "hcm_audit_event": {"event": AuditEvent(at=NOW, actor="T1", action="card.read", subject="r-1")},
+    "hcm_audit_checkpoint": {
+        "checkpoint": AuditCheckpoint(
+            seq=1000, hash="00" * 32, algorithm="sha256", at=NOW, terminal="kiosk-03"
+        )
+    },
 }
 
 SETUP = {"hcm_add_config", "hcm_configure", "hcm_unconfigure"}

@@ -19,6 +19,8 @@ PUBLIC = sorted(
     [
         "Admission",
         "AdmissionRequest",
+        "Audit",
+        "AuditError",
         "Bill",
         "CardAbsentError",
         "CardError",

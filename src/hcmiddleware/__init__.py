@@ -12,7 +12,8 @@ between releases. A HIS vendor needs nothing else::
 
 The typed services hang off the :class:`Middleware`: ``terminal`` (card and SAM),
 ``residents`` (the resident index), ``faces``, ``his`` (the hospital's system through
-its adapters) and ``journal`` (money). ``Middleware.hooks`` is for plugins and tests.
+its adapters), ``journal`` (money) and ``audit`` (the tamper-evident audit log).
+``Middleware.hooks`` is for plugins and tests.
 Adapters import from here too, and from :mod:`hcmiddleware.models` and
 :mod:`hcmiddleware.errors`, which this module re-exports.
 """
@@ -22,9 +23,11 @@ from __future__ import annotations
 import logging
 
 from hcmiddleware import errors, models
+from hcmiddleware.audit import Audit
 from hcmiddleware.card.data import CardRead
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
 from hcmiddleware.errors import (
+    AuditError,
     CardAbsentError,
     CardError,
     CardRefusedError,
@@ -91,6 +94,8 @@ logging.getLogger("hcmiddleware").addHandler(logging.NullHandler())
 __all__ = [
     "Admission",
     "AdmissionRequest",
+    "Audit",
+    "AuditError",
     "Bill",
     "CardAbsentError",
     "CardError",

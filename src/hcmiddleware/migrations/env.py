@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import hcmiddleware.audit.tables as _audit_tables  # noqa: F401  (the audit log)
 import hcmiddleware.empi.schema  # noqa: F401  (registers the tables on Base.metadata)
 import hcmiddleware.journal.tables as _journal_tables  # noqa: F401  (the money journal)
 from hcmiddleware.storage import Base
