@@ -17,6 +17,7 @@ import click
 
 from hcmiddleware import __version__
 from hcmiddleware._optional import missing_extra
+from hcmiddleware.cli.audit import audit_group
 from hcmiddleware.cli.card import card
 from hcmiddleware.cli.context import CliState
 from hcmiddleware.cli.core import config_group, demo, doctor, plugins_group
@@ -86,3 +87,4 @@ main.add_command(journal_group)
 main.add_command(card)
 main.add_command(empi)
 main.add_command(face)
+main.add_command(audit_group)
