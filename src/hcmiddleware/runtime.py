@@ -352,6 +352,8 @@ class Middleware:
                 if not self.config.database.url:
                     self.config.middleware.data_dir.mkdir(parents=True, exist_ok=True)
                 self._engine = storage.create_engine(self.config.database_url)
+                # before any connection exists: the log follows its transactions
+                self.audit.attach(self._engine)
             return self._engine
 
     @property

@@ -42,16 +42,27 @@ _LOG: sa.Table = AuditLogRow.__table__  # type: ignore[assignment]
 _HEAD: sa.Table = AuditHeadRow.__table__  # type: ignore[assignment]
 _CHECKPOINTS: sa.Table = AuditCheckpointRow.__table__  # type: ignore[assignment]
 
-#: Prepared once: building statements per call costs more than running them.
+#: The append runs on the driver's cursor, in the caller's transaction: through
+#: SQLAlchemy's statement layer the three statements cost more than the work they do.
+#: The head row is locked first (an UPDATE: a row lock on PostgreSQL; on SQLite the
+#: write transaction holds the database).
 _NEXT = (
-    _HEAD.update()
-    .where(_HEAD.c.id == HEAD_ID)
-    .values(seq=_HEAD.c.seq + 1)
-    .returning(
-        _HEAD.c.seq, _HEAD.c.hash, _HEAD.c.algorithm, _HEAD.c.checkpoint_seq, _HEAD.c.checkpoint_at
-    )
+    "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 "
+    "RETURNING seq, hash, algorithm, checkpoint_seq, checkpoint_at"
 )
-_ADD = _LOG.insert()
+_SQLITE_ADD = (
+    "INSERT INTO audit_log (seq, at, action, actor, subject, outcome, user_id, role, "
+    "terminal, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_SET = "UPDATE audit_head SET hash = ?, algorithm = coalesce(algorithm, ?) WHERE id = 1"
+#: PostgreSQL: the entry and the head's new hash in one round trip
+_PG_ADD_SET = (
+    "WITH entry AS (INSERT INTO audit_log (seq, at, action, actor, subject, outcome, "
+    "user_id, role, terminal, details, prev_hash, hash) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)) "
+    "UPDATE audit_head SET hash = %s, algorithm = coalesce(algorithm, %s) WHERE id = 1"
+)
+assert HEAD_ID == 1  # the statements above name the head row
 _SET_HASH = _HEAD.update().where(_HEAD.c.id == HEAD_ID)
 _READ_HEAD = sa.select(_HEAD).where(_HEAD.c.id == HEAD_ID)
 
@@ -106,12 +117,16 @@ class Audit:
             weakref.WeakKeyDictionary()
         )
         self._held_lock = threading.Lock()
+        #: engines whose transactions are followed (see :meth:`attach`)
+        self._attached: weakref.WeakSet[Engine] = weakref.WeakSet()
         #: committed entries not yet announced through hcm_audit_event
         self._committed: deque[AuditEntry] = deque()
         self._due = False
         self._appended = False
         self._signing: Ed25519PrivateKey | None = None
         self._keys: dict[str, Ed25519PublicKey] | None = None
+        if engine is not None:
+            self.attach(engine)
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -362,53 +377,55 @@ class Audit:
     ) -> AuditEntry:
         """Append in ``conn``'s transaction: lock the head, insert, move the head."""
         at, action, actor, subject, outcome, user, role, terminal, details = fields
+        if not conn.in_transaction():
+            conn.begin()  # what SQLAlchemy's autobegin would do for a statement of its own
+        dialect = conn.dialect
+        sqlite = dialect.name == "sqlite"
+        cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        seq = 0
         try:
-            head = conn.execute(_NEXT).one()
-            seq, prev = int(head.seq), head.hash or chain.GENESIS
-            algorithm = head.algorithm
+            cursor.execute(_NEXT)
+            head = cursor.fetchone()
+            if head is None:
+                raise AuditError(
+                    "the audit log's head row is missing: the table was emptied by hand",
+                    hint="run 'hcm audit verify' and restore the database from a backup",
+                )
+            seq, prev, algorithm, checkpoint_seq, checkpoint_at = head
+            prev = bytes(prev) if prev is not None else chain.GENESIS
             if algorithm is None:
                 algorithm = self.settings.hash
             elif algorithm != self._algorithm:
                 self._check_algorithm(algorithm)
                 self._algorithm = algorithm
+            stamp = chain.format_at(at)
             data = chain.canonical(
-                seq, at, action, actor, subject, outcome, user, role, terminal, details
+                seq, stamp, action, actor, subject, outcome, user, role, terminal, details
             )
             new = chain.digest(algorithm)(prev + data)
-            conn.execute(
-                _ADD,
-                {
-                    "seq": seq,
-                    "at": at,
-                    "action": action,
-                    "actor": actor,
-                    "subject": subject,
-                    "outcome": outcome,
-                    "user_id": user,
-                    "role": role,
-                    "terminal": terminal,
-                    "details": details,
-                    "prev_hash": prev,
-                    "hash": new,
-                },
-            )
-            values: dict[str, Any] = {"hash": new}
-            if head.algorithm is None:
-                values["algorithm"] = algorithm
-                self._algorithm = algorithm
-            conn.execute(_SET_HASH, values)
+            row = (seq, at, action, actor, subject, outcome, user, role, terminal, details)
+            if sqlite:
+                cursor.execute(_SQLITE_ADD, (seq, stamp, *row[2:], prev, new))
+                cursor.execute(_SQLITE_SET, (new, algorithm))
+                if isinstance(checkpoint_at, str):
+                    checkpoint_at = datetime.fromisoformat(checkpoint_at)
+            else:
+                cursor.execute(_PG_ADD_SET, (*row, prev, new, new, algorithm))
         except HcmError:
             raise
-        except sa.exc.IntegrityError as exc:
+        except dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]
             raise AuditError(
                 f"the audit table already holds an entry {seq}, which the head does not "
                 "count: the table was edited by hand",
                 hint="run 'hcm audit verify' and restore the table from a backup",
             ) from exc
-        except sa.exc.SQLAlchemyError as exc:
+        except dialect.dbapi.Error as exc:  # type: ignore[union-attr]
             raise self._write_error(exc) from exc
+        finally:
+            cursor.close()
+        self._algorithm = algorithm
         self._appended = True
-        if self._checkpoint_due(seq, head.checkpoint_seq, head.checkpoint_at, at):
+        if self._checkpoint_due(seq, checkpoint_seq, checkpoint_at, at):
             self._due = True
         return AuditEntry.model_construct(
             at=at.replace(tzinfo=UTC),
@@ -426,11 +443,11 @@ class Audit:
         )
 
     @staticmethod
-    def _write_error(exc: sa.exc.SQLAlchemyError) -> AuditError:
-        orig = getattr(exc, "orig", None)
-        reason = type(orig).__name__ if orig is not None else type(exc).__name__
+    def _write_error(exc: Exception) -> AuditError:
+        orig = getattr(exc, "orig", None) or exc
+        reason = type(orig).__name__
         return AuditError(
-            f"the audit log could not be written ({reason}: {orig or exc})"[:300],
+            f"the audit log could not be written ({reason}: {orig})"[:300],
             hint="check the database ('hcm doctor'); in your own transaction on SQLite, "
             "begin it with mw.audit.transaction() or storage.begin_write()",
         )
@@ -446,16 +463,30 @@ class Audit:
 
     # -- a caller's transaction ---------------------------------------------------------
 
+    def attach(self, engine: Engine) -> None:
+        """Follow the transactions of ``engine`` (the Middleware calls this when it makes
+        its engine): entries written in a caller's transaction are announced once it
+        commits, and forgotten when it — or the savepoint they were in — rolls back."""
+        with self._held_lock:
+            if engine in self._attached:
+                return
+            self._attached.add(engine)
+        self._listen(engine)
+
+    def _listen(self, target: Engine | Connection) -> None:
+        sa.event.listen(target, "commit", self._on_commit)
+        sa.event.listen(target, "rollback", self._on_rollback)
+        sa.event.listen(target, "savepoint", self._on_savepoint)
+        sa.event.listen(target, "rollback_savepoint", self._on_rollback_savepoint)
+        sa.event.listen(target, "release_savepoint", self._on_release_savepoint)
+
     def _hold(self, conn: Connection, entry: AuditEntry) -> None:
         with self._held_lock:
             held = self._held.get(conn)
             if held is None:
                 held = self._held[conn] = []
-                sa.event.listen(conn, "commit", self._on_commit)
-                sa.event.listen(conn, "rollback", self._on_rollback)
-                sa.event.listen(conn, "savepoint", self._on_savepoint)
-                sa.event.listen(conn, "rollback_savepoint", self._on_rollback_savepoint)
-                sa.event.listen(conn, "release_savepoint", self._on_release_savepoint)
+                if conn.engine not in self._attached:  # another engine on the same database
+                    self._listen(conn)
             held.append(entry)
 
     def _on_commit(self, conn: Connection) -> None:
@@ -476,8 +507,7 @@ class Audit:
     def _on_savepoint(self, conn: Connection, _name: str | None) -> None:
         # savepoints nest: a stack of marks (the event does not know the name yet)
         with self._held_lock:
-            marks = self._savepoints.setdefault(conn, [])
-            marks.append(len(self._held.get(conn) or []))
+            self._savepoints.setdefault(conn, []).append(len(self._held.get(conn) or ()))
 
     def _on_rollback_savepoint(self, conn: Connection, _name: str, _context: Any) -> None:
         with self._held_lock:

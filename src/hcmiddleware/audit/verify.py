@@ -21,6 +21,8 @@ after the last checkpoint that still matches.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -178,6 +180,56 @@ def _batches(conn: Connection, lo: int, hi: int) -> Iterator[Sequence[Any]]:
         cursor.close()
 
 
+_END = object()
+
+
+def _prefetched(batches: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:
+    """``batches``, fetched one ahead in a thread of their own.
+
+    The database builds the next rows (the driver lets go of the interpreter meanwhile)
+    while this thread hashes the current ones; on two cores that is most of the read
+    time saved. The thread ends when the rows do, or when the caller stops early.
+    """
+    handoff: queue.Queue[Any] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the caller, never lost
+            put(exc)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="hcm-audit-verify", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 @dataclass
 class _Walk:
     """What one pass over the entries saw."""
@@ -195,14 +247,15 @@ def _walk(
     conn: Connection, lo: int, hi: int, anchor: bytes | None, algorithm: str, wanted: set[int]
 ) -> _Walk:
     seen = _Walk()
+    new = chain.constructor(algorithm)
     hashing = chain.digest(algorithm)
     expected, prev = lo, anchor
     suspects = seen.suspects
     count = 0
     last: int | None = None
-    for batch in _batches(conn, lo, hi):
+    for batch in _prefetched(_batches(conn, lo, hi)):
         for seq, text, p, h in batch:
-            if seq != expected or p != prev or hashing(p + text.encode("utf-8")) != h:
+            if seq != expected or p != prev or new(p + text.encode()).digest() != h:
                 if seq != expected:
                     seen.gaps.append((expected, seq - 1))
                     link: bool | None = None
