@@ -244,6 +244,9 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000, help="chain to verify")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sm3", action="store_true", help="verify SHA-256 chains only")
+    parser.add_argument(
+        "--part", choices=["all", "append", "verify"], default="all", help="run one part only"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="hcm-bench-audit-") as tmp:
         work = Path(tmp)
@@ -255,10 +258,15 @@ def main() -> None:
             if pg is not None:
                 databases.append(("PostgreSQL", pg[0], pg[1]))
         try:
-            print(f"part 1: {args.n} audited calls each; per second, p50 and p99 in ms")
-            print(f"{'database':<11} {'measure':<46} {'per s':>9} {'p50':>7} {'p99':>7}")
-            for label, url, _ in databases:
-                appends(label, url, work, args.n)
+            # the machine may be shared: say how busy it was
+            print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+            if args.part in ("all", "append"):
+                print(f"part 1: {args.n} audited calls each; per second, p50 and p99 in ms")
+                print(f"{'database':<11} {'measure':<46} {'per s':>9} {'p50':>7} {'p99':>7}")
+                for label, url, _ in databases:
+                    appends(label, url, work, args.n)
+            if args.part == "append":
+                return
             print(f"\npart 2: verifying a chain of {args.entries:,} entries")
             for label, _, _ in databases:
                 url = (
@@ -269,6 +277,7 @@ def main() -> None:
                 algorithms = ["sha256"] if args.no_sm3 or label != "SQLite" else ["sha256", "sm3"]
                 verification(label, url, args.entries, algorithms)
         finally:
+            print(f"load average at end: {os.getloadavg()[0]:.2f}")
             for _, _, drop in databases:
                 if drop is not None:
                     drop()

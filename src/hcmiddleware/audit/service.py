@@ -62,6 +62,19 @@ _PG_ADD_SET = (
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)) "
     "UPDATE audit_head SET hash = %s, algorithm = coalesce(algorithm, %s) WHERE id = 1"
 )
+#: PostgreSQL, when this process wrote the last entry: one round trip. The head moves
+#: only if it still is where this process left it (else no row comes back, nothing is
+#: written, and the append takes the head's lock and reads it).
+_PG_AFTER_OWN = (
+    "WITH head AS (UPDATE audit_head SET seq = %(seq)s, hash = %(hash)s "
+    "WHERE id = 1 AND seq = %(seq)s - 1 AND hash = %(prev)s AND algorithm = %(algorithm)s "
+    "RETURNING checkpoint_seq, checkpoint_at), "
+    "entry AS (INSERT INTO audit_log (seq, at, action, actor, subject, outcome, user_id, "
+    "role, terminal, details, prev_hash, hash) SELECT %(seq)s, %(at)s, %(action)s, "
+    "%(actor)s, %(subject)s, %(outcome)s, %(user)s, %(role)s, %(terminal)s, %(details)s, "
+    "%(prev)s, %(hash)s FROM head) "
+    "SELECT checkpoint_seq, checkpoint_at FROM head"
+)
 assert HEAD_ID == 1  # the statements above name the head row
 _SET_HASH = _HEAD.update().where(_HEAD.c.id == HEAD_ID)
 _READ_HEAD = sa.select(_HEAD).where(_HEAD.c.id == HEAD_ID)
@@ -123,6 +136,8 @@ class Audit:
         self._committed: deque[AuditEntry] = deque()
         self._due = False
         self._appended = False
+        #: PostgreSQL: the last entry this process wrote (number, hash, hash function)
+        self._tail: tuple[int, bytes, str] | None = None
         self._signing: Ed25519PrivateKey | None = None
         self._keys: dict[str, Ed25519PublicKey] | None = None
         if engine is not None:
@@ -384,6 +399,11 @@ class Audit:
         cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         seq = 0
         try:
+            tail = self._tail
+            if not sqlite and tail is not None:
+                done = self._after_own(cursor, tail, fields)
+                if done is not None:
+                    return self._written(conn, fields, given, done)
             cursor.execute(_NEXT)
             head = cursor.fetchone()
             if head is None:
@@ -423,7 +443,47 @@ class Audit:
             raise self._write_error(exc) from exc
         finally:
             cursor.close()
+        return self._written(
+            conn, fields, given, (seq, prev, new, algorithm, checkpoint_seq, checkpoint_at)
+        )
+
+    def _after_own(
+        self, cursor: Any, tail: tuple[int, bytes, str], fields: tuple[Any, ...]
+    ) -> tuple[int, bytes, bytes, str, int, datetime | None] | None:
+        """PostgreSQL: append after the entry this process wrote last, in one round trip;
+        ``None`` when someone else has appended since (then nothing was written)."""
+        at, action, actor, subject, outcome, user, role, terminal, details = fields
+        last, prev, algorithm = tail
+        seq = last + 1
+        data = chain.canonical(
+            seq, chain.format_at(at), action, actor, subject, outcome, user, role, terminal,
+            details,
+        )  # fmt: skip
+        new = chain.digest(algorithm)(prev + data)
+        cursor.execute(
+            _PG_AFTER_OWN,
+            {
+                "seq": seq, "hash": new, "prev": prev, "algorithm": algorithm, "at": at,
+                "action": action, "actor": actor, "subject": subject, "outcome": outcome,
+                "user": user, "role": role, "terminal": terminal, "details": details,
+            },
+        )  # fmt: skip
+        head = cursor.fetchone()
+        if head is None:
+            return None
+        return seq, prev, new, algorithm, head[0], head[1]
+
+    def _written(
+        self,
+        conn: Connection,
+        fields: tuple[Any, ...],
+        given: Mapping[str, str],
+        done: tuple[int, bytes, bytes, str, int, datetime | None],
+    ) -> AuditEntry:
+        at, action, actor, subject, outcome, user, role, terminal, _ = fields
+        seq, prev, new, algorithm, checkpoint_seq, checkpoint_at = done
         self._algorithm = algorithm
+        self._tail = (seq, new, algorithm)
         self._appended = True
         if self._checkpoint_due(seq, checkpoint_seq, checkpoint_at, at):
             self._due = True
