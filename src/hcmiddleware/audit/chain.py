@@ -15,7 +15,6 @@ makes verification fast.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -63,10 +62,28 @@ _DETAIL_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _MOBILE = re.compile(r"^\+?(?:86)?1[3-9]\d{9}$")
 
 
-def _sm3() -> Callable[[bytes], bytes]:
+def _sm3_hashlib() -> Callable[[bytes], Any] | None:
+    """OpenSSL's SM3 through hashlib, or ``None`` where this OpenSSL lacks it.
+
+    A fresh object is copied from a blank one: ``hashlib.new("sm3", …)`` looks the
+    function up by name on every call, which costs more than hashing an entry.
+    """
     try:
-        hashlib.new("sm3")
-    except ValueError:  # this OpenSSL has no SM3: cryptography's own
+        blank = hashlib.new("sm3")
+    except ValueError:
+        return None
+
+    def sm3(data: bytes) -> Any:
+        h = blank.copy()
+        h.update(data)
+        return h
+
+    return sm3
+
+
+def _sm3() -> Callable[[bytes], bytes]:
+    fast = _sm3_hashlib()
+    if fast is None:  # this OpenSSL has no SM3: cryptography's own
         from cryptography.hazmat.primitives import hashes
 
         def sm3(data: bytes) -> bytes:
@@ -77,7 +94,7 @@ def _sm3() -> Callable[[bytes], bytes]:
         return sm3
 
     def sm3_hashlib(data: bytes) -> bytes:
-        return hashlib.new("sm3", data).digest()
+        return bytes(fast(data).digest())
 
     return sm3_hashlib
 
@@ -95,20 +112,19 @@ def constructor(algorithm: str) -> Callable[[bytes], Any]:
     if algorithm == "sha256":
         return hashlib.sha256
     if algorithm == "sm3":
-        try:
-            hashlib.new("sm3")
-        except ValueError:
-            one_shot = digest("sm3")
+        fast = _sm3_hashlib()
+        if fast is not None:
+            return fast
+        one_shot = digest("sm3")
 
-            class _Sm3:
-                def __init__(self, data: bytes) -> None:
-                    self._digest = one_shot(data)
+        class _Sm3:
+            def __init__(self, data: bytes) -> None:
+                self._digest = one_shot(data)
 
-                def digest(self) -> bytes:
-                    return self._digest
+            def digest(self) -> bytes:
+                return self._digest
 
-            return _Sm3
-        return functools.partial(hashlib.new, "sm3")
+        return _Sm3
     raise ValueError(f"unknown hash {algorithm!r}; known: {', '.join(ALGORITHMS)}")
 
 
