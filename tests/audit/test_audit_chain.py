@@ -274,3 +274,15 @@ def test_entries_are_filtered(audited: MakeAudited) -> None:
     later = mw.audit.entries(since=recent[0].at)
     assert [e.seq for e in later] == [10, 11, 12]
     assert [e.seq for e in mw.audit.entries(start=4, end=5)] == [4, 5]
+
+
+def test_an_event_made_elsewhere_keeps_its_time(audited: MakeAudited) -> None:
+    from datetime import UTC, datetime
+
+    mw = audited(terminal="kiosk-03")
+    at = datetime(2026, 12, 3, 8, 30, 0, 123456, tzinfo=UTC)
+    event = AuditEvent(at=at, actor="ward-2", action="ward.location", subject="r-0007")
+    entry = mw.audit.append(event)
+    assert (entry.seq, entry.at, entry.terminal) == (1, at, "kiosk-03")
+    assert mw.audit.entries()[0].at == at
+    assert mw.audit.verify().ok
