@@ -415,7 +415,7 @@ def test_doctor_fails_for_a_list_never_synced_or_too_old(
         f"card list {BANK}": False,
         f"card list {ISSUER}": False,
     }
-    assert "hcm card-list sync" in checks[f"card list {ISSUER}"].hint
+    assert "hcm cards sync" in checks[f"card list {ISSUER}"].hint
     issuer.publish()
     bank_list.publish()
     assert mw.cards.sync().ok
@@ -429,3 +429,43 @@ def test_doctor_fails_for_a_list_never_synced_or_too_old(
     assert not stale[f"card list {ISSUER}"].ok
     assert stale[f"card list {BANK}"].ok
     assert [s.stale for s in mw.cards.status()] == [False, True]
+
+
+def test_hcm_cards_commands(tmp_path: Path, issuer: ListPublisher) -> None:
+    from click.testing import CliRunner
+
+    from hcmiddleware.cli import main
+    from hcmiddleware.config import load_config
+    from hcmiddleware.testing import empi_keys
+
+    pem = tmp_path / "issuer.pem"
+    pem.write_bytes(issuer.public_pem())
+    keys = empi_keys(tmp_path / "keys")
+    cfg = tmp_path / "hcm.toml"
+    cfg.write_text(
+        '[middleware]\ndata_dir = "data"\n[empi]\n'
+        f'master_keys = {{ k1 = {{ file = "{keys["master_keys"]["k1"]["file"]}" }} }}\n'
+        f'index_key = {{ file = "{keys["index_key"]["file"]}" }}\n'
+        f'[cards]\nlist_keys = {{ "{ISSUER}" = "issuer.pem" }}\n',
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    empty = runner.invoke(main, ["--config", str(cfg), "cards", "lists"])
+    assert empty.exit_code == 0, empty.output
+    assert "hcm cards sync" in empty.output
+    issuer.list_card("21010000000000000009", "cancelled")
+    with Middleware(load_config(cfg)) as mw:
+        mw.cards.apply(issuer.publish())
+    listed = runner.invoke(main, ["--config", str(cfg), "cards", "status", "21010000000000000009"])
+    assert listed.exit_code == 1
+    assert "cancelled, listed by issuer:2101" in listed.output
+    assert "21010000000000000009" not in listed.output  # masked
+    active = runner.invoke(main, ["--config", str(cfg), "cards", "status", "21010000000000000008"])
+    assert (active.exit_code, "active" in active.output) == (0, True)
+    lists = runner.invoke(main, ["--config", str(cfg), "cards", "lists", "--json"])
+    assert lists.exit_code == 0, lists.output
+    assert [(s["source"], s["version"], s["entries"]) for s in json.loads(lists.output)] == [
+        (ISSUER, 1, 1)
+    ]
+    synced = runner.invoke(main, ["--config", str(cfg), "cards", "sync"])  # no feed enabled
+    assert synced.exit_code == 0, synced.output

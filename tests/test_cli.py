@@ -172,8 +172,14 @@ def test_init_writes_a_config_keys_and_data_and_overwrites_nothing(tmp_path: Pat
     assert config.middleware.data_dir == site / "data"
     assert config.empi.current_key == "k1"
     keys = sorted((site / "keys").iterdir())
-    assert [k.name for k in keys] == ["empi-index.key", "empi-master-k1.key"]
-    assert {oct(k.stat().st_mode & 0o777) for k in keys} == {"0o600"}
+    assert [k.name for k in keys] == [
+        "audit-signing.key", "audit-signing.pub", "empi-index.key", "empi-master-k1.key",
+    ]  # fmt: skip
+    modes = {k.name: oct(k.stat().st_mode & 0o777) for k in keys}
+    assert modes.pop("audit-signing.pub") == "0o644"  # the public half, for verifiers
+    assert set(modes.values()) == {"0o600"}
+    assert config.audit.signing_key is not None
+    assert config.audit.hash == "sha256"
     assert oct((site / "keys").stat().st_mode & 0o777) == "0o700"
     assert oct((site / "data").stat().st_mode & 0o777) == "0o700"
     # once more: refused, nothing changed
@@ -190,6 +196,15 @@ def test_init_writes_a_config_keys_and_data_and_overwrites_nothing(tmp_path: Pat
     assert (site / "keys" / "empi-master-k1.key").read_bytes() == before[
         site / "keys" / "empi-master-k1.key"
     ]
+    # only the audit key left behind: refused too, nothing written
+    for name in ("empi-master-k1.key", "empi-index.key"):
+        (site / "keys" / name).unlink()
+    fourth = hcm("init", str(site), cwd=tmp_path)
+    assert fourth.returncode == 2
+    assert "an audit signing key is already there" in fourth.stderr
+    assert sorted(p.name for p in (site / "keys").iterdir()) == [
+        "audit-signing.key", "audit-signing.pub",
+    ]  # fmt: skip
 
 
 def test_a_restart_from_another_directory_opens_the_same_index(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from hcmiddleware.models import (
     Admission,
     AdmissionRequest,
     Alarm,
+    AuditCheckpoint,
     AuditEvent,
     Bill,
     Charge,
@@ -215,6 +216,11 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "change": "raised",
     },
     "hcm_audit_event": {"event": AuditEvent(at=NOW, actor="T1", action="card.read", subject="r-1")},
+    "hcm_audit_checkpoint": {
+        "checkpoint": AuditCheckpoint(
+            seq=1000, hash="00" * 32, algorithm="sha256", at=NOW, terminal="kiosk-03"
+        )
+    },
 }
 
 SETUP = {"hcm_add_config", "hcm_configure", "hcm_unconfigure"}

@@ -24,6 +24,8 @@ PUBLIC = sorted(
         "BandEvent",
         "BedsideExecution",
         "BedsideScan",
+        "Audit",
+        "AuditError",
         "Bill",
         "CardAbsentError",
         "CardError",

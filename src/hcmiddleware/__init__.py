@@ -12,8 +12,9 @@ between releases. A HIS vendor needs nothing else::
 
 The typed services hang off the :class:`Middleware`: ``terminal`` (card and SAM),
 ``residents`` (the resident index), ``faces``, ``his`` (the hospital's system through
-its adapters), ``ehc`` (electronic health card codes), ``journal`` (money) and
-``ward`` (wristbands, bedside checks, alarms).
+its adapters), ``ehc`` (electronic health card codes), ``cards`` (lost and replaced
+cards), ``journal`` (money), ``ward`` (wristbands, bedside checks, alarms) and ``audit``
+(the tamper-evident audit log).
 ``Middleware.hooks`` is for plugins and tests.
 Adapters import from here too, and from :mod:`hcmiddleware.models` and
 :mod:`hcmiddleware.errors`, which this module re-exports.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 
 from hcmiddleware import errors, models
+from hcmiddleware.audit import Audit
 from hcmiddleware.card.data import CardRead
 from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.cards import Cards
@@ -31,6 +33,7 @@ from hcmiddleware.config import Config, Secret, SettingsModel, load_config
 from hcmiddleware.ehc.service import CardFactor, Ehc, FaceFactor, IdDigitsFactor
 from hcmiddleware.errors import (
     AlreadyExecutedError,
+    AuditError,
     CardAbsentError,
     CardError,
     CardPartNotReadError,
@@ -115,6 +118,8 @@ __all__ = [
     "AdmissionRequest",
     "Alarm",
     "AlreadyExecutedError",
+    "Audit",
+    "AuditError",
     "BandEvent",
     "BedsideExecution",
     "BedsideScan",

@@ -63,6 +63,7 @@ from hcmiddleware.face.settings import FaceSettings
 from hcmiddleware.ward.settings import WardSettings
 
 __all__ = [
+    "AuditSection",
     "CardsSection",
     "Config",
     "ConfigPath",
@@ -336,6 +337,65 @@ class EhcSection(SettingsModel):
         return self
 
 
+def _audit_signing_key(value: SecretStr | None) -> SecretStr | None:
+    """The key must be an Ed25519 private key (base64 of 32 bytes, or PEM); never echoed."""
+    if value is None:
+        return None
+    from hcmiddleware.audit.signing import private_key_from_text
+
+    try:
+        private_key_from_text(value.get_secret_value())
+    except ValueError as exc:
+        raise PydanticCustomError("audit_key", "{reason}", {"reason": str(exc)}) from None
+    return value
+
+
+def _audit_verify_key(value: Path) -> Path:
+    from hcmiddleware.audit.signing import public_key_from_file
+
+    try:
+        public_key_from_file(value)
+    except ValueError as exc:
+        raise PydanticCustomError("audit_key", "{reason}", {"reason": f"{value}: {exc}"}) from None
+    return value
+
+
+class AuditSection(SettingsModel):
+    """``[audit]``: the tamper-evident audit log (``docs/audit.md``).
+
+    Every audited act is appended to a hash chain in the installation's database;
+    ``hash`` is fixed when the chain's first entry is written. Every
+    ``checkpoint_every`` entries or ``checkpoint_minutes`` minutes a checkpoint (the
+    last entry's number and hash) is signed with ``signing_key`` and pushed out through
+    ``hcm_audit_checkpoint`` — to ``checkpoint_file`` too when it is set. Without a
+    signing key checkpoints are unsigned, and ``hcm doctor`` says so; the runtime never
+    makes a key (``hcm init`` writes one).
+    """
+
+    hash: Literal["sha256", "sm3"] = Field(
+        "sha256", description="the chain's hash function: SHA-256 or SM3 (GB/T 32905)"
+    )
+    terminal: str | None = Field(
+        None,
+        max_length=64,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="this terminal's ID in entries and checkpoints; default: the host name",
+    )
+    signing_key: Annotated[Secret | None, AfterValidator(_audit_signing_key)] = Field(
+        None, description="Ed25519 private key that signs checkpoints (a secret)"
+    )
+    verify_keys: tuple[Annotated[ConfigPath, AfterValidator(_audit_verify_key)], ...] = Field(
+        (), description="public keys of other terminals writing to the same database"
+    )
+    checkpoint_every: int = Field(1000, ge=1, description="entries between checkpoints")
+    checkpoint_minutes: float = Field(
+        10.0, gt=0, description="minutes after which the next entry makes a checkpoint"
+    )
+    checkpoint_file: ConfigPath | None = Field(
+        None, description="also append every checkpoint to this file (on another disk)"
+    )
+
+
 class LoggingSection(SettingsModel):
     """``[logging]``: level of the ``hcmiddleware`` loggers when ``hcm`` runs.
 
@@ -388,6 +448,7 @@ class Config(SettingsModel):
     face: FaceSettings = Field(default_factory=FaceSettings)
     ehc: EhcSection = Field(default_factory=EhcSection)
     ward: WardSettings = Field(default_factory=WardSettings)
+    audit: AuditSection = Field(default_factory=AuditSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     source: Path | None = Field(None, exclude=True)
@@ -420,6 +481,7 @@ def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseMo
 
 _HINTS = {
     "missing": "add this key",
+    "audit_key": "name an Ed25519 key written by 'hcm init' (base64 of 32 bytes, or PEM)",
     "secret_inline": 'write it as {env = "VARIABLE"} or {file = "path/to/file"}',
     "secret_form": 'write it as {env = "VARIABLE"} or {file = "path/to/file"}',
 }

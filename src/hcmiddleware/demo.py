@@ -27,7 +27,7 @@ from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.config import Config, parse_config
 from hcmiddleware.errors import HcmError
 from hcmiddleware.flows.outpatient import OutpatientFlow
-from hcmiddleware.keyfiles import scratch_empi_keys
+from hcmiddleware.keyfiles import scratch_audit_key, scratch_empi_keys
 from hcmiddleware.models import VisitSummary
 from hcmiddleware.registry import installed_plugins
 from hcmiddleware.runtime import Middleware
@@ -191,6 +191,18 @@ def _step_write_back(j: Journey) -> str:
     return f"visit summary written to outpatient slot {slot}; the card now holds {len(visits)}"
 
 
+def _step_audit(j: Journey) -> str:
+    checkpoint = j.mw.audit.checkpoint()
+    report = j.mw.audit.verify(actor="demo")
+    if not report.ok:
+        raise HcmError(report.render(), hint="run 'hcm audit verify'")
+    signed = "signed" if checkpoint is not None and checkpoint.signature else "unsigned"
+    return (
+        f"{report.entries} entries in the audit chain ({report.algorithm}), every one "
+        f"intact; checkpoint at entry {report.head} ({signed})"
+    )
+
+
 STEPS: list[tuple[str, Callable[[Journey], str]]] = [
     ("Check the installation", _step_doctor),
     ("Read the health card and find the resident", _step_read_card),
@@ -202,6 +214,7 @@ STEPS: list[tuple[str, Callable[[Journey], str]]] = [
     ("Top up the card's account", _step_top_up),
     ("Pay the charges from the card's account", _step_pay),
     ("Write the visit summary back to the card", _step_write_back),
+    ("Verify the audit log", _step_audit),
 ]
 
 
@@ -231,6 +244,7 @@ def run_demo(*, data_dir: str | None = None, echo: Echo = print) -> bool:
                 # the demo's own index keys, beside its data (an installation's come
                 # from 'hcm init')
                 "empi": scratch_empi_keys(folder / "keys"),
+                "audit": scratch_audit_key(folder / "keys"),
                 "plugins": plugins,
             }
         )

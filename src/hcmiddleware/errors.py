@@ -4,7 +4,8 @@ The tree (a subclass is always caught by its parent's ``except``)::
 
     HcmError                          base: .message, .hint, .details()
     ├── ConfigError                   bad config file: .file, .key, .related  (CLI exit 2)
-    │   └── SecretError               a secret's env var or file is missing
+    │   ├── SecretError               a secret's env var or file is missing
+    │   └── AuditAlgorithmError       [audit] hash is not the hash the chain was built with
     ├── PluginError                   .plugin
     │   ├── PluginLoadError           not installed, misnamed, or raised on import
     │   ├── PluginCallError           a hook implementation raised: .hook, __cause__
@@ -115,6 +116,10 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── UnknownAlarmError         no alarm with that ID
     │   ├── DeviceMessageError        a device message that cannot be read: .source
     │   └── LabelError                a band label cannot be made
+    ├── AuditError                    the tamper-evident audit log cannot be written or read
+    │   ├── AuditInputError           an entry the log must not hold (personal data,
+    │   │                             control characters, too long); nothing was done
+    │   └── CheckpointFileError       a checkpoint file cannot be read: .file, .line
     └── FlowError                     a patient journey cannot go on: .step, .plugin
         ├── FlowInputError            a step was given something unusable (slot over an
         │                             hour, no identifier, no unpaid charge named)
@@ -136,6 +141,9 @@ from typing import Any
 __all__ = [
     "AlreadyExecutedError",
     "AmountError",
+    "AuditAlgorithmError",
+    "AuditError",
+    "AuditInputError",
     "CardAbsentError",
     "CardAuthError",
     "CardAuthenticityError",
@@ -156,6 +164,7 @@ __all__ = [
     "CardRefusedError",
     "CardSecurityError",
     "CardStatusError",
+    "CheckpointFileError",
     "ConfigError",
     "DecryptionError",
     "DeviceMessageError",
@@ -326,6 +335,27 @@ class SecretError(ConfigError):
 
 
 # --- plugins ---------------------------------------------------------------------
+
+
+class AuditAlgorithmError(ConfigError):
+    """``[audit] hash`` names another hash function than the chain in the database uses.
+
+    ``chain`` is the chain's, ``configured`` the config's. A chain keeps the function it
+    was started with; nothing was written.
+    """
+
+    def __init__(
+        self, message: str, *, chain: str, configured: str, file: str | None = None
+    ) -> None:
+        super().__init__(
+            message,
+            file=file,
+            key="audit.hash",
+            hint=f'set [audit] hash = "{chain}" (the chain\'s own); a chain cannot change '
+            "its hash function",
+        )
+        self.chain = chain
+        self.configured = configured
 
 
 class PluginError(HcmError):
@@ -1459,6 +1489,36 @@ class DeviceMessageError(WardError):
 
 class LabelError(WardError):
     """A band label cannot be made (no font with Chinese glyphs, text too long)."""
+
+
+# --- audit -----------------------------------------------------------------------------
+
+
+class AuditError(HcmError):
+    """The tamper-evident audit log could not be written or read.
+
+    An act that cannot be audited does not happen: when the entry is written in the
+    act's own transaction, the act is rolled back with it.
+    """
+
+    default_hint = "check that the database is reachable and writable ('hcm doctor')"
+
+
+class AuditInputError(AuditError):
+    """An entry the audit log must not hold; the value at fault is never repeated."""
+
+    default_hint = "audit entries hold opaque IDs and short codes only"
+
+
+class CheckpointFileError(AuditError):
+    """A checkpoint file cannot be read: ``file`` and ``line`` say where."""
+
+    def __init__(self, message: str, *, file: str, line: int = 0, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
+        self.line = line
+
+    default_hint = "give the file the audit log's checkpoint sink writes ([audit] checkpoint_file)"
 
 
 # --- patient journeys (flows) ----------------------------------------------------------

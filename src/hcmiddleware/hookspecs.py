@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         Admission,
         AdmissionRequest,
         Alarm,
+        AuditCheckpoint,
         AuditEvent,
         BankBinding,
         Bill,
@@ -313,7 +314,7 @@ def hcm_card_read(reader: str, card: Any) -> None:
 def hcm_card_blacklist_updates(since: dict[str, int]) -> list[BlacklistUpdate]:
     """Fetch signed updates of the lists of refused cards, from an issuer or a bank.
 
-    Called by ``Middleware.cards.sync()`` (``hcm card-list sync``, run periodically).
+    Called by ``Middleware.cards.sync()`` (``hcm cards sync``, run periodically).
     Each update is checked against its source's public key (``[cards] list_keys``) and
     applied atomically; a bad one is refused and leaves the previous list in force.
 
@@ -1877,10 +1878,13 @@ def hcm_ward_alarm(alarm: Alarm, change: str) -> None:
 def hcm_audit_event(event: AuditEvent) -> None:
     """Record an audited action (a read of personal health data, a money movement).
 
-    Called by the runtime and the flows for every audited action. Every plugin
-    receives every event (audit sinks: the tamper-evident log, a SIEM forwarder).
+    Called by ``middleware.audit`` once the action's entry is committed to the
+    tamper-evident log (``docs/audit.md``). Notification: every plugin receives every
+    event (a SIEM forwarder, a log shipper); the built-in sink logs it to the
+    ``hcmiddleware.audit`` logger.
 
-    :param event: the event; its ``subject`` is an opaque ID, never a name.
+    :param event: the entry as the log holds it (an :class:`~hcmiddleware.models.AuditEntry`
+        with ``seq`` and ``hash``); its ``subject`` is an opaque ID, never a name.
     :return: nothing.
 
     Example::
@@ -1898,4 +1902,39 @@ def hcm_audit_event(event: AuditEvent) -> None:
             @hookimpl
             def hcm_audit_event(self, event: AuditEvent) -> None:
                 siem.info(json.dumps(event.model_dump(mode="json"), ensure_ascii=False))
+    """
+
+
+@hookspec
+def hcm_audit_checkpoint(checkpoint: AuditCheckpoint) -> None:
+    """A checkpoint of the audit chain was made: push it out of the database's reach.
+
+    Called by ``middleware.audit`` every ``[audit] checkpoint_every`` entries or
+    ``checkpoint_minutes`` minutes, when the Middleware closes and on
+    ``hcm audit checkpoint``, after the checkpoint is committed. Notification: a plugin keeps the
+    checkpoint somewhere an intruder in the database cannot rewrite (the HIS, a syslog
+    server, another machine), so ``hcm audit verify`` can prove the log against it. The
+    built-in sink appends it to ``[audit] checkpoint_file``. A failing sink is logged;
+    the checkpoint stays in the database.
+
+    :param checkpoint: the last entry's number and hash, signed with the terminal's key
+        (``signature`` is ``None`` when no ``[audit] signing_key`` is configured).
+    :return: nothing.
+
+    Example::
+
+        import urllib.request
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import AuditCheckpoint
+
+
+        class CheckpointsToTheRecordsOffice:
+            url = "https://records.example/audit-checkpoints"
+
+            @hookimpl
+            def hcm_audit_checkpoint(self, checkpoint: AuditCheckpoint) -> None:
+                body = checkpoint.model_dump_json().encode()
+                request = urllib.request.Request(self.url, data=body, method="POST")
+                urllib.request.urlopen(request, timeout=5).close()
     """

@@ -12,7 +12,7 @@ the direction of a movement is its ``kind``, never its sign. An invalid amount r
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
@@ -37,6 +37,8 @@ __all__ = [
     "AdmissionRequest",
     "Alarm",
     "Amount",
+    "AuditCheckpoint",
+    "AuditEntry",
     "AuditEvent",
     "BandEvent",
     "BankBinding",
@@ -949,7 +951,9 @@ class AuditEvent(DomainModel):
     """One audited action: a read of personal health data or a money movement (R-SEC-1).
 
     ``subject`` is an opaque ID (resident ID, transaction ID), never a name or an ID
-    number.
+    number. ``user``, ``role`` and ``terminal`` say who acted where: the person signed
+    in (an opaque user ID), the role they acted in, and the terminal (``[audit]
+    terminal``, by default the host's name).
     """
 
     at: datetime
@@ -958,6 +962,54 @@ class AuditEvent(DomainModel):
     subject: str | None = None
     outcome: Literal["ok", "refused", "failed"] = "ok"
     details: dict[str, str] = Field(default_factory=dict)
+    user: str | None = Field(None, description="opaque ID of the person signed in")
+    role: str | None = Field(None, description="the role the user acted in")
+    terminal: str | None = Field(None, description="the terminal the act happened at")
+
+
+class AuditEntry(AuditEvent):
+    """An :class:`AuditEvent` as the tamper-evident log holds it: its place and hash.
+
+    ``hash`` (hex) is H(``prev_hash`` ‖ the entry's canonical encoding, sequence number
+    included), H being the chain's ``[audit] hash`` (``docs/audit.md``).
+    """
+
+    seq: int = Field(ge=1, description="position in the chain, from 1, without gaps")
+    prev_hash: str = Field(description="hex hash of the entry before (zeros for the first)")
+    hash: str = Field(description="hex hash of this entry")
+
+
+class AuditCheckpoint(DomainModel):
+    """A signed statement that the audit chain's entry ``seq`` had hash ``hash``.
+
+    Kept in the database and pushed out through ``hcm_audit_checkpoint`` (a file on
+    another disk, a syslog server, the HIS), so a rewrite of the whole table is caught by
+    checking the chain against checkpoints kept elsewhere. ``signature`` (base64) is an
+    Ed25519 signature of :meth:`signed_bytes` by the key ``key_id``; ``None`` when the
+    terminal has no signing key configured.
+    """
+
+    seq: int = Field(ge=1)
+    hash: str
+    algorithm: Literal["sha256", "sm3"]
+    at: datetime
+    terminal: str
+    key_id: str | None = None
+    signature: str | None = None
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: the fields above but the signature, one canonical line."""
+        at = self.at.astimezone(UTC) if self.at.tzinfo else self.at.replace(tzinfo=UTC)
+        fields = (
+            "hcm-audit-checkpoint-v1",
+            str(self.seq),
+            self.hash,
+            self.algorithm,
+            at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            self.terminal,
+            self.key_id or "",
+        )
+        return "\x1f".join(fields).encode("utf-8")
 
 
 class CheckResult(DomainModel):

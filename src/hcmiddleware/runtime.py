@@ -24,7 +24,6 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,7 +32,8 @@ import pluggy
 from sqlalchemy.engine import Engine
 
 from hcmiddleware import storage
-from hcmiddleware.builtin import audit_log, core_checks, sam_provider
+from hcmiddleware.audit import Audit
+from hcmiddleware.builtin import audit_checkpoints, audit_log, core_checks, sam_provider
 from hcmiddleware.cards import Cards
 from hcmiddleware.config import RESERVED_PLUGIN_KEYS, Config, SettingsModel, load_config
 from hcmiddleware.dispatch import Dispatcher, HookProxy
@@ -41,7 +41,7 @@ from hcmiddleware.ehc.service import Ehc
 from hcmiddleware.errors import HcmError, PluginLoadError
 from hcmiddleware.faces import Faces
 from hcmiddleware.his import His
-from hcmiddleware.models import AuditEvent, CheckResult
+from hcmiddleware.models import CheckResult
 from hcmiddleware.registry import (
     HcmPluginManager,
     InstalledPlugin,
@@ -130,6 +130,8 @@ class Middleware:
         self.ehc = Ehc(self)
         #: wristbands, bedside checks, alarms (``middleware.ward.begin(scan)``)
         self.ward = Ward(self)
+        #: the tamper-evident audit log (``middleware.audit("card.read", actor=…)``)
+        self.audit = Audit(self)
         self._loaded = False
         self._configuring = False
         self._started = False
@@ -182,6 +184,9 @@ class Middleware:
     def _load(self) -> None:
         for name, module in BUILTIN_PLUGINS:
             self._register(name, module, "builtin")
+        if self.config.audit.checkpoint_file is not None:
+            sink = audit_checkpoints.CheckpointFile(self.config.audit.checkpoint_file)
+            self._register(audit_checkpoints.NAME, sink, "builtin")
         enabled = self.config.plugins.enabled
         if enabled:
             self._installed = installed_plugins()
@@ -269,7 +274,9 @@ class Middleware:
             raise
 
     def close(self) -> None:
-        """Unconfigure every plugin (failures are logged); release the SAM and database."""
+        """Checkpoint the audit log, unconfigure every plugin (failures are logged),
+        release the SAM and the database."""
+        self.audit.close()
         self.terminal.close()
         self.ward.close()
         if self._started or self._loaded:
@@ -355,6 +362,8 @@ class Middleware:
                 if not self.config.database.url:
                     self.config.middleware.data_dir.mkdir(parents=True, exist_ok=True)
                 self._engine = storage.create_engine(self.config.database_url)
+                # before any connection exists: the log follows its transactions
+                self.audit.attach(self._engine)
             return self._engine
 
     @property
@@ -393,23 +402,3 @@ class Middleware:
             for result in outcome or []:
                 rows.append((plugin, result))
         return rows
-
-    def audit(
-        self,
-        action: str,
-        *,
-        actor: str,
-        subject: str | None = None,
-        outcome: Literal["ok", "refused", "failed"] = "ok",
-        **details: str,
-    ) -> None:
-        """Record an audited action through ``hcm_audit_event`` (R-SEC-1)."""
-        event = AuditEvent(
-            at=datetime.now(UTC),
-            actor=actor,
-            action=action,
-            subject=subject,
-            outcome=outcome,
-            details=details,
-        )
-        self.dispatcher.call("hcm_audit_event", event=event)

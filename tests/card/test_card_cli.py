@@ -44,7 +44,7 @@ def emulating() -> Iterator[Pcscd]:
             daemon.wait_card(True, timeout=20)
             yield daemon
         finally:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signal.SIGTERM)  # what a service manager sends
             out, err = process.communicate(timeout=20)
             daemon.wait_card(False)
         assert process.returncode == 0, err

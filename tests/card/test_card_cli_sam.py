@@ -159,7 +159,7 @@ def test_emulate_from_an_image_in_its_own_process(
             assert result.exit_code == 0, result.output
             assert json.loads(result.output)["cardholder"]["name"] == profile["items"]["name"]
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)  # what a service manager sends
         out, err = process.communicate(timeout=20)
         pcscd.wait_card(False)
         pcscd.wait_card(False, SAM_READER)

@@ -7,6 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
+import hcmiddleware.audit.tables
+
 # every module that declares tables: the comparison must not depend on test order
 import hcmiddleware.cards.tables
 import hcmiddleware.ehc.tables

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -32,6 +33,10 @@ def test_unbind_then_bind_through_the_reference_bank(
     )  # fmt: skip
     assert BANK_CARD not in binding.bank_account_masked
     assert binding.bank_account_masked.endswith(BANK_CARD[-4:])
+    # audited without any part of the bank card's number
+    audited = mw.audit.entries(action="bank.*")
+    assert [e.action for e in audited] == ["bank.unbind", "bank.bind"]
+    assert all(BANK_CARD[-4:] not in json.dumps(e.details) for e in audited)
 
 
 def test_a_wrong_document_sends_nothing(money_mw: Callable[..., Middleware]) -> None:

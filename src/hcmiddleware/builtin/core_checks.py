@@ -1,4 +1,5 @@
-"""The core's own ``hcm doctor`` checks: data directory, database, index keys, readers."""
+"""The core's own ``hcm doctor`` checks: data directory, database, index keys, audit log,
+readers."""
 
 from __future__ import annotations
 
@@ -55,6 +56,84 @@ def _index_keys(mw: Middleware) -> CheckResult:
         ok=True,
         detail=f"current key {index.protector.current_key_id!r}; {index.count()} residents",
     )
+
+
+#: entries at the end of the audit chain ``hcm doctor`` checks (``hcm audit verify``: all)
+DOCTOR_TAIL = 1000
+
+
+def _audit(mw: Middleware) -> list[CheckResult]:
+    """The audit chain opens with the configured hash, its tail is intact, checkpoints are
+    signed and their file is writable."""
+    from hcmiddleware.audit.signing import key_id
+    from hcmiddleware.audit.verify import verify_chain
+
+    audit = mw.audit
+    results: list[CheckResult] = []
+    key = audit.signing_key
+    if key is None:
+        results.append(
+            CheckResult(
+                name="audit checkpoints signed",
+                ok=False,
+                detail="no [audit] signing_key: checkpoints are unsigned and prove nothing",
+                hint="'hcm init' writes one for a new site; else 'openssl genpkey -algorithm "
+                "ed25519 -out keys/audit-signing.pem' (mode 600) and name it as "
+                '[audit] signing_key = { file = "keys/audit-signing.pem" }',
+            )
+        )
+    else:
+        results.append(
+            CheckResult(name="audit checkpoints signed", ok=True, detail=f"key {key_id(key)}")
+        )
+    try:
+        audit.open()
+        seq, algorithm = audit.head()
+        report = verify_chain(
+            audit.engine,
+            start=max(seq - DOCTOR_TAIL + 1, 1),
+            keys=audit.public_keys(),
+            signing_expected=key is not None,
+        )
+    except HcmError as exc:
+        results.append(CheckResult(name="audit log", ok=False, detail=exc.message, hint=exc.hint))
+        return results
+    if report.ok:
+        results.append(
+            CheckResult(
+                name="audit log",
+                ok=True,
+                detail=f"{seq} entries ({algorithm or audit.algorithm}); the last "
+                f"{report.entries} intact",
+            )
+        )
+    else:
+        first = report.problems[0]
+        results.append(
+            CheckResult(
+                name="audit log",
+                ok=False,
+                detail=f"entry {first.seq}: {first.kind} — {first.message}",
+                hint="run 'hcm audit verify' for the whole chain and every problem",
+            )
+        )
+    target = mw.config.audit.checkpoint_file
+    if target is not None:
+        folder = target if target.is_dir() else target.parent
+        writable = (
+            os.access(target, os.W_OK)
+            if target.exists()
+            else folder.is_dir() and os.access(folder, os.W_OK)
+        )
+        results.append(
+            CheckResult(
+                name="audit checkpoint file",
+                ok=writable and not target.is_dir(),
+                detail=str(target),
+                hint="" if writable else "create its folder and let the service's user write it",
+            )
+        )
+    return results
 
 
 def _readers(mw: Middleware) -> list[CheckResult]:
@@ -117,13 +196,14 @@ def _sam(mw: Middleware) -> list[CheckResult]:
 
 @hookimpl(trylast=True)
 def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
-    """Data directory, database, index keys, readers, the SAM, half-provided HIS parts,
-    and the e-card's issuer keys and revocation lists."""
+    """Data directory, database, index keys, the audit log, readers, the SAM, half-provided
+    HIS parts, and the e-card's issuer keys and revocation lists."""
     database = _database(middleware)
     return [
         _data_dir(middleware),
         database,
         *([_index_keys(middleware)] if database.ok else []),
+        *(_audit(middleware) if database.ok else []),
         *_readers(middleware),
         *_sam(middleware),
         *middleware.his.check(),

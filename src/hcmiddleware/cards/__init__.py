@@ -512,7 +512,7 @@ class Cards:
                         name=f"card list {source}",
                         ok=False,
                         detail="never synced: listed cards would not be refused",
-                        hint="run 'hcm card-list sync' (and schedule it)",
+                        hint="run 'hcm cards sync' (and schedule it)",
                     )
                 )
             else:
@@ -523,7 +523,7 @@ class Cards:
                         ok=not status.stale,
                         detail=f"v{status.version}, {status.entries} cards, synced "
                         f"{age.total_seconds() / 3600:.1f} h ago",
-                        hint=f"older than {hours:g} h: run 'hcm card-list sync' and check "
+                        hint=f"older than {hours:g} h: run 'hcm cards sync' and check "
                         "that it runs on schedule"
                         if status.stale
                         else "",

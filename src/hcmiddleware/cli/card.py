@@ -343,7 +343,9 @@ def personalise(profile: str, issuer_keys: str, out: str, force: bool) -> None:
 )
 @click.option("--port", default=35963, show_default=True, help="vpcd port of the reader.")
 def emulate(profile: str | None, keys: str | None, image: str | None, port: int) -> None:
-    """Insert a software health card into vpcd's reader until Ctrl-C."""
+    """Insert a software health card into vpcd's reader until Ctrl-C (or SIGTERM)."""
+    import signal
+
     from hcmiddleware.card.emulator import EmulatedCard
     from hcmiddleware.card.vpcd import VpcdCard
 
@@ -360,6 +362,13 @@ def emulate(profile: str | None, keys: str | None, image: str | None, port: int)
     except HcmError as exc:
         raise _fail(exc) from None
     click.echo(f"card inserted in the vpcd reader on port {port}; Ctrl-C removes it")
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A service manager stops it with SIGTERM; started in the background, a shell may
+    # have set SIGINT to be ignored, so SIGTERM is the stop that always arrives.
+    signal.signal(signal.SIGTERM, _stop)
     try:
         link.serve_forever()
     except KeyboardInterrupt:

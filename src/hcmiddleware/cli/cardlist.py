@@ -1,4 +1,4 @@
-"""``hcm card-list``: the lists of refused cards — sync, status, and one card's state."""
+"""``hcm cards``: the card's lifecycle — sync the lists of refused cards, one card's state."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hcmiddleware.cli.context import open_middleware
 __all__ = ["card_list"]
 
 
-@click.group("card-list")
+@click.group("cards")
 def card_list() -> None:
     """Lists of refused cards (loss-reported, cancelled, replaced, frozen)."""
 
@@ -44,17 +44,17 @@ def sync_command(ctx: click.Context, as_json: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
-@card_list.command("status")
+@card_list.command("lists")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
-def status_command(ctx: click.Context, as_json: bool) -> None:
+def lists_command(ctx: click.Context, as_json: bool) -> None:
     """The lists held: version, size, when synced; exit 1 if one is stale."""
     lists = open_middleware(ctx).cards.status()
     if as_json:
         click.echo(json.dumps([s.model_dump(mode="json") for s in lists]))
     else:
         if not lists:
-            click.echo("no lists held: run 'hcm card-list sync'")
+            click.echo("no lists held: run 'hcm cards sync'")
         for s in lists:
             flag = "STALE" if s.stale else "ok"
             click.echo(
@@ -64,10 +64,10 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
     sys.exit(1 if any(s.stale for s in lists) else 0)
 
 
-@card_list.command("check")
+@card_list.command("status")
 @click.argument("card_number")
 @click.pass_context
-def check_command(ctx: click.Context, card_number: str) -> None:
+def status_command(ctx: click.Context, card_number: str) -> None:
     """CARD_NUMBER's state; exit 1 when it is refused (or frozen)."""
     from hcmiddleware.cards import mask
 

@@ -10,7 +10,13 @@ import click
 
 from hcmiddleware.config import load_config
 from hcmiddleware.errors import ConfigError
-from hcmiddleware.keyfiles import write_empi_keys
+from hcmiddleware.keyfiles import (
+    AUDIT_FILE,
+    AUDIT_PUBLIC_FILE,
+    audit_key_section,
+    write_audit_key,
+    write_empi_keys,
+)
 
 __all__ = ["init"]
 
@@ -44,6 +50,13 @@ master_keys = {{ {key_id} = {{ file = "{master}" }} }}
 current_key = "{key_id}"
 index_key = {{ file = "{index}" }}
 
+# The audit log's checkpoint key (Ed25519; its public half is beside it, .pub).
+# Point checkpoint_file at another disk: a rewrite of the database is caught against it.
+[audit]
+hash = "sha256"                 # or "sm3"; fixed once the first entry is written
+signing_key = {{ file = "{audit_key}" }}
+# checkpoint_file = "/mnt/audit/hcm-checkpoints.jsonl"
+
 [logging]
 level = "WARNING"
 
@@ -56,11 +69,11 @@ enabled = []
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
 @click.option("--site-name", default="hcmiddleware site", help="the site's name in reports")
 def init(directory: str, site_name: str) -> None:
-    """Write a starter config, a data folder and resident-index keys into DIRECTORY.
+    """Write a starter config, a data folder, resident-index keys and an audit key.
 
     DIRECTORY (default: the current one) gets hcm.toml, data/ and keys/ (mode 700; each
-    key file mode 600). Nothing already there is overwritten: an existing config or key
-    refuses the command.
+    key file mode 600, the audit key's public half 644). Nothing already there is
+    overwritten: an existing config or key refuses the command.
     """
     folder = Path(directory).expanduser().absolute()
     config_file = folder / CONFIG_NAME
@@ -71,14 +84,19 @@ def init(directory: str, site_name: str) -> None:
             hint="edit it, or run 'hcm init' on another folder; nothing was changed",
         )
     folder.mkdir(parents=True, exist_ok=True)
+    audit_files = [folder / "keys" / name for name in (AUDIT_FILE, AUDIT_PUBLIC_FILE)]
     try:
-        keys = write_empi_keys(folder / "keys")
+        # the audit key is checked first and written last: either both or nothing
+        existing = next((path for path in audit_files if path.exists()), None)
+        keys = write_empi_keys(folder / "keys", before=existing)
     except FileExistsError as exc:
+        what = "an audit signing key" if Path(str(exc)) in audit_files else "a resident-index key"
         raise ConfigError(
-            "a resident-index key is already there and may protect data",
+            f"{what} is already there and may protect data",
             file=str(exc),
             hint="name it in the config by hand, or use another folder; nothing was changed",
         ) from None
+    audit_key = write_audit_key(folder / "keys")
     data = folder / "data"
     data.mkdir(mode=0o700, exist_ok=True)
     section = keys.section(relative_to=folder)
@@ -87,6 +105,7 @@ def init(directory: str, site_name: str) -> None:
         key_id=keys.key_id,
         master=section["master_keys"][keys.key_id]["file"],
         index=section["index_key"]["file"],
+        audit_key=audit_key_section(audit_key, relative_to=folder)["signing_key"]["file"],
     )
     fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -94,6 +113,7 @@ def init(directory: str, site_name: str) -> None:
     load_config(config_file)  # what was written must load
     click.echo(f"wrote {config_file}")
     click.echo(f"wrote {keys.master} and {keys.index} (mode 600)")
+    click.echo(f"wrote {audit_key} (mode 600) and its public key {audit_key.with_suffix('.pub')}")
     click.echo(f"made {data} for the database")
     click.echo("back up the keys folder apart from the database: without it the index is lost")
     click.echo(

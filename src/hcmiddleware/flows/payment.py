@@ -175,7 +175,7 @@ def bind_bank_card(
     except HcmError as exc:
         mw.audit("bank.bind", actor=actor, outcome="failed", error=type(exc).__name__)
         raise
-    mw.audit("bank.bind", actor=actor, account=binding.bank_account_masked)
+    mw.audit("bank.bind", actor=actor)  # no account number, not even masked: opaque IDs only
     return binding
 
 

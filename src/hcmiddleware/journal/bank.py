@@ -17,7 +17,7 @@ from hcmiddleware.errors import (
 )
 from hcmiddleware.journal.records import Movement
 from hcmiddleware.journal.resolution import Resolution
-from hcmiddleware.journal.rows import _write
+from hcmiddleware.journal.rows import _Later, _write
 from hcmiddleware.journal.states import PaymentStatus
 from hcmiddleware.models import MoneyKind, PaymentRequest, PaymentResult, parse_amount
 
@@ -170,6 +170,7 @@ class BankMovements(Resolution):
 
     def _insert_refund(self, key: str, fields: dict[str, Any]) -> int | None:
         original_id = fields["original_transaction_id"]
+        later: _Later = []
         try:
             with _write(self.engine, durable=False) as conn:
                 original = self._payment_for_refund(conn, original_id, fields["card_number"])
@@ -180,6 +181,8 @@ class BankMovements(Resolution):
                         f"({left})",
                         transaction_id=original_id,
                     )
-                return self._insert(key, fields, conn)
+                seq = self._insert(key, fields, conn, later)
         except sa.exc.IntegrityError:
             return None
+        self._audited(later)
+        return seq

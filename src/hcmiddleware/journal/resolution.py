@@ -24,7 +24,7 @@ from hcmiddleware.errors import (
     RemoteUnavailableError,
 )
 from hcmiddleware.journal.records import Movement, RecoveryReport
-from hcmiddleware.journal.rows import _ENTRY, SETTLE, EntryStore, _now, _write
+from hcmiddleware.journal.rows import _ENTRY, SETTLE, EntryStore, _Later, _now, _write
 from hcmiddleware.journal.states import IN_FLIGHT, PaymentStatus
 from hcmiddleware.models import PaymentResult, Settlement
 
@@ -137,12 +137,23 @@ class Resolution(EntryStore):
 
     def _request_reversal(self, seq: int) -> None:
         # durable: once a reversal may be on its way, no later query may confirm
+        later: _Later = []
         with _write(self.engine, durable=True) as conn:
-            conn.execute(
+            row = conn.execute(
                 _ENTRY.update()
                 .where(_ENTRY.c.seq == seq)
                 .values(reversal_requested=True, updated_at=_now())
+                .returning(_ENTRY.c.transaction_id, _ENTRY.c.terminal_id, _ENTRY.c.state)
+            ).one()
+            self._audit_in(
+                conn,
+                later,
+                "journal.reversal_requested",
+                row.transaction_id,
+                row.terminal_id,
+                state=row.state,
             )
+        self._audited(later)
 
     def _resolve_settlement(self, row: Any) -> None:
         state = P(row.state)

@@ -3,6 +3,10 @@
 :class:`EntryStore` is the base every part of :class:`~hcmiddleware.journal.Journal`
 builds on. :func:`_write` is the write transaction, and :data:`DURABLE_STATES` says
 which state changes it forces to disk before anything is sent.
+
+Every state an entry takes is appended to the audit log (``journal.<state>``, the
+transaction ID as subject) in the very transaction that writes it: the state change and
+its audit entry commit together, or neither does.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ from hcmiddleware.journal.records import Movement, mask_card
 from hcmiddleware.journal.states import ALLOWED, PaymentStatus
 from hcmiddleware.journal.tables import JournalEntry, JournalEvent
 from hcmiddleware.models import MoneyKind
+
+#: the audit log's actor for the journal's own state changes
+JOURNAL_ACTOR = "journal"
+#: a state change to audit once its transaction has committed (another database)
+_Later = list[tuple[str, str, str | None, dict[str, str]]]
 
 if TYPE_CHECKING:
     from hcmiddleware.runtime import Middleware
@@ -171,16 +180,60 @@ class EntryStore:
                 )
         return self._movement(row)
 
+    # -- the audit log ------------------------------------------------------------------
+
+    def _audit_in(
+        self,
+        conn: Connection,
+        later: _Later,
+        action: str,
+        transaction_id: str,
+        terminal: str | None,
+        **details: str,
+    ) -> None:
+        """Audit a change in ``conn``'s transaction when the audit log shares the journal's
+        database; otherwise keep it for :meth:`_audited`, after the commit."""
+        if self.mw.audit.engine is self.engine:
+            self.mw.audit.record(
+                action,
+                actor=JOURNAL_ACTOR,
+                subject=transaction_id,
+                details=details,
+                terminal=terminal,
+                connection=conn,
+            )
+        else:
+            later.append((action, transaction_id, terminal, details))
+
+    def _audited(self, later: _Later) -> None:
+        """After a commit: announce its audit entries, or write those kept for later."""
+        for action, transaction_id, terminal, details in later:
+            self.mw.audit.record(
+                action,
+                actor=JOURNAL_ACTOR,
+                subject=transaction_id,
+                details=details,
+                terminal=terminal,
+            )
+        self.mw.audit.flush()
+
     def _insert(
-        self, key: str, fields: dict[str, Any], conn: Connection | None = None
+        self,
+        key: str,
+        fields: dict[str, Any],
+        conn: Connection | None = None,
+        later: _Later | None = None,
     ) -> int | None:
         if conn is None:
+            mine: _Later = []
             try:
                 # not durable: if a power cut loses it, nothing had been sent yet
                 with _write(self.engine, durable=False) as own:
-                    return self._insert(key, fields, own)
+                    seq = self._insert(key, fields, own, mine)
             except sa.exc.IntegrityError:
                 return None
+            self._audited(mine)
+            return seq
         now = _now()
         params = dict.fromkeys(_OPTIONAL_FIELDS)
         params.update(fields)
@@ -197,9 +250,20 @@ class EntryStore:
         inserted = conn.execute(_ADD_ENTRY, params).inserted_primary_key
         assert inserted is not None
         seq = int(inserted[0])
-        conn.execute(_SET_ID, {"w_seq": seq, "transaction_id": self.new_message_id(seq)})
+        transaction_id = self.new_message_id(seq)
+        conn.execute(_SET_ID, {"w_seq": seq, "transaction_id": transaction_id})
         conn.execute(
             _ADD_EVENT, {"entry_seq": seq, "state": P.PENDING.value, "note": None, "at": now}
+        )
+        self._audit_in(
+            conn,
+            later if later is not None else [],
+            f"journal.{P.PENDING.value}",
+            transaction_id,
+            params["terminal_id"],
+            channel=str(params["channel"]),
+            kind=str(params["kind"]),
+            amount=str(params["amount"]),
         )
         return seq
 
@@ -245,6 +309,7 @@ class EntryStore:
         if new not in ALLOWED[expected]:
             raise MoneyError(f"journal state {expected.value} cannot become {new.value}")
         now = _now()
+        later: _Later = []
         with _write(self.engine, durable=new in DURABLE_STATES) as conn:
             row = conn.execute(
                 _SET_STATE,
@@ -257,6 +322,18 @@ class EntryStore:
                 _ADD_EVENT,
                 {"entry_seq": seq, "state": new.value, "note": values.get("reason"), "at": now},
             )
+            self._audit_in(
+                conn,
+                later,
+                f"journal.{new.value}",
+                row.transaction_id,
+                row.terminal_id,
+                previous=expected.value,
+                channel=row.channel,
+                kind=row.kind,
+                amount=str(row.amount),
+            )
+        self._audited(later)
         return row
 
     def _row(self, seq: int) -> Any:

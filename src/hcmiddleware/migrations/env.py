@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+import hcmiddleware.audit.tables as _audit_tables  # noqa: F401  (the audit log)
+import hcmiddleware.cards.tables as _card_tables  # noqa: F401  (lists of refused cards)
 import hcmiddleware.ehc.tables  # the e-card's replay store and revocations
 import hcmiddleware.empi.schema  # noqa: F401  (registers the tables on Base.metadata)
 import hcmiddleware.journal.tables as _journal_tables  # noqa: F401  (the money journal)

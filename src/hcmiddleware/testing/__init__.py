@@ -10,10 +10,11 @@ changes nothing in a test run that does not ask for them:
 * ``hcm_middleware`` — a started Middleware on embedded defaults;
 * ``hcm_recorder`` — a :class:`HookRecorder` attached to ``hcm_middleware``.
 
-The fixtures' configs carry resident-index keys made by :func:`empi_keys` in the test's
-folder (the runtime itself never makes keys); give ``empi=…`` to use others.
-:func:`ehc_keys` makes an e-card issuer's key pair and the ``[ehc]`` section trusting
-it (``hcm_make_middleware(ehc=ehc_keys(folder))``).
+The fixtures' configs carry resident-index keys made by :func:`empi_keys` and an audit
+signing key made by :func:`audit_key` in the test's folder (the runtime itself never
+makes keys); give ``empi=…`` or ``audit=…`` to use others. :func:`ehc_keys` makes an
+e-card issuer's key pair and the ``[ehc]`` section trusting it
+(``hcm_make_middleware(ehc=ehc_keys(folder))``).
 
 Conformance suites (``hcmiddleware.testing.conformance``) are classes an adapter's own
 test module subclasses; see ``docs/testing.md``.
@@ -24,10 +25,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hcmiddleware.keyfiles import scratch_empi_keys
+from hcmiddleware.keyfiles import scratch_audit_key, scratch_empi_keys
 from hcmiddleware.testing.recorder import HookRecorder
 
-__all__ = ["HookRecorder", "ehc_keys", "empi_keys"]
+__all__ = ["HookRecorder", "audit_key", "ehc_keys", "empi_keys"]
 
 
 def empi_keys(folder: Path) -> dict[str, Any]:
@@ -49,3 +50,9 @@ def ehc_keys(folder: Path, **options: Any) -> dict[str, Any]:
     from hcmiddleware.ehc.keyfiles import ehc_section
 
     return ehc_section(folder, **options)
+
+
+def audit_key(folder: Path) -> dict[str, Any]:
+    """An ``[audit]`` section naming a checkpoint signing key in ``folder``, made there on
+    first call (for tests and demos, like :func:`empi_keys`)."""
+    return scratch_audit_key(folder)

@@ -10,7 +10,7 @@ import pytest
 
 from hcmiddleware.config import Config, parse_config
 from hcmiddleware.runtime import Middleware
-from hcmiddleware.testing import empi_keys
+from hcmiddleware.testing import audit_key, empi_keys
 from hcmiddleware.testing.recorder import HookRecorder
 
 
@@ -28,13 +28,16 @@ class MiddlewareFactory(Protocol):
 
 
 def embedded_config(data_dir: Path, **sections: Any) -> Config:
-    """A Config on embedded defaults with its data (and index keys) in ``data_dir``."""
+    """A Config on embedded defaults with its data (index keys, audit key) in ``data_dir``."""
     data: dict[str, Any] = {"middleware": {"data_dir": str(data_dir)}}
     for name, section in sections.items():
         data.setdefault(name, {}).update(section)
+    keys = Path(data["middleware"]["data_dir"]) / "keys"
     if "empi" not in sections:
         # in the data folder actually used: two Middlewares on one folder share keys
-        data["empi"] = empi_keys(Path(data["middleware"]["data_dir"]) / "keys")
+        data["empi"] = empi_keys(keys)
+    if "signing_key" not in data.get("audit", {}):
+        data.setdefault("audit", {}).update(audit_key(keys))
     return parse_config(data, base_dir=data_dir)
 
 

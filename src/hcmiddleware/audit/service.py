@@ -1,0 +1,889 @@
+"""``middleware.audit``: append to the chain, announce, checkpoint, list, verify, export."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from hcmiddleware import storage
+from hcmiddleware.audit import chain
+from hcmiddleware.audit.tables import HEAD_ID, AuditCheckpointRow, AuditHeadRow, AuditLogRow
+from hcmiddleware.errors import AuditAlgorithmError, AuditError, AuditInputError, HcmError
+from hcmiddleware.models import AuditCheckpoint, AuditEntry, AuditEvent
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
+
+    from hcmiddleware.audit.verify import VerifyReport
+    from hcmiddleware.runtime import Middleware
+
+__all__ = ["Audit", "Outcome"]
+
+log = logging.getLogger("hcmiddleware.audit")
+
+Outcome = Literal["ok", "refused", "failed"]
+_OUTCOMES = frozenset({"ok", "refused", "failed"})
+
+_LOG: sa.Table = AuditLogRow.__table__  # type: ignore[assignment]
+_HEAD: sa.Table = AuditHeadRow.__table__  # type: ignore[assignment]
+_CHECKPOINTS: sa.Table = AuditCheckpointRow.__table__  # type: ignore[assignment]
+
+#: The append runs on the driver's cursor, in the caller's transaction: through
+#: SQLAlchemy's statement layer the three statements cost more than the work they do.
+#: The head row is locked first (an UPDATE: a row lock on PostgreSQL; on SQLite the
+#: write transaction holds the database).
+_NEXT = (
+    "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 "
+    "RETURNING seq, hash, algorithm, checkpoint_seq, checkpoint_at"
+)
+_SQLITE_ADD = (
+    "INSERT INTO audit_log (seq, at, action, actor, subject, outcome, user_id, role, "
+    "terminal, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_SET = "UPDATE audit_head SET hash = ?, algorithm = coalesce(algorithm, ?) WHERE id = 1"
+#: PostgreSQL: the entry and the head's new hash in one round trip
+_PG_ADD_SET = (
+    "WITH entry AS (INSERT INTO audit_log (seq, at, action, actor, subject, outcome, "
+    "user_id, role, terminal, details, prev_hash, hash) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)) "
+    "UPDATE audit_head SET hash = %s, algorithm = coalesce(algorithm, %s) WHERE id = 1"
+)
+#: PostgreSQL, when this process wrote the last entry: one round trip. The head moves
+#: only if it still is where this process left it (else no row comes back, nothing is
+#: written, and the append takes the head's lock and reads it).
+_PG_AFTER_OWN = (
+    "WITH head AS (UPDATE audit_head SET seq = %(seq)s, hash = %(hash)s "
+    "WHERE id = 1 AND seq = %(seq)s - 1 AND hash = %(prev)s AND algorithm = %(algorithm)s "
+    "RETURNING checkpoint_seq, checkpoint_at), "
+    "entry AS (INSERT INTO audit_log (seq, at, action, actor, subject, outcome, user_id, "
+    "role, terminal, details, prev_hash, hash) SELECT %(seq)s, %(at)s, %(action)s, "
+    "%(actor)s, %(subject)s, %(outcome)s, %(user)s, %(role)s, %(terminal)s, %(details)s, "
+    "%(prev)s, %(hash)s FROM head) "
+    "SELECT checkpoint_seq, checkpoint_at FROM head"
+)
+assert HEAD_ID == 1  # the statements above name the head row
+_SET_HASH = _HEAD.update().where(_HEAD.c.id == HEAD_ID)
+_READ_HEAD = sa.select(_HEAD).where(_HEAD.c.id == HEAD_ID)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _aware(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _default_terminal() -> str:
+    name = "".join(ch for ch in socket.gethostname() if ch.isprintable()).strip()
+    return (name or "terminal")[:64]
+
+
+class Audit:
+    """The tamper-evident audit log of one Middleware (``middleware.audit``, R-SEC-1).
+
+    Call it as before — ``mw.audit("card.read", actor="kiosk-7", subject=rid,
+    reader=name)`` — and the act is appended to a hash chain in the installation's
+    database, then announced through ``hcm_audit_event``. :meth:`record` with
+    ``connection=`` (from :meth:`transaction` or :func:`hcmiddleware.storage.begin_write`)
+    writes the entry in the act's own transaction: both commit, or neither.
+
+    Every ``[audit] checkpoint_every`` entries or ``checkpoint_minutes`` minutes, and
+    when the Middleware closes, the last entry's number and hash are signed and pushed
+    out through ``hcm_audit_checkpoint``. :meth:`verify` finds any entry changed,
+    removed, inserted or reordered since, and names the first.
+
+    An act that cannot be audited fails with :class:`~hcmiddleware.errors.AuditError`;
+    an entry holding what the log must not (an ID number, a phone number, control
+    characters) with :class:`~hcmiddleware.errors.AuditInputError`.
+    """
+
+    def __init__(self, middleware: Middleware, *, engine: Engine | None = None) -> None:
+        self._mw = middleware
+        self._own_engine = engine
+        self.settings = middleware.config.audit
+        #: this terminal's ID in entries and checkpoints
+        self.terminal = self.settings.terminal or _default_terminal()
+        self._lock = threading.Lock()
+        self._opened: Engine | None = None
+        self._algorithm: str | None = None
+        #: entries written in a caller's transaction, by connection, until it ends
+        self._held: weakref.WeakKeyDictionary[Connection, list[AuditEntry]] = (
+            weakref.WeakKeyDictionary()
+        )
+        #: per connection: how many entries it held when each open savepoint began
+        self._savepoints: weakref.WeakKeyDictionary[Connection, list[int]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._held_lock = threading.Lock()
+        #: engines whose transactions are followed (see :meth:`attach`)
+        self._attached: weakref.WeakSet[Engine] = weakref.WeakSet()
+        #: committed entries not yet announced through hcm_audit_event
+        self._committed: deque[AuditEntry] = deque()
+        self._due = False
+        self._appended = False
+        #: PostgreSQL: the last entry this process wrote (number, hash, hash function)
+        self._tail: tuple[int, bytes, str] | None = None
+        self._signing: Ed25519PrivateKey | None = None
+        self._keys: dict[str, Ed25519PublicKey] | None = None
+        if engine is not None:
+            self.attach(engine)
+
+    # -- set-up -----------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The database the chain lives in (the installation's)."""
+        return self._own_engine if self._own_engine is not None else self._mw.engine
+
+    @property
+    def algorithm(self) -> str:
+        """The chain's hash function: the configured one until the chain has started."""
+        return self._algorithm or self.settings.hash
+
+    def open(self) -> None:
+        """Migrate the database and check the chain's hash function against the config.
+
+        Done on first use; call it at start to fail early.
+
+        :raises AuditAlgorithmError: ``[audit] hash`` is not the chain's.
+        """
+        engine = self.engine
+        if self._opened is engine:
+            return
+        with self._lock:
+            if self._opened is engine:
+                return
+            storage.upgrade(engine)
+            with engine.connect() as conn:
+                self._check_head(conn)
+            self._opened = engine
+
+    def _check_head(self, conn: Connection) -> None:
+        try:
+            head = conn.execute(_READ_HEAD).first()
+        except sa.exc.DBAPIError as exc:
+            raise AuditError(
+                f"the audit log's tables cannot be read ({type(exc.orig).__name__})",
+                hint="migrate the database first: start the Middleware once, or 'hcm doctor'",
+            ) from exc
+        if head is None:
+            raise AuditError(
+                "the audit log's head row is missing: the table was emptied by hand",
+                hint="restore the database from a backup, then run 'hcm audit verify'",
+            )
+        if head.algorithm is not None:
+            self._check_algorithm(head.algorithm)
+            self._algorithm = head.algorithm
+
+    def _check_algorithm(self, chain_algorithm: str) -> None:
+        if chain_algorithm != self.settings.hash:
+            source = self._mw.config.source
+            raise AuditAlgorithmError(
+                f"the audit chain uses {chain_algorithm} but [audit] hash is {self.settings.hash}",
+                chain=chain_algorithm,
+                configured=self.settings.hash,
+                file=str(source) if source else None,
+            )
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey | None:
+        """The terminal's checkpoint key (``[audit] signing_key``), or ``None``."""
+        if self._signing is None and self.settings.signing_key is not None:
+            from hcmiddleware.audit.signing import private_key_from_text
+
+            self._signing = private_key_from_text(self.settings.signing_key.get_secret_value())
+        return self._signing
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """Keys checkpoints may be signed with, by key ID: this terminal's and ``verify_keys``."""
+        if self._keys is None:
+            from hcmiddleware.audit.signing import key_id, public_key_from_file
+
+            keys: dict[str, Ed25519PublicKey] = {}
+            for path in self.settings.verify_keys:
+                public = public_key_from_file(path)
+                keys[key_id(public)] = public
+            own = self.signing_key
+            if own is not None:
+                keys[key_id(own)] = own.public_key()
+            self._keys = keys
+        return self._keys
+
+    # -- appending --------------------------------------------------------------------
+
+    def __call__(
+        self,
+        action: str,
+        *,
+        actor: str,
+        subject: str | None = None,
+        outcome: Outcome = "ok",
+        user: str | None = None,
+        role: str | None = None,
+        terminal: str | None = None,
+        **details: str,
+    ) -> AuditEntry:
+        """Append one audited act in a transaction of its own, and announce it.
+
+        :param action: dotted verb (``card.read``, ``money.pay``).
+        :param actor: the operator or terminal that acted.
+        :param subject: an opaque ID (resident ID, transaction ID) — never a name or an
+            ID number.
+        :param user: the signed-in user's opaque ID; ``role`` the role they acted in.
+        :param terminal: where; default ``[audit] terminal``.
+        :param details: short text values (``reader="R0"``, ``count="3"``).
+        :return: the entry as stored, with its number and hash.
+        """
+        return self.record(
+            action,
+            actor=actor,
+            subject=subject,
+            outcome=outcome,
+            user=user,
+            role=role,
+            terminal=terminal,
+            details=details,
+        )
+
+    def record(
+        self,
+        action: str,
+        *,
+        actor: str,
+        subject: str | None = None,
+        outcome: Outcome = "ok",
+        details: Mapping[str, str] | None = None,
+        user: str | None = None,
+        role: str | None = None,
+        terminal: str | None = None,
+        connection: Connection | None = None,
+    ) -> AuditEntry:
+        """Like calling the log, with the details as a mapping — and, with ``connection``,
+        in the caller's own transaction (from :meth:`transaction`, or
+        :func:`hcmiddleware.storage.begin_write` on ``mw.engine``): the act and its entry
+        commit together, or neither; the entry is announced after the commit.
+        """
+        return self._append(
+            datetime.now(UTC),
+            action,
+            actor,
+            subject,
+            outcome,
+            user,
+            role,
+            terminal,
+            details or {},
+            connection,
+        )
+
+    def append(self, event: AuditEvent, *, connection: Connection | None = None) -> AuditEntry:
+        """Append an :class:`AuditEvent` made elsewhere (its time is kept)."""
+        return self._append(
+            _aware(event.at),
+            event.action,
+            event.actor,
+            event.subject,
+            event.outcome,
+            event.user,
+            event.role,
+            event.terminal,
+            event.details,
+            connection,
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction on the log's database for an act and its entries.
+
+        ::
+
+            with mw.audit.transaction() as conn:
+                conn.execute(...)                                   # the act
+                mw.audit.record("x.done", actor=who, connection=conn)
+
+        Both commit at the end of the block, or neither; the entries are announced after.
+        """
+        self.open()
+        with storage.begin_write(self.engine) as conn:
+            yield conn
+        self.flush()
+
+    def _append(
+        self,
+        at: datetime,
+        action: str,
+        actor: str,
+        subject: str | None,
+        outcome: str,
+        user: str | None,
+        role: str | None,
+        terminal: str | None,
+        details: Mapping[str, str],
+        connection: Connection | None,
+    ) -> AuditEntry:
+        if outcome not in _OUTCOMES:
+            raise AuditInputError(f"audit outcome {outcome!r} is not ok, refused or failed")
+        if not action or not actor:
+            raise AuditInputError("an audit entry needs an action and an actor")
+        terminal = terminal or self.terminal
+        chain.check_fields(
+            {
+                "action": action,
+                "actor": actor,
+                "subject": subject or None,
+                "user": user or None,
+                "role": role or None,
+                "terminal": terminal,
+            },
+            details,
+        )
+        fields = (
+            at.astimezone(UTC).replace(tzinfo=None),
+            action,
+            actor,
+            subject or None,
+            outcome,
+            user or None,
+            role or None,
+            terminal,
+            chain.canonical_details(details),
+        )
+        if connection is not None:
+            if connection.engine is not self.engine and connection.engine.url != self.engine.url:
+                raise AuditError(
+                    "the connection given is not to the audit log's database",
+                    hint="pass a connection from mw.audit.transaction() or of mw.engine",
+                )
+            if self._opened is not self.engine:
+                with self._lock:
+                    self._check_head(connection)
+            entry = self._write(connection, fields, details)
+            self._hold(connection, entry)
+            return entry
+        self.open()
+        try:
+            with storage.begin_write(self.engine) as conn:
+                entry = self._write(conn, fields, details)
+        except HcmError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._write_error(exc) from exc
+        self._committed.append(entry)
+        self.flush()
+        return entry
+
+    def _write(
+        self, conn: Connection, fields: tuple[Any, ...], given: Mapping[str, str]
+    ) -> AuditEntry:
+        """Append in ``conn``'s transaction: lock the head, insert, move the head."""
+        at, action, actor, subject, outcome, user, role, terminal, details = fields
+        if not conn.in_transaction():
+            conn.begin()  # what SQLAlchemy's autobegin would do for a statement of its own
+        dialect = conn.dialect
+        sqlite = dialect.name == "sqlite"
+        cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        seq = 0
+        try:
+            tail = self._tail
+            if not sqlite and tail is not None:
+                done = self._after_own(cursor, tail, fields)
+                if done is not None:
+                    return self._written(conn, fields, given, done)
+            cursor.execute(_NEXT)
+            head = cursor.fetchone()
+            if head is None:
+                raise AuditError(
+                    "the audit log's head row is missing: the table was emptied by hand",
+                    hint="run 'hcm audit verify' and restore the database from a backup",
+                )
+            seq, prev, algorithm, checkpoint_seq, checkpoint_at = head
+            prev = bytes(prev) if prev is not None else chain.GENESIS
+            if algorithm is None:
+                algorithm = self.settings.hash
+            elif algorithm != self._algorithm:
+                self._check_algorithm(algorithm)
+                self._algorithm = algorithm
+            stamp = chain.format_at(at)
+            data = chain.canonical(
+                seq, stamp, action, actor, subject, outcome, user, role, terminal, details
+            )
+            new = chain.digest(algorithm)(prev + data)
+            row = (seq, at, action, actor, subject, outcome, user, role, terminal, details)
+            if sqlite:
+                cursor.execute(_SQLITE_ADD, (seq, stamp, *row[2:], prev, new))
+                cursor.execute(_SQLITE_SET, (new, algorithm))
+                if isinstance(checkpoint_at, str):
+                    checkpoint_at = datetime.fromisoformat(checkpoint_at)
+            else:
+                cursor.execute(_PG_ADD_SET, (*row, prev, new, new, algorithm))
+        except HcmError:
+            raise
+        except dialect.dbapi.IntegrityError as exc:  # type: ignore[union-attr]
+            raise AuditError(
+                f"the audit table already holds an entry {seq}, which the head does not "
+                "count: the table was edited by hand",
+                hint="run 'hcm audit verify' and restore the table from a backup",
+            ) from exc
+        except dialect.dbapi.Error as exc:  # type: ignore[union-attr]
+            raise self._write_error(exc) from exc
+        finally:
+            cursor.close()
+        return self._written(
+            conn, fields, given, (seq, prev, new, algorithm, checkpoint_seq, checkpoint_at)
+        )
+
+    def _after_own(
+        self, cursor: Any, tail: tuple[int, bytes, str], fields: tuple[Any, ...]
+    ) -> tuple[int, bytes, bytes, str, int, datetime | None] | None:
+        """PostgreSQL: append after the entry this process wrote last, in one round trip;
+        ``None`` when someone else has appended since (then nothing was written)."""
+        at, action, actor, subject, outcome, user, role, terminal, details = fields
+        last, prev, algorithm = tail
+        seq = last + 1
+        data = chain.canonical(
+            seq, chain.format_at(at), action, actor, subject, outcome, user, role, terminal,
+            details,
+        )  # fmt: skip
+        new = chain.digest(algorithm)(prev + data)
+        cursor.execute(
+            _PG_AFTER_OWN,
+            {
+                "seq": seq, "hash": new, "prev": prev, "algorithm": algorithm, "at": at,
+                "action": action, "actor": actor, "subject": subject, "outcome": outcome,
+                "user": user, "role": role, "terminal": terminal, "details": details,
+            },
+        )  # fmt: skip
+        head = cursor.fetchone()
+        if head is None:
+            return None
+        return seq, prev, new, algorithm, head[0], head[1]
+
+    def _written(
+        self,
+        conn: Connection,
+        fields: tuple[Any, ...],
+        given: Mapping[str, str],
+        done: tuple[int, bytes, bytes, str, int, datetime | None],
+    ) -> AuditEntry:
+        at, action, actor, subject, outcome, user, role, terminal, _ = fields
+        seq, prev, new, algorithm, checkpoint_seq, checkpoint_at = done
+        self._algorithm = algorithm
+        self._tail = (seq, new, algorithm)
+        self._appended = True
+        if self._checkpoint_due(seq, checkpoint_seq, checkpoint_at, at):
+            self._due = True
+        return AuditEntry.model_construct(
+            at=at.replace(tzinfo=UTC),
+            actor=actor,
+            action=action,
+            subject=subject,
+            outcome=outcome,
+            details=dict(given),
+            user=user,
+            role=role,
+            terminal=terminal,
+            seq=seq,
+            prev_hash=prev.hex(),
+            hash=new.hex(),
+        )
+
+    @staticmethod
+    def _write_error(exc: Exception) -> AuditError:
+        orig = getattr(exc, "orig", None) or exc
+        reason = type(orig).__name__
+        return AuditError(
+            f"the audit log could not be written ({reason}: {orig})"[:300],
+            hint="check the database ('hcm doctor'); in your own transaction on SQLite, "
+            "begin it with mw.audit.transaction() or storage.begin_write()",
+        )
+
+    def _checkpoint_due(
+        self, seq: int, checkpoint_seq: int, checkpoint_at: datetime | None, at: datetime
+    ) -> bool:
+        if seq - int(checkpoint_seq) >= self.settings.checkpoint_every:
+            return True
+        if checkpoint_at is None:
+            return True
+        return at - checkpoint_at >= timedelta(minutes=self.settings.checkpoint_minutes)
+
+    # -- a caller's transaction ---------------------------------------------------------
+
+    def attach(self, engine: Engine) -> None:
+        """Follow the transactions of ``engine`` (the Middleware calls this when it makes
+        its engine): entries written in a caller's transaction are announced once it
+        commits, and forgotten when it — or the savepoint they were in — rolls back."""
+        with self._held_lock:
+            if engine in self._attached:
+                return
+            self._attached.add(engine)
+        self._listen(engine)
+
+    def _listen(self, target: Engine | Connection) -> None:
+        sa.event.listen(target, "commit", self._on_commit)
+        sa.event.listen(target, "rollback", self._on_rollback)
+        sa.event.listen(target, "savepoint", self._on_savepoint)
+        sa.event.listen(target, "rollback_savepoint", self._on_rollback_savepoint)
+        sa.event.listen(target, "release_savepoint", self._on_release_savepoint)
+
+    def _hold(self, conn: Connection, entry: AuditEntry) -> None:
+        with self._held_lock:
+            held = self._held.get(conn)
+            if held is None:
+                held = self._held[conn] = []
+                if conn.engine not in self._attached:  # another engine on the same database
+                    self._listen(conn)
+            held.append(entry)
+
+    def _on_commit(self, conn: Connection) -> None:
+        with self._held_lock:
+            held = self._held.get(conn)
+            if held:
+                self._committed.extend(held)
+                held.clear()
+            self._forget_savepoints(conn)
+
+    def _on_rollback(self, conn: Connection) -> None:
+        with self._held_lock:
+            held = self._held.get(conn)
+            if held:
+                held.clear()
+            self._forget_savepoints(conn)
+
+    def _on_savepoint(self, conn: Connection, _name: str | None) -> None:
+        # savepoints nest: a stack of marks (the event does not know the name yet)
+        with self._held_lock:
+            self._savepoints.setdefault(conn, []).append(len(self._held.get(conn) or ()))
+
+    def _on_rollback_savepoint(self, conn: Connection, _name: str, _context: Any) -> None:
+        with self._held_lock:
+            marks = self._savepoints.get(conn)
+            held = self._held.get(conn)
+            if marks:
+                mark = marks.pop()
+                if held is not None:
+                    del held[mark:]
+
+    def _on_release_savepoint(self, conn: Connection, _name: str, _context: Any) -> None:
+        with self._held_lock:
+            marks = self._savepoints.get(conn)
+            if marks:
+                marks.pop()
+
+    def _forget_savepoints(self, conn: Connection) -> None:
+        self._savepoints.pop(conn, None)
+
+    def flush(self) -> None:
+        """Announce committed entries (``hcm_audit_event``) and checkpoint when due.
+
+        Runs after every append of its own and at the end of :meth:`transaction`; call
+        it after committing a transaction of your own that holds entries.
+        """
+        while True:
+            try:
+                entry = self._committed.popleft()
+            except IndexError:
+                break
+            self._mw.dispatcher.call("hcm_audit_event", event=entry)
+        if self._due:
+            self._due = False
+            try:
+                self.checkpoint(only_if_due=True)
+            except HcmError as exc:  # the entries are safe; the next append tries again
+                self._due = True
+                log.error("audit checkpoint failed: %s", exc)
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def checkpoint(self, *, only_if_due: bool = False) -> AuditCheckpoint | None:
+        """Sign the chain's last entry and push the checkpoint out; ``None`` if nothing new.
+
+        Stored in the database and handed to every ``hcm_audit_checkpoint`` plugin (the
+        built-in file sink writes ``[audit] checkpoint_file``).
+        """
+        self.open()
+        from hcmiddleware.audit.signing import sign
+
+        try:
+            with storage.begin_write(self.engine) as conn:
+                query = _READ_HEAD
+                if conn.dialect.name == "postgresql":
+                    query = query.with_for_update()
+                head = conn.execute(query).one()
+                if head.seq == 0 or head.seq == head.checkpoint_seq or head.hash is None:
+                    return None
+                now = _now()
+                if only_if_due and not self._checkpoint_due(
+                    head.seq, head.checkpoint_seq, head.checkpoint_at, now
+                ):
+                    return None
+                made = AuditCheckpoint(
+                    seq=head.seq,
+                    hash=head.hash.hex(),
+                    algorithm=head.algorithm,
+                    at=now.replace(tzinfo=UTC),
+                    terminal=self.terminal,
+                )
+                key = self.signing_key
+                if key is not None:
+                    made = sign(made, key)
+                conn.execute(
+                    _CHECKPOINTS.insert(),
+                    {
+                        "seq": made.seq,
+                        "hash": head.hash,
+                        "algorithm": made.algorithm,
+                        "at": now,
+                        "terminal": made.terminal,
+                        "key_id": made.key_id,
+                        "signature": _b64(made.signature),
+                    },
+                )
+                conn.execute(_SET_HASH, {"checkpoint_seq": made.seq, "checkpoint_at": now})
+        except HcmError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._write_error(exc) from exc
+        self._mw.dispatcher.call("hcm_audit_checkpoint", checkpoint=made)
+        return made
+
+    def checkpoints(self) -> list[AuditCheckpoint]:
+        """The checkpoints kept in the database, oldest first."""
+        self.open()
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(_CHECKPOINTS).order_by(_CHECKPOINTS.c.seq)).all()
+        return [checkpoint_from_row(r) for r in rows]
+
+    # -- reading ------------------------------------------------------------------------
+
+    def head(self) -> tuple[int, str | None]:
+        """The number of the last entry (0 for none) and the chain's hash function."""
+        self.open()
+        with self.engine.connect() as conn:
+            head = conn.execute(_READ_HEAD).one()
+        return int(head.seq), head.algorithm
+
+    def entries(
+        self,
+        *,
+        resident: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEntry]:
+        """Entries in chain order; ``limit`` keeps the most recent ones.
+
+        :param resident: entries whose subject is this opaque ID.
+        :param action: an action (``card.read``), or a prefix ending in ``*``
+            (``flow.outpatient.*``).
+        :param since: at or after this time (naive = UTC); ``until`` before it.
+        :param start: from this entry number; ``end`` up to and including it.
+        """
+        return list(
+            self.iter_entries(
+                resident=resident,
+                action=action,
+                since=since,
+                until=until,
+                start=start,
+                end=end,
+                limit=limit,
+            )
+        )
+
+    def iter_entries(
+        self,
+        *,
+        resident: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[AuditEntry]:
+        """Like :meth:`entries`, streamed (for exports of the whole log)."""
+        self.open()
+        query = sa.select(_LOG)
+        if resident is not None:
+            query = query.where(_LOG.c.subject == resident)
+        if action is not None:
+            if action.endswith("*"):
+                prefix = action[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                query = query.where(_LOG.c.action.like(prefix + "%", escape="\\"))
+            else:
+                query = query.where(_LOG.c.action == action)
+        if since is not None:
+            query = query.where(_LOG.c.at >= _naive(since))
+        if until is not None:
+            query = query.where(_LOG.c.at < _naive(until))
+        if start is not None:
+            query = query.where(_LOG.c.seq >= start)
+        if end is not None:
+            query = query.where(_LOG.c.seq <= end)
+        if limit is not None:
+            newest = query.order_by(_LOG.c.seq.desc()).limit(limit).subquery()
+            query = sa.select(newest)
+        query = query.order_by(sa.column("seq"))
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
+            for row in result:
+                yield entry_from_row(row)
+
+    # -- verifying and exporting ------------------------------------------------------
+
+    def verify(
+        self,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        checkpoints: Path | Iterable[AuditCheckpoint] | None = None,
+        actor: str = "audit",
+    ) -> VerifyReport:
+        """Check the chain (or entries ``start``..``end``) and its checkpoints.
+
+        Checkpoints come from the database, from ``[audit] checkpoint_file`` when it
+        exists, and from ``checkpoints`` (a file the sink wrote, or checkpoints
+        gathered elsewhere). The report names the first entry that is wrong and what
+        is wrong with it; the check itself is audited (``audit.verify``).
+        """
+        from hcmiddleware.audit.verify import read_checkpoint_file, verify_chain
+
+        self.open()
+        gathered: list[tuple[str, AuditCheckpoint]] = []
+        configured = self.settings.checkpoint_file
+        if configured is not None and configured.exists():
+            gathered += [(str(configured), c) for c in read_checkpoint_file(configured)]
+        if isinstance(checkpoints, Path | str):
+            path = Path(checkpoints)
+            if path != configured:
+                gathered += [(str(path), c) for c in read_checkpoint_file(path)]
+        elif checkpoints is not None:
+            gathered += [("given", c) for c in checkpoints]
+        report = verify_chain(
+            self.engine,
+            start=start,
+            end=end,
+            external=gathered,
+            keys=self.public_keys(),
+            signing_expected=self.signing_key is not None,
+        )
+        first = report.first
+        try:
+            details = {"entries": str(report.entries)}
+            if first is not None:
+                details |= {"first_bad": str(first.seq), "problem": first.kind}
+            self.record(
+                "audit.verify",
+                actor=actor,
+                outcome="ok" if report.ok else "failed",
+                details=details,
+            )
+        except AuditError as exc:  # a damaged table may refuse it; the report says why
+            log.error("the verification could not be audited: %s", exc.message)
+        return report
+
+    def export(
+        self,
+        fmt: Literal["fhir", "atna"],
+        *,
+        actor: str = "audit",
+        **filters: Any,
+    ) -> Iterator[str]:
+        """The entries (filtered as in :meth:`entries`) as FHIR R4 AuditEvent JSON, one
+        resource a line, or as IHE ATNA (RFC 3881 / DICOM) XML messages, one a line.
+
+        The export itself is audited (``audit.export``) once it is complete.
+        """
+        from hcmiddleware.audit import export
+
+        site = self._mw.config.middleware.site_name
+        render = export.to_fhir_json if fmt == "fhir" else export.to_atna_xml
+        count = 0
+        for entry in self.iter_entries(**filters):
+            count += 1
+            yield render(entry, site=site)
+        self("audit.export", actor=actor, format=fmt, entries=str(count))
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Announce what is left and checkpoint the entries written since the last one."""
+        if not self._appended:
+            return
+        try:
+            self.flush()
+            self.checkpoint()
+        except HcmError as exc:
+            log.error("audit log not checkpointed at close: %s", exc)
+        self._appended = False
+        self._opened = None
+
+
+def _naive(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+
+
+def _b64(text: str | None) -> bytes | None:
+    import base64
+
+    return None if text is None else base64.b64decode(text)
+
+
+def chain_details(text: str) -> dict[str, str]:
+    """The details of a stored entry (canonical JSON) as a dict."""
+    import json
+
+    return cast(dict[str, str], json.loads(text))
+
+
+def entry_from_row(row: Any) -> AuditEntry:
+    """An :class:`AuditEntry` from a row of ``audit_log``."""
+    return AuditEntry.model_construct(
+        at=row.at.replace(tzinfo=UTC),
+        actor=row.actor,
+        action=row.action,
+        subject=row.subject,
+        outcome=row.outcome,
+        details=chain_details(row.details),
+        user=row.user_id,
+        role=row.role,
+        terminal=row.terminal,
+        seq=int(row.seq),
+        prev_hash=bytes(row.prev_hash).hex(),
+        hash=bytes(row.hash).hex(),
+    )
+
+
+def checkpoint_from_row(row: Any) -> AuditCheckpoint:
+    """An :class:`AuditCheckpoint` from a row of ``audit_checkpoints``."""
+    import base64
+
+    return AuditCheckpoint(
+        seq=int(row.seq),
+        hash=bytes(row.hash).hex(),
+        algorithm=row.algorithm,
+        at=row.at.replace(tzinfo=UTC),
+        terminal=row.terminal,
+        key_id=row.key_id,
+        signature=None
+        if row.signature is None
+        else base64.b64encode(bytes(row.signature)).decode(),
+    )
