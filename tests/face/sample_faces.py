@@ -16,12 +16,14 @@ Provenance (read from the installed packages at test time, nothing is committed)
 from __future__ import annotations
 
 import io
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageEnhance
+
+# the photo helpers are the kiosk set's: one way to find and cut the shipped photos
+from hcmiddleware.face.kiosk_set import _cut, _rgb, package_file
 
 RGB = NDArray[np.uint8]
 
@@ -47,41 +49,6 @@ _HOPPER_BOX = (137, 376, 352, 161)
 def hopper_path() -> Path:
     """matplotlib's Grace Hopper photo."""
     return package_file("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg")
-
-
-_INSTALL = {
-    "matplotlib": "pip install matplotlib",
-    "insightface": "pip install --no-deps insightface==2.1",
-    "scikit-image": "pip install scikit-image",
-}
-
-
-def package_file(dist: str, path: str) -> Path:
-    """A file inside an installed distribution, found without importing it."""
-    try:
-        found = Path(str(distribution(dist).locate_file(path)))
-    except PackageNotFoundError:
-        raise RuntimeError(
-            f"the face tests read real faces from {dist}: {_INSTALL.get(dist, dist)}"
-        ) from None
-    if not found.is_file():
-        raise FileNotFoundError(f"{path} is not in the installed {dist}")
-    return found
-
-
-def _rgb(path: Path) -> RGB:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
-
-
-def _cut(img: RGB, box: tuple[int, int, int, int], margin: float) -> RGB:
-    top, right, bottom, left = box
-    w, h = right - left, bottom - top
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    half_w, half_h = w * margin / 2, h * margin * 1.25 / 2
-    x0, x1 = max(0, int(cx - half_w)), min(img.shape[1], int(cx + half_w))
-    y0, y1 = max(0, int(cy - half_h)), min(img.shape[0], int(cy + half_h))
-    return np.ascontiguousarray(img[y0:y1, x0:x1])
 
 
 def load_people() -> dict[str, RGB]:
