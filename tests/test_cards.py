@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from hcmiddleware import Middleware
 from hcmiddleware.card.emulator import EmulatedCard
-from hcmiddleware.cards.lists import parse_update
+from hcmiddleware.cards.lists import parse_update, signed_bytes
 from hcmiddleware.cards.reference import ListPublisher, ReferenceListPlugin
 from hcmiddleware.errors import CardListError, CardRefusedError, ConfigError, IdentityError
 from hcmiddleware.models import BlacklistUpdate, CardState, IdentifierKind, Sex
@@ -325,8 +325,8 @@ def test_fuzzed_updates_give_only_typed_errors_and_change_nothing(
         mutated = _mutate(text, rng)
         try:
             update = parse_update(mutated)
-            if update == good:
-                continue  # a mutation that changed nothing that counts
+            if (signed_bytes(update), update.signature) == (signed_bytes(good), good.signature):
+                continue  # what the source signed, written another way: authentic
             mw.cards.apply(update)
         except CardListError as exc:
             outcomes[exc.reason] = outcomes.get(exc.reason, 0) + 1
