@@ -23,27 +23,16 @@ from numpy.typing import NDArray
 from PIL import Image, ImageEnhance
 
 # the photo helpers are the kiosk set's: one way to find and cut the shipped photos
-from hcmiddleware.face.kiosk_set import _cut, _rgb, package_file
+from hcmiddleware.face.kiosk_set import (
+    _ASTRONAUT_BOX,
+    _HOPPER_BOX,
+    _T1_BOXES,
+    _cut,
+    _rgb,
+    package_file,
+)
 
 RGB = NDArray[np.uint8]
-
-# Face boxes (top, right, bottom, left) of the six people in t1.jpg as HOG finds them
-# without upsampling; each is cut out with a margin that stays clear of the neighbours.
-_T1_BOXES = [
-    (284, 169, 388, 65),
-    (365, 837, 469, 734),
-    (284, 1217, 388, 1114),
-    (300, 577, 424, 452),
-    (179, 362, 266, 275),
-    (89, 987, 192, 883),
-]
-
-
-# The whole astronaut photo also holds a mission patch that HOG takes for a face once
-# the photo is JPEG-compressed; the portraits are head-and-shoulders cuts, like a
-# kiosk frame or a card photo.
-_ASTRONAUT_BOX = (83, 266, 170, 179)
-_HOPPER_BOX = (137, 376, 352, 161)
 
 
 def hopper_path() -> Path:

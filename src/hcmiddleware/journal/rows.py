@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -89,30 +89,10 @@ def _now() -> datetime:
 DURABLE_STATES = frozenset({PaymentStatus.SENT})
 
 
-@contextmanager
-def _write(engine: Engine, *, durable: bool) -> Iterator[Connection]:
-    """A write transaction; ``durable=False`` commits without forcing the disk.
-
-    SQLite (WAL): ``synchronous=NORMAL`` for this commit — safe against a process
-    crash, and the next forced commit carries it to disk. PostgreSQL:
-    ``synchronous_commit=off`` for this transaction, with the same meaning.
-    """
-    with engine.connect() as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        # on the driver's connection: through SQLAlchemy the PRAGMA would open a
-        # transaction, and the level cannot change inside one
-        raw: Any = conn.connection.driver_connection
-        if sqlite and not durable:
-            raw.execute("PRAGMA synchronous=NORMAL")
-        try:
-            write = conn.execution_options(hcm_write=True)
-            with write.begin():
-                if not durable and conn.dialect.name == "postgresql":
-                    write.exec_driver_sql("SET LOCAL synchronous_commit = off")
-                yield write
-        finally:
-            if sqlite and not durable:
-                raw.execute("PRAGMA synchronous=FULL")
+def _write(engine: Engine, *, durable: bool) -> AbstractContextManager[Connection]:
+    """A write transaction; ``durable=False`` commits without forcing the disk
+    (see :func:`hcmiddleware.storage.begin_write`)."""
+    return storage.begin_write(engine, durable=durable)
 
 
 class EntryStore:
