@@ -335,6 +335,14 @@ class WardMqtt:
         if op == "location":
             where = ward.location(_text(topic, data, "band"))
             return None if where is None else where.model_dump(mode="json")
+        if op == "summary":
+            # the inpatient kiosk: by the band scanned, or by the health card read
+            if isinstance(data.get("card"), str) and data["card"]:
+                found = ward.summary(card_number=data["card"], actor=f"kiosk:{topic}"[:40])
+            else:
+                band = _text(topic, data, "band")
+                found = ward.summary(wristband_id=band, actor=f"kiosk:{topic}"[:40])
+            return found.model_dump(mode="json")
         raise DeviceMessageError(
             f"request on {topic} asks for {op!r}", source=topic, reason=f"unknown op {op!r}"
         )
