@@ -279,8 +279,9 @@ class FhirRoutes:
         if not context:
             raise HisFaultError("required-field-missing", f"search {kind} by encounter", status=400)
         patient_id = subject or self.store._patient_of(context)
+        orders = self.store.orders
         if kind == "ServiceRequest":
-            rows = [o for o in self.store.orders(patient_id, context) if o["kind"] not in DRUG_KINDS]
+            rows = [o for o in orders(patient_id, context) if o["kind"] not in DRUG_KINDS]
             return bundle([self.service_request(o) for o in rows])
         if kind == "MedicationRequest":
             rows = [o for o in self.store.orders(patient_id, context) if o["kind"] in DRUG_KINDS]
