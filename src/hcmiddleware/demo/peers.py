@@ -104,17 +104,16 @@ def start_terminal(stack: ExitStack, *, pcsc: bool = True) -> Terminal:
     """The sample card (and SAM) behind pcscd + vpcd, or in-process when that cannot run."""
     card = EmulatedCard.from_files(SAMPLE_PROFILE, TEST_ISSUER_KEYS)
     missing = "turned off (--no-pcsc)" if not pcsc else _pcsc_missing()
+    advice = "install pcscd, vsmartcard-vpcd and hcmiddleware[pcsc] for the PC/SC path"
     if missing is None:
         try:
             return _pcsc_terminal(stack, card)
         except HcmError as exc:
-            missing = f"pcscd did not start ({exc.message})"
-    return Terminal(
-        card=card,
-        pcsc=False,
-        note=f"card and SAM in-process: {missing}; install pcscd, vsmartcard-vpcd and "
-        "hcmiddleware[pcsc] for the PC/SC path",
-    )
+            missing = f"the PC/SC path could not be used ({exc.message})"
+            advice = exc.hint or "see 'hcm doctor'"
+    if not pcsc:
+        advice = "without --no-pcsc the card is read through pcscd where it is installed"
+    return Terminal(card=card, pcsc=False, note=f"card and SAM in-process: {missing}; {advice}")
 
 
 def _pcsc_terminal(stack: ExitStack, card: EmulatedCard) -> Terminal:
@@ -125,7 +124,10 @@ def _pcsc_terminal(stack: ExitStack, card: EmulatedCard) -> Terminal:
 
     daemon = stack.enter_context(Pcscd())
     if Pcscd.card_present(USER_READER) or Pcscd.card_present(SAM_READER):
-        raise HcmError("the virtual readers already hold cards", hint="stop the other emulator")
+        raise HcmError(
+            "the virtual readers already hold cards",
+            hint="another emulator ('hcm card emulate', a test) is serving them: stop it",
+        )
     stack.enter_context(VpcdCard(card, daemon.user_port))
     stack.enter_context(VpcdCard(EmulatedSam(load_keyset(TEST_ISSUER_KEYS)), daemon.sam_port))
     daemon.wait_card(True, USER_READER)
