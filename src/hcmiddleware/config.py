@@ -75,6 +75,7 @@ __all__ = [
     "LoggingSection",
     "MiddlewareSection",
     "PluginsSection",
+    "PrintingSection",
     "ReadersSection",
     "SamSection",
     "Secret",
@@ -396,6 +397,52 @@ class AuditSection(SettingsModel):
     )
 
 
+class PrintingSection(SettingsModel):
+    """``[printing]``: the kiosk's receipt printer and its page printer (``docs/printing.md``).
+
+    The receipt printer is a thermal printer spoken to in ESC/POS, through a device
+    file (``escpos_device``, e.g. ``/dev/usb/lp0``) or over the network
+    (``escpos_host``, port 9100). Pages — lab and exam reports, the inpatient bill —
+    are made as PDF files in ``pdf_dir``; ``pdf_command`` then hands each one to the
+    page printer (``["lp", "-d", "kiosk-a4"]``: the file's path is added at the end).
+    Without a receipt printer, receipts are made as PDF pages too. Other printers are
+    plugins implementing ``hcm_print``.
+    """
+
+    receipts: bool = Field(
+        True,
+        description="print a receipt after each confirmed top-up, payment, refund and "
+        "settlement of the payment flows (when a printer is there)",
+    )
+    escpos_device: ConfigPath | None = Field(
+        None, description="the receipt printer's device file (or any file to write to)"
+    )
+    escpos_host: str | None = Field(None, description="the receipt printer's network address")
+    escpos_port: int = Field(9100, ge=1, le=65535, description="its raw TCP port")
+    escpos_profile: str | None = Field(
+        None, description="python-escpos printer profile (e.g. TM-T88V); default: generic"
+    )
+    line_width: int = Field(
+        48, ge=24, le=80, description="characters per line: 48 on 80 mm paper, 32 on 58 mm"
+    )
+    pdf_dir: ConfigPath | None = Field(
+        None, description="folder the PDF documents are written to; none = no page printer"
+    )
+    pdf_command: tuple[str, ...] = Field(
+        (), description="command that prints a PDF; its path is added as the last argument"
+    )
+    font: ConfigPath | None = Field(
+        None, description="a font file with Chinese glyphs for PDFs; default: a system one"
+    )
+    timeout: float = Field(10.0, gt=0, description="seconds a printer may take to take a job")
+
+    @model_validator(mode="after")
+    def _one_receipt_printer(self) -> PrintingSection:
+        if self.escpos_device is not None and self.escpos_host is not None:
+            raise ValueError("give escpos_device or escpos_host, not both")
+        return self
+
+
 class LoggingSection(SettingsModel):
     """``[logging]``: level of the ``hcmiddleware`` loggers when ``hcm`` runs.
 
@@ -449,6 +496,7 @@ class Config(SettingsModel):
     ehc: EhcSection = Field(default_factory=EhcSection)
     ward: WardSettings = Field(default_factory=WardSettings)
     audit: AuditSection = Field(default_factory=AuditSection)
+    printing: PrintingSection = Field(default_factory=PrintingSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     source: Path | None = Field(None, exclude=True)
