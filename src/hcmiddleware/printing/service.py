@@ -238,7 +238,10 @@ class Receipts:
 
         :raises NothingToPrintError: the report is still pending.
         """
-        return self.print(documents.report_document(report, site_name=self.site_name))
+        again = self._printed(report.report_id)  # a second paper is marked as a copy
+        return self.print(
+            documents.report_document(report, site_name=self.site_name, reprint=again)
+        )
 
     def reports(
         self, patient: HospitalPatient, visit_id: str, *, again: bool = False
