@@ -209,8 +209,8 @@ class DatabaseSection(SettingsModel):
 class ReadersSection(SettingsModel):
     """``[readers]``: PC/SC reader names; unset means 'the first reader with a card'."""
 
-    user: str | None = None
-    sam: str | None = None
+    user: str | None = Field(None, description="the reader the patient's card goes into")
+    sam: str | None = Field(None, description="the reader holding the SAM card, if any")
 
 
 class SamSection(SettingsModel):
@@ -232,7 +232,9 @@ class CardsSection(SettingsModel):
     here is refused. A list older than ``max_list_age_hours`` fails ``hcm doctor``.
     """
 
-    list_keys: dict[str, ConfigPath] = Field(default_factory=dict)
+    list_keys: dict[str, ConfigPath] = Field(
+        default_factory=dict, description="each list source's public key file (PEM)"
+    )
     max_list_age_hours: float = Field(24.0, gt=0, description="hours before a list is stale")
 
 
@@ -246,9 +248,13 @@ class EmpiSection(SettingsModel):
     the runtime never makes keys by itself, and the index will not open without them.
     """
 
-    master_keys: dict[str, Secret] = Field(default_factory=dict)
-    current_key: str | None = None
-    index_key: Secret | None = None
+    master_keys: dict[str, Secret] = Field(
+        default_factory=dict, description="key id → master key (32 bytes, base64), as secrets"
+    )
+    current_key: str | None = Field(
+        None, description="the master key new data keys are wrapped with; default: the only one"
+    )
+    index_key: Secret | None = Field(None, description="the key of the blind indexes (a secret)")
     auto_link: bool = Field(
         True, description="link on a confident demographic match; off = queue for review"
     )
@@ -283,7 +289,7 @@ class EhcIssuerSection(SettingsModel):
     be one of ``[ehc.keys]``, the public half of ``private_key``.
     """
 
-    key_id: str = Field(pattern=EHC_KEY_ID)
+    key_id: str = Field(pattern=EHC_KEY_ID, description="the key id the codes it signs name")
     private_key: Secret = Field(description="PEM (PKCS#8) of the signing key, as a secret")
     code_lifetime: int = Field(60, ge=5, le=3600, description="seconds a code it signs is valid")
 
@@ -450,7 +456,9 @@ class LoggingSection(SettingsModel):
     application embedding it configures logging its own way.
     """
 
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="level of the hcmiddleware loggers"
+    )
 
 
 class PluginsSection(BaseModel):
@@ -458,7 +466,9 @@ class PluginsSection(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    enabled: tuple[str, ...] = ()
+    enabled: tuple[str, ...] = Field(
+        (), description="the plugins to load, by entry-point name; the others are never imported"
+    )
     call_timeout: float = Field(10.0, gt=0, description="seconds a plugin call may take")
     timeouts: dict[str, float] = Field(
         default_factory=dict, description="per-plugin call timeout in seconds"
