@@ -42,6 +42,7 @@ from hcmiddleware.errors import HcmError, PluginLoadError
 from hcmiddleware.faces import Faces
 from hcmiddleware.his import His
 from hcmiddleware.models import CheckResult
+from hcmiddleware.printing.service import Receipts
 from hcmiddleware.registry import (
     HcmPluginManager,
     InstalledPlugin,
@@ -132,6 +133,8 @@ class Middleware:
         self.ward = Ward(self)
         #: the tamper-evident audit log (``middleware.audit("card.read", actor=…)``)
         self.audit = Audit(self)
+        #: receipts, bills and reports on the kiosk's printers (``middleware.receipts``)
+        self.receipts = Receipts(self)
         self._loaded = False
         self._configuring = False
         self._started = False
@@ -187,6 +190,7 @@ class Middleware:
         if self.config.audit.checkpoint_file is not None:
             sink = audit_checkpoints.CheckpointFile(self.config.audit.checkpoint_file)
             self._register(audit_checkpoints.NAME, sink, "builtin")
+        self._register_printers()
         enabled = self.config.plugins.enabled
         if enabled:
             self._installed = installed_plugins()
@@ -202,6 +206,19 @@ class Middleware:
         for name, plugin in self._extra.items():
             self._register(name, plugin, "object")
         self._check_pending()
+
+    def _register_printers(self) -> None:
+        """The built-in printers ``[printing]`` sets up (imported only when it does)."""
+        printing = self.config.printing
+        receipts = printing.escpos_device is not None or printing.escpos_host is not None
+        if receipts:
+            from hcmiddleware.printing.printers import ESCPOS_NAME, EscposPrinter
+
+            self._register(ESCPOS_NAME, EscposPrinter(printing), "builtin")
+        if printing.pdf_dir is not None:
+            from hcmiddleware.printing.printers import PDF_NAME, PdfPrinter
+
+            self._register(PDF_NAME, PdfPrinter(printing, receipts=not receipts), "builtin")
 
     def _check_pending(self) -> None:
         try:

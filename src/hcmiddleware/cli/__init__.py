@@ -27,6 +27,7 @@ from hcmiddleware.cli.empi import empi
 from hcmiddleware.cli.face import face
 from hcmiddleware.cli.init import init
 from hcmiddleware.cli.journal import journal_group
+from hcmiddleware.cli.receipt import receipt_group
 from hcmiddleware.cli.ward import ward
 from hcmiddleware.errors import ConfigError, HcmError, MissingExtraError, PluginLoadError
 
@@ -94,3 +95,4 @@ main.add_command(face)
 main.add_command(ehc)
 main.add_command(ward)
 main.add_command(audit_group)
+main.add_command(receipt_group)
