@@ -468,6 +468,22 @@ class Middleware:
                     )
                 )
                 continue
-            for result in outcome or []:
+            if not isinstance(outcome, list | tuple) or not all(
+                isinstance(r, CheckResult) for r in outcome
+            ):  # a plugin breaking the hook's contract is a failing line, not a crash
+                rows.append(
+                    (
+                        plugin,
+                        CheckResult(
+                            name="checks",
+                            ok=False,
+                            detail=f"the plugin answered hcm_doctor_checks with a "
+                            f"{type(outcome).__name__}, not a list of CheckResult",
+                            hint="update the plugin, or report it to its vendor (docs/hooks.md)",
+                        ),
+                    )
+                )
+                continue
+            for result in outcome:
                 rows.append((plugin, result))
         return rows
