@@ -17,6 +17,7 @@ import click
 
 from hcmiddleware import __version__
 from hcmiddleware._optional import missing_extra
+from hcmiddleware.cli.access import access_group
 from hcmiddleware.cli.audit import audit_group
 from hcmiddleware.cli.card import card
 from hcmiddleware.cli.cardlist import card_list
@@ -88,6 +89,7 @@ main.add_command(init)
 main.add_command(doctor)
 main.add_command(demo)
 main.add_command(journal_group)
+main.add_command(access_group)
 main.add_command(card)
 main.add_command(card_list)
 main.add_command(empi)

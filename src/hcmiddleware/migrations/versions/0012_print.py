@@ -1,6 +1,6 @@
 """Print log: every receipt and report printed or failed, with the document as printed.
 
-Revision ID: 0015_print
+Revision ID: 0012_print
 Revises: 0010_audit
 Create Date: 2026-12-03
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015_print"
-down_revision = "0010_audit"
+revision = "0012_print"
+down_revision = "0011_access"
 branch_labels = None
 depends_on = None
 
