@@ -4,8 +4,8 @@ The card's share is the time inside the card transport's ``transmit`` (pcscd, vp
 the emulated card's answers, or the in-process card); the HIS's, the bank's, the
 insurer's, the e-card platform's and the printers' are the time inside their hook
 calls (the adapter, the wire and the peer); the face models' is the time of the face
-check itself; the rest — the index, the SAM cryptograms, the journal, the audit log, the flows — is the
-middleware's.
+check itself; the rest — the index, the SAM cryptograms, the journal, the audit log,
+the flows — is the middleware's.
 """
 
 from __future__ import annotations
