@@ -227,7 +227,11 @@ class Health(BaseModel):
 
 
 def _movement(m: Any) -> MovementOut:
-    return MovementOut.model_validate(m.__dict__)
+    data = dict(m.__dict__)
+    for key in ("created_at", "updated_at"):  # the journal keeps naive UTC
+        if data[key].tzinfo is None:
+            data[key] = data[key].replace(tzinfo=dt.UTC)
+    return MovementOut.model_validate(data)
 
 
 # --- the application --------------------------------------------------------------------
@@ -267,13 +271,15 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
         if isinstance(cause, HcmError):  # raised while the body was read (too large)
             return _problem(cause)
         texts = {404: "there is no such endpoint", 405: "the endpoint does not take this method"}
-        return _problem(
+        answer = _problem(
             AgentRequestError(
                 texts.get(exc.status_code, str(exc.detail)),
                 status=exc.status_code,
                 hint="the endpoints and their methods are in /openapi.json",
             )
         )
+        answer.headers.update(exc.headers or {})  # Allow, for a 405
+        return answer
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -38,7 +38,7 @@ STATUS: dict[str, int] = {
     # the card and its reader
     "CardPartError": 422,
     "CardAbsentError": 409,
-    "ReaderError": 503,
+    "ReaderError": 409,  # the workstation's reader: absent, busy, no PC/SC service
     "CardRefusedError": 409,
     "CardError": 422,
     "SamInputError": 422,
