@@ -17,6 +17,15 @@ PACKAGE = Path(hcmiddleware.__file__).parent
 #: The names a HIS vendor and an adapter author may rely on. Change deliberately.
 PUBLIC = sorted(
     [
+        "Access",
+        "AccessDeniedError",
+        "BreakGlassError",
+        "Caller",
+        "FieldWithheldError",
+        "NotIdentifiedHereError",
+        "Session",
+        "UnknownRoleError",
+        "UnknownTerminalError",
         "Admission",
         "AdmissionRequest",
         "Alarm",

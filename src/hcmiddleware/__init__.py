@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 
 from hcmiddleware import errors, models
+from hcmiddleware.access import Access, Caller, Session
 from hcmiddleware.audit import Audit
 from hcmiddleware.card.data import CardRead
 from hcmiddleware.card.filemap import CardPart
@@ -32,8 +33,10 @@ from hcmiddleware.cards import Cards
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
 from hcmiddleware.ehc.service import CardFactor, Ehc, FaceFactor, IdDigitsFactor
 from hcmiddleware.errors import (
+    AccessDeniedError,
     AlreadyExecutedError,
     AuditError,
+    BreakGlassError,
     CardAbsentError,
     CardError,
     CardPartNotReadError,
@@ -44,6 +47,7 @@ from hcmiddleware.errors import (
     EhcRefusedError,
     FaceError,
     FaceMismatchError,
+    FieldWithheldError,
     FlowError,
     FlowInputError,
     HcmError,
@@ -55,6 +59,7 @@ from hcmiddleware.errors import (
     NoAdapterError,
     NoHandlerError,
     NotIdentifiedError,
+    NotIdentifiedHereError,
     OutcomeUnknownError,
     PaymentNotRecordedError,
     PluginCallError,
@@ -64,6 +69,8 @@ from hcmiddleware.errors import (
     ResidentIndexError,
     ResidentNotFoundError,
     SamError,
+    UnknownRoleError,
+    UnknownTerminalError,
     UnusablePhotoError,
     VerificationFailedError,
     WardError,
@@ -114,6 +121,8 @@ __version__ = "0.1.0"
 logging.getLogger("hcmiddleware").addHandler(logging.NullHandler())
 
 __all__ = [
+    "Access",
+    "AccessDeniedError",
     "Admission",
     "AdmissionRequest",
     "Alarm",
@@ -124,6 +133,8 @@ __all__ = [
     "BedsideExecution",
     "BedsideScan",
     "Bill",
+    "BreakGlassError",
+    "Caller",
     "CardAbsentError",
     "CardError",
     "CardFactor",
@@ -149,6 +160,7 @@ __all__ = [
     "FaceFactor",
     "FaceMismatchError",
     "Faces",
+    "FieldWithheldError",
     "FlowError",
     "FlowInputError",
     "HcmError",
@@ -168,6 +180,7 @@ __all__ = [
     "NoAdapterError",
     "NoHandlerError",
     "NotIdentifiedError",
+    "NotIdentifiedHereError",
     "Order",
     "OutcomeUnknownError",
     "OutpatientFlow",
@@ -187,10 +200,13 @@ __all__ = [
     "Residents",
     "SamError",
     "Secret",
+    "Session",
     "SettingsModel",
     "Settled",
     "Sex",
     "Terminal",
+    "UnknownRoleError",
+    "UnknownTerminalError",
     "UnusablePhotoError",
     "Verdict",
     "VerificationFailedError",

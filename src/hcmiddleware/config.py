@@ -38,6 +38,7 @@ each against the model its plugin registered through ``hcm_add_config``.
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import os
 import re
@@ -65,6 +66,7 @@ from hcmiddleware.face.settings import FaceSettings
 from hcmiddleware.ward.settings import WardSettings
 
 __all__ = [
+    "AccessSection",
     "AgentSection",
     "AgentToken",
     "AuditSection",
@@ -80,6 +82,7 @@ __all__ = [
     "MiddlewareSection",
     "PluginsSection",
     "ReadersSection",
+    "RoleSection",
     "SamSection",
     "Secret",
     "SettingsModel",
@@ -400,6 +403,123 @@ class AuditSection(SettingsModel):
     )
 
 
+def _known_operations(value: tuple[str, ...]) -> tuple[str, ...]:
+    from hcmiddleware.access.policy import OPERATIONS, expand_operations
+
+    for pattern in value:
+        if not expand_operations([pattern]):
+            close = difflib.get_close_matches(pattern, OPERATIONS, n=1)
+            raise PydanticCustomError(
+                "access_operation",
+                "{pattern!r} names no operation{close}",
+                {"pattern": pattern, "close": f" (did you mean {close[0]!r}?)" if close else ""},
+            )
+    return value
+
+
+Category = Literal[
+    "identity",
+    "contact",
+    "insurance",
+    "clinical",
+    "allergies",
+    "immunisations",
+    "visits",
+    "money",
+    "face",
+]
+Role = Literal[
+    "kiosk",
+    "registration",
+    "cashier",
+    "doctor",
+    "nurse",
+    "pharmacist",
+    "administrator",
+    "auditor",
+]
+
+
+class RoleSection(SettingsModel):
+    """``[access.roles.<role>]``: what one role may do and see (replaces its defaults).
+
+    ``operations`` are the session's operations by name (``terminal.read``), a
+    service's all (``journal.*``) or every one (``*``); ``docs/access.md`` lists them.
+    """
+
+    operations: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
+        (), description="operations the role may perform (names, 'service.*', '*')"
+    )
+    categories: tuple[Category, ...] = Field((), description="categories the role may see")
+    step_by_step: tuple[Category, ...] = Field(
+        (),
+        description="categories shown only for a resident identified at the caller's "
+        "terminal within the visit",
+    )
+    break_glass: tuple[Category, ...] = Field(
+        (), description="categories emergency access may open; empty: the role may not"
+    )
+    own_only: bool = Field(
+        False, description="residents only after their identification at the terminal (kiosk)"
+    )
+
+    @field_validator("operations")
+    @classmethod
+    def _operations_exist(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known_operations(value)
+
+
+@functools.cache
+def _default_roles() -> dict[str, RoleSection]:
+    from hcmiddleware.access.policy import DEFAULT_ROLES
+
+    return {name: RoleSection.model_validate(grant) for name, grant in DEFAULT_ROLES.items()}
+
+
+class AccessSection(SettingsModel):
+    """``[access]``: roles, and how a caller's view of personal data opens (docs/access.md).
+
+    The defaults are safe: each role the operations and categories of its desk, clinical
+    categories step by step. ``require_caller`` makes every call go through
+    ``mw.acting_as(caller)``; unbound calls are the embedding process's own, audited as
+    ``system_user``.
+    """
+
+    require_caller: bool = Field(
+        False, description="refuse service calls not made through mw.acting_as(caller)"
+    )
+    system_user: str = Field(
+        "system",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="the user audit entries of unbound calls name (role 'system')",
+    )
+    terminals: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
+        (), description="terminals a caller may name; empty: any"
+    )
+    identification_minutes: float = Field(
+        240.0,
+        gt=0,
+        le=7 * 24 * 60,
+        description="how long an identification at a terminal opens step-by-step "
+        "categories (or until the visit ends)",
+    )
+    break_glass_max_minutes: float = Field(
+        60.0, gt=0, le=24 * 60, description="longest emergency access a caller may open"
+    )
+    roles: dict[Role, RoleSection] = Field(
+        default_factory=dict, description="roles whose defaults are replaced"
+    )
+
+    def role(self, name: str) -> RoleSection | None:
+        """The role's section: the configured one, else the default (None: unknown)."""
+        configured: RoleSection | None = self.roles.get(name)  # type: ignore[call-overload]
+        if configured is not None:
+            return configured
+        return _default_roles().get(name)
+
+
 class LoggingSection(SettingsModel):
     """``[logging]``: level of the ``hcmiddleware`` loggers when ``hcm`` runs.
 
@@ -545,6 +665,7 @@ class Config(SettingsModel):
     ward: WardSettings = Field(default_factory=WardSettings)
     agent: AgentSection = Field(default_factory=AgentSection)
     audit: AuditSection = Field(default_factory=AuditSection)
+    access: AccessSection = Field(default_factory=AccessSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     source: Path | None = Field(None, exclude=True)

@@ -119,12 +119,20 @@ The tree (a subclass is always caught by its parent's ``except``)::
     ├── AgentError                    the local HTTP agent refused a request: .status
     │   ├── AgentAuthError            no token, or a token no workstation holds (401)
     │   ├── AgentOriginError          the page's origin is not in [agent] allowed_origins (403)
-    │   ├── AgentRoleError            the token's role may not call this (403)
     │   ├── AgentRequestError         the request cannot be used: too large (413),
     │   │                             malformed JSON (400), fields invalid (422)
     │   ├── AgentRateLimitError       too many requests from one workstation (429):
     │   │                             .retry_after
     │   └── AgentBusyError            the reader is busy with another read (409)
+    ├── AccessDeniedError             a caller's role may not do this or see this: .role,
+    │   │                             .operation, .reason
+    │   ├── UnknownRoleError          the caller names a role that is not configured
+    │   ├── UnknownTerminalError      the caller's terminal is not in [access] terminals
+    │   ├── FieldWithheldError        a field outside the role's categories was read:
+    │   │                             .field, .category
+    │   ├── NotIdentifiedHereError    clinical data before the resident was identified at
+    │   │                             this terminal in this visit: .category
+    │   └── BreakGlassError           emergency access refused (role, reason, length)
     ├── AuditError                    the tamper-evident audit log cannot be written or read
     │   ├── AuditInputError           an entry the log must not hold (personal data,
     │   │                             control characters, too long); nothing was done
@@ -148,18 +156,19 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccessDeniedError",
     "AgentAuthError",
     "AgentBusyError",
     "AgentError",
     "AgentOriginError",
     "AgentRateLimitError",
     "AgentRequestError",
-    "AgentRoleError",
     "AlreadyExecutedError",
     "AmountError",
     "AuditAlgorithmError",
     "AuditError",
     "AuditInputError",
+    "BreakGlassError",
     "CardAbsentError",
     "CardAuthError",
     "CardAuthenticityError",
@@ -203,6 +212,7 @@ __all__ = [
     "FaceMismatchError",
     "FaceTemplateError",
     "FaceTooSmallError",
+    "FieldWithheldError",
     "FlowError",
     "FlowInputError",
     "ForeignCardError",
@@ -234,6 +244,7 @@ __all__ = [
     "NoFaceError",
     "NoHandlerError",
     "NotIdentifiedError",
+    "NotIdentifiedHereError",
     "OrderNotExecutableError",
     "OutcomeUnknownError",
     "PaymentDeclinedError",
@@ -263,6 +274,8 @@ __all__ = [
     "StorageError",
     "UnknownAlarmError",
     "UnknownKeyError",
+    "UnknownRoleError",
+    "UnknownTerminalError",
     "UnknownTransactionError",
     "UnknownWristbandError",
     "UnreadableImageError",
@@ -1541,18 +1554,6 @@ class AgentOriginError(AgentError):
         self.origin = origin
 
 
-class AgentRoleError(AgentError):
-    """The token's role may not call this operation (``role``, ``operation``)."""
-
-    status = 403
-    default_hint = "use a workstation token of a role that may do this (docs/agent.md)"
-
-    def __init__(self, message: str, *, role: str, operation: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.role = role
-        self.operation = operation
-
-
 class AgentRequestError(AgentError):
     """The request cannot be used: a body too large (413), JSON that does not parse
     (400), or fields that do not validate (422); ``problems`` lists where, without the
@@ -1591,6 +1592,109 @@ class AgentBusyError(AgentError):
 
     status = 409
     default_hint = "wait for the other read to finish, then read again"
+
+
+# --- access ----------------------------------------------------------------------------
+
+
+class AccessDeniedError(HcmError):
+    """The caller's role may not do this, or may not see this (R-SEC-2).
+
+    ``role`` and ``operation`` (``terminal.read``, ``his.orders`` …) name what was
+    refused; ``reason`` says why: ``operation`` (the role may not do it), ``category``
+    (the answer would show a category the role may not see), ``not_identified``,
+    ``own_only`` (a kiosk asking for someone not identified there), ``unknown_role``,
+    ``terminal``, ``require_caller`` (an unbound call while ``[access] require_caller``),
+    ``break_glass``. The refusal is audited (outcome ``refused``) before it is raised.
+    """
+
+    default_hint = (
+        "act in a role that may do this ([access.roles] in hcm.toml, docs/access.md), "
+        "or, in an emergency, open it with session.break_glass(reason)"
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        role: str | None = None,
+        operation: str | None = None,
+        reason: str = "operation",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.role = role
+        self.operation = operation
+        self.reason = reason
+
+
+class UnknownRoleError(AccessDeniedError):
+    """The caller names a role that is not one of ``[access.roles]`` (a forged identity)."""
+
+    default_hint = (
+        "use one of the configured roles: kiosk, registration, cashier, doctor, nurse, "
+        "pharmacist, administrator, auditor (docs/access.md)"
+    )
+
+
+class UnknownTerminalError(AccessDeniedError):
+    """The caller's terminal is not one of ``[access] terminals`` (a forged identity)."""
+
+    default_hint = "add the terminal to [access] terminals, or act from a listed terminal"
+
+
+class FieldWithheldError(AccessDeniedError):
+    """A field of an answer was withheld: it is in a category (``category``) the role
+    may not see. Withheld fields are absent from ``model_dump()`` and JSON; reading one
+    as an attribute raises this."""
+
+    default_hint = "this role may not see it; ask a role that may (docs/access.md)"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str,
+        category: str,
+        role: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, role=role, operation=None, reason="category", hint=hint)
+        self.field = field
+        self.category = category
+
+
+class NotIdentifiedHereError(AccessDeniedError):
+    """Clinical data asked for a resident not identified at this terminal in this visit.
+
+    Identify the resident first through the session (card read, e-card code, face
+    check); ``category`` names the first category that needed it.
+    """
+
+    default_hint = (
+        "identify the resident at this terminal first (read the card, scan the e-card "
+        "code or check the face through the session), or break the glass in an emergency"
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        category: str,
+        role: str | None = None,
+        operation: str | None = None,
+        reason: str = "not_identified",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, role=role, operation=operation, reason=reason, hint=hint)
+        self.category = category
+
+
+class BreakGlassError(AccessDeniedError):
+    """Emergency access refused: the role may not break the glass, the reason is
+    missing, or the time asked is longer than ``[access] break_glass_max_minutes``."""
+
+    default_hint = "give a reason and at most [access] break_glass_max_minutes minutes"
 
 
 # --- audit -----------------------------------------------------------------------------

@@ -12,9 +12,10 @@ the direction of a movement is its ``kind``, never its sign. An invalid amount r
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +24,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
     model_validator,
 )
 
@@ -221,6 +224,20 @@ class Resident(DomainModel):
     created_at: datetime | None = None
     unverified_id_number: str | None = Field(None, repr=False)
     flags: tuple[str, ...] = ()
+
+    #: fields withheld from this copy, by the category a role may not see (set on the
+    #: copies a session hands out; see ``docs/access.md``): absent from dumps and JSON,
+    #: and reading one raises :class:`~hcmiddleware.errors.FieldWithheldError`
+    WITHHELD: ClassVar[Mapping[str, str]] = {}
+
+    @model_serializer(mode="wrap")
+    def _absent_when_withheld(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        withheld = type(self).WITHHELD
+        if withheld:
+            for name in withheld:
+                data.pop(name, None)
+        return data
 
     def identifier(self, kind: IdentifierKind, assigner: str | None = None) -> str | None:
         """The value of the first identifier of ``kind`` (and ``assigner``), if any.

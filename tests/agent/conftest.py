@@ -27,7 +27,22 @@ from hcmiddleware.testing.plugin import embedded_config
 PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
 ORIGIN = "https://his.example.org"
 HOSPITAL = "210100000001"
-ROLES = {"desk": "registration", "nurse": "nurse", "admin": "administrator", "audit": "auditor"}
+ROLES = {
+    "desk": "registration",
+    "till": "cashier",
+    "nurse": "nurse",
+    "admin": "administrator",
+    "audit": "auditor",
+}
+#: hospital IT's role as a site would widen it for the console: the audit chain and alarms
+IT_ROLE = {
+    "operations": [
+        "residents.*", "his.provides", "his.check", "cards.*", "journal.entries",
+        "journal.get", "journal.history", "journal.recover", "audit.verify", "audit.head",
+        "audit.record", "ward.alarms",
+    ],
+    "categories": ["identity"],
+}  # fmt: skip
 
 
 @dataclass
@@ -64,6 +79,7 @@ def agent_config(data_dir: Path, **agent: Any) -> Any:
         readers={"user": USER_READER},
         sam={"keys": str(KEYS)},
         plugins={"enabled": ["sample-his"]},
+        access={"roles": {"administrator": IT_ROLE}},
         agent={"tokens": section, "allowed_origins": [ORIGIN], **agent},
     )
     return config, tokens

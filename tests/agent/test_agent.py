@@ -46,7 +46,7 @@ def test_no_token_wrong_token_and_a_malformed_header_are_401(agent: Agent) -> No
     # refused calls are audited too, without a caller
     refused = [e for e in agent_calls(agent) if e.outcome == "refused"]
     assert len(refused) == 3
-    assert all(e.user is None and e.details["status"] == "401" for e in refused)
+    assert all(e.actor == "agent" and e.details["status"] == "401" for e in refused)
 
 
 def test_each_token_acts_as_its_workstation(agent: Agent) -> None:
@@ -61,10 +61,14 @@ def test_each_token_acts_as_its_workstation(agent: Agent) -> None:
 
 def test_a_token_of_another_role_is_refused_before_the_service(agent: Agent) -> None:
     # an auditor may not read the card; the reader is never touched (no card is in it)
-    body = problem(agent.get("/v1/card", "audit"), 403, "AgentRoleError")
-    assert (body["role"], body["operation"]) == ("auditor", "terminal.read")
+    body = problem(agent.get("/v1/card", "audit"), 403, "AccessDeniedError")
+    assert (body["role"], body["operation"], body["reason"]) == (
+        "auditor", "terminal.read", "operation"
+    )  # fmt: skip
     assert agent.mw.audit.entries(action="card.read") == []
-    body = problem(agent.get("/v1/console/status", "desk"), 403, "AgentRoleError")
+    (refused,) = agent.mw.audit.entries(action="access.refused")
+    assert (refused.user, refused.role, refused.terminal) == ("u-audit", "auditor", "ws-audit")
+    body = problem(agent.get("/v1/console/status", "desk"), 403, "AccessDeniedError")
     assert body["operation"] == "console.status"
 
 
@@ -106,6 +110,16 @@ def test_an_unknown_part_or_item_is_a_parameter_error(agent: Agent, card: Emulat
     dll = agent.post("/dll/wsc_GetCardInfo", json={"items": [11, 99]}).json()
     assert (dll["code"], dll["error"]) == (101, "CardPartError")
     assert agent.mw.residents.count() == 0
+
+
+def test_a_role_sees_only_its_categories(agent: Agent, card: EmulatedCard) -> None:
+    # registration may not see clinical data: the DLL's basics are refused, typed
+    body = problem(agent.post("/dll/iR_DF02EF05Info"), 403, "AccessDeniedError")
+    assert body["role"] == "registration"
+    # and a full read takes only the parts of its categories
+    read = agent.get("/v1/card").json()
+    assert "basics" not in read["parts"] and "identity" in read["parts"]
+    assert read["clinical"] is None
 
 
 def test_a_card_pulled_mid_read_enrols_nobody(agent: Agent, card: EmulatedCard) -> None:
@@ -182,13 +196,15 @@ def test_a_capability_missing_from_the_config_is_501_naming_it(tmp_path: Any) ->
 def test_money_without_a_bank_is_journalled_as_failed(agent: Agent) -> None:
     # the journal's own answer: the movement is recorded, failed, with the reason
     pay = agent.post(
-        "/v1/journal/top-up", json={"key": "k-1", "card_number": CARD_NUMBER, "amount": "10.00"}
+        "/v1/journal/top-up",
+        "till",
+        json={"key": "k-1", "card_number": CARD_NUMBER, "amount": "10.00"},
     )
     assert pay.status_code == 200
     moved = pay.json()
-    assert (moved["state"], moved["terminal_id"]) == ("failed", "ws-desk")
+    assert (moved["state"], moved["terminal_id"]) == ("failed", "ws-till")
     assert CARD_NUMBER not in pay.text  # masked
-    again = agent.get(f"/v1/journal/{moved['transaction_id']}", "admin").json()
+    again = agent.get(f"/v1/journal/{moved['transaction_id']}", "till").json()
     assert again["state"] == "failed"
 
 
@@ -250,7 +266,9 @@ def test_malformed_json_and_invalid_fields(agent: Agent) -> None:
     assert body["problems"][0]["loc"] == "body.name"
     assert "value" not in json.dumps(body["problems"])  # what was sent is not echoed
     body = problem(
-        agent.post("/v1/journal/pay", json={"key": "k", "card_number": "1", "amount": "0.001"}),
+        agent.post(
+            "/v1/journal/pay", "till", json={"key": "k", "card_number": "1", "amount": "0.001"}
+        ),
         422,
         "AgentRequestError",
     )

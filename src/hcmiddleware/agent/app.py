@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hcmiddleware import __version__
-from hcmiddleware.agent.callers import Caller, TokenBook, allowed
+from hcmiddleware.agent.callers import AGENT_OPERATIONS, Caller, TokenBook
 from hcmiddleware.agent.deps import As, Who
 from hcmiddleware.agent.events import EventBridge
 from hcmiddleware.agent.guard import Guard
@@ -548,13 +548,13 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
         response_class=StreamingResponse,
         responses={200: {"content": {"text/event-stream": {}}, "description": "SSE"}},
     )
-    def events(who: Who) -> StreamingResponse:
+    def events(s: As) -> StreamingResponse:
         """Server-Sent Events: ``card.inserted``, ``card.removed``, ``ward.alarm``.
 
         Browsers read it with ``fetch`` (the token goes in the header).
         """
         kinds = {"card.inserted", "card.removed"}
-        if allowed(who.role, "ward.alarms"):
+        if s.may(AGENT_OPERATIONS["events.ward"]):
             kinds.add("ward.alarm")
         return StreamingResponse(
             state.events.stream(frozenset(kinds)),

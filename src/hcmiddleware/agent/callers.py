@@ -1,142 +1,56 @@
-"""Who is calling: a workstation token becomes a caller, and the caller a session.
+"""Who is calling: a workstation token becomes a :class:`~hcmiddleware.Caller`, and the
+caller a session (``mw.acting_as(caller)``).
 
-Every request resolves its token to a :class:`Caller` (user, role, terminal) and calls
-the typed services through :func:`session_for` — ``mw.acting_as(caller)`` when the
-Middleware offers it (the roles part: it checks the role's operations, withholds fields
-outside the role's data categories and audits with the caller). Until then this module
-checks the role's operations itself from :data:`OPERATIONS`, and is the one place to
-change when the roles part arrives.
+The session checks each call against the caller's role (``[access.roles]``), withholds
+the fields of categories the role may not see, and audits with user, role and terminal
+(``docs/access.md``). The agent adds nothing to that policy: what a role may do over
+HTTP is what it may do in Python. The few things the agent shows that are no service
+method (the operator console) are granted by a service operation
+(:data:`AGENT_OPERATIONS`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from hcmiddleware.errors import AgentAuthError, AgentRoleError
+from hcmiddleware.access import Caller, Session
+from hcmiddleware.errors import AccessDeniedError, AgentAuthError
 
 if TYPE_CHECKING:
     from hcmiddleware.config import AgentToken
     from hcmiddleware.runtime import Middleware
 
-__all__ = ["OPERATIONS", "Caller", "Session", "TokenBook", "allowed", "check", "session_for"]
+__all__ = ["AGENT_OPERATIONS", "Caller", "Session", "TokenBook", "check", "session_for"]
 
-
-class Caller(BaseModel):
-    """Who acts: the user's opaque ID, the role they act in, and the terminal."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    user: str = Field(description="the user's opaque ID")
-    role: str = Field(description="the role acted in")
-    terminal: str = Field(description="the workstation's terminal ID")
-
-
-#: What each role may call, as ``service.method`` patterns. The roles part replaces this
-#: with ``[access.roles]``; the names are the same.
-OPERATIONS: Mapping[str, tuple[str, ...]] = {
-    "kiosk": (
-        "terminal.read", "residents.lookup", "residents.enrol_from_card", "faces.verify_card",
-        "his.find_or_register", "his.register_visit", "his.queue_position", "his.charges",
-        "journal.pay", "journal.top_up", "ehc.verify", "ward.summary",
-    ),
-    "registration": (
-        "terminal.*", "residents.*", "faces.*", "his.find*", "his.register*",
-        "his.queue_position", "his.charges", "ehc.*", "cards.*", "journal.top_up",
-        "journal.get",
-    ),
-    "cashier": (
-        "terminal.read", "residents.lookup", "residents.get", "his.find*", "his.charges",
-        "his.charges_paid", "journal.*", "cards.check",
-    ),
-    "doctor": (
-        "terminal.read", "residents.lookup", "residents.get", "residents.search",
-        "his.find*", "his.orders", "his.reports", "his.charges", "ehc.verify",
-    ),
-    "nurse": (
-        "terminal.read", "residents.lookup", "residents.get", "his.find*", "his.orders",
-        "ward.*",
-    ),
-    "pharmacist": ("terminal.read", "residents.lookup", "residents.get", "his.orders"),
-    "administrator": ("*",),
-    "auditor": ("audit.*", "journal.entries", "journal.get", "journal.reconcile", "console.*"),
-}  # fmt: skip
-
-
-def allowed(role: str, operation: str) -> bool:
-    """Whether ``role`` may call ``operation`` (``service.method``)."""
-    return any(fnmatch.fnmatchcase(operation, p) for p in OPERATIONS.get(role, ()))
-
-
-def check(caller: Caller, operation: str) -> None:
-    """Refuse ``operation`` (one that is no service method: ``console.status``) unless
-    the caller's role may do it.
-
-    :raises AgentRoleError: naming the role and the operation.
-    """
-    if not allowed(caller.role, operation):
-        raise AgentRoleError(
-            f"role {caller.role!r} may not call {operation}",
-            role=caller.role,
-            operation=operation,
-        )
-
-
-class Session(Protocol):
-    """The typed services, as one caller sees them (what ``mw.acting_as`` returns)."""
-
-    @property
-    def caller(self) -> Caller: ...
-
-    def __getattr__(self, name: str) -> Any: ...
-
-
-class _Checked:
-    """One service whose methods check the caller's role before they run."""
-
-    def __init__(self, name: str, service: object, caller: Caller) -> None:
-        self._name = name
-        self._service = service
-        self._caller = caller
-
-    def __getattr__(self, method: str) -> Any:
-        check(self._caller, f"{self._name}.{method}")
-        return getattr(self._service, method)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # mw.audit(...)
-        return self.__getattr__("__call__")(*args, **kwargs)
-
-
-_SERVICES = ("terminal", "residents", "faces", "his", "cards", "ehc", "journal", "ward", "audit")
-
-
-@dataclass(frozen=True)
-class _InterimSession:
-    """The services of ``mw`` with the caller's role checked on every method."""
-
-    mw: Middleware
-    caller: Caller
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in _SERVICES:
-            raise AttributeError(name)
-        return _Checked(name, getattr(self.mw, name), self.caller)
+#: The agent's own operations, and the service operation a role needs for each.
+AGENT_OPERATIONS: Mapping[str, str] = {
+    "console.status": "journal.entries",  # hospital IT and auditors (the defaults)
+    "journal.reconcile": "journal.entries",
+    "events.ward": "ward.alarms",  # ward alarms on the event stream
+}
 
 
 def session_for(mw: Middleware, caller: Caller) -> Session:
-    """The services as ``caller`` may use them: ``mw.acting_as(caller)`` when the
-    Middleware has it, else the role's operations checked here."""
-    acting_as = getattr(mw, "acting_as", None)
-    if acting_as is not None:
-        session: Session = acting_as(caller)
-        return session
-    return _InterimSession(mw, caller)
+    """The services as ``caller`` may use them (``mw.acting_as``)."""
+    return mw.acting_as(caller)
+
+
+def check(session: Session, operation: str) -> None:
+    """Refuse one of the agent's own operations (:data:`AGENT_OPERATIONS`) unless the
+    caller's role grants the service operation behind it.
+
+    :raises AccessDeniedError: naming the role and the operation.
+    """
+    needed = AGENT_OPERATIONS.get(operation, operation)
+    if not session.may(needed):
+        raise AccessDeniedError(
+            f"{session.caller.role} may not perform {operation} (it needs {needed})",
+            role=session.caller.role,
+            operation=operation,
+        )
 
 
 class TokenBook:
@@ -149,10 +63,13 @@ class TokenBook:
 
     def __init__(self, tokens: Mapping[str, AgentToken]) -> None:
         self._entries = [
-            (_digest(t.token.get_secret_value()), name, Caller(user=t.user, role=t.role,
-             terminal=t.terminal))
+            (
+                _digest(t.token.get_secret_value()),
+                name,
+                Caller(user=t.user, role=t.role, terminal=t.terminal),
+            )
             for name, t in tokens.items()
-        ]  # fmt: skip
+        ]
 
     def __len__(self) -> int:
         return len(self._entries)

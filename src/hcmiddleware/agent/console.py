@@ -81,7 +81,7 @@ def status(state: AgentState, s: Session, who: Caller) -> ConsoleStatus:
     from hcmiddleware import __version__
     from hcmiddleware.journal import reconcile
 
-    check(who, "console.status")
+    check(s, "console.status")
     mw = state.mw
     today = dt.datetime.now(dt.UTC).date()
 
@@ -90,7 +90,7 @@ def status(state: AgentState, s: Session, who: Caller) -> ConsoleStatus:
         return [e.as_dict() for e in entries[-50:]][::-1]
 
     def reconciliation() -> dict[str, Any]:
-        check(who, "journal.reconcile")
+        check(s, "journal.reconcile")
         report: dict[str, Any] = reconcile(mw.journal, today).as_dict()
         return report
 

@@ -21,7 +21,7 @@ def caller(request: Request) -> Caller:
 
 
 def session(request: Request, who: Annotated[Caller, Depends(caller)]) -> Session:
-    """The services as the caller may use them."""
+    """The services as the caller may use them (``mw.acting_as``)."""
     return session_for(request.app.state.agent.mw, who)
 
 

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hcmiddleware import storage
+from hcmiddleware.access.context import current as _acting
+from hcmiddleware.access.service import SYSTEM_ROLE
 from hcmiddleware.audit import chain
 from hcmiddleware.audit.tables import HEAD_ID, AuditCheckpointRow, AuditHeadRow, AuditLogRow
 from hcmiddleware.errors import AuditAlgorithmError, AuditError, AuditInputError, HcmError
@@ -118,6 +120,8 @@ class Audit:
         self.settings = middleware.config.audit
         #: this terminal's ID in entries and checkpoints
         self.terminal = self.settings.terminal or _default_terminal()
+        #: the user entries of unbound calls name ([access] system_user)
+        self._system_user = middleware.config.access.system_user
         self._lock = threading.Lock()
         self._opened: Engine | None = None
         self._algorithm: str | None = None
@@ -340,6 +344,15 @@ class Audit:
             raise AuditInputError(f"audit outcome {outcome!r} is not ok, refused or failed")
         if not action or not actor:
             raise AuditInputError("an audit entry needs an action and an actor")
+        if user is None and role is None:
+            acting = _acting()
+            if acting is not None:  # a session's call: the caller's identity
+                user, role = acting.caller.user, acting.caller.role
+                terminal = terminal or acting.caller.terminal
+                if acting.grant is not None and "break_glass" not in details:
+                    details = {**details, "break_glass": acting.grant}
+            else:  # the embedding process, a plugin, the core: the system caller
+                user, role = self._system_user, SYSTEM_ROLE
         terminal = terminal or self.terminal
         chain.check_fields(
             {

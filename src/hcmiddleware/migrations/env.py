@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import hcmiddleware.access.tables as _access_tables  # noqa: F401  (grants, identifications)
 import hcmiddleware.audit.tables as _audit_tables  # noqa: F401  (the audit log)
 import hcmiddleware.cards.tables as _card_tables  # noqa: F401  (lists of refused cards)
 import hcmiddleware.ehc.tables  # the e-card's replay store and revocations
