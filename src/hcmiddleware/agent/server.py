@@ -9,6 +9,7 @@ Middleware (the audit log's last checkpoint, the SAM, the database).
 from __future__ import annotations
 
 import logging
+import signal
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,10 @@ def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -
             watcher = None
         if ready:
             _announce_when_started(server, ready)
+        # uvicorn raises the signal again once it has stopped, with the handler found
+        # before it started: that must not end the process before the Middleware is closed
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _stopped)
         server.run()
     finally:
         if not state.wait_idle(settings.shutdown_grace):
@@ -73,6 +78,10 @@ def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -
             watcher.stop()
         mw.close()
         log.info("agent stopped")
+
+
+def _stopped(sig: int, frame: FrameType | None) -> None:
+    """The signal uvicorn hands back after it stopped: the close follows in serve()."""
 
 
 def _announce_when_started(server: uvicorn.Server, line: str) -> None:
