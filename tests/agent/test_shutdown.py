@@ -22,11 +22,11 @@ import httpx
 import pytest
 from hcm_bank_soap.reference import MONEY_OPERATIONS, FaultPlan, SoapServer
 from hcm_bank_soap.reference import serve as serve_bank
+from tests.agent.conftest import free_port
 
 from hcmiddleware import Middleware
 from hcmiddleware.config import load_config
 from hcmiddleware.testing import audit_key, empi_keys
-from tests.agent.conftest import free_port
 
 CARD = "1100000000000001"
 ID_NUMBER = "110105198001010032"
@@ -65,7 +65,7 @@ def write_config(folder: Path, bank: SoapServer, port: int) -> tuple[Path, str]:
             "user": "u-till",
             "role": "cashier",
             "terminal": "till-1",
-        },  # fmt: skip
+        },
     }
     text = "".join(
         f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in body.items()) + "\n"
@@ -92,9 +92,7 @@ def test_sigterm_lets_the_top_up_in_flight_finish_journalled(
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        assert line.startswith("listening on 127.0.0.1:"), (
-            process.stderr.read() if not line else line
-        )
+        assert line.startswith("listening on 127.0.0.1:"), line if line else process.stderr.read()
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {token}"}
         answers: list[httpx.Response] = []
