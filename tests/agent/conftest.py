@@ -41,7 +41,7 @@ IT_ROLE = {
         "journal.get", "journal.history", "journal.recover", "audit.verify", "audit.head",
         "audit.record", "ward.alarms",
     ],
-    "categories": ["identity"],
+    "categories": ["identity", "money"],
 }  # fmt: skip
 
 
