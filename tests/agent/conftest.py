@@ -119,6 +119,8 @@ def free_port() -> int:
 class Served:
     base: str
     agent: Agent
+    #: a second origin the agent allows: where tests serve examples/ from
+    page_port: int
 
 
 @pytest.fixture
@@ -126,7 +128,10 @@ def served(tmp_path: Path) -> Iterator[Served]:
     """The agent under uvicorn on a loopback port, in a thread of this process."""
     import uvicorn
 
-    config, tokens = agent_config(tmp_path / "hcm-data")
+    page_port = free_port()
+    config, tokens = agent_config(
+        tmp_path / "hcm-data", allowed_origins=[ORIGIN, f"http://127.0.0.1:{page_port}"]
+    )
     port = free_port()
     with Middleware(config) as mw:
         app = create_app(mw)
@@ -141,7 +146,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
             assert time.monotonic() < deadline, "the agent did not start"
             time.sleep(0.02)
         try:
-            yield Served(f"http://127.0.0.1:{port}", Agent(mw, TestClient(app), tokens))
+            yield Served(f"http://127.0.0.1:{port}", Agent(mw, TestClient(app), tokens), page_port)
         finally:
             app.state.agent.events.close()
             server.should_exit = True

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.agent.conftest import Served
 
 from hcmiddleware.models import Alarm
-from tests.agent.conftest import Served
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -121,7 +121,7 @@ def test_the_console_in_chinese_and_english(served: Served, browser: Any, tmp_pa
     assert "ward.alarm" in page.inner_text("#events")
     _shot(page, "console-zh", tmp_path)
     page.click("#lang")
-    page.wait_for_function("document.querySelector('#p-audit').innerText.includes('intact')")
+    page.wait_for_selector("#p-audit >> text=intact")  # (the page's CSP forbids eval)
     assert "Readers and SAM" in page.inner_text("main")
     _shot(page, "console-en", tmp_path)
     assert errors == []
@@ -139,3 +139,31 @@ def test_a_panel_the_role_may_not_see_says_so(served: Served, browser: Any, tmp_
     assert "cannot be shown" in alarms
     assert "AccessDeniedError" in alarms
     _shot(page, "console-auditor", tmp_path)
+
+
+def test_the_example_desk_page_calls_the_agent_from_its_origin(
+    served: Served, browser: Any, tmp_path: Path
+) -> None:
+    import functools
+    import http.server
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(examples))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    pages = http.server.ThreadingHTTPServer(("127.0.0.1", served.page_port), handler)
+    threading.Thread(target=pages.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{served.page_port}/agent_desk.html")
+        page.fill("#agent", served.base)
+        page.fill("#token", served.agent.tokens["desk"])
+        page.click("#dll")  # no card in the reader: the DLL's code, with the hint
+        page.wait_for_function("document.querySelector('#out').innerText.includes('code')")
+        assert page.inner_text("#out").startswith(("code 103", "code 102"))
+        page.fill("#token", "wrong-token-wrong-token-wrong-token-wrong")
+        page.click("#read")
+        page.wait_for_selector("#problem:not([hidden])")
+        assert "401 AgentAuthError" in page.inner_text("#problem")
+        _shot(page, "example-desk", tmp_path)
+    finally:
+        pages.shutdown()
