@@ -60,6 +60,11 @@ class Agent:
     def post(self, path: str, who: str = "desk", **kw: Any) -> Any:
         return self.client.post(path, headers=self.headers(who), **kw)
 
+    def audited_calls(self) -> list[Any]:
+        """The agent's ``agent.call`` entries, once everything queued is written."""
+        assert self.client.app.state.agent.calls.flush()  # type: ignore[attr-defined]
+        return self.mw.audit.entries(action="agent.call")
+
 
 def agent_config(data_dir: Path, **agent: Any) -> Any:
     """A config with a token file per workstation in ``data_dir``; the tokens too."""
@@ -107,6 +112,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     config, tokens = agent_config(tmp_path / "hcm-data")
     with Middleware(config) as mw, TestClient(create_app(mw)) as client:
         yield Agent(mw, client, tokens)
+        client.app.state.agent.calls.close()  # type: ignore[attr-defined]
 
 
 def free_port() -> int:
@@ -151,3 +157,4 @@ def served(tmp_path: Path) -> Iterator[Served]:
             app.state.agent.events.close()
             server.should_exit = True
             thread.join(10)
+            app.state.agent.calls.close()

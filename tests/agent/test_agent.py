@@ -30,8 +30,7 @@ def problem(response: Any, status: int, title: str) -> dict[str, Any]:
 
 
 def agent_calls(agent: Agent) -> list[Any]:
-    agent.mw.audit.flush()
-    return agent.mw.audit.entries(action="agent.call")
+    return agent.audited_calls()
 
 
 # --- tokens and roles -------------------------------------------------------------------

@@ -37,13 +37,15 @@ CHECKS = [
 def agent_schema(pcscd: Pcscd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     config, tokens = agent_config(Path(tmp_path_factory.mktemp("schema")) / "data")
     with Middleware(config) as mw:
-        schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(mw))
-        # the event stream does not end by itself: test_events.py reads it
-        yield schema.exclude(path="/v1/events"), tokens["admin"], mw
+        app = create_app(mw)
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        # the event stream does not end by itself: test_console.py reads it
+        yield schema.exclude(path="/v1/events"), tokens["admin"], app
+        app.state.agent.calls.close()
 
 
 def test_every_operation_keeps_its_schema(agent_schema: Any) -> None:
-    schema, token, mw = agent_schema
+    schema, token, app = agent_schema
     headers = {"Authorization": f"Bearer {token}"}
     failures: dict[str, str] = {}
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -63,7 +65,7 @@ def test_every_operation_keeps_its_schema(agent_schema: Any) -> None:
             failures[operation.label] = str(exc)[:2000]
     assert not failures, "\n\n".join(f"{k}:\n{v}" for k, v in failures.items())
     # the calls reached the agent: each one audited, for every operation
-    mw.audit.flush()
-    calls = mw.audit.entries(action="agent.call")
+    assert app.state.agent.calls.flush()
+    calls = app.state.agent.mw.audit.entries(action="agent.call")
     audited = {e.details["operation"] for e in calls}
     assert audited >= {op.label for op in operations} - {"GET /v1/health"}

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hcmiddleware import __version__
+from hcmiddleware.agent.auditing import CallLog
 from hcmiddleware.agent.callers import AGENT_OPERATIONS, Caller, TokenBook
 from hcmiddleware.agent.deps import As, Who
 from hcmiddleware.agent.events import EventBridge
@@ -88,6 +89,8 @@ class AgentState:
         self.settings = settings
         self.tokens = TokenBook(settings.tokens)
         self.events = EventBridge()
+        #: the agent's own ``agent.call`` entries, written in batches
+        self.calls = CallLog(mw)
         self.card_lock = threading.Lock()
         self.started = dt.datetime.now(dt.UTC)
         self._active = 0
@@ -259,7 +262,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
         responses=_PROBLEMS,
     )
     app.state.agent = state
-    app.add_middleware(Guard, mw=mw, settings=settings, tokens=state.tokens)
+    app.add_middleware(Guard, mw=mw, settings=settings, tokens=state.tokens, calls=state.calls)
 
     @app.exception_handler(HcmError)
     async def _typed(request: Request, exc: HcmError) -> JSONResponse:

@@ -21,8 +21,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
-
+from hcmiddleware.agent.auditing import CallLog
 from hcmiddleware.agent.callers import Caller, TokenBook
 from hcmiddleware.agent.problems import MEDIA_TYPE, problem_of, status_of
 from hcmiddleware.errors import (
@@ -90,12 +89,19 @@ class Guard:
     """The ASGI middleware described in the module docstring."""
 
     def __init__(
-        self, app: App, *, mw: Middleware, settings: AgentSection, tokens: TokenBook
+        self,
+        app: App,
+        *,
+        mw: Middleware,
+        settings: AgentSection,
+        tokens: TokenBook,
+        calls: CallLog,
     ) -> None:
         self.app = app
         self.mw = mw
         self.settings = settings
         self.tokens = tokens
+        self.calls = calls
         self.origins = frozenset(settings.allowed_origins)
         self.rates = RateLimiter(settings.rate_limit, settings.rate_burst)
 
@@ -145,7 +151,7 @@ class Guard:
                 "%s %s %s %d %.1fms", call.workstation, scope["method"], template, call.status, ms
             )
             if scope["path"] not in PUBLIC_PATHS or call.error:
-                await self._audit(scope, call, template)
+                self._audit(scope, call, template)
 
     def _check_origin(self, origin: str | None, headers: dict[str, str], scope: Scope) -> None:
         if origin is None or origin in self.origins:
@@ -180,7 +186,7 @@ class Guard:
 
         return limited
 
-    async def _audit(self, scope: Scope, call: _Call, template: str) -> None:
+    def _audit(self, scope: Scope, call: _Call, template: str) -> None:
         caller = call.caller
         outcome = "ok" if call.status < 400 else ("refused" if call.status < 500 else "failed")
         if call.status in (501, 502, 503, 504):
@@ -191,20 +197,16 @@ class Guard:
         }
         if call.error:
             details["error"] = call.error
-        try:
-            await anyio.to_thread.run_sync(
-                lambda: self.mw.audit(
-                    "agent.call",
-                    actor=call.workstation if caller else "agent",
-                    outcome=outcome,  # type: ignore[arg-type]
-                    user=caller.user if caller else None,
-                    role=caller.role if caller else None,
-                    terminal=caller.terminal if caller else None,
-                    **details,
-                )
-            )
-        except HcmError:
-            log.exception("an agent call could not be audited")
+        self.calls.put(
+            {
+                "actor": call.workstation if caller else "agent",
+                "outcome": outcome,
+                "user": caller.user if caller else None,
+                "role": caller.role if caller else None,
+                "terminal": caller.terminal if caller else None,
+                "details": details,
+            }
+        )
 
 
 def _too_large(limit: int) -> AgentRequestError:

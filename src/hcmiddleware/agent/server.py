@@ -76,6 +76,7 @@ def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -
             log.error("a money movement was still under way at shutdown; run hcm journal recover")
         if watcher is not None:
             watcher.stop()
+        state.calls.close()
         mw.close()
         log.info("agent stopped")
 
