@@ -66,6 +66,7 @@ from hcmiddleware.errors import (
     PluginError,
     PluginResultError,
     PluginTimeoutError,
+    PrintError,
     ResidentIndexError,
     ResidentNotFoundError,
     SamError,
@@ -100,16 +101,19 @@ from hcmiddleware.models import (
     Identifier,
     IdentifierKind,
     Order,
+    PrintDocument,
     QueuePosition,
     Registration,
     RegistrationRequest,
     Report,
+    ReportResult,
     Resident,
     Sex,
     Verdict,
     VisitSummary,
     WristbandBinding,
 )
+from hcmiddleware.printing.service import PrintJob, Receipts
 from hcmiddleware.residents import Residents
 from hcmiddleware.runtime import Middleware, PluginInfo
 from hcmiddleware.terminal import Terminal
@@ -190,10 +194,15 @@ __all__ = [
     "PluginInfo",
     "PluginResultError",
     "PluginTimeoutError",
+    "PrintDocument",
+    "PrintError",
+    "PrintJob",
     "QueuePosition",
+    "Receipts",
     "Registration",
     "RegistrationRequest",
     "Report",
+    "ReportResult",
     "Resident",
     "ResidentIndexError",
     "ResidentNotFoundError",

@@ -40,6 +40,8 @@ EXTRAS: dict[str, str] = {
     "fastapi": "agent",
     "starlette": "agent",
     "uvicorn": "agent",
+    "escpos": "print",
+    "fpdf": "print",
 }
 
 #: what an extra needs beyond ``pip install 'hcmiddleware[extra]'``

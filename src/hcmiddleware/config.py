@@ -81,6 +81,7 @@ __all__ = [
     "LoggingSection",
     "MiddlewareSection",
     "PluginsSection",
+    "PrintingSection",
     "ReadersSection",
     "RoleSection",
     "SamSection",
@@ -215,8 +216,8 @@ class DatabaseSection(SettingsModel):
 class ReadersSection(SettingsModel):
     """``[readers]``: PC/SC reader names; unset means 'the first reader with a card'."""
 
-    user: str | None = None
-    sam: str | None = None
+    user: str | None = Field(None, description="the reader the patient's card goes into")
+    sam: str | None = Field(None, description="the reader holding the SAM card, if any")
 
 
 class SamSection(SettingsModel):
@@ -238,7 +239,9 @@ class CardsSection(SettingsModel):
     here is refused. A list older than ``max_list_age_hours`` fails ``hcm doctor``.
     """
 
-    list_keys: dict[str, ConfigPath] = Field(default_factory=dict)
+    list_keys: dict[str, ConfigPath] = Field(
+        default_factory=dict, description="each list source's public key file (PEM)"
+    )
     max_list_age_hours: float = Field(24.0, gt=0, description="hours before a list is stale")
 
 
@@ -252,9 +255,13 @@ class EmpiSection(SettingsModel):
     the runtime never makes keys by itself, and the index will not open without them.
     """
 
-    master_keys: dict[str, Secret] = Field(default_factory=dict)
-    current_key: str | None = None
-    index_key: Secret | None = None
+    master_keys: dict[str, Secret] = Field(
+        default_factory=dict, description="key id → master key (32 bytes, base64), as secrets"
+    )
+    current_key: str | None = Field(
+        None, description="the master key new data keys are wrapped with; default: the only one"
+    )
+    index_key: Secret | None = Field(None, description="the key of the blind indexes (a secret)")
     auto_link: bool = Field(
         True, description="link on a confident demographic match; off = queue for review"
     )
@@ -289,7 +296,7 @@ class EhcIssuerSection(SettingsModel):
     be one of ``[ehc.keys]``, the public half of ``private_key``.
     """
 
-    key_id: str = Field(pattern=EHC_KEY_ID)
+    key_id: str = Field(pattern=EHC_KEY_ID, description="the key id the codes it signs name")
     private_key: Secret = Field(description="PEM (PKCS#8) of the signing key, as a secret")
     code_lifetime: int = Field(60, ge=5, le=3600, description="seconds a code it signs is valid")
 
@@ -401,6 +408,52 @@ class AuditSection(SettingsModel):
     checkpoint_file: ConfigPath | None = Field(
         None, description="also append every checkpoint to this file (on another disk)"
     )
+
+
+class PrintingSection(SettingsModel):
+    """``[printing]``: the kiosk's receipt printer and its page printer (``docs/printing.md``).
+
+    The receipt printer is a thermal printer spoken to in ESC/POS, through a device
+    file (``escpos_device``, e.g. ``/dev/usb/lp0``) or over the network
+    (``escpos_host``, port 9100). Pages — lab and exam reports, the inpatient bill —
+    are made as PDF files in ``pdf_dir``; ``pdf_command`` then hands each one to the
+    page printer (``["lp", "-d", "kiosk-a4"]``: the file's path is added at the end).
+    Without a receipt printer, receipts are made as PDF pages too. Other printers are
+    plugins implementing ``hcm_print``.
+    """
+
+    receipts: bool = Field(
+        True,
+        description="print a receipt after each confirmed top-up, payment, refund and "
+        "settlement of the payment flows (when a printer is there)",
+    )
+    escpos_device: ConfigPath | None = Field(
+        None, description="the receipt printer's device file (or any file to write to)"
+    )
+    escpos_host: str | None = Field(None, description="the receipt printer's network address")
+    escpos_port: int = Field(9100, ge=1, le=65535, description="its raw TCP port")
+    escpos_profile: str | None = Field(
+        None, description="python-escpos printer profile (e.g. TM-T88V); default: generic"
+    )
+    line_width: int = Field(
+        48, ge=24, le=80, description="characters per line: 48 on 80 mm paper, 32 on 58 mm"
+    )
+    pdf_dir: ConfigPath | None = Field(
+        None, description="folder the PDF documents are written to; none = no page printer"
+    )
+    pdf_command: tuple[str, ...] = Field(
+        (), description="command that prints a PDF; its path is added as the last argument"
+    )
+    font: ConfigPath | None = Field(
+        None, description="a font file with Chinese glyphs for PDFs; default: a system one"
+    )
+    timeout: float = Field(10.0, gt=0, description="seconds a printer may take to take a job")
+
+    @model_validator(mode="after")
+    def _one_receipt_printer(self) -> PrintingSection:
+        if self.escpos_device is not None and self.escpos_host is not None:
+            raise ValueError("give escpos_device or escpos_host, not both")
+        return self
 
 
 def _known_operations(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -527,7 +580,9 @@ class LoggingSection(SettingsModel):
     application embedding it configures logging its own way.
     """
 
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="level of the hcmiddleware loggers"
+    )
 
 
 # --- the local agent service --------------------------------------------------------
@@ -626,7 +681,9 @@ class PluginsSection(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    enabled: tuple[str, ...] = ()
+    enabled: tuple[str, ...] = Field(
+        (), description="the plugins to load, by entry-point name; the others are never imported"
+    )
     call_timeout: float = Field(10.0, gt=0, description="seconds a plugin call may take")
     timeouts: dict[str, float] = Field(
         default_factory=dict, description="per-plugin call timeout in seconds"
@@ -665,6 +722,7 @@ class Config(SettingsModel):
     ward: WardSettings = Field(default_factory=WardSettings)
     agent: AgentSection = Field(default_factory=AgentSection)
     audit: AuditSection = Field(default_factory=AuditSection)
+    printing: PrintingSection = Field(default_factory=PrintingSection)
     access: AccessSection = Field(default_factory=AccessSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     plugins: PluginsSection = Field(default_factory=PluginsSection)

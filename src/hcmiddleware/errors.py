@@ -137,6 +137,10 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── AuditInputError           an entry the log must not hold (personal data,
     │   │                             control characters, too long); nothing was done
     │   └── CheckpointFileError       a checkpoint file cannot be read: .file, .line
+    ├── PrintError                    a receipt or report was not printed: .printer,
+    │   │                             .document_id (the transaction it belongs to stands)
+    │   └── NothingToPrintError       no printable document: a movement that moved no
+    │                                 money, a report not yet signed off
     └── FlowError                     a patient journey cannot go on: .step, .plugin
         ├── FlowInputError            a step was given something unusable (slot over an
         │                             hour, no identifier, no unpaid charge named)
@@ -245,6 +249,7 @@ __all__ = [
     "NoHandlerError",
     "NotIdentifiedError",
     "NotIdentifiedHereError",
+    "NothingToPrintError",
     "OrderNotExecutableError",
     "OutcomeUnknownError",
     "PaymentDeclinedError",
@@ -255,6 +260,7 @@ __all__ = [
     "PluginResultError",
     "PluginTimeoutError",
     "PluginUnavailableError",
+    "PrintError",
     "ProtectionError",
     "ReaderError",
     "RefundRefusedError",
@@ -1537,7 +1543,7 @@ class AgentAuthError(AgentError):
 
     status = 401
     default_hint = (
-        "send the workstation's token as 'Authorization: Bearer <token>'; hospital IT "
+        "send the workstation's token as 'Authorization: Bearer TOKEN'; hospital IT "
         "gives each workstation its own ([agent.tokens] in hcm.toml, docs/agent.md)"
     )
 
@@ -1725,6 +1731,41 @@ class CheckpointFileError(AuditError):
         self.line = line
 
     default_hint = "give the file the audit log's checkpoint sink writes ([audit] checkpoint_file)"
+
+
+# --- printing --------------------------------------------------------------------------
+
+
+class PrintError(HcmError):
+    """A receipt or a report was not printed.
+
+    ``printer`` names the printer plugin that failed (empty when none took the
+    document), ``document_id`` the document (a transaction ID, a report ID). A failed
+    print never undoes what it was printed for: the journal's movement stands, and the
+    failure is recorded so the receipt can be printed again (``hcm receipt reprint``).
+    """
+
+    default_hint = (
+        "check the printer (paper, cover, cable or network), then print it again with "
+        "`hcm receipt reprint ID`"
+    )
+
+    def __init__(
+        self, message: str, *, printer: str = "", document_id: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.printer = printer
+        self.document_id = document_id
+
+
+class NothingToPrintError(PrintError):
+    """There is nothing to print for what was asked: a movement that did not move
+    money (failed, reversed, still in flight), or a report the HIS has not signed off."""
+
+    default_hint = (
+        "print a receipt once the movement is confirmed (`hcm journal show ID`), and a "
+        "report once the HIS shows it final"
+    )
 
 
 # --- patient journeys (flows) ----------------------------------------------------------

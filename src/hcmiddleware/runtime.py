@@ -43,6 +43,7 @@ from hcmiddleware.errors import HcmError, PluginLoadError
 from hcmiddleware.faces import Faces
 from hcmiddleware.his import His
 from hcmiddleware.models import CheckResult
+from hcmiddleware.printing.service import Receipts
 from hcmiddleware.registry import (
     HcmPluginManager,
     InstalledPlugin,
@@ -128,6 +129,7 @@ class Middleware:
         self._ehc = Ehc(self)
         self._ward = Ward(self)
         self._audit = Audit(self)
+        self._receipts = Receipts(self)
         self._loaded = False
         self._configuring = False
         self._started = False
@@ -203,6 +205,12 @@ class Middleware:
         self.access.unbound("audit")
         return self._audit
 
+    @property
+    def receipts(self) -> Receipts:
+        """Receipts, bills and reports on the kiosk's printers (``middleware.receipts``)."""
+        self.access.unbound("receipts")
+        return self._receipts
+
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Middleware:
         """Load the TOML config at ``path`` and start a Middleware on it."""
@@ -252,6 +260,7 @@ class Middleware:
         if self.config.audit.checkpoint_file is not None:
             sink = audit_checkpoints.CheckpointFile(self.config.audit.checkpoint_file)
             self._register(audit_checkpoints.NAME, sink, "builtin")
+        self._register_printers()
         enabled = self.config.plugins.enabled
         if enabled:
             self._installed = installed_plugins()
@@ -267,6 +276,19 @@ class Middleware:
         for name, plugin in self._extra.items():
             self._register(name, plugin, "object")
         self._check_pending()
+
+    def _register_printers(self) -> None:
+        """The built-in printers ``[printing]`` sets up (imported only when it does)."""
+        printing = self.config.printing
+        receipts = printing.escpos_device is not None or printing.escpos_host is not None
+        if receipts:
+            from hcmiddleware.printing.printers import ESCPOS_NAME, EscposPrinter
+
+            self._register(ESCPOS_NAME, EscposPrinter(printing), "builtin")
+        if printing.pdf_dir is not None:
+            from hcmiddleware.printing.printers import PDF_NAME, PdfPrinter
+
+            self._register(PDF_NAME, PdfPrinter(printing, receipts=not receipts), "builtin")
 
     def _check_pending(self) -> None:
         try:
@@ -468,6 +490,22 @@ class Middleware:
                     )
                 )
                 continue
-            for result in outcome or []:
+            if not isinstance(outcome, list | tuple) or not all(
+                isinstance(r, CheckResult) for r in outcome
+            ):  # a plugin breaking the hook's contract is a failing line, not a crash
+                rows.append(
+                    (
+                        plugin,
+                        CheckResult(
+                            name="checks",
+                            ok=False,
+                            detail=f"the plugin answered hcm_doctor_checks with a "
+                            f"{type(outcome).__name__}, not a list of CheckResult",
+                            hint="update the plugin, or report it to its vendor (docs/hooks.md)",
+                        ),
+                    )
+                )
+                continue
+            for result in outcome:
                 rows.append((plugin, result))
         return rows

@@ -347,6 +347,8 @@ class Access:
             raise BreakGlassError(
                 problem, role=caller.role, operation="break_glass", reason="break_glass"
             )
+        audit = self._mw._raw("audit")
+        audit.open()  # migrated before the clock starts
         now = _now()
         expires = now + timedelta(minutes=minutes if minutes is not None else limit)
         grant_id = secrets.token_hex(8)
@@ -361,7 +363,6 @@ class Access:
             "opened_at": now,
             "expires_at": expires,
         }
-        audit = self._mw._raw("audit")
         with audit.transaction() as conn:
             conn.execute(_GRANTS.insert(), row)
             audit.record(

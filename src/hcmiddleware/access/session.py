@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["Session"]
 
 _OPERATIONS = frozenset(OPERATIONS)
+#: a session records the same resident's identification at most once in this time
+_REIDENTIFY_SECONDS = 60.0
 
 #: operations whose service writes its own audit entry (the session adds none)
 _SELF_AUDITED = frozenset(
@@ -196,6 +199,8 @@ class Session:
         self.audit = cast("Audit", _View(self, "audit", lambda: raw("audit")))
         #: card numbers read through this session (a lookup of one identifies)
         self._cards_read: set[str] = set()
+        #: residents this session recorded as identified, and when (monotonic)
+        self._identified: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return f"<Session {self.caller}>"
@@ -364,8 +369,15 @@ class Session:
             resident_id = result.resident.resident_id
         elif getattr(result, "matched", False):
             resident_id = kwargs.get("resident_id")
-        if resident_id is not None:
-            self._access.identify(resident_id, self.caller.terminal, method, caller=self.caller)
+        if resident_id is None:
+            return
+        # the same identification again within a minute adds nothing to the window
+        now = time.monotonic()
+        last = self._identified.get(resident_id)
+        if last is not None and now - last < _REIDENTIFY_SECONDS:
+            return
+        self._access.identify(resident_id, self.caller.terminal, method, caller=self.caller)
+        self._identified[resident_id] = now
 
     # -- refusing ------------------------------------------------------------------------
 
@@ -428,6 +440,7 @@ class Session:
 
     def end_visit(self, resident_id: str) -> int:
         """Close the resident's visit at this terminal: step-by-step data closes again."""
+        self._identified.pop(resident_id, None)
         return self._access.end_visit(resident_id, self.caller.terminal, caller=self.caller)
 
 

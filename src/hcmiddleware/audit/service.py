@@ -700,6 +700,7 @@ class Audit:
         start: int | None = None,
         end: int | None = None,
         limit: int | None = None,
+        review: bool = False,
     ) -> list[AuditEntry]:
         """Entries in chain order; ``limit`` keeps the most recent ones.
 
@@ -708,6 +709,8 @@ class Audit:
             (``flow.outpatient.*``).
         :param since: at or after this time (naive = UTC); ``until`` before it.
         :param start: from this entry number; ``end`` up to and including it.
+        :param review: only the entries made under emergency access (break glass), which
+            are to be reviewed (``hcm audit list --review``).
         """
         return list(
             self.iter_entries(
@@ -718,6 +721,7 @@ class Audit:
                 start=start,
                 end=end,
                 limit=limit,
+                review=review,
             )
         )
 
@@ -731,10 +735,13 @@ class Audit:
         start: int | None = None,
         end: int | None = None,
         limit: int | None = None,
+        review: bool = False,
     ) -> Iterator[AuditEntry]:
         """Like :meth:`entries`, streamed (for exports of the whole log)."""
         self.open()
         query = sa.select(_LOG)
+        if review:  # details are canonical JSON: the key is written exactly so
+            query = query.where(_LOG.c.details.like('%"break\\_glass":%', escape="\\"))
         if resident is not None:
             query = query.where(_LOG.c.subject == resident)
         if action is not None:
@@ -758,7 +765,10 @@ class Audit:
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
             for row in result:
-                yield entry_from_row(row)
+                entry = entry_from_row(row)
+                if review and "break_glass" not in entry.details:
+                    continue  # the text matched inside another detail's value
+                yield entry
 
     # -- verifying and exporting ------------------------------------------------------
 

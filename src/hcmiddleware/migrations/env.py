@@ -10,6 +10,7 @@ import hcmiddleware.cards.tables as _card_tables  # noqa: F401  (lists of refuse
 import hcmiddleware.ehc.tables  # the e-card's replay store and revocations
 import hcmiddleware.empi.schema  # noqa: F401  (registers the tables on Base.metadata)
 import hcmiddleware.journal.tables as _journal_tables  # noqa: F401  (the money journal)
+import hcmiddleware.printing.tables as _print_tables  # noqa: F401  (the print log)
 import hcmiddleware.ward.tables as _ward_tables  # noqa: F401  (the ward)
 from hcmiddleware.storage import Base
 
