@@ -82,11 +82,13 @@ def test_the_whole_journey_through_pcscd_and_the_broker(tmp_path: Path) -> None:
     assert "through pcscd" in detail[3]
     assert "verified online" in detail[6]
     assert "returned to the card's account" in detail[9]
-    assert "refused (dose)" in detail[12]
-    assert "over MQTT" in detail[13]
-    assert "refunded to the card's account" in detail[14]
-    assert "insurer: 1 matched" in detail[15]
-    assert "every one intact" in detail[16]
+    assert "bytes of ESC/POS sent to the thermal printer" in detail[10]
+    assert "printed at the self-service printer as PDF" in detail[11]
+    assert "refused (dose)" in detail[14]
+    assert "over MQTT" in detail[15]
+    assert "refunded to the card's account" in detail[16]
+    assert "insurer: 1 matched" in detail[17]
+    assert "every one intact" in detail[18]
     # each step's time is split among the parts, and the parts add up to the step
     for s in steps:
         assert s["ms"] == pytest.approx(sum(s["shares_ms"].values()), abs=1.0)
@@ -104,14 +106,14 @@ def test_without_pcscd_or_broker_it_runs_in_process_and_says_so(
 ) -> None:
     out = demo(
         "--data-dir", str(tmp_path / "d"), "--no-pcsc", "--broker", f"127.0.0.1:{not_a_broker}",
-        "--step", "13",
+        "--step", "15",
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "card and SAM in-process: turned off (--no-pcsc)" in out.stdout
     assert f"no MQTT broker at 127.0.0.1:{not_a_broker}" in out.stdout
     assert "band events go to the ward in-process" in out.stdout
     assert "in-process (no MQTT broker): alarm acknowledged" in out.stdout
-    assert "[13/13]" in out.stdout
+    assert "[15/15]" in out.stdout
     assert "FAILED" not in out.stdout
     assert "Traceback" not in out.stderr
 
@@ -156,7 +158,7 @@ def _alive(pgid: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("at", [2, 9, 12])
+@pytest.mark.parametrize("at", [2, 9, 14])
 def test_ctrl_c_stops_everything_and_a_second_run_finishes(tmp_path: Path, at: int) -> None:
     folder = tmp_path / "d"
     daemons = _pcscd_pids()
@@ -193,4 +195,4 @@ def test_ctrl_c_stops_everything_and_a_second_run_finishes(tmp_path: Path, at: i
     assert all(s["status"] == "ok" for s in report["steps"]), report["steps"]
     # the same patient and money, not a second of each: the day reconciles
     assert "found in the index" in report["steps"][3]["detail"]
-    assert "bank:" in report["steps"][14]["detail"]
+    assert "bank:" in report["steps"][16]["detail"]

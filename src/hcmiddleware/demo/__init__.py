@@ -100,6 +100,12 @@ def _config(folder: Path, terminal: Terminal, peers: Peers) -> Config:
             "empi": scratch_empi_keys(folder / "keys"),
             "audit": scratch_audit_key(folder / "keys"),
             "ehc": _ehc_section(folder, peers),
+            # the thermal printer is a file here (the ESC/POS bytes a printer would get);
+            # the self-service page printer, PDFs in a folder
+            "printing": {
+                "escpos_device": str(folder / "thermal-printer.escpos"),
+                "pdf_dir": str(folder / "printed"),
+            },
             "plugins": {"enabled": enabled, **plugins},
         }
     )

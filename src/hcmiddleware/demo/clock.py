@@ -2,8 +2,8 @@
 
 The card's share is the time inside the card transport's ``transmit`` (pcscd, vpcd and
 the emulated card's answers, or the in-process card); the HIS's, the bank's, the
-insurer's and the e-card platform's are the time inside their hook calls (the adapter,
-the wire and the peer); the face models' is the time of the face check itself; the rest
+insurer's, the e-card platform's and the printers' are the time inside their hook
+calls (the adapter, the wire and the peer); the face models' is the time of the face check itself; the rest
 — the index, the SAM cryptograms, the journal, the audit log, the flows — is the
 middleware's.
 """
@@ -24,13 +24,14 @@ if TYPE_CHECKING:
 __all__ = ["SHARES", "Clock", "StepTime", "TimedTransport"]
 
 #: The parts a step's time is split among, in the order they are printed.
-SHARES = ("card", "his", "bank", "insurer", "ehc", "face", "middleware")
+SHARES = ("card", "his", "bank", "insurer", "ehc", "face", "printer", "middleware")
 
 _HOOK_SHARES = (
     ("hcm_his_", "his"),
     ("hcm_bank_", "bank"),
     ("hcm_insurance_", "insurer"),
     ("hcm_ehc_", "ehc"),
+    ("hcm_print", "printer"),
 )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from hcmiddleware.card.data import CardRead
@@ -285,6 +286,46 @@ def insurance(j: Journey) -> str:
     )
 
 
+def _need_printing(j: Journey) -> None:
+    from hcmiddleware._optional import needs_extra
+
+    with needs_extra("receipts and reports"):
+        import escpos  # noqa: F401
+        import fpdf  # noqa: F401
+
+
+def print_receipts(j: Journey) -> str:
+    _need_printing(j)
+    settled = j.values.get("settlement")
+    if settled is None:
+        raise StepSkippedError("no settlement to print a receipt of (the money steps were skipped)")
+    # the payment flows printed each confirmed movement's receipt on the thermal printer
+    printed = [job for job in j.mw.receipts.jobs() if job.medium == "receipt" and job.ok]
+    listing = j.mw.receipts.movement(
+        j.values["advance"], charges=j.values["charges"], patient_id=j.values["patient"].patient_id
+    )
+    device = j.mw.config.printing.escpos_device
+    size = Path(device).stat().st_size if device and Path(device).exists() else 0
+    return (
+        f"{len(printed)} receipts printed as the money moved (top-up, payment, settlement, "
+        f"refund), then the payment list ({'a copy' if listing.reprint else 'first print'}); "
+        f"{size} bytes of ESC/POS sent to the thermal printer"
+    )
+
+
+def print_reports(j: Journey) -> str:
+    _need_printing(j)
+    staff = j.peers.provides.get("hospital_staff")
+    reg = j.values["registration"]
+    if staff is not None:
+        staff.sign_off_reports(reg.registration_id)  # the lab signs the blood count off
+    jobs = j.mw.receipts.reports(j.values["patient"], reg.registration_id)
+    if not jobs:
+        raise StepSkippedError("the HIS has no signed-off report for this visit")
+    pages = ", ".join(Path(job.reference).name for job in jobs if job.reference)
+    return f"{len(jobs)} report(s) printed at the self-service printer as PDF: {pages}"
+
+
 def write_visit(j: Journey) -> str:
     flow: OutpatientFlow = j.values["flow"]
     config = j.mw.config.middleware
@@ -440,9 +481,17 @@ def discharge(j: Journey) -> str:
             terminal_id="cashier-1",
         )
         returned = f"; {_money(back.amount)} of the deposit refunded to the card's account"
+    printed = ""
+    try:
+        _need_printing(j)
+    except HcmError:
+        pass  # the printing steps say why
+    else:
+        job = j.mw.receipts.bill(done.final_bill, stay)
+        printed = "; the inpatient bill printed" if job.ok else "; the bill's print failed"
     return (
         f"inpatient bill {_money(bill.total)} against a deposit of "
-        f"{_money(bill.deposits)}: {owed}; discharged, band {BAND} released{returned}"
+        f"{_money(bill.deposits)}: {owed}; discharged, band {BAND} released{returned}{printed}"
     )
 
 
@@ -488,6 +537,8 @@ STEPS: list[tuple[str, Step, bool]] = [
     ("Doctor's desk: earlier visits from the card, this visit's orders", doctor_desk, False),
     ("Pay the charges from the card's bank account", pay_charges, False),
     ("Insurance pre-settlement and settlement", insurance, False),
+    ("Print the receipts and the payment list", print_receipts, False),
+    ("Print the lab report at the self-service printer", print_reports, False),
     ("Write the visit to the card", write_visit, False),
     ("Admit, take the deposit, bind the wristband", admit, False),
     ("Nurse's round: three checks, seven verifications", nurse_round, False),
