@@ -37,6 +37,9 @@ EXTRAS: dict[str, str] = {
     "pint": "ward",
     "barcode": "ward",
     "paho": "ward",
+    "fastapi": "agent",
+    "starlette": "agent",
+    "uvicorn": "agent",
     "escpos": "print",
     "fpdf": "print",
 }

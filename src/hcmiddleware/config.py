@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,6 +67,8 @@ from hcmiddleware.ward.settings import WardSettings
 
 __all__ = [
     "AccessSection",
+    "AgentSection",
+    "AgentToken",
     "AuditSection",
     "CardsSection",
     "Config",
@@ -581,6 +585,97 @@ class LoggingSection(SettingsModel):
     )
 
 
+# --- the local agent service --------------------------------------------------------
+
+_AGENT_NAME = r"^[0-9A-Za-z_.:-]{1,64}$"
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and the loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AgentToken(SettingsModel):
+    """``[agent.tokens.<WORKSTATION>]``: one workstation's token and who it acts as.
+
+    Every request carries ``Authorization: Bearer <token>``; the token names the user,
+    the role they act in and the terminal, and every call goes through the services as
+    that caller. The token itself is a secret (``{file = …}`` or ``{env = …}``).
+    """
+
+    token: Secret = Field(description="the workstation's bearer token (at least 32 characters)")
+    user: str = Field(pattern=_AGENT_NAME, description="the user's opaque ID (audited)")
+    role: str = Field(pattern=r"^[a-z][a-z_-]{0,31}$", description="the role the user acts in")
+    terminal: str = Field(pattern=_AGENT_NAME, description="the workstation's terminal ID")
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if len(text) < 32 or re.search(r"\s", text):
+            raise ValueError("a token must be at least 32 characters without spaces")
+        return value
+
+
+class AgentSection(SettingsModel):
+    """``[agent]``: where ``hcm agent serve`` listens and what it lets through."""
+
+    host: str = Field("127.0.0.1", description="address to listen on; loopback by default")
+    port: int = Field(8765, ge=1, le=65535, description="TCP port")
+    allow_remote: bool = Field(
+        False, description="allow a host other than loopback (put TLS in front of it)"
+    )
+    tokens: dict[str, AgentToken] = Field(
+        default_factory=dict, description="per-workstation tokens, by workstation name"
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        (), description="browser origins (the HIS pages) allowed to call the agent"
+    )
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="largest request body accepted (bytes)"
+    )
+    rate_limit: float = Field(200.0, gt=0, description="requests per second per workstation")
+    rate_burst: int = Field(400, ge=1, description="requests a workstation may send at once")
+    card_wait: float = Field(
+        5.0, ge=0, le=60, description="seconds a card read waits for another one to finish"
+    )
+    shutdown_grace: float = Field(
+        30.0, ge=1, le=600, description="seconds SIGTERM waits for calls in flight"
+    )
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return value
+
+    @field_validator("tokens")
+    @classmethod
+    def _names(cls, value: dict[str, AgentToken]) -> dict[str, AgentToken]:
+        for name in value:
+            if not re.fullmatch(_AGENT_NAME, name):
+                raise ValueError(f"workstation name {name!r} is not 1-64 letters, digits, _.:-")
+        return value
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> AgentSection:
+        if not self.allow_remote and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not loopback; set allow_remote = true to listen there"
+            )
+        tokens = [t.token.get_secret_value() for t in self.tokens.values()]
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("two workstations share a token; give each its own")
+        return self
+
+
 class PluginsSection(BaseModel):
     """``[plugins]``: which plugins run, their call limits, and their own sections."""
 
@@ -625,6 +720,7 @@ class Config(SettingsModel):
     face: FaceSettings = Field(default_factory=FaceSettings)
     ehc: EhcSection = Field(default_factory=EhcSection)
     ward: WardSettings = Field(default_factory=WardSettings)
+    agent: AgentSection = Field(default_factory=AgentSection)
     audit: AuditSection = Field(default_factory=AuditSection)
     printing: PrintingSection = Field(default_factory=PrintingSection)
     access: AccessSection = Field(default_factory=AccessSection)

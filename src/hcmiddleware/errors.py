@@ -116,6 +116,14 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── UnknownAlarmError         no alarm with that ID
     │   ├── DeviceMessageError        a device message that cannot be read: .source
     │   └── LabelError                a band label cannot be made
+    ├── AgentError                    the local HTTP agent refused a request: .status
+    │   ├── AgentAuthError            no token, or a token no workstation holds (401)
+    │   ├── AgentOriginError          the page's origin is not in [agent] allowed_origins (403)
+    │   ├── AgentRequestError         the request cannot be used: too large (413),
+    │   │                             malformed JSON (400), fields invalid (422)
+    │   ├── AgentRateLimitError       too many requests from one workstation (429):
+    │   │                             .retry_after
+    │   └── AgentBusyError            the reader is busy with another read (409)
     ├── AccessDeniedError             a caller's role may not do this or see this: .role,
     │   │                             .operation, .reason
     │   ├── UnknownRoleError          the caller names a role that is not configured
@@ -153,6 +161,12 @@ from typing import Any
 
 __all__ = [
     "AccessDeniedError",
+    "AgentAuthError",
+    "AgentBusyError",
+    "AgentError",
+    "AgentOriginError",
+    "AgentRateLimitError",
+    "AgentRequestError",
     "AlreadyExecutedError",
     "AmountError",
     "AuditAlgorithmError",
@@ -1510,6 +1524,80 @@ class DeviceMessageError(WardError):
 
 class LabelError(WardError):
     """A band label cannot be made (no font with Chinese glyphs, text too long)."""
+
+
+# --- the local HTTP agent -----------------------------------------------------------
+
+
+class AgentError(HcmError):
+    """The local agent (``hcm agent serve``) refused an HTTP request before any service
+    was called; ``status`` is the HTTP status it answers with. Nothing was done."""
+
+    status = 400
+    default_hint = "see docs/agent.md"
+
+
+class AgentAuthError(AgentError):
+    """No ``Authorization: Bearer`` token, or a token no workstation in ``[agent.tokens]``
+    holds. The token itself is never repeated."""
+
+    status = 401
+    default_hint = (
+        "send the workstation's token as 'Authorization: Bearer TOKEN'; hospital IT "
+        "gives each workstation its own ([agent.tokens] in hcm.toml, docs/agent.md)"
+    )
+
+
+class AgentOriginError(AgentError):
+    """The browser page calling the agent comes from an origin not in
+    ``[agent] allowed_origins``: ``origin`` names it."""
+
+    status = 403
+    default_hint = "add the HIS page's origin to [agent] allowed_origins, or call from it"
+
+    def __init__(self, message: str, *, origin: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.origin = origin
+
+
+class AgentRequestError(AgentError):
+    """The request cannot be used: a body too large (413), JSON that does not parse
+    (400), or fields that do not validate (422); ``problems`` lists where, without the
+    values sent."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        problems: list[dict[str, str]] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.problems = problems or []
+
+    default_hint = "correct the request; the operation's schema is in /openapi.json"
+
+
+class AgentRateLimitError(AgentError):
+    """A workstation sent more than ``[agent] rate_limit`` requests a second; try again
+    after ``retry_after`` seconds."""
+
+    status = 429
+    default_hint = "wait a moment and try again; a page should not poll in a tight loop"
+
+    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class AgentBusyError(AgentError):
+    """The card reader is busy with another read (another tab, another screen) for
+    longer than ``[agent] card_wait``; nothing was read."""
+
+    status = 409
+    default_hint = "wait for the other read to finish, then read again"
 
 
 # --- access ----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import click
 from hcmiddleware import __version__
 from hcmiddleware._optional import missing_extra
 from hcmiddleware.cli.access import access_group
+from hcmiddleware.cli.agent import agent
 from hcmiddleware.cli.audit import audit_group
 from hcmiddleware.cli.card import card
 from hcmiddleware.cli.cardlist import card_list
@@ -97,4 +98,5 @@ main.add_command(face)
 main.add_command(ehc)
 main.add_command(ward)
 main.add_command(audit_group)
+main.add_command(agent)
 main.add_command(receipt_group)

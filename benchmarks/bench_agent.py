@@ -1,0 +1,243 @@
+"""The local agent: a card read and a resident lookup over HTTP on loopback, beside the
+same calls made directly on the SDK (through ``mw.acting_as``, as the agent makes them).
+
+The agent runs as ``hcm agent serve`` in a process of its own (uvicorn, httptools);
+the load comes from this process (httpx, keep-alive connections). Latency: one client,
+calls one after the other (p50, p99). Throughput: ``--clients`` clients at once for
+``--seconds`` seconds. The card is the sample card in vpcd behind pcscd, read with the
+software SAM (``parts=identity,insurance``, the registration read). Goals: the agent
+adds at most 2 ms at p99; 500 lookups a second on 2 cores.
+
+Run: ``python benchmarks/bench_agent.py [--lookups N] [--reads N] [--clients C]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hcmiddleware import Caller, Middleware
+from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.vpcd import VpcdCard
+from hcmiddleware.config import load_config
+from hcmiddleware.gb11643 import check_character
+from hcmiddleware.sam.samples import TEST_ISSUER_KEYS as KEYS
+from hcmiddleware.testing import audit_key, empi_keys
+from hcmiddleware.testing.pcscd import USER_READER, Pcscd
+
+PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
+GOAL_OVERHEAD_MS = 2.0
+GOAL_LOOKUPS_PER_S = 500
+RESIDENTS = 500
+
+
+def _toml(value: Any) -> str:
+    import json
+
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def write_config(folder: Path, port: int) -> tuple[Path, str]:
+    token = secrets.token_urlsafe(32)
+    (folder / "desk.token").write_text(token + "\n", encoding="utf-8")
+    keys = folder / "keys"
+    sections: dict[str, dict[str, Any]] = {
+        "middleware": {"data_dir": str(folder / "data"), "institution_code": "210100000001"},
+        "readers": {"user": USER_READER},
+        "sam": {"keys": str(KEYS)},
+        "empi": empi_keys(keys),
+        "audit": audit_key(keys),
+        # a benchmark measures the agent, not its rate limit
+        "agent": {"port": port, "rate_limit": 100000.0, "rate_burst": 100000},
+        "agent.tokens.desk-01": {
+            "token": {"file": "desk.token"},
+            "user": "emp-1",
+            "role": "registration",
+            "terminal": "desk-01",
+        },
+    }
+    text = "".join(
+        f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in body.items()) + "\n"
+        for name, body in sections.items()
+    )
+    path = folder / "hcm.toml"
+    path.write_text(text, encoding="utf-8")
+    return path, token
+
+
+def id_number(i: int) -> str:
+    first = f"210102{1950 + i % 50:04d}{1 + i % 12:02d}{1 + i % 28:02d}{i % 1000:03d}"
+    return first + check_character(first)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return statistics.median(ordered), p99
+
+
+def timed(call: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def throughput(call: Callable[[httpx.Client], object], base: str, headers: dict[str, str],
+               clients: int, seconds: float) -> float:  # fmt: skip
+    done = [0] * clients
+    stop = time.perf_counter() + seconds
+
+    def run(i: int) -> None:
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+            while time.perf_counter() < stop:
+                call(client)
+                done[i] += 1
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done) / seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lookups", type=int, default=2000)
+    parser.add_argument("--reads", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="hcm-bench-agent-"))
+    with socket_port() as port:
+        pass
+    config_path, token = write_config(folder, port)
+    caller = Caller(user="emp-1", role="registration", terminal="desk-01")
+    numbers = [id_number(i) for i in range(RESIDENTS)]
+    rng = random.Random(7)
+    rows: list[tuple[str, str, float, float, float]] = []
+
+    with Pcscd() as pcscd, VpcdCard(EmulatedCard.from_files(PROFILE, KEYS), pcscd.user_port):
+        pcscd.wait_card(True)
+        # -- directly on the SDK -----------------------------------------------------------
+        with Middleware(load_config(config_path)) as mw:
+            for i, number in enumerate(numbers):
+                mw.residents.enrol(
+                    name=f"测试{i}",
+                    sex=1 if int(number[16]) % 2 else 2,
+                    id_number=number,
+                    source="bench",
+                )
+            unbound = timed(lambda: mw.residents.lookup("id_number", rng.choice(numbers)),
+                            args.lookups)  # fmt: skip
+            s = mw.acting_as(caller)
+            s.residents.lookup("id_number", numbers[0])  # warm
+            direct_lookup = timed(lambda: s.residents.lookup("id_number", rng.choice(numbers)),
+                                  args.lookups)  # fmt: skip
+            s.terminal.read(parts="identity,insurance")
+            direct_read = timed(lambda: s.terminal.read(parts="identity,insurance"), args.reads)
+            t0 = time.perf_counter()
+            n = 0
+            while time.perf_counter() - t0 < args.seconds:
+                s.residents.lookup("id_number", rng.choice(numbers))
+                n += 1
+            direct_rate = n / args.seconds
+
+        # -- through the agent -------------------------------------------------------------
+        server = subprocess.Popen(
+            [sys.executable, "-c", "from hcmiddleware.cli import main; main()",
+             "--config", str(config_path), "agent", "serve"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline().startswith("listening")
+            base = f"http://127.0.0.1:{port}"
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+
+                def lookup(c: httpx.Client = client) -> None:
+                    value = rng.choice(numbers)
+                    r = c.get("/v1/residents/lookup", params={"kind": "id_number", "value": value})
+                    assert r.status_code == 200, r.text
+
+                def read(c: httpx.Client = client) -> None:
+                    r = c.get("/v1/card", params={"parts": "identity,insurance"})
+                    assert r.status_code == 200, r.text
+
+                for _ in range(50):
+                    lookup()
+                agent_lookup = timed(lookup, args.lookups)
+                read()
+                agent_read = timed(read, args.reads)
+            agent_rate = throughput(lambda c: lookup(c), base, headers, args.clients, args.seconds)
+        finally:
+            server.terminate()
+            server.wait(60)
+
+    for what, direct, agent in (
+        ("resident lookup", direct_lookup, agent_lookup),
+        ("card read (identity,insurance)", direct_read, agent_read),
+    ):
+        d50, d99 = percentiles(direct)
+        a50, a99 = percentiles(agent)
+        rows.append((what, "SDK (acting_as)", d50, d99, 1000 / statistics.mean(direct)))
+        rows.append((what, "agent over HTTP", a50, a99, 1000 / statistics.mean(agent)))
+        rows.append((what, "agent overhead", a50 - d50, a99 - d99, float("nan")))
+
+    print(f"machine: {os.cpu_count()} cores (shared); {RESIDENTS} residents; "
+          f"{args.lookups} lookups, {args.reads} reads, one client in sequence")  # fmt: skip
+    print(f"{'call':<32} {'path':<18} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+    for what, path, p50, p99, rate in rows:
+        rate_text = "" if rate != rate else f"{rate:8.0f}"
+        print(f"{what:<32} {path:<18} {p50:8.2f} {p99:8.2f} {rate_text:>8}")
+    u50, u99 = percentiles(unbound)
+    print(f"lookup on the SDK without a caller (mw.residents, no per-call audit entry): "
+          f"p50 {u50:.2f} ms, p99 {u99:.2f} ms")  # fmt: skip
+    print(f"lookups/s, one caller in-process on the SDK: {direct_rate:.0f}")
+    print(f"lookups/s through the agent, {args.clients} clients for {args.seconds:g} s "
+          f"(load generator in the same machine): {agent_rate:.0f} "
+          f"(goal {GOAL_LOOKUPS_PER_S})")  # fmt: skip
+    overhead99 = percentiles(agent_lookup)[1] - percentiles(direct_lookup)[1]
+    print(f"lookup overhead at p99: {overhead99:.2f} ms (goal <= {GOAL_OVERHEAD_MS} ms)")
+    return 0
+
+
+class socket_port:  # noqa: N801 - used as a context manager
+    """A free loopback port."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""The request's caller and session, as FastAPI dependencies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from hcmiddleware.agent.callers import Caller, Session, session_for
+from hcmiddleware.errors import AgentAuthError
+
+__all__ = ["As", "Who", "caller", "session"]
+
+
+def caller(request: Request) -> Caller:
+    """The caller the guard resolved from the request's token."""
+    found = request.scope.get("state", {}).get("caller")
+    if not isinstance(found, Caller):  # the guard lets no call through without one
+        raise AgentAuthError("no token: the request has no caller")
+    return found
+
+
+def session(request: Request, who: Annotated[Caller, Depends(caller)]) -> Session:
+    """The services as the caller may use them (``mw.acting_as``)."""
+    return session_for(request.app.state.agent.mw, who)
+
+
+#: a route's session parameter
+As = Annotated[Session, Depends(session)]
+#: a route's caller parameter
+Who = Annotated[Caller, Depends(caller)]

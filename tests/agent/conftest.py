@@ -1,0 +1,160 @@
+"""An agent on a real Middleware: pcscd with the vpcd readers, the software card and SAM,
+the sample HIS, and three workstations of three roles."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hcmiddleware import Middleware
+from hcmiddleware.agent import create_app
+from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.vpcd import VpcdCard
+from hcmiddleware.sam.samples import TEST_ISSUER_KEYS as KEYS
+from hcmiddleware.testing.pcscd import USER_READER, Pcscd
+from hcmiddleware.testing.plugin import embedded_config
+
+PROFILE = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
+ORIGIN = "https://his.example.org"
+HOSPITAL = "210100000001"
+ROLES = {
+    "desk": "registration",
+    "till": "cashier",
+    "nurse": "nurse",
+    "admin": "administrator",
+    "audit": "auditor",
+}
+#: hospital IT's role as a site would widen it for the console: the audit chain and alarms
+IT_ROLE = {
+    "operations": [
+        "residents.*", "his.provides", "his.check", "cards.*", "journal.entries",
+        "journal.get", "journal.history", "journal.recover", "audit.verify", "audit.head",
+        "audit.record", "ward.alarms",
+    ],
+    "categories": ["identity", "money"],
+}  # fmt: skip
+
+
+@dataclass
+class Agent:
+    mw: Middleware
+    client: TestClient
+    tokens: dict[str, str]
+
+    def headers(self, who: str = "desk", **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}", **extra}
+
+    def get(self, path: str, who: str = "desk", **kw: Any) -> Any:
+        return self.client.get(path, headers=self.headers(who), **kw)
+
+    def post(self, path: str, who: str = "desk", **kw: Any) -> Any:
+        return self.client.post(path, headers=self.headers(who), **kw)
+
+    def audited_calls(self) -> list[Any]:
+        """The agent's ``agent.call`` entries, once everything queued is written."""
+        assert self.client.app.state.agent.calls.flush()  # type: ignore[attr-defined]
+        return self.mw.audit.entries(action="agent.call")
+
+
+def agent_config(data_dir: Path, **agent: Any) -> Any:
+    """A config with a token file per workstation in ``data_dir``; the tokens too."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tokens: dict[str, str] = {}
+    section: dict[str, Any] = {}
+    for name, role in ROLES.items():
+        tokens[name] = secrets.token_urlsafe(32)
+        path = data_dir / f"{name}.token"
+        path.write_text(tokens[name] + "\n", encoding="utf-8")
+        path.chmod(0o600)
+        section[name] = {"token": {"file": str(path)}, "user": f"u-{name}", "role": role,
+                         "terminal": f"ws-{name}"}  # fmt: skip
+    config = embedded_config(
+        data_dir,
+        middleware={"institution_code": HOSPITAL},
+        readers={"user": USER_READER},
+        sam={"keys": str(KEYS)},
+        plugins={"enabled": ["sample-his"]},
+        access={"roles": {"administrator": IT_ROLE}},
+        agent={"tokens": section, "allowed_origins": [ORIGIN], **agent},
+    )
+    return config, tokens
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[Pcscd]:
+    with Pcscd() as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def card(pcscd: Pcscd) -> Iterator[EmulatedCard]:
+    """The sample resident's card in the user reader."""
+    pcscd.wait_card(False)
+    emulated = EmulatedCard.from_files(PROFILE, KEYS)
+    with VpcdCard(emulated, pcscd.user_port):
+        pcscd.wait_card(True)
+        yield emulated
+    pcscd.wait_card(False)
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[Agent]:
+    config, tokens = agent_config(tmp_path / "hcm-data")
+    with Middleware(config) as mw, TestClient(create_app(mw)) as client:
+        yield Agent(mw, client, tokens)
+        client.app.state.agent.calls.close()  # type: ignore[attr-defined]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    base: str
+    agent: Agent
+    #: a second origin the agent allows: where tests serve examples/ from
+    page_port: int
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """The agent under uvicorn on a loopback port, in a thread of this process."""
+    import uvicorn
+
+    page_port = free_port()
+    config, tokens = agent_config(
+        tmp_path / "hcm-data", allowed_origins=[ORIGIN, f"http://127.0.0.1:{page_port}"]
+    )
+    port = free_port()
+    with Middleware(config) as mw:
+        app = create_app(mw)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                           lifespan="off")
+        )  # fmt: skip
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "the agent did not start"
+            time.sleep(0.02)
+        try:
+            yield Served(f"http://127.0.0.1:{port}", Agent(mw, TestClient(app), tokens), page_port)
+        finally:
+            app.state.agent.events.close()
+            server.should_exit = True
+            thread.join(10)
+            app.state.agent.calls.close()
