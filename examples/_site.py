@@ -6,14 +6,13 @@ own HIS and a card in a PC/SC reader. Here, for each run:
 * a fresh temporary folder holds the middleware's data and new resident-index keys;
 * the reference HIS (HL7 v2.5 over MLLP on loopback) stands in for the hospital's HIS;
 * the sample health card is the software card, read in-process.
-
 ``with site() as s:`` gives ``s.mw`` (a started Middleware), ``s.his`` and ``s.card``.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from importlib.resources import files
@@ -46,12 +45,13 @@ def site(
     reference_his: bool = True,
     enabled: tuple[str, ...] = (),
     settings: dict[str, dict[str, Any]] | None = None,
-    sections: dict[str, Any] | None = None,
+    sections: Callable[[Path], dict[str, Any]] | None = None,
     plugins: dict[str, object] | None = None,
 ) -> Iterator[Site]:
     """A started Middleware for one run. ``enabled`` and ``settings``: more plugins (by
     entry-point name) and their ``[plugins.<name>]`` tables; ``sections``: more config
-    sections (``ehc`` …); ``plugins``: plugin objects to register directly."""
+    sections made in the run's folder (``ehc`` keys …); ``plugins``: plugin objects to
+    register directly (their names need not be in ``enabled``)."""
     folder = Path(tempfile.mkdtemp(prefix="hcm-example-"))
     table: dict[str, Any] = dict(settings or {})
     names = list(enabled)
@@ -72,7 +72,7 @@ def site(
                 "sam": {"keys": str(TEST_ISSUER_KEYS)},  # the software SAM's test keys
                 "empi": empi_keys(folder / "keys"),  # `hcm init` makes a site's own
                 "plugins": {"enabled": names, **table},
-                **(sections or {}),
+                **(sections(folder) if sections else {}),
             }
         )
         card = EmulatedCard.from_files(SAMPLE_CARD, TEST_ISSUER_KEYS)
