@@ -4,26 +4,20 @@ Run it after `pip install -e . -e adapters/his/sample`:
 
     python examples/embed_in_his.py
 
-`register_at_the_desk` is the whole story a HIS vendor writes; everything else here
-only stands in for a hospital's installation: a config with the sample HIS adapter
-(a hospital enables its own in its TOML file), the index's keys (`hcm init` writes them
-for a real installation) and the software card in place of a card in the reader.
+`register_at_the_desk` is the whole story a HIS vendor writes, in typed calls only;
+``_site.site()`` stands in for a hospital's installation, here with the sample HIS
+adapter enabled (a hospital enables its own in its TOML file) in place of the
+reference HIS, and the software card in place of a card in the reader.
 """
 
 from __future__ import annotations
 
-import base64
-import os
-import tempfile
 from datetime import datetime, timedelta
-from importlib.resources import files
-from pathlib import Path
+
+from _site import site
 
 from hcmiddleware import HcmError, Middleware, Registration, RegistrationRequest
-from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.card.transport import Transport
-from hcmiddleware.config import parse_config
-from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
 
 
 def register_at_the_desk(mw: Middleware, reader: Transport | None = None) -> Registration:
@@ -42,35 +36,13 @@ def register_at_the_desk(mw: Middleware, reader: Transport | None = None) -> Reg
     return mw.his.register_visit(patient, request)
 
 
-def installation(workdir: Path) -> Middleware:
-    """A stand-in for the hospital's config file and keys."""
-    keys = workdir / "keys"
-    keys.mkdir(mode=0o700)
-    for name in ("master", "index"):
-        (keys / name).write_text(base64.b64encode(os.urandom(32)).decode())
-        (keys / name).chmod(0o600)
-    config = parse_config(
-        {
-            "middleware": {"data_dir": str(workdir / "data"), "institution_code": "210100000001"},
-            "sam": {"keys": str(TEST_ISSUER_KEYS)},  # the software SAM's test keys
-            "empi": {
-                "master_keys": {"k1": {"file": str(keys / "master")}},
-                "index_key": {"file": str(keys / "index")},
-            },
-            "plugins": {"enabled": ["sample-his"], "sample-his": {"hospital_code": "H0001"}},
-        }
-    )
-    return Middleware(config)
-
-
 def main() -> int:
-    sample = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
-    card_in_reader = EmulatedCard.from_files(sample, TEST_ISSUER_KEYS)
+    sample_his = {"sample-his": {"hospital_code": "H0001"}}  # [plugins.sample-his]
     try:
-        with installation(Path(tempfile.mkdtemp(prefix="hcm-example-"))) as mw:
-            first = register_at_the_desk(mw, card_in_reader)
-            again = register_at_the_desk(mw, card_in_reader)
-            queue = mw.his.queue_position(first)
+        with site(reference_his=False, enabled=("sample-his",), settings=sample_his) as s:
+            first = register_at_the_desk(s.mw, s.card)
+            again = register_at_the_desk(s.mw, s.card)
+            queue = s.mw.his.queue_position(first)
     except HcmError as exc:
         print(f"could not register: {exc}")
         return 1
