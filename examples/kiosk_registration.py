@@ -70,6 +70,9 @@ def main() -> int:
 def kiosk(mw: Middleware, card: EmulatedCard) -> int:
     """The kiosk's screens, one flow step each."""
     flow = OutpatientFlow(mw, actor="kiosk-01")
+    warning = mw.cards.notice()  # shown on the kiosk's staff screen while a list is stale
+    if warning:
+        print(f"staff notice: {warning}")
 
     who = flow.identify(card)
     name = who.resident.name

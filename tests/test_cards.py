@@ -480,6 +480,7 @@ def test_doctor_fails_for_a_list_never_synced_or_too_old(
     make: Any, issuer: ListPublisher, bank_list: ListPublisher
 ) -> None:
     mw = make(max_list_age_hours=1)
+    assert mw.cards.notice() is not None  # the terminal shows it: nothing synced yet
     checks = {r.name: r for p, r in mw.doctor() if r.name.startswith("card list")}
     assert {n: r.ok for n, r in checks.items()} == {
         f"card list {BANK}": False,
@@ -490,6 +491,7 @@ def test_doctor_fails_for_a_list_never_synced_or_too_old(
     bank_list.publish()
     assert mw.cards.sync().ok
     assert all(r.ok for p, r in mw.doctor() if r.name.startswith("card list"))
+    assert mw.cards.notice() is None
     with mw.engine.begin() as conn:  # the sync stopped two hours ago
         conn.execute(
             sa.text("UPDATE card_list_versions SET synced_at = :t WHERE source = :s"),
@@ -499,6 +501,10 @@ def test_doctor_fails_for_a_list_never_synced_or_too_old(
     assert not stale[f"card list {ISSUER}"].ok
     assert stale[f"card list {BANK}"].ok
     assert [s.stale for s in mw.cards.status()] == [False, True]
+    shown = mw.cards.notice()
+    assert shown is not None
+    assert f"card list {ISSUER}" in shown
+    assert BANK not in shown
 
 
 def test_hcm_cards_commands(tmp_path: Path, issuer: ListPublisher) -> None:

@@ -542,6 +542,18 @@ class Cards:
 
     # -- health ------------------------------------------------------------------------------
 
+    def notice(self) -> str | None:
+        """What a terminal shows its operator while a list is stale or was never synced.
+
+        ``None`` when every configured source's list is current. A kiosk or desk screen
+        shows it (a stale list lets a lost card pay); ``hcm doctor`` fails on the same.
+        """
+        failing = [r for r in self.check_lists() if not r.ok]
+        if not failing:
+            return None
+        named = "; ".join(f"{r.name}: {r.detail}" for r in failing)
+        return f"lost and cancelled cards may not be refused here ({named})"
+
     def check_lists(self) -> list[CheckResult]:
         """``hcm doctor``: every configured source has a list, none older than allowed."""
         try:
