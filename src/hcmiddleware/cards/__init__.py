@@ -65,6 +65,11 @@ _DELETE_SQL = "DELETE FROM card_list_entries WHERE source = ? AND card_number = 
 _INSERT_SQL = (
     "INSERT INTO card_list_entries (source, card_number, state, listed_at) VALUES (?, ?, ?, ?)"
 )
+_PG_DELETE_SQL = "DELETE FROM card_list_entries WHERE source = %s AND card_number = ANY(%s)"
+_PG_INSERT_SQL = (
+    "INSERT INTO card_list_entries (source, card_number, state, listed_at) "
+    "SELECT %s, unnest(%s::text[]), unnest(%s::text[]), unnest(%s::timestamptz[])"
+)
 
 
 def mask(card_number: str) -> str:
@@ -299,8 +304,8 @@ class Cards:
         driver as one batch each (no per-row statement building).
         """
         source = update.source
+        postgres = conn.dialect.name == "postgresql"
         cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         try:
             if update.kind == "full":
                 conn.execute(sa.delete(_ENTRIES).where(_ENTRIES.c.source == source))
@@ -309,22 +314,30 @@ class Cards:
                 # a card added again (its state changed) replaces its old row
                 gone = [*update.removed, *(e.card_number for e in update.added)]
                 deleted = 0
-                if gone:
-                    cursor.executemany(
-                        _DELETE_SQL.replace("?", mark), [(source, number) for number in gone]
-                    )
+                if gone and postgres:  # one statement over an array: no per-row round trip
+                    cursor.execute(_PG_DELETE_SQL, (source, gone))
+                    deleted = cursor.rowcount
+                elif gone:  # SQLite's executemany loops in C
+                    cursor.executemany(_DELETE_SQL, [(source, number) for number in gone])
                     deleted = cursor.rowcount
                 entries = held - deleted
-            if update.added:
-                sqlite = conn.dialect.name == "sqlite"
-                cursor.executemany(
-                    _INSERT_SQL.replace("?", mark),
-                    [
-                        (source, e.card_number, e.reason, _stored_time(e.listed_at, sqlite))
-                        for e in update.added
-                    ],
+            if update.added and postgres:
+                cursor.execute(
+                    _PG_INSERT_SQL,
+                    (
+                        source,
+                        [e.card_number for e in update.added],
+                        [e.reason for e in update.added],
+                        [e.listed_at for e in update.added],
+                    ),
                 )
-                entries += len(update.added)
+            elif update.added:
+                cursor.executemany(
+                    _INSERT_SQL,
+                    [(source, e.card_number, e.reason, _sqlite_time(e.listed_at))
+                     for e in update.added],
+                )  # fmt: skip
+            entries += len(update.added)
         finally:
             cursor.close()
         return entries
@@ -590,9 +603,6 @@ class Cards:
         return results
 
 
-def _stored_time(moment: datetime, sqlite: bool) -> datetime | str:
-    """A time as the entries table holds it: UTC (SQLite: text, as SQLAlchemy writes it)."""
-    moment = moment.astimezone(UTC)
-    if sqlite:
-        return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    return moment
+def _sqlite_time(moment: datetime) -> str:
+    """A time as SQLAlchemy writes it into SQLite (UTC: SQLite keeps no zone)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")

@@ -113,12 +113,16 @@ _DELETE_SQL = "DELETE FROM ehc_revoked_cards WHERE card_digest = ? AND issuer = 
 _INSERT_SQL = (
     "INSERT INTO ehc_revoked_cards (card_digest, issuer, revoked_at, reason) VALUES (?, ?, ?, ?)"
 )
+_PG_DELETE_SQL = "DELETE FROM ehc_revoked_cards WHERE card_digest = ANY(%s) AND issuer = %s"
+_PG_INSERT_SQL = (
+    "INSERT INTO ehc_revoked_cards (card_digest, issuer, revoked_at, reason) "
+    "SELECT unnest(%s::text[]), %s, unnest(%s::timestamp[]), unnest(%s::text[])"
+)
 
 
-def _stored_time(value: datetime, sqlite: bool) -> datetime | str:
-    """A naive UTC time as the tables hold it (SQLite: text, as SQLAlchemy writes it)."""
-    value = _naive(value)
-    return value.isoformat(sep=" ", timespec="microseconds") if sqlite else value
+def _sqlite_time(value: datetime) -> str:
+    """A naive UTC time as SQLAlchemy writes it into SQLite."""
+    return _naive(value).isoformat(sep=" ", timespec="microseconds")
 
 
 def _read_time(value: datetime | str) -> datetime:
@@ -388,8 +392,7 @@ class RevocationStore:
         """
         issuer = update.issuer
         revoked = {card_digest(e.ecard_id): e for e in update.revoked}
-        sqlite = conn.dialect.name == "sqlite"
-        mark = "?" if sqlite else "%s"
+        postgres = conn.dialect.name == "postgresql"
         cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if update.base_version is None:
@@ -397,23 +400,32 @@ class RevocationStore:
                 entries = 0
             else:
                 # a restored e-card goes; one revoked again is written anew
-                gone = {card_digest(i) for i in update.restored} | revoked.keys()
+                gone = sorted({card_digest(i) for i in update.restored} | revoked.keys())
                 deleted = 0
-                if gone:
-                    cursor.executemany(
-                        _DELETE_SQL.replace("?", mark), [(digest, issuer) for digest in gone]
-                    )
+                if gone and postgres:  # one statement over an array: no per-row round trip
+                    cursor.execute(_PG_DELETE_SQL, (gone, issuer))
+                    deleted = int(cursor.rowcount or 0)
+                elif gone:  # SQLite's executemany loops in C
+                    cursor.executemany(_DELETE_SQL, [(digest, issuer) for digest in gone])
                     deleted = int(cursor.rowcount or 0)
                 entries = (held.entries if held is not None else 0) - deleted
-            if revoked:
-                cursor.executemany(
-                    _INSERT_SQL.replace("?", mark),
-                    [
-                        (digest, issuer, _stored_time(e.revoked_at, sqlite), e.reason)
-                        for digest, e in revoked.items()
-                    ],
+            if revoked and postgres:
+                cursor.execute(
+                    _PG_INSERT_SQL,
+                    (
+                        list(revoked),
+                        issuer,
+                        [_naive(e.revoked_at) for e in revoked.values()],
+                        [e.reason for e in revoked.values()],
+                    ),
                 )
-                entries += len(revoked)
+            elif revoked:
+                cursor.executemany(
+                    _INSERT_SQL,
+                    [(digest, issuer, _sqlite_time(e.revoked_at), e.reason)
+                     for digest, e in revoked.items()],
+                )  # fmt: skip
+            entries += len(revoked)
         finally:
             cursor.close()
         return entries
