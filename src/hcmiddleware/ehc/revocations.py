@@ -274,7 +274,10 @@ class RevocationStore:
                 dtype=np.uint64,
                 count=len(update.revoked),
             )
-            self._filter = np.union1d(self._filter, added)
+            added.sort()
+            # merged in order (np.union1d re-sorts the whole million); a prefix twice
+            # does no harm to the binary search
+            self._filter = np.insert(self._filter, np.searchsorted(self._filter, added), added)
             self._filter_of = tuple(
                 sorted((i, update.version if i == update.issuer else v) for i, v in self._filter_of)
             )
