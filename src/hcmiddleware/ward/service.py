@@ -670,6 +670,12 @@ class Ward:
         thread.start()
 
     def _escalate_loop(self) -> None:
+        from hcmiddleware.access.context import system
+
+        with system():  # the core's own work, not a caller's
+            self._escalate_until_stopped()
+
+    def _escalate_until_stopped(self) -> None:
         while not self._stop.wait(self.settings.alarms.check_every):
             try:
                 self.escalate_due()
