@@ -27,6 +27,9 @@ def main() -> int:
     """Run the kiosk once; 0 when the patient holds a ticket."""
     with site() as s:
         flow = OutpatientFlow(s.mw, actor="kiosk-01")  # the actor goes to the audit log
+        warning = s.mw.cards.notice()  # for the staff screen while a card list is stale
+        if warning:
+            print(f"staff notice: {warning}")
         try:
             who = flow.identify(s.card)  # card + SAM authenticate each other; index lookup
             name = who.resident.name  # the screen may show it; a log never spells it out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.cards.lists import parse_update, signed_bytes
 from hcmiddleware.cards.reference import ListPublisher, ReferenceListPlugin
 from hcmiddleware.errors import CardListError, CardRefusedError, ConfigError, IdentityError
+from hcmiddleware.hookspecs import hookimpl
 from hcmiddleware.models import BlacklistUpdate, CardState, IdentifierKind, Sex
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
 from hcmiddleware.testing import HookRecorder
@@ -274,6 +275,75 @@ def test_a_sync_keeps_other_sources_when_one_is_bad(
     assert mw.cards.state("21010000000000000004") is CardState.ACTIVE
 
 
+class _BrokenFeed:
+    hcm_plugin_name = "broken-feed"
+
+    @hookimpl
+    def hcm_card_blacklist_updates(self, since: dict[str, int]) -> list[BlacklistUpdate]:
+        raise ConnectionError("the issuer's feed is down")
+
+
+def test_a_feed_that_fails_makes_the_sync_fail_and_keeps_the_lists(
+    make: Any, issuer: ListPublisher
+) -> None:
+    mw = make()
+    issuer.list_card("21010000000000000004", "cancelled")
+    issuer.publish()
+    assert mw.cards.sync().ok
+    held = [(s.source, s.version, s.entries) for s in mw.cards.status()]
+    mw.register(_BrokenFeed(), "broken-feed")
+    issuer.list_card("21010000000000000005", "cancelled")
+    issuer.publish()
+    recorder = HookRecorder(mw)
+    report = mw.cards.sync()
+    assert not report.ok  # a failed feed is not an empty one
+    assert [e.reason for e in report.refused] == ["no_answer"]
+    assert "broken-feed" in report.refused[0].message
+    assert report.refused[0].hint
+    # the working feed's delta was still applied; observers saw the call and the failure
+    assert [(s.version, s.entries) for s in report.applied] == [(held[0][1] + 1, 2)]
+    call = recorder.last("hcm_card_blacklist_updates")
+    assert [name for name, _ in call.errors] == ["broken-feed"]
+
+
+def test_the_count_of_entries_follows_every_delta(make: Any, issuer: ListPublisher) -> None:
+    """The entries held are counted from each statement's rows, never recounted."""
+    mw = make()
+    rng = random.Random(13)
+    cards = [f"2101{i:016d}" for i in range(60)]
+    issuer.list_many((c, "cancelled") for c in cards[:30])
+    issuer.publish()
+    assert mw.cards.sync().ok
+    for _ in range(12):
+        for c in rng.sample(cards, 10):
+            issuer.list_card(c, rng.choice(["cancelled", "loss_reported", "frozen"]))  # type: ignore[arg-type]
+        for c in rng.sample(cards, 8):
+            issuer.lift(c)  # some were never listed: nothing to remove
+        issuer.publish()
+        assert mw.cards.sync().ok
+        held = mw.cards.status()[0].entries
+        assert held == len(entries(mw)) == len(issuer.full().added)
+    full = issuer.full()
+    assert sorted((e.card_number, e.reason) for e in full.added) == [
+        (c, state) for _source, c, state in entries(mw)
+    ]
+
+
+def test_a_listing_time_in_another_zone_is_kept_as_the_same_moment(
+    make: Any, issuer: ListPublisher
+) -> None:
+    mw = make()
+    beijing = timezone(timedelta(hours=8))
+    listed = datetime(2026, 12, 1, 8, 30, tzinfo=beijing)  # 00:30 UTC
+    issuer.list_card("21010000000000000007", "loss_reported", listed_at=listed)
+    issuer.publish()
+    assert mw.cards.sync().ok
+    found = mw.cards.entry("21010000000000000007")
+    assert found is not None
+    assert found.listed_at == listed
+    assert found.listed_at.utcoffset() == timedelta(0)
+
+
 def test_list_keys_that_are_not_keys_are_a_config_error(make: Any, tmp_path: Path) -> None:
     bad = tmp_path / "not-a-key.pem"
     bad.write_text("hello", encoding="utf-8")
@@ -410,6 +480,7 @@ def test_doctor_fails_for_a_list_never_synced_or_too_old(
     make: Any, issuer: ListPublisher, bank_list: ListPublisher
 ) -> None:
     mw = make(max_list_age_hours=1)
+    assert mw.cards.notice() is not None  # the terminal shows it: nothing synced yet
     checks = {r.name: r for p, r in mw.doctor() if r.name.startswith("card list")}
     assert {n: r.ok for n, r in checks.items()} == {
         f"card list {BANK}": False,
@@ -420,6 +491,7 @@ def test_doctor_fails_for_a_list_never_synced_or_too_old(
     bank_list.publish()
     assert mw.cards.sync().ok
     assert all(r.ok for p, r in mw.doctor() if r.name.startswith("card list"))
+    assert mw.cards.notice() is None
     with mw.engine.begin() as conn:  # the sync stopped two hours ago
         conn.execute(
             sa.text("UPDATE card_list_versions SET synced_at = :t WHERE source = :s"),
@@ -429,6 +501,10 @@ def test_doctor_fails_for_a_list_never_synced_or_too_old(
     assert not stale[f"card list {ISSUER}"].ok
     assert stale[f"card list {BANK}"].ok
     assert [s.stale for s in mw.cards.status()] == [False, True]
+    shown = mw.cards.notice()
+    assert shown is not None
+    assert f"card list {ISSUER}" in shown
+    assert BANK not in shown
 
 
 def test_hcm_cards_commands(tmp_path: Path, issuer: ListPublisher) -> None:

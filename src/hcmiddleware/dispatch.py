@@ -248,17 +248,29 @@ class Dispatcher:
         """Call every implementation of ``hook``; each result or error, by plugin name.
 
         Nothing is raised for a plugin's failure: the error object takes the result's
-        place. Used where every plugin's answer matters on its own (``hcm doctor``).
+        place (and is logged). Used where every plugin's answer matters on its own
+        (``hcm doctor``, a sync that must tell a silent feed from a failed one).
+        Observers see the call like any other.
         """
         caller: pluggy.HookCaller = getattr(self._pm.hook, hook)
+        record = CallRecord(hook=hook, kwargs=kwargs)
+        started = time.perf_counter()
         outcome: list[tuple[str, Any]] = []
-        for impl in reversed(caller.get_hookimpls()):
-            try:
-                outcome.append(
-                    (impl.plugin_name, self._call_one(hook, impl.plugin_name, impl, kwargs))
-                )
-            except HcmError as exc:
-                outcome.append((impl.plugin_name, exc))
+        try:
+            for impl in reversed(caller.get_hookimpls()):
+                name = impl.plugin_name
+                try:
+                    value = self._call_one(hook, name, impl, kwargs)
+                except HcmError as exc:
+                    log.error("failure of plugin %s in %s: %s", name, hook, exc.message)
+                    record.errors.append((name, exc))
+                    outcome.append((name, exc))
+                    continue
+                if value is not None:
+                    record.results.append((name, value))
+                outcome.append((name, value))
+        finally:
+            self._notify(record, time.perf_counter() - started)
         return outcome
 
     def _call_one(self, hook: str, name: str, impl: Any, kwargs: dict[str, Any]) -> Any:

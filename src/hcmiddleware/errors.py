@@ -662,7 +662,8 @@ class CardListError(CardError):
 
     ``source`` and ``version`` name the update; ``reason`` is a stable code
     (``malformed``, ``unknown_source``, ``bad_signature``, ``old_version``,
-    ``skipped_version``).
+    ``skipped_version``; in a sync's report also ``no_answer``: a list plugin failed
+    or timed out).
     """
 
     def __init__(

@@ -285,3 +285,28 @@ def test_the_platform_keeps_its_key_across_restarts(tmp_path: Path) -> None:
         pem = first.public_pem()
     with ReferencePlatform(tmp_path / "p.db", apps=apps) as second:
         assert second.public_pem() == pem
+
+
+def test_sm3_signing_and_sm4_payload_agree_with_an_independent_implementation() -> None:
+    """Client and reference platform share the protocol code: check it against gmssl's."""
+    import base64
+
+    from gmssl import func, sm3, sm4  # type: ignore[import-untyped]
+    from hcm_ehc_platform.protocol import decrypt, encrypt
+
+    params = {"method": "query", "app_id": "A1", "nonce": "0f" * 16, "empty": "", "sign": "x"}
+    text = "app_id=A1&method=query&nonce=" + "0f" * 16 + "&key=s3cret"  # sorted, no empties
+    assert sign(params, "s3cret") == sm3.sm3_hash(func.bytes_to_list(text.encode())).upper()
+
+    # GB/T 32907's example: key = plaintext = 0123456789abcdeffedcba9876543210
+    key = bytes.fromhex("0123456789abcdeffedcba9876543210")
+    data = {"ecard_id": "AB" * 32, "name": "王芳"}
+    biz_content, iv = encrypt(key, data)
+    peer = sm4.CryptSM4()
+    peer.set_key(key, sm4.SM4_DECRYPT)
+    plain = peer.crypt_cbc(bytes.fromhex(iv), base64.b64decode(biz_content))  # unpads
+    assert json.loads(plain) == data
+    peer.set_key(key, sm4.SM4_ENCRYPT)
+    assert peer.crypt_ecb(key)[:16].hex() == "681edf34d206965e86b3e94f536e4246"
+    sealed = peer.crypt_cbc(bytes(16), json.dumps(data).encode())  # pads
+    assert decrypt(key, base64.b64encode(sealed).decode(), "00" * 16) == data

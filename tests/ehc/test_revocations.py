@@ -262,3 +262,41 @@ def test_a_list_applied_by_another_process_is_seen_within_a_second(
     while other.ehc.revocations.revoked(ecard) is None:
         assert time.monotonic() < deadline, "the other terminal never saw the list"
         time.sleep(0.05)
+
+
+def test_a_delta_applied_here_joins_the_filter_without_reading_the_list(
+    make_mw: MakeMw, fresh_database: str
+) -> None:
+    """The checks after a sync do not read a million digests again; counts stay exact."""
+    import sqlalchemy as sa
+
+    mw = make_mw("ed25519", database={"url": fresh_database})
+    issuer = signer(mw)
+    a, b, c, d = (new_ecard_id() for _ in range(4))
+    mw.ehc.apply_revocations(issuer.revocation_list(version=1, revoked=revoke(a, b)))
+    assert listed(mw, [a, b, c, d]) == [True, True, False, False]  # the filter is built
+    reads: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "FROM ehc_revoked_cards" in statement and "WHERE" not in statement:
+            reads.append(statement)
+
+    sa.event.listen(mw.engine, "before_cursor_execute", seen)
+    try:
+        state = mw.ehc.apply_revocations(
+            issuer.revocation_list(version=2, base_version=1, revoked=revoke(c, b), restored=[a])
+        )
+        assert listed(mw, [a, b, c, d]) == [False, True, True, False]
+    finally:
+        sa.event.remove(mw.engine, "before_cursor_execute", seen)
+    assert reads == []  # no statement read the whole list
+    assert (state.version, state.entries) == (2, 2)
+    with mw.engine.connect() as conn:
+        counted = conn.exec_driver_sql("SELECT count(*) FROM ehc_revoked_cards").scalar()
+    assert counted == 2
+    assert mw.ehc.revocations.revoked(c) == AT.replace(tzinfo=None)
+    assert mw.ehc.revocations.revoked(c, ["TEST"]) == AT.replace(tzinfo=None)
+    assert mw.ehc.revocations.revoked(c, ["ELSEWHERE"]) is None
+    # a new full list is read again on the next check
+    mw.ehc.apply_revocations(issuer.revocation_list(version=3, revoked=revoke(d)))
+    assert listed(mw, [a, b, c, d]) == [False, False, False, True]

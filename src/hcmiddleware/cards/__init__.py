@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 
@@ -61,6 +61,15 @@ _SEVERITY = {
     CardState.FROZEN: 1,
 }
 _LISTED_SQL = "SELECT source, state, listed_at FROM card_list_entries WHERE card_number = {}"
+_DELETE_SQL = "DELETE FROM card_list_entries WHERE source = ? AND card_number = ?"
+_INSERT_SQL = (
+    "INSERT INTO card_list_entries (source, card_number, state, listed_at) VALUES (?, ?, ?, ?)"
+)
+_PG_DELETE_SQL = "DELETE FROM card_list_entries WHERE source = %s AND card_number = ANY(%s)"
+_PG_INSERT_SQL = (
+    "INSERT INTO card_list_entries (source, card_number, state, listed_at) "
+    "SELECT %s, unnest(%s::text[]), unnest(%s::text[]), unnest(%s::timestamptz[])"
+)
 
 
 def mask(card_number: str) -> str:
@@ -242,40 +251,15 @@ class Cards:
         verify_update(update, key)
         with storage.begin_write(self._engine) as conn:
             held = conn.execute(
-                sa.select(_VERSIONS.c.version).where(_VERSIONS.c.source == update.source)
-            ).scalar()
-            self._check_version(update, held)
-            if update.kind == "full":
-                conn.execute(sa.delete(_ENTRIES).where(_ENTRIES.c.source == update.source))
-            else:
-                for chunk in _chunks(update.removed, 500):
-                    conn.execute(
-                        sa.delete(_ENTRIES).where(
-                            _ENTRIES.c.source == update.source,
-                            _ENTRIES.c.card_number.in_(chunk),
-                        )
-                    )
-                for chunk in _chunks([e.card_number for e in update.added], 500):
-                    conn.execute(
-                        sa.delete(_ENTRIES).where(
-                            _ENTRIES.c.source == update.source,
-                            _ENTRIES.c.card_number.in_(chunk),
-                        )
-                    )
-            if update.added:
-                conn.execute(
-                    sa.insert(_ENTRIES),
-                    [
-                        {
-                            "source": update.source,
-                            "card_number": e.card_number,
-                            "state": e.reason,
-                            "listed_at": e.listed_at,
-                        }
-                        for e in update.added
-                    ],
+                sa.select(_VERSIONS.c.version, _VERSIONS.c.entries).where(
+                    _VERSIONS.c.source == update.source
                 )
-            self._store_version(conn, update.source, update.version, update.issued_at)
+            ).first()
+            self._check_version(update, None if held is None else held.version)
+            entries = self._write_entries(conn, update, 0 if held is None else held.entries)
+            self._store_version(
+                conn, update.source, update.version, update.issued_at, entries, held is not None
+            )
         self._link_replacements(update.added)
         self._mw.audit(
             "card.list_applied",
@@ -312,26 +296,77 @@ class Cards:
             )
 
     @staticmethod
-    def _store_version(conn: Connection, source: str, version: int, issued_at: datetime) -> None:
-        entries = conn.execute(
-            sa.select(sa.func.count()).select_from(_ENTRIES).where(_ENTRIES.c.source == source)
-        ).scalar_one()
+    def _write_entries(conn: Connection, update: BlacklistUpdate, held: int) -> int:
+        """Change the source's entries as ``update`` says; how many it has afterwards.
+
+        The count is kept from the rows each statement touched — counting a source's
+        million entries would cost more than the whole delta. The statements go to the
+        driver as one batch each (no per-row statement building).
+        """
+        source = update.source
+        postgres = conn.dialect.name == "postgresql"
+        cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if update.kind == "full":
+                conn.execute(sa.delete(_ENTRIES).where(_ENTRIES.c.source == source))
+                entries = 0
+            else:
+                # a card added again (its state changed) replaces its old row
+                gone = [*update.removed, *(e.card_number for e in update.added)]
+                deleted = 0
+                if gone and postgres:  # one statement over an array: no per-row round trip
+                    cursor.execute(_PG_DELETE_SQL, (source, gone))
+                    deleted = cursor.rowcount
+                elif gone:  # SQLite's executemany loops in C
+                    cursor.executemany(_DELETE_SQL, [(source, number) for number in gone])
+                    deleted = cursor.rowcount
+                entries = held - deleted
+            if update.added and postgres:
+                cursor.execute(
+                    _PG_INSERT_SQL,
+                    (
+                        source,
+                        [e.card_number for e in update.added],
+                        [e.reason for e in update.added],
+                        [e.listed_at for e in update.added],
+                    ),
+                )
+            elif update.added:
+                cursor.executemany(
+                    _INSERT_SQL,
+                    [(source, e.card_number, e.reason, _sqlite_time(e.listed_at))
+                     for e in update.added],
+                )  # fmt: skip
+            entries += len(update.added)
+        finally:
+            cursor.close()
+        return entries
+
+    @staticmethod
+    def _store_version(
+        conn: Connection,
+        source: str,
+        version: int,
+        issued_at: datetime,
+        entries: int,
+        exists: bool,
+    ) -> None:
         values = {
             "version": version,
             "issued_at": issued_at,
             "synced_at": datetime.now(UTC),
             "entries": entries,
         }
-        done = conn.execute(
-            sa.update(_VERSIONS).where(_VERSIONS.c.source == source).values(**values)
-        )
-        if done.rowcount == 0:
+        if exists:
+            conn.execute(sa.update(_VERSIONS).where(_VERSIONS.c.source == source).values(**values))
+        else:
             conn.execute(sa.insert(_VERSIONS).values(source=source, **values))
 
     def _link_replacements(self, entries: Iterable[BlacklistEntry]) -> None:
         """Link each replacement card to the resident of the card it replaces."""
+        replaced = CardState.REPLACED.value
         for e in entries:
-            if e.reason != CardState.REPLACED.value or not e.replaced_by:
+            if e.reason != replaced or not e.replaced_by:
                 continue
             try:
                 resident = self._mw.residents.lookup(IdentifierKind.CARD_NUMBER, e.card_number)
@@ -351,13 +386,28 @@ class Cards:
         """Ask every source for what is newer than the lists held, and apply it.
 
         A refused update is reported and leaves that source's list as it was; the
-        other sources' updates are still applied.
+        other sources' updates are still applied. A list plugin that fails or does not
+        answer in time is reported too (``no_answer``).
         """
         held = {s.source: s.version for s in self.status()}
         report = SyncReport()
-        batches = self._mw.hooks.hcm_card_blacklist_updates(since=held)
         updates: list[BlacklistUpdate] = []
-        for batch in batches or []:
+        answers = self._mw.dispatcher.call_each("hcm_card_blacklist_updates", since=held)
+        for plugin, batch in answers:
+            if isinstance(batch, HcmError):
+                # a feed that timed out or failed is a failed sync, not an empty one
+                report.refused.append(
+                    CardListError(
+                        f"the list plugin {plugin!r} gave no updates: {batch.message}",
+                        source=None,
+                        version=None,
+                        reason="no_answer",
+                        hint="the lists held stay in force; check the plugin and its "
+                        "source (a large full list may need a longer "
+                        f"[plugins] timeouts.{plugin})",
+                    )
+                )
+                continue
             for item in batch or []:
                 if not isinstance(item, BlacklistUpdate):
                     report.refused.append(
@@ -408,11 +458,11 @@ class Cards:
         how = self._identify(card_number, resident_id, id_number=id_number, face=face)
         now = datetime.now(UTC)
         with storage.begin_write(self._engine) as conn:
-            conn.execute(
+            replaced = conn.execute(
                 sa.delete(_ENTRIES).where(
                     _ENTRIES.c.source == LOCAL_SOURCE, _ENTRIES.c.card_number == card_number
                 )
-            )
+            ).rowcount
             conn.execute(
                 sa.insert(_ENTRIES).values(
                     source=LOCAL_SOURCE,
@@ -422,9 +472,18 @@ class Cards:
                 )
             )
             held = conn.execute(
-                sa.select(_VERSIONS.c.version).where(_VERSIONS.c.source == LOCAL_SOURCE)
-            ).scalar()
-            self._store_version(conn, LOCAL_SOURCE, (held or 0) + 1, now)
+                sa.select(_VERSIONS.c.version, _VERSIONS.c.entries).where(
+                    _VERSIONS.c.source == LOCAL_SOURCE
+                )
+            ).first()
+            self._store_version(
+                conn,
+                LOCAL_SOURCE,
+                1 if held is None else held.version + 1,
+                now,
+                (0 if held is None else held.entries) - replaced + 1,
+                held is not None,
+            )
         report = LossReport(
             card_number=card_number,
             resident_id=resident_id,
@@ -496,6 +555,18 @@ class Cards:
 
     # -- health ------------------------------------------------------------------------------
 
+    def notice(self) -> str | None:
+        """What a terminal shows its operator while a list is stale or was never synced.
+
+        ``None`` when every configured source's list is current. A kiosk or desk screen
+        shows it (a stale list lets a lost card pay); ``hcm doctor`` fails on the same.
+        """
+        failing = [r for r in self.check_lists() if not r.ok]
+        if not failing:
+            return None
+        named = "; ".join(f"{r.name}: {r.detail}" for r in failing)
+        return f"lost and cancelled cards may not be refused here ({named})"
+
     def check_lists(self) -> list[CheckResult]:
         """``hcm doctor``: every configured source has a list, none older than allowed."""
         try:
@@ -532,12 +603,6 @@ class Cards:
         return results
 
 
-def _chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _sqlite_time(moment: datetime) -> str:
+    """A time as SQLAlchemy writes it into SQLite (UTC: SQLite keeps no zone)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")

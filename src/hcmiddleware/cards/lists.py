@@ -35,7 +35,11 @@ PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 def _utc(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("times in a card list carry their time zone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = moment.astimezone(UTC)
+    if moment.year < 1000:  # strftime's %Y does not pad; isoformat would
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # the same text as that strftime, at a fraction of its cost (a list has many times)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def signed_bytes(update: BlacklistUpdate | dict[str, Any]) -> bytes:

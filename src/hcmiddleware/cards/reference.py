@@ -49,6 +49,8 @@ class ListPublisher:
         self._deltas: list[BlacklistUpdate] = []
         self._history = history
         self.version = 0
+        #: the signed full list of ``version``, once made (a feed signs each version once)
+        self._full: BlacklistUpdate | None = None
         self._lock = threading.Lock()
 
     def public_pem(self) -> bytes:
@@ -129,11 +131,14 @@ class ListPublisher:
                 fields.update(kind="full", base_version=None, removed=[])
             delta = BlacklistUpdate.model_validate({**fields, "signature": self.sign(fields)})
             self._deltas = [*self._deltas, delta][-self._history :]
+            self._full = delta if delta.kind == "full" else None
             return delta
 
     def full(self) -> BlacklistUpdate:
         """The whole list at the current version, signed."""
         with self._lock:
+            if self._full is not None and self._full.version == self.version:
+                return self._full
             fields = {
                 "source": self.source,
                 "kind": "full",
@@ -146,7 +151,8 @@ class ListPublisher:
                 ],
                 "removed": [],
             }
-        return BlacklistUpdate.model_validate({**fields, "signature": self.sign(fields)})
+            self._full = BlacklistUpdate.model_validate({**fields, "signature": self.sign(fields)})
+            return self._full
 
     def updates(self, after: int | None) -> list[BlacklistUpdate]:
         """What a terminal holding version ``after`` needs: deltas, or the full list."""
