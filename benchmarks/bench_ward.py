@@ -13,7 +13,8 @@ bedside scan-to-verdict time with the orders fetched from the reference HIS.
    started again mid-run: alarms lost, and the latency of the calls sent around it.
 4. **Scan to verdict**: ``mw.ward.verify(scan)`` for an infusion, the stay's orders
    fetched from the reference HIS over HL7/MLLP each time, next to the orders query
-   alone.
+   alone. The reference HIS runs in a process of its own (a hospital's HIS is another
+   system), so its hl7apy parsing does not share the middleware's interpreter.
 
 Run: ``python benchmarks/bench_ward.py [seconds]`` (default 10 s of load per part).
 """
@@ -240,13 +241,29 @@ class PrivateBroker:
 # -- 4. scan to verdict ----------------------------------------------------------------------
 
 
+def _serve_his(path: str, port: int, stop: Any) -> None:
+    """The reference HIS in a process of its own, as a hospital's HIS is."""
+    with ReferenceHis(path, hospital_code="210100000001", mllp_port=port):
+        stop.wait()
+
+
 def scan_to_verdict(n: int = 200) -> tuple[list[float], list[float]]:
     workdir = Path(tempfile.mkdtemp(prefix="hcm-bench-scan-"))
     sample = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
     card = EmulatedCard.from_files(sample, TEST_ISSUER_KEYS)
-    with ReferenceHis(workdir / "his.db", hospital_code="210100000001") as his:
-        host, port = his.mllp_address
-        config = parse_config(site(workdir, {"plugins": {"his-hl7": {"host": host, "port": port}}}))
+    port = free_port()
+    stop: Any = multiprocessing.Event()
+    his = multiprocessing.Process(target=_serve_his, args=(str(workdir / "his.db"), port, stop))
+    his.start()
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        settings = {"host": "127.0.0.1", "port": port}
+        config = parse_config(site(workdir, {"plugins": {"his-hl7": settings}}))
         with Middleware(config, plugins={"his-hl7": Hl7His()}) as mw:
             flow = InpatientFlow(mw, actor="bench")
             who = flow.identify(card)
@@ -274,6 +291,9 @@ def scan_to_verdict(n: int = 200) -> tuple[list[float], list[float]]:
                 t0 = time.perf_counter()
                 mw.his.orders(patient, stay.admission_id)
                 orders.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        stop.set()
+        his.join(10)
     return verdicts, orders
 
 

@@ -34,6 +34,7 @@ from hcmiddleware.models import (
     MoneyKind,
     OrderExecution,
     PaymentRequest,
+    PrintDocument,
     Registration,
     RegistrationRequest,
     Resident,
@@ -214,6 +215,17 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             received_at=NOW,
         ),
         "change": "raised",
+    },
+    "hcm_print": {
+        "document": PrintDocument(
+            document_id="2101000000012026120308300001",
+            kind="top_up_receipt",
+            medium="receipt",
+            title="充值凭条",
+            site_name="demo",
+            totals=(("充值金额", "¥100.00"),),
+            printed_at=NOW,
+        )
     },
     "hcm_audit_event": {"event": AuditEvent(at=NOW, actor="T1", action="card.read", subject="r-1")},
     "hcm_audit_checkpoint": {

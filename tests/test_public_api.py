@@ -17,6 +17,15 @@ PACKAGE = Path(hcmiddleware.__file__).parent
 #: The names a HIS vendor and an adapter author may rely on. Change deliberately.
 PUBLIC = sorted(
     [
+        "Access",
+        "AccessDeniedError",
+        "BreakGlassError",
+        "Caller",
+        "FieldWithheldError",
+        "NotIdentifiedHereError",
+        "Session",
+        "UnknownRoleError",
+        "UnknownTerminalError",
         "Admission",
         "AdmissionRequest",
         "Alarm",
@@ -83,7 +92,12 @@ PUBLIC = sorted(
         "QueuePosition",
         "Registration",
         "RegistrationRequest",
+        "PrintDocument",
+        "PrintError",
+        "PrintJob",
+        "Receipts",
         "Report",
+        "ReportResult",
         "Resident",
         "ResidentIndexError",
         "ResidentNotFoundError",

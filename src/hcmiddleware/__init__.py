@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 
 from hcmiddleware import errors, models
+from hcmiddleware.access import Access, Caller, Session
 from hcmiddleware.audit import Audit
 from hcmiddleware.card.data import CardRead
 from hcmiddleware.card.filemap import CardPart
@@ -32,8 +33,10 @@ from hcmiddleware.cards import Cards
 from hcmiddleware.config import Config, Secret, SettingsModel, load_config
 from hcmiddleware.ehc.service import CardFactor, Ehc, FaceFactor, IdDigitsFactor
 from hcmiddleware.errors import (
+    AccessDeniedError,
     AlreadyExecutedError,
     AuditError,
+    BreakGlassError,
     CardAbsentError,
     CardError,
     CardPartNotReadError,
@@ -44,6 +47,7 @@ from hcmiddleware.errors import (
     EhcRefusedError,
     FaceError,
     FaceMismatchError,
+    FieldWithheldError,
     FlowError,
     FlowInputError,
     HcmError,
@@ -55,15 +59,19 @@ from hcmiddleware.errors import (
     NoAdapterError,
     NoHandlerError,
     NotIdentifiedError,
+    NotIdentifiedHereError,
     OutcomeUnknownError,
     PaymentNotRecordedError,
     PluginCallError,
     PluginError,
     PluginResultError,
     PluginTimeoutError,
+    PrintError,
     ResidentIndexError,
     ResidentNotFoundError,
     SamError,
+    UnknownRoleError,
+    UnknownTerminalError,
     UnusablePhotoError,
     VerificationFailedError,
     WardError,
@@ -93,16 +101,19 @@ from hcmiddleware.models import (
     Identifier,
     IdentifierKind,
     Order,
+    PrintDocument,
     QueuePosition,
     Registration,
     RegistrationRequest,
     Report,
+    ReportResult,
     Resident,
     Sex,
     Verdict,
     VisitSummary,
     WristbandBinding,
 )
+from hcmiddleware.printing.service import PrintJob, Receipts
 from hcmiddleware.residents import Residents
 from hcmiddleware.runtime import Middleware, PluginInfo
 from hcmiddleware.terminal import Terminal
@@ -114,6 +125,8 @@ __version__ = "0.1.0"
 logging.getLogger("hcmiddleware").addHandler(logging.NullHandler())
 
 __all__ = [
+    "Access",
+    "AccessDeniedError",
     "Admission",
     "AdmissionRequest",
     "Alarm",
@@ -124,6 +137,8 @@ __all__ = [
     "BedsideExecution",
     "BedsideScan",
     "Bill",
+    "BreakGlassError",
+    "Caller",
     "CardAbsentError",
     "CardError",
     "CardFactor",
@@ -149,6 +164,7 @@ __all__ = [
     "FaceFactor",
     "FaceMismatchError",
     "Faces",
+    "FieldWithheldError",
     "FlowError",
     "FlowInputError",
     "HcmError",
@@ -168,6 +184,7 @@ __all__ = [
     "NoAdapterError",
     "NoHandlerError",
     "NotIdentifiedError",
+    "NotIdentifiedHereError",
     "Order",
     "OutcomeUnknownError",
     "OutpatientFlow",
@@ -177,20 +194,28 @@ __all__ = [
     "PluginInfo",
     "PluginResultError",
     "PluginTimeoutError",
+    "PrintDocument",
+    "PrintError",
+    "PrintJob",
     "QueuePosition",
+    "Receipts",
     "Registration",
     "RegistrationRequest",
     "Report",
+    "ReportResult",
     "Resident",
     "ResidentIndexError",
     "ResidentNotFoundError",
     "Residents",
     "SamError",
     "Secret",
+    "Session",
     "SettingsModel",
     "Settled",
     "Sex",
     "Terminal",
+    "UnknownRoleError",
+    "UnknownTerminalError",
     "UnusablePhotoError",
     "Verdict",
     "VerificationFailedError",

@@ -37,6 +37,8 @@ EXTRAS: dict[str, str] = {
     "pint": "ward",
     "barcode": "ward",
     "paho": "ward",
+    "escpos": "print",
+    "fpdf": "print",
 }
 
 #: what an extra needs beyond ``pip install 'hcmiddleware[extra]'``

@@ -38,6 +38,7 @@ each against the model its plugin registered through ``hcm_add_config``.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
@@ -63,6 +64,7 @@ from hcmiddleware.face.settings import FaceSettings
 from hcmiddleware.ward.settings import WardSettings
 
 __all__ = [
+    "AccessSection",
     "AuditSection",
     "CardsSection",
     "Config",
@@ -75,7 +77,9 @@ __all__ = [
     "LoggingSection",
     "MiddlewareSection",
     "PluginsSection",
+    "PrintingSection",
     "ReadersSection",
+    "RoleSection",
     "SamSection",
     "Secret",
     "SettingsModel",
@@ -208,8 +212,8 @@ class DatabaseSection(SettingsModel):
 class ReadersSection(SettingsModel):
     """``[readers]``: PC/SC reader names; unset means 'the first reader with a card'."""
 
-    user: str | None = None
-    sam: str | None = None
+    user: str | None = Field(None, description="the reader the patient's card goes into")
+    sam: str | None = Field(None, description="the reader holding the SAM card, if any")
 
 
 class SamSection(SettingsModel):
@@ -231,7 +235,9 @@ class CardsSection(SettingsModel):
     here is refused. A list older than ``max_list_age_hours`` fails ``hcm doctor``.
     """
 
-    list_keys: dict[str, ConfigPath] = Field(default_factory=dict)
+    list_keys: dict[str, ConfigPath] = Field(
+        default_factory=dict, description="each list source's public key file (PEM)"
+    )
     max_list_age_hours: float = Field(24.0, gt=0, description="hours before a list is stale")
 
 
@@ -245,9 +251,13 @@ class EmpiSection(SettingsModel):
     the runtime never makes keys by itself, and the index will not open without them.
     """
 
-    master_keys: dict[str, Secret] = Field(default_factory=dict)
-    current_key: str | None = None
-    index_key: Secret | None = None
+    master_keys: dict[str, Secret] = Field(
+        default_factory=dict, description="key id → master key (32 bytes, base64), as secrets"
+    )
+    current_key: str | None = Field(
+        None, description="the master key new data keys are wrapped with; default: the only one"
+    )
+    index_key: Secret | None = Field(None, description="the key of the blind indexes (a secret)")
     auto_link: bool = Field(
         True, description="link on a confident demographic match; off = queue for review"
     )
@@ -282,7 +292,7 @@ class EhcIssuerSection(SettingsModel):
     be one of ``[ehc.keys]``, the public half of ``private_key``.
     """
 
-    key_id: str = Field(pattern=EHC_KEY_ID)
+    key_id: str = Field(pattern=EHC_KEY_ID, description="the key id the codes it signs name")
     private_key: Secret = Field(description="PEM (PKCS#8) of the signing key, as a secret")
     code_lifetime: int = Field(60, ge=5, le=3600, description="seconds a code it signs is valid")
 
@@ -396,6 +406,169 @@ class AuditSection(SettingsModel):
     )
 
 
+class PrintingSection(SettingsModel):
+    """``[printing]``: the kiosk's receipt printer and its page printer (``docs/printing.md``).
+
+    The receipt printer is a thermal printer spoken to in ESC/POS, through a device
+    file (``escpos_device``, e.g. ``/dev/usb/lp0``) or over the network
+    (``escpos_host``, port 9100). Pages — lab and exam reports, the inpatient bill —
+    are made as PDF files in ``pdf_dir``; ``pdf_command`` then hands each one to the
+    page printer (``["lp", "-d", "kiosk-a4"]``: the file's path is added at the end).
+    Without a receipt printer, receipts are made as PDF pages too. Other printers are
+    plugins implementing ``hcm_print``.
+    """
+
+    receipts: bool = Field(
+        True,
+        description="print a receipt after each confirmed top-up, payment, refund and "
+        "settlement of the payment flows (when a printer is there)",
+    )
+    escpos_device: ConfigPath | None = Field(
+        None, description="the receipt printer's device file (or any file to write to)"
+    )
+    escpos_host: str | None = Field(None, description="the receipt printer's network address")
+    escpos_port: int = Field(9100, ge=1, le=65535, description="its raw TCP port")
+    escpos_profile: str | None = Field(
+        None, description="python-escpos printer profile (e.g. TM-T88V); default: generic"
+    )
+    line_width: int = Field(
+        48, ge=24, le=80, description="characters per line: 48 on 80 mm paper, 32 on 58 mm"
+    )
+    pdf_dir: ConfigPath | None = Field(
+        None, description="folder the PDF documents are written to; none = no page printer"
+    )
+    pdf_command: tuple[str, ...] = Field(
+        (), description="command that prints a PDF; its path is added as the last argument"
+    )
+    font: ConfigPath | None = Field(
+        None, description="a font file with Chinese glyphs for PDFs; default: a system one"
+    )
+    timeout: float = Field(10.0, gt=0, description="seconds a printer may take to take a job")
+
+    @model_validator(mode="after")
+    def _one_receipt_printer(self) -> PrintingSection:
+        if self.escpos_device is not None and self.escpos_host is not None:
+            raise ValueError("give escpos_device or escpos_host, not both")
+        return self
+
+
+def _known_operations(value: tuple[str, ...]) -> tuple[str, ...]:
+    from hcmiddleware.access.policy import OPERATIONS, expand_operations
+
+    for pattern in value:
+        if not expand_operations([pattern]):
+            close = difflib.get_close_matches(pattern, OPERATIONS, n=1)
+            raise PydanticCustomError(
+                "access_operation",
+                "{pattern!r} names no operation{close}",
+                {"pattern": pattern, "close": f" (did you mean {close[0]!r}?)" if close else ""},
+            )
+    return value
+
+
+Category = Literal[
+    "identity",
+    "contact",
+    "insurance",
+    "clinical",
+    "allergies",
+    "immunisations",
+    "visits",
+    "money",
+    "face",
+]
+Role = Literal[
+    "kiosk",
+    "registration",
+    "cashier",
+    "doctor",
+    "nurse",
+    "pharmacist",
+    "administrator",
+    "auditor",
+]
+
+
+class RoleSection(SettingsModel):
+    """``[access.roles.<role>]``: what one role may do and see (replaces its defaults).
+
+    ``operations`` are the session's operations by name (``terminal.read``), a
+    service's all (``journal.*``) or every one (``*``); ``docs/access.md`` lists them.
+    """
+
+    operations: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
+        (), description="operations the role may perform (names, 'service.*', '*')"
+    )
+    categories: tuple[Category, ...] = Field((), description="categories the role may see")
+    step_by_step: tuple[Category, ...] = Field(
+        (),
+        description="categories shown only for a resident identified at the caller's "
+        "terminal within the visit",
+    )
+    break_glass: tuple[Category, ...] = Field(
+        (), description="categories emergency access may open; empty: the role may not"
+    )
+    own_only: bool = Field(
+        False, description="residents only after their identification at the terminal (kiosk)"
+    )
+
+    @field_validator("operations")
+    @classmethod
+    def _operations_exist(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known_operations(value)
+
+
+@functools.cache
+def _default_roles() -> dict[str, RoleSection]:
+    from hcmiddleware.access.policy import DEFAULT_ROLES
+
+    return {name: RoleSection.model_validate(grant) for name, grant in DEFAULT_ROLES.items()}
+
+
+class AccessSection(SettingsModel):
+    """``[access]``: roles, and how a caller's view of personal data opens (docs/access.md).
+
+    The defaults are safe: each role the operations and categories of its desk, clinical
+    categories step by step. ``require_caller`` makes every call go through
+    ``mw.acting_as(caller)``; unbound calls are the embedding process's own, audited as
+    ``system_user``.
+    """
+
+    require_caller: bool = Field(
+        False, description="refuse service calls not made through mw.acting_as(caller)"
+    )
+    system_user: str = Field(
+        "system",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="the user audit entries of unbound calls name (role 'system')",
+    )
+    terminals: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
+        (), description="terminals a caller may name; empty: any"
+    )
+    identification_minutes: float = Field(
+        240.0,
+        gt=0,
+        le=7 * 24 * 60,
+        description="how long an identification at a terminal opens step-by-step "
+        "categories (or until the visit ends)",
+    )
+    break_glass_max_minutes: float = Field(
+        60.0, gt=0, le=24 * 60, description="longest emergency access a caller may open"
+    )
+    roles: dict[Role, RoleSection] = Field(
+        default_factory=dict, description="roles whose defaults are replaced"
+    )
+
+    def role(self, name: str) -> RoleSection | None:
+        """The role's section: the configured one, else the default (None: unknown)."""
+        configured: RoleSection | None = self.roles.get(name)  # type: ignore[call-overload]
+        if configured is not None:
+            return configured
+        return _default_roles().get(name)
+
+
 class LoggingSection(SettingsModel):
     """``[logging]``: level of the ``hcmiddleware`` loggers when ``hcm`` runs.
 
@@ -403,7 +576,9 @@ class LoggingSection(SettingsModel):
     application embedding it configures logging its own way.
     """
 
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING", description="level of the hcmiddleware loggers"
+    )
 
 
 class PluginsSection(BaseModel):
@@ -411,7 +586,9 @@ class PluginsSection(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    enabled: tuple[str, ...] = ()
+    enabled: tuple[str, ...] = Field(
+        (), description="the plugins to load, by entry-point name; the others are never imported"
+    )
     call_timeout: float = Field(10.0, gt=0, description="seconds a plugin call may take")
     timeouts: dict[str, float] = Field(
         default_factory=dict, description="per-plugin call timeout in seconds"
@@ -449,6 +626,8 @@ class Config(SettingsModel):
     ehc: EhcSection = Field(default_factory=EhcSection)
     ward: WardSettings = Field(default_factory=WardSettings)
     audit: AuditSection = Field(default_factory=AuditSection)
+    printing: PrintingSection = Field(default_factory=PrintingSection)
+    access: AccessSection = Field(default_factory=AccessSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     plugins: PluginsSection = Field(default_factory=PluginsSection)
     source: Path | None = Field(None, exclude=True)

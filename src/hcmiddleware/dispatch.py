@@ -36,6 +36,7 @@ from typing import Any
 
 import pluggy
 
+from hcmiddleware.access.context import _SYSTEM, system
 from hcmiddleware.errors import (
     HcmError,
     PluginCallError,
@@ -88,6 +89,7 @@ class _Call:
         self.fn = fn
         self.args = args
         self.context = contextvars.copy_context()  # the caller's context variables
+        self.context.run(_SYSTEM.set, True)  # a plugin is a trusted in-process caller
         self.done = threading.Event()
         self.result: Any = None
         self.error: BaseException | None = None
@@ -265,7 +267,8 @@ class Dispatcher:
         health.calls += 1
         if hook in INLINE_HOOKS:
             try:
-                return impl.function(*args)
+                with system():
+                    return impl.function(*args)
             except HcmError:
                 raise
             except Exception as exc:

@@ -116,10 +116,23 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   ├── UnknownAlarmError         no alarm with that ID
     │   ├── DeviceMessageError        a device message that cannot be read: .source
     │   └── LabelError                a band label cannot be made
+    ├── AccessDeniedError             a caller's role may not do this or see this: .role,
+    │   │                             .operation, .reason
+    │   ├── UnknownRoleError          the caller names a role that is not configured
+    │   ├── UnknownTerminalError      the caller's terminal is not in [access] terminals
+    │   ├── FieldWithheldError        a field outside the role's categories was read:
+    │   │                             .field, .category
+    │   ├── NotIdentifiedHereError    clinical data before the resident was identified at
+    │   │                             this terminal in this visit: .category
+    │   └── BreakGlassError           emergency access refused (role, reason, length)
     ├── AuditError                    the tamper-evident audit log cannot be written or read
     │   ├── AuditInputError           an entry the log must not hold (personal data,
     │   │                             control characters, too long); nothing was done
     │   └── CheckpointFileError       a checkpoint file cannot be read: .file, .line
+    ├── PrintError                    a receipt or report was not printed: .printer,
+    │   │                             .document_id (the transaction it belongs to stands)
+    │   └── NothingToPrintError       no printable document: a movement that moved no
+    │                                 money, a report not yet signed off
     └── FlowError                     a patient journey cannot go on: .step, .plugin
         ├── FlowInputError            a step was given something unusable (slot over an
         │                             hour, no identifier, no unpaid charge named)
@@ -139,11 +152,13 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccessDeniedError",
     "AlreadyExecutedError",
     "AmountError",
     "AuditAlgorithmError",
     "AuditError",
     "AuditInputError",
+    "BreakGlassError",
     "CardAbsentError",
     "CardAuthError",
     "CardAuthenticityError",
@@ -187,6 +202,7 @@ __all__ = [
     "FaceMismatchError",
     "FaceTemplateError",
     "FaceTooSmallError",
+    "FieldWithheldError",
     "FlowError",
     "FlowInputError",
     "ForeignCardError",
@@ -218,6 +234,8 @@ __all__ = [
     "NoFaceError",
     "NoHandlerError",
     "NotIdentifiedError",
+    "NotIdentifiedHereError",
+    "NothingToPrintError",
     "OrderNotExecutableError",
     "OutcomeUnknownError",
     "PaymentDeclinedError",
@@ -228,6 +246,7 @@ __all__ = [
     "PluginResultError",
     "PluginTimeoutError",
     "PluginUnavailableError",
+    "PrintError",
     "ProtectionError",
     "ReaderError",
     "RefundRefusedError",
@@ -247,6 +266,8 @@ __all__ = [
     "StorageError",
     "UnknownAlarmError",
     "UnknownKeyError",
+    "UnknownRoleError",
+    "UnknownTerminalError",
     "UnknownTransactionError",
     "UnknownWristbandError",
     "UnreadableImageError",
@@ -1505,6 +1526,109 @@ class LabelError(WardError):
     """A band label cannot be made (no font with Chinese glyphs, text too long)."""
 
 
+# --- access ----------------------------------------------------------------------------
+
+
+class AccessDeniedError(HcmError):
+    """The caller's role may not do this, or may not see this (R-SEC-2).
+
+    ``role`` and ``operation`` (``terminal.read``, ``his.orders`` …) name what was
+    refused; ``reason`` says why: ``operation`` (the role may not do it), ``category``
+    (the answer would show a category the role may not see), ``not_identified``,
+    ``own_only`` (a kiosk asking for someone not identified there), ``unknown_role``,
+    ``terminal``, ``require_caller`` (an unbound call while ``[access] require_caller``),
+    ``break_glass``. The refusal is audited (outcome ``refused``) before it is raised.
+    """
+
+    default_hint = (
+        "act in a role that may do this ([access.roles] in hcm.toml, docs/access.md), "
+        "or, in an emergency, open it with session.break_glass(reason)"
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        role: str | None = None,
+        operation: str | None = None,
+        reason: str = "operation",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.role = role
+        self.operation = operation
+        self.reason = reason
+
+
+class UnknownRoleError(AccessDeniedError):
+    """The caller names a role that is not one of ``[access.roles]`` (a forged identity)."""
+
+    default_hint = (
+        "use one of the configured roles: kiosk, registration, cashier, doctor, nurse, "
+        "pharmacist, administrator, auditor (docs/access.md)"
+    )
+
+
+class UnknownTerminalError(AccessDeniedError):
+    """The caller's terminal is not one of ``[access] terminals`` (a forged identity)."""
+
+    default_hint = "add the terminal to [access] terminals, or act from a listed terminal"
+
+
+class FieldWithheldError(AccessDeniedError):
+    """A field of an answer was withheld: it is in a category (``category``) the role
+    may not see. Withheld fields are absent from ``model_dump()`` and JSON; reading one
+    as an attribute raises this."""
+
+    default_hint = "this role may not see it; ask a role that may (docs/access.md)"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str,
+        category: str,
+        role: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, role=role, operation=None, reason="category", hint=hint)
+        self.field = field
+        self.category = category
+
+
+class NotIdentifiedHereError(AccessDeniedError):
+    """Clinical data asked for a resident not identified at this terminal in this visit.
+
+    Identify the resident first through the session (card read, e-card code, face
+    check); ``category`` names the first category that needed it.
+    """
+
+    default_hint = (
+        "identify the resident at this terminal first (read the card, scan the e-card "
+        "code or check the face through the session), or break the glass in an emergency"
+    )
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        category: str,
+        role: str | None = None,
+        operation: str | None = None,
+        reason: str = "not_identified",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, role=role, operation=operation, reason=reason, hint=hint)
+        self.category = category
+
+
+class BreakGlassError(AccessDeniedError):
+    """Emergency access refused: the role may not break the glass, the reason is
+    missing, or the time asked is longer than ``[access] break_glass_max_minutes``."""
+
+    default_hint = "give a reason and at most [access] break_glass_max_minutes minutes"
+
+
 # --- audit -----------------------------------------------------------------------------
 
 
@@ -1533,6 +1657,41 @@ class CheckpointFileError(AuditError):
         self.line = line
 
     default_hint = "give the file the audit log's checkpoint sink writes ([audit] checkpoint_file)"
+
+
+# --- printing --------------------------------------------------------------------------
+
+
+class PrintError(HcmError):
+    """A receipt or a report was not printed.
+
+    ``printer`` names the printer plugin that failed (empty when none took the
+    document), ``document_id`` the document (a transaction ID, a report ID). A failed
+    print never undoes what it was printed for: the journal's movement stands, and the
+    failure is recorded so the receipt can be printed again (``hcm receipt reprint``).
+    """
+
+    default_hint = (
+        "check the printer (paper, cover, cable or network), then print it again with "
+        "`hcm receipt reprint ID`"
+    )
+
+    def __init__(
+        self, message: str, *, printer: str = "", document_id: str = "", hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.printer = printer
+        self.document_id = document_id
+
+
+class NothingToPrintError(PrintError):
+    """There is nothing to print for what was asked: a movement that did not move
+    money (failed, reversed, still in flight), or a report the HIS has not signed off."""
+
+    default_hint = (
+        "print a receipt once the movement is confirmed (`hcm journal show ID`), and a "
+        "report once the HIS shows it final"
+    )
 
 
 # --- patient journeys (flows) ----------------------------------------------------------

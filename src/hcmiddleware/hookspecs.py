@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         OrderExecution,
         PaymentRequest,
         PaymentResult,
+        PrintDocument,
         QueuePosition,
         Registration,
         RegistrationRequest,
@@ -1866,6 +1867,47 @@ def hcm_ward_alarm(alarm: Alarm, change: str) -> None:
             def hcm_ward_alarm(self, alarm: Alarm, change: str) -> None:
                 where = alarm.bed or alarm.location or "location unknown"
                 self.board[alarm.alarm_id] = f"{alarm.kind} at {where}: {change}"
+    """
+
+
+# =====================================================================================
+# Printing (receipts and reports)
+# =====================================================================================
+
+
+@hookspec(firstresult=True)
+def hcm_print(document: PrintDocument) -> str | None:
+    """Print a receipt, a list, a bill or a report on this plugin's printer.
+
+    Called by ``Middleware.receipts`` (``print``, ``movement``, ``reprint``, ``bill``,
+    ``report``), and by the payment flows after each confirmed movement when
+    ``[printing] receipts`` is on. First non-None result wins: a printer that does not
+    take this kind of document (``document.medium`` is ``"receipt"`` for the thermal
+    printer, ``"page"`` for the page printer) returns ``None``.
+
+    A failure is raised, never returned: the caller records it against the document and
+    the transaction it belongs to stands (the journal's movement is never undone by a
+    printer). The built-in printers — ESC/POS and PDF — are set up from ``[printing]``.
+
+    :param document: the :class:`~hcmiddleware.models.PrintDocument`, laid out by the
+        printer for its paper; ``document.reprint`` asks for the copy mark.
+    :return: the printer's reference for the job (a spool ID, a file path).
+
+    Example::
+
+        from hcmiddleware import hookimpl
+        from hcmiddleware.models import PrintDocument
+        from hcmiddleware.printing import escpos_bytes
+
+
+        class NetworkReceiptPrinter:
+            @hookimpl
+            def hcm_print(self, document: PrintDocument) -> str | None:
+                if document.medium != "receipt":
+                    return None  # pages go to another printer
+                data = escpos_bytes(document, width=48)
+                self.socket.sendall(data)  # raise on failure: it is recorded
+                return f"{self.host}:{len(data)}"
     """
 
 

@@ -12,9 +12,10 @@ the direction of a movement is its ``kind``, never its sign. An invalid amount r
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +24,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
     model_validator,
 )
 
@@ -71,10 +74,14 @@ __all__ = [
     "PaymentRequest",
     "PaymentResult",
     "PaymentStatus",
+    "PrintDocument",
+    "PrintKind",
+    "PrintTable",
     "QueuePosition",
     "Registration",
     "RegistrationRequest",
     "Report",
+    "ReportResult",
     "Resident",
     "ResidentStatus",
     "Settlement",
@@ -221,6 +228,20 @@ class Resident(DomainModel):
     created_at: datetime | None = None
     unverified_id_number: str | None = Field(None, repr=False)
     flags: tuple[str, ...] = ()
+
+    #: fields withheld from this copy, by the category a role may not see (set on the
+    #: copies a session hands out; see ``docs/access.md``): absent from dumps and JSON,
+    #: and reading one raises :class:`~hcmiddleware.errors.FieldWithheldError`
+    WITHHELD: ClassVar[Mapping[str, str]] = {}
+
+    @model_serializer(mode="wrap")
+    def _absent_when_withheld(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        withheld = type(self).WITHHELD
+        if withheld:
+            for name in withheld:
+                data.pop(name, None)
+        return data
 
     def identifier(self, kind: IdentifierKind, assigner: str | None = None) -> str | None:
         """The value of the first identifier of ``kind`` (and ``assigner``), if any.
@@ -516,8 +537,22 @@ class Charge(DomainModel):
     paid: bool = False
 
 
+class ReportResult(DomainModel):
+    """One result line of a lab report (a test, its value, unit and reference range)."""
+
+    code: str = Field(description="the test's code in the HIS or the lab system")
+    name: str = Field(repr=False)
+    value: str = Field(repr=False, description="as the lab reported it (a number or a text)")
+    unit: str | None = None
+    reference_range: str | None = Field(None, description="e.g. 3.5-9.5")
+    flag: Literal["H", "L", "A", "N"] | None = Field(
+        None, description="high, low, abnormal, normal; None when the lab gave none"
+    )
+
+
 class Report(DomainModel):
-    """A lab or exam report."""
+    """A lab or exam report: the result lines of a lab report, the findings
+    (``summary``) of an exam report."""
 
     report_id: str
     patient_id: str
@@ -527,6 +562,9 @@ class Report(DomainModel):
     issued_at: datetime | None = None
     status: Literal["pending", "preliminary", "final", "amended"] = "pending"
     summary: str | None = Field(None, repr=False)
+    results: tuple[ReportResult, ...] = Field((), repr=False)
+    department: str | None = Field(None, description="the department that ordered it")
+    signed_by: str | None = Field(None, repr=False, description="who signed the report off")
 
 
 class VisitSummary(DomainModel):
@@ -596,6 +634,68 @@ class Discharge(DomainModel):
     admission_id: str
     discharged_at: datetime
     final_bill: Bill
+
+
+# --- printing ---------------------------------------------------------------------
+
+#: What a printed document is: receipts of money movements, lists, bills and reports.
+PrintKind = Literal[
+    "top_up_receipt",
+    "payment_receipt",
+    "refund_receipt",
+    "payment_list",
+    "settlement_receipt",
+    "cancellation_receipt",
+    "inpatient_bill",
+    "lab_report",
+    "exam_report",
+]
+
+
+class PrintTable(DomainModel):
+    """A table of a printed document: a header row, rows of cells, one alignment each."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...] = ()
+    align: tuple[Literal["left", "right"], ...] = Field(
+        (), description="per column; left when not given"
+    )
+    widths: tuple[int, ...] = Field((), description="relative widths; equal when not given")
+
+    @model_validator(mode="after")
+    def _shape(self) -> PrintTable:
+        n = len(self.columns)
+        if any(len(row) != n for row in self.rows):
+            raise ValueError("every row needs one cell per column")
+        if (self.align and len(self.align) != n) or (self.widths and len(self.widths) != n):
+            raise ValueError("align and widths give one value per column")
+        return self
+
+
+class PrintDocument(DomainModel):
+    """A document as the kiosk prints it, whatever the printer.
+
+    Built by ``middleware.receipts`` from the journal, a bill or a HIS report, and
+    handed to the printer plugins (``hcm_print``), which lay it out for their paper:
+    a thermal receipt printer (``medium="receipt"``, ESC/POS) or the self-service page
+    printer (``medium="page"``, PDF). It holds no name, ID number or full card number:
+    the hospital's patient ID and the card's masked number identify the patient.
+    """
+
+    document_id: str = Field(description="transaction ID, report ID, or admission ID")
+    kind: PrintKind
+    medium: Literal["receipt", "page"]
+    title: str
+    site_name: str
+    fields: tuple[tuple[str, str], ...] = Field((), description="label and value, in order")
+    table: PrintTable | None = None
+    totals: tuple[tuple[str, str], ...] = ()
+    text: tuple[str, ...] = Field((), description="paragraphs: findings, notes")
+    footer: tuple[str, ...] = ()
+    transaction_id: str | None = None
+    code: str | None = Field(None, description="printed as a QR code for the counter to scan")
+    printed_at: datetime
+    reprint: bool = Field(False, description="a copy printed again; marked on the paper")
 
 
 # --- money ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import pluggy
 from sqlalchemy.engine import Engine
 
 from hcmiddleware import storage
+from hcmiddleware.access import Access, Caller, Session
 from hcmiddleware.audit import Audit
 from hcmiddleware.builtin import audit_checkpoints, audit_log, core_checks, sam_provider
 from hcmiddleware.cards import Cards
@@ -42,6 +43,7 @@ from hcmiddleware.errors import HcmError, PluginLoadError
 from hcmiddleware.faces import Faces
 from hcmiddleware.his import His
 from hcmiddleware.models import CheckResult
+from hcmiddleware.printing.service import Receipts
 from hcmiddleware.registry import (
     HcmPluginManager,
     InstalledPlugin,
@@ -116,27 +118,98 @@ class Middleware:
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         self._journal: Journal | None = None
-        #: the card reader and the SAM (``middleware.terminal.read()``)
-        self.terminal = Terminal(self)
-        #: the resident index (``middleware.residents.enrol_from_card(card)``)
-        self.residents = Residents(self)
-        #: face checks (``middleware.faces.verify_card(live, card, resident_id=…)``)
-        self.faces = Faces(self)
-        #: the hospital's HIS (``middleware.his.find_or_register(resident)``)
-        self.his = His(self)
-        #: the card's lifecycle and the lists of refused cards (``middleware.cards``)
-        self.cards = Cards(self)
-        #: the electronic health card (``middleware.ehc.verify(text, care_step=…)``)
-        self.ehc = Ehc(self)
-        #: wristbands, bedside checks, alarms (``middleware.ward.begin(scan)``)
-        self.ward = Ward(self)
-        #: the tamper-evident audit log (``middleware.audit("card.read", actor=…)``)
-        self.audit = Audit(self)
+        #: roles, sessions, break glass (``middleware.acting_as(caller)``)
+        self.access = Access(self)
+        # the services; reached through the properties below (see ``require_caller``)
+        self._terminal = Terminal(self)
+        self._residents = Residents(self)
+        self._faces = Faces(self)
+        self._his = His(self)
+        self._cards = Cards(self)
+        self._ehc = Ehc(self)
+        self._ward = Ward(self)
+        self._audit = Audit(self)
+        self._receipts = Receipts(self)
         self._loaded = False
         self._configuring = False
         self._started = False
         if start:
             self.start()
+
+    # -- the services --------------------------------------------------------------------
+
+    def acting_as(self, caller: Caller) -> Session:
+        """The services as ``caller`` (user, role, terminal) may use them.
+
+        ``session.terminal``, ``.residents``, ``.faces``, ``.his``, ``.cards``, ``.ehc``,
+        ``.ward``, ``.journal``, ``.audit`` have the methods of the services here; each
+        call is checked against the role, cut to what it may see, and audited with the
+        caller's identity (``docs/access.md``).
+
+        :raises UnknownRoleError: the role is not configured.
+        :raises UnknownTerminalError: ``[access] terminals`` does not list the terminal.
+        """
+        return self.access.session(caller)
+
+    def _raw(self, name: str) -> Any:
+        """A service without the ``require_caller`` check (sessions, the core itself)."""
+        if name == "journal":
+            return self._journal_service()
+        return getattr(self, f"_{name}")
+
+    @property
+    def terminal(self) -> Terminal:
+        """The card reader and the SAM (``middleware.terminal.read()``)."""
+        self.access.unbound("terminal")
+        return self._terminal
+
+    @property
+    def residents(self) -> Residents:
+        """The resident index (``middleware.residents.enrol_from_card(card)``)."""
+        self.access.unbound("residents")
+        return self._residents
+
+    @property
+    def faces(self) -> Faces:
+        """Face checks (``middleware.faces.verify_card(live, card, resident_id=…)``)."""
+        self.access.unbound("faces")
+        return self._faces
+
+    @property
+    def his(self) -> His:
+        """The hospital's HIS (``middleware.his.find_or_register(resident)``)."""
+        self.access.unbound("his")
+        return self._his
+
+    @property
+    def cards(self) -> Cards:
+        """The card's lifecycle and the lists of refused cards (``middleware.cards``)."""
+        self.access.unbound("cards")
+        return self._cards
+
+    @property
+    def ehc(self) -> Ehc:
+        """The electronic health card (``middleware.ehc.verify(text, care_step=…)``)."""
+        self.access.unbound("ehc")
+        return self._ehc
+
+    @property
+    def ward(self) -> Ward:
+        """Wristbands, bedside checks, alarms (``middleware.ward.begin(scan)``)."""
+        self.access.unbound("ward")
+        return self._ward
+
+    @property
+    def audit(self) -> Audit:
+        """The tamper-evident audit log (``middleware.audit("card.read", actor=…)``)."""
+        self.access.unbound("audit")
+        return self._audit
+
+    @property
+    def receipts(self) -> Receipts:
+        """Receipts, bills and reports on the kiosk's printers (``middleware.receipts``)."""
+        self.access.unbound("receipts")
+        return self._receipts
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Middleware:
@@ -187,6 +260,7 @@ class Middleware:
         if self.config.audit.checkpoint_file is not None:
             sink = audit_checkpoints.CheckpointFile(self.config.audit.checkpoint_file)
             self._register(audit_checkpoints.NAME, sink, "builtin")
+        self._register_printers()
         enabled = self.config.plugins.enabled
         if enabled:
             self._installed = installed_plugins()
@@ -202,6 +276,19 @@ class Middleware:
         for name, plugin in self._extra.items():
             self._register(name, plugin, "object")
         self._check_pending()
+
+    def _register_printers(self) -> None:
+        """The built-in printers ``[printing]`` sets up (imported only when it does)."""
+        printing = self.config.printing
+        receipts = printing.escpos_device is not None or printing.escpos_host is not None
+        if receipts:
+            from hcmiddleware.printing.printers import ESCPOS_NAME, EscposPrinter
+
+            self._register(ESCPOS_NAME, EscposPrinter(printing), "builtin")
+        if printing.pdf_dir is not None:
+            from hcmiddleware.printing.printers import PDF_NAME, PdfPrinter
+
+            self._register(PDF_NAME, PdfPrinter(printing, receipts=not receipts), "builtin")
 
     def _check_pending(self) -> None:
         try:
@@ -276,9 +363,9 @@ class Middleware:
     def close(self) -> None:
         """Checkpoint the audit log, unconfigure every plugin (failures are logged),
         release the SAM and the database."""
-        self.audit.close()
-        self.terminal.close()
-        self.ward.close()
+        self._audit.close()
+        self._terminal.close()
+        self._ward.close()
         if self._started or self._loaded:
             self._teardown_plugins()
             self._started = self._loaded = False
@@ -363,7 +450,7 @@ class Middleware:
                     self.config.middleware.data_dir.mkdir(parents=True, exist_ok=True)
                 self._engine = storage.create_engine(self.config.database_url)
                 # before any connection exists: the log follows its transactions
-                self.audit.attach(self._engine)
+                self._audit.attach(self._engine)
             return self._engine
 
     @property
@@ -373,6 +460,10 @@ class Middleware:
         Money moves only here (``middleware.journal.pay(...)``): it is written before it
         is sent, and what a crash leaves in flight is settled by ``recover()``.
         """
+        self.access.unbound("journal")
+        return self._journal_service()
+
+    def _journal_service(self) -> Journal:
         with self._engine_lock:
             journal = self._journal
         if journal is None:
@@ -399,6 +490,22 @@ class Middleware:
                     )
                 )
                 continue
-            for result in outcome or []:
+            if not isinstance(outcome, list | tuple) or not all(
+                isinstance(r, CheckResult) for r in outcome
+            ):  # a plugin breaking the hook's contract is a failing line, not a crash
+                rows.append(
+                    (
+                        plugin,
+                        CheckResult(
+                            name="checks",
+                            ok=False,
+                            detail=f"the plugin answered hcm_doctor_checks with a "
+                            f"{type(outcome).__name__}, not a list of CheckResult",
+                            hint="update the plugin, or report it to its vendor (docs/hooks.md)",
+                        ),
+                    )
+                )
+                continue
+            for result in outcome:
                 rows.append((plugin, result))
         return rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hcmiddleware.errors import NoHandlerError
 
@@ -49,13 +49,19 @@ class Terminal:
         """The SAM, opened on first use through ``hcm_sam_provider``."""
         with self._lock:
             if self._sam is None:
-                sam = self._mw.hooks.hcm_sam_provider(middleware=self._mw)
+                from hcmiddleware.sam.base import Sam
+                from hcmiddleware.typed import checked
+
+                plugin, sam = self._mw.dispatcher.call_first(
+                    "hcm_sam_provider", middleware=self._mw
+                )
                 if sam is None:
                     raise NoHandlerError(
                         "hcm_sam_provider",
                         hint="set [sam] keys (software SAM) or [readers] sam and [sam] pin",
                     )
-                self._sam = sam
+                kind: Any = Sam  # a runtime-checkable protocol
+                self._sam = checked("hcm_sam_provider", plugin, sam, kind)
             return self._sam
 
     def open(self, transport: Transport | None = None) -> CardSession:

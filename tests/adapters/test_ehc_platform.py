@@ -117,15 +117,18 @@ def test_a_closed_e_card_is_refused_online_and_after_sync_offline(
     resident = mw.residents.enrol(name="王芳", sex=2, id_number=ID_NUMBER)
     ecard_id = mw.ehc.issue(resident.resident_id)
     code = mw.ehc.dynamic_code(ecard_id)
-    assert mw.ehc.sync_revocations() == []  # nothing closed yet: no list
+    # nothing closed yet: the platform's list is there from the first day, empty
+    [fresh] = mw.ehc.sync_revocations()
+    assert (fresh.issuer, fresh.version, fresh.entries) == (platform.issuer, 1, 0)
+    assert all(r.ok for r in mw.ehc.check() if "revocations" in r.name)
     client = mw.pm.get_plugin("ehc-platform").client
     closed = client.call("close", {"ecard_id": ecard_id, "reason": "lost"})
-    assert closed["version"] == 1
+    assert closed["version"] == 2
     with pytest.raises(EhcRevokedError):
         mw.ehc.verify(code, care_step="registration")
 
     [state] = mw.ehc.sync_revocations()
-    assert (state.issuer, state.version, state.entries) == (platform.issuer, 1, 1)
+    assert (state.issuer, state.version, state.entries) == (platform.issuer, 2, 1)
     platform.close()
     with pytest.raises(EhcRevokedError) as caught:
         mw.ehc.verify(code, care_step="payment")
@@ -139,11 +142,11 @@ def test_revocation_deltas_from_the_platform(mw: Middleware, platform: Reference
         for n in range(4)
     ]
     client.call("close", {"ecard_id": ids[0]})
-    assert [s.version for s in mw.ehc.sync_revocations()] == [1]
+    assert [s.version for s in mw.ehc.sync_revocations()] == [2]  # 1: the empty first list
     client.call("close", {"ecard_id": ids[1]})
     client.call("close", {"ecard_id": ids[2], "reason": "fraud"})
-    [state] = mw.ehc.sync_revocations()  # one delta from 1 to 3
-    assert (state.version, state.entries) == (3, 3)
+    [state] = mw.ehc.sync_revocations()  # one delta from 2 to 4
+    assert (state.version, state.entries) == (4, 3)
     assert [mw.ehc.revocations.revoked(i) is not None for i in ids] == [True, True, True, False]
     assert platform.calls.count("revocations") == 2
 

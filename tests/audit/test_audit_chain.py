@@ -30,10 +30,12 @@ def test_an_entry_is_stored_with_its_place_and_hash(audited: MakeAudited) -> Non
     assert second.prev_hash == first.hash
     assert first.terminal == "kiosk-03"
     assert (second.user, second.role) == ("u-17", "clerk")
+    # an unbound call is the embedding process's: the system caller ([access] system_user)
+    assert (first.user, first.role) == ("system", "system")
     # the hash is H(prev ‖ canonical), recomputed here from the documented encoding
     at = first.at.replace(tzinfo=None)
     fields = ["1", f"{at:%Y-%m-%d %H:%M:%S.%f}", "card.read", "kiosk-03", "r-0001", "ok"]
-    body = "\x1f".join([*fields, "\x1e", "\x1e", "kiosk-03", '{"reader":"R0"}']).encode()
+    body = "\x1f".join([*fields, "system", "system", "kiosk-03", '{"reader":"R0"}']).encode()
     assert first.hash == hashlib.sha256(bytes(32) + body).hexdigest()
     stored = mw.audit.entries()
     assert [e.model_dump() for e in stored] == [first.model_dump(), second.model_dump()]
@@ -44,7 +46,7 @@ def test_sm3_chain(audited: MakeAudited) -> None:
     mw = audited(hash="sm3")
     entry = mw.audit("card.read", actor="kiosk-03")
     body = chain.canonical(
-        1, entry.at.replace(tzinfo=None), "card.read", "kiosk-03", None, "ok", None, None,
+        1, entry.at.replace(tzinfo=None), "card.read", "kiosk-03", None, "ok", "system", "system",
         entry.terminal, "{}",
     )  # fmt: skip
     assert entry.hash == chain.digest("sm3")(bytes(32) + body).hex()

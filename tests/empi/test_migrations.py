@@ -15,6 +15,7 @@ import hcmiddleware.ehc.tables
 import hcmiddleware.empi.schema
 import hcmiddleware.face.store
 import hcmiddleware.journal.tables
+import hcmiddleware.printing.tables
 import hcmiddleware.ward.tables  # noqa: F401
 from hcmiddleware import storage
 from hcmiddleware.storage import Base

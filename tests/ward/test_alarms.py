@@ -117,3 +117,17 @@ def test_unknown_alarms_and_unreadable_messages(stay: Stay) -> None:
     kept = stay.mw.ward.reject("hcm/ward/bands/WB-1/event", b"\xff{not json", "not JSON")
     (listed,) = stay.mw.ward.rejects()
     assert (listed.id, listed.payload, listed.reason) == (kept.id, b"\xff{not json", "not JSON")
+
+
+def test_each_new_alarm_is_audited_once_with_the_alarm(stay: Stay) -> None:
+    first = stay.mw.ward.receive([event(stay.band, 1), event("WB-7777", 1, location="5B-lift")])
+    stay.mw.ward.receive([event(stay.band, 2, location="5A-corridor")])  # folds: no entry
+    entries = stay.mw.audit.entries(action="ward.alarm")
+    assert sorted(e.details["alarm"] for e in entries) == sorted(a.alarm_id for a in first.raised)
+    assert {e.actor for e in entries} == {stay.band, "WB-7777"}
+    # the fold kept the newer location; a fold without one keeps the known one
+    (mine,) = [a for a in stay.mw.ward.alarms() if a.wristband_id == stay.band]
+    assert (mine.count, mine.location) == (2, "5A-corridor")
+    stay.mw.ward.receive([event(stay.band, 3)])
+    assert stay.mw.ward.alarm(mine.alarm_id).location == "5A-corridor"
+    assert stay.mw.audit.verify().ok

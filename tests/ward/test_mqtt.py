@@ -295,3 +295,22 @@ def test_no_alarm_is_lost_when_the_broker_crashes_mid_round(
     alarms = mw.ward.alarms()
     assert sorted(a.wristband_id for a in alarms) == [f"WB-{n:04d}" for n in range(40)]
     assert all(a.count == 1 for a in alarms)  # resent events were taken once
+
+
+def test_a_kiosk_asks_for_the_summary_by_band_or_card(wired: Ward) -> None:
+    admission, card = admit(wired.mw)
+    wired.mw.ward.bind("WB-0001", admission, card_number=card, kind="active")
+    by_band = wired.sim.request("summary", band="WB-0001")
+    by_card = wired.sim.request("summary", card=card)
+    assert by_band["ok"], by_band
+    assert by_band["result"] == by_card["result"]
+    assert by_band["result"]["admission_id"] == admission.admission_id
+    assert [d["route"] for d in by_band["result"]["drugs"]] == ["IVGTT"]
+    assert by_band["result"]["bill"]["balance"] is not None
+    unknown = wired.sim.request("summary", band="WB-9999")
+    assert not unknown["ok"]
+    assert unknown["error"]["error"] == "UnknownWristbandError"
+    assert unknown["error"]["hint"]
+    nothing = wired.sim.request("summary")
+    assert not nothing["ok"]
+    assert nothing["error"]["error"] == "DeviceMessageError"

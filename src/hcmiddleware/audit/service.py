@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hcmiddleware import storage
+from hcmiddleware.access.context import current as _acting
+from hcmiddleware.access.service import SYSTEM_ROLE
 from hcmiddleware.audit import chain
 from hcmiddleware.audit.tables import HEAD_ID, AuditCheckpointRow, AuditHeadRow, AuditLogRow
 from hcmiddleware.errors import AuditAlgorithmError, AuditError, AuditInputError, HcmError
@@ -118,6 +120,8 @@ class Audit:
         self.settings = middleware.config.audit
         #: this terminal's ID in entries and checkpoints
         self.terminal = self.settings.terminal or _default_terminal()
+        #: the user entries of unbound calls name ([access] system_user)
+        self._system_user = middleware.config.access.system_user
         self._lock = threading.Lock()
         self._opened: Engine | None = None
         self._algorithm: str | None = None
@@ -340,6 +344,15 @@ class Audit:
             raise AuditInputError(f"audit outcome {outcome!r} is not ok, refused or failed")
         if not action or not actor:
             raise AuditInputError("an audit entry needs an action and an actor")
+        if user is None and role is None:
+            acting = _acting()
+            if acting is not None:  # a session's call: the caller's identity
+                user, role = acting.caller.user, acting.caller.role
+                terminal = terminal or acting.caller.terminal
+                if acting.grant is not None and "break_glass" not in details:
+                    details = {**details, "break_glass": acting.grant}
+            else:  # the embedding process, a plugin, the core: the system caller
+                user, role = self._system_user, SYSTEM_ROLE
         terminal = terminal or self.terminal
         chain.check_fields(
             {
@@ -687,6 +700,7 @@ class Audit:
         start: int | None = None,
         end: int | None = None,
         limit: int | None = None,
+        review: bool = False,
     ) -> list[AuditEntry]:
         """Entries in chain order; ``limit`` keeps the most recent ones.
 
@@ -695,6 +709,8 @@ class Audit:
             (``flow.outpatient.*``).
         :param since: at or after this time (naive = UTC); ``until`` before it.
         :param start: from this entry number; ``end`` up to and including it.
+        :param review: only the entries made under emergency access (break glass), which
+            are to be reviewed (``hcm audit list --review``).
         """
         return list(
             self.iter_entries(
@@ -705,6 +721,7 @@ class Audit:
                 start=start,
                 end=end,
                 limit=limit,
+                review=review,
             )
         )
 
@@ -718,10 +735,13 @@ class Audit:
         start: int | None = None,
         end: int | None = None,
         limit: int | None = None,
+        review: bool = False,
     ) -> Iterator[AuditEntry]:
         """Like :meth:`entries`, streamed (for exports of the whole log)."""
         self.open()
         query = sa.select(_LOG)
+        if review:  # details are canonical JSON: the key is written exactly so
+            query = query.where(_LOG.c.details.like('%"break\\_glass":%', escape="\\"))
         if resident is not None:
             query = query.where(_LOG.c.subject == resident)
         if action is not None:
@@ -745,7 +765,10 @@ class Audit:
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
             for row in result:
-                yield entry_from_row(row)
+                entry = entry_from_row(row)
+                if review and "break_glass" not in entry.details:
+                    continue  # the text matched inside another detail's value
+                yield entry
 
     # -- verifying and exporting ------------------------------------------------------
 

@@ -197,7 +197,8 @@ def _sam(mw: Middleware) -> list[CheckResult]:
 @hookimpl(trylast=True)
 def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
     """Data directory, database, index keys, the audit log, readers, the SAM, half-provided
-    HIS parts, and the e-card's issuer keys and revocation lists."""
+    HIS parts, the e-card's issuer keys and revocation lists, and roles that grant nothing
+    or everything."""
     database = _database(middleware)
     return [
         _data_dir(middleware),
@@ -209,4 +210,5 @@ def hcm_doctor_checks(middleware: Middleware) -> list[CheckResult]:
         *middleware.his.check(),
         *(middleware.cards.check_lists() if database.ok else []),
         *(middleware.ehc.check() if database.ok else []),
+        *middleware.access.check(),
     ]

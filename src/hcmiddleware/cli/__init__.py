@@ -17,6 +17,7 @@ import click
 
 from hcmiddleware import __version__
 from hcmiddleware._optional import missing_extra
+from hcmiddleware.cli.access import access_group
 from hcmiddleware.cli.audit import audit_group
 from hcmiddleware.cli.card import card
 from hcmiddleware.cli.cardlist import card_list
@@ -27,6 +28,7 @@ from hcmiddleware.cli.empi import empi
 from hcmiddleware.cli.face import face
 from hcmiddleware.cli.init import init
 from hcmiddleware.cli.journal import journal_group
+from hcmiddleware.cli.receipt import receipt_group
 from hcmiddleware.cli.ward import ward
 from hcmiddleware.errors import ConfigError, HcmError, MissingExtraError, PluginLoadError
 
@@ -87,6 +89,7 @@ main.add_command(init)
 main.add_command(doctor)
 main.add_command(demo)
 main.add_command(journal_group)
+main.add_command(access_group)
 main.add_command(card)
 main.add_command(card_list)
 main.add_command(empi)
@@ -94,3 +97,4 @@ main.add_command(face)
 main.add_command(ehc)
 main.add_command(ward)
 main.add_command(audit_group)
+main.add_command(receipt_group)

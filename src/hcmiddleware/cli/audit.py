@@ -84,6 +84,9 @@ def audit_verify(
 @click.option("--action", help="an action, or a prefix ending in * (flow.outpatient.*)")
 @click.option("--since", type=_TIME, help="at or after this time (UTC), YYYY-MM-DD[THH:MM:SS]")
 @click.option("--limit", type=click.IntRange(1), default=None, help="the most recent N")
+@click.option(
+    "--review", is_flag=True, help="only entries made under emergency access (break glass)"
+)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def audit_list(
@@ -92,11 +95,14 @@ def audit_list(
     action: str | None,
     since: datetime | None,
     limit: int | None,
+    review: bool,
     as_json: bool,
 ) -> None:
     """List entries, oldest first (with --limit: the most recent N)."""
     mw = _middleware(ctx)
-    entries = mw.audit.entries(**_filters(resident, action, since, None, None, limit))
+    entries = mw.audit.entries(
+        **_filters(resident, action, since, None, None, limit), review=review
+    )
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return

@@ -159,10 +159,39 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     default=None,
     help="where the demo keeps its files (default: a fresh temporary folder)",
 )
+@click.option("--step", type=int, default=None, help="stop after step N (1 is the first)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON document, for scripts")
+@click.option(
+    "--no-pcsc", is_flag=True, help="keep the card and SAM in-process even where pcscd is installed"
+)
+@click.option(
+    "--broker",
+    default="127.0.0.1:1883",
+    show_default=True,
+    help="the MQTT broker the ward's bands use; without one they go in-process",
+)
 @click.pass_context
-def demo(ctx: click.Context, data_dir: str | None) -> None:
-    """Run the whole patient journey on embedded defaults, step by step."""
+def demo(
+    ctx: click.Context,
+    data_dir: str | None,
+    step: int | None,
+    as_json: bool,
+    no_pcsc: bool,
+    broker: str,
+) -> None:
+    """Run the whole patient journey on embedded defaults, step by step.
+
+    Exit code 0 when every step passed, 1 when one failed (it says what to do), 2 when
+    the demo could not start, 130 when interrupted.
+    """
     from hcmiddleware.demo import run_demo
 
-    ok = run_demo(data_dir=data_dir, echo=click.echo)
-    ctx.exit(0 if ok else 1)
+    code = run_demo(
+        data_dir=data_dir,
+        echo=click.echo,
+        step=step,
+        as_json=as_json,
+        pcsc=not no_pcsc,
+        broker=broker,
+    )
+    ctx.exit(code)

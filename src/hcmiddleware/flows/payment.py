@@ -9,7 +9,7 @@ Every movement is audited (R-SEC-1) without card or ID numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +52,21 @@ def check_identity_document(holder_id_number: str, presented_id_number: str) -> 
         raise IdentityDocumentError("the identity document is not the card holder's")
 
 
-def finish(journal: Journal, movement: Movement, action: str, actor: str) -> Movement:
-    """Audit the movement and raise unless it is confirmed."""
+def finish(
+    journal: Journal,
+    movement: Movement,
+    action: str,
+    actor: str,
+    *,
+    charges: Sequence[Charge] = (),
+    patient_id: str | None = None,
+) -> Movement:
+    """Audit the movement and raise unless it is confirmed.
+
+    A confirmed movement's receipt is printed (``middleware.receipts.after_movement``:
+    with ``charges``, the payment list) when ``[printing] receipts`` is on and a printer
+    is set up; a printer that fails is recorded and never undoes the movement.
+    """
     outcome: Any = "ok" if movement.state is PaymentStatus.CONFIRMED else "failed"
     journal.mw.audit(
         f"money.{action}",
@@ -64,6 +77,7 @@ def finish(journal: Journal, movement: Movement, action: str, actor: str) -> Mov
         amount=str(movement.amount),
     )
     if movement.state is PaymentStatus.CONFIRMED:
+        journal.mw.receipts.after_movement(movement, charges=charges, patient_id=patient_id)
         return movement
     if movement.state in (PaymentStatus.FAILED, PaymentStatus.REVERSED):
         raise PaymentDeclinedError(
@@ -89,13 +103,23 @@ def top_up(
 
 
 def pay(
-    journal: Journal, *, key: str, card_number: str, amount: Any, terminal_id: str | None = None
+    journal: Journal,
+    *,
+    key: str,
+    card_number: str,
+    amount: Any,
+    terminal_id: str | None = None,
+    charges: Sequence[Charge] = (),
 ) -> Movement:
-    """Pay a bill from the card's account at the consultation desk or a kiosk."""
+    """Pay a bill from the card's account at the consultation desk or a kiosk.
+
+    ``charges``, when given, are what the payment pays: its receipt is then the payment
+    list, item by item.
+    """
     moved = journal.bank_movement(
         MoneyKind.PAY, key=key, card_number=card_number, amount=amount, terminal_id=terminal_id
     )
-    return finish(journal, moved, "pay", terminal_id or "counter")
+    return finish(journal, moved, "pay", terminal_id or "counter", charges=charges)
 
 
 def refund(
@@ -140,7 +164,12 @@ def charges_payment(
     def pay_charges(amount: Decimal, charges: list[Charge]) -> str:
         key = "charges:" + request_key(card_number, *sorted(c.charge_id for c in charges))
         return pay(
-            journal, key=key, card_number=card_number, amount=amount, terminal_id=terminal_id
+            journal,
+            key=key,
+            card_number=card_number,
+            amount=amount,
+            terminal_id=terminal_id,
+            charges=charges,
         ).transaction_id
 
     return pay_charges

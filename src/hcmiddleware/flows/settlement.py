@@ -117,7 +117,7 @@ def settle_visit(
         charges=charges,
         total=split.total,
     )
-    finish(journal, settled, "settle", "cashier")
+    finish(journal, settled, "settle", "cashier", patient_id=patient_id)
     fund = settled.fund_paid or Decimal("0.00")
     if fund != split.fund_paid:
         # the insurer settled a different split than it pre-settled: return what it paid

@@ -172,6 +172,14 @@ class InsurerSettlements(Resolution):
         if result is None:
             self._transition(seq, P.SENT, P.FAILED, reason="no insurance adapter is enabled")
             return self._snapshot(seq)
+        if not isinstance(result, Settlement):  # an adapter breaking the hook's contract
+            return self._after_error(
+                seq,
+                MalformedResponseError(
+                    f"the insurance adapter answered a {type(result).__name__}, not a Settlement",
+                    transaction_id=row.transaction_id,
+                ),
+            )
         if result.message_id != row.transaction_id:
             return self._after_error(
                 seq,

@@ -128,7 +128,8 @@ class Resolution(EntryStore):
                 return
             self._request_reversal(row.seq)
             self._crash("after_reversal_requested")
-        if not self.mw.hooks.hcm_bank_reverse(transaction_id=row.transaction_id):
+        # only True confirms: anything else an adapter answers leaves the outcome unknown
+        if self.mw.hooks.hcm_bank_reverse(transaction_id=row.transaction_id) is not True:
             raise OutcomeUnknownError(
                 "the bank did not confirm the reversal", transaction_id=row.transaction_id
             )
@@ -163,7 +164,7 @@ class Resolution(EntryStore):
         confirmed = self.mw.hooks.hcm_insurance_reverse(
             original_message_id=row.transaction_id, message_id=self.new_message_id()
         )
-        if not confirmed:
+        if confirmed is not True:
             raise OutcomeUnknownError(
                 "the insurer did not confirm the reversal", transaction_id=row.transaction_id
             )
@@ -178,6 +179,11 @@ class Resolution(EntryStore):
         if result is None:
             raise OutcomeUnknownError(
                 "no insurance adapter answered", transaction_id=row.transaction_id
+            )
+        if not isinstance(result, Settlement):
+            raise MalformedResponseError(
+                f"the insurance adapter answered a {type(result).__name__}, not a Settlement",
+                transaction_id=row.transaction_id,
             )
         self._record_settlement(row.seq, P(row.state), result)
 

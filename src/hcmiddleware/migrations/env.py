@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from alembic import context
 
+import hcmiddleware.access.tables as _access_tables  # noqa: F401  (grants, identifications)
 import hcmiddleware.audit.tables as _audit_tables  # noqa: F401  (the audit log)
 import hcmiddleware.cards.tables as _card_tables  # noqa: F401  (lists of refused cards)
 import hcmiddleware.ehc.tables  # the e-card's replay store and revocations
 import hcmiddleware.empi.schema  # noqa: F401  (registers the tables on Base.metadata)
 import hcmiddleware.journal.tables as _journal_tables  # noqa: F401  (the money journal)
+import hcmiddleware.printing.tables as _print_tables  # noqa: F401  (the print log)
 import hcmiddleware.ward.tables as _ward_tables  # noqa: F401  (the ward)
 from hcmiddleware.storage import Base
 

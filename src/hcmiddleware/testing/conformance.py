@@ -491,6 +491,16 @@ class HisConformance(PluginConformance):
             )
             assert order.route, f"order {order.order_id}: the route"
             assert order.scheduled_at or order.window_start, f"order {order.order_id}: when"
+            # the ward's rules go by order type: one the HIS gives must be a ward type
+            # (the model refuses others), and a window it gives must be a real span
+            if order.window_start is not None and order.window_end is not None:
+                assert order.window_start < order.window_end, (
+                    f"order {order.order_id}: its window ends after it starts"
+                )
+            if order.order_type is not None:
+                assert order.order_type != "specimen", (
+                    f"order {order.order_id}: a drug order is not a specimen"
+                )
 
     def test_drug_administration_is_idempotent(self, mw: Middleware, hospital_code: str) -> None:
         self._needs(mw, "hcm_his_order_executed")

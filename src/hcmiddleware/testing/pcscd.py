@@ -235,6 +235,9 @@ class Pcscd:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # its own session: a Ctrl-C at the terminal reaches the program that
+                # started it, which stops it in order, not pcscd mid-transaction
+                start_new_session=True,
             )
         self.started = True
 

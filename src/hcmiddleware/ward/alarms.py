@@ -14,7 +14,7 @@ thousand. Location reports keep the last known location per band.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +60,19 @@ _EVENT_SEEN = sa.select(_EVENTS.c.alarm_id).where(
 _OPEN_ALARM = sa.select(_ALARMS).where(_ALARMS.c.open_key == sa.bindparam("key"))
 _ALARM_BY_ID = sa.select(_ALARMS).where(_ALARMS.c.alarm_id == sa.bindparam("alarm"))
 _ADD_EVENT = _EVENTS.insert()
+_FOLD = (
+    _ALARMS.update()
+    .where(_ALARMS.c.alarm_id == sa.bindparam("alarm"))
+    .values(
+        count=sa.bindparam("count"),
+        last_at=sa.bindparam("last"),
+        location=sa.func.coalesce(sa.bindparam("where"), _ALARMS.c.location),
+    )
+)
+_ADD_ALARM = _ALARMS.insert()
+_BAND_STAY = sa.select(_BANDS.c.admission_id, _BANDS.c.ward, _BANDS.c.bed).where(
+    _BANDS.c.active_band == sa.bindparam("band")
+)
 
 
 def _naive(moment: datetime) -> datetime:
@@ -125,8 +138,17 @@ class AlarmDesk:
 
     # -- receiving ----------------------------------------------------------------------
 
-    def receive(self, events: Iterable[BandEvent]) -> Received:
-        """Store a batch of events (one transaction); see the module docstring."""
+    def receive(
+        self,
+        events: Iterable[BandEvent],
+        *,
+        on_raised: Callable[[Connection, Alarm], None] | None = None,
+    ) -> Received:
+        """Store a batch of events (one transaction); see the module docstring.
+
+        ``on_raised(conn, alarm)`` is called in the same transaction for each new alarm
+        (the audit entry commits with the alarm, in one durable commit).
+        """
         done = Received()
         now = utcnow()
         batch = list(events)
@@ -140,6 +162,9 @@ class AlarmDesk:
             for event in batch:
                 if event.kind != "location":
                     self._alarm(conn, event, now, done)
+            if on_raised is not None:
+                for alarm in done.raised:
+                    on_raised(conn, alarm)
             if fixes:
                 self._locations(conn, fixes, now, done)
         return done
@@ -200,24 +225,23 @@ class AlarmDesk:
         key = f"{event.wristband_id}|{event.kind}"
         row = conn.execute(_OPEN_ALARM, {"key": key}).first()
         if row is not None:
-            values: dict[str, Any] = {
-                "count": row._mapping["count"] + 1,
-                "last_at": max(row.last_at, at),
-            }
-            if event.location:
-                values["location"] = event.location
-            conn.execute(_ALARMS.update().where(_ALARMS.c.alarm_id == row.alarm_id).values(values))
+            conn.execute(
+                _FOLD,
+                {
+                    "alarm": row.alarm_id,
+                    "count": row._mapping["count"] + 1,
+                    "last": max(row.last_at, at),
+                    "where": event.location or None,
+                },
+            )
             alarm_id = row.alarm_id
             folded = True
         else:
-            band = conn.execute(
-                sa.select(_BANDS.c.admission_id, _BANDS.c.ward, _BANDS.c.bed).where(
-                    _BANDS.c.active_band == event.wristband_id
-                )
-            ).first()
+            band = conn.execute(_BAND_STAY, {"band": event.wristband_id}).first()
             alarm_id = str(uuid.uuid4())
             conn.execute(
-                _ALARMS.insert().values(
+                _ADD_ALARM,
+                dict(
                     alarm_id=alarm_id,
                     wristband_id=event.wristband_id,
                     kind=event.kind,
@@ -236,7 +260,7 @@ class AlarmDesk:
                     bound=band is not None,
                     acknowledged_by=None,
                     acknowledged_at=None,
-                )
+                ),
             )
             folded = False
         conn.execute(

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hcmiddleware._optional import needs_extra
 from hcmiddleware.errors import (
@@ -44,6 +44,8 @@ from hcmiddleware.ward.settings import OrderRule, WardSettings
 from hcmiddleware.ward.verification import order_type_of, verify
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from hcmiddleware.runtime import Middleware
 
 __all__ = ["Ward"]
@@ -573,9 +575,18 @@ class Ward:
         emergency, ``hcm_ward_emergency_call``; a band that moved goes to
         ``hcm_ward_location``. The escalation thread starts with the first alarm.
         """
-        done = self.desk.receive(events)
+        audit = self._mw.audit
+        together = audit.engine is self._mw.engine
+
+        def audited(conn: Connection, alarm: Alarm) -> None:
+            audit.record("ward.alarm", connection=conn, **_alarm_entry(alarm))
+
+        # the alarm and its audit entry commit together (one durable commit), and the
+        # nurse station hears of every new alarm of the batch before anything else runs
+        done = self.desk.receive(events, on_raised=audited if together else None)
         for alarm in done.raised:
             self._announce(alarm, "raised")
+        for alarm in done.raised:
             if alarm.kind == "emergency":
                 self._mw.hooks.hcm_ward_emergency_call(
                     call=EmergencyCall(
@@ -588,15 +599,16 @@ class Ward:
                         bed=alarm.bed,
                     )
                 )
-            self._mw.audit(
-                "ward.alarm",
-                actor=alarm.wristband_id,
-                subject=alarm.admission_id,
-                kind=alarm.kind,
-                alarm=alarm.alarm_id,
-            )
-        for report in done.moved:
-            self._mw.hooks.hcm_ward_location(report=report)
+        if together:
+            audit.flush()
+        else:
+            for alarm in done.raised:
+                audit.record("ward.alarm", **_alarm_entry(alarm))
+        # a move is announced only to plugins that listen (a stream of positions would
+        # otherwise cost a hook call per band per fix)
+        if done.moved and self._mw.dispatcher.implementers("hcm_ward_location"):
+            for report in done.moved:
+                self._mw.hooks.hcm_ward_location(report=report)
         if done.raised:
             self.start_escalation()
         return done
@@ -658,6 +670,12 @@ class Ward:
         thread.start()
 
     def _escalate_loop(self) -> None:
+        from hcmiddleware.access.context import system
+
+        with system():  # the core's own work, not a caller's
+            self._escalate_until_stopped()
+
+    def _escalate_until_stopped(self) -> None:
         while not self._stop.wait(self.settings.alarms.check_every):
             try:
                 self.escalate_due()
@@ -723,6 +741,15 @@ class Ward:
             charges=charges,
             bill=bill,
         )
+
+
+def _alarm_entry(alarm: Alarm) -> dict[str, Any]:
+    """The audit entry of a new alarm (``record``'s keyword arguments)."""
+    return {
+        "actor": alarm.wristband_id,
+        "subject": alarm.admission_id,
+        "details": {"kind": alarm.kind, "alarm": alarm.alarm_id},
+    }
 
 
 def _next(rule: OrderRule, stage: str) -> str:

@@ -35,8 +35,15 @@ class OrderRule(BaseModel):
 
     minutes_before: int = Field(30, ge=0, le=24 * 60, description="earliest, before schedule")
     minutes_after: int = Field(30, ge=0, le=24 * 60, description="latest, after schedule")
-    checks: tuple[Check, ...] = Field(cast("tuple[Check, ...]", CHECKS), min_length=1)
-    verifications: tuple[Verification, ...] = Field(cast("tuple[Verification, ...]", VERIFICATIONS))
+    checks: tuple[Check, ...] = Field(
+        cast("tuple[Check, ...]", CHECKS),
+        min_length=1,
+        description="the checks a bedside execution goes through, in order",
+    )
+    verifications: tuple[Verification, ...] = Field(
+        cast("tuple[Verification, ...]", VERIFICATIONS),
+        description="the verifications a scan is checked against",
+    )
     second_nurse: bool = Field(False, description="a second nurse must sign the double check")
 
     @field_validator("checks")

@@ -19,6 +19,7 @@ off from ``reconnect_min`` to ``reconnect_max`` seconds.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -72,6 +73,8 @@ class WardMqtt:
         self._mw: Middleware | None = None
         self._client: Any = None
         self._events: queue.Queue[Any] = queue.Queue()
+        #: position fixes, stored by their own worker: a stream of them never delays a call
+        self._fixes: queue.Queue[Any] = queue.Queue()
         self._requests: queue.Queue[Any] = queue.Queue()
         self._running = threading.Event()
         self._connected = threading.Event()
@@ -113,7 +116,18 @@ class WardMqtt:
         self._client = client
         self._running.set()
         self._workers = [
-            threading.Thread(target=self._event_loop, name="hcm-ward-mqtt-events", daemon=True),
+            threading.Thread(
+                target=self._event_loop,
+                args=(self._events,),
+                name="hcm-ward-mqtt-events",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._event_loop,
+                args=(self._fixes,),
+                name="hcm-ward-mqtt-fixes",
+                daemon=True,
+            ),
             threading.Thread(target=self._request_loop, name="hcm-ward-mqtt-requests", daemon=True),
         ]
         for worker in self._workers:
@@ -179,22 +193,24 @@ class WardMqtt:
 
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         if self.topics.part(message.topic, 0) == "band":
-            self._events.put(message)
+            # positions go to their own worker; anything else (calls, and what cannot be
+            # read, which is kept as a reject) to the alarm worker
+            (self._fixes if _is_fix(message.payload) else self._events).put(message)
         else:
             self._requests.put(message)
 
     # -- band events ---------------------------------------------------------------------------
 
-    def _event_loop(self) -> None:
-        while self._running.is_set() or not self._events.empty():
+    def _event_loop(self, source: queue.Queue[Any]) -> None:
+        while self._running.is_set() or not source.empty():
             try:
-                first = self._events.get(timeout=0.1)
+                first = source.get(timeout=0.1)
             except queue.Empty:
                 continue
             batch = [first]
             while len(batch) < self.settings.batch:
                 try:
-                    batch.append(self._events.get_nowait())
+                    batch.append(source.get_nowait())
                 except queue.Empty:
                     break
             self._store(batch)
@@ -319,6 +335,14 @@ class WardMqtt:
         if op == "location":
             where = ward.location(_text(topic, data, "band"))
             return None if where is None else where.model_dump(mode="json")
+        if op == "summary":
+            # the inpatient kiosk: by the band scanned, or by the health card read
+            if isinstance(data.get("card"), str) and data["card"]:
+                found = ward.summary(card_number=data["card"], actor=f"kiosk:{topic}"[:40])
+            else:
+                band = _text(topic, data, "band")
+                found = ward.summary(wristband_id=band, actor=f"kiosk:{topic}"[:40])
+            return found.model_dump(mode="json")
         raise DeviceMessageError(
             f"request on {topic} asks for {op!r}", source=topic, reason=f"unknown op {op!r}"
         )
@@ -365,6 +389,16 @@ class WardMqtt:
         client.publish(
             self.topics.band_status(binding.wristband_id), encode(status), qos=1, retain=True
         )
+
+
+def _is_fix(payload: bytes) -> bool:
+    """Is this band message a position fix? (Only a sorting guess: it is decoded and
+    checked again by the worker; whatever is not clearly a fix goes with the alarms.)"""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("kind") == "location"
 
 
 def _text(topic: str, data: dict[str, Any], key: str) -> str:

@@ -26,7 +26,7 @@ import logging
 import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
@@ -52,6 +52,7 @@ from hcmiddleware.models import (
     Report,
     Resident,
     Sex,
+    WardOrderType,
 )
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,8 @@ ORDER_STATUS = {
     "entered-in-error": "cancelled",
 }
 ORDER_KINDS = {"drug", "lab", "exam", "treatment", "nursing", "skin_test", "specimen"}
+#: the ward's order types (a category in ``systems.order_type``)
+WARD_ORDER_TYPES = set(get_args(WardOrderType))
 
 
 def _requester(request: dict[str, Any]) -> str | None:
@@ -120,6 +123,7 @@ class FhirSystems(SettingsModel):
     unit_price: str = "urn:hcm:fhir:unit-price"
     category: str = "urn:hcm:fhir:insurance-category"
     concentration: str = "urn:hcm:fhir:concentration"
+    order_type: str = "urn:hcm:ward-order-type"
 
 
 class FhirHisSettings(SettingsModel):
@@ -462,6 +466,37 @@ class FhirHis:
             estimated_wait_minutes=ahead * self.settings.minutes_per_patient,
         )
 
+    def _order_type(self, resource: dict[str, Any]) -> WardOrderType | None:
+        """The ward's order type from a category coded in ``systems.order_type``."""
+        for concept in resource.get("category") or []:
+            for coding in (concept or {}).get("coding") or []:
+                if coding.get("system") == self._sys().order_type:
+                    code = str(coding.get("code", ""))
+                    if code not in WARD_ORDER_TYPES:
+                        raise HisProtocolError(
+                            f"order {resource.get('id')}: order type {code[:20]!r} is not one "
+                            f"of {', '.join(sorted(WARD_ORDER_TYPES))}",
+                            hint="map the HIS's order types to the ward's "
+                            f"({self._sys().order_type})",
+                        )
+                    return cast("WardOrderType", code)
+        return None
+
+    def _window(
+        self, resource: dict[str, Any], period: dict[str, Any] | None
+    ) -> tuple[datetime | None, datetime | None]:
+        """A Period as the window to carry the order out; refused if it ends first."""
+        if not period:
+            return None, None
+        start, end = self._local(period.get("start")), self._local(period.get("end"))
+        if start is not None and end is not None and end <= start:
+            raise HisProtocolError(
+                f"order {resource.get('id')}: its window ends ({end:%Y-%m-%d %H:%M}) before "
+                f"it starts ({start:%Y-%m-%d %H:%M})",
+                hint="the order cannot be checked at the bedside; ask the HIS to correct it",
+            )
+        return start, end
+
     @hookimpl
     def hcm_his_list_orders(self, patient: HospitalPatient, visit_id: str) -> list[Order] | None:
         where = {"subject": f"Patient/{patient.patient_id}", "encounter": f"Encounter/{visit_id}"}
@@ -469,6 +504,7 @@ class FhirHis:
         for sr in self._search("ServiceRequest", **where):
             kind = _coding((sr.get("category") or [{}])[0]).get("code", "")
             code = _coding(sr.get("code"))
+            start, end = self._window(sr, sr.get("occurrencePeriod"))
             orders.append(
                 Order(
                     order_id=str(sr["id"]),
@@ -480,27 +516,36 @@ class FhirHis:
                     scheduled_at=self._local(sr.get("occurrenceDateTime")),
                     status=ORDER_STATUS.get(sr.get("status", ""), "ordered"),
                     ordered_by=_requester(sr),
+                    order_type=self._order_type(sr),
+                    window_start=start,
+                    window_end=end,
                 )
             )
         for mr in self._search("MedicationRequest", **where):
             code = _coding(mr.get("medicationCodeableConcept"))
             dosage = (mr.get("dosageInstruction") or [{}])[0]
             concentration = self._ext(dosage, self._sys().concentration)
+            timing = dosage.get("timing") or {}
+            start, end = self._window(mr, (timing.get("repeat") or {}).get("boundsPeriod"))
+            order_type = self._order_type(mr)
             orders.append(
                 Order(
                     order_id=str(mr["id"]),
                     patient_id=patient.patient_id,
                     visit_id=visit_id,
-                    kind="drug",
+                    kind="skin_test" if order_type == "skin_test" else "drug",
                     code=code.get("code", ""),
                     name=code.get("display", ""),
                     dose=dosage.get("text"),
                     concentration=concentration.get("valueString") if concentration else None,
                     route=(dosage.get("route") or {}).get("text"),
-                    frequency=((dosage.get("timing") or {}).get("code") or {}).get("text"),
+                    frequency=(timing.get("code") or {}).get("text"),
                     scheduled_at=self._local(mr.get("authoredOn")),
                     status=ORDER_STATUS.get(mr.get("status", ""), "ordered"),
                     ordered_by=_requester(mr),
+                    order_type=order_type,
+                    window_start=start,
+                    window_end=end,
                 )
             )
         return orders

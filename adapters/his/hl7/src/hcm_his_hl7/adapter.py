@@ -11,11 +11,12 @@ hl7apy's structural verdict reused per message shape (setting ``validation_cache
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 
@@ -41,11 +42,12 @@ from hcmiddleware.models import (
     RegistrationRequest,
     Report,
     Resident,
+    WardOrderType,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NAME", "Hl7His", "Hl7HisSettings"]
+__all__ = ["NAME", "Hl7His", "Hl7HisSettings", "read_orders"]
 
 NAME = "his-hl7"
 
@@ -57,6 +59,9 @@ ORDER_STATUS = {
     "DC": "cancelled",
 }
 ORDER_KINDS = {"drug", "lab", "exam", "treatment", "nursing", "skin_test", "specimen"}
+#: the ward's order types (RXE-7, coding system HCMWOT)
+WARD_ORDER_TYPES = set(get_args(WardOrderType))
+_NUMBER = re.compile(r"^-?[0-9]+(?:\.[0-9]+)?$")
 REPORT_STATUS = {
     "I": "pending",
     "O": "pending",
@@ -74,6 +79,118 @@ REPORT_KINDS = {
     "PATHOLOGY": "pathology",
     "PAT": "pathology",
 }
+
+
+def _window_time(
+    answer: Er7Message, fields: list[str], number: int, order_id: str
+) -> datetime | None:
+    try:
+        return parse_ts(answer.field(fields, number))
+    except HisProtocolError:
+        raise HisProtocolError(
+            f"order {order_id}: TQ1-{number} is not an HL7 date/time",
+            hint="the HIS's order feed sends a malformed time window; report it to the HIS",
+        ) from None
+
+
+def _quantity(amount: str, unit: str) -> str | None:
+    """``250`` and ``ml`` → ``250 ml``; a percentage without the space (``0.9%``)."""
+    if not amount:
+        return None
+    return f"{amount}{unit}" if unit == "%" else f"{amount} {unit}".strip()
+
+
+def read_orders(answer: Er7Message, patient_id: str, visit_id: str) -> list[Order]:
+    """The orders of an answer or message, one per order group.
+
+    A group starts at ORC (ORC-2 order, ORC-5 status, ORC-9 scheduled, ORC-12 doctor).
+    A drug is RDE^O11's group: RXE-2 drug, RXE-3/5 amount and unit, RXE-7 the ward's
+    order type (coding system ``HCMWOT``), RXE-25/26 strength (the concentration),
+    RXR-1 route; anything else an OBR (OBR-4 code^name, OBR-24 kind). TQ1-3 is the
+    frequency, TQ1-7/8 the window to carry the order out.
+
+    :raises HisProtocolError: an order the ward cannot use (a window that ends before it
+        starts, an unknown order type, an amount that is not a number).
+    """
+    orders: list[Order] = []
+    current: dict[str, object] | None = None
+
+    def done() -> None:
+        if current is None:
+            return
+        start, end = current.get("window_start"), current.get("window_end")
+        if isinstance(start, datetime) and isinstance(end, datetime) and end <= start:
+            raise HisProtocolError(
+                f"order {current['order_id']}: its window ends ({end:%Y-%m-%d %H:%M}) "
+                f"before it starts ({start:%Y-%m-%d %H:%M})",
+                hint="the order cannot be checked at the bedside; ask the HIS to correct it",
+            )
+        if "code" not in current:
+            raise HisProtocolError(
+                f"order {current['order_id']} has neither RXE nor OBR: no drug or item",
+                hint="the HIS's order feed is incomplete; report it to the HIS",
+            )
+        orders.append(Order(**current))
+
+    for fields in answer.segments:
+        name = fields[0]
+        if name == "ORC":
+            done()
+            current = {
+                "order_id": answer.field(fields, 2),
+                "patient_id": patient_id,
+                "visit_id": visit_id,
+                "status": ORDER_STATUS.get(answer.field(fields, 5), "ordered"),
+                "scheduled_at": parse_ts(answer.field(fields, 9)),
+                "ordered_by": answer.field(fields, 12) or None,
+            }
+        elif current is None:
+            continue
+        elif name == "OBR":
+            kind = answer.field(fields, 24).lower()
+            current.update(
+                code=answer.field(fields, 4, 1),
+                name=answer.field(fields, 4, 2),
+                kind=kind if kind in ORDER_KINDS else "treatment",
+            )
+        elif name == "TQ1":
+            order_id = str(current["order_id"])
+            current["frequency"] = answer.field(fields, 3) or current.get("frequency")
+            current["window_start"] = _window_time(answer, fields, 7, order_id)
+            current["window_end"] = _window_time(answer, fields, 8, order_id)
+        elif name == "RXE":
+            amount = answer.field(fields, 3)
+            strength = answer.field(fields, 25)
+            for what, number in (("amount", amount), ("strength", strength)):
+                if number and not _NUMBER.match(number):
+                    raise HisProtocolError(
+                        f"order {current['order_id']}: the {what} {number[:20]!r} is not a number",
+                        hint="the HIS's order feed is malformed; report it to the HIS",
+                    )
+            order_type = answer.field(fields, 7) or None
+            if order_type is not None and order_type not in WARD_ORDER_TYPES:
+                raise HisProtocolError(
+                    f"order {current['order_id']}: RXE-7 order type {order_type[:20]!r} is "
+                    f"not one of {', '.join(sorted(WARD_ORDER_TYPES))}",
+                    hint="map the HIS's order types to the ward's (coding system HCMWOT)",
+                )
+            current.update(
+                code=answer.field(fields, 2, 1),
+                name=answer.field(fields, 2, 2),
+                kind="skin_test" if order_type == "skin_test" else "drug",
+                dose=_quantity(amount, answer.field(fields, 5)),
+                concentration=_quantity(strength, answer.field(fields, 26)),
+                order_type=order_type,
+            )
+            if not current["code"]:
+                raise HisProtocolError(
+                    f"order {current['order_id']}: RXE-2 names no drug",
+                    hint="the HIS's order feed is malformed; report it to the HIS",
+                )
+        elif name == "RXR":
+            current["route"] = answer.field(fields, 1) or None
+    done()
+    return orders
 
 
 class Hl7HisSettings(SettingsModel):
@@ -320,39 +437,35 @@ class Hl7His:
     @hookimpl
     def hcm_his_list_orders(self, patient: HospitalPatient, visit_id: str) -> list[Order] | None:
         answer = self._query("Z03", patient.patient_id, visit_id)
-        orders: list[Order] = []
-        current: dict[str, object] | None = None
-        for fields in answer.segments:
-            name = fields[0]
-            if name == "ORC":
-                if current:
-                    orders.append(Order(**current))
-                current = {
-                    "order_id": answer.field(fields, 2),
-                    "patient_id": patient.patient_id,
-                    "visit_id": visit_id,
-                    "status": ORDER_STATUS.get(answer.field(fields, 5), "ordered"),
-                    "scheduled_at": parse_ts(answer.field(fields, 9)),
-                    "ordered_by": answer.field(fields, 12) or None,
-                }
-            elif name == "OBR" and current is not None:
-                kind = answer.field(fields, 24).lower()
-                current.update(
-                    code=answer.field(fields, 4, 1),
-                    name=answer.field(fields, 4, 2),
-                    kind=kind if kind in ORDER_KINDS else "treatment",
-                )
-            elif name == "ZRX" and current is not None:
-                for key, number in (
-                    ("dose", 1),
-                    ("concentration", 2),
-                    ("route", 3),
-                    ("frequency", 4),
-                ):
-                    current[key] = answer.field(fields, number) or None
-        if current:
-            orders.append(Order(**current))
-        return orders
+        return read_orders(answer, patient.patient_id, visit_id)
+
+    def orders_from_rde(self, text: str) -> list[Order]:
+        """The orders of an RDE^O11 (pharmacy/treatment encoded order) the HIS pushed.
+
+        PID-3 names the patient (under ``assigning_authority``), PV1-19 the stay.
+
+        :raises HisProtocolError: not an RDE^O11, or an order the ward cannot use.
+        """
+        message = Er7Message(text)
+        kind = "^".join(message.get("MSH", 9, c) for c in (1, 2))
+        if kind != "RDE^O11":
+            raise HisProtocolError(
+                f"expected an RDE^O11 order message, not {kind[:20]!r}",
+                hint="only pharmacy/treatment encoded orders (RDE^O11) carry drug orders",
+            )
+        wanted = self._authority(self._hospital_code)
+        patient_id = ""
+        for pid in message.named("PID"):
+            for rep in message.repetitions(pid, 3):
+                if len(rep) > 3 and rep[3] == wanted and rep[0]:
+                    patient_id = rep[0]
+        visit_id = message.get("PV1", 19)
+        if not patient_id or not visit_id:
+            raise HisProtocolError(
+                "the RDE^O11 does not name the patient (PID-3) and the stay (PV1-19)",
+                hint=f"the HIS must send PID-3 under authority {wanted} and PV1-19",
+            )
+        return read_orders(message, patient_id, visit_id)
 
     def _charges(
         self, answer: Er7Message, patient_id: str, visit_id: str

@@ -49,6 +49,7 @@ SYSTEMS = {
     "order": "urn:hcm:order",
     "item": "urn:hcm:charge-item",
     "practitioner": "urn:hcm:practitioner",
+    "order_type": "urn:hcm:ward-order-type",
 }
 #: Extension URLs for what FHIR R4 has no element for.
 EXT = {
@@ -61,6 +62,8 @@ EXT = {
     "paid_by": "urn:hcm:fhir:paid-by-transaction",
     "concentration": "urn:hcm:fhir:concentration",
 }
+#: order kinds served as MedicationRequest (the others as ServiceRequest)
+DRUG_KINDS = ("drug", "skin_test")
 GENDER = {"M": "male", "F": "female", "O": "other", "U": "unknown"}
 SEX = {v: k for k, v in GENDER.items()}
 ORDER_STATUS = {
@@ -134,6 +137,15 @@ def _requester(o: Row) -> dict[str, Any]:
     return {
         "requester": {"identifier": {"system": SYSTEMS["practitioner"], "value": o["ordered_by"]}}
     }
+
+
+def _order_type(o: Row) -> list[dict[str, Any]]:
+    """The ward's order type as a category, if the HIS gives the order one."""
+    # a skin test is a drug order whose type says so
+    kind = o["order_type"] or ("skin_test" if o["kind"] == "skin_test" else None)
+    if not kind:
+        return []
+    return [{"coding": [{"system": SYSTEMS["order_type"], "code": kind}]}]
 
 
 def bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
@@ -267,11 +279,12 @@ class FhirRoutes:
         if not context:
             raise HisFaultError("required-field-missing", f"search {kind} by encounter", status=400)
         patient_id = subject or self.store._patient_of(context)
+        orders = self.store.orders
         if kind == "ServiceRequest":
-            rows = [o for o in self.store.orders(patient_id, context) if o["kind"] != "drug"]
+            rows = [o for o in orders(patient_id, context) if o["kind"] not in DRUG_KINDS]
             return bundle([self.service_request(o) for o in rows])
         if kind == "MedicationRequest":
-            rows = [o for o in self.store.orders(patient_id, context) if o["kind"] == "drug"]
+            rows = [o for o in self.store.orders(patient_id, context) if o["kind"] in DRUG_KINDS]
             return bundle([self.medication_request(o) for o in rows])
         if kind == "ChargeItem":
             return bundle([self.charge_item(c) for c in self.store.charges(patient_id, context)])
@@ -387,39 +400,67 @@ class FhirRoutes:
 
     @staticmethod
     def service_request(o: Row) -> dict[str, Any]:
-        """ServiceRequest (lab, exam, treatment, nursing …)."""
+        """ServiceRequest (lab, exam, treatment, nursing, specimen …).
+
+        ``category``: the kind, and the ward's order type when the HIS gives one;
+        ``occurrencePeriod`` the window to carry it out, else ``occurrenceDateTime``.
+        """
+        occurrence: dict[str, Any] = {}
+        if o["window_start"] and o["window_end"]:
+            occurrence["occurrencePeriod"] = {
+                "start": when(o["window_start"]),
+                "end": when(o["window_end"]),
+            }
+        elif o["scheduled_at"]:
+            occurrence["occurrenceDateTime"] = when(o["scheduled_at"])
         return {
             "resourceType": "ServiceRequest",
             "id": o["order_id"],
             "status": ORDER_STATUS[o["status"]],
             "intent": "order",
-            "category": [{"coding": [{"system": "urn:hcm:order-kind", "code": o["kind"]}]}],
+            "category": [
+                {"coding": [{"system": "urn:hcm:order-kind", "code": o["kind"]}]},
+                *_order_type(o),
+            ],
             "code": {
                 "coding": [{"system": SYSTEMS["item"], "code": o["code"], "display": o["name"]}]
             },
             "subject": {"reference": f"Patient/{o['patient_id']}"},
             "encounter": {"reference": f"Encounter/{o['visit_id']}"},
-            **({"occurrenceDateTime": when(o["scheduled_at"])} if o["scheduled_at"] else {}),
+            **occurrence,
             **_requester(o),
         }
 
     @staticmethod
     def medication_request(o: Row) -> dict[str, Any]:
-        """MedicationRequest (a drug order)."""
+        """MedicationRequest (a drug order).
+
+        ``category`` the ward's order type when the HIS gives one;
+        ``dosageInstruction[0].timing.repeat.boundsPeriod`` the window to give it in.
+        """
         dosage: dict[str, Any] = {}
         if o["dose"]:
             dosage["text"] = o["dose"]
         if o["route"]:
             dosage["route"] = {"text": o["route"]}
+        timing: dict[str, Any] = {}
         if o["frequency"]:
-            dosage["timing"] = {"code": {"text": o["frequency"]}}
+            timing["code"] = {"text": o["frequency"]}
+        if o["window_start"] and o["window_end"]:
+            timing["repeat"] = {
+                "boundsPeriod": {"start": when(o["window_start"]), "end": when(o["window_end"])}
+            }
+        if timing:
+            dosage["timing"] = timing
         if o["concentration"]:
             dosage["extension"] = [{"url": EXT["concentration"], "valueString": o["concentration"]}]
+        category = _order_type(o)
         return {
             "resourceType": "MedicationRequest",
             "id": o["order_id"],
             "status": ORDER_STATUS[o["status"]],
             "intent": "order",
+            **({"category": category} if category else {}),
             "medicationCodeableConcept": {
                 "coding": [{"system": SYSTEMS["item"], "code": o["code"], "display": o["name"]}]
             },

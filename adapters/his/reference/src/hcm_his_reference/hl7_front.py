@@ -12,7 +12,8 @@ DFT^P03            FT1-7 ``PAY``: charges paid; ``DEP``: a deposit on a stay
 ORM^O01            ORC-1 ``SC`` + ORC-5 ``CM``: an order was executed at the bedside
 RAS^O17            RXA: a drug was given at the bedside (RXA-5 must be the order's drug)
 QBP^Q23            PIX query: the hospital ID of a resident (RSP^K23 with PID)
-QBP^Z01..Z07       registration, queue, orders, charges, reports, stay, bill (RSP^Zxx)
+QBP^Z01..Z07       registration, queue, orders, charges, reports, stay, bill (RSP^Zxx);
+                   an order is its order group (a drug: RDE^O11's ORC/RXE/TQ1/RXR)
 =================  =====================================================================
 
 Every message is parsed with hl7apy's strict v2.5 validation; one that fails is
@@ -23,6 +24,7 @@ sender gets the answer it got the first time and is not carried out again.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -34,7 +36,7 @@ from hl7apy.parser import parse_message
 from hcm_his_reference.faults import Fault
 from hcm_his_reference.store import HisFaultError, Row, Store
 
-__all__ = ["CHARSETS", "Hl7Front"]
+__all__ = ["CHARSETS", "Hl7Front", "order_group"]
 
 #: MSH-18 values (HL7 table 0211) and the Python codec of each.
 CHARSETS = {"": "utf-8", "UNICODE UTF-8": "utf-8", "GB 18030-2000": "gb18030"}
@@ -44,6 +46,7 @@ ERROR_CODES = {
     "required-field-missing": "101",
     "invalid-slot": "102",
     "invalid-amount": "102",
+    "invalid-order": "102",
     "encoding": "102",
     "unsupported-message": "200",
     "unknown-patient": "204",
@@ -115,6 +118,84 @@ def parse_ts(value: str) -> datetime:
         except ValueError:
             continue
     raise HisFaultError("required-field-missing", f"not an HL7 date/time: {value!r}")
+
+
+_AMOUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(\S.*?)\s*$")
+#: how a ward order type is named in RXE-7 (coding system HCMWOT)
+ORDER_TYPE_TEXT = {
+    "skin_test": "皮试",
+    "specimen": "标本",
+    "infusion": "静滴",
+    "injection": "注射",
+    "oral": "口服",
+    "other": "其他",
+}
+
+
+def drug_encoded(o: Row) -> bool:
+    """Is the order sent as a pharmacy/treatment encoded order (RXE), not an OBR?
+
+    A drug or skin-test order whose dose is an amount with its unit.
+    """
+    return o["kind"] in ("drug", "skin_test") and bool(_AMOUNT.match(o["dose"] or ""))
+
+
+def order_group(o: Row, control: str) -> list[str]:
+    """One order as the segments of an order group.
+
+    A drug: the ORDER group of RDE^O11 — ORC, RXE (RXE-2 drug, RXE-3/5 amount and unit,
+    RXE-7 the ward's order type, coding system ``HCMWOT``, RXE-25/26 strength = the
+    concentration), TQ1 (TQ1-3 frequency, TQ1-7/8 the window to carry it out), RXR
+    (RXR-1 route). Anything else: ORC, TQ1, OBR (OBR-24 the kind).
+    """
+    orc = segment(
+        "ORC",
+        {
+            1: control,
+            2: escape(o["order_id"]),
+            5: ORDER_STATUS[o["status"]],
+            9: ts(o["scheduled_at"]),
+            12: escape(o["ordered_by"] or ""),
+        },
+    )
+    tq1 = segment(
+        "TQ1",
+        {
+            1: "1",
+            3: escape(o["frequency"] or ""),
+            7: ts(o["window_start"]),
+            8: ts(o["window_end"]),
+        },
+    )
+    if not drug_encoded(o):
+        obr = segment(
+            "OBR",
+            {
+                1: "1",
+                2: escape(o["order_id"]),
+                4: f"{escape(o['code'])}^{escape(o['name'])}^L",
+                24: o["kind"].upper(),
+                36: ts(o["scheduled_at"]),
+            },
+        )
+        return [orc, tq1, obr]
+    amount, unit = _AMOUNT.match(o["dose"]).groups()  # type: ignore[union-attr]
+    strength = _AMOUNT.match(o["concentration"] or "")
+    kind = o["order_type"] or ("skin_test" if o["kind"] == "skin_test" else "")
+    rxe = segment(
+        "RXE",
+        {
+            2: f"{escape(o['code'])}^{escape(o['name'])}^HCM",
+            3: amount,
+            5: escape(unit),
+            7: f"{kind}^{ORDER_TYPE_TEXT.get(kind, kind)}^HCMWOT" if kind else "",
+            25: strength.group(1) if strength else "",
+            26: escape(strength.group(2)) if strength else "",
+        },
+    )
+    rxr = segment("RXR", {1: f"{escape(o['route'] or '')}^^HCMROUTE"})
+    # TQ1 twice: the timing as ordered (before RXE) and as encoded (after it)
+    return [orc, tq1, rxe, tq1, rxr]
 
 
 class _Message:
@@ -522,43 +603,34 @@ class Hl7Front:
     def _z03(self, msg: _Message) -> list[str]:
         rows: list[str] = []
         for o in self.store.orders(msg.get("QPD", 3, 1), msg.get("QPD", 3, 2)):
-            rows.append(
-                segment(
-                    "ORC",
-                    {
-                        1: "OK",
-                        2: escape(o["order_id"]),
-                        5: ORDER_STATUS[o["status"]],
-                        9: ts(o["scheduled_at"]),
-                        12: escape(o["ordered_by"] or ""),
-                    },
-                )
-            )
-            rows.append(
-                segment(
-                    "OBR",
-                    {
-                        1: "1",
-                        2: escape(o["order_id"]),
-                        4: f"{escape(o['code'])}^{escape(o['name'])}^L",
-                        24: o["kind"].upper(),
-                        36: ts(o["scheduled_at"]),
-                    },
-                )
-            )
-            if o["kind"] == "drug" or o["dose"] or o["route"]:
-                rows.append(
-                    segment(
-                        "ZRX",
-                        {
-                            1: escape(o["dose"]),
-                            2: escape(o["concentration"]),
-                            3: escape(o["route"]),
-                            4: escape(o["frequency"]),
-                        },
-                    )
-                )
+            rows.extend(order_group(o, "OK"))
         return self._rsp(msg, rows)
+
+    def rde_o11(self, order_id: str, *, control_id: str = "RDE1") -> str:
+        """An order as the HIS pushes it to a ward system: RDE^O11 (pharmacy/treatment
+        encoded order) for a drug, with PID, PV1 and the order group of :func:`order_group`.
+        """
+        o = self.store.order(order_id)
+        if not drug_encoded(o):
+            raise HisFaultError("unsupported-message", f"order {order_id} is not a drug order")
+        patient = self.store.patient(str(o["patient_id"]))
+        msh = segment(
+            "MSH",
+            {
+                1: "^~\\&",
+                2: self.application,
+                3: self.store.hospital_code,
+                4: "HCM",
+                6: ts(datetime.now()),
+                8: "RDE^O11^RDE_O11",
+                9: escape(control_id),
+                10: "P",
+                11: "2.5",
+                17: "UNICODE UTF-8",
+            },
+        )
+        pv1 = segment("PV1", {1: "1", 2: "I", 19: escape(o["visit_id"])})
+        return "\r".join([msh, self._pid(patient), pv1, *order_group(o, "NW")])
 
     @staticmethod
     def _ft1(n: int, c: Row) -> str:

@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HisFaultError", "Store"]
+__all__ = ["ORDER_TYPES", "HisFaultError", "Store"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS patient (
@@ -70,7 +70,10 @@ CREATE TABLE IF NOT EXISTS orders (
     frequency TEXT,
     scheduled_at TEXT,
     status TEXT NOT NULL,
-    ordered_by TEXT
+    ordered_by TEXT,
+    order_type TEXT,
+    window_start TEXT,
+    window_end TEXT
 );
 CREATE TABLE IF NOT EXISTS charge (
     charge_id TEXT PRIMARY KEY,
@@ -141,7 +144,12 @@ class _OrderSet:
     concentration: str | None = None
     route: str | None = None
     frequency: str | None = None
+    #: the ward's order type (skin_test, specimen, infusion, injection, oral, other)
+    order_type: str | None = None
 
+
+#: the order types a ward tells apart; what the HIS may send as an order's type
+ORDER_TYPES = ("skin_test", "specimen", "infusion", "injection", "oral", "other")
 
 CONSULTATION = (
     _OrderSet("lab", "CBC", "血常规 Complete blood count", "25.00"),
@@ -150,7 +158,15 @@ CONSULTATION = (
 STAY = (
     _OrderSet("nursing", "N2", "二级护理 Level II nursing", "30.00"),
     _OrderSet(
-        "drug", "NS250", "0.9%氯化钠注射液 Sodium chloride", "5.50", "250 ml", "0.9%", "IVGTT", "QD"
+        "drug",
+        "NS250",
+        "0.9%氯化钠注射液 Sodium chloride",
+        "5.50",
+        "250 ml",
+        "0.9%",
+        "IVGTT",
+        "QD",
+        "infusion",
     ),
 )
 BED_DAY = ("BED", "床位费 Bed, one day", "60.00")
@@ -372,14 +388,15 @@ class Store:
         patient_id: str,
         visit_id: str,
         item: _OrderSet,
-        at: datetime,
+        at: datetime | None,
         doctor: str | None = None,
+        window: tuple[datetime | None, datetime | None] = (None, None),
     ) -> None:
         n = int(
             db.execute("SELECT count(*) FROM orders WHERE visit_id = ?", (visit_id,)).fetchone()[0]
         )
         db.execute(
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ordered', ?)",
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ordered', ?, ?, ?, ?)",
             (
                 f"{visit_id}-O{n + 1}",
                 patient_id,
@@ -391,8 +408,11 @@ class Store:
                 item.concentration,
                 item.route,
                 item.frequency,
-                at.isoformat(),
+                at.isoformat() if at is not None else None,
                 doctor,
+                item.order_type,
+                window[0].isoformat() if window[0] is not None else None,
+                window[1].isoformat() if window[1] is not None else None,
             ),
         )
         self._charge(
@@ -446,19 +466,41 @@ class Store:
         code: str,
         name: str,
         *,
-        scheduled_at: datetime,
+        scheduled_at: datetime | None,
         dose: str | None = None,
         concentration: str | None = None,
         route: str | None = None,
         frequency: str | None = None,
         price: str = "10.00",
         ordered_by: str | None = None,
+        order_type: str | None = None,
+        window_start: datetime | None = None,
+        window_end: datetime | None = None,
     ) -> str:
-        """A doctor's new order on a visit or stay (with its charge); its order ID."""
+        """A doctor's new order on a visit or stay (with its charge); its order ID.
+
+        ``order_type`` is the ward's type of the order (:data:`ORDER_TYPES`), which
+        chooses the bedside rule; ``window_start``/``window_end`` when it may be carried
+        out (else the ward takes its rule's minutes around ``scheduled_at``).
+        """
+        if order_type is not None and order_type not in ORDER_TYPES:
+            raise HisFaultError("invalid-order", f"no order type {order_type!r}")
+        if scheduled_at is None and (window_start is None or window_end is None):
+            raise HisFaultError("invalid-order", "an order needs a scheduled time or a window")
+        if window_start is not None and window_end is not None and window_end <= window_start:
+            raise HisFaultError("invalid-order", "an order's window ends after it starts")
         patient_id = self._patient_of(visit_id)
-        item = _OrderSet(kind, code, name, price, dose, concentration, route, frequency)
+        item = _OrderSet(kind, code, name, price, dose, concentration, route, frequency, order_type)
         with self.transaction() as db:
-            self._order(db, patient_id, visit_id, item, scheduled_at, ordered_by)
+            self._order(
+                db,
+                patient_id,
+                visit_id,
+                item,
+                scheduled_at,
+                ordered_by,
+                (window_start, window_end),
+            )
             row = db.execute(
                 "SELECT order_id FROM orders WHERE visit_id = ? ORDER BY rowid DESC LIMIT 1",
                 (visit_id,),

@@ -29,6 +29,7 @@ from hcmiddleware.models import (
     Registration,
     RegistrationRequest,
     Report,
+    ReportResult,
     Resident,
 )
 
@@ -57,7 +58,21 @@ CREATE TABLE IF NOT EXISTS registration (
     queue_number INTEGER NOT NULL,
     fee TEXT
 );
+CREATE TABLE IF NOT EXISTS signed_report (
+    report_id TEXT PRIMARY KEY,
+    issued_at TEXT NOT NULL
+);
 """
+
+#: The blood count the sample lab reports once it signs a visit's report off:
+#: (code, name, value, unit, reference range, flag)
+BLOOD_COUNT = (
+    ("WBC", "白细胞计数", "6.1", "10^9/L", "3.5-9.5", "N"),
+    ("RBC", "红细胞计数", "4.62", "10^12/L", "4.3-5.8", "N"),
+    ("HGB", "血红蛋白", "128", "g/L", "130-175", "L"),
+    ("PLT", "血小板计数", "215", "10^9/L", "125-350", "N"),
+    ("NEUT%", "中性粒细胞百分比", "78.4", "%", "40-75", "H"),
+)
 
 
 class SampleHisSettings(SettingsModel):
@@ -340,15 +355,49 @@ class SampleHis:
             )
         return [c.model_copy(update={"paid": c.charge_id in paid}) for c in charges]
 
+    def sign_off_report(self, report_id: str) -> None:
+        """The sample lab signs a report off: from now on it is final, with its results."""
+        with self._lock, self._db() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO signed_report VALUES (?, ?)",
+                (report_id, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+
     @hookimpl
     def hcm_his_list_reports(self, patient: HospitalPatient, visit_id: str) -> list[Report] | None:
+        report_id = f"{visit_id}-L1"
+        with self._db() as db:
+            signed = db.execute(
+                "SELECT issued_at FROM signed_report WHERE report_id = ?", (report_id,)
+            ).fetchone()
+        if signed is None:
+            return [
+                Report(
+                    report_id=report_id,
+                    patient_id=patient.patient_id,
+                    visit_id=visit_id,
+                    kind="lab",
+                    title="Complete blood count",
+                    status="pending",
+                )
+            ]
         return [
             Report(
-                report_id=f"{visit_id}-L1",
+                report_id=report_id,
                 patient_id=patient.patient_id,
                 visit_id=visit_id,
                 kind="lab",
-                title="Complete blood count",
-                status="pending",
+                title="血常规 Complete blood count",
+                issued_at=datetime.fromisoformat(signed[0]),
+                status="final",
+                summary="血红蛋白略低，中性粒细胞比例偏高，请结合临床。",
+                results=tuple(
+                    ReportResult(
+                        code=code, name=name, value=value, unit=unit, reference_range=ref, flag=flag
+                    )
+                    for code, name, value, unit, ref, flag in BLOOD_COUNT
+                ),
+                department="NEI",
+                signed_by="检验科 L01",
             )
         ]

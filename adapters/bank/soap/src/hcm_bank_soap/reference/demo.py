@@ -25,4 +25,9 @@ def start_demo_peer(folder: Path, cardholder: Mapping[str, str]) -> dict[str, An
     server = serve(Path(folder) / "reference-bank-ledger.db")
     ledger = server.service.ledger  # type: ignore[attr-defined]
     ledger.bind(cardholder["card_number"], DEMO_BANK_CARD, cardholder["id_number"])
-    return {"plugin": "bank-soap", "settings": {"wsdl": server.wsdl_url}, "stop": server.stop}
+    return {
+        "plugin": "bank-soap",
+        "settings": {"wsdl": server.wsdl_url},
+        "stop": server.stop,
+        "note": f"reference bank (SOAP) at {server.wsdl_url.rsplit('?', 1)[0]}",
+    }

@@ -122,6 +122,13 @@ class ReferencePlatform:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(store, check_same_thread=False, isolation_level=None)
         self._db.executescript(_SCHEMA)
+        # the list exists from the first day, empty, as version 1: a terminal that syncs
+        # before any e-card was closed holds a signed, current list, not "never synced"
+        self._db.execute(
+            "INSERT INTO revocation_change (version, ecard_id, action, at, reason)"
+            " SELECT 1, '', 'publish', ?, '' WHERE NOT EXISTS (SELECT 1 FROM revocation_change)",
+            (_utc(),),
+        )
         self.signer = CodeIssuer(issuer, key_id, self._key(), lifetime=code_lifetime)
         self.calls: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())

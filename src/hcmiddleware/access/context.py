@@ -1,0 +1,63 @@
+"""The caller a call is made for, carried through the call (and into plugin threads).
+
+A session sets it around each call it makes on a service; the audit log fills an
+entry's user, role and terminal from it, and the unbound services check it when
+``[access] require_caller`` is on. Plugin calls and the core's own threads run as the
+trusted system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from hcmiddleware.access.caller import Caller
+
+__all__ = ["Acting", "acting", "current", "in_system", "system"]
+
+
+@dataclass(frozen=True)
+class Acting:
+    """A caller at work: who, and the break-glass grant the call relies on, if any."""
+
+    caller: Caller
+    grant: str | None = None
+
+
+_ACTING: ContextVar[Acting | None] = ContextVar("hcm_acting", default=None)
+_SYSTEM: ContextVar[bool] = ContextVar("hcm_system", default=False)
+
+
+def current() -> Acting | None:
+    """The caller the running call is made for, or None (the embedding process)."""
+    return _ACTING.get()
+
+
+def in_system() -> bool:
+    """True inside a plugin's hook implementation or the core's own background work
+    (trusted in-process callers)."""
+    return _SYSTEM.get()
+
+
+@contextmanager
+def acting(caller: Caller, grant: str | None = None) -> Iterator[Acting]:
+    """Make the calls inside the block on ``caller``'s behalf."""
+    made = Acting(caller, grant)
+    token = _ACTING.set(made)
+    try:
+        yield made
+    finally:
+        _ACTING.reset(token)
+
+
+@contextmanager
+def system() -> Iterator[None]:
+    """Mark the calls inside the block as trusted in-process work (a plugin's hook
+    implementation, the core's own threads): allowed while ``require_caller``."""
+    token = _SYSTEM.set(True)
+    try:
+        yield
+    finally:
+        _SYSTEM.reset(token)

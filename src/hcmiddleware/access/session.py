@@ -1,0 +1,489 @@
+"""``mw.acting_as(caller)``: the Middleware's services as one caller may use them.
+
+A :class:`Session` has the services of the Middleware under the same names
+(``session.terminal``, ``.residents``, ``.faces``, ``.his``, ``.cards``, ``.ehc``,
+``.ward``, ``.journal``, ``.audit``) with the same methods. Each call:
+
+1. is refused unless the caller's role grants the operation (``terminal.read``);
+2. is refused when its answer would show a category the role may not see (a
+   cashier's ``his.orders``), or step-by-step data of a resident not identified at
+   the caller's terminal in this visit, or — for a kiosk — anyone not identified there;
+3. runs with the caller's identity in every audit entry it writes (user, role,
+   terminal; the break-glass grant it used, if any);
+4. answers only what the role may see: a card read takes only the parts of the role's
+   categories; a resident comes without the fields of other categories (absent from
+   dumps, :class:`~hcmiddleware.errors.FieldWithheldError` when read).
+
+A refusal is audited (``access.refused``, outcome ``refused``) and raised as
+:class:`~hcmiddleware.errors.AccessDeniedError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from hcmiddleware.access import context
+from hcmiddleware.access.caller import Caller
+from hcmiddleware.access.policy import CARD_PART_CATEGORY, OPERATIONS, Category, RoleGrant
+from hcmiddleware.access.scoping import withhold_resident
+from hcmiddleware.errors import AccessDeniedError, HcmError, NotIdentifiedHereError
+from hcmiddleware.models import EhcVerification, HospitalPatient, Resident
+
+if TYPE_CHECKING:
+    from hcmiddleware.access.service import Access, Grant, Method
+    from hcmiddleware.audit import Audit
+    from hcmiddleware.cards import Cards
+    from hcmiddleware.ehc.service import Ehc
+    from hcmiddleware.faces import Faces
+    from hcmiddleware.his import His
+    from hcmiddleware.journal import Journal
+    from hcmiddleware.residents import Residents
+    from hcmiddleware.runtime import Middleware
+    from hcmiddleware.terminal import Terminal
+    from hcmiddleware.ward.service import Ward
+
+__all__ = ["Session"]
+
+_OPERATIONS = frozenset(OPERATIONS)
+#: a session records the same resident's identification at most once in this time
+_REIDENTIFY_SECONDS = 60.0
+
+#: operations whose service writes its own audit entry (the session adds none)
+_SELF_AUDITED = frozenset(
+    {
+        "terminal.read", "terminal.read_issuer", "faces.verify_card", "faces.verify",
+        "faces.enrol", "faces.search", "ehc.verify", "ehc.verify_image", "ehc.issue",
+        "ehc.bind", "residents.merge", "residents.unmerge", "ward.orders", "ward.move",
+        "audit.record", "audit.verify", "audit.export", "cards.check", "cards.report_loss",
+    }
+)  # fmt: skip
+#: operations that show no personal data and change nothing: not audited
+_UNAUDITED = frozenset(
+    {"his.provides", "his.check", "residents.stats", "residents.count", "audit.head"}
+)
+
+#: operations that identify a resident at the caller's terminal, and how
+_IDENTIFIES: Mapping[str, Method] = {
+    "terminal.read": "card",
+    "residents.enrol_from_card": "card",
+    "residents.lookup": "card",
+    "ehc.verify": "ecard",
+    "ehc.verify_image": "ecard",
+    "faces.verify_card": "face",
+    "faces.verify": "face",
+}
+
+#: categories an operation's answer shows as a whole (refused without them)
+_NEEDS: Mapping[str, frozenset[Category]] = {
+    "his.orders": frozenset({Category.CLINICAL}),
+    "his.reports": frozenset({Category.CLINICAL}),
+    "his.order_executed": frozenset({Category.CLINICAL}),
+    "his.charges": frozenset({Category.MONEY}),
+    "his.charges_paid": frozenset({Category.MONEY}),
+    "his.record_deposit": frozenset({Category.MONEY}),
+    "his.bill": frozenset({Category.MONEY}),
+    "his.discharge": frozenset({Category.MONEY}),
+    "ward.orders": frozenset({Category.CLINICAL}),
+    "ward.verify": frozenset({Category.CLINICAL}),
+    "ward.begin": frozenset({Category.CLINICAL}),
+    "ward.check": frozenset({Category.CLINICAL}),
+    "ward.execute": frozenset({Category.CLINICAL}),
+    "faces.enrol": frozenset({Category.FACE}),
+    "faces.search": frozenset({Category.FACE}),
+    "faces.remove": frozenset({Category.FACE}),
+    **{
+        f"journal.{m}": frozenset({Category.MONEY})
+        for m in (
+            "top_up", "pay", "refund", "settle", "cancel_settlement", "resolve", "recover",
+            "get", "by_key", "entries", "history", "refundable",
+        )
+    },
+}  # fmt: skip
+
+
+def _patient_resident(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    patient = kwargs.get("patient", args[0] if args else None)
+    return patient.resident_id if isinstance(patient, HospitalPatient) else None
+
+
+def _resident_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    value = kwargs.get("resident", kwargs.get("resident_id", args[0] if args else None))
+    if isinstance(value, Resident):
+        return value.resident_id
+    return value if isinstance(value, str) else None
+
+
+#: how to find whose data an operation touches (step by step, own only)
+_SUBJECT: Mapping[str, Callable[[tuple[Any, ...], dict[str, Any]], str | None]] = {
+    "his.orders": _patient_resident,
+    "his.reports": _patient_resident,
+    "his.charges": _patient_resident,
+    "his.charges_paid": _patient_resident,
+    "his.register_visit": _patient_resident,
+    "his.find": _resident_arg,
+    "his.find_or_register": _resident_arg,
+    "his.resolve": _resident_arg,
+    "residents.get": _resident_arg,
+    "residents.history": _resident_arg,
+    "residents.hospital_id": _resident_arg,
+}
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What one call may see, worked out before it runs."""
+
+    operation: str
+    visible: frozenset[Category]
+    grant: str | None
+    subject: str | None
+
+
+class _View:
+    """One service as the session's caller may use it (typed as the service itself)."""
+
+    def __init__(self, session: Session, name: str, target: Callable[[], object]) -> None:
+        self._session = session
+        self._name = name
+        self._target = target
+
+    def __getattr__(self, attr: str) -> Any:
+        operation = f"{self._name}.{attr}"
+        if attr.startswith("_") or operation not in _OPERATIONS:
+            self._session._refuse(
+                operation,
+                "operation",
+                f"{operation} is not offered through a session",
+                hint="use the operations listed in docs/access.md",
+            )
+        method = getattr(self._target(), attr)
+        session = self._session
+
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return session._call(operation, method, args, kwargs)
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"<{self._name} as {self._session.caller}>"
+
+
+class Session:
+    """The Middleware's services bound to one :class:`Caller` (``mw.acting_as(caller)``).
+
+    Cheap to make: make one per request, or keep one per signed-in user and terminal.
+    See the module docstring for what each call checks.
+    """
+
+    def __init__(self, middleware: Middleware, caller: Caller, grant: RoleGrant) -> None:
+        self._mw = middleware
+        self.caller = caller
+        #: what the caller's role may do and see
+        self.role = grant
+        self._access: Access = middleware.access
+        raw = middleware._raw
+        self.terminal = cast("Terminal", _View(self, "terminal", lambda: raw("terminal")))
+        self.residents = cast("Residents", _View(self, "residents", lambda: raw("residents")))
+        self.faces = cast("Faces", _View(self, "faces", lambda: raw("faces")))
+        self.his = cast("His", _View(self, "his", lambda: raw("his")))
+        self.cards = cast("Cards", _View(self, "cards", lambda: raw("cards")))
+        self.ehc = cast("Ehc", _View(self, "ehc", lambda: raw("ehc")))
+        self.ward = cast("Ward", _View(self, "ward", lambda: raw("ward")))
+        self.journal = cast("Journal", _View(self, "journal", lambda: raw("journal")))
+        self.audit = cast("Audit", _View(self, "audit", lambda: raw("audit")))
+        #: card numbers read through this session (a lookup of one identifies)
+        self._cards_read: set[str] = set()
+        #: residents this session recorded as identified, and when (monotonic)
+        self._identified: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"<Session {self.caller}>"
+
+    # -- what the caller may see --------------------------------------------------------
+
+    def may(self, operation: str) -> bool:
+        """True when the caller's role grants ``operation`` (``terminal.read``)."""
+        return operation in self.role.operations
+
+    def visible(self, resident_id: str | None = None) -> frozenset[Category]:
+        """The categories the caller sees now (of ``resident_id``, step by step)."""
+        return self._plan("", resident_id, frozenset()).visible
+
+    def _plan(self, operation: str, subject: str | None, needs: frozenset[Category]) -> _Call:
+        role = self.role
+        visible = set(role.categories)
+        # step by step: about a known resident, only after their identification here (a
+        # card read or a band scan identifies the person it answers about by itself)
+        if (
+            subject is not None
+            and (role.own_only or needs & role.step_by_step)
+            and not self._access.is_identified(subject, self.caller.terminal)
+        ):
+            if role.own_only:
+                self._refuse(
+                    operation or "read",
+                    "own_only",
+                    f"{self.caller.role} shows only the resident identified at this terminal",
+                    subject=subject,
+                )
+            visible -= role.step_by_step
+        grant: Grant | None = None
+        if needs - visible and role.break_glass:
+            # emergency access: the caller's grants not yet expired (for this resident)
+            for candidate in self._access.active_grants(self.caller, subject):
+                opened = candidate.categories & role.break_glass
+                if opened & (needs - visible):
+                    visible |= opened
+                    grant = candidate
+        missing = needs - visible
+        if missing:
+            category = sorted(missing)[0]
+            if category in role.step_by_step and category in role.categories:
+                self._refuse(
+                    operation,
+                    "not_identified",
+                    f"{category} data of a resident not identified at this terminal in this visit",
+                    subject=subject,
+                    category=category,
+                )
+            self._refuse(
+                operation,
+                "category",
+                f"{operation}'s answer holds {category} data, which {self.caller.role} may not see",
+                subject=subject,
+                category=category,
+            )
+        return _Call(operation, frozenset(visible), grant.grant_id if grant else None, subject)
+
+    # -- calling ---------------------------------------------------------------------------
+
+    def _call(
+        self,
+        operation: str,
+        method: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        if operation not in self.role.operations:
+            self._refuse(
+                operation,
+                "operation",
+                f"{self.caller.role} may not perform {operation}",
+            )
+        subject_of = _SUBJECT.get(operation)
+        subject = subject_of(args, kwargs) if subject_of is not None else None
+        plan = self._plan(operation, subject, _NEEDS.get(operation, frozenset()))
+        if operation == "terminal.read":
+            kwargs = self._card_parts(plan, kwargs)
+        if "actor" not in kwargs and _takes_actor(method):
+            kwargs["actor"] = self.caller.user
+        with context.acting(self.caller, plan.grant):
+            result = method(*args, **kwargs)
+            if operation in _IDENTIFIES:
+                self._identify(operation, args, kwargs, result)
+            result = self._answer(plan, result)
+            if operation not in _SELF_AUDITED and operation not in _UNAUDITED:
+                self._mw._raw("audit").record(
+                    operation,
+                    actor=self.caller.user,
+                    subject=plan.subject or _subject_of(result),
+                )
+        return result
+
+    def _card_parts(self, plan: _Call, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A read takes only the parts the caller may see; naming another is refused."""
+        from hcmiddleware.card.filemap import ALL_PARTS, parse_parts
+
+        allowed = frozenset(p for p in ALL_PARTS if CARD_PART_CATEGORY[p.value] in plan.visible)
+        asked = kwargs.get("parts")
+        if asked is None:
+            wanted = allowed
+        else:
+            wanted = parse_parts(asked)
+            refused = sorted(p.value for p in wanted - allowed)
+            if refused:
+                category = CARD_PART_CATEGORY[refused[0]]
+                self._refuse(
+                    plan.operation,
+                    "category",
+                    f"part {refused[0]!r} holds {category} data, which {self.caller.role} "
+                    "may not see",
+                    category=category,
+                )
+        return {**kwargs, "parts": sorted(p.value for p in wanted)}
+
+    def _answer(self, plan: _Call, result: Any) -> Any:
+        """The answer cut to what the caller may see (a kiosk: only whom it identified)."""
+        if self.role.own_only:
+            for resident_id in _residents_in(result):
+                if resident_id != plan.subject and not self._access.is_identified(
+                    resident_id, self.caller.terminal
+                ):
+                    self._refuse(
+                        plan.operation,
+                        "own_only",
+                        f"{self.caller.role} shows only the resident identified at this terminal",
+                        subject=resident_id,
+                    )
+        return _cut(result, plan.visible)
+
+    # -- identifications ------------------------------------------------------------------
+
+    def _identify(
+        self, operation: str, args: tuple[Any, ...], kwargs: dict[str, Any], result: Any
+    ) -> None:
+        """Record who a card read, e-card code or face check identified at this terminal."""
+        from hcmiddleware.models import IdentifierKind
+
+        method = _IDENTIFIES[operation]
+        resident_id: str | None = None
+        if operation == "terminal.read":
+            number = result.issuer.card_number
+            self._cards_read.add(number)
+            try:
+                found = self._mw._raw("residents").index.lookup(IdentifierKind.CARD_NUMBER, number)
+            except HcmError:  # no index here (no keys): identified once it is enrolled
+                found = None
+            resident_id = found.resident_id if found is not None else None
+        elif operation == "residents.enrol_from_card":
+            card = kwargs.get("card", args[0] if args else None)
+            number = getattr(getattr(card, "issuer", None), "card_number", None)
+            if number in self._cards_read and isinstance(result, Resident):
+                resident_id = result.resident_id
+        elif operation == "residents.lookup":
+            kind = kwargs.get("kind", args[0] if args else None)
+            value = kwargs.get("value", args[1] if len(args) > 1 else None)
+            if (
+                kind == IdentifierKind.CARD_NUMBER
+                and value in self._cards_read
+                and isinstance(result, Resident)
+            ):
+                resident_id = result.resident_id
+        elif isinstance(result, EhcVerification):
+            resident_id = result.resident.resident_id
+        elif getattr(result, "matched", False):
+            resident_id = kwargs.get("resident_id")
+        if resident_id is None:
+            return
+        # the same identification again within a minute adds nothing to the window
+        now = time.monotonic()
+        last = self._identified.get(resident_id)
+        if last is not None and now - last < _REIDENTIFY_SECONDS:
+            return
+        self._access.identify(resident_id, self.caller.terminal, method, caller=self.caller)
+        self._identified[resident_id] = now
+
+    # -- refusing ------------------------------------------------------------------------
+
+    def _refuse(
+        self,
+        operation: str,
+        reason: str,
+        message: str,
+        *,
+        subject: str | None = None,
+        category: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        details = {"operation": operation[:64], "reason": reason}
+        if category is not None:
+            details["category"] = str(category)
+        self._access.audit_refusal(self.caller, details, subject=subject)
+        if reason == "not_identified":
+            raise NotIdentifiedHereError(
+                message,
+                category=str(category),
+                role=self.caller.role,
+                operation=operation,
+                hint=hint,
+            )
+        raise AccessDeniedError(
+            message, role=self.caller.role, operation=operation, reason=reason, hint=hint
+        )
+
+    # -- emergency access and visits ------------------------------------------------------
+
+    def break_glass(
+        self,
+        reason: str,
+        *,
+        minutes: float | None = None,
+        categories: Iterable[Category | str] | None = None,
+        resident_id: str | None = None,
+    ) -> Grant:
+        """Open more categories in an emergency: a reason, for at most ``[access]
+        break_glass_max_minutes``; every entry made under it is marked for review.
+
+        :param categories: default: every category the role may open this way.
+        :param resident_id: for this resident only (default: any).
+        :raises BreakGlassError: the role may not, no reason, too long, a category it
+            may not open.
+        """
+        return self._access.break_glass(
+            self.caller,
+            self.role,
+            reason,
+            minutes=minutes,
+            categories=categories,
+            resident_id=resident_id,
+        )
+
+    def identified(self, resident_id: str) -> bool:
+        """True when the resident was identified at this terminal in the current visit."""
+        return self._access.is_identified(resident_id, self.caller.terminal)
+
+    def end_visit(self, resident_id: str) -> int:
+        """Close the resident's visit at this terminal: step-by-step data closes again."""
+        self._identified.pop(resident_id, None)
+        return self._access.end_visit(resident_id, self.caller.terminal, caller=self.caller)
+
+
+def _cut(result: Any, visible: frozenset[Category]) -> Any:
+    """Withhold what ``visible`` does not cover, in the answers that hold residents."""
+    if isinstance(result, Resident):
+        return withhold_resident(result, visible)
+    if isinstance(result, EhcVerification):
+        return result.model_copy(update={"resident": withhold_resident(result.resident, visible)})
+    if isinstance(result, list):
+        return [_cut(item, visible) for item in result]
+    from hcmiddleware.empi.records import Candidate
+
+    if isinstance(result, Candidate):
+        return result.model_copy(update={"resident": withhold_resident(result.resident, visible)})
+    return result
+
+
+def _residents_in(result: Any) -> list[str]:
+    from hcmiddleware.empi.records import Candidate
+
+    if isinstance(result, Resident | HospitalPatient):
+        return [result.resident_id]
+    if isinstance(result, EhcVerification | Candidate):
+        return [result.resident.resident_id]
+    if isinstance(result, list):
+        return [r for item in result for r in _residents_in(item)]
+    return []
+
+
+def _subject_of(result: Any) -> str | None:
+    if isinstance(result, Resident | HospitalPatient):
+        return result.resident_id
+    return None
+
+
+@functools.cache
+def _takes_actor_of(function: Callable[..., Any]) -> bool:
+    try:
+        return "actor" in inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _takes_actor(method: Callable[..., Any]) -> bool:
+    return _takes_actor_of(getattr(method, "__func__", method))
