@@ -7,7 +7,7 @@ is one ciphertext). ``empi_bulk_loads`` records each bulk initial load: while on
 it.
 
 Revision ID: 0014_empi
-Revises: 0010_audit
+Revises: 0012_print
 Create Date: 2026-12-03
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_empi"
-down_revision = "0010_audit"
+down_revision = "0012_print"
 branch_labels = None
 depends_on = None
 
