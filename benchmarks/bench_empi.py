@@ -39,6 +39,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from hcmiddleware import storage
+from hcmiddleware.empi.bulk import bulk_import
 from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.importer import COLUMNS, csv_rows, decode, import_csv, prepare_row
 from hcmiddleware.empi.index import ResidentIndex
@@ -428,15 +429,57 @@ def _per_kind(
     return out
 
 
+def _load_dirty(
+    path: Path, folder: Path, size: int, loader: str, frequencies: bool
+) -> tuple[float, Any, dict[str, list[str]], set[tuple[str, str]], sa.Engine]:
+    """Load the file into a fresh SQLite index (encryption on) the ordinary way or in
+    bulk; the seconds it took, the report, records by resident and pairs in review."""
+    db = folder / f"dirty{size}-{loader}.db"
+    engine = storage.create_engine(f"sqlite:///{db}")
+    index = ResidentIndex(engine, Protector({"k1": os.urandom(32)}, "k1", os.urandom(32)))
+    start = time.perf_counter()
+    if loader == "bulk":
+        report = bulk_import(index, path, source="dirty", learn_frequencies=frequencies)
+    else:
+        if frequencies:
+            with path.open(encoding="utf-8", newline="") as rows:
+                index.learn_name_frequencies(r["name"] for r in csv.DictReader(rows))
+        report = import_csv(index, path, source="dirty")
+    seconds = time.perf_counter() - start
+    residents: dict[str, list[str]] = defaultdict(list)
+    for row in index.linkage():
+        residents[row.resident_id].append(row.record_id)
+    in_review = {
+        pair
+        for item in index.reviews()
+        for pair in (
+            (a, b) if a < b else (b, a)
+            for a in residents[item.resident_id]
+            for b in residents[item.candidate_id]
+        )
+    }
+    return seconds, report, residents, in_review, engine
+
+
 def bench_dirty(
-    size: int, folder: Path, *, splink_threshold: float = 0.95, splink: bool = True
+    size: int,
+    folder: Path,
+    *,
+    splink_threshold: float = 0.95,
+    splink: bool = True,
+    loaders: Sequence[str] = ("bulk",),
+    frequencies: bool = True,
+    floor: bool = False,
 ) -> None:
-    """The dirty population: import it into this index, run Splink on the same file.
+    """The dirty population: load it into this index, run Splink on the same file.
 
     Prints overall and per-kind precision/recall/F1 for both, the time each took, the
     rows refused (goal: none that names a person) and, for this index, how many true
-    pairs ended in review instead of linked.
+    pairs ended in review instead of linked. ``loaders``: the bulk load and/or the
+    ordinary import (the quality columns are the first one's; the two make the same
+    links). ``floor``: also the write floor of the loaded index (:func:`write_floor`).
     """
+    began = time.perf_counter()
     pop = dirty_population(size, seed=size)
     rows = [p.as_row() for p in pop.records]
     person_of = {p.record_id: p.person for p in pop.records}
@@ -449,27 +492,24 @@ def bench_dirty(
         writer = csv.DictWriter(out, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    print(f"(generated {len(rows):,} records in {time.perf_counter() - began:.0f} s)",
+          file=sys.stderr)  # fmt: skip
 
-    engine = storage.create_engine(f"sqlite:///{folder / f'dirty{size}.db'}")
-    index = ResidentIndex(engine, Protector({"k1": os.urandom(32)}, "k1", os.urandom(32)))
-    start = time.perf_counter()
-    report = import_csv(index, path, source="dirty")
-    ours_seconds = time.perf_counter() - start
-    residents: dict[str, list[str]] = defaultdict(list)
-    resident_of: dict[str, str] = {}
-    for row in index.linkage():
-        residents[row.resident_id].append(row.record_id)
-        resident_of[row.record_id] = row.resident_id
+    loads = {}
+    for loader in loaders:
+        loads[loader] = _load_dirty(path, folder, size, loader, frequencies)
+        print(f"({loader}: {loads[loader][0]:.1f} s)", file=sys.stderr)
+    _seconds, report, residents, in_review, engine = loads[loaders[0]]
     ours = _pairs_of(residents.values())
-    in_review = {
-        pair
-        for item in index.reviews()
-        for pair in (
-            (a, b) if a < b else (b, a)
-            for a in residents[item.resident_id]
-            for b in residents[item.candidate_id]
-        )
-    }
+    if len(loads) > 1:
+        same = {frozenset(map(tuple, (sorted(g) for g in x[2].values()))) for x in loads.values()}
+        print(f"(the loaders' links are {'the same' if len(same) == 1 else 'DIFFERENT'})")
+    floor_rate = 0.0
+    if floor:
+        target = storage.create_engine(f"sqlite:///{folder / f'floor{size}.db'}")
+        floor_rate = write_floor(engine, target, limit=10**9)
+        target.dispose()
+    residents_count = len(residents)
     engine.dispose()
 
     start = time.perf_counter()
@@ -482,13 +522,21 @@ def bench_dirty(
     mine = _per_kind(ours, truth, labels, pop.error_of)
     peer = _per_kind(theirs, truth, labels, pop.error_of)
     kinds = Counter(labels.values())
+    times = ", ".join(f"{'bulk load' if k == 'bulk' else 'ordinary import'} {v[0]:.1f} s"
+                      for k, v in loads.items())  # fmt: skip
     print(
         f"\nDirty Chinese population: {len(rows):,} records, {len(truth):,} true pairs, "
-        f"encryption on; this index imported it in {ours_seconds:.1f} s "
-        f"({len(report.bad_rows)} rows refused, {report.flagged:,} flagged, "
-        f"{report.reviews:,} sent to review), Splink (DuckDB, clusters at "
-        f"{splink_threshold}) took {splink_seconds:.1f} s"
+        f"encryption on, name frequencies {'on' if frequencies else 'off'}; this index: "
+        f"{times} ({len(report.bad_rows)} rows refused, {report.flagged:,} flagged, "
+        f"{report.reviews:,} sent to review, {residents_count:,} residents), Splink (DuckDB, "
+        f"clusters at {splink_threshold}) took {splink_seconds:.1f} s"
     )
+    if floor and floor_rate:
+        print(
+            f"write floor: {floor_rate:,.0f} residents/s, i.e. "
+            f"{residents_count / floor_rate:.1f} s for the {residents_count:,} residents "
+            "(inserts only, into an empty SQLite file)"
+        )
     print(f"{'kind':<22}{'pairs':>7}  {'ours P':>7}{'R':>7}{'F1':>7}  {'Splink P':>9}{'R':>7}"
           f"{'F1':>7}  {'ours in review':>14}")  # fmt: skip
     order = ["overall", *(k for k in ERROR_KINDS if k in kinds)]
@@ -730,6 +778,20 @@ def main() -> None:
     parser.add_argument(
         "--skip-sqlite", action="store_true", help="with --postgres: PostgreSQL only"
     )
+    parser.add_argument(
+        "--dirty-loader",
+        choices=("bulk", "rows", "both"),
+        default="bulk",
+        help="part 2: load with the bulk load, the ordinary import, or both (timed apart)",
+    )
+    parser.add_argument(
+        "--no-name-frequencies",
+        action="store_true",
+        help="part 2: without the name frequencies (no term-frequency adjustment)",
+    )
+    parser.add_argument(
+        "--floor", action="store_true", help="part 2: also the write floor of the loaded index"
+    )
     args = parser.parse_args()
 
     if not args.skip_febrl:
@@ -741,7 +803,16 @@ def main() -> None:
     if args.dirty:
         with tempfile.TemporaryDirectory() as tmp:
             for size in args.dirty:
-                bench_dirty(size, Path(tmp), splink=not args.skip_splink)
+                bench_dirty(
+                    size,
+                    Path(tmp),
+                    splink=not args.skip_splink,
+                    loaders=("bulk", "rows")
+                    if args.dirty_loader == "both"
+                    else (args.dirty_loader,),
+                    frequencies=not args.no_name_frequencies,
+                    floor=args.floor,
+                )
     if args.skip_population:
         return
 

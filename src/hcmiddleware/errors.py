@@ -975,6 +975,20 @@ class ImportFileError(ResidentIndexError):
         self.file = file
 
 
+class BulkLoadRunningError(ResidentIndexError):
+    """A bulk initial load of the index is running (or stopped midway): other writes
+    are refused until it ends; ``source`` names the load's source system."""
+
+    def __init__(self, message: str, *, source: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or f"wait until the bulk load of {source} ends; if it stopped, run the same "
+            "`hcm empi import --bulk` again to resume it",
+        )
+        self.source = source
+
+
 class FaceError(HcmError):
     """A face check could not be made (unusable photo, backend failure)."""
 

@@ -330,15 +330,32 @@ class Residents:
         encoding: str = "auto",
         batch_size: int = 10000,
         progress: Callable[[int], None] | None = None,
+        bulk: bool = False,
+        workers: int | None = None,
     ) -> ImportReport:
         """Import residents from a CSV file (resumable; bad rows reported, good rows kept).
 
         Each new resident is announced through ``hcm_empi_resident_enrolled`` once its
-        batch is committed. See ``docs/empi.md`` for the columns.
+        batch is committed. See ``docs/empi.md`` for the columns. ``bulk``: the bulk
+        initial load (the same links and reviews, rows prepared by ``workers``
+        processes, other writers refused until it ends; see ``docs/empi.md``).
         """
         from hcmiddleware.empi.importer import import_csv
 
         listening = bool(self._mw.dispatcher.implementers("hcm_empi_resident_enrolled"))
+        if bulk:
+            from hcmiddleware.empi.bulk import bulk_import
+
+            return bulk_import(
+                self.index,
+                path,
+                source=source,
+                encoding=encoding,
+                batch_size=batch_size,
+                workers=workers,
+                progress=progress,
+                on_enrolled=self._announce if listening else None,
+            )
         return import_csv(
             self.index,
             path,

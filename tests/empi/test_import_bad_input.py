@@ -1,7 +1,8 @@
 """The importer on bad input: every field broken in turn, encodings, quotes, garbage.
 
 Each problem gets a typed message with the line its record starts on; every record
-that names a person is kept; a second run imports nothing twice.
+that names a person is kept; a second run imports nothing twice. Each test runs through
+the ordinary import and through the bulk load (``--bulk``), which must answer alike.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import csv
 import io
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from hcmiddleware.cli import main
-from hcmiddleware.empi.importer import COLUMNS, import_csv
+from hcmiddleware.empi.bulk import bulk_import
+from hcmiddleware.empi.importer import COLUMNS, ImportReport, import_csv
 from hcmiddleware.empi.index import ResidentIndex
 from hcmiddleware.empi.synthetic import population
 from hcmiddleware.errors import ImportFileError
@@ -32,6 +35,20 @@ GOOD = {
     "address": "北京市朝阳区建国路1号",
     "card_number": "C1",
 }
+
+
+Load = Callable[[ResidentIndex, Path], ImportReport]
+
+
+def _bulk(index: ResidentIndex, path: Path) -> ImportReport:
+    return bulk_import(index, path, workers=0)
+
+
+@pytest.fixture(params=["rows", "bulk"])
+def load(request: pytest.FixtureRequest) -> Load:
+    """The ordinary import, or the bulk load (preparing in this process: the pool has
+    its own test)."""
+    return import_csv if request.param == "rows" else _bulk
 
 
 def _csv(rows: list[dict[str, str]], columns: tuple[str, ...] = COLUMNS) -> str:
@@ -70,7 +87,7 @@ BROKEN: list[tuple[str, str, str | None, str | tuple[str, ...] | None]] = [
 ]
 
 
-def test_every_field_broken_in_turn(index: ResidentIndex, tmp_path: Path) -> None:
+def test_every_field_broken_in_turn(index: ResidentIndex, tmp_path: Path, load: Load) -> None:
     rows = []
     for number, (column, value, _refused, _flag) in enumerate(BROKEN, start=1):
         row = {**GOOD, "record_id": f"R{number}", "card_number": f"C{number}", column: value}
@@ -79,7 +96,7 @@ def test_every_field_broken_in_turn(index: ResidentIndex, tmp_path: Path) -> Non
         rows.append(row)
     path = tmp_path / "his.csv"
     path.write_text(_csv(rows), encoding="utf-8")
-    report = import_csv(index, path)
+    report = load(index, path)
     refused = [(n + 2, c) for n, (_col, _v, c, _f) in enumerate(BROKEN) if c]
     assert [(b.line, b.field) for b in report.bad_rows] == refused
     for bad in report.bad_rows:
@@ -98,7 +115,7 @@ def test_every_field_broken_in_turn(index: ResidentIndex, tmp_path: Path) -> Non
 
 
 def test_bom_crlf_quotes_and_line_breaks_inside_values(
-    index: ResidentIndex, tmp_path: Path
+    index: ResidentIndex, tmp_path: Path, load: Load
 ) -> None:
     text = (
         "\ufeffrecord_id,name,sex,address,phone\r\n"
@@ -108,7 +125,7 @@ def test_bom_crlf_quotes_and_line_breaks_inside_values(
     )
     path = tmp_path / "his.csv"
     path.write_bytes(text.encode("utf-8"))
-    report = import_csv(index, path)
+    report = load(index, path)
     assert (report.rows, report.created, report.bad_rows, report.notices) == (3, 3, [], [])
     by_record = {r.record_id: r.resident_id for r in index.linkage()}
     assert index.get(by_record["R1"]).address == "北京市,朝阳区 建国路1号"
@@ -117,7 +134,7 @@ def test_bom_crlf_quotes_and_line_breaks_inside_values(
 
 
 def test_a_stray_quote_does_not_swallow_the_rows_after_it(
-    index: ResidentIndex, tmp_path: Path
+    index: ResidentIndex, tmp_path: Path, load: Load
 ) -> None:
     text = (
         "record_id,name,sex,birth_date,id_number,phone,address,card_number\n"
@@ -127,7 +144,7 @@ def test_a_stray_quote_does_not_swallow_the_rows_after_it(
     )
     path = tmp_path / "his.csv"
     path.write_text(text, encoding="utf-8")
-    report = import_csv(index, path)
+    report = load(index, path)
     assert report.created == 3
     assert [(n.line, n.record_id) for n in report.notices] == [(2, "R1")]
     assert "quote" in report.notices[0].message
@@ -135,7 +152,7 @@ def test_a_stray_quote_does_not_swallow_the_rows_after_it(
     assert index.lookup("card_number", "C3") is not None
 
 
-def test_mixed_gbk_and_utf8_lines(index: ResidentIndex, tmp_path: Path) -> None:
+def test_mixed_gbk_and_utf8_lines(index: ResidentIndex, tmp_path: Path, load: Load) -> None:
     header = b"record_id,name,sex\n"
     lines = [
         "R1,张秀英,2\n".encode(),
@@ -145,7 +162,7 @@ def test_mixed_gbk_and_utf8_lines(index: ResidentIndex, tmp_path: Path) -> None:
     ]
     path = tmp_path / "mixed.csv"
     path.write_bytes(header + b"".join(lines))
-    report = import_csv(index, path)
+    report = load(index, path)
     assert report.encoding == "utf-8+gbk"
     assert report.created == 4
     assert [(n.line, n.record_id) for n in report.notices] == [(3, "R2"), (5, "R4")]
@@ -153,7 +170,7 @@ def test_mixed_gbk_and_utf8_lines(index: ResidentIndex, tmp_path: Path) -> None:
     assert names == sorted(["张秀英", "李雷", "王芳", "欧阳娜娜"])
 
 
-def test_a_missing_column_and_ragged_rows(index: ResidentIndex, tmp_path: Path) -> None:
+def test_a_missing_column_and_ragged_rows(index: ResidentIndex, tmp_path: Path, load: Load) -> None:
     # No sex and no birth-date column at all: the rows still name people.
     path = tmp_path / "short.csv"
     path.write_text(
@@ -164,7 +181,7 @@ def test_a_missing_column_and_ragged_rows(index: ResidentIndex, tmp_path: Path) 
         "R4,赵六,,13600000003,\n",  # a trailing separator is nothing
         encoding="utf-8",
     )
-    report = import_csv(index, path)
+    report = load(index, path)
     assert report.created == 3
     assert [(b.line, b.record_id, b.field) for b in report.bad_rows] == [(4, "", "record")]
     assert "6 values for 4 columns" in report.bad_rows[0].message
@@ -174,10 +191,10 @@ def test_a_missing_column_and_ragged_rows(index: ResidentIndex, tmp_path: Path) 
     assert zhang.sex == 2  # from the verified number
     path.write_text("record_id,sex\nR1,1\n", encoding="utf-8")
     with pytest.raises(ImportFileError, match="name"):
-        import_csv(index, path)
+        load(index, path)
 
 
-def test_repeated_record_ids(index: ResidentIndex, tmp_path: Path) -> None:
+def test_repeated_record_ids(index: ResidentIndex, tmp_path: Path, load: Load) -> None:
     path = tmp_path / "his.csv"
     path.write_text(
         _csv(
@@ -189,7 +206,7 @@ def test_repeated_record_ids(index: ResidentIndex, tmp_path: Path) -> None:
         ),
         encoding="utf-8",
     )
-    report = import_csv(index, path)
+    report = load(index, path)
     assert report.created == 1
     assert [(n.line, n.record_id) for n in report.notices] == [(3, "R1")]
     assert [(b.line, b.record_id, b.field) for b in report.bad_rows] == [(4, "R1", "record_id")]
@@ -219,7 +236,9 @@ def _garbage_line(kind: int, rng: random.Random, header: str) -> bytes:
     return b"########,--------,,,\n"
 
 
-def test_ten_percent_garbage_rows_and_a_rerun(index: ResidentIndex, tmp_path: Path) -> None:
+def test_ten_percent_garbage_rows_and_a_rerun(
+    index: ResidentIndex, tmp_path: Path, load: Load
+) -> None:
     rng = random.Random(11)
     people = list(population(200, duplicate_rate=0.1, seed=9))
     header = ",".join(COLUMNS)
@@ -235,7 +254,7 @@ def test_ten_percent_garbage_rows_and_a_rerun(index: ResidentIndex, tmp_path: Pa
             loud += says
     path = tmp_path / "dirty.csv"
     path.write_bytes(b"".join(lines))
-    report = import_csv(index, path)
+    report = load(index, path)
     # Every person's record is kept; each piece of garbage is a bad row or a notice.
     assert report.created + report.linked == len(people)
     kept = {r.record_id for r in index.linkage()}
@@ -247,7 +266,7 @@ def test_ten_percent_garbage_rows_and_a_rerun(index: ResidentIndex, tmp_path: Pa
     assert all(b.line > 1 for b in report.bad_rows)
     assert {b.field for b in report.bad_rows} <= {"name", "record"}
     # Run again: nothing new, the same rows refused.
-    again = import_csv(index, path)
+    again = load(index, path)
     assert (again.created, again.linked, again.skipped) == (0, 0, len(people))
     assert [(b.line, b.field) for b in again.bad_rows] == [
         (b.line, b.field) for b in report.bad_rows

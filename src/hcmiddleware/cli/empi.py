@@ -146,6 +146,19 @@ def empi(
     help="Rows per transaction; progress is shown after each batch.",
 )
 @click.option(
+    "--bulk",
+    is_flag=True,
+    help="The bulk initial load: rows prepared on every core, matched in memory with the "
+    "same rules, written in large batches; other writers are refused until it ends. Run "
+    "again to resume one that stopped.",
+)
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(0, 64),
+    help="With --bulk: processes preparing rows (default: one per core; 0: none).",
+)
+@click.option(
     "--report",
     "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -159,6 +172,8 @@ def import_command(
     source: str | None,
     encoding: str,
     batch_size: int,
+    bulk: bool,
+    workers: int | None,
     report_path: Path | None,
 ) -> None:
     """Import residents from FILE (CSV); run again to resume, bad rows are reported.
@@ -179,6 +194,8 @@ def import_command(
                 encoding=encoding,
                 batch_size=batch_size,
                 progress=bar.update,
+                bulk=bulk,
+                workers=workers,
             )
     except HcmError as exc:
         _fail(exc)

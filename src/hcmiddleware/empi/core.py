@@ -9,6 +9,7 @@ resident by id or by identifier, counts, source records.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,12 +18,20 @@ from sqlalchemy.engine import Engine
 
 from hcmiddleware.empi.blocking import record_keys
 from hcmiddleware.empi.identity import parse_identity
-from hcmiddleware.empi.matching import MatchModel
+from hcmiddleware.empi.matching import MatchModel, TermFrequencies
 from hcmiddleware.empi.normalize import normalize_code
 from hcmiddleware.empi.protection import Protector
 from hcmiddleware.empi.schema import IdentifierKind, ResidentStatus, new_id
-from hcmiddleware.empi.store import BLOCKS, IDENTIFIERS, Q_HOLDER, RESIDENTS, SOURCES, RowCodec
-from hcmiddleware.errors import IdentityError
+from hcmiddleware.empi.store import (
+    BLOCKS,
+    IDENTIFIERS,
+    Q_HOLDER,
+    Q_RUNNING_LOAD,
+    RESIDENTS,
+    SOURCES,
+    RowCodec,
+)
+from hcmiddleware.errors import BulkLoadRunningError, IdentityError
 from hcmiddleware.models import Identifier, Resident
 
 __all__ = ["IndexCore"]
@@ -47,6 +56,30 @@ class IndexCore:
     def model(self) -> MatchModel:
         """The Fellegi–Sunter model in use (trained, or the built-in starting values)."""
         return self._model
+
+    @staticmethod
+    def _refuse_during_bulk_load(conn: Any) -> None:
+        """Raise :class:`BulkLoadRunningError` while a bulk load runs (or stopped midway):
+        its matching holds the index in memory, and a write beside it would go unseen."""
+        running = conn.execute(Q_RUNNING_LOAD).first()
+        if running is not None:
+            raise BulkLoadRunningError(
+                f"a bulk load of {running.source} is running since "
+                f"{running.started_at:%Y-%m-%d %H:%M}; the index takes no other writes "
+                "until it ends",
+                source=running.source,
+            )
+
+    def _open_frequencies(self, row: Any) -> dict[str, TermFrequencies]:
+        """The term frequencies stored with a match-model row (decrypted), if any."""
+        if row.frequencies_ct is None:
+            return {}
+        data = json.loads(
+            self._codec.open(
+                "empi_residents", "frequencies_ct", f"model:{row.id}", row.frequencies_ct
+            )
+        )
+        return {f: TermFrequencies.from_json(text) for f, text in data.items()}
 
     # --- value handling --------------------------------------------------------------
 

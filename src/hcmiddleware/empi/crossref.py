@@ -63,6 +63,7 @@ class CrossReference(IndexCore):
         canonical = self._canonical(kind, value)
         bidx = self._ident_bidx(kind, canonical)
         with storage.begin_write(self._engine) as conn:
+            self._refuse_during_bulk_load(conn)
             target = self._codec.row(conn, resident_id, follow=True)["id"]
             holder = conn.scalar(Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx})
             if holder is not None and holder != target:

@@ -97,6 +97,7 @@ class Enrolling(Preparation, Search):
         for attempt in range(2):
             try:
                 with storage.begin_write(self._engine) as conn:
+                    self._refuse_during_bulk_load(conn)
                     store = DirectStore(self._codec, conn, max_block=self._max_block)
                     return self._enrol_in(store, prepared)
             except IntegrityError:
@@ -118,6 +119,7 @@ class Enrolling(Preparation, Search):
         for attempt in range(2):
             try:
                 with storage.begin_write(self._engine) as conn:
+                    self._refuse_during_bulk_load(conn)
                     store = BatchStore(self._codec, conn, max_block=self._max_block)
                     self._prefetch(store, batch)
                     results: list[Enrolment | ResidentIndexError] = []

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import functools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hcmiddleware.empi.csvfile import Decoded, decode_lines, header_of, read_records
+from hcmiddleware.empi.csvfile import Decoded, RowIssue, decode_lines, header_of, read_records
 from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.index import PreparedRecord, ResidentIndex
 from hcmiddleware.empi.quality import Flag
@@ -252,6 +253,47 @@ def prepare_row(
     )
 
 
+#: One readable row and how to get its prepared record (or the typed error refusing it).
+_Item = tuple[int, dict[str, str] | None, RowIssue | None, Callable[[], PreparedRecord]]
+
+
+def inline_preparation(
+    index: ResidentIndex,
+    records: Iterable[tuple[int, dict[str, str] | None, RowIssue | None]],
+    source: str,
+) -> Iterator[_Item]:
+    """Each record with its preparation done on demand, in this process."""
+    for line, row, issue in records:
+        if row is None:
+            yield line, None, issue, _no_row
+        else:
+            yield line, row, issue, functools.partial(prepare_row, index, row, source)
+
+
+def _no_row() -> PreparedRecord:
+    raise AssertionError("a row that could not be read has nothing to prepare")
+
+
+class Writer:
+    """Where an import's batches go: the ordinary path enrols each batch with
+    :meth:`ResidentIndex.enrol_batch` (a transaction each, reading what it needs)."""
+
+    def __init__(self, index: ResidentIndex) -> None:
+        self.index = index
+
+    def known(self, source: str, record_ids: list[str]) -> set[str]:
+        """Which of these records are in the index already (skipped: a resumed import)."""
+        return self.index.known_records(source, record_ids)
+
+    def write(
+        self, batch: list[PreparedRecord], rows_done: int
+    ) -> list[Enrolment | ResidentIndexError]:
+        """Enrol a batch in one transaction; ``rows_done``: the file's rows handled with it."""
+        return self.index.enrol_batch(batch)
+
+    refreshes = True  # refresh the database's statistics as the index grows
+
+
 def import_csv(
     index: ResidentIndex,
     path: Path,
@@ -269,8 +311,23 @@ def import_csv(
     times: into a 300,000-resident index, 10,000-row batches imported 28 % faster than
     1,000-row ones. ``progress`` is called with the number of rows
     handled after each batch; ``on_enrolled`` with each new resident once its batch is
-    committed.
+    committed. A first load of many records is faster with
+    :func:`hcmiddleware.empi.bulk.bulk_import` (``hcm empi import --bulk``).
     """
+    decoded, header, source = open_import(path, encoding, source)
+    return run_import(
+        Writer(index),
+        inline_preparation(index, read_records(decoded, header), source),
+        source,
+        ImportReport(encoding=decoded.encoding),
+        batch_size=batch_size,
+        progress=progress,
+        on_enrolled=on_enrolled,
+    )
+
+
+def open_import(path: Path, encoding: str, source: str | None) -> tuple[Decoded, list[str], str]:
+    """Read and decode an import file and check its header; the source's name."""
     name = str(path)
     try:
         data = path.read_bytes()
@@ -280,9 +337,24 @@ def import_csv(
         ) from None
     decoded = decode_lines(data, encoding, file=name)
     header = header_of(decoded, file=name, required=_REQUIRED, known=COLUMNS)
-    source = source or path.stem
-    report = ImportReport(encoding=decoded.encoding)
+    return decoded, header, source or path.stem
+
+
+def run_import(
+    writer: Writer,
+    items: Iterable[_Item],
+    source: str,
+    report: ImportReport,
+    *,
+    batch_size: int,
+    progress: Callable[[int], None] | None = None,
+    on_enrolled: Callable[[Enrolment], object] | None = None,
+) -> ImportReport:
+    """The import's loop, shared by the ordinary and the bulk path: rows checked in file
+    order (a repeated ``record_id``, a refused row), batched, written by ``writer``."""
+    index = writer.index
     batch: list[tuple[int, str, PreparedRecord]] = []
+    rows_done = 0
     # record_id → the line that brought it and a digest of its values
     first_line: dict[str, tuple[int, int]] = {}
     # The database plans its lookups from statistics of the tables' sizes; an import
@@ -293,11 +365,11 @@ def import_csv(
     refreshed_at = start_size  # the index's size at the last refresh
 
     def flush() -> None:
-        nonlocal refreshed_at
-        known = index.known_records(source, [rid for _l, rid, _p in batch])
+        nonlocal refreshed_at, rows_done
+        known = writer.known(source, [rid for _l, rid, _p in batch]) if batch else set()
         todo = [(line, rid, p) for line, rid, p in batch if rid not in known]
         report.skipped += len(batch) - len(todo)
-        results = index.enrol_batch([p for _l, _r, p in todo])
+        results = writer.write([p for _l, _r, p in todo], report.rows) if todo else []
         for (line, rid, _p), result in zip(todo, results, strict=True):
             if isinstance(result, Enrolment):
                 if result.created and on_enrolled is not None:
@@ -311,20 +383,19 @@ def import_csv(
                 report.bad_rows.append(
                     BadRow(line, rid, getattr(result, "kind", "record"), result.message)
                 )
-        if progress:
-            progress(len(batch))
+        if progress and report.rows > rows_done:
+            progress(report.rows - rows_done)
+        rows_done = report.rows
         batch.clear()
         size = start_size + report.created
-        if size > refreshed_at and size >= 2 * refreshed_at:
+        if writer.refreshes and size > refreshed_at and size >= 2 * refreshed_at:
             index.refresh_statistics()
             refreshed_at = size
 
     def refuse(line: int, record_id: str, field: str, message: str) -> None:
         report.bad_rows.append(BadRow(line, record_id, field, message))
-        if progress:
-            progress(1)
 
-    for line, row, issue in read_records(decoded, header):
+    for line, row, issue, prepare in items:
         if row is None:
             if issue is not None and issue.bad:
                 report.rows += 1
@@ -346,7 +417,7 @@ def import_csv(
             refuse(line, record_id, "record_id", f"the record_id repeats the row at line {earlier}")
             continue
         try:
-            batch.append((line, record_id, prepare_row(index, row, source)))
+            batch.append((line, record_id, prepare()))
         except IdentityError as exc:
             refuse(line, record_id, exc.field, exc.message)
             continue
@@ -358,8 +429,7 @@ def import_csv(
             report.notices.append(Notice(line, record_id, issue.message))
         if len(batch) >= batch_size:
             flush()
-    if batch:
-        flush()
+    flush()
     if report.created or report.linked:
         index.refresh_statistics()
     report.bad_rows.sort(key=lambda b: b.line)

@@ -94,10 +94,16 @@ class ResidentIndex(Enrolling, DuplicateFinding, CrossReference, Linkage, Review
 
     def _stored_model(self, thresholds: Thresholds) -> MatchModel:
         with self._engine.connect() as conn:
-            params = conn.scalar(sa.select(MODELS.c.params).order_by(MODELS.c.id.desc()).limit(1))
-        if params is None:
+            row = conn.execute(
+                sa.select(MODELS.c.id, MODELS.c.params, MODELS.c.frequencies_ct)
+                .order_by(MODELS.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
             return MatchModel(thresholds=thresholds)
-        return MatchModel.from_json(params, thresholds=thresholds)
+        return MatchModel.from_json(
+            row.params, thresholds=thresholds, frequencies=self._open_frequencies(row)
+        )
 
     def __repr__(self) -> str:
         return f"ResidentIndex({self._engine.url.render_as_string(hide_password=True)!r})"

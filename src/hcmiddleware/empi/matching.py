@@ -15,7 +15,8 @@ import datetime as dt
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "Decision",
     "MatchModel",
     "Score",
+    "TermFrequencies",
     "Thresholds",
     "compare_address",
     "compare_code",
@@ -172,6 +174,9 @@ class Comparison:
     labels: tuple[str, ...]
     m: tuple[float, ...] | None = None
     u: tuple[float, ...] | None = None
+    #: The value's key for term frequencies (see :class:`TermFrequencies`): what the
+    #: top level compares equal. ``None``: the field has no term-frequency adjustment.
+    tf_key: Callable[[Any], str] | None = None
 
     @property
     def levels(self) -> int:
@@ -190,6 +195,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         ("different", "close", "folded pinyin", "same sound", "same"),
         m=(0.02, 0.03, 0.02, 0.05, 0.88),
         u=(0.985, 0.01, 0.0025, 0.0005, 0.002),
+        tf_key=to_simplified,
     ),
     Comparison("sex", compare_sex, ("different", "same"), m=(0.02, 0.98), u=(0.5, 0.5)),
     Comparison(
@@ -221,6 +227,60 @@ COMPARISONS: tuple[Comparison, ...] = (
         u=(0.999998, 0.000001, 0.000001),
     ),
 )
+
+
+# --- term frequencies ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TermFrequencies:
+    """How often each value of a field occurs, for the term-frequency adjustment.
+
+    Two people agreeing on 王伟 is weak evidence (many people are called so); on
+    欧阳婧喆 strong. ``u`` of a field's top level is the chance that two different
+    people agree on *some* value; the adjustment replaces it by the frequency of the
+    value they agree on, adding ``log2(u / frequency)`` bits to the top level's weight
+    (as Splink does). ``counts`` keeps only values seen more than once; any other value
+    counts once. Learnt from the index itself (:meth:`learn`); a sample smaller than
+    :attr:`MINIMUM` says too little and gives no adjustment.
+    """
+
+    counts: Mapping[str, int]
+    total: int
+
+    #: The fewest values a table is learnt from.
+    MINIMUM = 1000
+
+    @classmethod
+    def learn(
+        cls, values: Iterable[str | None], key: Callable[[Any], str] = str
+    ) -> TermFrequencies | None:
+        """Count ``values`` (by ``key``); ``None`` when fewer than :attr:`MINIMUM` are given."""
+        counts: Counter[str] = Counter()
+        for value in values:
+            if not _blank(value):
+                counts[key(value)] += 1
+        total = sum(counts.values())
+        if total < cls.MINIMUM:
+            return None
+        return cls({k: n for k, n in counts.items() if n > 1}, total)
+
+    def frequency(self, key: str) -> float:
+        """The share of values equal to ``key`` (at least one occurrence)."""
+        return max(self.counts.get(key, 1), 1) / self.total
+
+    def to_json(self) -> str:
+        """As JSON (the values are personal data: store it encrypted)."""
+        return json.dumps({"total": self.total, "counts": self.counts}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> TermFrequencies:
+        """Read what :meth:`to_json` wrote."""
+        data = json.loads(text)
+        return cls({str(k): int(v) for k, v in data["counts"].items()}, int(data["total"]))
+
+    def __repr__(self) -> str:  # the values are names: never in a repr or a log
+        return f"TermFrequencies({len(self.counts)} repeated values of {self.total})"
 
 
 # --- the model -------------------------------------------------------------------------
@@ -291,8 +351,12 @@ class MatchModel:
         u: Sequence[Sequence[float]] | None = None,
         prior: float = 1e-6,
         thresholds: Thresholds | None = None,
+        frequencies: Mapping[str, TermFrequencies] | None = None,
     ) -> None:
         self.comparisons = tuple(comparisons)
+        #: Term frequencies by field (see :class:`TermFrequencies`); only fields whose
+        #: comparison has a ``tf_key`` use them.
+        self.frequencies: dict[str, TermFrequencies] = dict(frequencies or {})
         self.m = [
             np.asarray(m[i] if m else c.m or _default_m(c.levels), dtype=float)
             for i, c in enumerate(self.comparisons)
@@ -322,9 +386,28 @@ class MatchModel:
         """The comparison vector of two records (dicts keyed by field name)."""
         return tuple(c.compare(a.get(c.field), b.get(c.field)) for c in self.comparisons)
 
-    def score_levels(self, levels: Sequence[int]) -> Score:
-        """Weight, probability and decision of a comparison vector."""
-        weight = self._prior_bits
+    def tf_adjustment(self, a: Mapping[str, Any], levels: Sequence[int]) -> float:
+        """Bits the term frequencies add to a pair's weight (``a``: either record).
+
+        For each field with frequencies whose comparison reached its top level (the
+        values agree), ``log2(u_top / frequency of the value)``: negative for a common
+        value, positive for a rare one.
+        """
+        if not self.frequencies:
+            return 0.0
+        bits = 0.0
+        for j, comp in enumerate(self.comparisons):
+            table = self.frequencies.get(comp.field)
+            if table is None or comp.tf_key is None or levels[j] != comp.levels - 1:
+                continue
+            u_top = float(np.clip(self.u[j][-1], self._EPS, 1))
+            bits += math.log2(u_top / table.frequency(comp.tf_key(a[comp.field])))
+        return bits
+
+    def score_levels(self, levels: Sequence[int], adjustment: float = 0.0) -> Score:
+        """Weight, probability and decision of a comparison vector (plus ``adjustment``
+        bits, the term frequencies' part: see :meth:`tf_adjustment`)."""
+        weight = self._prior_bits + adjustment
         agreements = []
         for comp, bits, level in zip(self.comparisons, self._bits, levels, strict=True):
             if level == MISSING:
@@ -342,12 +425,18 @@ class MatchModel:
         return Score(weight, probability, decision, tuple(agreements), tuple(levels))
 
     def score(self, a: Mapping[str, Any], b: Mapping[str, Any]) -> Score:
-        """Score two records."""
-        return self.score_levels(self.levels(a, b))
+        """Score two records (with the term-frequency adjustment, if learnt)."""
+        levels = self.levels(a, b)
+        return self.score_levels(levels, self.tf_adjustment(a, levels))
 
-    def weights_matrix(self, gammas: np.ndarray) -> np.ndarray:
-        """Match weights (bits) of many comparison vectors at once (rows of ``gammas``)."""
+    def weights_matrix(
+        self, gammas: np.ndarray, adjustments: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Match weights (bits) of many comparison vectors at once (rows of ``gammas``),
+        plus each pair's term-frequency ``adjustments`` if given."""
         total = np.full(gammas.shape[0], self._prior_bits)
+        if adjustments is not None:
+            total += adjustments
         for j, bits in enumerate(self._bits):
             col = gammas[:, j]
             present = col >= 0
@@ -435,13 +524,20 @@ class MatchModel:
         text: str,
         comparisons: Sequence[Comparison] = COMPARISONS,
         thresholds: Thresholds | None = None,
+        frequencies: Mapping[str, TermFrequencies] | None = None,
     ) -> MatchModel:
-        """Reload parameters saved by :meth:`to_json` for the same comparisons."""
+        """Reload parameters saved by :meth:`to_json` for the same comparisons (the term
+        frequencies are stored apart, encrypted, and given back as ``frequencies``)."""
         data = json.loads(text)
         if data["fields"] != [c.field for c in comparisons]:
             raise ValueError("the saved model was trained on other fields")
         return cls(
-            comparisons, m=data["m"], u=data["u"], prior=data["prior"], thresholds=thresholds
+            comparisons,
+            m=data["m"],
+            u=data["u"],
+            prior=data["prior"],
+            thresholds=thresholds,
+            frequencies=frequencies,
         )
 
     def explain(self) -> list[dict[str, Any]]:

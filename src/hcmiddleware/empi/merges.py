@@ -34,6 +34,7 @@ class Merging(IndexCore):
         if not reason.strip() or not operator.strip():
             raise MergeError("a merge needs a reason and the operator's name", hint="fill in both")
         with storage.begin_write(self._engine) as conn:
+            self._refuse_during_bulk_load(conn)
             keep = self._codec.row(conn, survivor, follow=False)
             gone = self._codec.row(conn, merged, follow=False)
             if keep["id"] == gone["id"]:
@@ -107,6 +108,7 @@ class Merging(IndexCore):
                 "an unmerge needs a reason and the operator's name", hint="fill in both"
             )
         with storage.begin_write(self._engine) as conn:
+            self._refuse_during_bulk_load(conn)
             gone = self._codec.row(conn, merged, follow=False)
             if gone["status"] != ResidentStatus.MERGED:
                 raise MergeError(f"resident {merged} is not merged", hint="nothing to undo")

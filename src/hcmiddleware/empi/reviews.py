@@ -64,6 +64,7 @@ class ReviewQueue(Merging):
             )
         else:
             with storage.begin_write(self._engine) as conn:
+                self._refuse_during_bulk_load(conn)
                 now = now_for(conn)
                 conn.execute(
                     sa.update(REVIEWS)

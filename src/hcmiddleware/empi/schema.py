@@ -25,6 +25,7 @@ from hcmiddleware.storage import Base
 
 __all__ = [
     "BlockingKeyRow",
+    "BulkLoadRow",
     "DataKeyRow",
     "IdentifierKind",
     "IdentifierRow",
@@ -132,6 +133,23 @@ class MatchModelRow(Base):
     params: Mapped[str] = mapped_column(sa.Text)
     pairs: Mapped[int] = mapped_column(sa.Integer)
     trained_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    # The name frequencies of the term-frequency adjustment (names: personal, so one
+    # ciphertext; revision 0014).
+    frequencies_ct: Mapped[bytes | None] = mapped_column(Blob)
+
+
+class BulkLoadRow(Base):
+    """A bulk initial load: ``running`` until it ends; other writers wait for it."""
+
+    __tablename__ = "empi_bulk_loads"
+
+    id: Mapped[str] = mapped_column(_ID, primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(sa.String(64))
+    state: Mapped[str] = mapped_column(sa.String(16), index=True)  # running | done
+    rows_done: Mapped[int] = mapped_column(sa.Integer, default=0)
+    started_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
 
 class IdentifierRow(Base):

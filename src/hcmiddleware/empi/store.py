@@ -27,6 +27,7 @@ from hcmiddleware.empi.protection import Protector
 from hcmiddleware.empi.schema import (
     Blob,
     BlockingKeyRow,
+    BulkLoadRow,
     IdentifierKind,
     IdentifierRow,
     MatchModelRow,
@@ -42,6 +43,7 @@ from hcmiddleware.models import Identifier, Resident, Sex
 
 __all__ = [
     "BLOCKS",
+    "BULK_LOADS",
     "IDENTIFIERS",
     "MERGES",
     "MODELS",
@@ -64,6 +66,7 @@ MERGES = cast(sa.Table, MergeEventRow.__table__)
 REVIEWS = cast(sa.Table, ReviewRow.__table__)
 BLOCKS = cast(sa.Table, BlockingKeyRow.__table__)
 MODELS = cast(sa.Table, MatchModelRow.__table__)
+BULK_LOADS = cast(sa.Table, BulkLoadRow.__table__)
 
 # Statements built once: building a statement costs more than running it on SQLite.
 
@@ -153,6 +156,11 @@ Q_SOURCES_IN = PerDialect(
     )
 )
 INS_REVIEW = sa.insert(REVIEWS)
+Q_RUNNING_LOAD = (
+    sa.select(BULK_LOADS.c.source, BULK_LOADS.c.started_at)
+    .where(BULK_LOADS.c.state == "running")
+    .limit(1)
+)
 
 # The SQL, the columns in the order it binds them, whether it binds by position, and
 # the (index, converter) of each value that needs converting.

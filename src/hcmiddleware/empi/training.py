@@ -7,6 +7,8 @@ residents that look like one person.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ import sqlalchemy as sa
 
 from hcmiddleware import storage
 from hcmiddleware.empi.blocking import evidence_keys, probe_keys
-from hcmiddleware.empi.matching import MatchModel
+from hcmiddleware.empi.matching import MatchModel, TermFrequencies
 from hcmiddleware.empi.schema import ResidentStatus
 from hcmiddleware.empi.search import Search
 from hcmiddleware.empi.store import MODELS, RESIDENTS, now_for
@@ -78,13 +80,62 @@ class Training(Search):
         gammas = np.array(
             [self._model.levels(records[a], records[b]) for a, b in pairs], dtype=np.int16
         )
-        model = MatchModel(self._model.comparisons, thresholds=self._model.thresholds)
+        model = MatchModel(
+            self._model.comparisons,
+            thresholds=self._model.thresholds,
+            frequencies=self._learn_frequencies(r.get("name") for r in records.values())
+            or self._model.frequencies,
+        )
         model.train(gammas)
-        with storage.begin_write(self._engine) as conn:
-            conn.execute(
-                sa.insert(MODELS).values(
-                    params=model.to_json(), pairs=len(pairs), trained_at=now_for(conn)
-                )
-            )
-        self._model = model
+        self._store_model(model, len(pairs))
         return len(pairs)
+
+    def _learn_frequencies(self, names: Iterable[str | None]) -> dict[str, TermFrequencies]:
+        comparison = next(c for c in self._model.comparisons if c.field == "name")
+        assert comparison.tf_key is not None
+        table = TermFrequencies.learn(names, comparison.tf_key)
+        return {"name": table} if table is not None else {}
+
+    def learn_name_frequencies(self, names: Iterable[str | None]) -> int:
+        """Learn how common each name is from ``names`` (e.g. every name of a file about
+        to be loaded), store it with the model in use and use it from now on.
+
+        Agreement on a common name then weighs less and on a rare one more (the
+        term-frequency adjustment: see :class:`~hcmiddleware.empi.matching.TermFrequencies`).
+        :meth:`train_model` learns it too, from the residents it samples. Returns how
+        many names it was learnt from; 0 (and nothing changes) below
+        ``TermFrequencies.MINIMUM`` names.
+        """
+        frequencies = self._learn_frequencies(names)
+        if not frequencies:
+            return 0
+        model = MatchModel(
+            self._model.comparisons,
+            m=[list(map(float, x)) for x in self._model.m],
+            u=[list(map(float, x)) for x in self._model.u],
+            prior=self._model.prior,
+            thresholds=self._model.thresholds,
+            frequencies=frequencies,
+        )
+        self._store_model(model, 0)
+        return frequencies["name"].total
+
+    def _store_model(self, model: MatchModel, pairs: int) -> None:
+        with storage.begin_write(self._engine) as conn:
+            model_id = conn.execute(
+                sa.insert(MODELS).values(
+                    params=model.to_json(), pairs=pairs, trained_at=now_for(conn)
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            if model.frequencies:
+                data = json.dumps({f: t.to_json() for f, t in model.frequencies.items()})
+                conn.execute(
+                    sa.update(MODELS)
+                    .where(MODELS.c.id == model_id)
+                    .values(
+                        frequencies_ct=self._codec.seal(
+                            "empi_residents", "frequencies_ct", f"model:{model_id}", data.encode()
+                        )
+                    )
+                )
+        self._model = model
