@@ -6,7 +6,7 @@ is one ciphertext). ``empi_bulk_loads`` records each bulk initial load: while on
 ``running``, other writers are refused, and a load that stopped midway is resumed from
 it.
 
-Revision ID: 0014_empi
+Revision ID: 0013_empi
 Revises: 0012_print
 Create Date: 2026-12-03
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014_empi"
+revision = "0013_empi"
 down_revision = "0012_print"
 branch_labels = None
 depends_on = None
