@@ -8,9 +8,10 @@ import threading
 from typing import Any
 
 import pytest
-from tests.agent.conftest import ORIGIN, Agent
 
 from hcmiddleware.card.emulator import EmulatedCard
+
+from .conftest import ORIGIN, Agent
 
 PROBLEM = "application/problem+json"
 CARD_NUMBER = "210000000012345678"
@@ -174,10 +175,11 @@ def test_lookup_and_not_found(agent: Agent, card: EmulatedCard) -> None:
 
 def test_a_capability_missing_from_the_config_is_501_naming_it(tmp_path: Any) -> None:
     from fastapi.testclient import TestClient
-    from tests.agent.conftest import agent_config
 
     from hcmiddleware import Middleware
     from hcmiddleware.agent import create_app
+
+    from .conftest import agent_config
 
     config, tokens = agent_config(tmp_path / "d")
     bare = config.model_copy(update={"plugins": type(config.plugins)()})  # no HIS adapter
@@ -289,10 +291,11 @@ def test_the_rate_limiter_is_per_workstation() -> None:
 
 def test_rate_limit_over_http(tmp_path: Any) -> None:
     from fastapi.testclient import TestClient
-    from tests.agent.conftest import agent_config
 
     from hcmiddleware import Middleware
     from hcmiddleware.agent import create_app
+
+    from .conftest import agent_config
 
     config, tokens = agent_config(tmp_path / "d", rate_limit=1.0, rate_burst=2)
     with Middleware(config) as mw, TestClient(create_app(mw)) as client:

@@ -13,9 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.agent.conftest import Served
 
 from hcmiddleware.models import Alarm
+
+from .conftest import Served
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"

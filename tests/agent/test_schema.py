@@ -18,11 +18,12 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tests.agent.conftest import agent_config
 
 from hcmiddleware import Middleware
 from hcmiddleware.agent import create_app
 from hcmiddleware.testing.pcscd import Pcscd
+
+from .conftest import agent_config
 
 CHECKS = [
     not_a_server_error,

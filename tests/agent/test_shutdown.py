@@ -22,11 +22,12 @@ import httpx
 import pytest
 from hcm_bank_soap.reference import MONEY_OPERATIONS, FaultPlan, SoapServer
 from hcm_bank_soap.reference import serve as serve_bank
-from tests.agent.conftest import free_port
 
 from hcmiddleware import Middleware
 from hcmiddleware.config import load_config
 from hcmiddleware.testing import audit_key, empi_keys
+
+from .conftest import free_port
 
 CARD = "1100000000000001"
 ID_NUMBER = "110105198001010032"
