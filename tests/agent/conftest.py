@@ -90,8 +90,10 @@ def agent_config(data_dir: Path, **agent: Any) -> Any:
     return config, tokens
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pcscd() -> Iterator[Pcscd]:
+    # per module, like the other PC/SC tests: a pcscd left running for the whole session
+    # would stop the tests that need the machine's pcscd socket to themselves
     with Pcscd() as daemon:
         yield daemon
 
