@@ -222,7 +222,7 @@ def doctor_desk(j: Journey) -> str:
 
 def pay_charges(j: Journey) -> str:
     j.need("bank-soap", "paying from the card's bank account")
-    from hcmiddleware.flows.payment import charges_payment, top_up
+    from hcmiddleware.flows.payment import charges_key, charges_payment, top_up
 
     flow: OutpatientFlow = j.values["flow"]
     patient, reg = j.values["patient"], j.values["registration"]
@@ -236,25 +236,19 @@ def pay_charges(j: Journey) -> str:
     charges = flow.charges(patient, reg)
     pay = charges_payment(j.mw.journal, card_number=j.card_number, terminal_id=KIOSK)
     settled = flow.settle(patient, charges, pay=pay)
-    advance = settled.transaction_id
+    advance, amount = settled.transaction_id, settled.amount
     if advance is None:  # paid on an earlier run of the demo with this data folder
-        from hcmiddleware.flows.journey import request_key
-
-        key = "charges:" + request_key(j.card_number, *sorted(c.charge_id for c in charges))
-        earlier = j.mw.journal.by_key(key)
+        earlier = j.mw.journal.by_key(charges_key(j.card_number, charges))
         if earlier is None:
             raise HcmError(
                 "the charges are paid in the HIS but not through this journal",
                 hint="run the demo with a fresh --data-dir",
             )
-        settled = type(settled)(
-            earlier.transaction_id, [c.charge_id for c in charges], earlier.amount
-        )
-        advance = earlier.transaction_id
-    j.values.update(charges=charges, advance=advance, total=settled.amount)
+        advance, amount = earlier.transaction_id, earlier.amount
+    j.values.update(charges=charges, advance=advance, total=amount)
     return (
-        f"3000.00 topped up; {len(charges)} charges, {_money(settled.amount)} yuan paid from "
-        f"the card's account (journalled before sent: {settled.transaction_id}); marked paid "
+        f"3000.00 topped up; {len(charges)} charges, {_money(amount)} yuan paid from "
+        f"the card's account (journalled before sent: {advance}); marked paid "
         f"in the HIS"
     )
 

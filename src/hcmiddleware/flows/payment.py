@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "bind_bank_card",
+    "charges_key",
     "charges_payment",
     "check_identity_document",
     "finish",
@@ -149,6 +150,11 @@ def refund(
     return finish(journal, moved, "refund", terminal_id or "counter")
 
 
+def charges_key(card_number: str, charges: Sequence[Charge]) -> str:
+    """The journal key of the card payment of ``charges`` (``journal.by_key`` finds it)."""
+    return "charges:" + request_key(card_number, *sorted(c.charge_id for c in charges))
+
+
 def charges_payment(
     journal: Journal, *, card_number: str, terminal_id: str | None = None
 ) -> Callable[[Decimal, list[Charge]], str]:
@@ -162,10 +168,9 @@ def charges_payment(
     """
 
     def pay_charges(amount: Decimal, charges: list[Charge]) -> str:
-        key = "charges:" + request_key(card_number, *sorted(c.charge_id for c in charges))
         return pay(
             journal,
-            key=key,
+            key=charges_key(card_number, charges),
             card_number=card_number,
             amount=amount,
             terminal_id=terminal_id,
