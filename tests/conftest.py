@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from importlib import invalidate_caches
@@ -75,3 +78,37 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer
     yield install  # type: ignore[misc]
     for module in added:
         sys.modules.pop(module, None)
+
+
+def _pcscd_processes() -> set[int]:
+    """The pcscd processes on the machine (by the program of their command line)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                program = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if program.endswith(b"pcscd"):
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_pcscd_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test module that leaves a pcscd behind fails, and the daemon is stopped.
+
+    pcscd runs in a session of its own (a Ctrl-C must reach the program that started it,
+    not pcscd), so a program killed without its cleanup orphans it; the orphan then owns
+    the machine's PC/SC socket and every later module would fail in its stead.
+    """
+    before = _pcscd_processes()
+    yield
+    deadline = time.monotonic() + 10
+    while (left := _pcscd_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        pytest.fail(f"{request.module.__name__} left pcscd running (pids {sorted(left)})")
