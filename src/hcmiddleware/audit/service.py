@@ -349,8 +349,8 @@ class Audit:
             if acting is not None:  # a session's call: the caller's identity
                 user, role = acting.caller.user, acting.caller.role
                 terminal = terminal or acting.caller.terminal
-                if acting.grant is not None and "break_glass" not in details:
-                    details = {**details, "break_glass": acting.grant}
+                if acting.grant is not None and acting.marker not in details:
+                    details = {**details, acting.marker: acting.grant}
             else:  # the embedding process, a plugin, the core: the system caller
                 user, role = self._system_user, SYSTEM_ROLE
         terminal = terminal or self.terminal
