@@ -164,6 +164,8 @@ class Scope:
             for model in ("order", "report")
         }
         self._classes = {_model_class(model): model for model in MODELS}
+        #: the fields withheld, by model and the categories seen (a handful of each)
+        self._withheld: dict[tuple[str, frozenset[Category]], frozenset[tuple[str, str]]] = {}
 
     def model_of(self, value: object) -> str | None:
         """The configuration's name of ``value``'s model, or None when it is not cut."""
@@ -177,7 +179,11 @@ class Scope:
         model = self.model_of(value)
         if model is None:
             return value
-        return withhold(value, withheld_fields(self.fields[model], visible))
+        key = (model, visible)
+        withheld = self._withheld.get(key)
+        if withheld is None:
+            withheld = self._withheld[key] = withheld_fields(self.fields[model], visible)
+        return withhold(value, withheld)
 
     def shown(self, value: object, visible: frozenset[Category]) -> bool:
         """False for an order or report of a kind wholly outside ``visible``."""
