@@ -42,7 +42,7 @@ class FaceVerification(BaseModel):
 
     ``detector`` and ``reference_detector`` name the cascade tier that found the face
     in the live and the reference photo (``hog``, ``hog-upsampled``, ``blazeface``,
-    ``cnn``); ``reference_detector`` is None against an enrolled template.
+    ``cnn``, ``hog-crop``); ``reference_detector`` is None against an enrolled template.
     """
 
     model_config = ConfigDict(frozen=True)
