@@ -158,6 +158,19 @@ class FaceSettings(BaseModel):
         ge=10_000,
         description="photos with more pixels are refused without decoding them",
     )
+    reference_worker: bool = Field(
+        True,
+        description="check and encode a reference (card) photo in a warm helper process "
+        "while the live photo is checked here: a first check then costs about one "
+        "photo's time, not two (built-in dlib backend only)",
+    )
+    worker_timeout: float = Field(
+        10.0,
+        gt=0.0,
+        le=300.0,
+        description="seconds the helper process may take for a reference photo before the "
+        "check fails (FaceBackendError) and the process is restarted",
+    )
     gallery_engine: Literal["numpy", "faiss", "faiss-fp16", "faiss-sq8"] = Field(
         "numpy",
         description="exact 1:N search engine (same answers); faiss-sq8 is the fastest on "
