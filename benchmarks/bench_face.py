@@ -23,7 +23,7 @@ photo would get, per condition. Times are wall-clock and, beside them, the proce
 CPU time: every step is single-threaded, so on a machine shared with other work the CPU
 time is close to what the check costs on an idle core. These 1:1 times are the two
 photos' times summed (checked in turn). Then 1:1 as the kiosk calls it:
-``FaceService.verify`` on every genuine pair (``--pairs N``: the first N), with the card
+``FaceService.verify`` on every genuine pair (``--pairs N``: about N of them), with the card
 photo checked in the helper process meanwhile (the default), in turn, and against the
 card photo's template encoded ahead, side by side (see ``bench_kiosk_verify``).
 
@@ -398,7 +398,7 @@ def bench_kiosk(pairs: int = 0) -> None:
         print(f"  {cond:<14}" + ", ".join(f"{k} {v}" for k, v in sorted(row.items())))
 
 
-def bench_kiosk_verify(kiosk: object, checked: dict, limit: int = 0) -> None:
+def bench_kiosk_verify(kiosk: object, checked: dict | None, limit: int = 0) -> None:
     """1:1 as a kiosk makes it: ``FaceService.verify`` on every genuine pair, against a
     card photo it has not seen (no reference cache), with the helper process checking
     the card photo meanwhile (the default), in turn (``reference_worker = false``), and
@@ -406,7 +406,8 @@ def bench_kiosk_verify(kiosk: object, checked: dict, limit: int = 0) -> None:
     (``verify_template``), one after the other for each pair so that the machine's load
     falls on all three alike. Besides wall time: this process's CPU time and the
     helper's; the longer of the two is what the check takes when each has a core.
-    ``checked`` is the configured pipeline's per-photo run: its verdicts must be these."""
+    ``checked`` is the configured pipeline's per-photo run: its verdicts must be these
+    (None: not compared)."""
     from hcmiddleware.face.kiosk_set import KioskSet
     from hcmiddleware.face.settings import FaceSettings
     from hcmiddleware.face.worker import ReferenceWorker
@@ -423,7 +424,9 @@ def bench_kiosk_verify(kiosk: object, checked: dict, limit: int = 0) -> None:
         FaceSettings(reference_worker=False), backend=parallel.backend, reference_cache=0
     )
     ahead = {owner: in_turn.encode(card, role="reference") for owner, card in kiosk.cards.items()}
-    pairs = list(kiosk.genuine())[: limit or None]
+    pairs = list(kiosk.genuine())
+    if limit:
+        pairs = pairs[:: max(1, -(-len(pairs) // limit))]  # spread over people and sizes
     first_live, first_owner = pairs[0]
     parallel.verify(first_live.data, kiosk.cards[first_owner])  # warm-up
     modes = ("helper process (default)", "in turn (reference_worker = false)", "card encoded ahead")
@@ -450,6 +453,9 @@ def bench_kiosk_verify(kiosk: object, checked: dict, limit: int = 0) -> None:
             rows[mode].append((wall, cpu, helper.last_cpu, tier, answer.status))
             answers.append(answer)
         differ += answers[0] != answers[1]
+        load.append(os.getloadavg()[0])
+        if checked is None:
+            continue
         lv, cd = checked["live"][photo.key][0], checked["cards"][owner][0]
         if isinstance(lv, str) or isinstance(cd, str):
             expected = "unusable"
@@ -457,12 +463,11 @@ def bench_kiosk_verify(kiosk: object, checked: dict, limit: int = 0) -> None:
             d = float(np.linalg.norm(lv - cd))
             expected = "match" if d <= parallel.settings.thresholds.card_photo else "no_match"
         unlike_checked += answers[0].status != expected
-        load.append(os.getloadavg()[0])
     print(
         f"\n1:1 as the kiosk calls it (FaceService.verify, a card photo not seen before), "
         f"{len(pairs)} genuine pairs; load average {min(load):.1f}-{max(load):.1f}; helper "
-        f"ready in {started:.1f} s; verdicts: helper vs in turn differ {differ}, vs the "
-        f"per-photo run {unlike_checked}"
+        f"ready in {started:.1f} s; verdicts: helper vs in turn differ {differ}"
+        + ("" if checked is None else f", vs the per-photo run {unlike_checked}")
     )
     head = (
         f"{'mode':<38}{'wall p50/p95':>14}{'(all checks)':>14}{'CPU here':>12}"
@@ -994,7 +999,13 @@ def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="time FaceService.verify on the first N genuine pairs only (default: all 252)",
+        help="time FaceService.verify on about N genuine pairs spread over the set "
+        "(default: all 252)",
+    )
+    parser.add_argument(
+        "--kiosk-verify",
+        action="store_true",
+        help="only the kiosk set's 1:1 through FaceService.verify (no accuracy run, ~3 min)",
     )
     parser.add_argument(
         "--breakdown",
@@ -1002,6 +1013,11 @@ def main() -> None:
         help="only the time of each step of a first check, per tier (kiosk set, ~2 min)",
     )
     args = parser.parse_args()
+    if args.kiosk_verify:
+        from hcmiddleware.face.kiosk_set import build_kiosk_set
+
+        bench_kiosk_verify(build_kiosk_set(), None, args.pairs)
+        return
     if args.breakdown:
         bench_gil()
         bench_breakdown()

@@ -99,6 +99,20 @@ def test_the_workers_unusable_photo_error_keeps_its_fields(
     assert info.value.advice is not None
 
 
+def test_ctrl_c_at_the_terminal_leaves_the_worker_to_its_caller(
+    worker: ReferenceWorker, settings: FaceSettings, kiosk: KioskSet, backend: DlibBackend
+) -> None:
+    pid = worker.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)  # what Ctrl-C sends to the caller's process group
+    pending = worker.submit(kiosk.cards["t1_2"], settings, backend.parameters)
+    assert pending is not None
+    template, tier = pending.result()
+    assert tier == "hog-upsampled"
+    assert template.shape == (128,)
+    assert worker.pid == pid
+
+
 def test_a_worker_killed_during_a_check_is_a_typed_error(
     worker: ReferenceWorker, kiosk: KioskSet, backend: DlibBackend
 ) -> None:

@@ -102,8 +102,8 @@ class FaceDetection(BaseModel):
         800,
         ge=0,
         le=2000,
-        description="when the fallback finds nothing either, HOG on the photo doubled, for "
-        "photos at most this long (~150 ms for 640×480); 0: never",
+        description="when nothing was found yet (the fallback, its weak guesses), HOG on "
+        "the photo doubled, for photos at most this long (~150 ms for 640×480); 0: never",
     )
 
     def min_score(self) -> float:

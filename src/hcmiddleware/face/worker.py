@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -394,6 +395,9 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
 
 
 def _main() -> None:
+    # Ctrl-C at a terminal reaches the whole process group: the caller decides what it
+    # means, and the helper ends when the caller does (its input ends).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The protocol has stdout to itself: anything a library prints goes to stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
