@@ -21,17 +21,27 @@ the cascade without its fallback (HOG tiers only), and face_recognition's own de
 (HOG upsampled once, tolerance 0.6) in the same run; then the advice an unusable live
 photo would get, per condition. Times are wall-clock and, beside them, the process's
 CPU time: every step is single-threaded, so on a machine shared with other work the CPU
-time is close to what the check costs on an idle core.
+time is close to what the check costs on an idle core. These 1:1 times are the two
+photos' times summed (checked in turn). Then 1:1 as the kiosk calls it:
+``FaceService.verify`` on every genuine pair (``--pairs N``: about N of them), with the card
+photo checked in the helper process meanwhile (the default), in turn, and against the
+card photo's template encoded ahead, side by side (see ``bench_kiosk_verify``).
+
+Breakdown (``--breakdown``, alone) — the CPU time of every step of a first check (decode,
+each detector tier, landmarks, the ResNet descriptor) for the live and the card photo,
+per tier, median / p95.
 
 Detectors (``--detectors``) — HOG, HOG upsampled once, BlazeFace and dlib's CNN (on
 the photo scaled to 320 px) each alone on the kiosk set: faces found where they are,
-false finds, and time per photo: the comparison behind the cascade's default fallback.
+false finds, and time per photo: the comparison behind the cascade's default fallback;
+then dlib's CNN on the card photos at several sizes (the smallest that finds them all).
 
 Goals: 1:1 <= 250 ms (against a card photo, the fallback included); 1:N at 1M <= 25 ms
 per query; on the kiosk set: unusable <= 5 %, no false accept, false rejects <= 2 %.
 
     .venv/bin/python benchmarks/bench_face.py [--sizes 10000,100000,1000000] [--probes 20]
-        [--crowded 1000000] [--skip-kiosk] [--kiosk-only] [--detectors]
+        [--crowded 1000000] [--skip-kiosk] [--kiosk-only] [--pairs N] [--detectors]
+        [--breakdown]
 
 Crowded (``--crowded N``) — the cost of a search whose shortlist cannot be proved:
 groups of 300, 2,000 and 20,000 templates 0.001 apart planted among N, queried at
@@ -204,7 +214,7 @@ def _kiosk_run(name: str, kiosk: object, check: Callable[[bytes, str], object]) 
     return {"name": name, "cards": cards, "live": live}
 
 
-def bench_kiosk() -> None:
+def bench_kiosk(pairs: int = 0) -> None:
     """The kiosk set through three pipelines, side by side (see the module's docstring)."""
     import face_recognition as fr
 
@@ -262,7 +272,7 @@ def bench_kiosk() -> None:
     ]
     print(
         f"\n{'pipeline':<28}{'unusable':>14}{'false accepts':>20}{'false rejects':>16}"
-        f"{'1:1 p50/p95 ms':>17}{'CPU ms':>12}"
+        f"{'in turn p50/p95':>17}{'CPU ms':>12}"
     )
     per_tier_lines = []
     for run, settings, raw in runs:
@@ -360,6 +370,7 @@ def bench_kiosk() -> None:
         )
     print("\n".join(per_tier_lines))
     first = runs[0][0]
+    bench_kiosk_verify(kiosk, first, pairs)
     advised: dict[str, dict[str, int]] = {}
     for ph in kiosk.live:
         advice = first["live"][ph.key][3]
@@ -387,6 +398,108 @@ def bench_kiosk() -> None:
         print(f"  {cond:<14}" + ", ".join(f"{k} {v}" for k, v in sorted(row.items())))
 
 
+def bench_kiosk_verify(kiosk: object, checked: dict | None, limit: int = 0) -> None:
+    """1:1 as a kiosk makes it: ``FaceService.verify`` on every genuine pair, against a
+    card photo it has not seen (no reference cache), with the helper process checking
+    the card photo meanwhile (the default), in turn (``reference_worker = false``), and
+    against the card photo's template encoded when the card was read
+    (``verify_template``), one after the other for each pair so that the machine's load
+    falls on all three alike. Besides wall time: this process's CPU time and the
+    helper's; the longer of the two is what the check takes when each has a core.
+    ``checked`` is the configured pipeline's per-photo run: its verdicts must be these
+    (None: not compared)."""
+    from hcmiddleware.face.kiosk_set import KioskSet
+    from hcmiddleware.face.settings import FaceSettings
+    from hcmiddleware.face.worker import ReferenceWorker
+
+    assert isinstance(kiosk, KioskSet)
+    helper = ReferenceWorker()
+    t = time.perf_counter()
+    if not helper.wait_ready(300):
+        print("\nthe face worker did not start: no 1:1 figures")
+        return
+    started = time.perf_counter() - t
+    parallel = FaceService(reference_cache=0, worker=helper)
+    in_turn = FaceService(
+        FaceSettings(reference_worker=False), backend=parallel.backend, reference_cache=0
+    )
+    ahead = {owner: in_turn.encode(card, role="reference") for owner, card in kiosk.cards.items()}
+    pairs = list(kiosk.genuine())
+    if limit:
+        pairs = pairs[:: max(1, -(-len(pairs) // limit))]  # spread over people and sizes
+    first_live, first_owner = pairs[0]
+    parallel.verify(first_live.data, kiosk.cards[first_owner])  # warm-up
+    modes = ("helper process (default)", "in turn (reference_worker = false)", "card encoded ahead")
+    rows: dict[str, list[tuple[float, float, float, str, str]]] = {m: [] for m in modes}
+    differ = 0
+    unlike_checked = 0
+    load = [os.getloadavg()[0]]
+    for photo, owner in pairs:
+        card = kiosk.cards[owner]
+        answers = []
+        for mode in modes:
+            helper.last_cpu = 0.0
+            t0, c0 = time.perf_counter(), time.process_time()
+            if mode == modes[0]:
+                answer = parallel.verify(photo.data, card)
+            elif mode == modes[1]:
+                answer = in_turn.verify(photo.data, card)
+            else:
+                answer = in_turn.verify_template(photo.data, ahead[owner], source="card_photo")
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            tier = f"{answer.detector} / {answer.reference_detector or 'ahead'}"
+            if answer.status == "unusable":
+                tier = "unusable"
+            rows[mode].append((wall, cpu, helper.last_cpu, tier, answer.status))
+            answers.append(answer)
+        differ += answers[0] != answers[1]
+        load.append(os.getloadavg()[0])
+        if checked is None:
+            continue
+        lv, cd = checked["live"][photo.key][0], checked["cards"][owner][0]
+        if isinstance(lv, str) or isinstance(cd, str):
+            expected = "unusable"
+        else:
+            d = float(np.linalg.norm(lv - cd))
+            expected = "match" if d <= parallel.settings.thresholds.card_photo else "no_match"
+        unlike_checked += answers[0].status != expected
+    print(
+        f"\n1:1 as the kiosk calls it (FaceService.verify, a card photo not seen before), "
+        f"{len(pairs)} genuine pairs; load average {min(load):.1f}-{max(load):.1f}; helper "
+        f"ready in {started:.1f} s; verdicts: helper vs in turn differ {differ}"
+        + ("" if checked is None else f", vs the per-photo run {unlike_checked}")
+    )
+    head = (
+        f"{'mode':<38}{'wall p50/p95':>14}{'(all checks)':>14}{'CPU here':>12}"
+        f"{'CPU helper':>12}{'longer CPU':>12}"
+    )
+    print(head)
+    print("-" * len(head))
+
+    def fmt(values: list[float]) -> str:
+        return "{:.0f}/{:.0f}".format(*_ms(values)) if values else "-"
+
+    for mode in modes:
+        usable = [r for r in rows[mode] if r[4] != "unusable"]
+        print(
+            f"{mode:<38}{fmt([r[0] for r in usable]):>14}{fmt([r[0] for r in rows[mode]]):>14}"
+            f"{fmt([r[1] for r in usable]):>12}{fmt([r[2] for r in usable]):>12}"
+            f"{fmt([max(r[1], r[2]) for r in usable]):>12}"
+        )
+    print("per tier (live / card), ms p50/p95: wall helper | longer CPU helper | wall in turn")
+    tiers: dict[str, list[int]] = {}
+    for i, r in enumerate(rows[modes[0]]):
+        tiers.setdefault(r[3], []).append(i)
+    for tier, idx in sorted(tiers.items(), key=lambda kv: -len(kv[1])):
+        par = [rows[modes[0]][i] for i in idx]
+        seq = [rows[modes[1]][i] for i in idx]
+        print(
+            f"  {tier:<36}n={len(idx):>4}  {fmt([r[0] for r in par]):>9} | "
+            f"{fmt([max(r[1], r[2]) for r in par]):>9} | {fmt([r[0] for r in seq]):>9}"
+        )
+    helper.close()
+
+
 def bench_steps(reps: int = 20) -> None:
     """What each step of the cascade costs, on one kiosk frame with a 52-px face and
     one card photo: the fastest of ``reps`` runs, close to an idle core's time however
@@ -406,7 +519,11 @@ def bench_steps(reps: int = 20) -> None:
     frame, card = decode(frame_bytes), decode(card_bytes)
     backend = DlibBackend()
     blaze = BlazeFaceDetector()
-    whole = BlazeFaceDetector._detect
+    h, w = frame.shape[0], frame.shape[1]
+
+    def whole(detector: BlazeFaceDetector, image: np.ndarray, score: float) -> object:
+        return detector._decode(detector._infer(image, score), score, 2.0, w, h)
+
     found = blaze.detect(frame, min_score=0.5)
     box = _refine(frame, found[0], backend) if found else None
     card_box = backend.detect(card, upsample=1)[0]
@@ -416,6 +533,9 @@ def bench_steps(reps: int = 20) -> None:
         "BlazeFace, whole frame": lambda: whole(blaze, frame, 0.5),
         "BlazeFace, whole + 4 quarters": lambda: blaze.detect(np.zeros_like(frame)),
         "refine (HOG on the crop)": lambda: _refine(frame, found[0], backend),
+        "BlazeFace whole + quarters, weak guesses": lambda: blaze.search(
+            np.zeros_like(frame), min_score=0.5, floor=0.05
+        ),
         "HOG doubled, frame (last resort)": lambda: backend.detect(frame, upsample=1),
         "encode, frame's face": lambda: backend.encode(frame, box),
         "decode card (102x126)": lambda: decode(card_bytes),
@@ -427,6 +547,176 @@ def bench_steps(reps: int = 20) -> None:
     for name, step in steps.items():
         runs = _timed(step, reps)
         print(f"  {name:<36}{min(runs) * 1000:7.1f} /{statistics.median(runs) * 1000:7.1f}")
+
+
+def bench_gil() -> None:
+    """Whether each dlib call lets other Python threads run meanwhile (releases the
+    GIL): a thread counting in a loop is watched during the call; its share of its
+    free-running rate is printed (≈0: the call holds the GIL)."""
+    import threading
+
+    import dlib
+    import face_recognition_models as models
+
+    from hcmiddleware.face.image import decode_photo
+    from hcmiddleware.face.kiosk_set import build_kiosk_set
+
+    kiosk = build_kiosk_set(people=["t1_2"], sizes=(110,), conditions=("clean",))
+    img = decode_photo(kiosk.live[0].data, photo="live", max_side=800, max_pixels=10**8).image
+    hog = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
+    encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
+    cnn = dlib.cnn_face_detection_model_v1(models.cnn_face_detector_model_location())
+    rect = hog(img, 0)[0]
+    shape = predictor(img, rect)
+    small = np.ascontiguousarray(img[::4, ::4])
+    calls: dict[str, Callable[[], object]] = {
+        "HOG detector": lambda: hog(img, 0),
+        "ResNet descriptor": lambda: encoder.compute_face_descriptor(img, shape, 1),
+        "CNN detector": lambda: cnn(small, 0),
+    }
+    count = [0]
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            count[0] += 1
+
+    print(f"\nGIL during dlib's calls (load average {os.getloadavg()[0]:.2f}):")
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        for name, call in calls.items():
+            call()
+            c0, t0 = count[0], time.perf_counter()
+            time.sleep(0.1)
+            free = (count[0] - c0) / (time.perf_counter() - t0)
+            c0, t0 = count[0], time.perf_counter()
+            call()
+            took = time.perf_counter() - t0
+            during = (count[0] - c0) / took
+            print(f"  {name:<20}{took * 1000:7.1f} ms, other thread ran at {during / free:.0%}")
+    finally:
+        stop.set()
+        spinner.join()
+
+
+def bench_breakdown(limit: int = 0) -> None:
+    """Where a first 1:1 check's time goes, per cascade tier, on the kiosk set's genuine
+    pairs: every step of the live photo's and the card photo's path timed alone (thread
+    CPU time, close to an idle core's time on a shared machine), median / p95 per tier.
+    The steps run one after the other, as the sequential path runs them."""
+    import face_recognition.api as fra
+
+    from hcmiddleware.face import detectors
+    from hcmiddleware.face.dlib_backend import DlibBackend
+    from hcmiddleware.face.kiosk_set import build_kiosk_set
+    from hcmiddleware.face.settings import FaceSettings
+
+    steps: list[tuple[str, float]] = []
+    shape: list[tuple[int, int]] = [(0, 0)]
+
+    def timed(name: str, fn: Callable[[], object]) -> object:
+        c0 = time.thread_time()
+        out = fn()
+        steps.append((name, time.thread_time() - c0))
+        return out
+
+    class TimedBackend(DlibBackend):
+        def detect(self, image, *, upsample=None):  # type: ignore[no-untyped-def]
+            h, w = image.shape[0], image.shape[1]
+            times = self.upsample_for(image) if upsample is None else upsample
+            name = f"HOG x{2**times}" if times else "HOG"
+            if (h, w) != shape[0]:
+                name = "HOG on a crop"
+            return timed(name, lambda: DlibBackend.detect(self, image, upsample=upsample))
+
+        def encode(self, image, box):  # type: ignore[no-untyped-def]
+            import dlib
+
+            rect = dlib.rectangle(box.left, box.top, box.right, box.bottom)
+            img = np.ascontiguousarray(image)
+            shape = timed("landmarks (5-point)", lambda: fra.pose_predictor_5_point(img, rect))
+            timed(
+                "descriptor (ResNet)",
+                lambda: fra.face_encoder.compute_face_descriptor(img, shape, 1),
+            )
+            return DlibBackend.encode(self, image, box)  # the template itself, not timed
+
+    blaze = detectors.load_fallback("blazeface")
+    assert isinstance(blaze, detectors.BlazeFaceDetector)
+    search = blaze.search
+
+    def timed_search(image, **kwargs):  # type: ignore[no-untyped-def]
+        return timed("BlazeFace", lambda: search(image, **kwargs))
+
+    blaze.search = timed_search  # type: ignore[method-assign]  # the instance's, for now
+    try:
+        backend = TimedBackend()
+        settings = FaceSettings()
+        kiosk = build_kiosk_set()
+        from hcmiddleware.errors import UnusablePhotoError
+        from hcmiddleware.face.image import decode_photo
+
+        def path(data: bytes, role: str) -> tuple[str, dict[str, float]]:
+            steps.clear()
+            photo = timed(
+                "decode",
+                lambda: decode_photo(data, photo=role, max_side=800, max_pixels=40_000_000),
+            )
+            shape[0] = photo.image.shape[:2]  # type: ignore[attr-defined]
+            tier = "-"
+            try:
+                face = check_photo(data, backend, settings, role=role)
+                tier = face.detector
+                backend.encode(face.photo.image, face.box)
+            except UnusablePhotoError:
+                tier = "unusable"
+            del photo
+            out: dict[str, float] = {}
+            for name, sec in steps:
+                out[name] = out.get(name, 0.0) + sec
+            return tier, out
+
+        backend.encode(
+            *(lambda f: (f.photo.image, f.box))(  # warm-up
+                check_photo(
+                    kiosk.cards[next(iter(kiosk.cards))], backend, settings, role="reference"
+                )
+            )
+        )
+        cards = {owner: path(data, "reference") for owner, data in kiosk.cards.items()}
+        pairs = list(kiosk.genuine())
+        if limit:
+            pairs = pairs[:limit]
+        groups: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {}
+        for photo, owner in pairs:
+            ltier, lsteps = path(photo.data, "live")
+            ctier, csteps = cards[owner]
+            groups.setdefault(f"{ltier} / {ctier}", []).append((lsteps, csteps))
+    finally:
+        del blaze.search
+    print(
+        f"\nwhere a first check's time goes (CPU ms of each step, median / p95 over the "
+        f"checks of a tier; load average {os.getloadavg()[0]:.2f})"
+    )
+    for tier, rows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        print(f"  live / card tier {tier}: {len(rows)} checks")
+        for side, idx in (("live", 0), ("card", 1)):
+            names = sorted(
+                {n for r in rows for n in r[idx]},
+                key=lambda n: -statistics.median(r[idx].get(n, 0.0) for r in rows),
+            )
+            for n in names:
+                vals = [r[idx].get(n, 0.0) for r in rows]
+                med, p95 = _ms(vals)
+                print(f"    {side:<5}{n:<26}{med:7.1f} /{p95:7.1f}")
+            tot = [sum(r[idx].values()) for r in rows]
+            print(f"    {side:<5}{'= path total':<26}{_ms(tot)[0]:7.1f} /{_ms(tot)[1]:7.1f}")
+        tot = [sum(r[0].values()) + sum(r[1].values()) for r in rows]
+        longest = [max(sum(r[0].values()), sum(r[1].values())) for r in rows]
+        print(f"    {'check, sum of both paths':<31}{_ms(tot)[0]:7.1f} /{_ms(tot)[1]:7.1f}")
+        print(f"    {'check, the longer path':<31}{_ms(longest)[0]:7.1f} /{_ms(longest)[1]:7.1f}")
 
 
 def bench_detectors() -> None:
@@ -504,6 +794,31 @@ def bench_detectors() -> None:
             med, p95 = _ms(took)
             cells.append(f"{good}/{n} {bad} {med:.0f}/{p95:.0f}")
         print(f"{k:<16}" + "".join(f"{c:>24}" for c in cells))
+
+
+def bench_cnn_sizes(sizes: tuple[int, ...] = (120, 160, 200, 240, 320)) -> None:
+    """dlib's CNN fallback on the card photos scaled to each size: faces found and time
+    per photo (its time grows with the square of the size)."""
+    from hcmiddleware.face.detectors import DlibCnnDetector
+    from hcmiddleware.face.image import decode_photo
+    from hcmiddleware.face.kiosk_set import build_kiosk_set
+
+    kiosk = build_kiosk_set(sizes=(52,), conditions=("clean",))
+    cards = [
+        decode_photo(d, photo="reference", max_side=800, max_pixels=10**8).image
+        for d in kiosk.cards.values()
+    ]
+    print(f"\ndlib CNN on the {len(cards)} card photos (load average {os.getloadavg()[0]:.2f})")
+    for size in sizes:
+        cnn = DlibCnnDetector(max_side=size)
+        cnn.detect(cards[0])  # warm-up
+        found, took = 0, []
+        for img in cards:
+            t = time.perf_counter()
+            found += len(cnn.detect(img, min_score=0.0)) == 1
+            took.append(time.perf_counter() - t)
+        med, p95 = _ms(took)
+        print(f"  scaled to {size:>3} px: {found}/{len(cards)} faces, {med:.0f} / {p95:.0f} ms")
 
 
 def bench_store_load(rows: int) -> None:
@@ -679,18 +994,47 @@ def main() -> None:
         help="also time searches at planted groups of near-identical templates in a "
         "gallery of N (the shortlist engines' fallbacks); 0 to skip",
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time FaceService.verify on about N genuine pairs spread over the set "
+        "(default: all 252)",
+    )
+    parser.add_argument(
+        "--kiosk-verify",
+        action="store_true",
+        help="only the kiosk set's 1:1 through FaceService.verify (no accuracy run, ~3 min)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="only the time of each step of a first check, per tier (kiosk set, ~2 min)",
+    )
     args = parser.parse_args()
+    if args.kiosk_verify:
+        from hcmiddleware.face.kiosk_set import build_kiosk_set
+
+        bench_kiosk_verify(build_kiosk_set(), None, args.pairs)
+        return
+    if args.breakdown:
+        bench_gil()
+        bench_breakdown()
+        return
     if args.kiosk_only:
         bench_steps()
-        bench_kiosk()
+        bench_kiosk(args.pairs)
         if args.detectors:
             bench_detectors()
+            bench_cnn_sizes()
         return
     if not args.skip_kiosk:
         bench_steps()
-        bench_kiosk()
+        bench_kiosk(args.pairs)
     if args.detectors:
         bench_detectors()
+        bench_cnn_sizes()
     if not args.skip_verify:
         bench_verify(args.probes)
     if not args.skip_accuracy:

@@ -179,18 +179,44 @@ def test_blazeface_finds_nothing_in_a_photo_without_a_face() -> None:
     assert blaze.detect(np.asarray(data.coffee()), min_score=0.5) == []
 
 
-def test_last_resort_doubles_a_frame_the_fallback_found_nothing_in(
+def test_weak_guess_confirmed_by_hog_on_a_crop(
     backend: DlibBackend, settings: FaceSettings
 ) -> None:
     # hanks's source is a tight 112×112 crop: at 52 px in a frame neither HOG nor
-    # BlazeFace sees it, HOG on the doubled frame does.
+    # BlazeFace (at its 0.5) sees it; BlazeFace's weak guess points HOG at it.
     frame = build_kiosk_set(people=["hanks"], sizes=(52,), conditions=("clean",)).live[0]
     face = check_photo(frame.data, backend, settings, role="live")
+    assert face.detector == "hog-crop"
+    assert abs((face.box.left + face.box.right) / 2 - frame.centre[0]) < 15
+    assert abs((face.box.top + face.box.bottom) / 2 - frame.centre[1]) < 15
+    assert 40 <= face.face_px <= 65
+    # Without the weak guesses, the last resort (HOG on the doubled frame) finds it;
+    # without both, nothing does.
+    no_guesses = FaceDetection(weak_guesses=0)
+    face = check_photo(frame.data, backend, FaceSettings(detection=no_guesses), role="live")
     assert face.detector == "hog-upsampled"
     assert abs((face.box.left + face.box.right) / 2 - frame.centre[0]) < 15
-    never = FaceSettings(detection=FaceDetection(last_resort_max_side=0))
+    never = FaceSettings(detection=FaceDetection(weak_guesses=0, last_resort_max_side=0))
     with pytest.raises(NoFaceError):
         check_photo(frame.data, backend, never, role="live")
+
+
+def test_weak_guesses_leave_blazefaces_faces_as_they_were() -> None:
+    blaze = detectors.load_fallback("blazeface")
+    assert isinstance(blaze, detectors.BlazeFaceDetector)
+    people = build_kiosk_set(people=["hanks", "astronaut"], sizes=(52,), conditions=("clean",))
+    for photo in people.live:
+        image = np.asarray(Image.open(io.BytesIO(photo.data)).convert("RGB"))
+        faces, guesses = blaze.search(image, min_score=0.5, floor=0.05)
+        assert faces == blaze.detect(image, min_score=0.5)
+        assert all(0.05 <= g.score < 0.5 for g in guesses)
+        if faces:
+            assert guesses == []  # guesses only when there is no face
+    hanks = next(p for p in people.live if p.person == "hanks")
+    image = np.asarray(Image.open(io.BytesIO(hanks.data)).convert("RGB"))
+    faces, guesses = blaze.search(image, min_score=0.5, floor=0.05)
+    assert faces == []
+    assert guesses, "the weak guess the hog-crop tier needs"
 
 
 def test_small_face_in_a_heavily_compressed_frame_asks_to_come_closer(

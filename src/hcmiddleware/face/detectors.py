@@ -154,20 +154,50 @@ class BlazeFaceDetector:
         0.6 of the width and height, so a face up to a fifth of the photo lies whole in
         one of them), where that face is twice as large.
         """
-        found = self._detect(image, min_score)
+        return self.search(image, min_score=min_score)[0]
+
+    def search(
+        self, image: Image, *, min_score: float = 0.5, floor: float | None = None
+    ) -> tuple[list[Candidate], list[Candidate]]:
+        """:meth:`detect`'s faces, and the weak guesses scoring at least ``floor`` but
+        less than ``min_score`` from the same passes (none when ``floor`` is None or a
+        face was found). The two are suppressed separately, so the faces are exactly
+        what :meth:`detect` gives; the guesses are never faces by themselves."""
         h, w = image.shape[0], image.shape[1]
-        if found or max(h, w) < self.TILE_FROM:
-            return found
+        low = min_score if floor is None else min(floor, min_score)
+        raw = self._infer(image, low)
+        found = self._decode(raw, min_score, 2.0, w, h)
+        if found:
+            return found, []
+        weak = self._decode(raw, low, min_score, w, h) if low < min_score else []
+        if max(h, w) < self.TILE_FROM:
+            return [], weak
         th, tw = round(h * self._TILE), round(w * self._TILE)
-        scores, boxes, points = [], [], []
+        tiles: list[tuple[list[Candidate], list[Candidate], int, int]] = []
         for y0 in (0, h - th):
             for x0 in (0, w - tw):
                 tile = np.ascontiguousarray(image[y0 : y0 + th, x0 : x0 + tw])
-                for c in self._detect(tile, min_score):
-                    b = c.box
-                    scores.append(c.score)
-                    boxes.append([b.left + x0, b.top + y0, b.right + x0, b.bottom + y0])
-                    points.append([(x + x0, y + y0) for x, y in c.keypoints])
+                part = self._infer(tile, low)
+                strong = self._decode(part, min_score, 2.0, tw, th)
+                guesses = self._decode(part, low, min_score, tw, th) if low < min_score else []
+                tiles.append((strong, guesses, x0, y0))
+        found = self._merge([(t[0], t[2], t[3]) for t in tiles], w, h)
+        if found:
+            return found, []
+        return [], self._merge([(weak, 0, 0), *((t[1], t[2], t[3]) for t in tiles)], w, h)
+
+    def _merge(
+        self, parts: list[tuple[list[Candidate], int, int]], w: int, h: int
+    ) -> list[Candidate]:
+        """Candidates of several windows (each with its offset) in the photo's pixels,
+        suppressed across windows."""
+        scores, boxes, points = [], [], []
+        for found, x0, y0 in parts:
+            for c in found:
+                b = c.box
+                scores.append(c.score)
+                boxes.append([b.left + x0, b.top + y0, b.right + x0, b.bottom + y0])
+                points.append([(x + x0, y + y0) for x, y in c.keypoints])
         if not scores:
             return []
         merged = []
@@ -180,7 +210,11 @@ class BlazeFaceDetector:
                 merged.append(Candidate(box=clipped, score=score, keypoints=kps))
         return merged
 
-    def _detect(self, image: Image, min_score: float) -> list[Candidate]:
+    def _infer(
+        self, image: Image, min_score: float
+    ) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+        """The model's raw answers scoring at least ``min_score``, with the letterbox's
+        side and offsets."""
         h, w = image.shape[0], image.shape[1]
         side = max(h, w)
         oy, ox = (side - h) // 2, (side - w) // 2
@@ -200,16 +234,32 @@ class BlazeFaceDetector:
             logits = np.array(self._interpreter.get_tensor(self._scores)[0, :, 0])
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))
         keep = scores >= min_score
+        anchors = self._anchors[keep]
+        return np.hstack([raw[keep], anchors]), scores[keep], side, ox, oy
+
+    def _decode(
+        self,
+        raw: tuple[np.ndarray, np.ndarray, int, int, int],
+        low: float,
+        high: float,
+        w: int,
+        h: int,
+    ) -> list[Candidate]:
+        """The faces of the raw answers scoring in [low, high), suppressed, in dlib-HOG's
+        box convention and the image's pixels."""
+        rows, scores, side, ox, oy = raw
+        keep = (scores >= low) & (scores < high)
         if not keep.any():
             return []
-        raw, scores, anchors = raw[keep], scores[keep], self._anchors[keep]
+        rows, scores = rows[keep], scores[keep]
+        anchors = rows[:, 16:18]
         # Offsets are in input pixels, relative to the anchor's centre.
-        cx = raw[:, 0] / self._size + anchors[:, 0]
-        cy = raw[:, 1] / self._size + anchors[:, 1]
-        bw, bh = raw[:, 2] / self._size, raw[:, 3] / self._size
+        cx = rows[:, 0] / self._size + anchors[:, 0]
+        cy = rows[:, 1] / self._size + anchors[:, 1]
+        bw, bh = rows[:, 2] / self._size, rows[:, 3] / self._size
         boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1) * side
         boxes -= np.array([ox, oy, ox, oy], np.float32)
-        points = raw[:, 4:].reshape(-1, 6, 2) / self._size + anchors[:, None, :]
+        points = rows[:, 4:16].reshape(-1, 6, 2) / self._size + anchors[:, None, :]
         points = points * side - np.array([ox, oy], np.float32)
         found = []
         for score, box, pts in self._weighted_nms(scores, boxes, points):

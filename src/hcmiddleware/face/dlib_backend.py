@@ -115,6 +115,12 @@ class DlibBackend:
         return 2
 
     @property
+    def parameters(self) -> tuple[int | None, int, int]:
+        """``(upsample, small_image_side, jitters)``: what another process needs to
+        build the same backend."""
+        return self._upsample, self._small_side, self._jitters
+
+    @property
     def small_image_side(self) -> int:
         """Images with a shorter short side than this are upsampled by default."""
         return self._small_side

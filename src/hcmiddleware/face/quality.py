@@ -10,8 +10,9 @@ time detection takes. A refused live photo carries ``advice`` for the person (se
 
 The cascade (``[face.detection]``): HOG on the photo as it is (tier ``hog``), HOG on the
 photo upsampled when it is small (``hog-upsampled``), then the fallback detector
-(``blazeface`` or ``cnn``) when HOG found nothing, and last HOG on a larger photo
-upsampled (``hog-upsampled``). The tier that found the face is ``UsableFace.detector``.
+(``blazeface`` or ``cnn``) when HOG found nothing, then HOG on enlarged crops around
+BlazeFace's weak guesses (``hog-crop``), and last HOG on a larger photo upsampled
+(``hog-upsampled``). The tier that found the face is ``UsableFace.detector``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from hcmiddleware.errors import (
 )
 from hcmiddleware.face.advice import advice_for, measure_photo
 from hcmiddleware.face.backend import FaceBackend, FaceBox, Image
-from hcmiddleware.face.detectors import Candidate, load_fallback
+from hcmiddleware.face.detectors import BlazeFaceDetector, Candidate, load_fallback
 from hcmiddleware.face.image import DecodedPhoto, decode_photo
 from hcmiddleware.face.settings import FaceDetection, FaceSettings
 
@@ -47,8 +48,8 @@ class UsableFace:
     """A photo that passed every gate, with its one face.
 
     ``face_px`` is the face's short side in the photo's own pixels; ``detector`` the
-    cascade tier that found it (``hog``, ``hog-upsampled``, ``blazeface``, ``cnn``, or a
-    plugin backend's name).
+    cascade tier that found it (``hog``, ``hog-upsampled``, ``blazeface``, ``cnn``,
+    ``hog-crop``, or a plugin backend's name).
     """
 
     photo: DecodedPhoto
@@ -73,9 +74,10 @@ def _is_dlib(backend: FaceBackend) -> bool:
     return isinstance(backend, DlibBackend)
 
 
-def _refine(image: Image, candidate: Candidate, backend: FaceBackend) -> FaceBox:
-    """HOG's box for the fallback's face, found on a crop enlarged so the face is ~100
-    px; the fallback's own box when HOG does not find exactly that face."""
+def _hog_on_crop(image: Image, candidate: Candidate, backend: FaceBackend) -> FaceBox | None:
+    """HOG's box for the face ``candidate`` points at, found on a crop around it
+    enlarged so the face is ~100 px; None when HOG does not find exactly one face there,
+    near the candidate and of about its size."""
     from hcmiddleware.face.dlib_backend import DlibBackend
 
     assert isinstance(backend, DlibBackend)
@@ -96,7 +98,7 @@ def _refine(image: Image, candidate: Candidate, backend: FaceBackend) -> FaceBox
         )
     found = backend.detect(np.ascontiguousarray(crop), upsample=0)
     if len(found) != 1:
-        return box
+        return None
     f = found[0]
     refined = FaceBox(
         top=max(0, round(f.top / scale) + y0),
@@ -109,7 +111,36 @@ def _refine(image: Image, candidate: Candidate, backend: FaceBackend) -> FaceBox
         and abs((refined.top + refined.bottom) / 2 - cy) < 0.4 * size
         and 0.6 < refined.size / max(1, box.size) < 1.6
     )
-    return refined if near else box
+    return refined if near else None
+
+
+def _refine(image: Image, candidate: Candidate, backend: FaceBackend) -> FaceBox:
+    """HOG's box for the fallback's face (see :func:`_hog_on_crop`); the fallback's
+    own box when HOG does not find exactly that face."""
+    return _hog_on_crop(image, candidate, backend) or candidate.box
+
+
+def _overlap(a: FaceBox, b: FaceBox) -> float:
+    """Intersection over union of two boxes."""
+    w = min(a.right, b.right) - max(a.left, b.left)
+    h = min(a.bottom, b.bottom) - max(a.top, b.top)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / (a.width * a.height + b.width * b.height - inter)
+
+
+def _confirm_guesses(
+    image: Image, guesses: list[Candidate], backend: FaceBackend, most: int
+) -> list[FaceBox]:
+    """The faces HOG finds on enlarged crops around the ``most`` best weak guesses,
+    one box per face (guesses on the same face give one)."""
+    boxes: list[FaceBox] = []
+    for guess in sorted(guesses, key=lambda c: -c.score)[:most]:
+        box = _hog_on_crop(image, guess, backend)
+        if box is not None and all(_overlap(box, other) < 0.3 for other in boxes):
+            boxes.append(box)
+    return boxes
 
 
 def find_faces(image: Image, backend: FaceBackend, detection: FaceDetection) -> Detection:
@@ -134,8 +165,20 @@ def find_faces(image: Image, backend: FaceBackend, detection: FaceDetection) -> 
         if boxes:
             return Detection(boxes, backend.name, [])
     fallback = load_fallback(detection.fallback, max_side=detection.fallback_max_side)
-    faces = [] if fallback is None else fallback.detect(image, min_score=detection.min_score())
+    faces: list[Candidate] = []
+    guesses: list[Candidate] = []
+    if isinstance(fallback, BlazeFaceDetector) and detection.weak_guesses and _is_dlib(backend):
+        faces, guesses = fallback.search(
+            image, min_score=detection.min_score(), floor=detection.weak_min_score
+        )
+    elif fallback is not None:
+        faces = fallback.detect(image, min_score=detection.min_score())
     if not faces:
+        # The fallback's weak guesses point HOG at a few small regions: cheaper than
+        # doubling the whole photo, and HOG decides whether a face is there.
+        confirmed = _confirm_guesses(image, guesses, backend, detection.weak_guesses)
+        if confirmed:
+            return Detection(confirmed, "hog-crop", guesses)
         return _last_resort(image, backend, detection)
     if detection.refine and _is_dlib(backend):
         boxes = [_refine(image, c, backend) for c in faces]

@@ -52,9 +52,12 @@ class FaceDetection(BaseModel):
        asked again on a crop around what the fallback found, enlarged so the face is
        ~100 px, and its box is used when it agrees (the encoder's landmarks were
        trained on HOG's boxes);
-    4. ``hog-upsampled`` again, as a last resort, for larger photos (up to
-       ``last_resort_max_side``) in which the fallback found nothing either: slow (~150
-       ms for a 640×480 frame) but it finds small faces BlazeFace misses.
+    4. ``hog-crop``: when BlazeFace found no face, HOG on crops around its best
+       ``weak_guesses`` guesses scoring at least ``weak_min_score``, enlarged so the
+       guess is ~100 px (~5 ms each): a face HOG finds there is used;
+    5. ``hog-upsampled`` again, as a last resort, for larger photos (up to
+       ``last_resort_max_side``) in which nothing was found yet: slow (~150 ms for a
+       640×480 frame) but it finds small faces the tiers before miss.
 
     A face found by the fallback passes the same gates (one face, ``min_face_px``).
     """
@@ -82,12 +85,25 @@ class FaceDetection(BaseModel):
         320, ge=64, le=1024, description="cnn: the photo is scaled to this long side first"
     )
     refine: bool = Field(True, description="HOG on a crop around the fallback's face")
+    weak_guesses: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="blazeface only: when it finds no face, HOG looks on enlarged crops "
+        "around its best this many weak guesses (tier hog-crop); 0: never",
+    )
+    weak_min_score: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="blazeface only: the score a weak guess needs to be looked at",
+    )
     last_resort_max_side: int = Field(
         800,
         ge=0,
         le=2000,
-        description="when the fallback finds nothing either, HOG on the photo doubled, for "
-        "photos at most this long (~150 ms for 640×480); 0: never",
+        description="when nothing was found yet (the fallback, its weak guesses), HOG on "
+        "the photo doubled, for photos at most this long (~150 ms for 640×480); 0: never",
     )
 
     def min_score(self) -> float:
@@ -141,6 +157,19 @@ class FaceSettings(BaseModel):
         40_000_000,
         ge=10_000,
         description="photos with more pixels are refused without decoding them",
+    )
+    reference_worker: bool = Field(
+        True,
+        description="check and encode a reference (card) photo in a warm helper process "
+        "while the live photo is checked here: a first check then costs about one "
+        "photo's time, not two (built-in dlib backend only)",
+    )
+    worker_timeout: float = Field(
+        10.0,
+        gt=0.0,
+        le=300.0,
+        description="seconds the helper process may take for a reference photo before the "
+        "check fails (FaceBackendError) and the process is restarted",
     )
     gallery_engine: Literal["numpy", "faiss", "faiss-fp16", "faiss-sq8"] = Field(
         "numpy",

@@ -12,11 +12,13 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from hcmiddleware.errors import UnusablePhotoError
+from hcmiddleware.errors import FaceError, UnusablePhotoError
 from hcmiddleware.face.advice import FaceAdvice
 from hcmiddleware.face.backend import FaceBackend, Template, as_template, load_backend
+from hcmiddleware.face.dlib_backend import DlibBackend
 from hcmiddleware.face.quality import check_photo
 from hcmiddleware.face.settings import FaceSettings, ReferenceSource
+from hcmiddleware.face.worker import ReferenceWorker, shared_worker
 
 __all__ = ["FaceService", "FaceVerification", "LivenessCheck", "VerificationStatus"]
 
@@ -42,7 +44,7 @@ class FaceVerification(BaseModel):
 
     ``detector`` and ``reference_detector`` name the cascade tier that found the face
     in the live and the reference photo (``hog``, ``hog-upsampled``, ``blazeface``,
-    ``cnn``); ``reference_detector`` is None against an enrolled template.
+    ``cnn``, ``hog-crop``); ``reference_detector`` is None against an enrolled template.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -88,7 +90,10 @@ class FaceService:
     """Face checks with one backend and one set of settings.
 
     Holds no per-call state, so threads may share one; the default backend serialises
-    its dlib calls (one model set per process), so parallel checks need processes.
+    its dlib calls (one model set per process), so parallel checks need processes. With
+    ``reference_worker`` (the default) a 1:1 check against a reference photo checks it
+    in a helper process meanwhile (see :mod:`hcmiddleware.face.worker`); ``worker``
+    chooses that process's :class:`ReferenceWorker` (default: one for the whole process).
     """
 
     def __init__(
@@ -98,10 +103,18 @@ class FaceService:
         backend: FaceBackend | None = None,
         liveness: LivenessCheck | None = None,
         reference_cache: int = 16,
+        worker: ReferenceWorker | None = None,
     ) -> None:
         self.settings = settings or FaceSettings()
         self.backend = backend if backend is not None else load_backend(self.settings.backend)
         self._liveness = liveness
+        # The reference photo is checked in a helper process while the live one is
+        # checked here (the built-in backend only: its parameters are all the helper
+        # needs to build the same). The first check against a photo starts it and runs
+        # here meanwhile; worker.start() starts it ahead.
+        self._worker: ReferenceWorker | None = None
+        if self.settings.reference_worker and type(self.backend) is DlibBackend:
+            self._worker = worker if worker is not None else shared_worker()
         # Reference photos' templates by SHA-256 of their bytes: a resident asked to
         # retake the live photo is checked against the same card photo again, and its
         # encoding is half the time of a check. Small and in memory only.
@@ -109,19 +122,29 @@ class FaceService:
         self._cache: OrderedDict[bytes, tuple[Template, str]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
-    def _reference_template(self, photo: bytes) -> tuple[Template, str | None]:
-        key = hashlib.sha256(photo).digest()
+    @property
+    def worker(self) -> ReferenceWorker | None:
+        """The helper process reference photos are checked in, if any."""
+        return self._worker
+
+    def _cached(self, key: bytes) -> tuple[Template, str] | None:
         with self._cache_lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        face = check_photo(photo, self.backend, self.settings, role="reference")
-        found = (self.backend.encode(face.photo.image, face.box), face.detector)
+        return None
+
+    def _remember(self, key: bytes, found: tuple[Template, str]) -> None:
         if self._cache_size > 0:
             with self._cache_lock:
                 self._cache[key] = found
                 while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
+
+    def _reference_template(self, photo: bytes, key: bytes) -> tuple[Template, str]:
+        face = check_photo(photo, self.backend, self.settings, role="reference")
+        found = (self.backend.encode(face.photo.image, face.box), face.detector)
+        self._remember(key, found)
         return found
 
     def encode(self, photo: bytes, *, role: str = "probe") -> Template:
@@ -139,8 +162,33 @@ class FaceService:
     ) -> FaceVerification:
         """Check the ``live`` photo against a ``reference`` photo (the card photo by
         default). The reference's template is kept for the next few checks, so a retake
-        against the same card photo costs one encoding."""
-        return self._verify(live, lambda: self._reference_template(reference), source)
+        against the same card photo costs one encoding.
+
+        With ``reference_worker``, the reference is checked in the helper process while
+        the live photo is checked here; the answer is the one the checks in turn give
+        (the live photo's failure first, then the liveness check's, then the
+        reference's). A helper that stops or takes longer than ``worker_timeout``
+        raises :class:`~hcmiddleware.errors.FaceBackendError`.
+        """
+        key = hashlib.sha256(reference).digest()
+        cached = self._cached(key)
+        if cached is not None:
+            found = cached
+            return self._verify(live, lambda: found, source)
+        pending = None
+        if self._worker is not None:
+            assert isinstance(self.backend, DlibBackend)
+            pending = self._worker.submit(reference, self.settings, self.backend.parameters)
+        if pending is None:
+            return self._verify(live, lambda: self._reference_template(reference, key), source)
+        ready = pending
+
+        def collect() -> tuple[Template, str]:
+            found = ready.result()
+            self._remember(key, found)
+            return found
+
+        return self._verify(live, collect, source, encode_first=True)
 
     def verify_template(
         self,
@@ -158,9 +206,15 @@ class FaceService:
         live: bytes,
         reference: Callable[[], tuple[Template, str | None]],
         source: ReferenceSource,
+        *,
+        encode_first: bool = False,
     ) -> FaceVerification:
+        """The check; ``encode_first``: the live face is encoded before the reference
+        is asked for (it is being made elsewhere meanwhile), with the same answer."""
         base: dict[str, object] = {"source": source, "backend": self.backend.name}
         alive: bool | None = None
+        probe: Template | None = None
+        probe_failed: FaceError | None = None
         try:
             live_face = check_photo(live, self.backend, self.settings, role="live")
             base["detector"] = live_face.detector
@@ -180,6 +234,11 @@ class FaceService:
                         "screen or mask is not accepted",
                         **base,
                     )
+            if encode_first:
+                try:
+                    probe = self.backend.encode(live_face.photo.image, live_face.box)
+                except FaceError as exc:
+                    probe_failed = exc  # raised after the reference, as in turn
             ref, base["reference_detector"] = reference()
         except UnusablePhotoError as exc:
             _log.info("face 1:1 unusable: %s photo, %s", exc.photo, exc.reason)
@@ -193,7 +252,10 @@ class FaceService:
                 advice=FaceAdvice(**exc.advice) if exc.advice else None,
                 **base,
             )
-        probe = self.backend.encode(live_face.photo.image, live_face.box)
+        if probe_failed is not None:
+            raise probe_failed
+        if probe is None:
+            probe = self.backend.encode(live_face.photo.image, live_face.box)
         distance = self.backend.compare(probe, ref)
         threshold = self.settings.thresholds.for_source(source)
         # Outcome figures only: never an image, a template or who it is.
