@@ -101,6 +101,10 @@ OPERATIONS: tuple[str, ...] = (
         "recover", "get", "by_key", "entries", "history", "refundable",
     ),
     *_ops("audit", "record", "entries", "verify", "export", "checkpoint", "checkpoints", "head"),
+    *_ops(
+        "receipts", "available", "movement", "bill", "report", "reports", "reprint",
+        "document", "jobs", "unprinted",
+    ),
 )  # fmt: skip
 
 #: The roles (``Caller.role``).
@@ -164,7 +168,8 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
             "his.find", "his.find_or_register", "his.resolve", "his.register_visit",
             "his.queue_position", "his.charges", "his.charges_paid", "his.reports",
             "cards.check", "cards.state", "cards.report_loss", "journal.top_up",
-            "journal.pay", "journal.settle", "journal.get", "audit.record",
+            "journal.pay", "journal.settle", "journal.get", "receipts.available",
+            "receipts.movement", "receipts.reports", "audit.record",
         ],
         "categories": ["identity", "insurance", "money", "clinical", "visits"],
         "step_by_step": ["clinical", "visits"],
@@ -191,7 +196,8 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
             "his.discharge", "cards.check", "cards.state", "journal.top_up", "journal.pay",
             "journal.refund", "journal.settle", "journal.cancel_settlement", "journal.get",
             "journal.by_key", "journal.history", "journal.refundable", "journal.resolve",
-            "audit.record",
+            "receipts.available", "receipts.movement", "receipts.bill", "receipts.reprint",
+            "receipts.document", "receipts.jobs", "audit.record",
         ],
         "categories": ["identity", "insurance", "money"],
     },
@@ -201,7 +207,7 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
             "residents.history", "faces.verify_card", "faces.verify", "his.find",
             "his.find_or_register", "his.resolve", "his.register_visit", "his.queue_position",
             "his.orders", "his.reports", "cards.check", "cards.state", "ward.summary",
-            "audit.record",
+            "receipts.available", "receipts.reports", "audit.record",
         ],
         "categories": [
             "identity", "contact", "insurance", "clinical", "allergies", "immunisations",
