@@ -75,3 +75,16 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer
     yield install  # type: ignore[misc]
     for module in added:
         sys.modules.pop(module, None)
+
+
+#: markers of slow tests that run only in their own tox environment, selected with -m
+OPT_IN = {"fresh": "tox -e fresh", "interrupt_matrix": "tox -e demo-interrupt"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the opt-in tests unless the marker expression names their marker."""
+    chosen = str(config.getoption("markexpr") or "")
+    for item in items:
+        for marker, where in OPT_IN.items():
+            if item.get_closest_marker(marker) is not None and marker not in chosen:
+                item.add_marker(pytest.mark.skip(reason=f"slow: runs in '{where}'"))
