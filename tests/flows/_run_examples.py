@@ -6,8 +6,8 @@ per script. The child is a fresh process as far as the script can tell: it runs 
 script as ``__main__`` from its own working folder ``OUT/<script stem>``, which is
 also its ``TMPDIR``, with its output in ``stdout``/``stderr`` there; what it changes
 dies with it. The parent waits for each child in turn and writes its exit code to
-``OUT/<script stem>/exit`` (and its wall time to ``seconds``). A child that runs longer than ``TIMEOUT`` seconds is ended
-by an alarm.
+``OUT/<script stem>/exit`` (its wall time to ``seconds``). A child that runs longer
+than ``TIMEOUT`` seconds is ended by an alarm.
 
 Only the start-up is shared: every example still starts its own Middleware, HIS and
 card, exactly as when it is run by hand.
