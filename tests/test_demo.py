@@ -8,8 +8,9 @@ the whole journey runs once for this module and several tests read its report; t
 refusals that happen before anything starts run the command in-process.
 
 Ctrl-C lands deterministically through the demo's test hook (``HCM_DEMO_INTERRUPT_AT``,
-docs/testing.md): the default suite interrupts the money and the ward steps; every one
-of the 18 steps runs in ``tox -e demo-interrupt``.
+docs/testing.md): the default suite interrupts the money and the ward steps on one data
+folder and finishes it on a terminal without pcscd or broker (the in-process fallbacks
+proved on the way); every one of the 18 steps runs in ``tox -e demo-interrupt``.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def test_what_the_journey_leaves_in_its_data_folder(journey: tuple[dict[str, Any
     assert not (folder / "demo-error.log").exists()
 
 
-# --- without the real parts --------------------------------------------------------------------
+# --- a port that is no broker ----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -172,24 +173,6 @@ def not_a_broker() -> Iterator[int]:
     stop = True
     thread.join(2)
     server.close()
-
-
-def test_without_pcscd_or_broker_it_runs_in_process_and_says_so(
-    tmp_path: Path, not_a_broker: int
-) -> None:
-    out = demo(
-        "--data-dir", str(tmp_path / "d"), "--no-pcsc", "--broker", f"127.0.0.1:{not_a_broker}",
-        "--step", "15",
-    )  # fmt: skip
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "card and SAM in-process: turned off (--no-pcsc)" in out.stdout
-    assert f"no MQTT broker at 127.0.0.1:{not_a_broker}" in out.stdout
-    assert "band events go to the ward in-process" in out.stdout
-    assert "through the in-process card" in out.stdout
-    assert "in-process (no MQTT broker): alarm acknowledged" in out.stdout
-    assert "[15/15]" in out.stdout
-    assert "FAILED" not in out.stdout
-    assert "Traceback" not in out.stderr
 
 
 # --- refused before anything starts (in-process: the same command, no start-up cost) -------
@@ -291,9 +274,9 @@ def interrupted_at(at: int, folder: Path) -> str:
     return text
 
 
-def finishes(folder: Path) -> dict[str, Any]:
+def finishes(folder: Path, *args: str) -> dict[str, Any]:
     """Run the demo again on the same data: every step passes."""
-    again = demo("--data-dir", str(folder), "--json")
+    again = demo("--data-dir", str(folder), "--json", *args)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "Traceback" not in again.stderr
     report: dict[str, Any] = json.loads(again.stdout)
@@ -306,13 +289,25 @@ def finishes(folder: Path) -> dict[str, Any]:
     return report
 
 
-def test_ctrl_c_in_the_money_then_in_the_ward_and_a_third_run_finishes(tmp_path: Path) -> None:
-    """Interrupted while paying (after the bank's first answer), run again and
-    interrupted during the nurse's round, run a third time: the journey finishes."""
+def test_ctrl_c_twice_then_a_run_without_pcscd_or_broker_finishes(
+    tmp_path: Path, not_a_broker: int
+) -> None:
+    """Interrupted while paying (after the bank's first answer) and, run again, during
+    the nurse's round; the third run, without pcscd and with a port that is no MQTT
+    broker, keeps the card and the bands in-process, says so, and finishes every step
+    on the same data."""
     folder = tmp_path / "d"
     interrupted_at(8, folder)
     interrupted_at(14, folder)
-    finishes(folder)
+    broker = f"127.0.0.1:{not_a_broker}"
+    report = finishes(folder, "--no-pcsc", "--broker", broker)
+    parts = "\n".join(report["parts"])
+    assert "card and SAM in-process: turned off (--no-pcsc)" in parts
+    assert f"no MQTT broker at {broker}" in parts
+    assert "band events go to the ward in-process" in parts
+    detail = {s["step"]: s["detail"] for s in report["steps"]}
+    assert "through the in-process card" in detail[3]
+    assert "in-process (no MQTT broker): alarm acknowledged" in detail[15]
 
 
 @pytest.mark.interrupt_matrix
