@@ -50,6 +50,7 @@ from hcmiddleware.config import parse_config
 from hcmiddleware.dispatch import CallRecord
 from hcmiddleware.empi.identity import check_character
 from hcmiddleware.flows.outpatient import OutpatientFlow
+from hcmiddleware.keyfiles import scratch_empi_keys
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
 from hcmiddleware.testing.pcscd import USER_READER, Pcscd
 
@@ -184,6 +185,7 @@ def main() -> None:
             {
                 "middleware": {"data_dir": str(folder / "hcm"), "institution_code": HOSPITAL},
                 "sam": {"keys": str(TEST_ISSUER_KEYS)},
+                "empi": scratch_empi_keys(folder / "keys"),  # a site's come from `hcm init`
                 "plugins": {"enabled": ["his-hl7"], "his-hl7": {"host": host, "port": port}},
                 "logging": {"level": "WARNING"},
             }

@@ -117,3 +117,22 @@ def _no_pcscd_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
         pytest.fail(f"{request.module.__name__} left pcscd running (pids {sorted(left)})")
+
+
+#: markers of slow tests that run only in their own tox environment, selected with -m
+OPT_IN = {"fresh": "tox -e fresh", "interrupt_matrix": "tox -e demo-interrupt"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the opt-in tests out unless the marker expression names their marker.
+
+    They are deselected, not skipped: they run, whole, in their own tox environment.
+    """
+    chosen = str(config.getoption("markexpr") or "")
+    kept, left_out = [], []
+    for item in items:
+        opt_in = [m for m in OPT_IN if item.get_closest_marker(m) is not None]
+        (left_out if any(m not in chosen for m in opt_in) else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept

@@ -309,6 +309,53 @@ def test_a_kiosk_sees_only_the_patient_identified_there(hcm_make_middleware: Any
         kiosk.residents.get(other.resident_id)
 
 
+def test_receipts_through_a_session_are_checked_like_the_other_services(
+    hcm_make_middleware: Any, tmp_path: Path
+) -> None:
+    mw = start(hcm_make_middleware, printing={"pdf_dir": str(tmp_path / "printed")})
+    kiosk = as_(mw, "kiosk", user="kiosk-3", terminal="kiosk-3")
+    read = kiosk.terminal.read(card())
+    mine = kiosk.residents.enrol_from_card(read)
+    patient = HospitalPatient(hospital_code=HOSPITAL, patient_id="P1", resident_id=mine.resident_id)
+    # the self-service printer prints the report of the patient identified there
+    (job,) = kiosk.receipts.reports(patient, "V1")
+    assert job.ok
+    assert (tmp_path / "printed").is_dir()
+    assert job.document_id == "L1"
+    entry = mw.audit.entries(action="receipts.reports")[-1]
+    assert (entry.user, entry.role, entry.terminal, entry.subject) == (
+        "kiosk-3", "kiosk", "kiosk-3", mine.resident_id,
+    )  # fmt: skip
+    # a kiosk where the patient was not identified prints nothing of theirs
+    with pytest.raises(AccessDeniedError) as caught:
+        as_(mw, "kiosk", user="kiosk-4", terminal="kiosk-4").receipts.reports(patient, "V1")
+    assert caught.value.reason == "own_only"
+    # the print log: the cashier's, not the nurse's
+    assert [j.document_id for j in as_(mw, "cashier").receipts.jobs()] == ["L1"]
+    with pytest.raises(AccessDeniedError) as caught:
+        as_(mw, "nurse").receipts.jobs()
+    assert (caught.value.operation, caught.value.reason) == ("receipts.jobs", "operation")
+    with pytest.raises(AccessDeniedError):
+        as_(mw, "cashier").receipts.reports(patient, "V1")  # reports are clinical
+    assert mw.audit.entries(action="access.refused")[-1].details == {
+        "operation": "receipts.reports", "reason": "operation",
+    }  # fmt: skip
+    # what is left outside a session is refused by name, as for any service
+    with pytest.raises(AccessDeniedError) as caught:
+        as_(mw, "cashier").receipts.print(None)  # type: ignore[arg-type]
+    assert caught.value.reason == "operation"
+
+
+def test_a_role_given_the_print_log_without_money_is_refused_by_category(
+    hcm_make_middleware: Any,
+) -> None:
+    roles = {"registration": {"operations": ["receipts.jobs"], "categories": ["identity"]}}
+    mw = start(hcm_make_middleware, access={"roles": roles})
+    with pytest.raises(AccessDeniedError) as caught:
+        as_(mw, "registration").receipts.jobs()
+    assert (caught.value.reason, caught.value.operation) == ("category", "receipts.jobs")
+
+
 # --- configuration ------------------------------------------------------------------------------
 
 

@@ -89,5 +89,9 @@ def test_sam_card_in_the_second_slot_from_config(
             rows = {r.name: r for _, r in mw.doctor()}
             assert rows["reader for the user card"].ok
             assert rows["reader for the SAM"].ok
+            reader = mw.terminal.sam._transport  # type: ignore[attr-defined]
+        # closing the Middleware releases the SAM's reader there and then, not when
+        # pyscard's finaliser runs (after pcscd may have gone: a traceback at exit)
+        assert reader._connection is None
     pcscd.wait_card(False)
     pcscd.wait_card(False, SAM_READER)

@@ -142,9 +142,9 @@ class Middleware:
         """The services as ``caller`` (user, role, terminal) may use them.
 
         ``session.terminal``, ``.residents``, ``.faces``, ``.his``, ``.cards``, ``.ehc``,
-        ``.ward``, ``.journal``, ``.audit`` have the methods of the services here; each
-        call is checked against the role, cut to what it may see, and audited with the
-        caller's identity (``docs/access.md``).
+        ``.ward``, ``.journal``, ``.receipts``, ``.audit`` have the methods of the services
+        here; each call is checked against the role, cut to what it may see, and audited
+        with the caller's identity (``docs/access.md``).
 
         :raises UnknownRoleError: the role is not configured.
         :raises UnknownTerminalError: ``[access] terminals`` does not list the terminal.

@@ -308,3 +308,43 @@ def test_a_document_carries_no_full_card_number() -> None:
     doc = movement_receipt(movement(), site_name=SITE)
     assert "1100000000000001" not in doc.model_dump_json()
     assert isinstance(doc, PrintDocument)
+
+
+def test_the_font_parsed_once_prints_what_a_font_parsed_per_document_prints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shared font gives each document the very bytes fpdf2's own loading gives, and
+    a document printed in between (other glyphs, other subset) changes nothing."""
+    from hcmiddleware.printing import pdf as pdf_module
+
+    parsed = pdf_module._shared_font(pdf_module.find_font())
+    if parsed is None:
+        pytest.skip("the system's Chinese font is not TrueType: it is parsed per document")
+    glyphs = parsed.ttfont["glyf"].glyphs
+    before = {name: dict(vars(glyph)) for name, glyph in glyphs.items()}
+    receipt = movement_receipt(movement("top_up"), site_name=SITE, printed_at=AT)
+    listing = payment_list(
+        movement("pay"), [charge(i, "1.00", f"项目{i}号") for i in range(12)], site_name=SITE,
+        printed_at=AT,
+    )  # fmt: skip
+    report = report_document(lab_report(), site_name=SITE, printed_at=AT)
+    shared = [pdf_bytes(doc) for doc in (receipt, listing, report, receipt)]
+    assert shared[0] == shared[3], "a document printed in between changed the font"
+    after = {name: dict(vars(glyph)) for name, glyph in glyphs.items()}
+    assert after == before, "the parsed font is only read, never edited"
+    monkeypatch.setattr(pdf_module, "_shared_font", lambda _font: None)
+    own = [pdf_bytes(doc) for doc in (receipt, listing, report)]
+    assert shared[:3] == own
+
+
+def test_documents_printed_at_once_from_threads_are_each_whole() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = [
+        movement_receipt(movement(kind), site_name=SITE, printed_at=AT)
+        for kind in ("top_up", "refund", "pay")
+    ] + [report_document(lab_report(), site_name=SITE, printed_at=AT)]
+    alone = [pdf_bytes(doc) for doc in docs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(pdf_bytes, docs * 3))
+    assert together == alone * 3

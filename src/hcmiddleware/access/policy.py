@@ -108,6 +108,10 @@ OPERATIONS: tuple[str, ...] = (
     *_ops("audit", "record", "entries", "verify", "export", "checkpoint", "checkpoints", "head"),
     # no service of its own: reached through ``session.flows`` (bind_bank_card …)
     *_ops("bank", "bind", "unbind"),
+    *_ops(
+        "receipts", "available", "movement", "bill", "report", "reports", "reprint",
+        "document", "jobs", "unprinted",
+    ),
 )  # fmt: skip
 
 #: The models whose fields a session cuts by category (``[access.fields.<model>]``), by
@@ -207,7 +211,8 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
             "his.find", "his.find_or_register", "his.resolve", "his.register_visit",
             "his.queue_position", "his.charges", "his.charges_paid", "his.reports",
             "cards.check", "cards.state", "cards.report_loss", "journal.top_up",
-            "journal.pay", "journal.settle", "journal.get", "audit.record",
+            "journal.pay", "journal.settle", "journal.get", "receipts.available",
+            "receipts.movement", "receipts.reports", "audit.record",
         ],
         "categories": ["identity", "insurance", "money", "clinical", "visits"],
         "step_by_step": ["clinical", "visits"],
@@ -234,7 +239,9 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
             "his.discharge", "cards.check", "cards.state", "journal.top_up", "journal.pay",
             "journal.refund", "journal.settle", "journal.cancel_settlement", "journal.get",
             "journal.by_key", "journal.history", "journal.refundable", "journal.resolve",
-            "bank.bind", "bank.unbind", "ward.release_stay", "audit.record",
+            "bank.bind", "bank.unbind", "ward.release_stay", "receipts.available",
+            "receipts.movement", "receipts.bill", "receipts.reprint", "receipts.document",
+            "receipts.jobs", "audit.record",
         ],
         "categories": ["identity", "insurance", "money"],
     },
@@ -244,7 +251,7 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
             "residents.history", "faces.verify_card", "faces.verify", "his.find",
             "his.find_or_register", "his.resolve", "his.register_visit", "his.queue_position",
             "his.orders", "his.reports", "cards.check", "cards.state", "ward.summary",
-            "terminal.write_visit", "audit.record",
+            "terminal.write_visit", "receipts.available", "receipts.reports", "audit.record",
         ],
         "categories": [
             "identity", "contact", "insurance", "clinical", "allergies", "immunisations",

@@ -2,7 +2,7 @@
 
 A :class:`Session` has the services of the Middleware under the same names
 (``session.terminal``, ``.residents``, ``.faces``, ``.his``, ``.cards``, ``.ehc``,
-``.ward``, ``.journal``, ``.audit``) with the same methods. Each call:
+``.ward``, ``.journal``, ``.receipts``, ``.audit``) with the same methods. Each call:
 
 1. is refused unless the caller's role grants the operation (``terminal.read``);
 2. is refused when its answer would show a category the role may not see (a
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from hcmiddleware.flows.acting import Flows
     from hcmiddleware.his import His
     from hcmiddleware.journal import Journal
+    from hcmiddleware.printing import Receipts
     from hcmiddleware.residents import Residents
     from hcmiddleware.runtime import Middleware
     from hcmiddleware.terminal import Terminal
@@ -73,8 +74,11 @@ _SELF_AUDITED = frozenset(
 )  # fmt: skip
 #: operations that show no personal data and change nothing: not audited
 _UNAUDITED = frozenset(
-    {"his.provides", "his.check", "residents.stats", "residents.count", "audit.head"}
-)
+    {
+        "his.provides", "his.check", "residents.stats", "residents.count", "audit.head",
+        "receipts.available",
+    }
+)  # fmt: skip
 
 #: operations that identify a resident at the caller's terminal, and how
 _IDENTIFIES: Mapping[str, Method] = {
@@ -115,6 +119,14 @@ _NEEDS: Mapping[str, frozenset[Category]] = {
             "get", "by_key", "entries", "history", "refundable",
         )
     },
+    # a receipt, a payment list, a bill shows money; a report, clinical data; the print
+    # log names the transactions and reports printed
+    **{
+        f"receipts.{m}": frozenset({Category.MONEY})
+        for m in ("movement", "bill", "reprint", "document", "jobs", "unprinted")
+    },
+    "receipts.report": frozenset({Category.CLINICAL}),
+    "receipts.reports": frozenset({Category.CLINICAL}),
 }  # fmt: skip
 
 
@@ -134,6 +146,7 @@ def _resident_arg(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
 _SUBJECT: Mapping[str, Callable[[tuple[Any, ...], dict[str, Any]], str | None]] = {
     "his.orders": _patient_resident,
     "his.reports": _patient_resident,
+    "receipts.reports": _patient_resident,
     "his.charges": _patient_resident,
     "his.charges_paid": _patient_resident,
     "his.register_visit": _patient_resident,
@@ -209,6 +222,7 @@ class Session:
         self.ehc = cast("Ehc", _View(self, "ehc", lambda: raw("ehc")))
         self.ward = cast("Ward", _View(self, "ward", lambda: raw("ward")))
         self.journal = cast("Journal", _View(self, "journal", lambda: raw("journal")))
+        self.receipts = cast("Receipts", _View(self, "receipts", lambda: raw("receipts")))
         self.audit = cast("Audit", _View(self, "audit", lambda: raw("audit")))
         #: card numbers read through this session (a lookup of one identifies)
         self._cards_read: set[str] = set()

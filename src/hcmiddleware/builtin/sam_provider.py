@@ -39,5 +39,18 @@ def hcm_sam_provider(middleware: Middleware) -> Sam | None:
         from hcmiddleware.card.pcsc import PcscTransport
         from hcmiddleware.sam.pcsc import PcscSam
 
-        return PcscSam(PcscTransport(config.readers.sam), config.sam.pin)
+        class _SamInOurReader(PcscSam):
+            """The SAM card in the reader opened here: closing it releases the reader
+            at once, not when pyscard's finaliser runs (maybe after pcscd is gone)."""
+
+            def close(self) -> None:
+                super().close()
+                reader.close()
+
+        reader = PcscTransport(config.readers.sam)
+        try:
+            return _SamInOurReader(reader, config.sam.pin)
+        except BaseException:
+            reader.close()
+            raise
     return None

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -46,6 +48,50 @@ SAMPLE_HIS = "sample-his"
 INSTITUTION = "210100000001"
 #: exit codes: 0 every step passed, 1 a step failed, 2 the demo could not start, 130 Ctrl-C
 OK, FAILED, CANNOT_START, INTERRUPTED = 0, 1, 2, 130
+#: For the tests of Ctrl-C (docs/testing.md), not for users: with this set to a step's
+#: number the demo presses Ctrl-C on itself while that step runs.
+INTERRUPT_AT = "HCM_DEMO_INTERRUPT_AT"
+
+
+class _CtrlC:
+    """Ctrl-C, pressed once while step ``at`` runs: right after the step's first call to
+    a peer, the card or the face models has returned, or — for a step that makes none —
+    when its work is done, before its line is printed. Always from the main thread, so
+    the interrupt lands at that very point, as the terminal's would when pressed then.
+    The signal goes to the demo's process group when it leads one (as a terminal sends
+    it), else to the demo alone."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.pressed = False
+        # a process started in the background by a shell without job control ignores
+        # SIGINT from birth; a terminal's Ctrl-C reaches Python's own handler
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __call__(self, number: int) -> None:
+        if number != self.at or self.pressed:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self.pressed = True
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpgrp(), signal.SIGINT)
+        else:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def _ctrl_c_hook() -> _CtrlC | None:
+    """The test hook's Ctrl-C, when :data:`INTERRUPT_AT` names a step."""
+    value = os.environ.get(INTERRUPT_AT, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= len(STEPS):
+        raise HcmError(
+            f"{INTERRUPT_AT} must be a step number from 1 to {len(STEPS)}, not {value!r}",
+            hint=f"unset {INTERRUPT_AT} (it is for the demo's own tests)",
+        )
+    return _CtrlC(int(value))
 
 
 def _writable(folder: Path) -> str | None:
@@ -134,6 +180,10 @@ def run_demo(
 
     if step is not None and not 1 <= step <= len(STEPS):
         return finish(CANNOT_START, f"--step must be between 1 and {len(STEPS)}, not {step}")
+    try:
+        ctrl_c = _ctrl_c_hook()
+    except HcmError as exc:
+        return finish(CANNOT_START, f"{exc.message} ({exc.hint})")
     if not ({SAMPLE_HIS, "his-hl7", "his-fhir"} & set(installed_plugins())):
         return finish(
             CANNOT_START,
@@ -162,13 +212,14 @@ def run_demo(
             hint = f" — {exc.hint}" if exc.hint else ""
             return finish(CANNOT_START, f"the demo could not start: {exc.message}{hint}")
         clock = Clock()
+        clock.listener = ctrl_c
         stack.callback(mw.dispatcher.add_observer(clock.observe))
         journey = Journey(mw, terminal, peers, clock)
         last = step or len(STEPS)
         started = time.perf_counter()
         try:
             for number, (title, run, _outpatient) in enumerate(STEPS[:last], start=1):
-                record = _run_step(journey, number, title, run)
+                record = _run_step(journey, number, title, run, ctrl_c)
                 result["steps"].append(record)
                 say(_line(record, last))
                 if record["status"] == "failed":
@@ -185,7 +236,13 @@ def run_demo(
     return finish(OK)
 
 
-def _run_step(j: Journey, number: int, title: str, run: Callable[[Journey], str]) -> dict[str, Any]:
+def _run_step(
+    j: Journey,
+    number: int,
+    title: str,
+    run: Callable[[Journey], str],
+    ctrl_c: _CtrlC | None = None,
+) -> dict[str, Any]:
     record: dict[str, Any] = {"step": number, "title": title}
     with j.clock.step(number) as timing:
         try:
@@ -204,6 +261,8 @@ def _run_step(j: Journey, number: int, title: str, run: Callable[[Journey], str]
                 detail=f"unexpected {type(exc).__name__}: {exc}",
                 hint=f"this is a defect; report it with {log}",
             )
+        if ctrl_c is not None:
+            ctrl_c(number)  # a step that called no peer: Ctrl-C at its end
     record["ms"] = round(timing.total * 1000, 1)
     record["shares_ms"] = timing.shares_ms()
     return record

@@ -56,27 +56,31 @@ class Clock:
     def __init__(self) -> None:
         self.steps: dict[int, StepTime] = {}
         self._current: StepTime | None = None
+        self._number = 0
+        #: told of each part counted (the step's number), after it is counted
+        self.listener: Callable[[int], None] | None = None
 
     def observe(self, record: CallRecord) -> None:
         """A dispatcher observer: a hook call's time goes to its part."""
-        step = self._current
-        if step is None:
-            return
         for prefix, share in _HOOK_SHARES:
             if record.hook.startswith(prefix):
-                step.parts[share] += record.duration
+                self.add(share, record.duration)
                 return
 
     def add(self, share: str, seconds: float) -> None:
         """Count ``seconds`` to ``share`` in the running step."""
-        if self._current is not None:
-            self._current.parts[share] += seconds
+        step = self._current
+        if step is None:
+            return
+        step.parts[share] += seconds
+        if self.listener is not None:
+            self.listener(self._number)
 
     @contextmanager
     def step(self, number: int) -> Iterator[StepTime]:
         """Time step ``number``."""
         timing = self.steps[number] = StepTime()
-        self._current = timing
+        self._current, self._number = timing, number
         started = time.perf_counter()
         try:
             yield timing

@@ -86,6 +86,9 @@ def _money(amount: Decimal) -> str:
 
 
 def check_installation(j: Journey) -> str:
+    # what a site does when it starts ('hcm journal recover'): money an interrupted run
+    # left in flight is settled with the bank and the insurer before anything new
+    recovered = j.mw.journal.recover()
     # what a site's timer does ('hcm cards sync', 'hcm ehc sync'): the lists of
     # refused cards and revoked e-cards are fresh before the first patient
     cards = j.mw.cards.sync()
@@ -96,8 +99,15 @@ def check_installation(j: Journey) -> str:
     bad = [f"{p}: {r.name} — {r.detail}" for p, r in rows if not r.ok]
     if bad:
         raise HcmError("health checks failed: " + "; ".join(bad), hint="run 'hcm doctor'")
+    settled = ""
+    if recovered.examined:
+        outcomes = ", ".join(f"{n} {state}" for state, n in sorted(recovered.outcomes.items()))
+        settled = (
+            f"{recovered.examined} movements an interrupted run left in flight settled "
+            f"({outcomes}); "
+        )
     return (
-        f"{synced} refused-card and revoked-e-card lists synced; {len(rows)} checks "
+        f"{settled}{synced} refused-card and revoked-e-card lists synced; {len(rows)} checks "
         f"passed; plugins: {', '.join(j.mw.enabled_plugins())}"
     )
 
@@ -152,9 +162,10 @@ def read_card(j: Journey) -> str:
 def find_resident(j: Journey) -> str:
     from hcmiddleware.flows.journey import Identified
 
-    before = j.mw.residents.index.count()
     resident = j.mw.residents.enrol_from_card(j.card)
-    if j.mw.residents.index.count() != before:
+    # the kiosk finds the resident the desk enrolled (step 2), not a second one; an ID
+    # compare, not two counts of the index: the demo's own checks stay out of its times
+    if resident.resident_id != j.values["resident_id"]:
         raise HcmError(
             "the resident enrolled at the desk was not found at the kiosk",
             hint="check the index's keys: the desk and the kiosk must share them",
@@ -403,7 +414,23 @@ def nurse_round(j: Journey) -> str:
         concentration=drip.concentration,
         route="静滴",
     )
-    done = j.mw.ward.execute(scan)  # before, during, after
+    # the drip given on an earlier run of the demo stays given; one an interrupted run
+    # left between two checks is taken on at the next check, as the nurse would
+    earlier = [
+        e
+        for e in j.mw.ward.executions(j.values["stay"].admission_id)
+        if e.order_id == drip.order_id and e.state != "abandoned"
+    ]
+    given = ""
+    if earlier and earlier[-1].state == "done":
+        done, given = earlier[-1], " on an earlier run"
+    elif earlier:
+        done = earlier[-1]
+        while done.state in {"during", "after"}:
+            done = j.mw.ward.check(done.execution_id, scan)
+        given = ", its checks finished after an interrupted run"
+    else:
+        done = j.mw.ward.execute(scan)  # before, during, after
     staff = j.peers.provides.get("hospital_staff")
     refused = "no second order to refuse (the HIS peer gives no staff)"
     if staff is not None:
@@ -422,7 +449,7 @@ def nurse_round(j: Journey) -> str:
             raise HcmError("a wrong dose was not refused", hint="check [ward] rules")
     return (
         f"{len(orders)} orders on the handheld; {drip.name} passed the seven verifications "
-        f"and the three checks ({done.state}, HIS {done.his_state}); {refused}"
+        f"and the three checks{given} ({done.state}, HIS {done.his_state}); {refused}"
     )
 
 
@@ -446,8 +473,12 @@ def emergency_call(j: Journey) -> str:
     else:
         from hcmiddleware.models import BandEvent
 
-        call = BandEvent(event_id="demo-1", wristband_id=BAND, kind="emergency", at=datetime.now())
-        (alarm,) = j.mw.ward.receive([call]).raised
+        # a new event each run: the ward takes an event ID it has seen as a repeat
+        event_id = f"demo-{datetime.now():%Y%m%d%H%M%S%f}"
+        call = BandEvent(event_id=event_id, wristband_id=BAND, kind="emergency", at=datetime.now())
+        got = j.mw.ward.receive([call])
+        # an alarm left open by an interrupted run takes the new call in (folded)
+        (alarm,) = got.raised or got.folded
         how = "in-process (no MQTT broker)"
     taken = j.mw.ward.acknowledge(alarm.alarm_id, NURSE)
     return f"call from bed {alarm.bed} {how}: alarm {taken.state} by {taken.acknowledged_by}"
@@ -457,10 +488,18 @@ def discharge(j: Journey) -> str:
     j.need_his()
     flow: InpatientFlow = j.values["inpatient"]
     stay = j.values["stay"]
+    if stay.discharged_at is not None:  # an earlier run of the demo went this far
+        bill = flow.bill(stay)
+        return (
+            f"inpatient bill {_money(bill.total)} against a deposit of "
+            f"{_money(bill.deposits)}; discharged on an earlier run "
+            f"({stay.discharged_at:%H:%M}), nothing owed or paid twice"
+        )
     staff = j.peers.provides.get("hospital_staff")
-    if staff is not None:
-        staff.book_ward_fees(stay.admission_id, days=3)
     bill = flow.bill(stay)
+    if staff is not None and not any(item.item_code == "NURSE" for item in bill.items):
+        staff.book_ward_fees(stay.admission_id, days=3)  # once, also over interrupted runs
+        bill = flow.bill(stay)
     stay = flow.settle_bill(stay, pay=j.values["pay_inpatient"])
     done = flow.discharge(stay)
     j.values["bill"] = bill

@@ -4,10 +4,19 @@ fpdf2 writes the file; the text is set in a font with Chinese glyphs (``[printin
 font``, else the first system font found: WenQuanYi Micro Hei on Debian, from
 ``fonts-wqy-microhei``), embedded as a subset so the file prints anywhere. Pages are A4;
 a receipt is an 80 mm roll as long as its content.
+
+A Chinese font holds tens of thousands of glyphs and parsing it takes most of a second,
+so a TrueType font is parsed once per process (:func:`_shared_font`) and each document
+gets a cheap copy of it. Making the subset that goes into a PDF rewrites the font's
+tables, so the copy has tables of its own and glyphs copied as they are taken; the
+parsed original is only ever read, by any number of threads. Other fonts (CFF outlines,
+colour fonts) are parsed for each document, as fpdf2 does by itself.
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -151,13 +160,73 @@ def _heading_style() -> Any:
     return FontFace(emphasis=None, fill_color=(235, 235, 235))
 
 
+_parsed: dict[Path, Any] = {}
+_parsing = threading.Lock()
+
+
+class _GlyphsCopiedOnRead(dict[str, Any]):
+    """The parsed font's glyphs, each copied when taken: the subsetter edits what it takes."""
+
+    def __getitem__(self, name: str) -> Any:
+        return copy.copy(super().__getitem__(name))
+
+
+def _shared_font(font: Path) -> Any | None:
+    """The font parsed once for this process (an fpdf2 TTFFont), or None when it may not be
+    shared (CFF outlines and colour fonts are subset in ways a copy cannot keep apart)."""
+    key = font.resolve()
+    with _parsing:
+        if key not in _parsed:
+            from fpdf import FPDF
+
+            holder = FPDF()
+            holder.add_font(_FAMILY, fname=str(font))
+            parsed: Any = holder.fonts[_FAMILY]
+            tables = parsed.ttfont
+            shareable = "glyf" in tables and parsed.color_font is None and not parsed.is_cff
+            if shareable:
+                # read every table now, so that the copies never go back to the file
+                tables.ensureDecompiled(recurse=False)
+                for subtable in tables["cmap"].tables:
+                    subtable.ensureDecompiled()
+                tables.getReverseGlyphMap()
+            _parsed[key] = parsed if shareable else None
+        return _parsed[key]
+
+
+def _font_copy(parsed: Any, pdf: Any) -> Any:
+    """A copy of the parsed font for one document: what the document changes is its own."""
+    from fpdf.fonts import SubsetMap
+
+    tables = copy.copy(parsed.ttfont)
+    tables.reader = None  # every table is read (see _shared_font)
+    tables.tables = {tag: copy.copy(table) for tag, table in parsed.ttfont.tables.items()}
+    glyf = tables.tables["glyf"]
+    glyf.glyphs = _GlyphsCopiedOnRead(glyf.glyphs)
+    glyf._reverseGlyphOrder = {}
+    cmap = tables.tables["cmap"]
+    cmap.tables = [copy.copy(subtable) for subtable in cmap.tables]
+    font = copy.copy(parsed)
+    font.i = len(pdf.fonts) + 1
+    font.ttfont = tables
+    font.subset = SubsetMap(font)
+    font.missing_glyphs = []
+    font.biggest_size_pt = 0
+    font._hbfont = None
+    return font
+
+
 def _fpdf(font: Path, width: float, height: float, document: PrintDocument) -> Any:
     from fpdf import FPDF
 
     pdf = FPDF(unit="mm", format=(width, height))
     pdf.set_margins(4, 4, 4) if width == _RECEIPT_WIDTH else pdf.set_margins(18, 16, 18)
     pdf.set_auto_page_break(True, margin=6 if width == _RECEIPT_WIDTH else 16)
-    pdf.add_font(_FAMILY, fname=str(font))
+    parsed = _shared_font(font)
+    if parsed is None:
+        pdf.add_font(_FAMILY, fname=str(font))
+    else:
+        pdf.fonts[_FAMILY] = _font_copy(parsed, pdf)
     pdf.set_title(document.title)
     pdf.set_creator("hcmiddleware")
     pdf.set_creation_date(document.printed_at)

@@ -65,6 +65,9 @@ class Simulator:
         self._got_reply = threading.Condition(self._lock)
         self._acks: list[dict[str, Any]] = []
         self._sequence = itertools.count(1)
+        # a device numbers its messages from its last start; the start is in their IDs,
+        # so a restarted simulator's events are new events to the ward, not repeats
+        self._boot = uuid.uuid4().hex[:6]
         self._connected = threading.Event()
         self._stop = threading.Event()
         client = mqtt.Client(
@@ -157,7 +160,7 @@ class Simulator:
     # -- bands --------------------------------------------------------------------------------
 
     def _event(self, band: str, kind: str, **fields: Any) -> str:
-        event_id = f"{band}-{next(self._sequence)}"
+        event_id = f"{band}-{self._boot}-{next(self._sequence)}"
         payload = event_payload(event_id, kind, datetime.now(UTC), **fields)
         topic = self.topics.band_event(band)
         if kind != "location":  # alarms are sent until confirmed
@@ -212,7 +215,7 @@ class Simulator:
 
     def request(self, op: str, *, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         """Send the handheld's request and wait for the reply (``{"ok": …}``)."""
-        request_id = f"{self.device}-{next(self._sequence)}"
+        request_id = f"{self.device}-{self._boot}-{next(self._sequence)}"
         self._client.publish(
             self.topics.handheld_request(self.device),
             encode({"id": request_id, "op": op, **fields}),
