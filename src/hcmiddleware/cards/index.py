@@ -1,0 +1,404 @@
+"""An in-memory index of the listed cards: the usual read (a card on no list) never
+asks the database.
+
+The index is a sorted array of one 64-bit fingerprint per listed card — Python's own
+string hash, keyed afresh in every process — 8 bytes a card. It only ever says "on no
+list" or "maybe listed": a card it may hold is looked up in the database, which stays
+the truth for the state, the source and the date. It may therefore hold more than is
+listed (a card taken off the list stays in it until the next rebuild; two numbers may
+share a fingerprint), never less.
+
+It is used only while it is known to be current. It is built under the versions of
+every source's list (``card_list_versions``), read in the same snapshot as the cards,
+and before each use it checks, cheaply, whether the database may have changed since:
+
+* SQLite: ``PRAGMA data_version`` on a connection of its own (a few microseconds; it
+  changes when any other connection, of this or another process, commits);
+* PostgreSQL: ``LISTEN`` on a connection of its own — every write to the lists sends a
+  ``NOTIFY`` in its transaction, delivered when it commits; polling the socket for one
+  is a non-blocking read.
+
+When something changed, the versions are read again (a tiny table); if they differ
+from the index's, the index is dropped and rebuilt in a background thread while the
+checks ask the database. An update applied through this process joins the index at
+once (:meth:`CardIndex.adding`): its cards are added before its transaction commits,
+so the index is a superset both before and after. When the watching connection fails,
+the index is dropped and every check asks the database until it could be rebuilt.
+An in-memory SQLite database, or another database, is never indexed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+__all__ = ["CHANNEL", "CardIndex", "IndexStatus", "fingerprints"]
+
+log = logging.getLogger(__name__)
+
+#: the PostgreSQL channel a write to the lists notifies (the payload: its schema)
+CHANNEL = "hcm_card_lists"
+#: rows fetched at a time while building (bounds the memory a build needs on top)
+_CHUNK = 65_536
+#: a failed build is tried again after this many seconds (checks ask the database)
+_RETRY_AFTER = 5.0
+_VERSIONS_SQL = "SELECT source, version FROM card_list_versions"
+
+Keys = npt.NDArray[np.int64]
+Versions = dict[str, int]
+
+
+def fingerprints(numbers: Sequence[str]) -> Keys:
+    """The sorted, distinct fingerprints of card numbers."""
+    return np.unique(np.fromiter(map(hash, numbers), dtype=np.int64, count=len(numbers)))
+
+
+def _merge(keys: Keys, more: Keys) -> Keys:
+    """``keys`` with ``more`` (both sorted, distinct) merged in, in order."""
+    if not len(more):
+        return keys
+    if not len(keys):
+        return more
+    at = np.minimum(np.searchsorted(keys, more), len(keys) - 1)
+    fresh = more[keys[at] != more]
+    return np.insert(keys, np.searchsorted(keys, fresh), fresh) if len(fresh) else keys
+
+
+@dataclass(frozen=True)
+class IndexStatus:
+    """What the index holds: whether it is in use, its size, and what it was built on."""
+
+    #: built, and known to match the lists in the database
+    current: bool
+    #: fingerprints held (listed cards, plus any taken off since the last build)
+    entries: int
+    #: the memory the fingerprints take
+    nbytes: int
+    #: each source's list version it covers
+    versions: dict[str, int]
+    #: why there is no index on this database (``None`` when there can be one)
+    unavailable: str | None = None
+
+
+class _Watch:
+    """Tells, cheaply, whether the lists may have changed since it last said."""
+
+    def changed(self) -> bool:
+        raise NotImplementedError
+
+    def versions(self) -> Versions:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _SqliteWatch(_Watch):
+    def __init__(self, engine: Engine) -> None:
+        # a connection of its own, out of the pool: data_version counts the others' commits
+        self._con: Any = _own_connection(engine)
+        self._cursor = self._con.cursor()
+        self._seen = self._data_version()
+
+    def _data_version(self) -> int:
+        return int(self._cursor.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self) -> bool:
+        seen = self._data_version()
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        return True
+
+    def versions(self) -> Versions:
+        return {str(s): int(v) for s, v in self._cursor.execute(_VERSIONS_SQL).fetchall()}
+
+    def close(self) -> None:
+        self._cursor.close()
+        self._con.close()
+
+
+class _PostgresWatch(_Watch):
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        # out of the pool, held for good: LISTEN lasts as long as the connection
+        con: Any = _own_connection(engine)
+        con.rollback()
+        con.autocommit = True
+        self._schema = str(con.execute("SELECT current_schema()").fetchone()[0]).encode()
+        con.execute(f"LISTEN {CHANNEL}")
+        self._con = con
+        self._pg = con.pgconn
+
+    def changed(self) -> bool:
+        # reads what has arrived on the socket, without waiting (libpq's socket does
+        # not block); raises when the connection is gone
+        self._pg.consume_input()
+        changed = False
+        while (note := self._pg.notifies()) is not None:
+            changed = changed or note.extra == self._schema
+        return changed
+
+    def versions(self) -> Versions:
+        # on a pooled connection: a query on the listening one could swallow a
+        # notification that arrives meanwhile
+        with self._engine.connect() as conn:
+            return {str(s): int(v) for s, v in conn.exec_driver_sql(_VERSIONS_SQL).all()}
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def _own_connection(engine: Engine) -> Any:
+    """A driver connection made as the pool makes them (same settings), not pooled."""
+    raw = engine.raw_connection()
+    con = raw.driver_connection
+    raw.detach()  # closing it later closes the connection; the pool forgets it
+    return con
+
+
+def _why_not(engine: Engine) -> str | None:
+    name = engine.dialect.name
+    if name == "sqlite":
+        database = engine.url.database or ""
+        if database in ("", ":memory:") or engine.url.query.get("mode") == "memory":
+            return "an in-memory SQLite database has no other connection to watch it"
+        return None
+    if name == "postgresql" and engine.dialect.driver == "psycopg":
+        return None
+    return f"no cheap change check on {name} ({engine.dialect.driver})"
+
+
+def _make_watch(engine: Engine) -> _Watch:
+    if engine.dialect.name == "sqlite":
+        return _SqliteWatch(engine)
+    return _PostgresWatch(engine)
+
+
+class CardIndex:
+    """The fingerprints of the listed cards, and whether they can be trusted now."""
+
+    def __init__(self, engine: Callable[[], Engine]) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._keys: Keys | None = None
+        self._versions: Versions = {}
+        #: updates being applied here: source -> (version before, after, their cards)
+        self._pending: dict[str, tuple[int | None, int, Keys]] = {}
+        #: read the versions at the next check, changed or not (after a build)
+        self._verify = False
+        #: fingerprints of cards no longer listed (a rebuild drops them)
+        self._surplus = 0
+        self._watch: _Watch | None = None
+        self._builder: threading.Thread | None = None
+        self._failed_at: float | None = None
+        self._generation = 0
+
+    # -- the check -------------------------------------------------------------------
+
+    def unlisted(self, card_number: str) -> bool:
+        """True when the card is on no list, for sure; False: ask the database."""
+        with self._lock:
+            keys = self._keys
+            if keys is None or not self._still_current():
+                self._build_soon()
+                return False
+        key = hash(card_number)
+        at = int(keys.searchsorted(key))
+        return at == len(keys) or int(keys[at]) != key
+
+    def _still_current(self) -> bool:
+        """Under the lock: the index matches the database, else it is dropped."""
+        watch = self._watch
+        if watch is None:  # closed
+            self._keys = None
+            return False
+        try:
+            if not (watch.changed() or self._verify):
+                return True
+            self._verify = False
+            if self._matches(watch.versions()):
+                return True
+            reason = "another process changed a list"
+        except Exception as exc:  # the watching connection failed: trust the database
+            log.warning("card index: the change check failed (%s); checks ask the database "
+                        "until it is rebuilt", type(exc).__name__)  # fmt: skip
+            self._close_watch()
+            reason = "the change check failed"
+        log.debug("card index dropped: %s", reason)
+        self._keys = None
+        return False
+
+    def _matches(self, versions: Versions) -> bool:
+        if versions == self._versions:
+            return True
+        # an update applied here may have committed before it was marked applied: its
+        # cards are in the index already
+        ahead = dict(self._versions)
+        for source, (before, after, _keys) in self._pending.items():
+            if self._versions.get(source) == before:
+                ahead[source] = after
+        return versions == ahead
+
+    # -- updates applied here ----------------------------------------------------------
+
+    def will_add(self, source: str, before: int | None, after: int, numbers: Sequence[str]) -> None:
+        """In an update's transaction, before it commits: its cards join the index.
+
+        ``before`` is the source's version held, ``after`` the update's. Call
+        :meth:`settle` once the transaction ended, committed or not.
+        """
+        added = fingerprints(numbers)
+        with self._lock:
+            self._pending[source] = (before, after, added)
+            keys = self._keys
+        # merged outside the lock (a million fingerprints take milliseconds to copy),
+        # so checks go on meanwhile; it only ever grows the index
+        merged = None if keys is None else _merge(keys, added)
+        with self._lock:
+            if self._keys is keys:
+                self._keys = merged
+            elif self._keys is not None:  # rebuilt meanwhile (with the pending cards)
+                self._keys = _merge(self._keys, added)
+
+    def settle(self, source: str, removed: int | None) -> None:
+        """The update's transaction ended: committed, having removed ``removed`` of the
+        source's entries, or (``None``) rolled back — its cards may stay in the index."""
+        with self._lock:
+            pending = self._pending.pop(source, None)
+            if removed is None or pending is None or self._keys is None:
+                return
+            before, after, _added = pending
+            if self._versions.get(source) != before:
+                return  # not built on that version: the next check finds out
+            self._versions[source] = after
+            self._surplus += removed
+            if self._surplus > max(10_000, len(self._keys) // 4):
+                self._build_soon()  # the index in use stays meanwhile
+
+    # -- building ----------------------------------------------------------------------
+
+    def _build_soon(self) -> None:
+        """Under the lock: start a build in the background, unless one runs or failed."""
+        if self._builder is not None:
+            return
+        if self._failed_at is not None and time.monotonic() - self._failed_at < _RETRY_AFTER:
+            return
+        if _why_not(self._engine()) is not None:
+            return
+        self._builder = threading.Thread(
+            target=self._build, args=(self._generation,), name="hcm-card-index", daemon=True
+        )
+        self._builder.start()
+
+    def build(self) -> IndexStatus:
+        """Build the index now, in this thread, unless it is current (a service calls
+        it as it starts, so that its first card reads do not ask the database).
+
+        :raises Exception: what reading the database raised (the checks then ask it).
+        """
+        if _why_not(self._engine()) is not None:
+            return self.status()
+        while True:
+            with self._lock:
+                if self._keys is not None and self._still_current():
+                    return self._status()
+                if self._builder is None:
+                    self._builder = threading.current_thread()
+                    generation = self._generation
+                    break
+                builder = self._builder
+            builder.join()
+        self._build(generation, background=False)
+        return self.status()
+
+    def _build(self, generation: int, *, background: bool = True) -> None:
+        try:
+            engine = self._engine()
+            with self._lock:
+                if generation != self._generation:
+                    return  # closed meanwhile
+                if self._watch is None:  # watching starts before the snapshot is read
+                    self._watch = _make_watch(engine)
+            versions, keys = self._read(engine)
+            with self._lock:
+                if generation != self._generation:
+                    return
+                for _before, _after, added in self._pending.values():
+                    keys = _merge(keys, added)
+                self._keys, self._versions = keys, versions
+                self._verify, self._surplus, self._failed_at = True, 0, None
+            log.debug("card index built: %d fingerprints", len(keys))
+        except Exception as exc:
+            with self._lock:
+                self._failed_at = time.monotonic()
+            log.warning("card index: building failed (%s); checks ask the database",
+                        type(exc).__name__)  # fmt: skip
+            if not background:
+                raise
+        finally:
+            with self._lock:
+                if self._builder is threading.current_thread():
+                    self._builder = None
+
+    @staticmethod
+    def _read(engine: Engine) -> tuple[Versions, Keys]:
+        """The versions and the cards' fingerprints, from one snapshot of the database."""
+        options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name != "sqlite" else {}
+        with engine.connect().execution_options(**options) as conn, conn.begin():
+            versions = {str(s): int(v) for s, v in conn.exec_driver_sql(_VERSIONS_SQL).all()}
+            cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute("SELECT card_number FROM card_list_entries")
+                parts: list[Keys] = []
+                while chunk := cursor.fetchmany(_CHUNK):
+                    parts.append(fingerprints([row[0] for row in chunk]))
+            finally:
+                cursor.close()
+        keys = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        return versions, keys
+
+    # -- state ---------------------------------------------------------------------------
+
+    def status(self) -> IndexStatus:
+        """What the index holds now (checking first that it is still current)."""
+        why = _why_not(self._engine())
+        with self._lock:
+            if self._keys is not None:
+                self._still_current()
+            status = self._status()
+        if why is not None:
+            return IndexStatus(False, 0, 0, {}, unavailable=why)
+        return status
+
+    def _status(self) -> IndexStatus:
+        keys = self._keys
+        if keys is None:
+            return IndexStatus(False, 0, 0, {})
+        return IndexStatus(True, len(keys), int(keys.nbytes), dict(self._versions))
+
+    def _close_watch(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            try:
+                watch.close()
+            except Exception:  # already broken: nothing to release
+                log.debug("card index: closing the watching connection failed")
+
+    def close(self) -> None:
+        """Drop the index and its watching connection (the Middleware is closing)."""
+        with self._lock:
+            self._generation += 1
+            self._keys, self._versions, self._pending = None, {}, {}
+            self._close_watch()
+            self._failed_at = None
