@@ -25,6 +25,7 @@ from hcmiddleware import storage
 from hcmiddleware.cards.tables import CardListEntry, CardListVersion
 from hcmiddleware.errors import (
     CardListError,
+    CardNotActivatedError,
     CardRefusedError,
     HcmError,
     IdentityError,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from hcmiddleware.cards.lists import PublicKey, Row
     from hcmiddleware.runtime import Middleware
 
-__all__ = ["Cards", "SyncReport"]
+__all__ = ["MEANING", "Cards", "SyncReport"]
 
 #: the source of losses reported at this installation's own terminals
 LOCAL_SOURCE = "local"
@@ -57,10 +58,22 @@ _VERSIONS: sa.Table = CardListVersion.__table__  # type: ignore[assignment]
 _ENTRIES: sa.Table = CardListEntry.__table__  # type: ignore[assignment]
 #: which state wins when sources disagree: the most final one
 _SEVERITY = {
-    CardState.CANCELLED: 4,
-    CardState.REPLACED: 3,
-    CardState.LOSS_REPORTED: 2,
-    CardState.FROZEN: 1,
+    CardState.CANCELLED: 5,
+    CardState.REPLACED: 4,
+    CardState.LOSS_REPORTED: 3,
+    CardState.FROZEN: 2,
+    CardState.ISSUED: 1,
+}
+#: states in which a card reads (the resident is identified) but moves no money
+_NO_MONEY = frozenset({CardState.FROZEN, CardState.ISSUED})
+#: what each state means at the terminal (``hcm cards status``)
+MEANING = {
+    CardState.ACTIVE: "reads and moves money",
+    CardState.ISSUED: "not activated yet: reads, moves no money until activated",
+    CardState.FROZEN: "reads, moves no money",
+    CardState.LOSS_REPORTED: "refused",
+    CardState.CANCELLED: "refused",
+    CardState.REPLACED: "refused: the replacement card is the resident's card",
 }
 _LISTED_SQL = "SELECT source, state, listed_at FROM card_list_entries WHERE card_number = {}"
 # A delta's statements, each sent to the driver as one batch. An added card is inserted
@@ -232,12 +245,15 @@ class Cards:
 
         :raises CardRefusedError: loss-reported, cancelled or replaced — or frozen, when
             ``for_payment``. The refusal is audited.
+        :raises CardNotActivatedError: (a kind of ``CardRefusedError``) the card was
+            issued but is not activated yet, when ``for_payment``: it reads and
+            identifies the resident, but moves no money.
         """
         found = self.entry(card_number)
         if found is None:
             return
         state = CardState(found.reason)
-        if state not in REFUSED_STATES and not (for_payment and state is CardState.FROZEN):
+        if state not in REFUSED_STATES and not (for_payment and state in _NO_MONEY):
             return
         self._mw.audit(
             "card.refused",
@@ -247,6 +263,19 @@ class Cards:
             source=found.source,
             card=mask(card_number),
         )
+        fields = {
+            "state": state.value,
+            "listed_at": found.listed_at.isoformat(),
+            "source": found.source,
+            "card": mask(card_number),
+        }
+        if state is CardState.ISSUED:
+            raise CardNotActivatedError(
+                f"card {mask(card_number)} is not activated yet: it identifies the resident "
+                f"but moves no money (issued, listed by {found.source} on "
+                f"{found.listed_at:%Y-%m-%d})",
+                **fields,
+            )
         words = {
             CardState.LOSS_REPORTED: "was reported lost",
             CardState.CANCELLED: "was cancelled",
@@ -261,11 +290,8 @@ class Cards:
         raise CardRefusedError(
             f"card {mask(card_number)} {words[state]} "
             f"(listed by {found.source} on {found.listed_at:%Y-%m-%d})",
-            state=state.value,
-            listed_at=found.listed_at.isoformat(),
-            source=found.source,
-            card=mask(card_number),
             hint=hints.get(state),
+            **fields,
         )
 
     # -- the lists -------------------------------------------------------------------------
