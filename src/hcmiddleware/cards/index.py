@@ -52,6 +52,11 @@ CHANNEL = "hcm_card_lists"
 _CHUNK = 65_536
 #: a failed build is tried again after this many seconds (checks ask the database)
 _RETRY_AFTER = 5.0
+#: the versions are read again at least this often, changed or not: a connection cut
+#: without a word (a network fault) loses notifications and says nothing
+_VERIFY_EVERY = 10.0
+#: libpq's CONNECTION_OK
+_CONNECTION_OK = 0
 _VERSIONS_SQL = "SELECT source, version FROM card_list_versions"
 
 Keys = npt.NDArray[np.int64]
@@ -137,8 +142,15 @@ class _PostgresWatch(_Watch):
         con.autocommit = True
         self._schema = str(con.execute("SELECT current_schema()").fetchone()[0]).encode()
         con.execute(f"LISTEN {CHANNEL}")
+        # an idle connection hears nothing but notifications: anything else is the
+        # server's last word (terminated, shutting down), read before the socket closes
+        self._troubled = False
+        con.add_notice_handler(self._trouble)
         self._con = con
         self._pg = con.pgconn
+
+    def _trouble(self, _diagnostic: object) -> None:
+        self._troubled = True
 
     def changed(self) -> bool:
         # reads what has arrived on the socket, without waiting (libpq's socket does
@@ -147,6 +159,8 @@ class _PostgresWatch(_Watch):
         changed = False
         while (note := self._pg.notifies()) is not None:
             changed = changed or note.extra == self._schema
+        if self._troubled or self._pg.status != _CONNECTION_OK:
+            raise ConnectionError("the listening connection was closed by the server")
         return changed
 
     def versions(self) -> Versions:
@@ -202,6 +216,7 @@ class CardIndex:
         self._watch: _Watch | None = None
         self._builder: threading.Thread | None = None
         self._failed_at: float | None = None
+        self._verified_at = 0.0
         self._generation = 0
 
     # -- the check -------------------------------------------------------------------
@@ -224,9 +239,10 @@ class CardIndex:
             self._keys = None
             return False
         try:
-            if not (watch.changed() or self._verify):
+            now = time.monotonic()
+            if not (watch.changed() or self._verify or now - self._verified_at > _VERIFY_EVERY):
                 return True
-            self._verify = False
+            self._verify, self._verified_at = False, now
             if self._matches(watch.versions()):
                 return True
             reason = "another process changed a list"
