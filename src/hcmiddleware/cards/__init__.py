@@ -332,6 +332,15 @@ class Cards:
                 hint=f"add the source's public key as [cards] list_keys.{update.source}",
             )
         rows = verify_update(update, key)  # before anything is read or written
+        # a stale or replayed update is refused without the write lock (a flood of them
+        # does not hold up the writers); the version is checked again under it
+        with self._engine.connect() as conn:
+            self._check_version(
+                update,
+                conn.execute(
+                    sa.select(_VERSIONS.c.version).where(_VERSIONS.c.source == update.source)
+                ).scalar(),
+            )
         synced = datetime.now(UTC)
         removed: int | None = None
         indexing = False
