@@ -81,11 +81,11 @@ _LISTED_SQL = "SELECT source, state, listed_at FROM card_list_entries WHERE card
 # usual delta — new cards — costs one insert a card and no delete.
 _DELETE_SQL = "DELETE FROM card_list_entries WHERE source = ? AND card_number = ?"
 _INSERT_SQL = (
-    "INSERT INTO card_list_entries (source, card_number, state, listed_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (source, card_number) DO NOTHING"
+    "INSERT INTO card_list_entries (source, card_number, state, listed_at, list_version) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (source, card_number) DO NOTHING"
 )
 _UPDATE_SQL = (
-    "UPDATE card_list_entries SET state = ?, listed_at = ? "
+    "UPDATE card_list_entries SET state = ?, listed_at = ?, list_version = ? "
     "WHERE source = ? AND card_number = ? AND (state IS NOT ? OR listed_at IS NOT ?)"
 )
 # PostgreSQL: one statement each over a JSON array (json.dumps is C; psycopg's own
@@ -95,12 +95,13 @@ _PG_DELETE_SQL = (
     "AND card_number = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
 )
 _PG_INSERT_SQL = (
-    "INSERT INTO card_list_entries (source, card_number, state, listed_at) "
-    "SELECT %s, r->>0, r->>1, (r->>2)::timestamptz FROM json_array_elements(%s::json) AS r "
-    "ON CONFLICT (source, card_number) DO NOTHING"
+    "INSERT INTO card_list_entries (source, card_number, state, listed_at, list_version) "
+    "SELECT %s, r->>0, r->>1, (r->>2)::timestamptz, %s "
+    "FROM json_array_elements(%s::json) AS r ON CONFLICT (source, card_number) DO NOTHING"
 )
 _PG_UPDATE_SQL = (
-    "UPDATE card_list_entries AS e SET state = r->>1, listed_at = (r->>2)::timestamptz "
+    "UPDATE card_list_entries AS e "
+    "SET state = r->>1, listed_at = (r->>2)::timestamptz, list_version = %s "
     "FROM json_array_elements(%s::json) AS r WHERE e.source = %s AND e.card_number = r->>0 "
     "AND (e.state, e.listed_at) IS DISTINCT FROM (r->>1, (r->>2)::timestamptz)"
 )
@@ -343,7 +344,7 @@ class Cards:
             )
         synced = datetime.now(UTC)
         removed: int | None = None
-        indexing = False
+        indexing, entries = False, 0
         try:
             with storage.begin_write(self._engine) as conn:
                 held = conn.execute(
@@ -368,7 +369,7 @@ class Cards:
             removed = gone
         finally:
             if indexing:
-                self._index.settle(update.source, removed)
+                self._index.settle(update.source, removed, entries)
         self._link_replacements(update.added)
         self._mw.audit(
             "card.list_applied",
@@ -429,7 +430,7 @@ class Cards:
         The count is kept from the rows each statement touched — counting a source's
         million entries would cost more than the whole delta.
         """
-        source = update.source
+        source, version = update.source, update.version
         postgres = conn.dialect.name == "postgresql"
         cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -447,19 +448,21 @@ class Cards:
             inserted = 0
             if rows and postgres:
                 batch = json.dumps([(card, state, _stored(when)) for card, state, when, _r in rows])
-                cursor.execute(_PG_INSERT_SQL, (source, batch))
+                cursor.execute(_PG_INSERT_SQL, (source, version, batch))
                 inserted = int(cursor.rowcount)
                 if inserted < len(rows):  # some were listed already: their state changed
-                    cursor.execute(_PG_UPDATE_SQL, (batch, source))
+                    cursor.execute(_PG_UPDATE_SQL, (version, batch, source))
             elif rows:
                 values = [
-                    (source, card, state, _sqlite_text(when)) for card, state, when, _r in rows
+                    (source, card, state, _sqlite_text(when), version)
+                    for card, state, when, _r in rows
                 ]
                 cursor.executemany(_INSERT_SQL, values)
                 inserted = int(cursor.rowcount)
                 if inserted < len(rows):
                     cursor.executemany(
-                        _UPDATE_SQL, [(s, t, source, c, s, t) for _src, c, s, t in values]
+                        _UPDATE_SQL,
+                        [(s, t, version, source, c, s, t) for _src, c, s, t, _v in values],
                     )
         finally:
             cursor.close()
@@ -582,7 +585,7 @@ class Cards:
         how = self._identify(card_number, resident_id, id_number=id_number, face=face)
         now = datetime.now(UTC)
         removed: int | None = None
-        indexing = False
+        indexing, entries = False, 0
         try:
             with storage.begin_write(self._engine) as conn:
                 held = conn.execute(
@@ -605,22 +608,18 @@ class Cards:
                         card_number=card_number,
                         state=CardState.LOSS_REPORTED.value,
                         listed_at=now,
+                        list_version=version,
                     )
                 )
+                entries = (0 if held is None else held.entries) - replaced + 1
                 self._store_version(
-                    conn,
-                    LOCAL_SOURCE,
-                    version,
-                    now,
-                    (0 if held is None else held.entries) - replaced + 1,
-                    held is not None,
-                    now,
+                    conn, LOCAL_SOURCE, version, now, entries, held is not None, now
                 )
                 self._announce(conn)
             removed = int(replaced)
         finally:
             if indexing:
-                self._index.settle(LOCAL_SOURCE, removed)
+                self._index.settle(LOCAL_SOURCE, removed, entries)
         report = LossReport(
             card_number=card_number,
             resident_id=resident_id,

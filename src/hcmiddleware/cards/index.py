@@ -19,11 +19,14 @@ and before each use it checks, cheaply, whether the database may have changed si
   is a non-blocking read.
 
 When something changed, the versions are read again (a tiny table); if they differ
-from the index's, the index is dropped and rebuilt in a background thread while the
-checks ask the database. An update applied through this process joins the index at
-once (:meth:`CardIndex.adding`): its cards are added before its transaction commits,
-so the index is a superset both before and after. When the watching connection fails,
-the index is dropped and every check asks the database until it could be rebuilt.
+from the index's, the index is set aside — the checks ask the database — and brought up
+to date in a background thread: from the version it holds, it reads only the entries the
+newer versions wrote (``card_list_entries.list_version``; a delta's cards, not the
+million), or everything when a source is new or went back. An update applied through
+this process joins the index at once (:meth:`CardIndex.will_add`): its cards are added
+before its transaction commits, so the index is a superset both before and after. When
+the watching connection fails, the index is set aside the same way. Cards taken off a
+list stay in the index until a full rebuild, made once they are a quarter of it.
 An in-memory SQLite database, or another database, is never indexed.
 """
 
@@ -32,7 +35,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +61,13 @@ _VERIFY_EVERY = 10.0
 #: libpq's CONNECTION_OK
 _CONNECTION_OK = 0
 _VERSIONS_SQL = "SELECT source, version FROM card_list_versions"
+_COUNTS_SQL = "SELECT source, version, entries FROM card_list_versions"
+_ALL_SQL = "SELECT card_number FROM card_list_entries"
+#: the entries a source's versions after the one given wrote (SQLite's and psycopg's marks)
+_SINCE_SQL = {
+    "qmark": "SELECT card_number FROM card_list_entries WHERE source = ? AND list_version > ?",
+    "format": "SELECT card_number FROM card_list_entries WHERE source = %s AND list_version > %s",
+}
 
 Keys = npt.NDArray[np.int64]
 Versions = dict[str, int]
@@ -65,7 +75,19 @@ Versions = dict[str, int]
 
 def fingerprints(numbers: Sequence[str]) -> Keys:
     """The sorted, distinct fingerprints of card numbers."""
-    return np.unique(np.fromiter(map(hash, numbers), dtype=np.int64, count=len(numbers)))
+    return _distinct(np.fromiter(map(hash, numbers), dtype=np.int64, count=len(numbers)))
+
+
+def _distinct(keys: Keys) -> Keys:
+    """Sorted, each once: np.unique builds a hash table first since numpy 2.3, about 20
+    times slower than sorting on a million distinct fingerprints."""
+    keys = np.sort(keys)
+    if len(keys) < 2:
+        return keys
+    keep = np.empty(len(keys), dtype=bool)
+    keep[0] = True
+    np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+    return keys[keep]
 
 
 def _merge(keys: Keys, more: Keys) -> Keys:
@@ -199,14 +221,26 @@ def _make_watch(engine: Engine) -> _Watch:
     return _PostgresWatch(engine)
 
 
+@dataclass
+class _Held:
+    """Fingerprints and the snapshot they were read from."""
+
+    keys: Keys
+    #: each source's list version, and its number of entries at that version
+    versions: Versions
+    entries: dict[str, int]
+
+
 class CardIndex:
     """The fingerprints of the listed cards, and whether they can be trusted now."""
 
     def __init__(self, engine: Callable[[], Engine]) -> None:
         self._engine = engine
         self._lock = threading.Lock()
-        self._keys: Keys | None = None
-        self._versions: Versions = {}
+        #: the index in use; None while it is not known to be current
+        self._held: _Held | None = None
+        #: the last index in use, once it fell behind: what a catch-up starts from
+        self._behind: _Held | None = None
         #: updates being applied here: source -> (version before, after, their cards)
         self._pending: dict[str, tuple[int | None, int, Keys]] = {}
         #: read the versions at the next check, changed or not (after a build)
@@ -224,19 +258,20 @@ class CardIndex:
     def unlisted(self, card_number: str) -> bool:
         """True when the card is on no list, for sure; False: ask the database."""
         with self._lock:
-            keys = self._keys
-            if keys is None or not self._still_current():
+            held = self._held
+            if held is None or not self._still_current():
                 self._build_soon()
                 return False
+            keys = held.keys
         key = hash(card_number)
         at = int(keys.searchsorted(key))
         return at == len(keys) or int(keys[at]) != key
 
     def _still_current(self) -> bool:
-        """Under the lock: the index matches the database, else it is dropped."""
-        watch = self._watch
-        if watch is None:  # closed
-            self._keys = None
+        """Under the lock: the index matches the database, else it is set aside."""
+        watch, held = self._watch, self._held
+        if watch is None or held is None:  # closed
+            self._held = None
             return False
         try:
             now = time.monotonic()
@@ -248,21 +283,23 @@ class CardIndex:
             reason = "another process changed a list"
         except Exception as exc:  # the watching connection failed: trust the database
             log.warning("card index: the change check failed (%s); checks ask the database "
-                        "until it is rebuilt", type(exc).__name__)  # fmt: skip
+                        "until it is brought up to date", type(exc).__name__)  # fmt: skip
             self._close_watch()
             reason = "the change check failed"
-        log.debug("card index dropped: %s", reason)
-        self._keys = None
+        log.debug("card index set aside: %s", reason)
+        self._held, self._behind = None, held
         return False
 
     def _matches(self, versions: Versions) -> bool:
-        if versions == self._versions:
+        held = self._held
+        assert held is not None
+        if versions == held.versions:
             return True
         # an update applied here may have committed before it was marked applied: its
         # cards are in the index already
-        ahead = dict(self._versions)
+        ahead = dict(held.versions)
         for source, (before, after, _keys) in self._pending.items():
-            if self._versions.get(source) == before:
+            if held.versions.get(source) == before:
                 ahead[source] = after
         return versions == ahead
 
@@ -277,29 +314,32 @@ class CardIndex:
         added = fingerprints(numbers)
         with self._lock:
             self._pending[source] = (before, after, added)
-            keys = self._keys
+            held = self._held
         # merged outside the lock (a million fingerprints take milliseconds to copy),
         # so checks go on meanwhile; it only ever grows the index
-        merged = None if keys is None else _merge(keys, added)
+        merged = None if held is None else _merge(held.keys, added)
         with self._lock:
-            if self._keys is keys:
-                self._keys = merged
-            elif self._keys is not None:  # rebuilt meanwhile (with the pending cards)
-                self._keys = _merge(self._keys, added)
+            if held is not None and self._held is held and merged is not None:
+                held.keys = merged
+            elif self._held is not None:  # rebuilt meanwhile (with the pending cards)
+                self._held.keys = _merge(self._held.keys, added)
 
-    def settle(self, source: str, removed: int | None) -> None:
+    def settle(self, source: str, removed: int | None, entries: int = 0) -> None:
         """The update's transaction ended: committed, having removed ``removed`` of the
-        source's entries, or (``None``) rolled back — its cards may stay in the index."""
+        source's entries and left ``entries``, or (``None``) rolled back — its cards may
+        stay in the index."""
         with self._lock:
             pending = self._pending.pop(source, None)
-            if removed is None or pending is None or self._keys is None:
+            held = self._held
+            if removed is None or pending is None or held is None:
                 return
             before, after, _added = pending
-            if self._versions.get(source) != before:
+            if held.versions.get(source) != before:
                 return  # not built on that version: the next check finds out
-            self._versions[source] = after
+            held.versions[source] = after
+            held.entries[source] = entries
             self._surplus += removed
-            if self._surplus > max(10_000, len(self._keys) // 4):
+            if self._surplus > max(10_000, len(held.keys) // 4):
                 self._build_soon()  # the index in use stays meanwhile
 
     # -- building ----------------------------------------------------------------------
@@ -327,7 +367,7 @@ class CardIndex:
             return self.status()
         while True:
             with self._lock:
-                if self._keys is not None and self._still_current():
+                if self._held is not None and self._still_current():
                     return self._status()
                 if self._builder is None:
                     self._builder = threading.current_thread()
@@ -339,6 +379,7 @@ class CardIndex:
         return self.status()
 
     def _build(self, generation: int, *, background: bool = True) -> None:
+        """Bring the index up to date: catch up from the one set aside, or read it all."""
         try:
             engine = self._engine()
             with self._lock:
@@ -346,15 +387,21 @@ class CardIndex:
                     return  # closed meanwhile
                 if self._watch is None:  # watching starts before the snapshot is read
                     self._watch = _make_watch(engine)
-            versions, keys = self._read(engine)
+                # a catch-up starts from the index set aside; a build for too many
+                # cards no longer listed starts afresh
+                base = self._behind or self._held
+                if self._surplus > max(10_000, (len(base.keys) if base else 0) // 4):
+                    base = None
+            fresh, removed = self._read(engine, base)
             with self._lock:
                 if generation != self._generation:
                     return
                 for _before, _after, added in self._pending.values():
-                    keys = _merge(keys, added)
-                self._keys, self._versions = keys, versions
-                self._verify, self._surplus, self._failed_at = True, 0, None
-            log.debug("card index built: %d fingerprints", len(keys))
+                    fresh.keys = _merge(fresh.keys, added)
+                self._held, self._behind = fresh, None
+                self._surplus = removed if base is None else self._surplus + removed
+                self._verify, self._failed_at = True, None
+            log.debug("card index up to date: %d fingerprints", len(fresh.keys))
         except Exception as exc:
             with self._lock:
                 self._failed_at = time.monotonic()
@@ -368,21 +415,49 @@ class CardIndex:
                     self._builder = None
 
     @staticmethod
-    def _read(engine: Engine) -> tuple[Versions, Keys]:
-        """The versions and the cards' fingerprints, from one snapshot of the database."""
+    def _read(engine: Engine, base: _Held | None) -> tuple[_Held, int]:
+        """The index as of one snapshot of the database, and how many of its fingerprints
+        are of cards no longer listed.
+
+        From ``base``, only the entries written by the versions after it are read (a
+        delta another process applied: its cards, not the million); without one, or
+        when a source is new or went back (a database restored), every entry is.
+        """
         options = {"isolation_level": "REPEATABLE READ"} if engine.dialect.name != "sqlite" else {}
+        since_sql = _SINCE_SQL["qmark" if engine.dialect.paramstyle == "qmark" else "format"]
         with engine.connect().execution_options(**options) as conn, conn.begin():
-            versions = {str(s): int(v) for s, v in conn.exec_driver_sql(_VERSIONS_SQL).all()}
+            listed = conn.exec_driver_sql(_COUNTS_SQL)
+            versions: Versions = {}
+            entries: dict[str, int] = {}
+            for source, version, count in listed.all():
+                versions[str(source)], entries[str(source)] = int(version), int(count)
+            if base is not None and any(
+                versions.get(source, -1) < version for source, version in base.versions.items()
+            ):
+                base = None  # a source gone or gone back: start afresh
             cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             try:
-                cursor.execute("SELECT card_number FROM card_list_entries")
                 parts: list[Keys] = []
-                while chunk := cursor.fetchmany(_CHUNK):
-                    parts.append(fingerprints([row[0] for row in chunk]))
+                removed = 0
+                if base is None:
+                    cursor.execute(_ALL_SQL)
+                    parts.extend(_fetch(cursor))
+                else:
+                    parts.append(base.keys)
+                    for source, version in versions.items():
+                        since = base.versions.get(source)
+                        if since == version:
+                            continue
+                        cursor.execute(since_sql, (source, since or 0))
+                        new = list(_fetch(cursor))
+                        parts.extend(new)
+                        # what the source had, plus what it wrote, less what it has now
+                        written = sum(len(p) for p in new)
+                        removed += max(0, base.entries.get(source, 0) + written - entries[source])
             finally:
                 cursor.close()
-        keys = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
-        return versions, keys
+        keys = _distinct(np.concatenate(parts)) if parts else np.empty(0, dtype=np.int64)
+        return _Held(keys, versions, entries), removed
 
     # -- state ---------------------------------------------------------------------------
 
@@ -390,7 +465,7 @@ class CardIndex:
         """What the index holds now (checking first that it is still current)."""
         why = _why_not(self._engine())
         with self._lock:
-            if self._keys is not None:
+            if self._held is not None:
                 self._still_current()
             status = self._status()
         if why is not None:
@@ -398,10 +473,10 @@ class CardIndex:
         return status
 
     def _status(self) -> IndexStatus:
-        keys = self._keys
-        if keys is None:
+        held = self._held
+        if held is None:
             return IndexStatus(False, 0, 0, {})
-        return IndexStatus(True, len(keys), int(keys.nbytes), dict(self._versions))
+        return IndexStatus(True, len(held.keys), int(held.keys.nbytes), dict(held.versions))
 
     def _close_watch(self) -> None:
         watch, self._watch = self._watch, None
@@ -415,6 +490,13 @@ class CardIndex:
         """Drop the index and its watching connection (the Middleware is closing)."""
         with self._lock:
             self._generation += 1
-            self._keys, self._versions, self._pending = None, {}, {}
+            self._held = self._behind = None
+            self._pending, self._surplus = {}, 0
             self._close_watch()
             self._failed_at = None
+
+
+def _fetch(cursor: Any) -> Iterator[Keys]:
+    """The fingerprints of the card numbers a query returns, a chunk at a time."""
+    while chunk := cursor.fetchmany(_CHUNK):
+        yield np.fromiter((hash(row[0]) for row in chunk), np.int64, len(chunk))
