@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from hcmiddleware import Caller, Middleware
-from hcmiddleware.access.session import _cut
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.models import IdentifierKind
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS as KEYS
@@ -107,7 +106,7 @@ def main() -> None:
                 if "residents.lookup" not in cashier.role.operations:
                     raise AssertionError
                 plan = cashier._plan("residents.lookup", None, frozenset())
-                _cut(found, plan.visible)
+                cashier._cut(found, plan.visible)
 
             filtered = _time(filter_only, args.n)
             audit = mw.audit

@@ -11,16 +11,23 @@ bedside scan-to-verdict time with the orders fetched from the reference HIS.
    alarm never reached the hook, and calls never confirmed to their band).
 3. **Across a broker crash**: the same on a private Mosquitto killed (SIGKILL) and
    started again mid-run: alarms lost, and the latency of the calls sent around it.
-4. **Scan to verdict**: ``mw.ward.verify(scan)`` for an infusion, the stay's orders
-   fetched from the reference HIS over HL7/MLLP each time, next to the orders query
-   alone. The reference HIS runs in a process of its own (a hospital's HIS is another
-   system), so its hl7apy parsing does not share the middleware's interpreter.
+4. **Scan to verdict**, before and after side by side, round by round in turn: a band
+   scan (the stay's orders from the reference HIS over HL7/MLLP), the label scan that
+   follows (``mw.ward.verify``), the same scan with the orders asked afresh (what the
+   check before execution does), and the orders query alone. *Before*: the reference
+   HIS parses every message in full with hl7apy and every scan asks it; *after*: it
+   parses each message structure once, and the ward keeps a stay's orders 30 s
+   (``[ward] orders_fresh_for``). Each reference HIS runs in a process of its own (a
+   hospital's HIS is another system), so its parsing does not share the middleware's
+   interpreter.
 
-Run: ``python benchmarks/bench_ward.py [seconds]`` (default 10 s of load per part).
+Run: ``python benchmarks/bench_ward.py [seconds] [--only alarms|scan]`` (default 10 s of
+load per part; ``--only scan`` needs no broker).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import multiprocessing
 import os
@@ -29,12 +36,12 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -241,64 +248,138 @@ class PrivateBroker:
 # -- 4. scan to verdict ----------------------------------------------------------------------
 
 
-def _serve_his(path: str, port: int, stop: Any) -> None:
+def _serve_his(path: str, port: int, stop: Any, validation_cache: bool) -> None:
     """The reference HIS in a process of its own, as a hospital's HIS is."""
-    with ReferenceHis(path, hospital_code="210100000001", mllp_port=port):
+    with ReferenceHis(
+        path, hospital_code="210100000001", mllp_port=port, validation_cache=validation_cache
+    ):
         stop.wait()
 
 
-def scan_to_verdict(n: int = 200) -> tuple[list[float], list[float]]:
-    workdir = Path(tempfile.mkdtemp(prefix="hcm-bench-scan-"))
-    sample = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
-    card = EmulatedCard.from_files(sample, TEST_ISSUER_KEYS)
-    port = free_port()
-    stop: Any = multiprocessing.Event()
-    his = multiprocessing.Process(target=_serve_his, args=(str(workdir / "his.db"), port, stop))
-    his.start()
-    try:
+class Bedside:
+    """A reference HIS (own process) and a Middleware with a patient wearing WB-0001."""
+
+    def __init__(self, stack: ExitStack, *, validation_cache: bool, fresh_for: float) -> None:
+        workdir = Path(tempfile.mkdtemp(prefix="hcm-bench-scan-"))
+        sample = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
+        card = EmulatedCard.from_files(sample, TEST_ISSUER_KEYS)
+        port = free_port()
+        stop: Any = multiprocessing.Event()
+        his = multiprocessing.Process(
+            target=_serve_his, args=(str(workdir / "his.db"), port, stop, validation_cache)
+        )
+        his.start()
+        stack.callback(his.join, 10)
+        stack.callback(stop.set)
         for _ in range(200):
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
                 break
             except OSError:
                 time.sleep(0.05)
-        settings = {"host": "127.0.0.1", "port": port}
-        config = parse_config(site(workdir, {"plugins": {"his-hl7": settings}}))
-        with Middleware(config, plugins={"his-hl7": Hl7His()}) as mw:
-            flow = InpatientFlow(mw, actor="bench")
-            who = flow.identify(card)
-            patient = flow.patient(who)
-            stay = flow.admit(patient, department_code="NEI", ward="5A", bed="12")
-            assert who.card is not None
-            mw.ward.bind("WB-0001", stay, card_number=who.card.issuer.card_number)
-            drip = next(o for o in mw.ward.orders("WB-0001") if o.route == "IVGTT")
-            scan = BedsideScan(
-                wristband_id="WB-0001",
-                nurse_id="N-1",
-                order_id=drip.order_id,
-                bed="12",
-                drug_code=drip.code,
-                dose="0.25 L",
-                concentration=drip.concentration,
-                route="静滴",
-            )
-            assert mw.ward.verify(scan).ok
-            verdicts, orders = [], []
-            for _ in range(n):
-                t0 = time.perf_counter()
-                mw.ward.verify(scan)
-                verdicts.append((time.perf_counter() - t0) * 1e3)
-                t0 = time.perf_counter()
-                mw.his.orders(patient, stay.admission_id)
-                orders.append((time.perf_counter() - t0) * 1e3)
-    finally:
-        stop.set()
-        his.join(10)
-    return verdicts, orders
+        extra = {
+            "plugins": {"his-hl7": {"host": "127.0.0.1", "port": port}},
+            "ward": {"orders_fresh_for": fresh_for},
+        }
+        config = parse_config(site(workdir, extra))
+        self.mw = stack.enter_context(Middleware(config, plugins={"his-hl7": Hl7His()}))
+        flow = InpatientFlow(self.mw, actor="bench")
+        who = flow.identify(card)
+        self.patient = flow.patient(who)
+        self.stay = flow.admit(self.patient, department_code="NEI", ward="5A", bed="12")
+        assert who.card is not None
+        self.mw.ward.bind("WB-0001", self.stay, card_number=who.card.issuer.card_number)
+        t0 = time.perf_counter()
+        drip = next(o for o in self.mw.ward.orders("WB-0001") if o.route == "IVGTT")
+        #: the first orders query after the HIS started (a message structure it never saw)
+        self.cold = (time.perf_counter() - t0) * 1e3
+        self.scan = BedsideScan(
+            wristband_id="WB-0001",
+            nurse_id="N-1",
+            order_id=drip.order_id,
+            bed="12",
+            drug_code=drip.code,
+            dose="0.25 L",
+            concentration=drip.concentration,
+            route="静滴",
+        )
+        assert self.mw.ward.verify(self.scan).ok
+
+    def round(self, times: dict[str, list[float]]) -> None:
+        """One bedside round: band scan, label scan, a scan with the orders asked afresh."""
+        ward = self.mw.ward
+
+        def timed(name: str, call: Callable[[], object]) -> None:
+            t0 = time.perf_counter()
+            call()
+            times.setdefault(name, []).append((time.perf_counter() - t0) * 1e3)
+
+        timed("band", lambda: ward.orders("WB-0001"))
+        timed("label", lambda: ward.verify(self.scan))
+        ward.order_store.clear()  # as begin() does: the HIS is asked, whatever is kept
+        timed("fresh", lambda: ward.verify(self.scan))
+        timed("query", lambda: self.mw.his.orders(self.patient, self.stay.admission_id))
+
+
+SCAN_ROWS = (
+    ("band", "band scan: the stay's orders from the HIS (ward.orders)"),
+    ("label", "scan -> verdict: label scan after the band scan (verify)"),
+    ("fresh", "scan -> verdict, orders asked afresh (as begin does)"),
+    ("query", "  of which: the orders query alone (mw.his.orders)"),
+)
+
+
+def scan_to_verdict(rounds: int = 100) -> dict[str, dict[str, list[float]]]:
+    """Before (the HIS parsing every message in full, orders asked at every scan) and
+    after (the HIS's per-structure check, orders kept 30 s), round by round in turn so
+    both see the same machine."""
+    times: dict[str, dict[str, list[float]]] = {"before": {}, "after": {}}
+    with ExitStack() as stack:
+        sides = {
+            "before": Bedside(stack, validation_cache=False, fresh_for=0.0),
+            "after": Bedside(stack, validation_cache=True, fresh_for=30.0),
+        }
+        for name, side in sides.items():
+            times[name]["cold"] = [side.cold]
+        for _ in range(rounds):
+            for name, side in sides.items():
+                side.round(times[name])
+    return times
+
+
+def two(samples: list[float]) -> str:
+    if not samples:
+        return f"{'-':>8} {'-':>8}"
+    return f"{statistics.median(samples):>8.2f} {pct(samples, 0.99):>8.2f}"
+
+
+def print_scans(times: dict[str, dict[str, list[float]]]) -> None:
+    before, after = times["before"], times["after"]
+    print()
+    print(f"{'scan to verdict, HL7/MLLP to the reference HIS':<58} {'before':>17}   {'after':>17}")
+    print(f"{'':<58} {'p50 ms':>8} {'p99 ms':>8}   {'p50 ms':>8} {'p99 ms':>8}")
+    for key, label in SCAN_ROWS:
+        print(f"{label:<58} {two(before[key])}   {two(after[key])}")
+    print(
+        f"{'first band scan after the HIS started (one sample)':<58} "
+        f"{before['cold'][0]:>8.2f} {'':>8}   {after['cold'][0]:>8.2f}"
+    )
+    print(
+        "  before: the HIS parses every message in full with hl7apy, every scan asks it;\n"
+        "  after: the HIS parses each message structure once, orders kept 30 s "
+        f"({len(before['label'])} rounds each, interleaved)"
+    )
 
 
 def main() -> int:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("seconds", nargs="?", type=float, default=10.0, help="load per part")
+    parser.add_argument("--only", choices=("alarms", "scan"), help="run only these parts")
+    args = parser.parse_args()
+    seconds = args.seconds
+    if args.only == "scan":
+        print_scans(scan_to_verdict())
+        return 0
     try:
         socket.create_connection(BROKER, timeout=1).close()
     except OSError:
@@ -331,9 +412,8 @@ def main() -> int:
             f"lost {sent - reached} of {sent}, unconfirmed {unconfirmed}",
         )
     )
-    verdicts, orders = scan_to_verdict()
-    print(line("scan -> verdict (orders from the reference HIS, HL7)", verdicts))
-    print(line("  of which: the orders query alone (mw.his.orders)", orders))
+    if args.only is None:
+        print_scans(scan_to_verdict())
     return 0
 
 

@@ -20,7 +20,11 @@ def main(names: list[str]) -> int:
     for script in scripts:
         print(f"\n=== {script.stem} ===", flush=True)
         started = time.perf_counter()
-        runpy.run_path(str(script), run_name="__main__")
+        saved, sys.argv = sys.argv, [str(script)]  # each script parses its own flags
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        finally:
+            sys.argv = saved
         print(f"({script.stem}: {time.perf_counter() - started:.1f} s)", flush=True)
     return 0
 

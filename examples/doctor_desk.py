@@ -2,7 +2,8 @@
 
 Run it: ``python examples/doctor_desk.py``. ``_site.site()`` stands in for the hospital
 (the reference HIS over HL7/MLLP, the sample card); the patient registers as in
-``kiosk_registration.py``, then:
+``kiosk_registration.py``, then, each desk as its signed-in user (``mw.acting_as``: the
+role's steps only, answers cut to what it may see, every entry naming the user):
 
 1. the desk reads the card: earlier visits on it, and the HIS's orders for this visit;
 2. the lab issues its report; the desk lists the visit's reports;
@@ -19,7 +20,7 @@ from decimal import Decimal
 
 from _site import HOSPITAL, site
 
-from hcmiddleware.flows.outpatient import OutpatientFlow
+from hcmiddleware import Caller
 from hcmiddleware.models import Charge, VisitSummary
 
 
@@ -31,7 +32,8 @@ def cashier_pays(amount: Decimal, charges: list[Charge]) -> str:
 
 def main() -> None:
     with site() as s:
-        kiosk = OutpatientFlow(s.mw, actor="kiosk-01")
+        at_kiosk = Caller(user="kiosk-01", role="kiosk", terminal="kiosk-01")
+        kiosk = s.mw.acting_as(at_kiosk).flows.outpatient()
         slot = (datetime.now() + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
         patient = kiosk.patient(kiosk.identify(s.card))
         registration = kiosk.register(
@@ -39,8 +41,9 @@ def main() -> None:
         )
         print(f"registered at the kiosk: {registration.registration_id}")
 
-        flow = OutpatientFlow(s.mw, actor="desk-07")  # another screen, another flow object
-        who = flow.identify(s.card)
+        doctor = s.mw.acting_as(Caller(user="d-07", role="doctor", terminal="room-7"))
+        flow = doctor.flows.outpatient()  # another screen, another flow object
+        who = flow.identify(s.card)  # the card read identifies the patient in this room
         patient = flow.patient(who)  # from the index this time, without asking the HIS
         view = flow.desk(who, patient, registration, s.card)  # reads the card's visits now
         print(f"doctor's desk: {len(view.previous_visits)} earlier visits on the card")
@@ -55,7 +58,10 @@ def main() -> None:
         for report in flow.reports(patient, registration):
             print(f"report {report.title}: {report.status}")
 
-        settled = flow.settle(patient, flow.charges(patient, registration), pay=cashier_pays)
+        till = s.mw.acting_as(Caller(user="c-02", role="cashier", terminal="till-2"))
+        cashier = till.flows.outpatient()  # the doctor may not take money: the cashier does
+        charges = cashier.charges(patient, registration)
+        settled = cashier.settle(patient, charges, pay=cashier_pays)
         print(f"settled {settled.amount:.2f} yuan, transaction {settled.transaction_id}")
 
         summary = VisitSummary(

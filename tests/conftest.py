@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from importlib import invalidate_caches
@@ -75,3 +78,42 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installer
     yield install  # type: ignore[misc]
     for module in added:
         sys.modules.pop(module, None)
+
+
+def _orphaned_pcscds() -> set[int]:
+    """pcscd processes whose starter is gone (adopted by init), by their program name.
+
+    Only orphans count: a pcscd another test run on the machine started, and still owns,
+    is not this suite's business.
+    """
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                program = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            except (OSError, IndexError):
+                continue
+            if program.endswith(b"pcscd") and parent == "1":
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_pcscd_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test module that orphans a pcscd fails by name, and the orphan is stopped.
+
+    pcscd runs in a session of its own (a Ctrl-C must reach the program that started it,
+    not pcscd), so a program killed without its cleanup leaves it running; the orphan
+    then owns the machine's PC/SC socket and later modules would fail in its stead.
+    """
+    before = _orphaned_pcscds()
+    yield
+    deadline = time.monotonic() + 10
+    while (left := _orphaned_pcscds() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left:
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        pytest.fail(f"{request.module.__name__} left pcscd running (pids {sorted(left)})")

@@ -17,6 +17,7 @@ from hcmiddleware import (
     HospitalPatient,
     Middleware,
     NotIdentifiedHereError,
+    Order,
     Report,
     Resident,
     Session,
@@ -52,6 +53,15 @@ class Reports:
         return [
             Report(report_id="L1", patient_id=patient.patient_id, visit_id=visit_id,
                    kind="lab", title="CBC", status="final", summary="normal")
+        ]  # fmt: skip
+
+    @hookimpl
+    def hcm_his_list_orders(self, patient: HospitalPatient, visit_id: str) -> Any:
+        made = {"patient_id": patient.patient_id, "visit_id": visit_id}
+        return [
+            Order(order_id="O1", kind="drug", code="AMX", name="阿莫西林", dose="0.5g",
+                  route="po", frequency="tid", **made),
+            Order(order_id="O2", kind="skin_test", code="PST", name="青霉素皮试", **made),
         ]  # fmt: skip
 
 
@@ -342,3 +352,81 @@ def test_json_of_a_cut_answer_is_valid_and_has_no_withheld_key(hcm_make_middlewa
     seen = as_(mw, "pharmacist").residents.get(resident.resident_id)
     data = json.loads(seen.model_dump_json())
     assert set(data) & {"phone", "address"} == set()
+
+
+# --- orders and reports, cut by their fields' categories ----------------------------------------
+
+
+def _identified(mw: Middleware, role: str) -> tuple[Session, HospitalPatient]:
+    """A session of ``role`` at a terminal where the card's holder was just identified."""
+    resident = mw.residents.enrol_from_card(mw.terminal.read(card()))
+    session = as_(mw, role)
+    session.terminal.read(card())  # the card read identifies its holder here
+    assert session.identified(resident.resident_id)
+    return session, HospitalPatient(
+        hospital_code=HOSPITAL, patient_id="P1", resident_id=resident.resident_id
+    )
+
+
+def test_orders_of_a_kind_the_role_may_not_see_are_left_out(hcm_make_middleware: Any) -> None:
+    # a pharmacist who sees clinical basics but not allergies: no skin test for them
+    pharmacist = {
+        "operations": ["terminal.read", "his.orders"],
+        "categories": ["identity", "clinical"],
+    }
+    mw = start(hcm_make_middleware, access={"roles": {"pharmacist": pharmacist}})
+    session, patient = _identified(mw, "pharmacist")
+    orders = session.his.orders(patient, "V1")
+    assert [o.order_id for o in orders] == ["O1"]
+    assert orders[0].dose == "0.5g"  # clinical: shown
+    # the default pharmacist sees allergies: both orders, whole
+    default, patient = _identified(start(hcm_make_middleware), "pharmacist")
+    assert [o.order_id for o in default.his.orders(patient, "V1")] == ["O1", "O2"]
+
+
+def test_a_field_moved_to_another_category_is_absent_not_blank(hcm_make_middleware: Any) -> None:
+    mw = start(
+        hcm_make_middleware,
+        access={"fields": {"report": {"summary": "visits"}, "order": {"dose": "allergies"}}},
+    )
+    # the pharmacist sees clinical and allergies, not visits
+    session, patient = _identified(mw, "pharmacist")
+    orders = session.his.orders(patient, "V1")
+    assert orders[0].dose == "0.5g"  # allergies: the pharmacist sees them
+    nurse_view = {
+        "operations": ["terminal.read", "his.reports", "his.orders"],
+        "categories": ["identity", "clinical"],
+    }
+    mw = start(
+        hcm_make_middleware,
+        access={
+            "fields": {"report": {"summary": "visits"}, "order": {"dose": "allergies"}},
+            "roles": {"nurse": nurse_view},
+        },
+    )
+    session, patient = _identified(mw, "nurse")
+    report = session.his.reports(patient, "V1")[0]
+    assert isinstance(report, Report)
+    assert report.title == "CBC"  # clinical
+    assert "summary" not in report.model_dump()
+    assert "normal" not in report.model_dump_json()
+    with pytest.raises(FieldWithheldError) as caught:
+        report.summary  # noqa: B018
+    assert (caught.value.field, caught.value.category) == ("summary", "visits")
+    order = session.his.orders(patient, "V1")[0]
+    assert "dose" not in order.model_dump()
+    assert order.name == "阿莫西林"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"report": {"sumary": "clinical"}},  # no such field
+        {"report": {"summary": "genome"}},  # no such category
+        {"bill": {"total": "money"}},  # not a model that is cut
+    ],
+)
+def test_a_bad_field_category_names_the_key(fields: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"middleware": {"data_dir": str(tmp_path)}, "access": {"fields": fields}})
+    assert (caught.value.key or "").startswith("access.fields")

@@ -180,3 +180,84 @@ def test_hcm_access_review_and_audit_list_review(
     assert "no emergency access to review" in again.output
     roles = runner.invoke(main, ["--config", str(config), "access", "roles", "--json"])
     assert json.loads(roles.output)["kiosk"]["own_only"] is True
+
+
+# --- a reason: the level below break glass -------------------------------------------------------
+
+
+def test_a_reason_opens_one_residents_data_for_this_user_here(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    with make(fresh_database, tmp_path) as mw:
+        doctor = mw.acting_as(DOCTOR)
+        with pytest.raises(NotIdentifiedHereError) as caught:
+            doctor.his.reports(patient(), "V1")
+        assert "open_with_reason" in (caught.value.hint or "")
+        grant = doctor.open_with_reason("r-unconscious", "lab result to follow up", minutes=5)
+        assert (grant.kind, grant.resident_id) == ("reason", "r-unconscious")
+        # what an identification would open, no more (contact needs break glass)
+        assert grant.categories == {"clinical", "allergies", "immunisations", "visits"}
+        assert doctor.his.reports(patient(), "V1")[0].report_id == "L1"
+        used = mw.audit.entries(action="his.reports")[-1]
+        assert used.details["reason_grant"] == grant.grant_id
+        assert "break_glass" not in used.details
+        opened = mw.audit.entries(action="access.reason")[-1]
+        assert (opened.subject, opened.details["reason"]) == (
+            "r-unconscious", "lab result to follow up",
+        )  # fmt: skip
+        # another resident, another user here, the same user elsewhere: still closed
+        with pytest.raises(NotIdentifiedHereError):
+            doctor.his.reports(patient("r-someone-else"), "V1")
+        for other in (
+            Caller(user="d-13", role="doctor", terminal="er-1"),
+            Caller(user="d-12", role="doctor", terminal="er-2"),
+        ):
+            with pytest.raises(NotIdentifiedHereError):
+                mw.acting_as(other).his.reports(patient(), "V1")
+        # not emergency access: not in the break-glass review, listed as a reason
+        assert mw.access.grants() == []
+        assert [g.grant_id for g in mw.access.grants(kind="reason")] == [grant.grant_id]
+        assert not mw.audit.entries(review=True)
+    with make(fresh_database, tmp_path) as mw:  # kept in the database
+        assert mw.acting_as(DOCTOR).his.reports(patient(), "V1")
+
+
+def test_a_reason_ends_on_its_own(fresh_database: str, tmp_path: Path) -> None:
+    with make(fresh_database, tmp_path) as mw:
+        doctor = mw.acting_as(DOCTOR)
+        doctor.open_with_reason("r-unconscious", "ward round", minutes=0.01)
+        assert doctor.his.reports(patient(), "V1")
+        time.sleep(0.8)
+        with pytest.raises(NotIdentifiedHereError):
+            doctor.his.reports(patient(), "V1")
+
+
+@pytest.mark.parametrize(
+    ("role", "resident", "reason", "minutes"),
+    [
+        ("cashier", "r-1", "follow up", None),  # the role may not
+        ("kiosk", "r-1", "follow up", None),  # own data only
+        ("pharmacist", "r-1", "follow up", None),  # not by default
+        ("doctor", "", "follow up", None),  # no resident
+        ("doctor", "r-1", " ", None),  # no reason
+        ("doctor", "r-1", "call 13912345678", None),  # personal data
+        ("doctor", "r-1", "follow up", 16),  # longer than [access] reason_minutes
+        ("doctor", "r-1", "follow up", 0),
+    ],
+)
+def test_a_bad_reason_is_refused_and_audited(
+    fresh_database: str,
+    tmp_path: Path,
+    role: str,
+    resident: str,
+    reason: str,
+    minutes: float | None,
+) -> None:
+    with make(fresh_database, tmp_path) as mw:
+        session = mw.acting_as(Caller(user="u-1", role=role, terminal="er-1"))
+        with pytest.raises(BreakGlassError) as caught:
+            session.open_with_reason(resident, reason, minutes=minutes)
+        assert caught.value.reason == "by_reason"
+        assert mw.access.grants(kind="reason") == []
+        refused = mw.audit.entries(action="access.refused")[-1]
+        assert refused.details == {"operation": "open_with_reason", "reason": "by_reason"}

@@ -481,6 +481,8 @@ Category = Literal[
     "money",
     "face",
 ]
+#: the answers whose fields ``[access.fields.<model>]`` names (access.policy.MODELS)
+AnswerModel = Literal["resident", "order", "report", "registration", "admission"]
 Role = Literal[
     "kiosk",
     "registration",
@@ -514,6 +516,11 @@ class RoleSection(SettingsModel):
     )
     own_only: bool = Field(
         False, description="residents only after their identification at the terminal (kiosk)"
+    )
+    by_reason: bool = Field(
+        False,
+        description="may open its step-by-step categories of one resident not identified "
+        "at the terminal by giving a reason (session.open_with_reason)",
     )
 
     @field_validator("operations")
@@ -561,9 +568,48 @@ class AccessSection(SettingsModel):
     break_glass_max_minutes: float = Field(
         60.0, gt=0, le=24 * 60, description="longest emergency access a caller may open"
     )
+    reason_minutes: float = Field(
+        15.0,
+        gt=0,
+        le=24 * 60,
+        description="longest a reason given for a resident not identified at the terminal "
+        "keeps their step-by-step categories open (session.open_with_reason)",
+    )
     roles: dict[Role, RoleSection] = Field(
         default_factory=dict, description="roles whose defaults are replaced"
     )
+    fields: dict[AnswerModel, dict[str, Category]] = Field(
+        default_factory=dict,
+        description="the category of a field of an answer, by model (order, report, "
+        "registration, admission, resident); the fields not named keep their defaults",
+    )
+    kinds: dict[Literal["order", "report"], dict[str, Category]] = Field(
+        default_factory=dict,
+        description="kinds of order or report that are wholly of a category (skin_test = "
+        "'allergies'); a role that may not see it gets the list without them",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _fields_exist(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        from hcmiddleware.access.scoping import model_fields
+
+        for model, named in value.items():
+            known = model_fields(model)
+            for name in named:
+                if name not in known:
+                    close = difflib.get_close_matches(name, sorted(known), n=1)
+                    raise PydanticCustomError(
+                        "access_field",
+                        "{model} has no field {name!r}{close}; its fields: {known}",
+                        {
+                            "model": model,
+                            "name": name,
+                            "close": f" (did you mean {close[0]!r}?)" if close else "",
+                            "known": ", ".join(sorted(known)),
+                        },
+                    )
+        return value
 
     def role(self, name: str) -> RoleSection | None:
         """The role's section: the configured one, else the default (None: unknown)."""

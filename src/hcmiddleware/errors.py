@@ -570,6 +570,13 @@ class ForeignCardError(CardError):
     default_hint = "check that the resident gave you their health card, not another card"
 
 
+class WrongCardError(CardError):
+    """The card in the reader is another resident's card than the one the visit began
+    with; nothing was written to it."""
+
+    default_hint = "insert the patient's own card"
+
+
 class CardStatusError(CardError):
     """The card refused a command; ``sw`` is the 2-byte status word (e.g. 0x6A82)."""
 

@@ -111,6 +111,24 @@ class DomainModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Withholding(DomainModel):
+    """A domain model a session may hand out with fields withheld (``docs/access.md``)."""
+
+    #: fields withheld from this copy, by the category a role may not see (set on the
+    #: copies a session hands out; see ``docs/access.md``): absent from dumps and JSON,
+    #: and reading one raises :class:`~hcmiddleware.errors.FieldWithheldError`
+    WITHHELD: ClassVar[Mapping[str, str]] = {}
+
+    @model_serializer(mode="wrap")
+    def _absent_when_withheld(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        withheld = type(self).WITHHELD
+        if withheld:
+            for name in withheld:
+                data.pop(name, None)
+        return data
+
+
 def parse_amount(value: Any) -> Decimal:
     """An amount in yuan: finite, positive, at most two decimals; else AmountError.
 
@@ -198,7 +216,7 @@ class Identifier(DomainModel):
     assigner: str | None = None
 
 
-class Resident(DomainModel):
+class Resident(Withholding):
     """A person in the resident index. ``resident_id`` is the index's own opaque ID.
 
     ``status`` is ``merged`` for a record merged into another (``merged_into``); the
@@ -228,20 +246,6 @@ class Resident(DomainModel):
     created_at: datetime | None = None
     unverified_id_number: str | None = Field(None, repr=False)
     flags: tuple[str, ...] = ()
-
-    #: fields withheld from this copy, by the category a role may not see (set on the
-    #: copies a session hands out; see ``docs/access.md``): absent from dumps and JSON,
-    #: and reading one raises :class:`~hcmiddleware.errors.FieldWithheldError`
-    WITHHELD: ClassVar[Mapping[str, str]] = {}
-
-    @model_serializer(mode="wrap")
-    def _absent_when_withheld(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        withheld = type(self).WITHHELD
-        if withheld:
-            for name in withheld:
-                data.pop(name, None)
-        return data
 
     def identifier(self, kind: IdentifierKind, assigner: str | None = None) -> str | None:
         """The value of the first identifier of ``kind`` (and ``assigner``), if any.
@@ -480,7 +484,7 @@ class RegistrationRequest(DomainModel):
         return self
 
 
-class Registration(DomainModel):
+class Registration(Withholding):
     """A registration the HIS accepted."""
 
     registration_id: str
@@ -502,7 +506,7 @@ class QueuePosition(DomainModel):
     estimated_wait_minutes: int | None = None
 
 
-class Order(DomainModel):
+class Order(Withholding):
     """A doctor's order (drug, lab, exam, treatment, nursing)."""
 
     order_id: str
@@ -553,7 +557,7 @@ class ReportResult(DomainModel):
     )
 
 
-class Report(DomainModel):
+class Report(Withholding):
     """A lab or exam report: the result lines of a lab report, the findings
     (``summary``) of an exam report."""
 
@@ -596,7 +600,7 @@ class AdmissionRequest(DomainModel):
     request_id: str = Field(description="idempotency key")
 
 
-class Admission(DomainModel):
+class Admission(Withholding):
     """An inpatient stay."""
 
     admission_id: str

@@ -13,10 +13,10 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from hcmiddleware.errors import NoHandlerError
+from hcmiddleware.errors import NoHandlerError, WrongCardError
 
 if TYPE_CHECKING:
-    from hcmiddleware.card.data import CardRead, Issuer
+    from hcmiddleware.card.data import CardRead, Issuer, VisitRecord
     from hcmiddleware.card.filemap import CardPart
     from hcmiddleware.card.guard import KeyGuard
     from hcmiddleware.card.monitor import CardEvents
@@ -121,6 +121,47 @@ class Terminal:
         self._mw.audit("card.read", actor=actor, outcome="ok", **details)
         self._mw.hooks.hcm_card_read(reader=reader, card=card)
         return card
+
+    def write_visit(
+        self,
+        visit: VisitRecord,
+        transport: Transport | None = None,
+        *,
+        card_number: str | None = None,
+        actor: str = "terminal",
+    ) -> int:
+        """Write a visit record to the card, tear-safe (see
+        :meth:`~hcmiddleware.card.session.CardSession.append_visit`); audited as
+        ``card.write_visit``. Returns the slot written.
+
+        :param card_number: the card the visit began with; another card in the reader
+            is refused before anything is written.
+        :raises WrongCardError: the card in the reader is another.
+        :raises CardAbsentError: the card was pulled; its earlier records are intact.
+        """
+        session = self.open(transport)
+        reader = str(getattr(session.transport, "reader", "in-process"))
+        try:
+            if card_number is not None and session.read_issuer().card_number != card_number:
+                raise WrongCardError("the card in the reader is not the card this visit began with")
+            slot = session.append_visit(visit)
+        except Exception as exc:
+            self._mw.audit(
+                "card.write_visit",
+                actor=actor,
+                outcome="refused" if isinstance(exc, WrongCardError) else "failed",
+                reader=reader,
+                kind=visit.kind,
+                error=type(exc).__name__,
+            )
+            raise
+        finally:
+            if transport is None:
+                session.transport.close()
+        self._mw.audit(
+            "card.write_visit", actor=actor, reader=reader, kind=visit.kind, slot=str(slot)
+        )
+        return slot
 
     def read_issuer(self, transport: Transport | None = None, *, actor: str = "terminal") -> Issuer:
         """Read the card's issuer data (DDF1/EF05), which needs no SAM; audited."""

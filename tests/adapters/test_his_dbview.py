@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +19,17 @@ from hcm_his_dbview import DbViewHis
 from hcm_his_reference import dbview
 
 from hcmiddleware import Middleware
-from hcmiddleware.errors import HisError, HisProtocolError, HisRejectedError, HisUnavailableError
+from hcmiddleware.errors import (
+    HisError,
+    HisProtocolError,
+    HisRejectedError,
+    HisUnavailableError,
+    VerificationFailedError,
+)
 from hcmiddleware.models import (
+    Admission,
     AdmissionRequest,
+    BedsideScan,
     HospitalPatient,
     RegistrationRequest,
     Resident,
@@ -324,3 +334,190 @@ def test_simultaneous_registrations_of_one_resident_make_one_patient(
         )
     assert len({p.patient_id for p in made}) == 1
     assert _count(his_schema, "patient") == 1
+
+
+# --- orders that carry what the bedside checks need ---------------------------------------
+
+HOSPITAL = "210100000001"
+
+
+def _add_order(schema: str, admission_id: str, patient_id: str, **values: Any) -> str:
+    """A doctor's order in the HIS database (its add_order procedure); the order ID."""
+    columns: dict[str, Any] = {"kind": "drug", "code": "X", "name": "X", "price": 1, "at": None}
+    columns.update(values)
+    named = ", ".join(f"{k} => %({k})s" for k in columns)
+    with psycopg.connect(DSN) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        row = conn.execute(
+            f"SELECT add_order(%(patient)s, %(stay)s, {named})",
+            {"patient": patient_id, "stay": admission_id, **columns},
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _spoil(schema: str, order_id: str, column: str, value: object) -> None:
+    """What a faulty HIS view returns for an order (its add_order refuses these)."""
+    with psycopg.connect(DSN) as conn:
+        conn.execute(
+            f"UPDATE {schema}.orders SET {column} = %s WHERE order_id = %s", (value, order_id)
+        )
+
+
+@pytest.fixture
+def ward_stay(his_schema: str, hcm_make_middleware: Any) -> tuple[Middleware, Admission, str]:
+    """The sample card's holder admitted through the adapter (5A bed 12), wearing WB-0001."""
+    from hcmiddleware.card.emulator import EmulatedCard
+    from hcmiddleware.flows.inpatient import InpatientFlow
+    from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
+
+    mw: Middleware = hcm_make_middleware(
+        plugins={"his-dbview": DbViewHis()},
+        settings={"his-dbview": settings_for(his_schema)},
+        middleware={"institution_code": HOSPITAL, "site_name": "Test hospital"},
+        sam={"keys": str(TEST_ISSUER_KEYS)},
+    )
+    profile = Path(str(files("hcmiddleware.card.samples"))) / "resident-profile.json"
+    flow = InpatientFlow(mw, actor="admissions-1")
+    who = flow.identify(EmulatedCard.from_files(profile, TEST_ISSUER_KEYS))
+    patient = flow.patient(who)
+    at = datetime.now().replace(second=0, microsecond=0)
+    admission = flow.admit(patient, department_code="NEI", ward="5A", bed="12", admitted_at=at)
+    assert who.card is not None
+    mw.ward.bind("WB-0001", admission, card_number=who.card.issuer.card_number)
+    return mw, admission, his_schema
+
+
+def test_orders_carry_the_ward_order_type_and_window(
+    ward_stay: tuple[Middleware, Admission, str],
+) -> None:
+    mw, admission, schema = ward_stay
+    start = datetime.now().replace(second=0, microsecond=0)
+    skin = _add_order(
+        schema,
+        admission.admission_id,
+        admission.patient_id,
+        code="PNC-ST",
+        name="青霉素皮试 Penicillin skin test",
+        dose="0.1 ml",
+        conc="500 U/ml",
+        route="ID",
+        freq="ONCE",
+        order_type="skin_test",
+        window_start=start,
+        window_end=start + timedelta(hours=1),
+        ordered_by="D-017",
+    )
+    blood = _add_order(
+        schema,
+        admission.admission_id,
+        admission.patient_id,
+        kind="specimen",
+        code="BLD-CUL",
+        name="血培养 Blood culture",
+        order_type="specimen",
+        window_start=start,
+        window_end=start + timedelta(minutes=90),
+    )
+    orders = {o.order_id: o for o in mw.ward.orders("WB-0001")}
+    assert (orders[skin].order_type, orders[skin].ordered_by) == ("skin_test", "D-017")
+    assert (orders[skin].window_start, orders[skin].window_end) == (
+        start,
+        start + timedelta(hours=1),
+    )
+    assert orders[skin].scheduled_at is None
+    assert (orders[blood].kind, orders[blood].order_type) == ("specimen", "specimen")
+    drip = next(o for o in orders.values() if o.code == "NS250")
+    assert (drip.order_type, drip.window_start) == ("infusion", None)
+    assert drip.scheduled_at is not None
+
+
+def test_the_rule_of_the_hiss_order_type_applies_at_the_bedside(
+    ward_stay: tuple[Middleware, Admission, str],
+) -> None:
+    mw, admission, schema = ward_stay
+    start = datetime.now().replace(second=0, microsecond=0)
+    # a drug by the intradermal route that the HIS types as a skin test: a second nurse
+    skin = _add_order(
+        schema,
+        admission.admission_id,
+        admission.patient_id,
+        code="PNC-ST",
+        name="青霉素皮试",
+        dose="0.1 ml",
+        route="ID",
+        order_type="skin_test",
+        window_start=start - timedelta(minutes=5),
+        window_end=start + timedelta(minutes=30),
+    )
+    scan = BedsideScan(
+        wristband_id="WB-0001",
+        nurse_id="N-001",
+        order_id=skin,
+        bed="12",
+        drug_code="PNC-ST",
+        dose="0.1 ml",
+        route="ID",
+    )
+    with pytest.raises(VerificationFailedError) as caught:
+        mw.ward.begin(scan)
+    assert caught.value.failed == ("second_nurse",)
+    # its own window, not the rule's minutes around a schedule: an hour later is too late
+    late = scan.model_copy(
+        update={"second_nurse_id": "N-002", "scanned_at": start + timedelta(hours=1)}
+    )
+    verdict = mw.ward.verify(late)
+    assert verdict.failed == ("time",)
+    assert verdict.order_type == "skin_test"
+    done = mw.ward.execute(scan.model_copy(update={"second_nurse_id": "N-002"}))
+    assert (done.state, done.order_type, done.his_state) == ("done", "skin_test", "recorded")
+    with psycopg.connect(DSN) as conn:
+        rows = conn.execute(f"SELECT order_id, executed_at FROM {schema}.execution").fetchall()
+    assert done.executed_at is not None
+    # the HIS's times are local wall-clock times; the ward's are aware
+    assert rows == [(skin, done.executed_at.astimezone().replace(tzinfo=None))]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [
+        ("order_type", "transfusion", "transfusion"),
+        ("window_end", datetime(2000, 1, 1), "ends"),
+    ],
+)
+def test_an_order_the_ward_cannot_check_is_refused(
+    ward_stay: tuple[Middleware, Admission, str], column: str, value: object, match: str
+) -> None:
+    mw, admission, schema = ward_stay
+    start = datetime.now().replace(second=0, microsecond=0)
+    order_id = _add_order(
+        schema,
+        admission.admission_id,
+        admission.patient_id,
+        code="CEF",
+        name="头孢曲松",
+        dose="1 g",
+        route="IVGTT",
+        order_type="infusion",
+        window_start=start,
+        window_end=start + timedelta(hours=1),
+    )
+    _spoil(schema, order_id, column, value)
+    with pytest.raises(HisProtocolError, match=match) as caught:
+        mw.ward.orders("WB-0001")
+    assert caught.value.hint
+    assert order_id in caught.value.message
+
+
+def test_the_his_database_refuses_orders_the_ward_could_not_check(
+    ward_stay: tuple[Middleware, Admission, str],
+) -> None:
+    _mw, admission, schema = ward_stay
+    start = datetime(2026, 11, 27, 9, 0)
+    for bad in (
+        {"order_type": "transfusion", "at": start},
+        {"at": None},
+        {"at": None, "window_start": start, "window_end": start},
+    ):
+        with pytest.raises(psycopg.errors.RaiseException, match="invalid-order"):
+            _add_order(schema, admission.admission_id, admission.patient_id, dose="1 ml", **bad)

@@ -178,6 +178,34 @@ def test_an_act_rolled_back_leaves_no_entry(audited: MakeAudited) -> None:
     assert mw.audit.verify().ok
 
 
+def test_many_entries_in_one_transaction_around_a_savepoint_rolled_back(
+    audited: MakeAudited,
+) -> None:
+    mw = audited()
+    other = audited(terminal="kiosk-02")  # another writer on the same database
+    fill(mw, 2)
+    with mw.audit.transaction() as conn:
+        for i in range(3):
+            mw.audit.record("act.step", actor="clerk-2", details={"i": str(i)}, connection=conn)
+        try:
+            with conn.begin_nested():
+                mw.audit.record("act.undone", actor="clerk-2", connection=conn)
+                raise RuntimeError("part of the act failed")
+        except RuntimeError:
+            pass
+        # after the savepoint: the next entry follows the last one kept, not the undone one
+        last = mw.audit.record("act.after", actor="clerk-2", connection=conn)
+    assert last.seq == 6
+    other.audit("card.read", actor="kiosk-02")  # appended after this process's last entry
+    again = mw.audit.record("act.next", actor="clerk-2")  # so this one reads the head
+    assert again.seq == 8
+    entries = mw.audit.entries()
+    assert [e.seq for e in entries] == list(range(1, 9))
+    assert "act.undone" not in {e.action for e in entries}
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
+    assert mw.audit.verify().ok
+
+
 def test_an_entry_that_cannot_be_written_fails_the_act(audited: MakeAudited) -> None:
     mw = audited()
     fill(mw, 2)

@@ -114,8 +114,8 @@ def test_new_his_adapter(tmp_path: Path) -> None:
     kit = re.search(r"(\d+) passed, (\d+) skipped", out)
     assert kit, out
     assert int(kit[1]) >= 10, out  # the HIS suite's outpatient tests ran
-    assert "failed" not in out
-    assert "error" not in out.lower()
+    # the kit's summary line names no failures or errors (test names may say "error")
+    assert not re.search(r"\b\d+ (failed|errors?)\b", out), out
     assert "mini-his does not implement hcm_his_admit" in out  # skipped, by name
 
 

@@ -188,7 +188,9 @@ def test_a_window_that_ends_before_it_starts_is_refused_not_guessed(stay: Stay) 
     assert order.window_start is not None
     _spoil(stay, order.order_id, window_end=(order.window_start - timedelta(hours=1)).isoformat())
     with pytest.raises(HisProtocolError) as caught:
-        stay.mw.ward.verify(_scan(order, second_nurse_id="N-002"))
+        # the check before execution asks the HIS afresh (a verify would reuse the good
+        # copy fetched a moment ago: see test_order_store.py)
+        stay.mw.ward.begin(_scan(order, second_nurse_id="N-002"))
     assert "ends" in caught.value.message
     assert caught.value.hint
     assert stay.mw.ward.executions(stay.admission.admission_id) == []

@@ -20,10 +20,17 @@ __all__ = ["Acting", "acting", "current", "in_system", "system"]
 
 @dataclass(frozen=True)
 class Acting:
-    """A caller at work: who, and the break-glass grant the call relies on, if any."""
+    """A caller at work: who, and the grant the call relies on, if any (break glass, or
+    a reason given for the resident: ``grant_kind``)."""
 
     caller: Caller
     grant: str | None = None
+    grant_kind: str = "break_glass"
+
+    @property
+    def marker(self) -> str:
+        """The detail that marks the audit entries made under the grant."""
+        return "break_glass" if self.grant_kind == "break_glass" else "reason_grant"
 
 
 _ACTING: ContextVar[Acting | None] = ContextVar("hcm_acting", default=None)
@@ -42,9 +49,11 @@ def in_system() -> bool:
 
 
 @contextmanager
-def acting(caller: Caller, grant: str | None = None) -> Iterator[Acting]:
+def acting(
+    caller: Caller, grant: str | None = None, grant_kind: str = "break_glass"
+) -> Iterator[Acting]:
     """Make the calls inside the block on ``caller``'s behalf."""
-    made = Acting(caller, grant)
+    made = Acting(caller, grant, grant_kind)
     token = _ACTING.set(made)
     try:
         yield made

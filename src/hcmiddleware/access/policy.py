@@ -4,7 +4,9 @@ An *operation* is a service's method as a caller reaches it through a session:
 ``terminal.read``, ``residents.search``, ``journal.pay`` (:data:`OPERATIONS` lists every
 one). A *category* is a kind of personal data (:class:`Category`). A role grants
 operations (by name, ``service.*`` or ``*``) and categories; ``[access.roles.<role>]``
-replaces a role's defaults (:data:`DEFAULT_ROLES`) as a whole.
+replaces a role's defaults (:data:`DEFAULT_ROLES`) as a whole. The fields of the answers
+belong to categories too (:data:`DEFAULT_FIELDS`, :data:`DEFAULT_KINDS`;
+``[access.fields.<model>]`` and ``[access.kinds.<model>]`` change them field by field).
 
 This module imports nothing of the runtime: the configuration validates against it.
 """
@@ -19,7 +21,10 @@ from fnmatch import fnmatchcase
 __all__ = [
     "CARD_PART_CATEGORY",
     "CLINICAL",
+    "DEFAULT_FIELDS",
+    "DEFAULT_KINDS",
     "DEFAULT_ROLES",
+    "MODELS",
     "OPERATIONS",
     "ROLES",
     "Category",
@@ -34,11 +39,11 @@ class Category(enum.StrEnum):
     IDENTITY = "identity"  #: name, sex, birth date, ID numbers, the card's issuer data, photo
     CONTACT = "contact"  #: phones, address, emergency contacts
     INSURANCE = "insurance"  #: insurance schemes and the card's expiry
-    CLINICAL = "clinical"  #: clinical basics: blood group, conditions, warnings, orders, reports
+    CLINICAL = "clinical"  #: clinical basics: blood group, conditions, warnings; orders, reports
     ALLERGIES = "allergies"
     IMMUNISATIONS = "immunisations"
     VISITS = "visits"  #: visit records (the card's DF03)
-    MONEY = "money"  #: charges, bills, payments, the journal
+    MONEY = "money"  #: charges, bills, fees, deposits, payments, the journal
     FACE = "face"  #: enrolled face templates (enrol, 1:N search, remove)
 
 
@@ -70,7 +75,7 @@ def _ops(service: str, *methods: str) -> tuple[str, ...]:
 
 #: Every operation a session offers, in service order.
 OPERATIONS: tuple[str, ...] = (
-    *_ops("terminal", "read", "read_issuer"),
+    *_ops("terminal", "read", "read_issuer", "write_visit"),
     *_ops(
         "residents", "get", "lookup", "search", "enrol", "enrol_from_card", "import_csv",
         "linkage", "merge", "unmerge", "history", "duplicates", "stats", "count", "train",
@@ -101,7 +106,42 @@ OPERATIONS: tuple[str, ...] = (
         "recover", "get", "by_key", "entries", "history", "refundable",
     ),
     *_ops("audit", "record", "entries", "verify", "export", "checkpoint", "checkpoints", "head"),
+    # no service of its own: reached through ``session.flows`` (bind_bank_card …)
+    *_ops("bank", "bind", "unbind"),
 )  # fmt: skip
+
+#: The models whose fields a session cuts by category (``[access.fields.<model>]``), by
+#: the name the configuration gives them.
+MODELS: tuple[str, ...] = ("resident", "order", "report", "registration", "admission")
+
+_C, _M = Category.CLINICAL, Category.MONEY
+
+#: The fields of the answers a session cuts, by model: each field's category. A field not
+#: named (IDs, states, kinds, times) is shown to every role that gets the answer at all.
+#: ``[access.fields.<model>]`` changes the named fields and keeps the rest.
+DEFAULT_FIELDS: Mapping[str, Mapping[str, Category]] = {
+    "resident": {
+        "name": Category.IDENTITY, "sex": Category.IDENTITY, "birth_date": Category.IDENTITY,
+        "id_number": Category.IDENTITY, "unverified_id_number": Category.IDENTITY,
+        "ethnicity": Category.IDENTITY, "region_code": Category.IDENTITY,
+        "identifiers": Category.IDENTITY, "phone": Category.CONTACT,
+        "address": Category.CONTACT,
+    },
+    "order": {
+        "code": _C, "name": _C, "dose": _C, "concentration": _C, "route": _C, "frequency": _C,
+        "ordered_by": _C,
+    },
+    "report": {"title": _C, "summary": _C, "results": _C, "signed_by": _C},
+    "registration": {"fee": _M},
+    "admission": {"deposit_balance": _M},
+}  # fmt: skip
+
+#: Kinds of order or report that are wholly of another category: a role that may not see
+#: it gets the list without them (a skin test is an allergy test). ``[access.kinds.<model>]``.
+DEFAULT_KINDS: Mapping[str, Mapping[str, Category]] = {
+    "order": {"skin_test": Category.ALLERGIES},
+    "report": {},
+}
 
 #: The roles (``Caller.role``).
 ROLES: tuple[str, ...] = (
@@ -134,6 +174,9 @@ class RoleGrant:
     break_glass: frozenset[Category] = field(default_factory=frozenset)
     #: residents only after they were identified at the caller's terminal (a kiosk)
     own_only: bool = False
+    #: may open its step-by-step categories of one resident not identified here by
+    #: giving a reason (``session.open_with_reason``): the level below break glass
+    by_reason: bool = False
 
     @property
     def grants_nothing(self) -> bool:
@@ -191,7 +234,7 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
             "his.discharge", "cards.check", "cards.state", "journal.top_up", "journal.pay",
             "journal.refund", "journal.settle", "journal.cancel_settlement", "journal.get",
             "journal.by_key", "journal.history", "journal.refundable", "journal.resolve",
-            "audit.record",
+            "bank.bind", "bank.unbind", "ward.release_stay", "audit.record",
         ],
         "categories": ["identity", "insurance", "money"],
     },
@@ -201,7 +244,7 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
             "residents.history", "faces.verify_card", "faces.verify", "his.find",
             "his.find_or_register", "his.resolve", "his.register_visit", "his.queue_position",
             "his.orders", "his.reports", "cards.check", "cards.state", "ward.summary",
-            "audit.record",
+            "terminal.write_visit", "audit.record",
         ],
         "categories": [
             "identity", "contact", "insurance", "clinical", "allergies", "immunisations",
@@ -209,6 +252,7 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
         ],
         "step_by_step": ["clinical", "allergies", "immunisations", "visits"],
         "break_glass": ["contact", "clinical", "allergies", "immunisations", "visits"],
+        "by_reason": True,
     },
     "nurse": {
         "operations": [
@@ -222,6 +266,7 @@ DEFAULT_ROLES: Mapping[str, Mapping[str, object]] = {
         "categories": ["identity", "contact", "clinical", "allergies", "immunisations", "visits"],
         "step_by_step": ["clinical", "allergies", "immunisations", "visits"],
         "break_glass": ["clinical", "allergies", "immunisations", "visits"],
+        "by_reason": True,
     },
     "pharmacist": {
         "operations": [

@@ -1,9 +1,9 @@
-"""``middleware.access``: the roles, the sessions, break glass and identifications.
+"""``middleware.access``: the roles, the sessions, break glass, reasons and identifications.
 
 Kept in the installation's database (``access_grants``, ``access_identifications``), so
-an emergency grant and a resident's identification at a terminal survive a restart,
-and both end on their own: a grant at ``expires_at``, an identification after
-``[access] identification_minutes`` or when the visit ends.
+an emergency grant, a reason given for a resident and a resident's identification at a
+terminal survive a restart, and all end on their own: a grant at ``expires_at``, an
+identification after ``[access] identification_minutes`` or when the visit ends.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from hcmiddleware.access.policy import (
     RoleGrant,
     expand_operations,
 )
+from hcmiddleware.access.scoping import Scope
 from hcmiddleware.access.tables import GrantRow, IdentificationRow
 from hcmiddleware.errors import (
     AccessDeniedError,
@@ -58,6 +59,7 @@ _PERSONAL = re.compile(r"\d{17}[\dXx]|(?<!\d)1[3-9]\d{9}(?!\d)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Method = Literal["card", "ecard", "face"]
+GrantKind = Literal["break_glass", "reason"]
 
 
 def _now() -> datetime:
@@ -65,11 +67,13 @@ def _now() -> datetime:
 
 
 class Grant(BaseModel):
-    """An emergency access grant ("break glass"); every entry made under it is marked."""
+    """An emergency access grant ("break glass"), or a reason given for one resident
+    (``kind`` ``reason``); every entry made under it is marked."""
 
     model_config = ConfigDict(frozen=True)
 
     grant_id: str
+    kind: GrantKind = "break_glass"
     user: str
     role: str
     terminal: str
@@ -107,6 +111,7 @@ def _grant(row: sa.Row[tuple[object, ...]]) -> Grant:
 def _grant_from(m: Mapping[str, Any]) -> Grant:
     return Grant(
         grant_id=m["grant_id"],
+        kind=m.get("kind") or "break_glass",
         user=m["user_id"],
         role=m["role"],
         terminal=m["terminal"],
@@ -132,6 +137,11 @@ class Access:
         self.settings = middleware.config.access
         self._roles: dict[str, RoleGrant] = {}
         self._lock = threading.Lock()
+        #: the categories of the answers' fields (``[access.fields]``, ``[access.kinds]``)
+        self.scope = Scope(
+            {str(model): named for model, named in self.settings.fields.items()},
+            {str(model): named for model, named in self.settings.kinds.items()},
+        )
 
     # -- roles ---------------------------------------------------------------------------
 
@@ -155,6 +165,7 @@ class Access:
             step_by_step=frozenset(Category(c) for c in section.step_by_step),
             break_glass=frozenset(Category(c) for c in section.break_glass),
             own_only=section.own_only,
+            by_reason=section.by_reason,
         )
         with self._lock:
             self._roles[name] = made
@@ -313,19 +324,13 @@ class Access:
     ) -> Grant:
         """Open more categories for ``caller`` in an emergency (``session.break_glass``)."""
         limit = self.settings.break_glass_max_minutes
-        problem: str | None = None
         opened: frozenset[Category] = frozenset()
-        if not role.break_glass:
-            problem = f"{caller.role} may not break the glass"
-        elif not isinstance(reason, str) or len(reason.strip()) < 3:
-            problem = "emergency access needs a reason (at least 3 characters)"
-        elif len(reason) > 200 or _CONTROL.search(reason):
-            problem = "the reason is longer than 200 characters or holds control characters"
-        elif _PERSONAL.search(reason):
-            problem = "the reason holds what looks like an ID number or a phone number"
-        elif minutes is not None and not (0 < minutes <= limit):
-            problem = f"emergency access lasts more than 0 and at most {limit:g} minutes"
-        else:
+        problem = (
+            f"{caller.role} may not break the glass"
+            if not role.break_glass
+            else _reason_problem(reason, minutes, limit, "emergency access")
+        )
+        if problem is None:
             try:
                 opened = (
                     role.break_glass
@@ -347,13 +352,74 @@ class Access:
             raise BreakGlassError(
                 problem, role=caller.role, operation="break_glass", reason="break_glass"
             )
+        return self._open(
+            "break_glass", caller, opened, reason, minutes or limit, resident_id=resident_id
+        )
+
+    def open_with_reason(
+        self,
+        caller: Caller,
+        role: RoleGrant,
+        resident_id: str,
+        reason: str,
+        *,
+        minutes: float | None = None,
+    ) -> Grant:
+        """Open the role's step-by-step categories of one resident not identified at the
+        caller's terminal, for a short time, with a reason (``session.open_with_reason``).
+
+        The level below break glass: only what the role sees after an identification,
+        only this resident, only this user at this terminal, for at most ``[access]
+        reason_minutes``; audited as ``access.reason``, and every entry made under it
+        carries the detail ``reason_grant``.
+
+        :raises BreakGlassError: the role may not, no resident, no reason, too long.
+        """
+        limit = self.settings.reason_minutes
+        opened = role.step_by_step & role.categories
+        problem: str | None = None
+        if not role.by_reason or not opened or role.own_only:
+            problem = f"{caller.role} may not open a resident's data by giving a reason"
+        elif not isinstance(resident_id, str) or not resident_id.strip():
+            problem = "a reason opens one resident's data: name the resident"
+        else:
+            problem = _reason_problem(reason, minutes, limit, "a reason")
+        if problem is not None:
+            self.audit_refusal(
+                caller,
+                {"operation": "open_with_reason", "reason": "by_reason"},
+                subject=resident_id if isinstance(resident_id, str) else None,
+            )
+            raise BreakGlassError(
+                problem,
+                role=caller.role,
+                operation="open_with_reason",
+                reason="by_reason",
+                hint=f"give a reason of 3 to 200 characters and at most {limit:g} minutes; "
+                "or identify the resident here (card, e-card or face)",
+            )
+        return self._open(
+            "reason", caller, opened, reason, minutes or limit, resident_id=resident_id
+        )
+
+    def _open(
+        self,
+        kind: GrantKind,
+        caller: Caller,
+        opened: frozenset[Category],
+        reason: str,
+        minutes: float,
+        *,
+        resident_id: str | None,
+    ) -> Grant:
         audit = self._mw._raw("audit")
         audit.open()  # migrated before the clock starts
         now = _now()
-        expires = now + timedelta(minutes=minutes if minutes is not None else limit)
+        expires = now + timedelta(minutes=minutes)
         grant_id = secrets.token_hex(8)
         row = {
             "grant_id": grant_id,
+            "kind": kind,
             "user_id": caller.user,
             "role": caller.role,
             "terminal": caller.terminal,
@@ -363,14 +429,15 @@ class Access:
             "opened_at": now,
             "expires_at": expires,
         }
+        marker = "break_glass" if kind == "break_glass" else "reason_grant"
         with audit.transaction() as conn:
             conn.execute(_GRANTS.insert(), row)
             audit.record(
-                "access.break_glass",
+                f"access.{kind}",
                 actor=caller.user,
                 subject=resident_id,
                 details={
-                    "break_glass": grant_id,
+                    marker: grant_id,
                     "categories": row["categories"],
                     "minutes": f"{(expires - now).total_seconds() / 60:g}",
                     "reason": row["reason"],
@@ -383,11 +450,18 @@ class Access:
         return _grant_from({**row, "reviewed_at": None, "reviewed_by": None})
 
     def active_grants(
-        self, caller: Caller, resident_id: str | None = None, *, at: datetime | None = None
+        self,
+        caller: Caller,
+        resident_id: str | None = None,
+        *,
+        at: datetime | None = None,
+        kind: GrantKind = "break_glass",
     ) -> list[Grant]:
-        """The caller's grants not yet expired (for ``resident_id``, or for anyone)."""
+        """The caller's grants of ``kind`` not yet expired (for ``resident_id``, or for
+        anyone)."""
         now = _naive(at) if at is not None else _now()
         query = sa.select(_GRANTS).where(
+            _GRANTS.c.kind == kind,
             _GRANTS.c.user_id == caller.user,
             _GRANTS.c.role == caller.role,
             _GRANTS.c.terminal == caller.terminal,
@@ -404,9 +478,18 @@ class Access:
             rows = conn.execute(query.order_by(_GRANTS.c.opened_at)).all()
         return [_grant(r) for r in rows]
 
-    def grants(self, *, unreviewed: bool = False, limit: int | None = None) -> list[Grant]:
-        """Every break-glass grant, newest first (``unreviewed``: those still to review)."""
-        query = sa.select(_GRANTS).order_by(_GRANTS.c.opened_at.desc())
+    def grants(
+        self,
+        *,
+        unreviewed: bool = False,
+        limit: int | None = None,
+        kind: GrantKind = "break_glass",
+    ) -> list[Grant]:
+        """Every break-glass grant (or, with ``kind="reason"``, every reason given),
+        newest first (``unreviewed``: those still to review)."""
+        query = (
+            sa.select(_GRANTS).where(_GRANTS.c.kind == kind).order_by(_GRANTS.c.opened_at.desc())
+        )
         if unreviewed:
             query = query.where(_GRANTS.c.reviewed_at.is_(None))
         if limit is not None:
@@ -477,6 +560,19 @@ class Access:
                 )
             )
         return results
+
+
+def _reason_problem(reason: object, minutes: float | None, limit: float, what: str) -> str | None:
+    """What is wrong with a reason and a length asked for, or None."""
+    if not isinstance(reason, str) or len(reason.strip()) < 3:
+        return f"{what} needs a reason (at least 3 characters)"
+    if len(reason) > 200 or _CONTROL.search(reason):
+        return "the reason is longer than 200 characters or holds control characters"
+    if _PERSONAL.search(reason):
+        return "the reason holds what looks like an ID number or a phone number"
+    if minutes is not None and not (0 < minutes <= limit):
+        return f"{what} lasts more than 0 and at most {limit:g} minutes"
+    return None
 
 
 def _naive(at: datetime) -> datetime:

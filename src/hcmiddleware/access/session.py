@@ -9,10 +9,17 @@ A :class:`Session` has the services of the Middleware under the same names
    cashier's ``his.orders``), or step-by-step data of a resident not identified at
    the caller's terminal in this visit, or — for a kiosk — anyone not identified there;
 3. runs with the caller's identity in every audit entry it writes (user, role,
-   terminal; the break-glass grant it used, if any);
+   terminal; the break-glass grant or the reason it used, if any);
 4. answers only what the role may see: a card read takes only the parts of the role's
-   categories; a resident comes without the fields of other categories (absent from
-   dumps, :class:`~hcmiddleware.errors.FieldWithheldError` when read).
+   categories; a resident, an order, a report, a registration or an admission comes
+   without the fields of other categories (absent from dumps,
+   :class:`~hcmiddleware.errors.FieldWithheldError` when read), a list without the
+   orders or reports of a kind wholly of another category.
+
+A resident the session handed out, given back to a service (``his.resolve(resident)``),
+reaches the service whole, from the index: the HIS registers the patient with the
+phone number a kiosk may not see. ``session.flows`` runs the patient journeys and the
+money flows the same way (``hcmiddleware.flows.acting``).
 
 A refusal is audited (``access.refused``, outcome ``refused``) and raised as
 :class:`~hcmiddleware.errors.AccessDeniedError`.
@@ -30,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from hcmiddleware.access import context
 from hcmiddleware.access.caller import Caller
 from hcmiddleware.access.policy import CARD_PART_CATEGORY, OPERATIONS, Category, RoleGrant
-from hcmiddleware.access.scoping import withhold_resident
+from hcmiddleware.access.scoping import original_of
 from hcmiddleware.errors import AccessDeniedError, HcmError, NotIdentifiedHereError
 from hcmiddleware.models import EhcVerification, HospitalPatient, Resident
 
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
     from hcmiddleware.cards import Cards
     from hcmiddleware.ehc.service import Ehc
     from hcmiddleware.faces import Faces
+    from hcmiddleware.flows.acting import Flows
     from hcmiddleware.his import His
     from hcmiddleware.journal import Journal
     from hcmiddleware.residents import Residents
@@ -60,6 +68,7 @@ _SELF_AUDITED = frozenset(
         "faces.enrol", "faces.search", "ehc.verify", "ehc.verify_image", "ehc.issue",
         "ehc.bind", "residents.merge", "residents.unmerge", "ward.orders", "ward.move",
         "audit.record", "audit.verify", "audit.export", "cards.check", "cards.report_loss",
+        "terminal.write_visit",
     }
 )  # fmt: skip
 #: operations that show no personal data and change nothing: not audited
@@ -93,6 +102,9 @@ _NEEDS: Mapping[str, frozenset[Category]] = {
     "ward.begin": frozenset({Category.CLINICAL}),
     "ward.check": frozenset({Category.CLINICAL}),
     "ward.execute": frozenset({Category.CLINICAL}),
+    "terminal.write_visit": frozenset({Category.VISITS}),
+    "bank.bind": frozenset({Category.MONEY}),
+    "bank.unbind": frozenset({Category.MONEY}),
     "faces.enrol": frozenset({Category.FACE}),
     "faces.search": frozenset({Category.FACE}),
     "faces.remove": frozenset({Category.FACE}),
@@ -142,6 +154,7 @@ class _Call:
     visible: frozenset[Category]
     grant: str | None
     subject: str | None
+    grant_kind: str = "break_glass"
 
 
 class _View:
@@ -212,28 +225,39 @@ class Session:
         return operation in self.role.operations
 
     def visible(self, resident_id: str | None = None) -> frozenset[Category]:
-        """The categories the caller sees now (of ``resident_id``, step by step)."""
-        return self._plan("", resident_id, frozenset()).visible
+        """The categories the caller sees now (of ``resident_id``: step by step, with
+        the reasons and emergency grants open for them)."""
+        if (
+            resident_id is not None
+            and self.role.own_only
+            and not self._access.is_identified(resident_id, self.caller.terminal)
+        ):
+            return frozenset()
+        return self._open(resident_id, frozenset(self.role.categories))[0]
 
-    def _plan(self, operation: str, subject: str | None, needs: frozenset[Category]) -> _Call:
+    def _open(
+        self, subject: str | None, needs: frozenset[Category]
+    ) -> tuple[frozenset[Category], Grant | None]:
+        """What the caller sees of ``subject`` for an answer of ``needs``, and the grant
+        (a reason, or break glass) it relies on."""
         role = self.role
         visible = set(role.categories)
+        grant: Grant | None = None
         # step by step: about a known resident, only after their identification here (a
         # card read or a band scan identifies the person it answers about by itself)
         if (
             subject is not None
-            and (role.own_only or needs & role.step_by_step)
+            and needs & role.step_by_step
             and not self._access.is_identified(subject, self.caller.terminal)
         ):
-            if role.own_only:
-                self._refuse(
-                    operation or "read",
-                    "own_only",
-                    f"{self.caller.role} shows only the resident identified at this terminal",
-                    subject=subject,
-                )
             visible -= role.step_by_step
-        grant: Grant | None = None
+            if role.by_reason:
+                # the level below break glass: a reason given for this one resident
+                for candidate in self._access.active_grants(self.caller, subject, kind="reason"):
+                    if candidate.resident_id == subject:
+                        visible |= candidate.categories & role.step_by_step & role.categories
+                        grant = candidate
+                        break
         if needs - visible and role.break_glass:
             # emergency access: the caller's grants not yet expired (for this resident)
             for candidate in self._access.active_grants(self.caller, subject):
@@ -241,6 +265,30 @@ class Session:
                 if opened & (needs - visible):
                     visible |= opened
                     grant = candidate
+        return frozenset(visible), grant
+
+    def _plan(
+        self,
+        operation: str,
+        subject: str | None,
+        needs: frozenset[Category],
+        *,
+        step: str | None = None,
+    ) -> _Call:
+        role = self.role
+        if (
+            subject is not None
+            and role.own_only
+            and not self._access.is_identified(subject, self.caller.terminal)
+        ):
+            self._refuse(
+                operation or "read",
+                "own_only",
+                f"{self.caller.role} shows only the resident identified at this terminal",
+                subject=subject,
+                step=step,
+            )
+        visible, grant = self._open(subject, needs)
         missing = needs - visible
         if missing:
             category = sorted(missing)[0]
@@ -251,6 +299,8 @@ class Session:
                     f"{category} data of a resident not identified at this terminal in this visit",
                     subject=subject,
                     category=category,
+                    step=step,
+                    hint=self._not_identified_hint(),
                 )
             self._refuse(
                 operation,
@@ -258,8 +308,45 @@ class Session:
                 f"{operation}'s answer holds {category} data, which {self.caller.role} may not see",
                 subject=subject,
                 category=category,
+                step=step,
             )
-        return _Call(operation, frozenset(visible), grant.grant_id if grant else None, subject)
+        return _Call(
+            operation,
+            visible,
+            grant.grant_id if grant else None,
+            subject,
+            grant.kind if grant else "break_glass",
+        )
+
+    def _not_identified_hint(self) -> str:
+        ways = ["identify the resident at this terminal (card, e-card code or face check)"]
+        if self.role.by_reason:
+            ways.append("give a reason: session.open_with_reason(resident_id, reason)")
+        if self.role.break_glass:
+            ways.append("in an emergency, session.break_glass(reason)")
+        return "; or ".join(ways)
+
+    def require(self, step: str, operations: Iterable[str], *, subject: str | None = None) -> None:
+        """Refuse ``step`` (a flow's step, ``flow.outpatient.settle``) before it starts
+        unless the role grants every operation it uses and may see what they answer
+        (about ``subject``), so that a refusal never leaves a step half done.
+
+        :raises AccessDeniedError: the first operation the role lacks (audited, with the
+            detail ``step``); :class:`~hcmiddleware.errors.NotIdentifiedHereError` for
+            step-by-step data of a resident not identified here.
+        """
+        for operation in operations:
+            if operation not in self.role.operations:
+                self._refuse(
+                    operation,
+                    "operation",
+                    f"{step} needs {operation}, which {self.caller.role} may not perform",
+                    subject=subject,
+                    step=step,
+                    hint=f"let a role that may do {operation} take this step, or grant it "
+                    f"in [access.roles.{self.caller.role}] (docs/access.md)",
+                )
+            self._plan(operation, subject, _NEEDS.get(operation, frozenset()), step=step)
 
     # -- calling ---------------------------------------------------------------------------
 
@@ -283,7 +370,8 @@ class Session:
             kwargs = self._card_parts(plan, kwargs)
         if "actor" not in kwargs and _takes_actor(method):
             kwargs["actor"] = self.caller.user
-        with context.acting(self.caller, plan.grant):
+        args, kwargs = self._whole(args, kwargs)
+        with context.acting(self.caller, plan.grant, plan.grant_kind):
             result = method(*args, **kwargs)
             if operation in _IDENTIFIES:
                 self._identify(operation, args, kwargs, result)
@@ -295,6 +383,32 @@ class Session:
                     subject=plan.subject or _subject_of(result),
                 )
         return result
+
+    def _whole(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """An answer handed out with fields withheld goes back to a service whole (the
+        HIS registers the patient with the phone a kiosk may not see); the caller's
+        answer is cut again."""
+        if not any(_withheld(a) for a in args) and not any(_withheld(v) for v in kwargs.values()):
+            return args, kwargs
+        return (
+            tuple(self._stored(a) for a in args),
+            {k: self._stored(v) for k, v in kwargs.items()},
+        )
+
+    def _stored(self, value: Any) -> Any:
+        if not _withheld(value):
+            return value
+        original = original_of(value)
+        if original is not None:
+            return original
+        if isinstance(value, Resident):
+            try:  # a copy made elsewhere: the index holds the resident
+                return self._mw._raw("residents").index.get(value.resident_id)
+            except HcmError:
+                pass
+        return value
 
     def _card_parts(self, plan: _Call, kwargs: dict[str, Any]) -> dict[str, Any]:
         """A read takes only the parts the caller may see; naming another is refused."""
@@ -331,7 +445,22 @@ class Session:
                         f"{self.caller.role} shows only the resident identified at this terminal",
                         subject=resident_id,
                     )
-        return _cut(result, plan.visible)
+        return self._cut(result, plan.visible)
+
+    def _cut(self, result: Any, visible: frozenset[Category]) -> Any:
+        """Withhold what ``visible`` does not cover, in the answers that hold personal data."""
+        scope = self._access.scope
+        if isinstance(result, list):
+            return [self._cut(item, visible) for item in result if scope.shown(item, visible)]
+        if type(result) is tuple:  # his.resolve: (patient, source)
+            return tuple(self._cut(item, visible) for item in result)
+        if isinstance(result, EhcVerification):
+            return result.model_copy(update={"resident": scope.cut(result.resident, visible)})
+        from hcmiddleware.empi.records import Candidate
+
+        if isinstance(result, Candidate):
+            return result.model_copy(update={"resident": scope.cut(result.resident, visible)})
+        return scope.cut(result, visible)
 
     # -- identifications ------------------------------------------------------------------
 
@@ -390,10 +519,13 @@ class Session:
         subject: str | None = None,
         category: str | None = None,
         hint: str | None = None,
+        step: str | None = None,
     ) -> None:
         details = {"operation": operation[:64], "reason": reason}
         if category is not None:
             details["category"] = str(category)
+        if step is not None:
+            details["step"] = step[:64]
         self._access.audit_refusal(self.caller, details, subject=subject)
         if reason == "not_identified":
             raise NotIdentifiedHereError(
@@ -434,6 +566,32 @@ class Session:
             resident_id=resident_id,
         )
 
+    def open_with_reason(
+        self, resident_id: str, reason: str, *, minutes: float | None = None
+    ) -> Grant:
+        """Open the role's step-by-step categories of one resident who was not
+        identified at this terminal, with a reason (a result to follow up, a colleague's
+        patient): the level below break glass.
+
+        Only what the role sees after an identification, only this resident, only this
+        user at this terminal, for at most ``[access] reason_minutes``; audited as
+        ``access.reason``, and every entry made under it carries the detail
+        ``reason_grant``.
+
+        :raises BreakGlassError: the role may not (``by_reason``), no reason, too long.
+        """
+        return self._access.open_with_reason(
+            self.caller, self.role, resident_id, reason, minutes=minutes
+        )
+
+    @functools.cached_property
+    def flows(self) -> Flows:
+        """The patient journeys and money flows as this caller may run them
+        (``session.flows.outpatient()``, ``session.flows.pay(…)``)."""
+        from hcmiddleware.flows.acting import Flows
+
+        return Flows(self)
+
     def identified(self, resident_id: str) -> bool:
         """True when the resident was identified at this terminal in the current visit."""
         return self._access.is_identified(resident_id, self.caller.terminal)
@@ -444,19 +602,8 @@ class Session:
         return self._access.end_visit(resident_id, self.caller.terminal, caller=self.caller)
 
 
-def _cut(result: Any, visible: frozenset[Category]) -> Any:
-    """Withhold what ``visible`` does not cover, in the answers that hold residents."""
-    if isinstance(result, Resident):
-        return withhold_resident(result, visible)
-    if isinstance(result, EhcVerification):
-        return result.model_copy(update={"resident": withhold_resident(result.resident, visible)})
-    if isinstance(result, list):
-        return [_cut(item, visible) for item in result]
-    from hcmiddleware.empi.records import Candidate
-
-    if isinstance(result, Candidate):
-        return result.model_copy(update={"resident": withhold_resident(result.resident, visible)})
-    return result
+def _withheld(value: Any) -> bool:
+    return bool(getattr(type(value), "WITHHELD", None))
 
 
 def _residents_in(result: Any) -> list[str]:

@@ -17,11 +17,16 @@ __all__ = ["GrantRow", "IdentificationRow"]
 
 
 class GrantRow(Base):
-    """Emergency access ("break glass"): more categories for a while, with a reason."""
+    """Emergency access ("break glass"), or a reason given for one resident: more
+    categories for a while, with a reason."""
 
     __tablename__ = "access_grants"
 
     grant_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    #: break_glass, or reason (``session.open_with_reason``)
+    kind: Mapped[str] = mapped_column(
+        sa.String(12), default="break_glass", server_default="break_glass"
+    )
     user_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     role: Mapped[str] = mapped_column(sa.String(32))
     terminal: Mapped[str] = mapped_column(sa.String(64))

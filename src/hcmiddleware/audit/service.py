@@ -64,18 +64,17 @@ _PG_ADD_SET = (
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)) "
     "UPDATE audit_head SET hash = %s, algorithm = coalesce(algorithm, %s) WHERE id = 1"
 )
-#: PostgreSQL, when this process wrote the last entry: one round trip. The head moves
-#: only if it still is where this process left it (else no row comes back, nothing is
-#: written, and the append takes the head's lock and reads it).
+#: PostgreSQL, when this process wrote the last entry: one round trip, no rows back. The
+#: head moves only if it still is where this process left it (its UPDATE takes the row
+#: lock, held to the end of the transaction), and the entry is inserted only if the head
+#: moved: the row count says which (0: someone else appended since, nothing was written,
+#: and the append takes the head's lock and reads it). Prepared on the connection.
 _PG_AFTER_OWN = (
-    "WITH head AS (UPDATE audit_head SET seq = %(seq)s, hash = %(hash)s "
-    "WHERE id = 1 AND seq = %(seq)s - 1 AND hash = %(prev)s AND algorithm = %(algorithm)s "
-    "RETURNING checkpoint_seq, checkpoint_at), "
-    "entry AS (INSERT INTO audit_log (seq, at, action, actor, subject, outcome, user_id, "
-    "role, terminal, details, prev_hash, hash) SELECT %(seq)s, %(at)s, %(action)s, "
-    "%(actor)s, %(subject)s, %(outcome)s, %(user)s, %(role)s, %(terminal)s, %(details)s, "
-    "%(prev)s, %(hash)s FROM head) "
-    "SELECT checkpoint_seq, checkpoint_at FROM head"
+    "WITH head AS (UPDATE audit_head SET seq = %s, hash = %s "
+    "WHERE id = 1 AND seq = %s AND hash = %s AND algorithm = %s RETURNING 1) "
+    "INSERT INTO audit_log (seq, at, action, actor, subject, outcome, user_id, role, "
+    "terminal, details, prev_hash, hash) "
+    "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM head"
 )
 assert HEAD_ID == 1  # the statements above name the head row
 _SET_HASH = _HEAD.update().where(_HEAD.c.id == HEAD_ID)
@@ -142,6 +141,10 @@ class Audit:
         self._appended = False
         #: PostgreSQL: the last entry this process wrote (number, hash, hash function)
         self._tail: tuple[int, bytes, str] | None = None
+        #: PostgreSQL: the head's last checkpoint as this process last saw it (number,
+        #: time); a checkpoint found not due refreshes it
+        self._mark: tuple[int, datetime | None] | None = None
+
         self._signing: Ed25519PrivateKey | None = None
         self._keys: dict[str, Ed25519PublicKey] | None = None
         if engine is not None:
@@ -349,8 +352,8 @@ class Audit:
             if acting is not None:  # a session's call: the caller's identity
                 user, role = acting.caller.user, acting.caller.role
                 terminal = terminal or acting.caller.terminal
-                if acting.grant is not None and "break_glass" not in details:
-                    details = {**details, "break_glass": acting.grant}
+                if acting.grant is not None and acting.marker not in details:
+                    details = {**details, acting.marker: acting.grant}
             else:  # the embedding process, a plugin, the core: the system caller
                 user, role = self._system_user, SYSTEM_ROLE
         terminal = terminal or self.terminal
@@ -409,12 +412,16 @@ class Audit:
             conn.begin()  # what SQLAlchemy's autobegin would do for a statement of its own
         dialect = conn.dialect
         sqlite = dialect.name == "sqlite"
-        cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor: Any = (
+            conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            if sqlite
+            else _cursor(conn)
+        )
         seq = 0
         try:
-            tail = self._tail
-            if not sqlite and tail is not None:
-                done = self._after_own(cursor, tail, fields)
+            tail, mark = self._tail, self._mark
+            if not sqlite and tail is not None and mark is not None:
+                done = self._after_own(cursor, tail, mark, fields)
                 if done is not None:
                     return self._written(conn, fields, given, done)
             cursor.execute(_NEXT)
@@ -455,13 +462,19 @@ class Audit:
         except dialect.dbapi.Error as exc:  # type: ignore[union-attr]
             raise self._write_error(exc) from exc
         finally:
-            cursor.close()
+            if sqlite:
+                cursor.close()
+        self._mark = (int(checkpoint_seq), checkpoint_at)
         return self._written(
             conn, fields, given, (seq, prev, new, algorithm, checkpoint_seq, checkpoint_at)
         )
 
     def _after_own(
-        self, cursor: Any, tail: tuple[int, bytes, str], fields: tuple[Any, ...]
+        self,
+        cursor: Any,
+        tail: tuple[int, bytes, str],
+        mark: tuple[int, datetime | None],
+        fields: tuple[Any, ...],
     ) -> tuple[int, bytes, bytes, str, int, datetime | None] | None:
         """PostgreSQL: append after the entry this process wrote last, in one round trip;
         ``None`` when someone else has appended since (then nothing was written)."""
@@ -475,16 +488,16 @@ class Audit:
         new = chain.digest(algorithm)(prev + data)
         cursor.execute(
             _PG_AFTER_OWN,
-            {
-                "seq": seq, "hash": new, "prev": prev, "algorithm": algorithm, "at": at,
-                "action": action, "actor": actor, "subject": subject, "outcome": outcome,
-                "user": user, "role": role, "terminal": terminal, "details": details,
-            },
+            (
+                seq, new, last, prev, algorithm,
+                seq, at, action, actor, subject, outcome, user, role, terminal, details, prev,
+                new,
+            ),
+            prepare=True,
         )  # fmt: skip
-        head = cursor.fetchone()
-        if head is None:
+        if cursor.rowcount != 1:
             return None
-        return seq, prev, new, algorithm, head[0], head[1]
+        return seq, prev, new, algorithm, mark[0], mark[1]
 
     def _written(
         self,
@@ -637,6 +650,8 @@ class Audit:
                 if conn.dialect.name == "postgresql":
                     query = query.with_for_update()
                 head = conn.execute(query).one()
+                # what the appends compare with (another process may have checkpointed)
+                self._mark = (int(head.checkpoint_seq), head.checkpoint_at)
                 if head.seq == 0 or head.seq == head.checkpoint_seq or head.hash is None:
                     return None
                 now = _now()
@@ -671,6 +686,7 @@ class Audit:
             raise
         except sa.exc.SQLAlchemyError as exc:
             raise self._write_error(exc) from exc
+        self._mark = (made.seq, now)
         self._mw.dispatcher.call("hcm_audit_checkpoint", checkpoint=made)
         return made
 
@@ -858,6 +874,17 @@ class Audit:
             log.error("audit log not checkpointed at close: %s", exc)
         self._appended = False
         self._opened = None
+
+
+def _cursor(conn: Connection) -> Any:
+    """The cursor appends use on ``conn``'s database connection: made once, kept with the
+    pooled connection (its ``info``, which lives and dies with it)."""
+    pooled = conn.connection
+    cursor = pooled.info.get("hcm_audit_cursor")
+    if cursor is None or cursor.closed:
+        driver: Any = pooled.driver_connection
+        cursor = pooled.info["hcm_audit_cursor"] = driver.cursor()
+    return cursor
 
 
 def _naive(at: datetime) -> datetime:

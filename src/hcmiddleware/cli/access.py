@@ -31,6 +31,7 @@ def access_roles(ctx: click.Context, as_json: bool) -> None:
                 "step_by_step": sorted(g.step_by_step),
                 "break_glass": sorted(g.break_glass),
                 "own_only": g.own_only,
+                "by_reason": g.by_reason,
             }
             for name, g in roles.items()
         }
@@ -40,9 +41,10 @@ def access_roles(ctx: click.Context, as_json: bool) -> None:
         step = f"; step by step: {', '.join(sorted(g.step_by_step))}" if g.step_by_step else ""
         glass = f"; break glass: {', '.join(sorted(g.break_glass))}" if g.break_glass else ""
         own = "; own data only" if g.own_only else ""
+        reason = "; or with a reason" if g.by_reason else ""
         click.echo(
             f"{name:<14} {len(g.operations):>3} operations; sees "
-            f"{', '.join(sorted(g.categories)) or 'no personal data'}{step}{glass}{own}"
+            f"{', '.join(sorted(g.categories)) or 'no personal data'}{step}{reason}{glass}{own}"
         )
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-
-import opencc
-from pypinyin import Style, pinyin
+from typing import Any
 
 __all__ = [
     "fuzzy_syllable",
@@ -24,7 +22,16 @@ __all__ = [
     "to_simplified",
 ]
 
-_T2S = opencc.OpenCC("t2s")
+
+@lru_cache(maxsize=1)
+def _t2s() -> Any:
+    # opencc and pypinyin load their dictionaries on import (pypinyin's phrase table takes
+    # about half a second): only the resident index needs them, not every 'hcm' command
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # Folds that Mandarin speakers from the south make, and pinyin typists with them.
 _INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("l", "n"))
@@ -49,7 +56,7 @@ def to_simplified(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).strip()
     if is_chinese(text):
         # Spaces inside a Chinese name are typing noise (王 芳 is 王芳).
-        return str(_T2S.convert("".join(text.split()))).upper()
+        return str(_t2s().convert("".join(text.split()))).upper()
     return " ".join(text.upper().split())
 
 
@@ -78,6 +85,8 @@ def readings(name: str) -> tuple[frozenset[str], ...]:
 def _char_readings(char: str) -> tuple[str, ...]:
     # One character at a time is what pypinyin does with a list of characters anyway
     # (each is its own segment); a few thousand characters make almost every name.
+    from pypinyin import Style, pinyin
+
     (options,) = pinyin([char], style=Style.TONE3, heteronym=True, neutral_tone_with_five=True)
     return tuple(r for r in options if r)
 

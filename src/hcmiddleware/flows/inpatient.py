@@ -3,7 +3,7 @@
 It starts like the outpatient one (``identify`` → ``patient``, from
 :class:`~hcmiddleware.flows.journey.Journey`), then::
 
-    flow = InpatientFlow(mw, actor="admissions-1")
+    flow = InpatientFlow(mw.acting_as(clerk))          # or InpatientFlow(mw, actor=…)
     stay = flow.admit(patient, department_code="NEI", ward="5A", bed="12")
     stay = flow.deposit(stay, Decimal("2000.00"), pay=journal_payment)   # and top-ups
     bill = flow.bill(stay)
@@ -86,8 +86,9 @@ class InpatientFlow(Journey):
             )
         except ValueError as exc:
             raise FlowInputError(f"the admission is not valid: {exc}", step="admit") from None
+        self._require("admit", "his.admit", subject=patient.resident_id)
         admission = self._step(
-            "admit", patient.resident_id, lambda: self.mw.his.admit(patient, request)
+            "admit", patient.resident_id, lambda: self.services.his.admit(patient, request)
         )
         self._audit(
             "admit", patient.resident_id, admission=admission.admission_id, ward=ward, bed=bed
@@ -102,6 +103,8 @@ class InpatientFlow(Journey):
             it; call :meth:`record_deposit` with its transaction ID, never pay again.
         """
         value = _amount(amount, "deposit")
+        # refused before any money moves, never between the payment and its record
+        self._require("deposit", "his.record_deposit")
         try:
             transaction_id = pay(value, [])
         except BaseException as exc:
@@ -120,6 +123,7 @@ class InpatientFlow(Journey):
     ) -> Admission:
         """Record a confirmed deposit in the HIS (idempotent per transaction ID)."""
         value = _amount(amount, "deposit")
+        self._require("deposit", "his.record_deposit")
         deposit = Deposit(
             deposit_id=f"D{request_key(admission.admission_id, transaction_id)[:16]}",
             admission_id=admission.admission_id,
@@ -129,7 +133,7 @@ class InpatientFlow(Journey):
         )
         try:
             updated = self._step(
-                "deposit", None, lambda: self.mw.his.record_deposit(admission, deposit)
+                "deposit", None, lambda: self.services.his.record_deposit(admission, deposit)
             )
         except HcmError as exc:
             raise PaymentNotRecordedError(
@@ -150,12 +154,14 @@ class InpatientFlow(Journey):
 
     def bill(self, admission: Admission) -> Bill:
         """The stay's current bill (positive ``balance``: the patient owes it)."""
-        bill = self._step("bill", None, lambda: self.mw.his.bill(admission))
+        self._require("bill", "his.bill")
+        bill = self._step("bill", None, lambda: self.services.his.bill(admission))
         self._audit("bill", None, admission=admission.admission_id, balance=f"{bill.balance:.2f}")
         return bill
 
     def settle_bill(self, admission: Admission, *, pay: Pay) -> Admission:
         """Pay what the stay still owes, as a final top-up; nothing when nothing is owed."""
+        self._require("settle_bill", "his.bill", "his.record_deposit")
         bill = self.bill(admission)
         if bill.balance <= 0:
             return admission
@@ -175,6 +181,7 @@ class InpatientFlow(Journey):
 
         :raises DischargeRefusedError: the stay still owes ``balance``.
         """
+        self._require("discharge", "his.bill", "his.discharge", "ward.release_stay")
         bill = self.bill(admission)
         if bill.balance > 0:
             owed = DischargeRefusedError(
@@ -184,10 +191,10 @@ class InpatientFlow(Journey):
             )
             self._failed("discharge", None, owed)
             raise owed
-        done = self._step("discharge", None, lambda: self.mw.his.discharge(admission, bill))
+        done = self._step("discharge", None, lambda: self.services.his.discharge(admission, bill))
         try:
             # the band identifies nobody once the stay has ended
-            self.mw.ward.release_stay(admission.admission_id, actor=self.actor)
+            self.services.ward.release_stay(admission.admission_id, actor=self.actor)
         except HcmError as exc:
             log.warning("the stay's wristband was not released: %s", exc.message)
         self._audit(

@@ -10,6 +10,15 @@ a first visit. The ID is remembered in the index, so the next visit does not ask
 Every step is audited (``flow.<journey>.<step>``). A step that fails raises a typed
 error and changes nothing the next attempt would trip over: the HIS hooks are
 idempotent per resident and per request ID, and the index link is idempotent too.
+
+A journey made with a session (``session.flows.outpatient()``, or
+``OutpatientFlow(mw.acting_as(caller))``) runs as that caller: before a step starts,
+the caller's role must grant every operation the step uses (else
+:class:`~hcmiddleware.errors.AccessDeniedError`, audited, and nothing done); every
+service call goes through the session, so it is checked, cut to what the role may see
+and audited with the caller's user, role and terminal, as are the step's own entries.
+Made with the Middleware itself, a journey is the embedding process's own work (the
+system caller), refused while ``[access] require_caller`` is on.
 """
 
 from __future__ import annotations
@@ -18,11 +27,14 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from hcmiddleware.card.filemap import CardPart
+from hcmiddleware.access.policy import CARD_PART_CATEGORY
+from hcmiddleware.access.session import Session
+from hcmiddleware.card.filemap import CardPart, parse_parts
 from hcmiddleware.config import UNSET_INSTITUTION
 from hcmiddleware.errors import (
+    AccessDeniedError,
     CardRefusedError,
     DischargeRefusedError,
     EhcFormatError,
@@ -32,6 +44,7 @@ from hcmiddleware.errors import (
     HisRejectedError,
     IdentityError,
     NotIdentifiedError,
+    WrongCardError,
 )
 from hcmiddleware.models import Charge, HospitalPatient, IdentifierKind, Resident, VisitSummary
 
@@ -40,9 +53,14 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead, VisitRecord
     from hcmiddleware.card.transport import Transport
-    from hcmiddleware.ehc.service import SecondFactor
+    from hcmiddleware.ehc.service import Ehc, SecondFactor
+    from hcmiddleware.faces import Faces
+    from hcmiddleware.his import His
     from hcmiddleware.models import EhcVerification
+    from hcmiddleware.residents import Residents
     from hcmiddleware.runtime import Middleware
+    from hcmiddleware.terminal import Terminal
+    from hcmiddleware.ward.service import Ward
 
 __all__ = [
     "REFUSALS",
@@ -50,12 +68,14 @@ __all__ = [
     "Identified",
     "Journey",
     "Pay",
+    "Services",
     "request_key",
     "visit_record",
 ]
 
 #: Errors that are a deliberate "no" (audited as ``refused``); anything else is ``failed``.
 REFUSALS: tuple[type[Exception], ...] = (
+    AccessDeniedError,
     CardRefusedError,
     DischargeRefusedError,
     EhcFormatError,
@@ -70,6 +90,24 @@ REFUSALS: tuple[type[Exception], ...] = (
 #: move the money and return the confirmed transaction ID, or raise. The journal's
 #: payment flow (bank or insurer, journalled, reversed when unknown) plugs in here.
 Pay = Callable[[Decimal, list[Charge]], str]
+
+
+class Services(Protocol):
+    """The services a journey calls: the Middleware's own, or a session's (the same
+    methods, checked against the caller's role)."""
+
+    @property
+    def terminal(self) -> Terminal: ...
+    @property
+    def residents(self) -> Residents: ...
+    @property
+    def his(self) -> His: ...
+    @property
+    def faces(self) -> Faces: ...
+    @property
+    def ehc(self) -> Ehc: ...
+    @property
+    def ward(self) -> Ward: ...
 
 
 @dataclass(frozen=True)
@@ -126,9 +164,11 @@ def visit_record(summary: VisitSummary) -> VisitRecord:
 class Journey:
     """The steps every journey shares; subclasses add their own.
 
-    :param middleware: the started :class:`~hcmiddleware.runtime.Middleware`.
+    :param middleware: a session (``mw.acting_as(caller)``): the journey runs as its
+        caller; or the started :class:`~hcmiddleware.runtime.Middleware`: the embedding
+        process's own work (refused while ``[access] require_caller``).
     :param actor: the terminal or operator the audit log names (``kiosk-03``,
-        ``desk-12``).
+        ``desk-12``); with a session, default the caller's user.
     :param hospital_code: this hospital's code; default ``[middleware]
         institution_code``.
     """
@@ -144,11 +184,32 @@ class Journey:
     )
 
     def __init__(
-        self, middleware: Middleware, *, actor: str, hospital_code: str | None = None
+        self,
+        middleware: Middleware | Session,
+        *,
+        actor: str | None = None,
+        hospital_code: str | None = None,
     ) -> None:
-        self.mw = middleware
+        #: the session the journey runs in (None: the embedding process's own)
+        self.session: Session | None = None
+        #: the services it calls: the session's, or the Middleware's own
+        self.services: Services
+        if isinstance(middleware, Session):
+            self.session = middleware
+            self.mw: Middleware = middleware._mw
+            self.services = middleware
+            actor = actor or middleware.caller.user
+        else:
+            self.mw = middleware
+            self.services = middleware
+        if not actor:
+            raise FlowInputError(
+                "a journey made without a session needs an actor for the audit log",
+                step="start",
+                hint="pass actor='kiosk-03', or make it with mw.acting_as(caller)",
+            )
         self.actor = actor
-        self.hospital_code = hospital_code or middleware.config.middleware.institution_code
+        self.hospital_code = hospital_code or self.mw.config.middleware.institution_code
         if not self.hospital_code or self.hospital_code == UNSET_INSTITUTION:
             raise FlowInputError(
                 "this hospital has no institution code",
@@ -159,13 +220,40 @@ class Journey:
     # -- plumbing ---------------------------------------------------------------------
 
     def _audit(self, step: str, subject: str | None, outcome: str = "ok", **details: str) -> None:
-        self.mw.audit(
+        if self.session is None:
+            self.mw.audit(
+                f"flow.{self.name}.{step}",
+                actor=self.actor,
+                subject=subject,
+                outcome=outcome,  # type: ignore[arg-type]
+                **details,
+            )
+            return
+        caller = self.session.caller
+        self.mw._raw("audit").record(
             f"flow.{self.name}.{step}",
             actor=self.actor,
             subject=subject,
-            outcome=outcome,  # type: ignore[arg-type]
-            **details,
+            outcome=outcome,
+            details=details,
+            user=caller.user,
+            role=caller.role,
+            terminal=caller.terminal,
         )
+
+    def _require(self, step: str, *operations: str, subject: str | None = None) -> None:
+        """With a session: refuse the step before it starts unless the caller's role
+        grants every operation it uses (audited; nothing is done)."""
+        if self.session is not None:
+            self.session.require(f"flow.{self.name}.{step}", operations, subject=subject)
+
+    def _readable(self, parts: Iterable[str | CardPart]) -> frozenset[CardPart]:
+        """``parts``, less those the session's role may not see (all without a session)."""
+        wanted = parse_parts(parts)
+        if self.session is None:
+            return wanted
+        visible = self.session.visible()
+        return frozenset(p for p in wanted if CARD_PART_CATEGORY[p.value] in visible)
 
     def _failed(self, step: str, subject: str | None, exc: BaseException) -> None:
         details = {"error": type(exc).__name__}
@@ -199,10 +287,12 @@ class Journey:
         :param transport: the card (default: the ``[readers] user`` PC/SC reader).
         :raises CardError: the card could not be read or authenticated.
         """
-        wanted = self.identify_parts if parts is None else parts
+        self._require("identify", "terminal.read", "residents.enrol_from_card")
+        # the short read, of the parts the caller may see; parts named are read or refused
+        wanted = self._readable(self.identify_parts) if parts is None else parts
         try:
-            card = self.mw.terminal.read(transport, actor=self.actor, parts=wanted)
-            resident = self.mw.residents.enrol_from_card(card)
+            card = self.services.terminal.read(transport, actor=self.actor, parts=wanted)
+            resident = self.services.residents.enrol_from_card(card)
         except BaseException as exc:
             self._failed("identify", None, exc)
             raise
@@ -230,10 +320,11 @@ class Journey:
         :raises EhcFormatError: the text is not an e-card code.
         :raises EhcRefusedError: the code was refused; its ``reason`` says why.
         """
+        self._require("identify", "ehc.verify")
         result = self._step(
             "identify",
             None,
-            lambda: self.mw.ehc.verify(
+            lambda: self.services.ehc.verify(
                 text,
                 care_step=care_step,
                 terminal_id=terminal_id,
@@ -262,7 +353,8 @@ class Journey:
         if len(given) != 1:
             raise FlowInputError("give one of an e-card ID or an ID number", step="identify")
         kind, value = given[0]
-        resident = self._step("identify", None, lambda: self.mw.residents.lookup(kind, value))
+        self._require("identify", "residents.lookup")
+        resident = self._step("identify", None, lambda: self.services.residents.lookup(kind, value))
         if resident is None:
             unknown = NotIdentifiedError(f"no resident holds this {kind.value}", step="identify")
             self._failed("identify", None, unknown)
@@ -278,10 +370,11 @@ class Journey:
         answer finds the same patient instead of making a second.
         """
         rid = who.resident.resident_id
+        self._require("patient", "his.resolve", subject=rid)
         patient, source = self._step(
             "patient",
             rid,
-            lambda: self.mw.his.resolve(
+            lambda: self.services.his.resolve(
                 who.resident, card=who.card, hospital_code=self.hospital_code
             ),
         )
@@ -317,8 +410,9 @@ class Journey:
         if card.has(*parts):
             return card
         rid = who.resident.resident_id
+        self._require(step, "terminal.read")
         more = self._step(
-            step, rid, lambda: self.mw.terminal.read(transport, actor=self.actor, parts=parts)
+            step, rid, lambda: self.services.terminal.read(transport, actor=self.actor, parts=parts)
         )
         if more.issuer.card_number != card.issuer.card_number:
             wrong = FlowInputError(
@@ -359,20 +453,23 @@ class Journey:
             )
         record = visit_record(summary)
         rid = who.resident.resident_id
-        session = self.mw.terminal.open(transport)
+        self._require("write_summary", "terminal.write_visit", subject=rid)
         try:
-            if session.read_issuer().card_number != who.card.issuer.card_number:
+            try:
+                slot = self.services.terminal.write_visit(
+                    record,
+                    transport,
+                    card_number=who.card.issuer.card_number,
+                    actor=self.actor,
+                )
+            except WrongCardError as exc:
                 raise FlowInputError(
                     "the card in the reader is not the card this visit began with",
                     step="write_summary",
                     hint="insert the patient's own card",
-                )
-            slot = session.append_visit(record)
+                ) from exc
         except BaseException as exc:
             self._failed("write_summary", rid, exc)
             raise
-        finally:
-            if transport is None:
-                session.transport.close()
         self._audit("write_summary", rid, kind=summary.kind, slot=str(slot))
         return slot

@@ -4,7 +4,7 @@ The kiosk and the registration desk call the first steps, the doctor's desk the
 middle ones, the cashier ``settle``; each screen builds its own
 :class:`OutpatientFlow` and passes on what the earlier step returned::
 
-    flow = OutpatientFlow(mw, actor="kiosk-03")
+    flow = OutpatientFlow(mw.acting_as(kiosk))  # the caller: Caller(user, role, terminal)
     who = flow.identify()                       # card → resident in the index
     patient = flow.patient(who)                 # hospital patient ID (index, else HIS)
     flow.check_face(who, live_jpeg)             # optional, at kiosks (reads the photo)
@@ -15,6 +15,11 @@ middle ones, the cashier ``settle``; each screen builds its own
     paid = flow.settle(patient, flow.charges(patient, reg), pay=journal_payment)
     flow.reports(patient, reg)
     flow.write_summary(who, summary)            # tear-safe write to the card
+
+Made with a session (above, or ``session.flows.outpatient()``), each step runs as the
+session's caller: refused before it starts unless the role grants what it uses, its
+answers cut to what the role may see (``docs/access.md``). ``OutpatientFlow(mw,
+actor="kiosk-03")`` is the embedding process's own, trusted journey.
 
 The flow calls hooks and runtime services only; every HIS, bank and insurer lives in
 a plugin. Every step is audited; every failure is a typed error (the adapter's own
@@ -95,6 +100,7 @@ class OutpatientFlow(Journey):
         :raises FlowInputError: there is no card photo to compare with.
         """
         rid = who.resident.resident_id
+        self._require("check_face", "faces.verify_card", subject=rid)
         if who.card is None:
             raise FlowInputError(
                 "the face check needs the card's photo; the patient was identified without a card",
@@ -103,7 +109,7 @@ class OutpatientFlow(Journey):
             )
         card = self.card_with(who, CardPart.PHOTO, transport=transport, step="check_face")
         try:
-            result = self.mw.faces.verify_card(
+            result = self.services.faces.verify_card(
                 live, card, resident_id=rid, context=context or self.actor
             )
         except BaseException as exc:
@@ -172,8 +178,11 @@ class OutpatientFlow(Journey):
             )
         except ValueError as exc:
             raise FlowInputError(f"the registration is not valid: {exc}", step="register") from None
+        self._require("register", "his.register_visit", subject=patient.resident_id)
         registration = self._step(
-            "register", patient.resident_id, lambda: self.mw.his.register_visit(patient, request)
+            "register",
+            patient.resident_id,
+            lambda: self.services.his.register_visit(patient, request),
         )
         self._audit(
             "register",
@@ -185,7 +194,8 @@ class OutpatientFlow(Journey):
 
     def queue(self, registration: Registration) -> QueuePosition:
         """Where the patient stands in the department's queue."""
-        position = self._step("queue", None, lambda: self.mw.his.queue_position(registration))
+        self._require("queue", "his.queue_position")
+        position = self._step("queue", None, lambda: self.services.his.queue_position(registration))
         self._audit(
             "queue",
             None,
@@ -207,8 +217,9 @@ class OutpatientFlow(Journey):
         the identifying read took them.
         """
         visit_id = _visit_id(registration)
+        self._require("desk", "his.orders", subject=patient.resident_id)
         orders = self._step(
-            "desk", patient.resident_id, lambda: self.mw.his.orders(patient, visit_id)
+            "desk", patient.resident_id, lambda: self.services.his.orders(patient, visit_id)
         )
         visits = self.previous_visits(who, transport)
         self._audit("desk", patient.resident_id, visit=visit_id, previous=str(len(visits)))
@@ -217,8 +228,9 @@ class OutpatientFlow(Journey):
     def charges(self, patient: HospitalPatient, registration: Registration | str) -> list[Charge]:
         """The visit's charges, paid and unpaid."""
         visit_id = _visit_id(registration)
+        self._require("charges", "his.charges", subject=patient.resident_id)
         charges = self._step(
-            "charges", patient.resident_id, lambda: self.mw.his.charges(patient, visit_id)
+            "charges", patient.resident_id, lambda: self.services.his.charges(patient, visit_id)
         )
         self._audit("charges", patient.resident_id, visit=visit_id, count=str(len(charges)))
         return list(charges)
@@ -232,6 +244,8 @@ class OutpatientFlow(Journey):
         record it, :class:`PaymentNotRecordedError` carries the transaction ID: call
         :meth:`mark_paid` with it — never ``pay`` again.
         """
+        # refused before any money moves, never between the payment and its record
+        self._require("settle", "his.charges_paid", subject=patient.resident_id)
         unpaid = [c for c in charges if not c.paid]
         if any(c.patient_id != patient.patient_id for c in unpaid):
             raise FlowInputError("a charge belongs to another patient", step="settle")
@@ -261,11 +275,12 @@ class OutpatientFlow(Journey):
 
         :raises PaymentNotRecordedError: the HIS did not record it; the money has moved.
         """
+        self._require("settle", "his.charges_paid", subject=patient.resident_id)
         try:
             self._step(
                 "settle",
                 patient.resident_id,
-                lambda: self.mw.his.charges_paid(patient, charge_ids, transaction_id),
+                lambda: self.services.his.charges_paid(patient, charge_ids, transaction_id),
             )
         except HcmError as exc:
             raise PaymentNotRecordedError(
@@ -282,8 +297,9 @@ class OutpatientFlow(Journey):
     def reports(self, patient: HospitalPatient, registration: Registration | str) -> list[Report]:
         """The visit's lab and exam reports (pending ones included)."""
         visit_id = _visit_id(registration)
+        self._require("reports", "his.reports", subject=patient.resident_id)
         reports = self._step(
-            "reports", patient.resident_id, lambda: self.mw.his.reports(patient, visit_id)
+            "reports", patient.resident_id, lambda: self.services.his.reports(patient, visit_id)
         )
         self._audit("reports", patient.resident_id, visit=visit_id, count=str(len(reports)))
         return list(reports)

@@ -5,6 +5,11 @@ journal's final state into an answer for the cashier: the movement when confirme
 :class:`~hcmiddleware.errors.PaymentDeclinedError` when nothing moved,
 :class:`~hcmiddleware.errors.OutcomeUnknownError` while the outcome is still open.
 Every movement is audited (R-SEC-1) without card or ID numbers.
+
+These functions are the embedding process's own (the system caller). A caller's money
+flows are ``session.flows.pay(…)``, ``.top_up``, ``.refund``, ``.charges_payment``,
+``.bind_bank_card`` … (:class:`~hcmiddleware.flows.acting.Flows`): checked against the
+caller's role, and audited with the caller's user, role and terminal.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from hcmiddleware.errors import (
 from hcmiddleware.flows.journey import request_key
 from hcmiddleware.gb11643 import id_number_valid
 from hcmiddleware.journal import Journal, Movement
-from hcmiddleware.models import BankBinding, Charge, MoneyKind, PaymentStatus
+from hcmiddleware.models import BankBinding, Charge, PaymentStatus
 from hcmiddleware.typed import ask_one
 
 if TYPE_CHECKING:
@@ -97,9 +102,7 @@ def top_up(
     journal: Journal, *, key: str, card_number: str, amount: Any, terminal_id: str | None = None
 ) -> Movement:
     """Top up the card's account (cash or bank card at the counter or kiosk)."""
-    moved = journal.bank_movement(
-        MoneyKind.TOP_UP, key=key, card_number=card_number, amount=amount, terminal_id=terminal_id
-    )
+    moved = journal.top_up(key=key, card_number=card_number, amount=amount, terminal_id=terminal_id)
     return finish(journal, moved, "top_up", terminal_id or "counter")
 
 
@@ -117,10 +120,27 @@ def pay(
     ``charges``, when given, are what the payment pays: its receipt is then the payment
     list, item by item.
     """
-    moved = journal.bank_movement(
-        MoneyKind.PAY, key=key, card_number=card_number, amount=amount, terminal_id=terminal_id
-    )
-    return finish(journal, moved, "pay", terminal_id or "counter", charges=charges)
+    return _pay(
+        journal, journal, terminal_id or "counter", key=key, card_number=card_number,
+        amount=amount, terminal_id=terminal_id, charges=charges,
+    )  # fmt: skip
+
+
+def _pay(
+    movements: Journal,
+    journal: Journal,
+    actor: str,
+    *,
+    key: str,
+    card_number: str,
+    amount: Any,
+    terminal_id: str | None,
+    charges: Sequence[Charge],
+) -> Movement:
+    """:func:`pay`, moving the money through ``movements`` (the journal, or a session's
+    view of it) and finishing through ``journal``."""
+    moved = movements.pay(key=key, card_number=card_number, amount=amount, terminal_id=terminal_id)
+    return finish(journal, moved, "pay", actor, charges=charges)
 
 
 def refund(

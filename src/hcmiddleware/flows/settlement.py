@@ -97,8 +97,31 @@ def settle_visit(
     Refused before anything is sent when the advance payments cannot cover the
     fund's part. A settlement whose outcome is lost is reversed by the journal and
     this raises :class:`~hcmiddleware.errors.PaymentDeclinedError`: settle again with
-    a new key.
+    a new key. (A caller's settlement: ``session.flows.settle_visit(…)``.)
     """
+    return _settle_visit(
+        journal, journal, "cashier", key=key, scheme=scheme, insured_id=insured_id,
+        patient_id=patient_id, visit_id=visit_id, charges=charges, card_number=card_number,
+        advance_transaction_ids=advance_transaction_ids,
+    )  # fmt: skip
+
+
+def _settle_visit(
+    movements: Journal,
+    journal: Journal,
+    actor: str,
+    *,
+    key: str,
+    scheme: str,
+    insured_id: str,
+    patient_id: str,
+    visit_id: str,
+    charges: Sequence[Charge],
+    card_number: str,
+    advance_transaction_ids: Sequence[str],
+) -> SettlementOutcome:
+    """:func:`settle_visit`, moving the money through ``movements`` (the journal, or a
+    session's view of it) and finishing through ``journal``."""
     split = pre_settle(
         journal,
         scheme=scheme,
@@ -107,8 +130,8 @@ def settle_visit(
         visit_id=visit_id,
         charges=charges,
     )
-    plan = _return_plan(journal, key, advance_transaction_ids, split.fund_paid)
-    settled = journal.settle(
+    plan = _return_plan(movements, key, advance_transaction_ids, split.fund_paid)
+    settled = movements.settle(
         key=f"{key}:settle",
         scheme=scheme,
         insured_id=insured_id,
@@ -117,20 +140,20 @@ def settle_visit(
         charges=charges,
         total=split.total,
     )
-    finish(journal, settled, "settle", "cashier", patient_id=patient_id)
+    finish(journal, settled, "settle", actor, patient_id=patient_id)
     fund = settled.fund_paid or Decimal("0.00")
     if fund != split.fund_paid:
         # the insurer settled a different split than it pre-settled: return what it paid
-        plan = _return_plan(journal, key, advance_transaction_ids, fund)
+        plan = _return_plan(movements, key, advance_transaction_ids, fund)
     returned = []
     for refund_key, original, amount in plan:
-        moved = journal.refund(
+        moved = movements.refund(
             key=refund_key,
             card_number=card_number,
             amount=amount,
             original_transaction_id=original,
         )
-        returned.append(finish(journal, moved, "refund", "cashier"))
+        returned.append(finish(journal, moved, "refund", actor))
     return SettlementOutcome(split, settled, tuple(returned))
 
 

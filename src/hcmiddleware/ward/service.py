@@ -40,6 +40,7 @@ from hcmiddleware.models import (
 from hcmiddleware.ward.alarms import AlarmDesk, Received, Reject
 from hcmiddleware.ward.bands import BandStore
 from hcmiddleware.ward.executions import ExecutionStore
+from hcmiddleware.ward.orders import OrderStore
 from hcmiddleware.ward.settings import OrderRule, WardSettings
 from hcmiddleware.ward.verification import order_type_of, verify
 
@@ -68,6 +69,7 @@ class Ward:
         self._bands: BandStore | None = None
         self._executions: ExecutionStore | None = None
         self._desk: AlarmDesk | None = None
+        self._orders: OrderStore | None = None
         self._escalator: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -98,6 +100,14 @@ class Ward:
     def bands(self) -> BandStore:
         """The wristband bindings' store."""
         return self._ready()[0]
+
+    @property
+    def order_store(self) -> OrderStore:
+        """The stays' orders as the HIS last gave them (``[ward] orders_fresh_for``)."""
+        with self._lock:
+            if self._orders is None:
+                self._orders = OrderStore(self.settings.orders_fresh_for)
+            return self._orders
 
     @property
     def desk(self) -> AlarmDesk:
@@ -263,19 +273,60 @@ class Ward:
         )
 
     def orders(self, wristband_id: str, *, actor: str = "handheld") -> list[Order]:
-        """The stay's orders from the HIS, for the handheld that scanned the band."""
+        """The stay's orders from the HIS, for the handheld that scanned the band.
+
+        Always asked of the HIS; the answer is kept for the scans that follow (see
+        ``[ward] orders_fresh_for``).
+        """
         binding = self.binding(wristband_id)
-        orders = self._mw.his.orders(
-            self._patient(binding, self._mw.his.hospital_code), binding.admission_id
-        )
+        orders = self._fetch(binding)
         self._mw.audit("ward.orders", actor=actor, subject=binding.resident_id, band=wristband_id)
         return orders
 
-    def _order_for(self, scan: BedsideScan, binding: WristbandBinding) -> Order | None:
+    def receive_orders(self, orders: Iterable[Order]) -> int:
+        """Orders the HIS pushed (an RDE^O11 read by the HL7 adapter, say).
+
+        Each replaces the copy the ward keeps of it, so the scans that follow see it
+        without asking the HIS; nothing else is done with them. Returns how many were
+        kept (none when ``[ward] orders_fresh_for`` is 0).
+        """
+        return self.order_store.pushed(orders)
+
+    def _fetch(self, binding: WristbandBinding) -> list[Order]:
+        """The stay's orders from the HIS, kept in the order store."""
         orders = self._mw.his.orders(
             self._patient(binding, self._mw.his.hospital_code), binding.admission_id
         )
+        self.order_store.fetched(binding.admission_id, orders)
+        return orders
+
+    def _order_for(
+        self, scan: BedsideScan, binding: WristbandBinding, *, fresh: bool = False
+    ) -> Order | None:
+        """The scanned order of the band's stay: from the order store while the HIS's
+        word on it is fresh, else (or when ``fresh``) from the HIS."""
+        if not fresh:
+            kept = self.order_store.find(binding.admission_id, scan.order_id)
+            if kept is not None:
+                return kept
+        orders = self._fetch(binding)
         return next((o for o in orders if o.order_id == scan.order_id), None)
+
+    def _executable(
+        self, scan: BedsideScan, binding: WristbandBinding, order: Order, executions: ExecutionStore
+    ) -> None:
+        """Refuse an order executed here already, or one the HIS shows cancelled or done."""
+        existing = executions.live(order)
+        if existing is not None:
+            self._refused(scan, binding, ("executed",), "before")
+            raise executions.already(order, existing)
+        if order.status in {"cancelled", "done"}:
+            self._refused(scan, binding, ("status",), "before")
+            raise OrderNotExecutableError(
+                f"order {order.order_id} is {order.status} in the hospital system",
+                order_id=order.order_id,
+                status=order.status,
+            )
 
     def rule(self, order: Order) -> OrderRule:
         """The ``[ward.rules]`` entry that applies to ``order``."""
@@ -305,14 +356,21 @@ class Ward:
     def verify(self, scan: BedsideScan) -> Verdict:
         """The seven verifications of ``scan``, without executing anything.
 
+        The order comes from the order store while the HIS's word on it is fresh
+        (``[ward] orders_fresh_for``), else from the HIS; :meth:`begin` asks the HIS
+        afresh before anything is executed.
+
         :raises WristbandError: the band is unknown, replaced or released.
         :raises VerificationFailedError: the order is not this patient's at all.
+        :raises AlreadyExecutedError: this occurrence of the order was executed already.
+        :raises OrderNotExecutableError: the HIS showed it cancelled or done.
         """
         binding = self.binding(scan.wristband_id)
         order = self._order_for(scan, binding)
         if order is None:
             self._refused(scan, binding, ("name",), "before")
             raise self._not_this_patients(scan)
+        self._executable(scan, binding, order, self._ready()[1])
         verdict = self._verdict(scan, binding, order, self.rule(order))
         self._mw.audit(
             "ward.verify",
@@ -354,6 +412,8 @@ class Ward:
 
         Refused when any verification fails, when the rule asks for a second nurse and
         none (or the same nurse) signed, or when the order was executed already.
+        The order is always asked of the HIS here (never taken from the order store), so
+        one cancelled or completed there a moment ago is refused.
         An order whose rule has no further checks is done (and uploaded) at once.
 
         :raises VerificationFailedError: naming each verification that failed.
@@ -362,21 +422,11 @@ class Ward:
         """
         _bands, executions, _desk = self._ready()
         binding = self.binding(scan.wristband_id)
-        order = self._order_for(scan, binding)
+        order = self._order_for(scan, binding, fresh=True)
         if order is None:
             self._refused(scan, binding, ("name",), "before")
             raise self._not_this_patients(scan)
-        existing = executions.live(order)
-        if existing is not None:
-            self._refused(scan, binding, ("executed",), "before")
-            raise executions.already(order, existing)
-        if order.status in {"cancelled", "done"}:
-            self._refused(scan, binding, ("status",), "before")
-            raise OrderNotExecutableError(
-                f"order {order.order_id} is {order.status} in the hospital system",
-                order_id=order.order_id,
-                status=order.status,
-            )
+        self._executable(scan, binding, order, executions)
         rule = self.rule(order)
         verdict = self._verdict(scan, binding, order, rule)
         if not verdict.ok:
@@ -540,6 +590,8 @@ class Ward:
             ok, error = False, exc.message
             log.warning("execution %s not recorded by the HIS: %s", execution.execution_id, error)
         updated = executions.uploaded(execution.execution_id, ok=bool(ok), error=error)
+        # the HIS changes an executed order (done, or its next occurrence): ask it next time
+        self.order_store.forget(execution.admission_id, execution.order_id)
         self._mw.hooks.hcm_ward_order_executed(execution=record)
         self._mw.audit(
             "ward.execute",
@@ -710,7 +762,7 @@ class Ward:
             else self.band_of_card(card_number or "")
         )
         patient = self._patient(binding, self._mw.his.hospital_code)
-        orders = self._mw.his.orders(patient, binding.admission_id)
+        orders = self._fetch(binding)
         drugs = tuple(
             o for o in orders if o.kind in _DRUG_KINDS and o.status in {"ordered", "in_progress"}
         )

@@ -138,6 +138,13 @@ class WardSettings(BaseModel):
         r"^[A-Za-z0-9][A-Za-z0-9-]{3,39}$", description="what a band ID looks like"
     )
     rules: dict[str, OrderRule] = Field(default_factory=dict)
+    orders_fresh_for: float = Field(
+        30.0,
+        ge=0,
+        le=600,
+        description="seconds the HIS's orders are reused for the scans that follow (the "
+        "check before execution always asks the HIS); 0: every scan asks the HIS",
+    )
     alarms: AlarmSettings = Field(default_factory=AlarmSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import Field, ValidationError
 from sqlalchemy import create_engine, event, text
@@ -47,6 +47,7 @@ from hcmiddleware.models import (
     Report,
     Resident,
     Sex,
+    WardOrderType,
 )
 
 __all__ = ["NAME", "DbViewHis", "DbViewHisSettings", "DbViewStatements"]
@@ -54,6 +55,8 @@ __all__ = ["NAME", "DbViewHis", "DbViewHisSettings", "DbViewStatements"]
 NAME = "his-dbview"
 
 SEX = {Sex.MALE: "M", Sex.FEMALE: "F", Sex.UNKNOWN: "U", Sex.UNSPECIFIED: "U"}
+#: the ward's order types (the ``order_type`` column of ``list_orders``)
+WARD_ORDER_TYPES = frozenset(get_args(WardOrderType))
 
 
 def _describe(exc: DBAPIError) -> str:
@@ -68,6 +71,17 @@ def _describe(exc: DBAPIError) -> str:
         first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
         return f"{kind}: {first[:200]}"
     return f"{kind} (SQLSTATE {state})"
+
+
+def _local(moment: datetime) -> datetime:
+    """``moment`` as the HIS's columns hold times: naive local wall-clock time.
+
+    The ward's executions carry aware times (UTC); a ``timestamp`` parameter given an
+    aware value would be ``timestamptz`` to the database, and no procedure takes that.
+    """
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone().replace(tzinfo=None)
 
 
 class DbViewStatements(SettingsModel):
@@ -93,8 +107,8 @@ class DbViewStatements(SettingsModel):
     )
     list_orders: str = (
         "SELECT order_id, patient_id, visit_id, kind, code, name, dose, concentration, route, "
-        "frequency, scheduled_at, status FROM v_order "
-        "WHERE patient_id = :patient_id AND visit_id = :visit_id ORDER BY order_id"
+        "frequency, scheduled_at, status, ordered_by, order_type, window_start, window_end "
+        "FROM v_order WHERE patient_id = :patient_id AND visit_id = :visit_id ORDER BY order_id"
     )
     list_charges: str = (
         "SELECT charge_id, patient_id, visit_id, item_code, item_name, quantity, unit_price, "
@@ -371,7 +385,30 @@ class DbViewHis:
     @hookimpl
     def hcm_his_list_orders(self, patient: HospitalPatient, visit_id: str) -> list[Order] | None:
         rows = self._rows("list_orders", {"patient_id": patient.patient_id, "visit_id": visit_id})
-        return [self._model(Order, r, "list_orders") for r in rows]
+        return [self._order(r) for r in rows]
+
+    def _order(self, row: Mapping[str, Any]) -> Order:
+        """One row of ``list_orders``; the ward's order type and window checked as the
+        other adapters check them (an order the ward cannot check is refused, not guessed).
+        """
+        order_id = str(row.get("order_id", "?"))
+        order_type = row.get("order_type")
+        if order_type is not None and order_type not in WARD_ORDER_TYPES:
+            raise HisProtocolError(
+                f"order {order_id}: order type {str(order_type)[:20]!r} is not one of "
+                f"{', '.join(sorted(WARD_ORDER_TYPES))}",
+                hint="map the HIS's order types to the ward's in "
+                f"[plugins.{NAME}.statements] list_orders (a CASE expression)",
+            )
+        order: Order = self._model(Order, row, "list_orders")
+        start, end = order.window_start, order.window_end
+        if start is not None and end is not None and end <= start:
+            raise HisProtocolError(
+                f"order {order_id}: its window ends ({end:%Y-%m-%d %H:%M}) before it starts "
+                f"({start:%Y-%m-%d %H:%M})",
+                hint="the order cannot be checked at the bedside; ask the HIS to correct it",
+            )
+        return order
 
     @hookimpl
     def hcm_his_list_charges(self, patient: HospitalPatient, visit_id: str) -> list[Charge] | None:
@@ -471,7 +508,7 @@ class DbViewHis:
             "order_executed",
             {
                 "order_id": execution.order_id,
-                "executed_at": execution.executed_at,
+                "executed_at": _local(execution.executed_at),
                 "executed_by": execution.executed_by,
             },
         )

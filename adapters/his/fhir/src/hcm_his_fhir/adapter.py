@@ -12,7 +12,10 @@ reports                         ``GET DiagnosticReport``
 admit / deposit                 conditional ``POST Encounter`` (IMP) / ``$deposit``
 inpatient bill                  ``GET ChargeItem?context=`` + the stay's deposit extension
 discharge                       ``PUT Encounter/{id}`` with ``status = finished``
-order executed                  conditional ``POST Task`` (completed, focus = the order)
+order executed                  conditional ``POST Task`` (completed, focus = the order);
+                                a drug given: ``MedicationAdministration``; a specimen
+                                collected: conditional ``POST Specimen`` (request = the
+                                ServiceRequest), then the Task with it as ``output``
 ==============================  ===========================================================
 
 The HIS's logical IDs are the hospital's IDs: ``Patient.id`` is the patient ID,
@@ -742,6 +745,15 @@ class FhirHis:
             kind, resource = "MedicationAdministration", self._administration(execution, key)
         else:
             kind, resource = "Task", self._task(execution, key)
+            if execution.order_type == "specimen":
+                # a specimen collected: the Specimen first, then the Task that says so
+                specimen_id = self._collected(execution, key)
+                resource["output"] = [
+                    {
+                        "type": {"text": "specimen"},
+                        "valueReference": {"reference": f"Specimen/{specimen_id}"},
+                    }
+                ]
         self._call(
             "POST",
             kind,
@@ -749,6 +761,43 @@ class FhirHis:
             headers={"If-None-Exist": f"identifier={s.execution}|{key}"},
         )
         return True
+
+    def _collected(self, execution: OrderExecution, key: str) -> str:
+        """POST the Specimen a specimen order's execution collected; the HIS's ID of it.
+
+        ``request`` is the order's ServiceRequest, ``collection`` who collected it and
+        when; made once per execution (conditional create on its identifier), so a
+        resent upload finds the Specimen made the first time.
+        """
+        s = self._sys()
+        specimen: dict[str, Any] = {
+            "resourceType": "Specimen",
+            "identifier": [{"system": s.execution, "value": key}],
+            "status": "available",
+            "request": [
+                {
+                    "reference": f"ServiceRequest/{execution.order_id}",
+                    "identifier": {"system": s.order, "value": execution.order_id},
+                }
+            ],
+            "collection": {
+                "collector": {
+                    "identifier": {"system": s.practitioner, "value": execution.executed_by}
+                },
+                "collectedDateTime": self._when(execution.executed_at),
+            },
+        }
+        if execution.patient_id:
+            specimen["subject"] = {"reference": f"Patient/{execution.patient_id}"}
+        _status, made = self._call(
+            "POST",
+            "Specimen",
+            resource=specimen,
+            headers={"If-None-Exist": f"identifier={s.execution}|{key}"},
+        )
+        if made.get("resourceType") != "Specimen" or not made.get("id"):
+            raise HisProtocolError("the HIS answered a Specimen it made without its ID")
+        return str(made["id"])
 
     def _task(self, execution: OrderExecution, key: str) -> dict[str, Any]:
         s = self._sys()

@@ -34,10 +34,13 @@ class ReferenceHis:
         host: str = "127.0.0.1",
         mllp_port: int = 0,
         fhir_port: int = 0,
+        validation_cache: bool = True,
     ) -> None:
         self.store = Store(store, hospital_code=hospital_code)
         self.faults = FaultSwitch()
-        self.hl7 = Hl7Front(self.store)
+        # validation_cache=False: hl7apy's full strict parse of every message, as before
+        # the structure cache (the benchmark's "before")
+        self.hl7 = Hl7Front(self.store, validation_cache=validation_cache)
         self._mllp = MllpServer(self.hl7.handle, self.faults, host, mllp_port)
         from hcm_his_reference.fhir_front import FhirServer
 

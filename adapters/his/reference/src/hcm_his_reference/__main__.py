@@ -17,12 +17,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hospital-code", default="H0001")
     parser.add_argument("--mllp-port", type=int, default=2575)
     parser.add_argument("--fhir-port", type=int, default=8080)
+    parser.add_argument(
+        "--full-validation",
+        action="store_true",
+        help="parse every HL7 message in full with hl7apy (no per-structure cache)",
+    )
     args = parser.parse_args(argv)
     his = ReferenceHis(
         args.store,
         hospital_code=args.hospital_code,
         mllp_port=args.mllp_port,
         fhir_port=args.fhir_port,
+        validation_cache=not args.full_validation,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

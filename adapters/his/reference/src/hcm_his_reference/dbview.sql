@@ -48,7 +48,12 @@ CREATE TABLE orders (
     route text,
     frequency text,
     scheduled_at timestamp,
-    status text NOT NULL DEFAULT 'ordered'
+    status text NOT NULL DEFAULT 'ordered',
+    ordered_by text,
+    -- the ward's order type and the window to carry the order out (the bedside rules)
+    order_type text,
+    window_start timestamp,
+    window_end timestamp
 );
 CREATE TABLE charge (
     charge_id text PRIMARY KEY,
@@ -137,7 +142,7 @@ CREATE VIEW v_registration AS
 
 CREATE VIEW v_order AS
     SELECT order_id, patient_id, visit_id, kind, code, name, dose, concentration, route,
-           frequency, scheduled_at, status
+           frequency, scheduled_at, status, ordered_by, order_type, window_start, window_end
       FROM orders;
 
 CREATE VIEW v_charge AS
@@ -174,16 +179,32 @@ BEGIN
     RETURN v || '-C' || n;
 END $$;
 
+-- a doctor's order with its charge; its order ID. order_type is the ward's type (it
+-- chooses the bedside rule), window_start/window_end when it may be carried out
 CREATE FUNCTION add_order(p text, v text, kind text, code text, name text, price numeric,
                           at timestamp, dose text DEFAULT NULL, conc text DEFAULT NULL,
-                          route text DEFAULT NULL, freq text DEFAULT NULL)
-        RETURNS void LANGUAGE plpgsql AS $$
+                          route text DEFAULT NULL, freq text DEFAULT NULL,
+                          order_type text DEFAULT NULL, window_start timestamp DEFAULT NULL,
+                          window_end timestamp DEFAULT NULL, ordered_by text DEFAULT NULL)
+        RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     n int := (SELECT count(*) FROM orders WHERE visit_id = v) + 1;
 BEGIN
+    IF order_type IS NOT NULL AND order_type NOT IN
+            ('skin_test', 'specimen', 'infusion', 'injection', 'oral', 'other') THEN
+        PERFORM refuse('invalid-order', 'no order type ' || order_type);
+    END IF;
+    IF at IS NULL AND (window_start IS NULL OR window_end IS NULL) THEN
+        PERFORM refuse('invalid-order', 'an order needs a scheduled time or a window');
+    END IF;
+    IF window_end <= window_start THEN
+        PERFORM refuse('invalid-order', 'an order''s window ends after it starts');
+    END IF;
     INSERT INTO orders VALUES (v || '-O' || n, p, v, kind, code, name, dose, conc, route,
-                               freq, at, 'ordered');
+                               freq, at, 'ordered', ordered_by, order_type, window_start,
+                               window_end);
     PERFORM add_charge(p, v, code, name, price, 1, 'A');
+    RETURN v || '-O' || n;
 END $$;
 
 CREATE FUNCTION register_patient(p_resident text, p_name text, p_sex text,
@@ -289,7 +310,7 @@ BEGIN
         PERFORM add_charge(p_patient, aid, 'BED', '床位费 Bed, one day', 60.00, 1, NULL);
         PERFORM add_order(p_patient, aid, 'nursing', 'N2', '二级护理 Level II nursing', 30.00, p_at);
         PERFORM add_order(p_patient, aid, 'drug', 'NS250', '0.9%氯化钠注射液 Sodium chloride',
-                          5.50, p_at, '250 ml', '0.9%', 'IVGTT', 'QD');
+                          5.50, p_at, '250 ml', '0.9%', 'IVGTT', 'QD', 'infusion');
     END IF;
     RETURN QUERY SELECT * FROM v_admission WHERE request_id = p_request;
 END $$;

@@ -15,6 +15,10 @@
 ``POST Task`` + ``If-None-Exist``           a bedside execution of an order
 ``POST MedicationAdministration``           a drug given at the bedside (its code must be the
                                             order's)
+``POST Specimen`` + ``If-None-Exist``       a specimen collected for a specimen order
+                                            (``request`` the ServiceRequest); the order's
+                                            ServiceRequest then lists it in ``specimen``;
+                                            ``GET Specimen/{id}``
 =========================================  =============================================
 
 Every resource received is validated with fhir.resources (R4B, whose definitions of
@@ -212,6 +216,8 @@ class FhirRoutes:
             return self.task(resource)
         if key == ("POST", "MedicationAdministration"):
             return self.administration(resource)
+        if key == ("POST", "Specimen"):
+            return self.create_specimen(resource, headers)
         raise HisFaultError("not-supported", f"{method} {url.path} is not supported", status=404)
 
     @staticmethod
@@ -227,6 +233,7 @@ class FhirRoutes:
             "DiagnosticReport",
             "Task",
             "MedicationAdministration",
+            "Specimen",
         ]
         return {
             "resourceType": "CapabilityStatement",
@@ -254,6 +261,8 @@ class FhirRoutes:
             if visit["kind"] != "appointment":
                 raise HisFaultError("unknown-visit", f"{ident} is an Encounter", status=404)
             return self.appointment(visit)
+        if kind == "Specimen":
+            return self.specimen(self.store.specimen(ident))
         raise HisFaultError("not-supported", f"no read of {kind}", status=404)
 
     def search(self, kind: str, query: dict[str, str]) -> dict[str, Any]:
@@ -282,7 +291,9 @@ class FhirRoutes:
         orders = self.store.orders
         if kind == "ServiceRequest":
             rows = [o for o in orders(patient_id, context) if o["kind"] not in DRUG_KINDS]
-            return bundle([self.service_request(o) for o in rows])
+            return bundle(
+                [self.service_request(o, self.store.specimens(o["order_id"])) for o in rows]
+            )
         if kind == "MedicationRequest":
             rows = [o for o in self.store.orders(patient_id, context) if o["kind"] in DRUG_KINDS]
             return bundle([self.medication_request(o) for o in rows])
@@ -399,11 +410,12 @@ class FhirRoutes:
         }
 
     @staticmethod
-    def service_request(o: Row) -> dict[str, Any]:
+    def service_request(o: Row, specimens: list[Row] | None = None) -> dict[str, Any]:
         """ServiceRequest (lab, exam, treatment, nursing, specimen …).
 
         ``category``: the kind, and the ward's order type when the HIS gives one;
-        ``occurrencePeriod`` the window to carry it out, else ``occurrenceDateTime``.
+        ``occurrencePeriod`` the window to carry it out, else ``occurrenceDateTime``;
+        ``specimen`` the specimens collected for it.
         """
         occurrence: dict[str, Any] = {}
         if o["window_start"] and o["window_end"]:
@@ -429,6 +441,30 @@ class FhirRoutes:
             "encounter": {"reference": f"Encounter/{o['visit_id']}"},
             **occurrence,
             **_requester(o),
+            **(
+                {"specimen": [{"reference": f"Specimen/{x['specimen_id']}"} for x in specimens]}
+                if specimens
+                else {}
+            ),
+        }
+
+    def specimen(self, x: Row) -> dict[str, Any]:
+        """Specimen: what was collected for a specimen order, by whom and when."""
+        order = self.store.order(str(x["order_id"]))
+        system, _, value = str(x["client_key"]).rpartition("|")
+        return {
+            "resourceType": "Specimen",
+            "id": x["specimen_id"],
+            "identifier": [{"system": system, "value": value}],
+            "status": "available",
+            "subject": {"reference": f"Patient/{order['patient_id']}"},
+            "request": [{"reference": f"ServiceRequest/{x['order_id']}"}],
+            "collection": {
+                "collector": {
+                    "identifier": {"system": SYSTEMS["practitioner"], "value": x["collected_by"]}
+                },
+                "collectedDateTime": when(x["collected_at"]),
+            },
         }
 
     @staticmethod
@@ -706,13 +742,77 @@ class FhirRoutes:
             "id": f"{order['order_id']}-{at:%Y%m%d%H%M%S}",
         }
 
+    def create_specimen(
+        self, resource: dict[str, Any], headers: Message
+    ) -> tuple[int, dict[str, Any]]:
+        """Conditional create of a Specimen collected for an order, by its identifier.
+
+        ``request`` names the order's ServiceRequest (a reference, or the order
+        identifier); ``collection`` says who collected it and when; a ``subject`` must be
+        the order's patient.
+        """
+        identifiers = resource.get("identifier") or [{}]
+        system, value = identifiers[0].get("system"), identifiers[0].get("value")
+        if not system or not value:
+            raise HisFaultError(
+                "required-field-missing", "a Specimen needs an identifier (system and value)"
+            )
+        condition = headers.get("If-None-Exist") or ""
+        if condition and condition != f"identifier={system}|{value}":
+            raise HisFaultError(
+                "not-supported", "If-None-Exist must name the Specimen's identifier", status=400
+            )
+        orders = []
+        for ref in resource.get("request") or []:
+            if str(ref.get("reference", "")).startswith("ServiceRequest/"):
+                orders.append(str(ref["reference"]).removeprefix("ServiceRequest/"))
+            elif (ref.get("identifier") or {}).get("system") == SYSTEMS["order"]:
+                orders.append(str(ref["identifier"].get("value", "")))
+        if len(orders) != 1:
+            raise HisFaultError(
+                "required-field-missing", "a Specimen names one order in request", status=422
+            )
+        order = self.store.order(orders[0])
+        subject = (resource.get("subject") or {}).get("reference")
+        if subject is not None and subject != f"Patient/{order['patient_id']}":
+            raise HisFaultError(
+                "wrong-patient", f"order {order['order_id']} is not {subject}'s", status=422
+            )
+        collection = resource.get("collection") or {}
+        collector = (collection.get("collector") or {}).get("identifier", {}).get("value")
+        if not collector:
+            raise HisFaultError(
+                "required-field-missing", "collection.collector names who collected it"
+            )
+        row, created = self.store.record_specimen(
+            order["order_id"],
+            f"{system}|{value}",
+            local(collection.get("collectedDateTime")),
+            str(collector),
+        )
+        return (201 if created else 200), self.specimen(row)
+
     def task(self, resource: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """A completed Task whose focus is an order: a bedside execution."""
+        """A completed Task whose focus is an order: a bedside execution.
+
+        An ``output`` referring to a Specimen (what the execution collected) must be a
+        specimen of that order.
+        """
         focus = resource.get("focus", {}).get("identifier", {})
         if focus.get("system") != SYSTEMS["order"] or resource.get("status") != "completed":
             raise HisFaultError(
                 "not-supported", "a Task must be completed and focus on an order", status=422
             )
+        for output in resource.get("output") or []:
+            ref = str((output.get("valueReference") or {}).get("reference", ""))
+            if ref.startswith("Specimen/"):
+                found = self.store.specimen(ref.removeprefix("Specimen/"))
+                if found["order_id"] != focus.get("value"):
+                    raise HisFaultError(
+                        "invalid-resource",
+                        f"{ref} was collected for another order than {focus.get('value')}",
+                        status=422,
+                    )
         owner = resource.get("owner", {}).get("identifier", {}).get("value", "?")
         at = local(resource.get("executionPeriod", {}).get("start"))
         known = self.store.executions(focus["value"])

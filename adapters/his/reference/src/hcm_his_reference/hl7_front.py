@@ -16,9 +16,13 @@ QBP^Z01..Z07       registration, queue, orders, charges, reports, stay, bill (RS
                    an order is its order group (a drug: RDE^O11's ORC/RXE/TQ1/RXR)
 =================  =====================================================================
 
-Every message is parsed with hl7apy's strict v2.5 validation; one that fails is
-refused with ``AR``. A message whose control ID (MSH-10) was seen before from the same
-sender gets the answer it got the first time and is not carried out again.
+Every message is checked with hl7apy's strict v2.5 validation; one that fails is
+refused with ``AR``. The structure of a message (type, version, segments, the positions
+holding values) is parsed in full once; later messages of that structure have their
+values checked with the datatypes found then (see :mod:`hcm_his_reference.validation`;
+``validation_cache=False`` parses every message in full). A message whose control ID
+(MSH-10) was seen before from the same sender gets the answer it got the first time and
+is not carried out again.
 """
 
 from __future__ import annotations
@@ -30,11 +34,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.parser import parse_message
-
 from hcm_his_reference.faults import Fault
 from hcm_his_reference.store import HisFaultError, Row, Store
+from hcm_his_reference.validation import StructureCheck, strict_problem
 
 __all__ = ["CHARSETS", "Hl7Front", "order_group"]
 
@@ -253,10 +255,21 @@ def _money(text: str) -> Decimal:
 class Hl7Front:
     """Turns one inbound HL7 message into store work and an ER7 answer."""
 
-    def __init__(self, store: Store, *, application: str = "REFHIS", strict: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        application: str = "REFHIS",
+        strict: bool = True,
+        validation_cache: bool = True,
+    ) -> None:
         self.store = store
         self.application = application
         self.strict = strict
+        #: the strict check: once per message structure, or every message in full
+        self.check: Callable[[str], str | None] = (
+            StructureCheck() if validation_cache else strict_problem
+        )
         self._counter = itertools.count(1)
         self._routes: dict[str, Callable[[_Message], list[str]]] = {
             "ADT^A28": self._a28,
@@ -332,7 +345,7 @@ class Hl7Front:
             return self._encode(answer, charset)
         msg = _Message(text)
         if self.strict:
-            problem = self._validate(text)
+            problem = self.check(text)
             if problem:
                 answer = self._ack_text(
                     header, control_id, fields[8], "AR", "101", "invalid-message", problem
@@ -375,15 +388,6 @@ class Hl7Front:
     @staticmethod
     def _encode(text: str, charset: str) -> bytes:
         return (text + "\r").encode(CHARSETS.get(charset, "utf-8"))
-
-    @staticmethod
-    def _validate(text: str) -> str | None:
-        try:
-            message = parse_message(text, validation_level=VALIDATION_LEVEL.STRICT)
-            message.validate()
-        except Exception as exc:  # hl7apy raises many unrelated types
-            return f"{type(exc).__name__}: {exc}"[:200]
-        return None
 
     def _msh(self, kind: str, inbound_type: str, charset: str) -> str:
         count = next(self._counter)

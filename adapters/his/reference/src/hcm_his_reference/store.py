@@ -110,6 +110,13 @@ CREATE TABLE IF NOT EXISTS execution (
     executed_by TEXT NOT NULL,
     PRIMARY KEY (order_id, executed_at)
 );
+CREATE TABLE IF NOT EXISTS specimen (
+    specimen_id TEXT PRIMARY KEY,
+    client_key TEXT NOT NULL UNIQUE,
+    order_id TEXT NOT NULL REFERENCES orders(order_id),
+    collected_at TEXT NOT NULL,
+    collected_by TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS message (
     control_id TEXT PRIMARY KEY,
     answer BLOB NOT NULL
@@ -607,6 +614,55 @@ class Store:
     def executions(self, order_id: str) -> list[Row]:
         """The recorded executions of an order."""
         return self._all("SELECT * FROM execution WHERE order_id = ?", order_id)
+
+    def record_specimen(
+        self, order_id: str, client_key: str, collected_at: datetime, collected_by: str
+    ) -> tuple[Row, bool]:
+        """A specimen collected for a specimen order (a lab test's sample); once per
+        ``client_key``. The record and whether it was made now.
+
+        :raises HisFaultError: ``unknown-order``, or ``not-a-specimen-order`` for an order
+            that takes no specimen (a drug, a nursing task), or one cancelled.
+        """
+        with self.transaction() as db:
+            known = db.execute(
+                "SELECT * FROM specimen WHERE client_key = ?", (client_key,)
+            ).fetchone()
+            if known is not None:
+                return dict(known), False
+            order = db.execute("SELECT * FROM orders WHERE order_id = ?", (order_id,)).fetchone()
+            if order is None:
+                raise HisFaultError("unknown-order", f"no order {order_id}", status=404)
+            takes_one = order["kind"] in ("specimen", "lab") or order["order_type"] == "specimen"
+            if not takes_one:
+                raise HisFaultError(
+                    "not-a-specimen-order", f"order {order_id} takes no specimen", status=422
+                )
+            if order["status"] == "cancelled":
+                raise HisFaultError("invalid-order", f"order {order_id} is cancelled", status=422)
+            n = db.execute(
+                "SELECT count(*) FROM specimen WHERE order_id = ?", (order_id,)
+            ).fetchone()[0]
+            specimen_id = f"{order_id}-S{n + 1}"
+            db.execute(
+                "INSERT INTO specimen VALUES (?, ?, ?, ?, ?)",
+                (specimen_id, client_key, order_id, collected_at.isoformat(), collected_by),
+            )
+            made = db.execute(
+                "SELECT * FROM specimen WHERE specimen_id = ?", (specimen_id,)
+            ).fetchone()
+        return dict(made), True
+
+    def specimens(self, order_id: str) -> list[Row]:
+        """The specimens collected for an order, first first."""
+        return self._all("SELECT * FROM specimen WHERE order_id = ? ORDER BY rowid", order_id)
+
+    def specimen(self, specimen_id: str) -> Row:
+        """One specimen; HisFaultError ``unknown-specimen`` if none."""
+        row = self._one("SELECT * FROM specimen WHERE specimen_id = ?", specimen_id)
+        if row is None:
+            raise HisFaultError("unknown-specimen", f"no specimen {specimen_id}", status=404)
+        return row
 
     # -- inpatient ----------------------------------------------------------------------------
 
