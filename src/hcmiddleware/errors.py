@@ -643,8 +643,9 @@ class CardRefusedError(CardError):
     """The card is on a list of refused cards: loss-reported, cancelled, replaced, frozen.
 
     ``state`` is the card's state (``loss_reported``, ``cancelled``, ``replaced``, or
-    for money only ``frozen`` — or ``issued``, as :class:`CardNotActivatedError`), ``listed_at`` when it was listed, ``source`` who listed
-    it, ``card`` the card number masked. Checked offline, before any money moves.
+    for money only ``frozen`` — or ``issued``, as :class:`CardNotActivatedError`),
+    ``listed_at`` when it was listed, ``source`` who listed it, ``card`` the card number
+    masked. Checked offline, before any money moves.
     """
 
     default_hint = "keep the card and send the resident to the issuer's counter"

@@ -1,5 +1,5 @@
 """The tables of the lists of refused cards (migrations ``0006_card_lists``,
-``0014_card_list_entry_versions``)."""
+``0015_card_list_entry_versions``)."""
 
 from __future__ import annotations
 

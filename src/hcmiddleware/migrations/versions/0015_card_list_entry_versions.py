@@ -10,8 +10,8 @@ The column has no default once filled, so that a writer which does not set it â€
 older version of the package sharing the database â€” fails rather than writes entries
 the other processes would not see.
 
-Revision ID: 0014_card_list_entry_versions
-Revises: 0013_empi
+Revision ID: 0015_card_list_entry_versions
+Revises: 0014_access_reason
 Create Date: 2026-12-03
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014_card_list_entry_versions"
-down_revision = "0013_empi"
+revision = "0015_card_list_entry_versions"
+down_revision = "0014_access_reason"
 branch_labels = None
 depends_on = None
 
