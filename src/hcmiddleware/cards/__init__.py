@@ -105,6 +105,9 @@ _PG_UPDATE_SQL = (
     "FROM json_array_elements(%s::json) AS r WHERE e.source = %s AND e.card_number = r->>0 "
     "AND (e.state, e.listed_at) IS DISTINCT FROM (r->>1, (r->>2)::timestamptz)"
 )
+_PG_COPY_SQL = (
+    "COPY card_list_entries (source, card_number, state, listed_at, list_version) FROM STDIN"
+)
 _PG_NOTIFY_SQL = sa.text("SELECT pg_notify(:channel, current_schema())")
 
 
@@ -446,7 +449,14 @@ class Cards:
                 cursor.executemany(_DELETE_SQL, [(source, number) for number in update.removed])
                 gone = int(cursor.rowcount)
             inserted = 0
-            if rows and postgres:
+            if rows and postgres and update.kind == "full":
+                # the source's entries are gone: nothing to conflict with, and COPY takes a
+                # million rows in about half the time of one INSERT over JSON
+                with cursor.copy(_PG_COPY_SQL) as copy:
+                    for card, state, when, _r in rows:
+                        copy.write_row((source, card, state, _stored(when), version))
+                inserted = len(rows)
+            elif rows and postgres:
                 batch = json.dumps([(card, state, _stored(when)) for card, state, when, _r in rows])
                 cursor.execute(_PG_INSERT_SQL, (source, version, batch))
                 inserted = int(cursor.rowcount)
