@@ -138,7 +138,10 @@ class _SqliteWatch(_Watch):
         self._seen = self._data_version()
 
     def _data_version(self) -> int:
-        return int(self._cursor.execute("PRAGMA data_version").fetchone()[0])
+        # fetchall steps the statement to its end, so no read transaction stays open
+        # (one would hold the WAL back from checkpoints and slow every other reader)
+        ((version,),) = self._cursor.execute("PRAGMA data_version").fetchall()
+        return int(version)
 
     def changed(self) -> bool:
         seen = self._data_version()
