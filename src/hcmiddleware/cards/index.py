@@ -22,7 +22,9 @@ When something changed, the versions are read again (a tiny table); if they diff
 from the index's, the index is set aside — the checks ask the database — and brought up
 to date in a background thread: from the version it holds, it reads only the entries the
 newer versions wrote (``card_list_entries.list_version``; a delta's cards, not the
-million), or everything when a source is new or went back. An update applied through
+million; all of a new source's), or everything when a source went back or is gone (a
+database restored). The versions are also read at least every 10 s, changed or not. An
+update applied through
 this process joins the index at once (:meth:`CardIndex.will_add`): its cards are added
 before its transaction commits, so the index is a superset both before and after. When
 the watching connection fails, the index is set aside the same way. Cards taken off a
