@@ -33,6 +33,7 @@ The tree (a subclass is always caught by its parent's ``except``)::
     │   │   ├── CardLengthError           6700/6Cxx/6B00: wrong length or offset
     │   │   └── CardParameterError        6A86/6A88/6D00/6E00…: command not understood
     │   ├── CardRefusedError          the card is on a refused list: .state, .listed_at
+    │   │   └── CardNotActivatedError issued, not activated yet: reads, moves no money
     │   ├── CardListError             an update of a refused list was refused: .reason
     │   ├── CardKeyAtRiskError        a key with 2 tries or fewer left is not tried again
     │   ├── CardCityError             the card is of another city than the SAM's keys
@@ -186,6 +187,7 @@ __all__ = [
     "CardLengthError",
     "CardListError",
     "CardMacError",
+    "CardNotActivatedError",
     "CardParameterError",
     "CardPartError",
     "CardPartNotReadError",
@@ -641,8 +643,9 @@ class CardRefusedError(CardError):
     """The card is on a list of refused cards: loss-reported, cancelled, replaced, frozen.
 
     ``state`` is the card's state (``loss_reported``, ``cancelled``, ``replaced``, or
-    ``frozen`` for money only), ``listed_at`` when it was listed, ``source`` who listed
-    it, ``card`` the card number masked. Checked offline, before any money moves.
+    for money only ``frozen`` — or ``issued``, as :class:`CardNotActivatedError`),
+    ``listed_at`` when it was listed, ``source`` who listed it, ``card`` the card number
+    masked. Checked offline, before any money moves.
     """
 
     default_hint = "keep the card and send the resident to the issuer's counter"
@@ -662,6 +665,22 @@ class CardRefusedError(CardError):
         self.listed_at = listed_at
         self.source = source
         self.card = card
+
+
+class CardNotActivatedError(CardRefusedError):
+    """The card was issued but its activation has not reached this terminal yet.
+
+    Its issuer lists it as ``issued`` until the card is activated (``state`` is
+    ``issued``). It reads and identifies the resident — registration, the index, the
+    ward work as usual — but moves no money (top-up, payment, refund) until the list
+    no longer holds it. Raised for money only, before anything is written or sent.
+    """
+
+    default_hint = (
+        "take payment another way this time; once the issuer has activated the card, the "
+        "next list sync ('hcm cards sync') lets it pay — if the resident says it is active, "
+        "run the sync and try again"
+    )
 
 
 class CardListError(CardError):

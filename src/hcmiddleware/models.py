@@ -261,9 +261,10 @@ class Resident(Withholding):
 class CardState(enum.StrEnum):
     """Where a physical card is in its life (R-CARD-4).
 
-    ``issued`` cards are not yet activated; ``active`` ones read and pay. A
-    ``loss_reported``, ``cancelled`` or ``replaced`` card is refused at every terminal;
-    a ``frozen`` one reads (the patient can still be identified) but moves no money.
+    An ``issued`` card was handed out but its activation has not reached the terminal:
+    it reads (the resident is identified) but moves no money until activated; ``active``
+    ones read and pay. A ``loss_reported``, ``cancelled`` or ``replaced`` card is refused
+    at every terminal; a ``frozen`` one reads but moves no money.
     """
 
     ISSUED = "issued"
@@ -281,12 +282,14 @@ REFUSED_STATES = frozenset({CardState.LOSS_REPORTED, CardState.CANCELLED, CardSt
 class BlacklistEntry(DomainModel):
     """A card that must be refused at every terminal (R-CARD-4), or moves no money.
 
-    ``reason`` is the card's state; ``replaced_by`` names the replacement card of a
-    ``replaced`` one (it is linked to the same resident in the index).
+    ``reason`` is the card's state (``issued``: handed out, not activated yet — it
+    reads but moves no money; the issuer takes it off the list once activated);
+    ``replaced_by`` names the replacement card of a ``replaced`` one (it is linked to
+    the same resident in the index).
     """
 
     card_number: str = Field(repr=False, min_length=1, max_length=32)
-    reason: Literal["loss_reported", "frozen", "cancelled", "replaced"]
+    reason: Literal["issued", "loss_reported", "frozen", "cancelled", "replaced"]
     listed_at: AwareDatetime
     source: str = Field(description="who listed it: the issuer or the bank")
     replaced_by: str | None = Field(None, repr=False, max_length=32)

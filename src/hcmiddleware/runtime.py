@@ -366,6 +366,7 @@ class Middleware:
         self._audit.close()
         self._terminal.close()
         self._ward.close()
+        self._cards.close()
         if self._started or self._loaded:
             self._teardown_plugins()
             self._started = self._loaded = False

@@ -14,6 +14,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,15 @@ from pydantic import ValidationError
 from hcmiddleware.errors import CardListError, ConfigError
 from hcmiddleware.models import BlacklistUpdate
 
-__all__ = ["PublicKey", "load_public_key", "parse_update", "signed_bytes", "verify_update"]
+__all__ = [
+    "PublicKey",
+    "Row",
+    "canonical_rows",
+    "load_public_key",
+    "parse_update",
+    "signed_bytes",
+    "verify_update",
+]
 
 DOMAIN = b"hcm-card-list-v1\n"
 
@@ -36,33 +45,74 @@ def _utc(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("times in a card list carry their time zone")
     moment = moment.astimezone(UTC)
-    if moment.year < 1000:  # strftime's %Y does not pad; isoformat would
+    if moment.year < 1000:  # strftime's %Y does not pad
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    # the same text as that strftime, at a fraction of its cost (a list has many times)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # the same text as that strftime, at a fraction of its cost (a list has many times;
+    # %-formatting is about twice as fast as isoformat or an f-string with widths here)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        moment.year, moment.month, moment.day,
+        moment.hour, moment.minute, moment.second, moment.microsecond,
+    )  # fmt: skip
 
 
-def signed_bytes(update: BlacklistUpdate | dict[str, Any]) -> bytes:
-    """What the source signs: every field of the update but the signature."""
-    data = update if isinstance(update, dict) else update.model_dump()
+#: one entry of an update as it is signed and stored: card number, state, the listing
+#: time as canonical UTC text (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), the replacement card
+Row = tuple[str, str, str, str | None]
+
+
+def canonical_rows(update: BlacklistUpdate | Mapping[str, Any]) -> list[Row]:
+    """An update's entries as they are signed, sorted by card number.
+
+    Each time is turned into text once here; :meth:`Cards.apply` stores the same
+    rows, so a 10,000-card delta is not formatted twice.
+    """
+    rows: list[Row]
+    if isinstance(update, BlacklistUpdate):
+        rows = [(e.card_number, e.reason, _utc(e.listed_at), e.replaced_by) for e in update.added]
+    else:
+        rows = [
+            (e["card_number"], e["reason"], _utc(e["listed_at"]), e.get("replaced_by"))
+            for e in update.get("added", ())
+        ]
+    rows.sort(key=itemgetter(0))  # stable: what signed_bytes always did
+    return rows
+
+
+def signed_bytes(
+    update: BlacklistUpdate | Mapping[str, Any], rows: list[Row] | None = None
+) -> bytes:
+    """What the source signs: every field of the update but the signature.
+
+    ``rows`` are the update's :func:`canonical_rows`, when the caller has them already.
+    """
+    if rows is None:
+        rows = canonical_rows(update)
+    if isinstance(update, BlacklistUpdate):
+        head: Mapping[str, Any] = {
+            "source": update.source,
+            "kind": update.kind,
+            "version": update.version,
+            "base_version": update.base_version,
+            "issued_at": update.issued_at,
+        }
+        removed = sorted(update.removed)
+    else:
+        head = update
+        removed = sorted(update.get("removed", ()))
+    # keys in sorted order and no sort_keys: the same text, without sorting every entry
     body = {
-        "source": data["source"],
-        "kind": data["kind"],
-        "version": data["version"],
-        "base_version": data.get("base_version"),
-        "issued_at": _utc(data["issued_at"]),
         "added": [
-            {
-                "card_number": e["card_number"],
-                "state": e["reason"],
-                "listed_at": _utc(e["listed_at"]),
-                "replaced_by": e.get("replaced_by"),
-            }
-            for e in sorted(data.get("added", ()), key=lambda e: e["card_number"])
+            {"card_number": card, "listed_at": when, "replaced_by": replacement, "state": state}
+            for card, state, when, replacement in rows
         ],
-        "removed": sorted(data.get("removed", ())),
+        "base_version": head.get("base_version"),
+        "issued_at": _utc(head["issued_at"]),
+        "kind": head["kind"],
+        "removed": removed,
+        "source": head["source"],
+        "version": head["version"],
     }
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return DOMAIN + text.encode("utf-8")
 
 
@@ -115,13 +165,17 @@ def load_public_key(path: Path, *, source: str) -> PublicKey:
     )
 
 
-def verify_update(update: BlacklistUpdate, key: PublicKey) -> None:
-    """Check the update's signature; CardListError (``bad_signature``) if it fails."""
+def verify_update(update: BlacklistUpdate, key: PublicKey) -> list[Row]:
+    """Check the update's signature; CardListError (``bad_signature``) if it fails.
+
+    Returns the update's :func:`canonical_rows` (what was checked is what is stored).
+    """
     try:
         signature = base64.b64decode(update.signature, validate=True)
     except (binascii.Error, ValueError):
         signature = b""
-    message = signed_bytes(update)
+    rows = canonical_rows(update)
+    message = signed_bytes(update, rows)
     try:
         if not signature:
             raise InvalidSignature
@@ -138,3 +192,4 @@ def verify_update(update: BlacklistUpdate, key: PublicKey) -> None:
             hint="the previous list stays in force; check [cards] list_keys holds this "
             "source's current key, and report a forged list to the issuer",
         ) from None
+    return rows

@@ -29,7 +29,7 @@ from hcmiddleware.models import BlacklistEntry, BlacklistUpdate, LossReport
 __all__ = ["ListPublisher", "ReferenceListPlugin"]
 
 Algorithm = Literal["ed25519", "ecdsa-p256"]
-State = Literal["loss_reported", "frozen", "cancelled", "replaced"]
+State = Literal["issued", "loss_reported", "frozen", "cancelled", "replaced"]
 
 
 class ListPublisher:
@@ -91,11 +91,19 @@ class ListPublisher:
             self._pending_removed.discard(card_number)
 
     def lift(self, card_number: str) -> None:
-        """Take a card off the list (found again, unfrozen)."""
+        """Take a card off the list (found again, unfrozen, activated)."""
         with self._lock:
             self._pending_added.pop(card_number, None)
             if card_number in self._listed:
                 self._pending_removed.add(card_number)
+
+    def issue(self, card_number: str, *, issued_at: datetime | None = None) -> None:
+        """A card handed out, not activated yet: it reads but moves no money."""
+        self.list_card(card_number, "issued", listed_at=issued_at)
+
+    def activate(self, card_number: str) -> None:
+        """The card's activation: it leaves the list with the next version."""
+        self.lift(card_number)
 
     def list_many(self, cards: Iterable[tuple[str, State]]) -> None:
         """Put many cards on the list at once (for bulk loads and benchmarks)."""

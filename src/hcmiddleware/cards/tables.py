@@ -1,4 +1,5 @@
-"""The tables of the lists of refused cards (migration ``0006_card_lists``)."""
+"""The tables of the lists of refused cards (migrations ``0006_card_lists``,
+``0015_card_list_entry_versions``)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,5 @@ class CardListEntry(Base):
     card_number: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
     state: Mapped[str] = mapped_column(sa.String(16))
     listed_at: Mapped[datetime] = mapped_column(_WHEN)
+    #: the version of the source's list that wrote the entry (0: before it was recorded)
+    list_version: Mapped[int] = mapped_column(sa.Integer)

@@ -14,7 +14,7 @@ __all__ = ["card_list"]
 
 @click.group("cards")
 def card_list() -> None:
-    """Lists of refused cards (loss-reported, cancelled, replaced, frozen)."""
+    """Lists of refused cards (loss-reported, cancelled, replaced, frozen, not activated)."""
 
 
 @card_list.command("sync")
@@ -66,18 +66,37 @@ def lists_command(ctx: click.Context, as_json: bool) -> None:
 
 @card_list.command("status")
 @click.argument("card_number")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
-def status_command(ctx: click.Context, card_number: str) -> None:
-    """CARD_NUMBER's state; exit 1 when it is refused (or frozen)."""
-    from hcmiddleware.cards import mask
+def status_command(ctx: click.Context, card_number: str, as_json: bool) -> None:
+    """CARD_NUMBER's state and what it means here; exit 1 unless it is active.
+
+    Listed cards are refused (loss-reported, cancelled, replaced) or read without
+    moving money (frozen; issued — handed out, not activated yet).
+    """
+    from hcmiddleware.cards import MEANING, mask
+    from hcmiddleware.models import CardState
 
     cards = open_middleware(ctx).cards
     found = cards.entry(card_number)
-    if found is None:
+    state = CardState.ACTIVE if found is None else CardState(found.reason)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "card": mask(card_number),
+                    "state": state.value,
+                    "meaning": MEANING[state],
+                    "source": None if found is None else found.source,
+                    "listed_at": None if found is None else found.listed_at.isoformat(),
+                }
+            )
+        )
+    elif found is None:
         click.echo(f"{mask(card_number)}: active (on no list)")
-        return
-    click.echo(
-        f"{mask(card_number)}: {found.reason}, listed by {found.source} on "
-        f"{found.listed_at:%Y-%m-%d}"
-    )
-    sys.exit(1)
+    else:
+        click.echo(
+            f"{mask(card_number)}: {found.reason}, listed by {found.source} on "
+            f"{found.listed_at:%Y-%m-%d} — {MEANING[state]}"
+        )
+    sys.exit(0 if found is None else 1)

@@ -299,8 +299,12 @@ class RevocationStore:
                     self._checked_at = moment
                     return self._filter
             digests = conn.execute(sa.select(_REVOKED.c.card_digest)).scalars().all()
-        prefixes = np.unique(np.fromiter((int(d[:16], 16) for d in digests), dtype=np.uint64,
-                                         count=len(digests)))  # fmt: skip
+        prefixes = np.sort(np.fromiter((int(d[:16], 16) for d in digests), dtype=np.uint64,
+                                       count=len(digests)))  # fmt: skip
+        # each once; sorted and compared rather than np.unique, which builds a hash table
+        # first since numpy 2.3 (about 20 times slower on a million distinct prefixes)
+        if len(prefixes):
+            prefixes = prefixes[np.concatenate(([True], prefixes[1:] != prefixes[:-1]))]
         with self._lock:
             self._filter, self._filter_of, self._checked_at = prefixes, held, moment
         return prefixes
