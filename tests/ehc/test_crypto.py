@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
@@ -63,8 +65,31 @@ def test_keys_of_another_algorithm_are_refused(algorithm: str) -> None:
         load_public_key("rsa", key.public_key().public_pem())
 
 
+def _gmssl_broke(exc: TypeError) -> bool:
+    """gmssl's own point arithmetic fails for a few scalars in a thousand.
+
+    Its ``_double_point`` gets ``None`` from ``_kg`` and raises TypeError (seen with
+    gmssl 3.2.2 for about 1 signature in 400, with keys and signatures other SM2
+    implementations accept); the check then runs again with a fresh key.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and "gmssl" in frames[-1].filename
+
+
 def test_sm2_agrees_with_an_independent_implementation() -> None:
     """gmssl (pure Python, GB/T 32918 with Z_A over the default ID) and tongsuopy agree."""
+    for _attempt in range(5):
+        try:
+            _sm2_against_gmssl()
+        except TypeError as exc:
+            if not _gmssl_broke(exc):
+                raise
+            continue
+        return
+    pytest.fail("gmssl failed in its own arithmetic five times in a row")
+
+
+def _sm2_against_gmssl() -> None:
     from gmssl import sm2  # type: ignore[import-untyped]
     from tongsuopy.crypto import hashes as ts_hashes
     from tongsuopy.crypto.asymciphers import ec as ts_ec
