@@ -160,9 +160,21 @@ class Dispatcher:
         self._observers: list[Observer] = []
         #: each plugin's worker threads waiting for a call
         self._idle: dict[str, list[_Worker]] = {}
+        #: plugins whose hooks run in the caller's thread: the core's own small sinks,
+        #: which a worker thread would only slow down (see :meth:`trust`)
+        self._trusted: set[str] = set()
 
     #: idle worker threads kept per plugin (more are started when calls overlap)
     MAX_IDLE_WORKERS = 4
+
+    def trust(self, plugin: str) -> None:
+        """Run ``plugin``'s hooks in the calling thread, without a timeout.
+
+        For the core's own built-in sinks only (the audit log's logger sink): code that
+        cannot hang on a remote system, called for every audited act, where handing each
+        call to a worker thread costs more than the call. Failures are still contained.
+        """
+        self._trusted.add(plugin)
 
     # -- observers -----------------------------------------------------------------
 
@@ -277,7 +289,7 @@ class Dispatcher:
         args = [kwargs[a] for a in impl.argnames]
         health = self._health(name)
         health.calls += 1
-        if hook in INLINE_HOOKS:
+        if hook in INLINE_HOOKS or name in self._trusted:
             try:
                 with system():
                     return impl.function(*args)

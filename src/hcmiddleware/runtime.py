@@ -257,6 +257,8 @@ class Middleware:
     def _load(self) -> None:
         for name, module in BUILTIN_PLUGINS:
             self._register(name, module, "builtin")
+        # the audit log's logger sink runs for every audited act: in the caller's thread
+        self.dispatcher.trust(audit_log.NAME)
         if self.config.audit.checkpoint_file is not None:
             sink = audit_checkpoints.CheckpointFile(self.config.audit.checkpoint_file)
             self._register(audit_checkpoints.NAME, sink, "builtin")

@@ -19,4 +19,5 @@ log = logging.getLogger("hcmiddleware.audit")
 @hookimpl(trylast=True)
 def hcm_audit_event(event: AuditEvent) -> None:
     """Log the event as one JSON line at INFO."""
-    log.info(json.dumps(event.model_dump(mode="json"), ensure_ascii=False, sort_keys=True))
+    if log.isEnabledFor(logging.INFO):  # made only when it is written: once per audited act
+        log.info(json.dumps(event.model_dump(mode="json"), ensure_ascii=False, sort_keys=True))
