@@ -94,6 +94,18 @@ def _default_terminal() -> str:
     return (name or "terminal")[:64]
 
 
+class _Pending:
+    """An entry waiting for the group commit that writes it (:meth:`Audit._commit_own`)."""
+
+    __slots__ = ("details", "entry", "error", "fields")
+
+    def __init__(self, fields: tuple[Any, ...], details: Mapping[str, str]) -> None:
+        self.fields = fields
+        self.details = details
+        self.entry: AuditEntry | None = None
+        self.error: HcmError | None = None
+
+
 class Audit:
     """The tamper-evident audit log of one Middleware (``middleware.audit``, R-SEC-1).
 
@@ -133,6 +145,10 @@ class Audit:
             weakref.WeakKeyDictionary()
         )
         self._held_lock = threading.Lock()
+        #: appends in transactions of their own, waiting for the next group commit
+        self._group = threading.Condition()
+        self._waiting: list[_Pending] = []
+        self._leading = False
         #: engines whose transactions are followed (see :meth:`attach`)
         self._attached: weakref.WeakSet[Engine] = weakref.WeakSet()
         #: committed entries not yet announced through hcm_audit_event
@@ -392,16 +408,88 @@ class Audit:
             self._hold(connection, entry)
             return entry
         self.open()
+        entry = self._commit_own(_Pending(fields, details))
+        self.flush()
+        return entry
+
+    def _commit_own(self, pending: _Pending) -> AuditEntry:
+        """Commit an entry in a transaction of its own — together with the entries other
+        threads are appending at the same moment (a group commit).
+
+        The first thread to find no commit under way leads: once it holds the write
+        transaction it takes every entry waiting by then, writes them in order and
+        commits once; the others wait for that commit, or lead the next one. A caller
+        returns only once its own entry is committed — as durable as a commit of its own —
+        but appends made at once share one wait for the disk instead of queueing for one
+        each. If the commit fails, every entry of the group fails with the same error.
+        """
+        if storage.writing(self.engine):
+            # inside this thread's own write transaction: a group's leader would wait for
+            # it to end, and it for the group; write on its own, as always
+            (entry,) = self._commit_batch([pending])
+            self._committed.append(entry)
+            return entry
+        group = self._group
+        with group:
+            self._waiting.append(pending)
+            while self._leading and pending.entry is None and pending.error is None:
+                group.wait()
+            lead = pending.entry is None and pending.error is None
+            if lead:
+                self._leading = True
+        if lead:
+            batch: list[_Pending] = []
+            entries: list[AuditEntry] = []
+            error: HcmError | None = None
+            try:
+                entries = self._commit_batch(batch)
+            except HcmError as exc:
+                error = exc
+            except BaseException:  # an interrupt: nothing of the group was committed
+                self._end_group(pending, batch, [], AuditError("the audit log was not written"))
+                raise
+            self._end_group(pending, batch, entries, error)
+        if pending.error is not None:
+            raise pending.error
+        assert pending.entry is not None
+        return pending.entry
+
+    def _commit_batch(self, batch: list[_Pending]) -> list[AuditEntry]:
+        """Write ``batch`` in one transaction; into an empty list, the entries waiting
+        once the transaction holds the write lock (SQLite: the whole database)."""
         try:
             with storage.begin_write(self.engine) as conn:
-                entry = self._write(conn, fields, details)
+                if not batch:
+                    with self._group:
+                        batch.extend(self._waiting)
+                        self._waiting.clear()
+                return [self._write(conn, p.fields, p.details) for p in batch]
         except HcmError:
             raise
         except sa.exc.SQLAlchemyError as exc:
             raise self._write_error(exc) from exc
-        self._committed.append(entry)
-        self.flush()
-        return entry
+
+    def _end_group(
+        self,
+        leader: _Pending,
+        batch: list[_Pending],
+        entries: list[AuditEntry],
+        error: HcmError | None,
+    ) -> None:
+        """Hand the group's outcome to its callers and let the next group begin."""
+        with self._group:
+            if error is None:
+                for waiting, entry in zip(batch, entries, strict=True):
+                    waiting.entry = entry
+                self._committed.extend(entries)
+            else:
+                for waiting in batch:
+                    waiting.error = error
+                if leader not in batch:  # failed before taking the group: the others wait on
+                    leader.error = error
+                    self._waiting.remove(leader)
+            self._leading = False
+            self._group.notify_all()
 
     def _write(
         self, conn: Connection, fields: tuple[Any, ...], given: Mapping[str, str]

@@ -1,0 +1,167 @@
+"""Appends made at once share one commit (a group commit), each as durable as its own;
+the threads of a process take turns at SQLite's write lock."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from hcmiddleware import storage
+from hcmiddleware.errors import AuditError
+from hcmiddleware.runtime import Middleware
+from hcmiddleware.testing.plugin import MiddlewareFactory
+
+
+def _commits(mw: Middleware) -> list[int]:
+    """A list that grows by one at each commit on ``mw``'s database."""
+    seen: list[int] = []
+    sa.event.listen(mw.engine, "commit", lambda conn: seen.append(1))
+    return seen
+
+
+def _wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_appends_waiting_for_the_lock_are_committed_together(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    mw = hcm_make_middleware()
+    mw.audit("card.read", actor="kiosk-01")  # the log is open and migrated
+    commits = _commits(mw)
+    got: dict[int, Any] = {}
+
+    def append(i: int) -> None:
+        got[i] = mw.audit("card.read", actor=f"kiosk-{i:02d}")
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(6)]
+    with storage.begin_write(mw.engine):  # another writer holds the database
+        for t in threads:
+            t.start()
+        # one of them leads and waits for the lock; the other five wait for it
+        _wait_for(lambda: len(mw.audit._waiting) == 6, "six appends to queue")
+        assert commits == []
+    for t in threads:
+        t.join(10)
+    assert sorted(got) == list(range(6))
+    # our writer's (empty) transaction, then one commit for all six entries
+    assert len(commits) == 2
+    entries = mw.audit.entries()
+    assert [e.seq for e in entries] == list(range(1, 8))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
+    # each caller got its own entry back, as stored
+    stored = {e.seq: (e.actor, e.hash) for e in entries}
+    assert {stored[g.seq] for g in got.values()} == {
+        (f"kiosk-{i:02d}", got[i].hash) for i in range(6)
+    }
+    assert mw.audit.verify().ok
+
+
+def test_every_entry_of_a_group_is_announced_once(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    from hcmiddleware.testing.recorder import HookRecorder
+
+    mw = hcm_make_middleware()
+    recorder = HookRecorder(mw)
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(25):
+                mw.audit("card.read", actor=f"t{worker}", i=str(i))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    announced = [r.kwargs["event"].seq for r in recorder.calls("hcm_audit_event")]
+    assert sorted(announced) == list(range(1, 201))
+    assert mw.audit.verify().ok
+
+
+def test_a_group_that_cannot_commit_fails_every_caller_and_the_next_one_works(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    mw = hcm_make_middleware()
+    mw.audit("card.read", actor="kiosk-01")
+    with mw.engine.begin() as conn:  # the head row removed by hand
+        head = conn.execute(sa.text("SELECT * FROM audit_head")).mappings().one()
+        conn.execute(sa.text("DELETE FROM audit_head"))
+    failed: list[BaseException] = []
+
+    def append(i: int) -> None:
+        try:
+            mw.audit("card.read", actor=f"kiosk-{i:02d}")
+        except AuditError as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(4)]
+    with storage.begin_write(mw.engine):
+        for t in threads:
+            t.start()
+        _wait_for(lambda: len(mw.audit._waiting) == 4, "four appends to queue")
+    for t in threads:
+        t.join(10)
+    assert len(failed) == 4
+    assert all("head row is missing" in str(exc) for exc in failed)
+    with mw.engine.begin() as conn:  # restored from the backup
+        conn.execute(
+            sa.text(
+                "INSERT INTO audit_head (id, seq, hash, algorithm, checkpoint_seq, "
+                "checkpoint_at) VALUES (:id, :seq, :hash, :algorithm, :checkpoint_seq, "
+                ":checkpoint_at)"
+            ),
+            dict(head),
+        )
+    assert mw.audit("card.read", actor="kiosk-09").seq == 2
+    assert mw.audit.verify().ok
+
+
+def test_a_thread_knows_it_is_writing_and_writers_take_turns(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    writers = 6
+    mw = hcm_make_middleware()
+    with storage.begin_write(mw.engine) as conn:
+        conn.execute(sa.text("CREATE TABLE tally (n INTEGER NOT NULL)"))
+    errors: list[BaseException] = []
+    inside = [0]
+    most = [0]
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            for _ in range(30):
+                with storage.begin_write(mw.engine) as conn:
+                    with lock:
+                        inside[0] += 1
+                        most[0] = max(most[0], inside[0])
+                    assert storage.writing(mw.engine)
+                    conn.execute(sa.text("INSERT INTO tally (n) VALUES (1)"))
+                    with lock:
+                        inside[0] -= 1
+                assert not storage.writing(mw.engine)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert most[0] == 1  # one writer at a time, in this process
+    with mw.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM tally")).scalar() == writers * 30
