@@ -24,11 +24,12 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hcmiddleware import __version__
 from hcmiddleware.agent.auditing import CallLog
-from hcmiddleware.agent.callers import AGENT_OPERATIONS, Caller, TokenBook
+from hcmiddleware.agent.callers import AGENT_OPERATIONS, Caller, Session, TokenBook, session_for
 from hcmiddleware.agent.deps import As, Who
 from hcmiddleware.agent.events import EventBridge
 from hcmiddleware.agent.guard import Guard
@@ -95,6 +96,22 @@ class AgentState:
         self.started = dt.datetime.now(dt.UTC)
         self._active = 0
         self._idle = threading.Condition()
+        #: callers whose session was made once: their role and terminal are configured
+        self._admitted: set[Caller] = set()
+
+    async def session(self, who: Caller) -> Session:
+        """A new session for ``who`` (a session per request: it holds what the request
+        identified, nothing longer).
+
+        Making one does no I/O once the caller's role and terminal were found configured;
+        the first time (or when they are not, which writes the refusal to the audit log)
+        it runs in the thread pool, off the event loop.
+        """
+        if who in self._admitted:
+            return session_for(self.mw, who)
+        made = await run_in_threadpool(session_for, self.mw, who)
+        self._admitted.add(who)
+        return made
 
     @contextmanager
     def moving_money(self) -> Iterator[None]:

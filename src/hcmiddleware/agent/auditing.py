@@ -35,6 +35,7 @@ class CallLog:
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._idle = threading.Condition()
         self._pending = 0
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="hcm-agent-audit", daemon=True)
         self._thread.start()
 
@@ -51,6 +52,7 @@ class CallLog:
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued and stop the thread."""
+        self._stopping.set()
         self._queue.put(None)
         self._thread.join(timeout)
 
@@ -60,13 +62,13 @@ class CallLog:
             first = self._queue.get()
             batch = [] if first is None else [first]
             stop = first is None
+            if not stop:
+                # let the batch fill for ``delay`` instead of waking for every entry: one
+                # thread switch per batch, not per call
+                self._stopping.wait(self._delay)
             try:
                 while len(batch) < _BATCH:
-                    item = (
-                        self._queue.get(timeout=self._delay)
-                        if not stop
-                        else (self._queue.get_nowait())
-                    )
+                    item = self._queue.get_nowait()
                     if item is None:
                         stop = True
                         continue

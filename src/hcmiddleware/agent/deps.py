@@ -1,4 +1,9 @@
-"""The request's caller and session, as FastAPI dependencies."""
+"""The request's caller and session, as FastAPI dependencies.
+
+Both are coroutines: a plain function would be run in the thread pool, one more hop
+per dependency and request. Neither waits for anything once a workstation's first
+session is made (see :meth:`~hcmiddleware.agent.app.AgentState.session`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from hcmiddleware.agent.callers import Caller, Session, session_for
+from hcmiddleware.agent.callers import Caller, Session
 from hcmiddleware.errors import AgentAuthError
 
 __all__ = ["As", "Who", "caller", "session"]
 
 
-def caller(request: Request) -> Caller:
+async def caller(request: Request) -> Caller:
     """The caller the guard resolved from the request's token."""
     found = request.scope.get("state", {}).get("caller")
     if not isinstance(found, Caller):  # the guard lets no call through without one
@@ -20,9 +25,10 @@ def caller(request: Request) -> Caller:
     return found
 
 
-def session(request: Request, who: Annotated[Caller, Depends(caller)]) -> Session:
+async def session(request: Request, who: Annotated[Caller, Depends(caller)]) -> Session:
     """The services as the caller may use them (``mw.acting_as``)."""
-    return session_for(request.app.state.agent.mw, who)
+    made: Session = await request.app.state.agent.session(who)
+    return made
 
 
 #: a route's session parameter
