@@ -66,8 +66,18 @@ class Agent:
         return self.mw.audit.entries(action="agent.call")
 
 
-def agent_config(data_dir: Path, **agent: Any) -> Any:
-    """A config with a token file per workstation in ``data_dir``; the tokens too."""
+def agent_config(
+    data_dir: Path,
+    *,
+    plugins: dict[str, Any] | None = None,
+    sections: dict[str, Any] | None = None,
+    **agent: Any,
+) -> Any:
+    """A config with a token file per workstation in ``data_dir``; the tokens too.
+
+    ``plugins`` replaces the ``[plugins]`` section (default: the sample HIS);
+    ``sections`` adds others (``printing`` …); the keyword arguments are ``[agent]``'s.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     tokens: dict[str, str] = {}
     section: dict[str, Any] = {}
@@ -83,9 +93,10 @@ def agent_config(data_dir: Path, **agent: Any) -> Any:
         middleware={"institution_code": HOSPITAL},
         readers={"user": USER_READER},
         sam={"keys": str(KEYS)},
-        plugins={"enabled": ["sample-his"]},
+        plugins=plugins if plugins is not None else {"enabled": ["sample-his"]},
         access={"roles": {"administrator": IT_ROLE}},
         agent={"tokens": section, "allowed_origins": [ORIGIN], **agent},
+        **(sections or {}),
     )
     return config, tokens
 

@@ -29,7 +29,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hcmiddleware import __version__
 from hcmiddleware.agent.auditing import CallLog
-from hcmiddleware.agent.callers import AGENT_OPERATIONS, Caller, Session, TokenBook, session_for
+from hcmiddleware.agent.callers import (
+    AGENT_OPERATIONS,
+    Caller,
+    Session,
+    TokenBook,
+    need,
+    provided,
+    session_for,
+)
 from hcmiddleware.agent.deps import As, Who
 from hcmiddleware.agent.events import EventBridge
 from hcmiddleware.agent.guard import Guard
@@ -58,7 +66,7 @@ from hcmiddleware.models import (
 )
 from hcmiddleware.runtime import Middleware
 
-__all__ = ["AgentState", "MovementOut", "create_app"]
+__all__ = ["AgentState", "MoneyRequest", "MovementOut", "create_app", "movement_out"]
 
 log = logging.getLogger("hcmiddleware.agent")
 
@@ -246,7 +254,8 @@ class Health(BaseModel):
     started: dt.datetime
 
 
-def _movement(m: Any) -> MovementOut:
+def movement_out(m: Any) -> MovementOut:
+    """A journal :class:`~hcmiddleware.journal.Movement` as the agent answers it."""
     data = dict(m.__dict__)
     for key in ("created_at", "updated_at"):  # the journal keeps naive UTC
         if data[key].tzinfo is None:
@@ -264,6 +273,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
     """
     from hcmiddleware.agent.console import add_console
     from hcmiddleware.agent.dll import add_dll
+    from hcmiddleware.agent.services import add_services
 
     settings = settings if settings is not None else mw.config.agent
     state = AgentState(mw, settings)
@@ -479,6 +489,8 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
     @app.post("/v1/journal/top-up", tags=["journal"])
     def top_up(s: As, who: Who, body: MoneyRequest) -> MovementOut:
         """Top up the card's account; journalled before it is sent."""
+        need(mw, s, "journal.top_up")
+        provided(mw, "bank.payments", "hcm_bank_top_up")
         with state.moving_money():
             done = s.journal.top_up(
                 key=body.key,
@@ -486,11 +498,13 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
                 amount=str(body.amount),
                 terminal_id=who.terminal,
             )
-        return _movement(done)  # fmt: skip
+        return movement_out(done)  # fmt: skip
 
     @app.post("/v1/journal/pay", tags=["journal"])
     def pay(s: As, who: Who, body: MoneyRequest) -> MovementOut:
         """Pay from the card's account; journalled before it is sent."""
+        need(mw, s, "journal.pay")
+        provided(mw, "bank.payments", "hcm_bank_pay")
         with state.moving_money():
             done = s.journal.pay(
                 key=body.key,
@@ -498,14 +512,14 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
                 amount=str(body.amount),
                 terminal_id=who.terminal,
             )
-        return _movement(done)  # fmt: skip
+        return movement_out(done)  # fmt: skip
 
     @app.get("/v1/journal/{transaction_id}", tags=["journal"])
     def movement(
         s: As, transaction_id: Annotated[str, Path(min_length=1, max_length=64)]
     ) -> MovementOut:
         """One journal entry."""
-        return _movement(s.journal.get(transaction_id))
+        return movement_out(s.journal.get(transaction_id))
 
     @app.get("/v1/journal", tags=["journal"])
     def movements(
@@ -514,7 +528,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> list[MovementOut]:
         """Journal entries, oldest first."""
-        return [_movement(m) for m in s.journal.entries(state=state_, limit=limit)]
+        return [movement_out(m) for m in s.journal.entries(state=state_, limit=limit)]
 
     # -- the e-card ------------------------------------------------------------------
 
@@ -582,6 +596,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    add_services(app, state)
     add_dll(app, state)
     add_console(app, state)
     return app

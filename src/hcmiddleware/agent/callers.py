@@ -17,19 +17,30 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from hcmiddleware.access import Caller, Session
-from hcmiddleware.errors import AccessDeniedError, AgentAuthError
+from hcmiddleware.errors import AccessDeniedError, AgentAuthError, NoAdapterError
 
 if TYPE_CHECKING:
     from hcmiddleware.config import AgentToken
     from hcmiddleware.runtime import Middleware
 
-__all__ = ["AGENT_OPERATIONS", "Caller", "Session", "TokenBook", "check", "session_for"]
+__all__ = [
+    "AGENT_OPERATIONS",
+    "Caller",
+    "Session",
+    "TokenBook",
+    "check",
+    "need",
+    "provided",
+    "session_for",
+]
 
 #: The agent's own operations, and the service operation a role needs for each.
 AGENT_OPERATIONS: Mapping[str, str] = {
     "console.status": "journal.entries",  # hospital IT and auditors (the defaults)
     "journal.reconcile": "journal.entries",
     "events.ward": "ward.alarms",  # ward alarms on the event stream
+    # printing a visit's reports: who may fetch them (the fetch itself is checked too)
+    "receipts.reports": "his.reports",
 }
 
 
@@ -51,6 +62,41 @@ def check(session: Session, operation: str) -> None:
             role=session.caller.role,
             operation=operation,
         )
+
+
+def need(mw: Middleware, session: Session, *operations: str) -> None:
+    """Refuse a call that goes on to several service operations unless the caller's
+    role grants each of them — before the first runs.
+
+    Each operation would be refused on its own by the session, but only when its turn
+    came: a deposit's payment would be taken and then its record in the HIS refused.
+    The refusal is audited (``access.refused``) as the session's own are.
+
+    :raises AccessDeniedError: naming the role and the first operation it lacks.
+    """
+    for operation in operations:
+        needed = AGENT_OPERATIONS.get(operation, operation)
+        if session.may(needed):
+            continue
+        caller = session.caller
+        mw.access.audit_refusal(caller, {"operation": operation[:64], "reason": "operation"})
+        also = "" if needed == operation else f" (it needs {needed})"
+        raise AccessDeniedError(
+            f"{caller.role} may not perform {operation}{also}",
+            role=caller.role,
+            operation=operation,
+        )
+
+
+def provided(mw: Middleware, capability: str, *hooks: str) -> None:
+    """Refuse, before anything is written or sent, a call whose capability no enabled
+    plugin provides (a payment with no bank adapter answers 501, not a failed entry).
+
+    :raises NoAdapterError: naming the capability and the first hook nobody implements.
+    """
+    for hook in hooks:
+        if not mw.dispatcher.implementers(hook):
+            raise NoAdapterError(capability, hook)
 
 
 class TokenBook:

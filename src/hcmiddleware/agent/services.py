@@ -1,0 +1,545 @@
+"""The agent's endpoints for the rest of the services: refunds and insurance
+settlements through the journal, the queue, lab and exam reports (and printing them),
+the inpatient stay (admission, deposits, the bill, discharge), wristbands and the
+bedside executions.
+
+As in :mod:`hcmiddleware.agent.app`, each route is a thin call of a service method
+through the caller's session, answering the service's own model. Where one request
+goes on to more than one operation (a deposit is a payment and its record in the HIS)
+every operation is checked against the role, and the capability against the enabled
+plugins, before the first runs: a refusal or a missing capability leaves nothing
+half-done. Money moves only through the journal and is idempotent by its ``key``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from fastapi import FastAPI, Path, Query, Response
+from pydantic import BaseModel, Field
+
+from hcmiddleware.access import context
+from hcmiddleware.agent.app import MovementOut, movement_out
+from hcmiddleware.agent.callers import need, provided
+from hcmiddleware.agent.deps import As, Who
+from hcmiddleware.errors import (
+    DischargeRefusedError,
+    HcmError,
+    MoneyError,
+    NoAdapterError,
+    OutcomeUnknownError,
+    PaymentDeclinedError,
+    PaymentNotRecordedError,
+    UnknownTransactionError,
+)
+from hcmiddleware.models import (
+    Admission,
+    AdmissionRequest,
+    BedsideExecution,
+    BedsideScan,
+    Bill,
+    Charge,
+    Deposit,
+    Discharge,
+    HospitalPatient,
+    Order,
+    PaymentStatus,
+    QueuePosition,
+    Registration,
+    Report,
+    WristbandBinding,
+)
+
+if TYPE_CHECKING:
+    from hcmiddleware.agent.app import AgentState
+    from hcmiddleware.journal import Movement
+
+__all__ = ["add_services"]
+
+log = logging.getLogger("hcmiddleware.agent")
+
+_Id = Annotated[str, Path(min_length=1, max_length=64)]
+_Visit = Annotated[str, Query(min_length=1, max_length=64)]
+_BAND = Annotated[str, Path(min_length=1, max_length=40)]
+
+
+# --- request and answer models ------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = {"extra": "forbid"}
+
+
+class _Keyed(_Body):
+    key: str = Field(min_length=1, max_length=64, description="idempotency key")
+
+
+class RefundRequest(_Keyed):
+    """Refund part or all of a confirmed payment; never more than is left of it."""
+
+    card_number: str = Field(min_length=1, max_length=32)
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2, description="yuan")
+    original_transaction_id: str = Field(min_length=1, max_length=64)
+
+
+class SettleRequest(_Keyed):
+    """An insurance settlement of a visit's charges; ``total`` is their sum."""
+
+    scheme: Literal["basic", "rural"]
+    insured_id: str = Field(min_length=1, max_length=64)
+    patient_id: str = Field(min_length=1, max_length=64)
+    visit_id: str = Field(min_length=1, max_length=64)
+    charges: list[Charge] = Field(min_length=1, max_length=500)
+    total: Decimal = Field(gt=0, max_digits=12, decimal_places=2, description="yuan")
+
+
+class CancelSettlementRequest(_Keyed):
+    """Cancel a confirmed settlement (the insurer cancels one once)."""
+
+    settlement_id: str = Field(min_length=1, max_length=64)
+
+
+class HistoryStep(BaseModel):
+    """One state a journal entry went through."""
+
+    at: dt.datetime
+    state: str
+    note: str | None = None
+
+
+class Refundable(BaseModel):
+    """What is left to refund of a confirmed payment."""
+
+    transaction_id: str
+    refundable: Decimal
+
+
+class ChargesPaidRequest(_Body):
+    """Tell the HIS the charges are paid by a confirmed journal payment."""
+
+    patient: HospitalPatient
+    charge_ids: list[str] = Field(min_length=1, max_length=500)
+    transaction_id: str = Field(min_length=1, max_length=64)
+
+
+class ChargesPaid(BaseModel):
+    """The HIS recorded the charges as paid by the transaction."""
+
+    transaction_id: str
+    charge_ids: list[str]
+
+
+class PrintJobOut(BaseModel):
+    """One attempt to print a document (the print log's row)."""
+
+    job_id: int
+    document_id: str
+    transaction_id: str | None = None
+    kind: str
+    medium: str
+    state: Literal["printed", "failed"]
+    printer: str | None = None
+    reference: str | None = None
+    error: str | None = None
+    reprint: bool
+    at: dt.datetime
+
+
+class AdmitRequest(_Body):
+    """Admit the patient (idempotent per ``request.request_id``)."""
+
+    patient: HospitalPatient
+    request: AdmissionRequest
+
+
+class DepositRequest(_Keyed):
+    """A deposit (or a top-up of it, or the last of the bill at discharge) paid from the
+    card's account and recorded on the stay."""
+
+    admission: Admission
+    card_number: str = Field(min_length=1, max_length=32)
+    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2, description="yuan")
+
+
+class DepositOut(BaseModel):
+    """The payment as the journal holds it, and the stay with its new deposit balance."""
+
+    movement: MovementOut
+    admission: Admission
+
+
+class BindRequest(_Body):
+    """Bind a wristband to the stay of the health card's holder."""
+
+    wristband_id: str = Field(min_length=1, max_length=40)
+    admission: Admission
+    card_number: str = Field(min_length=1, max_length=32)
+    kind: Literal["passive", "active"] = "passive"
+
+
+class RebindRequest(_Body):
+    """Replace a lost or broken band by a new one."""
+
+    new_wristband_id: str = Field(min_length=1, max_length=40)
+    reason: str = Field("lost", min_length=1, max_length=40, description="lost, broken …")
+    kind: Literal["passive", "active"] | None = None
+
+
+class UnbindRequest(_Body):
+    reason: str = Field(
+        "discharged", min_length=1, max_length=40, description="discharged, transferred …"
+    )
+
+
+class MoveRequest(_Body):
+    """The patient changed bed."""
+
+    ward: str = Field(min_length=1, max_length=32)
+    bed: str = Field(min_length=1, max_length=16)
+
+
+class CardNumberRequest(_Body):
+    card_number: str = Field(min_length=1, max_length=32)
+
+
+class AbandonRequest(_Body):
+    reason: str = Field(min_length=1, max_length=80)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _confirmed(movement: Movement, action: str) -> None:
+    """Go on only with money that moved (the payment flows' rule)."""
+    if movement.state is PaymentStatus.CONFIRMED:
+        return
+    if movement.state in (PaymentStatus.FAILED, PaymentStatus.REVERSED):
+        raise PaymentDeclinedError(
+            f"the {action} of {movement.amount} did not go through "
+            f"({movement.reason or movement.state.value})",
+            state=movement.state.value,
+            transaction_id=movement.transaction_id,
+        )
+    raise OutcomeUnknownError(
+        f"the {action} of {movement.amount} is still being confirmed",
+        transaction_id=movement.transaction_id,
+        hint="send the same request again with the same key once it is settled "
+        "(GET /v1/journal/{transaction_id}); never with a new key",
+    )
+
+
+def _job(job: object) -> PrintJobOut:
+    data = dict(job.__dict__)
+    if data["at"].tzinfo is None:  # the print log keeps naive UTC
+        data["at"] = data["at"].replace(tzinfo=dt.UTC)
+    return PrintJobOut.model_validate(data)
+
+
+# --- the routes ---------------------------------------------------------------------------
+
+
+def add_services(app: FastAPI, state: AgentState) -> None:
+    """Add the routes of the module docstring to the agent's ``app``."""
+    mw = state.mw
+
+    # -- money ------------------------------------------------------------------------
+
+    @app.post("/v1/journal/refund", tags=["journal"])
+    def refund(s: As, who: Who, body: RefundRequest) -> MovementOut:
+        """Refund (part of) a confirmed payment; journalled before it is sent."""
+        need(mw, s, "journal.refund")
+        provided(mw, "bank.payments", "hcm_bank_refund")
+        with state.moving_money():
+            done = s.journal.refund(
+                key=body.key,
+                card_number=body.card_number,
+                amount=str(body.amount),
+                original_transaction_id=body.original_transaction_id,
+                terminal_id=who.terminal,
+            )
+        return movement_out(done)
+
+    @app.post("/v1/journal/settle", tags=["journal"])
+    def settle(s: As, body: SettleRequest) -> MovementOut:
+        """Settle a visit's charges with the insurer; journalled before it is sent."""
+        need(mw, s, "journal.settle")
+        provided(mw, "insurance.settlement", "hcm_insurance_settle")
+        with state.moving_money():
+            done = s.journal.settle(
+                key=body.key,
+                scheme=body.scheme,
+                insured_id=body.insured_id,
+                patient_id=body.patient_id,
+                visit_id=body.visit_id,
+                charges=body.charges,
+                total=str(body.total),
+            )
+        return movement_out(done)
+
+    @app.post("/v1/journal/cancel-settlement", tags=["journal"])
+    def cancel_settlement(s: As, body: CancelSettlementRequest) -> MovementOut:
+        """Cancel a confirmed settlement; journalled before it is sent."""
+        need(mw, s, "journal.cancel_settlement")
+        provided(mw, "insurance.settlement", "hcm_insurance_cancel")
+        with state.moving_money():
+            done = s.journal.cancel_settlement(key=body.key, settlement_id=body.settlement_id)
+        return movement_out(done)
+
+    @app.get("/v1/journal/by-key/{key}", tags=["journal"])
+    def by_key(s: As, key: _Id) -> MovementOut:
+        """The entry made for an idempotency key (404 when none was)."""
+        found = s.journal.by_key(key)
+        if found is None:
+            raise UnknownTransactionError(
+                "no journal entry was made for this key",
+                hint="nothing was moved under it: the request may be sent with it",
+            )
+        return movement_out(found)
+
+    @app.get("/v1/journal/{transaction_id}/history", tags=["journal"])
+    def history(s: As, transaction_id: _Id) -> list[HistoryStep]:
+        """Every state the entry went through, oldest first."""
+        steps = s.journal.history(transaction_id)
+        return [HistoryStep(at=at.replace(tzinfo=dt.UTC), state=st, note=n) for at, st, n in steps]
+
+    @app.get("/v1/journal/{transaction_id}/refundable", tags=["journal"])
+    def refundable(s: As, transaction_id: _Id) -> Refundable:
+        """What is left to refund of a confirmed payment."""
+        left: Decimal = s.journal.refundable(transaction_id)
+        return Refundable(transaction_id=transaction_id, refundable=left)
+
+    @app.post("/v1/journal/{transaction_id}/resolve", tags=["journal"])
+    def resolve(s: As, transaction_id: _Id) -> MovementOut:
+        """Settle an entry whose outcome is unknown by asking the bank or insurer."""
+        with state.moving_money():
+            done = s.journal.resolve(transaction_id)
+        return movement_out(done)
+
+    # -- the HIS: the queue, paid charges, reports ---------------------------------------
+
+    @app.post("/v1/his/queue", tags=["his"])
+    def queue(s: As, body: Registration) -> QueuePosition:
+        """Where the registered patient stands in the department's queue."""
+        position: QueuePosition = s.his.queue_position(body)
+        return position
+
+    @app.post("/v1/his/charges/paid", tags=["his"])
+    def charges_paid(s: As, body: ChargesPaidRequest) -> ChargesPaid:
+        """Mark the charges paid in the HIS by a confirmed journal payment (idempotent
+        per transaction); a payment that is not confirmed is refused."""
+        need(mw, s, "journal.get", "his.charges_paid")
+        moved = s.journal.get(body.transaction_id)
+        if moved.kind != "pay":
+            raise MoneyError(
+                f"transaction {moved.transaction_id} is a {moved.kind}, not a payment",
+                transaction_id=moved.transaction_id,
+                hint="mark charges paid by the payment that paid them",
+            )
+        _confirmed(moved, "payment")
+        s.his.charges_paid(body.patient, body.charge_ids, body.transaction_id)
+        return ChargesPaid(transaction_id=body.transaction_id, charge_ids=body.charge_ids)
+
+    @app.post("/v1/his/reports", tags=["his"])
+    def reports(s: As, body: HospitalPatient, visit_id: _Visit) -> list[Report]:
+        """The visit's lab and exam reports (pending ones included)."""
+        found: list[Report] = s.his.reports(body, visit_id)
+        return found
+
+    @app.post("/v1/his/reports/print", tags=["his"])
+    def print_reports(
+        s: As, who: Who, body: HospitalPatient, visit_id: _Visit, again: bool = False
+    ) -> list[PrintJobOut]:
+        """Print the visit's reports that are ready and not printed yet (``again``: those
+        printed before too) on the workstation's page printer; one job each, a failed
+        one recorded and the others still printed."""
+        need(mw, s, "receipts.reports")
+        receipts = mw._raw("receipts")
+        if not receipts.available():
+            raise NoAdapterError(
+                "printing",
+                "hcm_print",
+                hint="set [printing] pdf_dir (or a page printer plugin) in the config file",
+            )
+        found = s.his.reports(body, visit_id)
+        with context.acting(who):  # the print log's audit entries name the caller
+            jobs = receipts.print_reports(found, again=again)
+        return [_job(j) for j in jobs]
+
+    # -- the HIS: the inpatient stay ------------------------------------------------------
+
+    @app.post("/v1/his/admissions", tags=["inpatient"], status_code=201)
+    def admit(s: As, body: AdmitRequest) -> Admission:
+        """Admit the patient (idempotent per ``request.request_id``)."""
+        admission: Admission = s.his.admit(body.patient, body.request)
+        return admission
+
+    @app.post("/v1/his/deposits", tags=["inpatient"])
+    def deposit(s: As, who: Who, body: DepositRequest) -> DepositOut:
+        """Pay a deposit from the card's account through the journal, then record it on
+        the stay. Idempotent by ``key``: sent again after any failure (even one past the
+        payment), it pays nothing twice and records the deposit once."""
+        from hcmiddleware.flows.journey import request_key
+
+        need(mw, s, "journal.pay", "his.record_deposit")
+        provided(mw, "bank.payments", "hcm_bank_pay")
+        provided(mw, "his.inpatient", "hcm_his_record_deposit")
+        with state.moving_money():
+            paid = s.journal.pay(
+                key=body.key,
+                card_number=body.card_number,
+                amount=str(body.amount),
+                terminal_id=who.terminal,
+            )
+        _confirmed(paid, "deposit")
+        admission = body.admission
+        record = Deposit(
+            deposit_id=f"D{request_key(admission.admission_id, paid.transaction_id)[:16]}",
+            admission_id=admission.admission_id,
+            amount=paid.amount,
+            paid_at=paid.updated_at.replace(microsecond=0),
+            transaction_id=paid.transaction_id,
+        )
+        try:
+            updated: Admission = s.his.record_deposit(admission, record)
+        except NoAdapterError:
+            raise
+        except HcmError as exc:
+            raise PaymentNotRecordedError(
+                f"deposit {paid.transaction_id} was paid but the hospital system did not "
+                f"record it: {exc.message}",
+                step="deposit",
+                transaction_id=paid.transaction_id,
+                plugin=str(getattr(exc, "plugin", "")),
+                hint="send the same request again (same key): it records the deposit "
+                "without paying again",
+            ) from exc
+        return DepositOut(movement=movement_out(paid), admission=updated)
+
+    @app.post("/v1/his/bill", tags=["inpatient"])
+    def bill(s: As, body: Admission) -> Bill:
+        """The stay's bill: charges, insured part, deposits, balance (positive: owed)."""
+        found: Bill = s.his.bill(body)
+        return found
+
+    @app.post("/v1/his/discharge", tags=["inpatient"])
+    def discharge(s: As, who: Who, body: Admission) -> Discharge:
+        """Discharge the patient against the stay's bill; refused while money is owed.
+        The stay's wristband is released (it identifies nobody after discharge)."""
+        need(mw, s, "his.bill", "his.discharge")
+        current = s.his.bill(body)
+        if current.balance > 0:
+            raise DischargeRefusedError(
+                f"the stay still owes {current.balance:.2f} yuan",
+                step="discharge",
+                balance=current.balance,
+                hint="pay it as a deposit (POST /v1/his/deposits), then discharge",
+            )
+        done: Discharge = s.his.discharge(body, current)
+        try:
+            with context.acting(who):  # part of the discharge, audited as the caller's
+                mw._raw("ward").release_stay(body.admission_id, actor=who.user)
+        except HcmError as exc:
+            log.warning("the stay's wristband was not released: %s", exc.message)
+        return done
+
+    # -- wristbands ----------------------------------------------------------------------
+
+    @app.post("/v1/ward/bands", tags=["ward"], status_code=201)
+    def bind(s: As, body: BindRequest) -> WristbandBinding:
+        """Bind a band to the stay of the health card's holder (the same again answers
+        the first binding)."""
+        binding: WristbandBinding = s.ward.bind(
+            body.wristband_id, body.admission, card_number=body.card_number, kind=body.kind
+        )
+        return binding
+
+    @app.post("/v1/ward/bands/of-card", tags=["ward"])
+    def band_of_card(s: As, body: CardNumberRequest) -> WristbandBinding:
+        """The active band of the health card's holder."""
+        binding: WristbandBinding = s.ward.band_of_card(body.card_number)
+        return binding
+
+    @app.get("/v1/ward/bands/{wristband_id}", tags=["ward"])
+    def binding(s: As, wristband_id: _BAND) -> WristbandBinding:
+        """The band's active binding (404 unknown; 409 replaced or released)."""
+        found: WristbandBinding = s.ward.binding(wristband_id)
+        return found
+
+    @app.post("/v1/ward/bands/{wristband_id}/rebind", tags=["ward"])
+    def rebind(s: As, wristband_id: _BAND, body: RebindRequest) -> WristbandBinding:
+        """Replace a lost or broken band: the old one is dead at once, the new one active."""
+        made: WristbandBinding = s.ward.rebind(
+            wristband_id, body.new_wristband_id, reason=body.reason, kind=body.kind
+        )
+        return made
+
+    @app.post("/v1/ward/bands/{wristband_id}/unbind", tags=["ward"])
+    def unbind(s: As, wristband_id: _BAND, body: UnbindRequest) -> WristbandBinding:
+        """End the band's binding; it identifies nobody from now on."""
+        done: WristbandBinding = s.ward.unbind(wristband_id, reason=body.reason)
+        return done
+
+    @app.post("/v1/ward/bands/{wristband_id}/move", tags=["ward"], status_code=204)
+    def move(s: As, wristband_id: _BAND, body: MoveRequest) -> Response:
+        """The patient changed bed: the binding follows."""
+        s.ward.move(wristband_id, ward=body.ward, bed=body.bed)
+        return Response(status_code=204)
+
+    @app.get(
+        "/v1/ward/bands/{wristband_id}/label",
+        tags=["ward"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"text/plain": {}, "image/png": {}},
+                "description": "ZPL II text (UTF-8), or a PNG",
+            }
+        },
+    )
+    def label(s: As, wristband_id: _BAND, kind: Literal["zpl", "png"] = "zpl") -> Response:
+        """The band's printable label: ``zpl`` for a label printer, or ``png``."""
+        made: bytes = s.ward.label(wristband_id, kind=kind)
+        media = "text/plain; charset=utf-8" if kind == "zpl" else "image/png"
+        return Response(made, media_type=media, headers={"Cache-Control": "no-store"})
+
+    @app.get("/v1/ward/bands/{wristband_id}/orders", tags=["ward"])
+    def band_orders(s: As, wristband_id: _BAND) -> list[Order]:
+        """The stay's orders from the HIS, for the handheld that scanned the band."""
+        found: list[Order] = s.ward.orders(wristband_id)
+        return found
+
+    # -- bedside executions ----------------------------------------------------------------
+
+    @app.post("/v1/ward/executions", tags=["ward"], status_code=201)
+    def begin(s: As, body: BedsideScan) -> BedsideExecution:
+        """The check before execution: the seven verifications, then recorded (an order
+        whose rule has no further checks is done at once)."""
+        started: BedsideExecution = s.ward.begin(body)
+        return started
+
+    @app.get("/v1/ward/executions/{execution_id}", tags=["ward"])
+    def execution(s: As, execution_id: _Id) -> BedsideExecution:
+        """One execution."""
+        found: BedsideExecution = s.ward.execution(execution_id)
+        return found
+
+    @app.post("/v1/ward/executions/{execution_id}/check", tags=["ward"])
+    def check(s: As, execution_id: _Id, body: BedsideScan) -> BedsideExecution:
+        """The next check due (during, after); the last one completes the execution."""
+        moved: BedsideExecution = s.ward.check(execution_id, body)
+        return moved
+
+    @app.post("/v1/ward/executions/{execution_id}/abandon", tags=["ward"])
+    def abandon(s: As, who: Who, execution_id: _Id, body: AbandonRequest) -> BedsideExecution:
+        """Give up a started execution (the patient refused, the drip was not hung)."""
+        done: BedsideExecution = s.ward.abandon(execution_id, reason=body.reason, actor=who.user)
+        return done
+
+    @app.get("/v1/ward/admissions/{admission_id}/executions", tags=["ward"])
+    def executions(s: As, admission_id: _Id) -> list[BedsideExecution]:
+        """The stay's bedside executions, oldest first."""
+        found: list[BedsideExecution] = s.ward.executions(admission_id)
+        return found
