@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import ipaddress
 import os
 import re
@@ -66,6 +67,7 @@ from hcmiddleware.face.settings import FaceSettings
 from hcmiddleware.ward.settings import WardSettings
 
 __all__ = [
+    "AGENT_NAME",
     "AccessSection",
     "AgentSection",
     "AgentToken",
@@ -90,7 +92,9 @@ __all__ = [
     "config_error_from_validation",
     "default_data_dir",
     "load_config",
+    "new_agent_token",
     "parse_config",
+    "token_digest",
 ]
 
 #: Keys of ``[plugins]`` that belong to the core; no plugin may take these names.
@@ -633,7 +637,8 @@ class LoggingSection(SettingsModel):
 
 # --- the local agent service --------------------------------------------------------
 
-_AGENT_NAME = r"^[0-9A-Za-z_.:-]{1,64}$"
+#: what a workstation, user or terminal name of ``[agent.tokens]`` may be
+AGENT_NAME = r"^[0-9A-Za-z_.:-]{1,64}$"
 
 
 def is_loopback(host: str) -> bool:
@@ -651,21 +656,59 @@ class AgentToken(SettingsModel):
 
     Every request carries ``Authorization: Bearer <token>``; the token names the user,
     the role they act in and the terminal, and every call goes through the services as
-    that caller. The token itself is a secret (``{file = …}`` or ``{env = …}``).
+    that caller. The agent keeps only the token's SHA-256: give that (``token_sha256``,
+    what ``hcm init`` and ``hcm agent token`` write), or the token itself as a secret
+    (``token = {file = …}`` or ``{env = …}``) — one of the two.
     """
 
-    token: Secret = Field(description="the workstation's bearer token (at least 32 characters)")
-    user: str = Field(pattern=_AGENT_NAME, description="the user's opaque ID (audited)")
+    token: Secret | None = Field(
+        None, description="the workstation's bearer token (at least 32 characters), a secret"
+    )
+    token_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="or the token's SHA-256 in hex, the token itself kept only by the HIS",
+    )
+    user: str = Field(pattern=AGENT_NAME, description="the user's opaque ID (audited)")
     role: str = Field(pattern=r"^[a-z][a-z_-]{0,31}$", description="the role the user acts in")
-    terminal: str = Field(pattern=_AGENT_NAME, description="the workstation's terminal ID")
+    terminal: str = Field(pattern=AGENT_NAME, description="the workstation's terminal ID")
 
     @field_validator("token")
     @classmethod
-    def _long_enough(cls, value: SecretStr) -> SecretStr:
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
         text = value.get_secret_value()
         if len(text) < 32 or re.search(r"\s", text):
             raise ValueError("a token must be at least 32 characters without spaces")
         return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> AgentToken:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give the token or its token_sha256, one of them")
+        return self
+
+    @property
+    def digest(self) -> bytes:
+        """The token's SHA-256: what a presented token is compared with."""
+        if self.token_sha256 is not None:
+            return bytes.fromhex(self.token_sha256)
+        assert self.token is not None  # one of the two (_one_form)
+        return token_digest(self.token.get_secret_value())
+
+
+def token_digest(token: str) -> bytes:
+    """The SHA-256 of an agent token, as ``token_sha256`` holds it (in hex)."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def new_agent_token() -> tuple[str, str]:
+    """A new agent token (43 URL-safe characters, 256 random bits) and its SHA-256 in hex."""
+    import secrets
+
+    made = secrets.token_urlsafe(32)
+    return made, token_digest(made).hex()
 
 
 class AgentSection(SettingsModel):
@@ -706,7 +749,7 @@ class AgentSection(SettingsModel):
     @classmethod
     def _names(cls, value: dict[str, AgentToken]) -> dict[str, AgentToken]:
         for name in value:
-            if not re.fullmatch(_AGENT_NAME, name):
+            if not re.fullmatch(AGENT_NAME, name):
                 raise ValueError(f"workstation name {name!r} is not 1-64 letters, digits, _.:-")
         return value
 
@@ -716,7 +759,7 @@ class AgentSection(SettingsModel):
             raise ValueError(
                 f"host {self.host!r} is not loopback; set allow_remote = true to listen there"
             )
-        tokens = [t.token.get_secret_value() for t in self.tokens.values()]
+        tokens = [t.digest for t in self.tokens.values()]
         if len(set(tokens)) != len(tokens):
             raise ValueError("two workstations share a token; give each its own")
         return self

@@ -11,12 +11,12 @@ method (the operator console) are granted by a service operation
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from hcmiddleware.access import Caller, Session
+from hcmiddleware.config import token_digest
 from hcmiddleware.errors import AccessDeniedError, AgentAuthError, NoAdapterError
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class TokenBook:
     def __init__(self, tokens: Mapping[str, AgentToken]) -> None:
         self._entries = [
             (
-                _digest(t.token.get_secret_value()),
+                t.digest,
                 name,
                 Caller(user=t.user, role=t.role, terminal=t.terminal),
             )
@@ -130,7 +130,7 @@ class TokenBook:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AgentAuthError("the Authorization header is not 'Bearer <token>'")
-        presented = _digest(token.strip())
+        presented = token_digest(token.strip())
         found: tuple[str, Caller] | None = None
         for digest, name, caller in self._entries:
             if hmac.compare_digest(digest, presented):
@@ -138,7 +138,3 @@ class TokenBook:
         if found is None:
             raise AgentAuthError("the token is not one of this agent's workstation tokens")
         return found
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()

@@ -9,7 +9,7 @@ from hcmiddleware.cli.context import CliState
 from hcmiddleware.config import AgentSection, config_error_from_validation
 from hcmiddleware.errors import ConfigError
 
-__all__ = ["agent"]
+__all__ = ["agent", "agent_token_section"]
 
 
 @click.group("agent")
@@ -56,3 +56,57 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     mw = Middleware(config)
     click.echo(f"hcm agent on http://{settings.host}:{settings.port} (console: /console)", err=True)
     run(mw, settings, ready=f"listening on {settings.host}:{settings.port}")
+
+
+@agent.command("token")
+@click.argument("workstation")
+@click.option("--role", default="registration", show_default=True, help="the role its calls act in")
+@click.option("--user", default=None, help="the user's opaque ID (default: WORKSTATION)")
+@click.option("--terminal", default=None, help="its terminal ID (default: WORKSTATION)")
+def token(workstation: str, role: str, user: str | None, terminal: str | None) -> None:
+    """Make a new token for WORKSTATION: shown once, with the section to put in hcm.toml.
+
+    Only the token's SHA-256 goes into the config (token_sha256); the token itself is
+    given to the HIS on that workstation and kept nowhere else. For a workstation that
+    has a section already, replace its token_sha256 (rotation). The agent reads its
+    tokens when it starts: restart it after the change.
+    """
+    import re
+
+    from pydantic import ValidationError
+
+    from hcmiddleware.config import AGENT_NAME, new_agent_token
+
+    if not re.fullmatch(AGENT_NAME, workstation):
+        raise click.BadParameter(
+            "1 to 64 letters, digits and _.:- (it names a TOML table)", param_hint="WORKSTATION"
+        )
+    made, digest = new_agent_token()
+    try:
+        AgentSection.model_validate(
+            {"tokens": {workstation: {"token_sha256": digest, "user": user or workstation,
+             "role": role, "terminal": terminal or workstation}}}
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise config_error_from_validation(
+            exc, file=None, model=AgentSection, prefix=("agent",)
+        ) from None
+    click.echo(f"token for {workstation} (shown once; give it to the HIS on that workstation):")
+    click.echo(f"  {made}")
+    click.echo("")
+    click.echo("put this in hcm.toml (or replace the workstation's token_sha256), then")
+    click.echo("restart the agent:")
+    click.echo("")
+    click.echo(agent_token_section(workstation, digest, user or workstation, role,
+                                   terminal or workstation))  # fmt: skip
+
+
+def agent_token_section(workstation: str, digest: str, user: str, role: str, terminal: str) -> str:
+    """The ``[agent.tokens.<workstation>]`` section holding a token's SHA-256."""
+    return (
+        f"[agent.tokens.{workstation}]\n"
+        f'token_sha256 = "{digest}"\n'
+        f'user = "{user}"\n'
+        f'role = "{role}"\n'
+        f'terminal = "{terminal}"\n'
+    )

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from hcmiddleware.config import load_config
+from hcmiddleware.cli.agent import agent_token_section
+from hcmiddleware.config import load_config, new_agent_token
 from hcmiddleware.errors import ConfigError
 from hcmiddleware.keyfiles import (
     AUDIT_FILE,
@@ -21,6 +22,8 @@ from hcmiddleware.keyfiles import (
 __all__ = ["init"]
 
 CONFIG_NAME = "hcm.toml"
+#: the workstation whose agent token a new installation comes with
+AGENT_WORKSTATION = "workstation-1"
 
 STARTER = """\
 # hcmiddleware configuration, written by 'hcm init'. Every relative path in this file
@@ -57,6 +60,10 @@ hash = "sha256"                 # or "sm3"; fixed once the first entry is writte
 signing_key = {{ file = "{audit_key}" }}
 # checkpoint_file = "/mnt/audit/hcm-checkpoints.jsonl"
 
+# The local agent, 'hcm agent serve' (docs/agent.md): one workstation's token to start
+# with. Only its SHA-256 is kept here; 'hcm init' showed the token once. Set the user,
+# role and terminal of that workstation; add more with 'hcm agent token NAME'.
+{agent_tokens}
 [logging]
 level = "WARNING"
 
@@ -69,11 +76,13 @@ enabled = []
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False))
 @click.option("--site-name", default="hcmiddleware site", help="the site's name in reports")
 def init(directory: str, site_name: str) -> None:
-    """Write a starter config, a data folder, resident-index keys and an audit key.
+    """Write a starter config, a data folder, resident-index keys, an audit key and a
+    token for the local agent.
 
     DIRECTORY (default: the current one) gets hcm.toml, data/ and keys/ (mode 700; each
-    key file mode 600, the audit key's public half 644). Nothing already there is
-    overwritten: an existing config or key refuses the command.
+    key file mode 600, the audit key's public half 644). The agent token of
+    workstation-1 is shown once; hcm.toml keeps only its SHA-256. Nothing already there
+    is overwritten: an existing config or key refuses the command.
     """
     folder = Path(directory).expanduser().absolute()
     config_file = folder / CONFIG_NAME
@@ -100,7 +109,11 @@ def init(directory: str, site_name: str) -> None:
     data = folder / "data"
     data.mkdir(mode=0o700, exist_ok=True)
     section = keys.section(relative_to=folder)
+    agent_token, digest = new_agent_token()
     text = STARTER.format(
+        agent_tokens=agent_token_section(
+            AGENT_WORKSTATION, digest, "operator-1", "registration", AGENT_WORKSTATION
+        ),
         site_name=json.dumps(site_name, ensure_ascii=False),  # a valid TOML string
         key_id=keys.key_id,
         master=section["master_keys"][keys.key_id]["file"],
@@ -115,6 +128,10 @@ def init(directory: str, site_name: str) -> None:
     click.echo(f"wrote {keys.master} and {keys.index} (mode 600)")
     click.echo(f"wrote {audit_key} (mode 600) and its public key {audit_key.with_suffix('.pub')}")
     click.echo(f"made {data} for the database")
+    click.echo(
+        f"agent token of {AGENT_WORKSTATION} (shown once; give it to the HIS on that "
+        f"workstation, hcm.toml keeps only its SHA-256): {agent_token}"
+    )
     click.echo("back up the keys folder apart from the database: without it the index is lost")
     click.echo(
         f"next: set site_name and institution_code, then HCM_CONFIG={config_file} hcm doctor"
