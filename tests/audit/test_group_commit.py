@@ -165,3 +165,29 @@ def test_a_thread_knows_it_is_writing_and_writers_take_turns(
     assert most[0] == 1  # one writer at a time, in this process
     with mw.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM tally")).scalar() == writers * 30
+
+
+def test_entries_riding_along_are_committed_with_the_next_append(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    mw = hcm_make_middleware()
+    mw.audit("card.read", actor="kiosk-01")
+    commits = _commits(mw)
+    rode: list[Any] = []
+    calls = [{"action": "agent.call", "actor": "desk-01", "details": {"status": "200"}}] * 2
+    taker = threading.Thread(target=lambda: rode.extend(mw.audit.record_many(calls, ride_along=30)))
+    taker.start()
+    _wait_for(lambda: len(mw.audit._waiting) == 2, "two entries to wait for a ride")
+    time.sleep(0.05)
+    assert commits == []  # they wait for another append
+    own = mw.audit("card.read", actor="kiosk-02")
+    taker.join(10)
+    assert not taker.is_alive()
+    assert len(commits) == 1  # one commit took all three
+    assert [e.seq for e in rode] == [2, 3]
+    assert own.seq == 4
+    # alone, they commit on their own once the wait is over
+    (alone,) = mw.audit.record_many(calls[:1], ride_along=0.01)
+    assert (alone.seq, len(commits)) == (5, 2)
+    assert mw.audit.record_many([]) == []
+    assert mw.audit.verify().ok

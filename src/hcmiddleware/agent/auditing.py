@@ -2,10 +2,12 @@
 
 Each call's service acts are audited by the service, synchronously, in the act's own
 transaction (``mw.acting_as``). The agent's entry — who called which endpoint, with
-what status — is queued as the answer goes out and written by one thread, many entries
-per transaction, so the HTTP path does not wait for a database commit per call. The
-queue is drained when the agent stops; an entry is at most ``delay`` seconds (or one
-batch) behind its call.
+what status — is queued as the answer goes out; one thread collects the queue for
+``delay`` seconds and hands the batch to the audit log's group commit, where it rides
+along with the next commit of the services' own entries (or commits on its own after
+``delay`` more, when the log is quiet). So the HTTP path waits for no commit of its
+own, and a busy agent spends no extra commit on them. The queue is drained when the
+agent stops; an entry is at most about twice ``delay`` (or one batch) behind its call.
 """
 
 from __future__ import annotations
@@ -81,9 +83,10 @@ class CallLog:
     def _write(self, batch: list[dict[str, Any]]) -> None:
         audit = self._mw._raw("audit")
         try:
-            with audit.transaction() as conn:
-                for entry in batch:
-                    audit.record("agent.call", connection=conn, **entry)
+            # taken along by the next commit of the calls' own entries when there is one
+            audit.record_many(
+                ({"action": "agent.call", **entry} for entry in batch), ride_along=self._delay
+            )
         except HcmError:
             log.exception("%d agent calls could not be audited", len(batch))
         finally:

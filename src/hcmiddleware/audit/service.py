@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -346,7 +347,43 @@ class Audit:
             yield conn
         self.flush()
 
-    def _append(
+    def record_many(
+        self, entries: Iterable[Mapping[str, Any]], *, ride_along: float = 0.0
+    ) -> list[AuditEntry]:
+        """Append several entries — each the keyword arguments of :meth:`record`, without
+        ``connection`` — committed together, and with whatever else is being appended.
+
+        :param ride_along: seconds the entries may wait for another caller's commit to
+            take them along before committing on their own: entries nobody waits for
+            (the agent's record of each call) then cost no commit of their own while
+            the log is busy. The call returns once they are committed either way.
+        :raises AuditInputError: an entry the log must not hold; none is written.
+        """
+        at = datetime.now(UTC)
+        pending = [
+            _Pending(
+                *self._prepare(
+                    at,
+                    e["action"],
+                    e["actor"],
+                    e.get("subject"),
+                    e.get("outcome", "ok"),
+                    e.get("user"),
+                    e.get("role"),
+                    e.get("terminal"),
+                    e.get("details") or {},
+                )
+            )
+            for e in entries
+        ]
+        if not pending:
+            return []
+        self.open()
+        made = self._commit_own(pending, ride_along=ride_along)
+        self.flush()
+        return made
+
+    def _prepare(
         self,
         at: datetime,
         action: str,
@@ -357,8 +394,9 @@ class Audit:
         role: str | None,
         terminal: str | None,
         details: Mapping[str, str],
-        connection: Connection | None,
-    ) -> AuditEntry:
+    ) -> tuple[tuple[Any, ...], Mapping[str, str]]:
+        """An entry's stored fields and its details, checked; the caller's identity
+        filled in from the session the call is made in."""
         if outcome not in _OUTCOMES:
             raise AuditInputError(f"audit outcome {outcome!r} is not ok, refused or failed")
         if not action or not actor:
@@ -395,6 +433,24 @@ class Audit:
             terminal,
             chain.canonical_details(details),
         )
+        return fields, details
+
+    def _append(
+        self,
+        at: datetime,
+        action: str,
+        actor: str,
+        subject: str | None,
+        outcome: str,
+        user: str | None,
+        role: str | None,
+        terminal: str | None,
+        details: Mapping[str, str],
+        connection: Connection | None,
+    ) -> AuditEntry:
+        fields, details = self._prepare(
+            at, action, actor, subject, outcome, user, role, terminal, details
+        )
         if connection is not None:
             if connection.engine is not self.engine and connection.engine.url != self.engine.url:
                 raise AuditError(
@@ -408,33 +464,40 @@ class Audit:
             self._hold(connection, entry)
             return entry
         self.open()
-        entry = self._commit_own(_Pending(fields, details))
+        (entry,) = self._commit_own([_Pending(fields, details)])
         self.flush()
         return entry
 
-    def _commit_own(self, pending: _Pending) -> AuditEntry:
-        """Commit an entry in a transaction of its own — together with the entries other
+    def _commit_own(self, pending: list[_Pending], *, ride_along: float = 0.0) -> list[AuditEntry]:
+        """Commit entries in a transaction of their own — together with the entries other
         threads are appending at the same moment (a group commit).
 
         The first thread to find no commit under way leads: once it holds the write
         transaction it takes every entry waiting by then, writes them in order and
         commits once; the others wait for that commit, or lead the next one. A caller
-        returns only once its own entry is committed — as durable as a commit of its own —
-        but appends made at once share one wait for the disk instead of queueing for one
-        each. If the commit fails, every entry of the group fails with the same error.
+        returns only once its own entries are committed — as durable as a commit of
+        their own — but appends made at once share one wait for the disk instead of
+        queueing for one each. If the commit fails, every entry of the group fails with
+        the same error. With ``ride_along`` a caller leads only after waiting that long
+        for another to take its entries.
         """
         if storage.writing(self.engine):
             # inside this thread's own write transaction: a group's leader would wait for
             # it to end, and it for the group; write on its own, as always
-            (entry,) = self._commit_batch([pending])
-            self._committed.append(entry)
-            return entry
+            made = self._commit_batch(list(pending))
+            self._committed.extend(made)
+            return made
         group = self._group
+        deadline = time.monotonic() + ride_along
         with group:
-            self._waiting.append(pending)
-            while self._leading and pending.entry is None and pending.error is None:
-                group.wait()
-            lead = pending.entry is None and pending.error is None
+            self._waiting.extend(pending)
+            while True:
+                open_ = any(p.entry is None and p.error is None for p in pending)
+                left = deadline - time.monotonic()
+                if not open_ or (not self._leading and left <= 0):
+                    break
+                group.wait(None if self._leading else left)
+            lead = open_
             if lead:
                 self._leading = True
         if lead:
@@ -449,10 +512,10 @@ class Audit:
                 self._end_group(pending, batch, [], AuditError("the audit log was not written"))
                 raise
             self._end_group(pending, batch, entries, error)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.entry is not None
-        return pending.entry
+        for waiting in pending:
+            if waiting.error is not None:
+                raise waiting.error
+        return [p.entry for p in pending if p.entry is not None]
 
     def _commit_batch(self, batch: list[_Pending]) -> list[AuditEntry]:
         """Write ``batch`` in one transaction; into an empty list, the entries waiting
@@ -471,7 +534,7 @@ class Audit:
 
     def _end_group(
         self,
-        leader: _Pending,
+        leader: list[_Pending],
         batch: list[_Pending],
         entries: list[AuditEntry],
         error: HcmError | None,
@@ -485,9 +548,10 @@ class Audit:
             else:
                 for waiting in batch:
                     waiting.error = error
-                if leader not in batch:  # failed before taking the group: the others wait on
-                    leader.error = error
-                    self._waiting.remove(leader)
+                if not batch:  # failed before taking the group: the others wait on
+                    for waiting in leader:
+                        waiting.error = error
+                    self._waiting = [w for w in self._waiting if w.error is None]
             self._leading = False
             self._group.notify_all()
 
