@@ -103,6 +103,22 @@ def timed(call: Callable[[], object], n: int) -> list[float]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load() -> str:
+    """The machine's load averages and CPU pressure: how shared it is right now."""
+    text = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    pressure = Path("/proc/pressure/cpu")
+    if pressure.exists():
+        some = pressure.read_text().split()[1]  # avg10=…: % of time something waited
+        text += f"; CPU pressure {some.split('=')[1]}% (10 s)"
+    return text
+
+
 def throughput(call: Callable[[httpx.Client], object], base: str, headers: dict[str, str],
                clients: int, seconds: float) -> float:  # fmt: skip
     done = [0] * clients
@@ -129,6 +145,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
+    started_load = load()
     folder = Path(tempfile.mkdtemp(prefix="hcm-bench-agent-"))
     with socket_port() as port:
         pass
@@ -192,7 +209,9 @@ def main() -> int:
                 agent_lookup = timed(lookup, args.lookups)
                 read()
                 agent_read = timed(read, args.reads)
+            before = cpu_seconds(server.pid)
             agent_rate = throughput(lambda c: lookup(c), base, headers, args.clients, args.seconds)
+            agent_cpu = (cpu_seconds(server.pid) - before) / (agent_rate * args.seconds)
         finally:
             server.terminate()
             server.wait(60)
@@ -207,8 +226,10 @@ def main() -> int:
         rows.append((what, "agent over HTTP", a50, a99, 1000 / statistics.mean(agent)))
         rows.append((what, "agent overhead", a50 - d50, a99 - d99, float("nan")))
 
-    print(f"machine: {os.cpu_count()} cores (shared); {RESIDENTS} residents; "
-          f"{args.lookups} lookups, {args.reads} reads, one client in sequence")  # fmt: skip
+    print(f"machine: {os.cpu_count()} cores (shared); load at start {started_load}, "
+          f"at end {load()}")  # fmt: skip
+    print(f"{RESIDENTS} residents; {args.lookups} lookups, {args.reads} reads, one client "
+          "in sequence")  # fmt: skip
     print(f"{'call':<32} {'path':<18} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for what, path, p50, p99, rate in rows:
         rate_text = "" if rate != rate else f"{rate:8.0f}"
@@ -220,6 +241,9 @@ def main() -> int:
     print(f"lookups/s through the agent, {args.clients} clients for {args.seconds:g} s "
           f"(load generator in the same machine): {agent_rate:.0f} "
           f"(goal {GOAL_LOOKUPS_PER_S})")  # fmt: skip
+    print(f"agent process CPU per lookup under that load: {agent_cpu * 1000:.2f} ms "
+          f"(what a shared machine disturbs least; 2 cores give at most "
+          f"{2 / agent_cpu:.0f} lookups/s with nothing else running)")  # fmt: skip
     overhead99 = percentiles(agent_lookup)[1] - percentiles(direct_lookup)[1]
     print(f"lookup overhead at p99: {overhead99:.2f} ms (goal <= {GOAL_OVERHEAD_MS} ms)")
     return 0
