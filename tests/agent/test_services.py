@@ -490,3 +490,93 @@ def test_the_new_endpoints_are_in_the_openapi_document(agent: Agent) -> None:
     ):  # fmt: skip
         # a model with fields serialised otherwise than read comes as -Input and -Output
         assert model in schemas or f"{model}-Input" in schemas, model
+
+
+# --- the card's life, the e-card, the ward kiosk, merges -------------------------------
+
+
+def _enrol(agent: Agent) -> str:
+    made = agent.post(
+        "/v1/residents",
+        json={"name": "王堃喆", "sex": 1, "birth_date": "1985-03-12", "id_number": ID_NUMBER,
+              "card_number": CARD_NUMBER},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    return str(made.json()["resident_id"])
+
+
+def test_card_state_check_and_a_loss_report(agent: Agent) -> None:
+    resident_id = _enrol(agent)
+    card = {"card_number": CARD_NUMBER}
+    assert agent.post("/v1/cards/state", "nurse", json=card).json() == {"state": "active"}
+    assert agent.post("/v1/cards/check", "till", json={**card, "for_payment": True}).json() == {
+        "ok": True, "state": "active"
+    }  # fmt: skip
+    report = {**card, "resident_id": resident_id, "id_number": ID_NUMBER}
+    refused = problem(agent.post("/v1/cards/report-loss", "nurse", json=report), 403,
+                      "AccessDeniedError")  # fmt: skip
+    assert refused["operation"] == "cards.report_loss"
+    wrong = {**report, "id_number": "11010519491231002X"}
+    problem(agent.post("/v1/cards/report-loss", json=wrong), 422, "IdentityError")
+    assert agent.post("/v1/cards/state", json=card).json() == {"state": "active"}
+    problem(agent.post("/v1/cards/report-loss", json={**report, "id_number": None,
+                                                      "face": "not base64!"}),
+            422, "AgentRequestError")  # fmt: skip
+    done = agent.post("/v1/cards/report-loss", json=report)
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] == "loss_reported"
+    assert CARD_NUMBER not in done.text  # masked
+    assert agent.post("/v1/cards/state", json=card).json() == {"state": "loss_reported"}
+    body = problem(agent.post("/v1/cards/check", "till", json=card), 409, "CardRefusedError")
+    assert body["state"] == "loss_reported"
+
+
+def test_ecard_issue_bind_code_and_verify(tmp_path: Path) -> None:
+    from hcmiddleware.testing import ehc_keys
+
+    config, tokens = agent_config(
+        tmp_path / "d", sections={"ehc": ehc_keys(tmp_path / "ehc", algorithm="ed25519")}
+    )
+    with Middleware(config) as mw, TestClient(create_app(mw)) as client:
+        agent = Agent(mw, client, tokens)
+        resident_id = _enrol(agent)
+        problem(agent.post("/v1/ehc/issue", "nurse", json={"resident_id": resident_id}), 403,
+                "AccessDeniedError")  # fmt: skip
+        issued = agent.post("/v1/ehc/issue", json={"resident_id": resident_id})
+        assert issued.status_code == 201, issued.text
+        ecard_id = issued.json()["ecard_id"]
+        again = agent.post("/v1/ehc/bind", json={"resident_id": resident_id, "ecard_id": ecard_id})
+        assert again.json()["resident_id"] == resident_id
+        code = agent.post("/v1/ehc/code", json={"ecard_id": ecard_id}).json()["text"]
+        checked = agent.post("/v1/ehc/verify", json={"text": code})
+        assert checked.status_code == 200, checked.text
+        assert checked.json()["resident"]["resident_id"] == resident_id
+        static = agent.post("/v1/ehc/code", json={"ecard_id": ecard_id, "kind": "static"})
+        assert static.json()["text"] != code
+        client.app.state.agent.calls.close()  # type: ignore[attr-defined]
+
+
+def test_issuing_an_ecard_without_an_issuer_is_501(agent: Agent) -> None:
+    resident_id = _enrol(agent)
+    body = problem(agent.post("/v1/ehc/issue", json={"resident_id": resident_id}), 501,
+                   "NoAdapterError")  # fmt: skip
+    assert body["capability"] == "ehc.issuing"
+
+
+def test_the_ward_kiosk_summary_and_merge_history(site: Site) -> None:
+    a = site.agent
+    patient = _patient(site)
+    stay = _admit(site, patient)
+    bind = {"wristband_id": "WB-0001", "admission": stay, "card_number": CARD_NUMBER}
+    assert a.post("/v1/ward/bands", json=bind).status_code == 201
+    problem(a.post("/v1/ward/summary", "till", json={"wristband_id": "WB-0001"}), 403,
+            "AccessDeniedError")  # fmt: skip
+    summary = a.post("/v1/ward/summary", "nurse", json={"card_number": CARD_NUMBER})
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["wristband_id"] == "WB-0001"
+    assert any(d["route"] == "IVGTT" for d in summary.json()["drugs"])
+    problem(a.post("/v1/ward/summary", "nurse", json={}), 422, "WardError")
+    history = a.get(f"/v1/residents/{patient['resident_id']}/history", "audit")
+    assert (history.status_code, history.json()) == (200, [])
+    problem(a.get(f"/v1/residents/{patient['resident_id']}/history", "desk"), 403,
+            "AccessDeniedError")  # fmt: skip

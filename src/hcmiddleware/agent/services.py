@@ -1,7 +1,8 @@
 """The agent's endpoints for the rest of the services: refunds and insurance
 settlements through the journal, the queue, lab and exam reports (and printing them),
-the inpatient stay (admission, deposits, the bill, discharge), wristbands and the
-bedside executions.
+the inpatient stay (admission, deposits, the bill, discharge), the card's life (state,
+loss reports), issuing e-cards, wristbands, the ward kiosk's summary and the bedside
+executions.
 
 As in :mod:`hcmiddleware.agent.app`, each route is a thin call of a service method
 through the caller's session, answering the service's own model. Where one request
@@ -13,6 +14,8 @@ half-done. Money moves only through the journal and is idempotent by its ``key``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import logging
 from decimal import Decimal
@@ -25,7 +28,10 @@ from hcmiddleware.access import context
 from hcmiddleware.agent.app import MovementOut, movement_out
 from hcmiddleware.agent.callers import need, provided
 from hcmiddleware.agent.deps import As, Who
+from hcmiddleware.cards import mask
+from hcmiddleware.empi.records import MergeEvent
 from hcmiddleware.errors import (
+    AgentRequestError,
     DischargeRefusedError,
     HcmError,
     MoneyError,
@@ -41,6 +47,7 @@ from hcmiddleware.models import (
     BedsideExecution,
     BedsideScan,
     Bill,
+    CardState,
     Charge,
     Deposit,
     Discharge,
@@ -50,6 +57,8 @@ from hcmiddleware.models import (
     QueuePosition,
     Registration,
     Report,
+    Resident,
+    WardSummary,
     WristbandBinding,
 )
 
@@ -209,6 +218,81 @@ class AbandonRequest(_Body):
     reason: str = Field(min_length=1, max_length=80)
 
 
+class CardCheckRequest(_Body):
+    """A card number to check against the lists of refused cards held here."""
+
+    card_number: str = Field(min_length=1, max_length=32)
+    for_payment: bool = Field(False, description="refuse a frozen card too (it moves no money)")
+
+
+class CardStateOut(BaseModel):
+    """The card's state as the lists held here say."""
+
+    state: CardState
+
+
+class CardChecked(BaseModel):
+    """The card may be used (for a payment, with ``for_payment``)."""
+
+    ok: Literal[True] = True
+    state: CardState
+
+
+class LossReport(_Body):
+    """The cardholder reports the card lost, identified by their ID number or a live
+    photo (base64 JPEG) matching their enrolled face."""
+
+    card_number: str = Field(min_length=1, max_length=32)
+    resident_id: str = Field(min_length=1, max_length=64)
+    id_number: str | None = Field(None, max_length=18)
+    face: str | None = Field(None, description="base64 of a live JPEG")
+
+
+class LossReported(BaseModel):
+    """The card is refused here from now on; ``reference`` is the issuer's, if told."""
+
+    card_number: str = Field(description="masked")
+    state: CardState
+    reference: str | None = None
+
+
+class EhcIssueRequest(_Body):
+    resident_id: str = Field(min_length=1, max_length=64)
+
+
+class EhcIssued(BaseModel):
+    """The resident's new e-card."""
+
+    ecard_id: str
+
+
+class EhcBindRequest(_Body):
+    """Bind an e-card ID (issued elsewhere) to a resident."""
+
+    resident_id: str = Field(min_length=1, max_length=64)
+    ecard_id: str = Field(min_length=1, max_length=64)
+
+
+class EhcCodeRequest(_Body):
+    """A code for an e-card: ``static`` (printed once) or ``dynamic`` (short-lived)."""
+
+    ecard_id: str = Field(min_length=1, max_length=64)
+    kind: Literal["static", "dynamic"] = "dynamic"
+
+
+class EhcCode(BaseModel):
+    """The code's text, as the QR code carries it."""
+
+    text: str
+
+
+class WardSummaryRequest(_Body):
+    """The band scanned or the health card inserted at the kiosk: one of them."""
+
+    wristband_id: str | None = Field(None, min_length=1, max_length=40)
+    card_number: str | None = Field(None, min_length=1, max_length=32)
+
+
 # --- helpers ------------------------------------------------------------------------------
 
 
@@ -229,6 +313,17 @@ def _confirmed(movement: Movement, action: str) -> None:
         hint="send the same request again with the same key once it is settled "
         "(GET /v1/journal/{transaction_id}); never with a new key",
     )
+
+
+def _base64(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise AgentRequestError(
+            f"{where.rsplit('.', 1)[-1]} is not base64",
+            status=422,
+            problems=[{"loc": where, "problem": "not base64"}],
+        ) from None
 
 
 def _job(job: object) -> PrintJobOut:
@@ -399,7 +494,7 @@ def add_services(app: FastAPI, state: AgentState) -> None:
             deposit_id=f"D{request_key(admission.admission_id, paid.transaction_id)[:16]}",
             admission_id=admission.admission_id,
             amount=paid.amount,
-            paid_at=paid.updated_at.replace(microsecond=0),
+            paid_at=dt.datetime.now().replace(microsecond=0),  # the HIS's local time
             transaction_id=paid.transaction_id,
         )
         try:
@@ -509,6 +604,78 @@ def add_services(app: FastAPI, state: AgentState) -> None:
     def band_orders(s: As, wristband_id: _BAND) -> list[Order]:
         """The stay's orders from the HIS, for the handheld that scanned the band."""
         found: list[Order] = s.ward.orders(wristband_id)
+        return found
+
+    # -- the card's life, the e-card ---------------------------------------------------------
+
+    @app.post("/v1/cards/state", tags=["cards"])
+    def card_state(s: As, body: CardNumberRequest) -> CardStateOut:
+        """The card's state as the lists of refused cards held here say."""
+        return CardStateOut(state=s.cards.state(body.card_number))
+
+    @app.post("/v1/cards/check", tags=["cards"])
+    def card_check(s: As, body: CardCheckRequest) -> CardChecked:
+        """Refuse a listed card, offline (409 ``CardRefusedError``): before a card is used,
+        and before money moves (``for_payment``: a frozen card too)."""
+        need(mw, s, "cards.check", "cards.state")
+        s.cards.check(body.card_number, for_payment=body.for_payment)
+        return CardChecked(state=s.cards.state(body.card_number))
+
+    @app.post("/v1/cards/report-loss", tags=["cards"])
+    def report_loss(s: As, who: Who, body: LossReport) -> LossReported:
+        """The cardholder reports the card lost: refused here at once, told to the issuer.
+        The holder is identified by the ID number or a live photo first (422 otherwise)."""
+        face = _base64(body.face, "body.face") if body.face is not None else None
+        reference = s.cards.report_loss(
+            body.card_number,
+            resident_id=body.resident_id,
+            id_number=body.id_number,
+            face=face,
+            terminal=who.terminal,
+        )
+        return LossReported(
+            card_number=mask(body.card_number),
+            state=CardState.LOSS_REPORTED,
+            reference=reference,
+        )
+
+    @app.post("/v1/ehc/issue", tags=["ehc"], status_code=201)
+    def ehc_issue(s: As, body: EhcIssueRequest) -> EhcIssued:
+        """Open an e-card for a resident and bind it (the platform's, or this site's
+        issuer: 501 ``ehc.issuing`` when neither is configured)."""
+        ecard_id: str = s.ehc.issue(body.resident_id)
+        return EhcIssued(ecard_id=ecard_id)
+
+    @app.post("/v1/ehc/bind", tags=["ehc"])
+    def ehc_bind(s: As, body: EhcBindRequest) -> Resident:
+        """Bind an e-card ID to a resident in the index (one identity, one record)."""
+        resident: Resident = s.ehc.bind(body.resident_id, body.ecard_id)
+        return resident
+
+    @app.post("/v1/ehc/code", tags=["ehc"])
+    def ehc_code(s: As, body: EhcCodeRequest) -> EhcCode:
+        """A static code, or a fresh dynamic code, for an e-card (the resident's phone
+        shows the same; a kiosk without the phone prints it)."""
+        if body.kind == "static":
+            text: str = s.ehc.static_code(body.ecard_id)
+        else:
+            text = s.ehc.dynamic_code(body.ecard_id)
+        return EhcCode(text=text)
+
+    # -- the ward kiosk, merges ----------------------------------------------------------------
+
+    @app.post("/v1/ward/summary", tags=["ward"])
+    def ward_summary(s: As, body: WardSummaryRequest) -> WardSummary:
+        """What an inpatient sees with the band or the card: drugs, executions, payments."""
+        summary: WardSummary = s.ward.summary(
+            wristband_id=body.wristband_id, card_number=body.card_number
+        )
+        return summary
+
+    @app.get("/v1/residents/{resident_id}/history", tags=["residents"])
+    def merges(s: As, resident_id: _Id) -> list[MergeEvent]:
+        """The resident's merges and unmerges, oldest first."""
+        found: list[MergeEvent] = s.residents.history(resident_id)
         return found
 
     # -- bedside executions ----------------------------------------------------------------
