@@ -143,3 +143,21 @@ def test_two_workstations_may_not_share_a_token_in_either_form(
     with pytest.raises(ConfigError) as refused:
         parse_config({"agent": {"tokens": tokens}})
     assert "share a token" in str(refused.value)
+
+
+def test_a_token_of_a_role_not_configured_is_refused_every_time(tmp_path: Path) -> None:
+    from hcmiddleware.config import new_agent_token
+    from hcmiddleware.testing.plugin import embedded_config
+
+    token, digest = new_agent_token()
+    tokens = {"mop-1": {"token_sha256": digest, "user": "u-1", "role": "janitor",
+                        "terminal": "ws-1"}}  # fmt: skip
+    config = embedded_config(tmp_path / "d", agent={"tokens": tokens})
+    with Middleware(config) as mw, TestClient(create_app(mw)) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(2):  # a failed session is not remembered as a good one
+            answer = client.get("/v1/residents/nobody", headers=headers)
+            assert answer.status_code == 403, answer.text
+            assert answer.json()["title"] == "UnknownRoleError"
+        assert len(mw.audit.entries(action="access.refused")) == 2
+        client.app.state.agent.calls.close()  # type: ignore[attr-defined]
