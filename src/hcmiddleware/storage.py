@@ -87,6 +87,8 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
 #: One writer at a time per SQLite engine inside this process (see :func:`begin_write`).
 _WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 _WRITERS_LOCK = threading.Lock()
+#: seconds a writer waits for the process's turn (SQLite's busy_timeout is as long)
+_WRITER_WAIT = 5.0
 
 
 def _writer_lock(engine: Engine) -> threading.RLock:
@@ -117,8 +119,15 @@ def begin_write(engine: Engine, *, durable: bool = True) -> Iterator[Connection]
     held.append(engine)
     try:
         if engine.dialect.name == "sqlite":
-            with _writer_lock(engine), _begin_write(engine, durable=durable) as conn:
-                yield conn
+            lock = _writer_lock(engine)
+            # as long as SQLite's own busy_timeout; past it, SQLite's lock decides as before
+            got = lock.acquire(timeout=_WRITER_WAIT)
+            try:
+                with _begin_write(engine, durable=durable) as conn:
+                    yield conn
+            finally:
+                if got:
+                    lock.release()
         else:
             with _begin_write(engine, durable=durable) as conn:
                 yield conn

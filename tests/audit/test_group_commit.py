@@ -191,3 +191,34 @@ def test_entries_riding_along_are_committed_with_the_next_append(
     assert (alone.seq, len(commits)) == (5, 2)
     assert mw.audit.record_many([]) == []
     assert mw.audit.verify().ok
+
+
+def test_a_writer_waits_for_its_turn_no_longer_than_sqlite_would(
+    hcm_make_middleware: MiddlewareFactory, monkeypatch: Any
+) -> None:
+    mw = hcm_make_middleware()
+    with storage.begin_write(mw.engine) as conn:
+        conn.execute(sa.text("CREATE TABLE tally (n INTEGER NOT NULL)"))
+    monkeypatch.setattr(storage, "_WRITER_WAIT", 0.1)
+    entered = threading.Event()
+    waited: list[float] = []
+
+    def late() -> None:
+        entered.wait(5)
+        started = time.monotonic()
+        # past the process's turn it meets SQLite's own lock (busy_timeout), as before
+        with storage.begin_write(mw.engine) as conn:
+            conn.execute(sa.text("INSERT INTO tally (n) VALUES (2)"))
+        waited.append(time.monotonic() - started)
+
+    other = threading.Thread(target=late)
+    other.start()
+    with storage.begin_write(mw.engine) as conn:
+        conn.execute(sa.text("INSERT INTO tally (n) VALUES (1)"))
+        entered.set()
+        time.sleep(0.4)  # longer than the turn's wait, shorter than busy_timeout
+    other.join(10)
+    assert len(waited) == 1
+    assert waited[0] >= 0.3
+    with mw.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT n FROM tally ORDER BY n")).scalars().all() == [1, 2]
