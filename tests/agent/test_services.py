@@ -376,7 +376,7 @@ def test_queue_reports_and_printing_them(site: Site, card: EmulatedCard) -> None
     # a cashier may not print them: refused before the HIS is asked
     refused = problem(a.post("/v1/his/reports/print", "till", params=params, json=patient),
                       403, "AccessDeniedError")  # fmt: skip
-    assert refused["operation"] == "receipts.reports"
+    assert refused["operation"] == "his.reports"
 
 
 def test_charges_paid_needs_a_confirmed_payment(site: Site) -> None:

@@ -489,7 +489,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
     @app.post("/v1/journal/top-up", tags=["journal"])
     def top_up(s: As, who: Who, body: MoneyRequest) -> MovementOut:
         """Top up the card's account; journalled before it is sent."""
-        need(mw, s, "journal.top_up")
+        need(s, "agent.top_up", "journal.top_up")
         provided(mw, "bank.payments", "hcm_bank_top_up")
         with state.moving_money():
             done = s.journal.top_up(
@@ -503,7 +503,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
     @app.post("/v1/journal/pay", tags=["journal"])
     def pay(s: As, who: Who, body: MoneyRequest) -> MovementOut:
         """Pay from the card's account; journalled before it is sent."""
-        need(mw, s, "journal.pay")
+        need(s, "agent.pay", "journal.pay")
         provided(mw, "bank.payments", "hcm_bank_pay")
         with state.moving_money():
             done = s.journal.pay(

@@ -64,28 +64,18 @@ def check(session: Session, operation: str) -> None:
         )
 
 
-def need(mw: Middleware, session: Session, *operations: str) -> None:
-    """Refuse a call that goes on to several service operations unless the caller's
-    role grants each of them — before the first runs.
+def need(session: Session, step: str, *operations: str) -> None:
+    """Refuse a call that goes on to several operations unless the caller's role grants
+    each of them — before the first runs (``session.require``).
 
     Each operation would be refused on its own by the session, but only when its turn
     came: a deposit's payment would be taken and then its record in the HIS refused.
-    The refusal is audited (``access.refused``) as the session's own are.
+    The agent's own operations (:data:`AGENT_OPERATIONS`) stand for the service
+    operation behind them. The refusal is audited with ``step``.
 
     :raises AccessDeniedError: naming the role and the first operation it lacks.
     """
-    for operation in operations:
-        needed = AGENT_OPERATIONS.get(operation, operation)
-        if session.may(needed):
-            continue
-        caller = session.caller
-        mw.access.audit_refusal(caller, {"operation": operation[:64], "reason": "operation"})
-        also = "" if needed == operation else f" (it needs {needed})"
-        raise AccessDeniedError(
-            f"{caller.role} may not perform {operation}{also}",
-            role=caller.role,
-            operation=operation,
-        )
+    session.require(step, [AGENT_OPERATIONS.get(op, op) for op in operations])
 
 
 def provided(mw: Middleware, capability: str, *hooks: str) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import logging
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -32,8 +31,6 @@ from hcmiddleware.cards import mask
 from hcmiddleware.empi.records import MergeEvent
 from hcmiddleware.errors import (
     AgentRequestError,
-    DischargeRefusedError,
-    HcmError,
     MoneyError,
     NoAdapterError,
     OutcomeUnknownError,
@@ -49,7 +46,6 @@ from hcmiddleware.models import (
     Bill,
     CardState,
     Charge,
-    Deposit,
     Discharge,
     HospitalPatient,
     Order,
@@ -67,8 +63,6 @@ if TYPE_CHECKING:
     from hcmiddleware.journal import Movement
 
 __all__ = ["add_services"]
-
-log = logging.getLogger("hcmiddleware.agent")
 
 _Id = Annotated[str, Path(min_length=1, max_length=64)]
 _Visit = Annotated[str, Query(min_length=1, max_length=64)]
@@ -345,7 +339,7 @@ def add_services(app: FastAPI, state: AgentState) -> None:
     @app.post("/v1/journal/refund", tags=["journal"])
     def refund(s: As, who: Who, body: RefundRequest) -> MovementOut:
         """Refund (part of) a confirmed payment; journalled before it is sent."""
-        need(mw, s, "journal.refund")
+        need(s, "agent.refund", "journal.refund")
         provided(mw, "bank.payments", "hcm_bank_refund")
         with state.moving_money():
             done = s.journal.refund(
@@ -360,7 +354,7 @@ def add_services(app: FastAPI, state: AgentState) -> None:
     @app.post("/v1/journal/settle", tags=["journal"])
     def settle(s: As, body: SettleRequest) -> MovementOut:
         """Settle a visit's charges with the insurer; journalled before it is sent."""
-        need(mw, s, "journal.settle")
+        need(s, "agent.settle", "journal.settle")
         provided(mw, "insurance.settlement", "hcm_insurance_settle")
         with state.moving_money():
             done = s.journal.settle(
@@ -377,7 +371,7 @@ def add_services(app: FastAPI, state: AgentState) -> None:
     @app.post("/v1/journal/cancel-settlement", tags=["journal"])
     def cancel_settlement(s: As, body: CancelSettlementRequest) -> MovementOut:
         """Cancel a confirmed settlement; journalled before it is sent."""
-        need(mw, s, "journal.cancel_settlement")
+        need(s, "agent.cancel_settlement", "journal.cancel_settlement")
         provided(mw, "insurance.settlement", "hcm_insurance_cancel")
         with state.moving_money():
             done = s.journal.cancel_settlement(key=body.key, settlement_id=body.settlement_id)
@@ -425,7 +419,7 @@ def add_services(app: FastAPI, state: AgentState) -> None:
     def charges_paid(s: As, body: ChargesPaidRequest) -> ChargesPaid:
         """Mark the charges paid in the HIS by a confirmed journal payment (idempotent
         per transaction); a payment that is not confirmed is refused."""
-        need(mw, s, "journal.get", "his.charges_paid")
+        need(s, "agent.charges_paid", "journal.get", "his.charges_paid")
         moved = s.journal.get(body.transaction_id)
         if moved.kind != "pay":
             raise MoneyError(
@@ -450,7 +444,7 @@ def add_services(app: FastAPI, state: AgentState) -> None:
         """Print the visit's reports that are ready and not printed yet (``again``: those
         printed before too) on the workstation's page printer; one job each, a failed
         one recorded and the others still printed."""
-        need(mw, s, "receipts.reports")
+        need(s, "agent.print_reports", "receipts.reports")
         receipts = mw._raw("receipts")
         if not receipts.available():
             raise NoAdapterError(
@@ -472,42 +466,28 @@ def add_services(app: FastAPI, state: AgentState) -> None:
         return admission
 
     @app.post("/v1/his/deposits", tags=["inpatient"])
-    def deposit(s: As, who: Who, body: DepositRequest) -> DepositOut:
+    def deposit(s: As, body: DepositRequest) -> DepositOut:
         """Pay a deposit from the card's account through the journal, then record it on
-        the stay. Idempotent by ``key``: sent again after any failure (even one past the
-        payment), it pays nothing twice and records the deposit once."""
-        from hcmiddleware.flows.journey import request_key
-
-        need(mw, s, "journal.pay", "his.record_deposit")
+        the stay (the session's inpatient flow). Idempotent by ``key``: sent again after
+        any failure, even one past the payment, it pays nothing twice and records the
+        deposit once."""
+        need(s, "agent.deposit", "journal.pay", "his.record_deposit")
         provided(mw, "bank.payments", "hcm_bank_pay")
         provided(mw, "his.inpatient", "hcm_his_record_deposit")
         with state.moving_money():
-            paid = s.journal.pay(
-                key=body.key,
-                card_number=body.card_number,
-                amount=str(body.amount),
-                terminal_id=who.terminal,
-            )
-        _confirmed(paid, "deposit")
-        admission = body.admission
-        record = Deposit(
-            deposit_id=f"D{request_key(admission.admission_id, paid.transaction_id)[:16]}",
-            admission_id=admission.admission_id,
-            amount=paid.amount,
-            paid_at=dt.datetime.now().replace(microsecond=0),  # the HIS's local time
-            transaction_id=paid.transaction_id,
-        )
+            # a payment that did not go through raises (PaymentDeclinedError, or
+            # OutcomeUnknownError while the bank is asked)
+            paid = s.flows.pay(key=body.key, card_number=body.card_number, amount=body.amount)
         try:
-            updated: Admission = s.his.record_deposit(admission, record)
-        except NoAdapterError:
-            raise
-        except HcmError as exc:
+            updated = s.flows.inpatient().record_deposit(
+                body.admission, paid.amount, paid.transaction_id
+            )
+        except PaymentNotRecordedError as exc:
             raise PaymentNotRecordedError(
-                f"deposit {paid.transaction_id} was paid but the hospital system did not "
-                f"record it: {exc.message}",
-                step="deposit",
-                transaction_id=paid.transaction_id,
-                plugin=str(getattr(exc, "plugin", "")),
+                exc.message,
+                step=exc.step,
+                transaction_id=exc.transaction_id,
+                plugin=exc.plugin,
                 hint="send the same request again (same key): it records the deposit "
                 "without paying again",
             ) from exc
@@ -520,24 +500,10 @@ def add_services(app: FastAPI, state: AgentState) -> None:
         return found
 
     @app.post("/v1/his/discharge", tags=["inpatient"])
-    def discharge(s: As, who: Who, body: Admission) -> Discharge:
-        """Discharge the patient against the stay's bill; refused while money is owed.
-        The stay's wristband is released (it identifies nobody after discharge)."""
-        need(mw, s, "his.bill", "his.discharge")
-        current = s.his.bill(body)
-        if current.balance > 0:
-            raise DischargeRefusedError(
-                f"the stay still owes {current.balance:.2f} yuan",
-                step="discharge",
-                balance=current.balance,
-                hint="pay it as a deposit (POST /v1/his/deposits), then discharge",
-            )
-        done: Discharge = s.his.discharge(body, current)
-        try:
-            with context.acting(who):  # part of the discharge, audited as the caller's
-                mw._raw("ward").release_stay(body.admission_id, actor=who.user)
-        except HcmError as exc:
-            log.warning("the stay's wristband was not released: %s", exc.message)
+    def discharge(s: As, body: Admission) -> Discharge:
+        """Discharge the patient against the stay's bill (the session's inpatient flow):
+        refused while money is owed; the stay's wristband is released."""
+        done: Discharge = s.flows.inpatient().discharge(body)
         return done
 
     # -- wristbands ----------------------------------------------------------------------
@@ -617,7 +583,7 @@ def add_services(app: FastAPI, state: AgentState) -> None:
     def card_check(s: As, body: CardCheckRequest) -> CardChecked:
         """Refuse a listed card, offline (409 ``CardRefusedError``): before a card is used,
         and before money moves (``for_payment``: a frozen card too)."""
-        need(mw, s, "cards.check", "cards.state")
+        need(s, "agent.card_check", "cards.check", "cards.state")
         s.cards.check(body.card_number, for_payment=body.for_payment)
         return CardChecked(state=s.cards.state(body.card_number))
 
