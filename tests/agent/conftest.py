@@ -31,6 +31,7 @@ ROLES = {
     "desk": "registration",
     "till": "cashier",
     "nurse": "nurse",
+    "doc": "doctor",
     "admin": "administrator",
     "audit": "auditor",
 }

@@ -230,7 +230,7 @@ _STAY = {"admission_id": "A1", "patient_id": "P1", "ward": "5A", "bed": "12",
          "hcm_his_admit"),
         ("till", "/v1/his/bill", _STAY, "his.inpatient", "hcm_his_inpatient_bill"),
         ("till", "/v1/his/discharge", _STAY, "his.inpatient", "hcm_his_inpatient_bill"),
-        ("nurse", "/v1/his/reports/print?visit_id=V1", _PATIENT, "printing", "hcm_print"),
+        ("doc", "/v1/his/reports/print?visit_id=V1", _PATIENT, "printing", "hcm_print"),
     ],
 )  # fmt: skip
 def test_a_capability_the_config_lacks_is_501_and_nothing_is_done(
@@ -347,19 +347,20 @@ def test_queue_reports_and_printing_them(site: Site, card: EmulatedCard) -> None
     assert position.status_code == 200, position.text
     assert position.json()["queue_number"] == visit["queue_number"]
     assert position.json()["ahead"] >= 0
-    # reports are clinical: the nurse sees them once the patient is identified here
+    # reports are clinical: the doctor sees them once the patient is identified here
     problem(a.post("/v1/his/reports", "desk", params={"visit_id": visit["registration_id"]},
                    json=patient), 403, "AccessDeniedError")  # fmt: skip
-    assert a.get("/v1/card", "nurse", params={"parts": "identity"}).status_code == 200
-    listed = a.post("/v1/his/reports", "nurse", params={"visit_id": visit["registration_id"]},
-                    json=patient)  # fmt: skip
+    params = {"visit_id": visit["registration_id"]}
+    problem(a.post("/v1/his/reports", "doc", params=params, json=patient), 403,
+            "NotIdentifiedHereError")  # fmt: skip
+    assert a.get("/v1/card", "doc", params={"parts": "identity"}).status_code == 200
+    listed = a.post("/v1/his/reports", "doc", params=params, json=patient)
     assert listed.status_code == 200, listed.text
     (report,) = listed.json()
     assert report["status"] == "pending"
-    params = {"visit_id": visit["registration_id"]}
-    assert a.post("/v1/his/reports/print", "nurse", params=params, json=patient).json() == []
+    assert a.post("/v1/his/reports/print", "doc", params=params, json=patient).json() == []
     site.his.store.issue_report(report["report_id"], "血常规正常")
-    printed = a.post("/v1/his/reports/print", "nurse", params=params, json=patient)
+    printed = a.post("/v1/his/reports/print", "doc", params=params, json=patient)
     assert printed.status_code == 200, printed.text
     (job,) = printed.json()
     assert (job["state"], job["document_id"], job["reprint"]) == (
@@ -367,16 +368,16 @@ def test_queue_reports_and_printing_them(site: Site, card: EmulatedCard) -> None
     )  # fmt: skip
     assert list(site.pdf.glob("*.pdf"))
     # printed once; asked again it is only printed with again=true, as a copy
-    assert a.post("/v1/his/reports/print", "nurse", params=params, json=patient).json() == []
-    copy = a.post("/v1/his/reports/print", "nurse", params={**params, "again": "true"},
+    assert a.post("/v1/his/reports/print", "doc", params=params, json=patient).json() == []
+    copy = a.post("/v1/his/reports/print", "doc", params={**params, "again": "true"},
                   json=patient).json()  # fmt: skip
     assert [j["reprint"] for j in copy] == [True]
     (entry, *_) = site.mw.audit.entries(action="print.printed")
-    assert (entry.user, entry.role) == ("u-nurse", "nurse")
+    assert (entry.user, entry.role) == ("u-doc", "doctor")
     # a cashier may not print them: refused before the HIS is asked
     refused = problem(a.post("/v1/his/reports/print", "till", params=params, json=patient),
                       403, "AccessDeniedError")  # fmt: skip
-    assert refused["operation"] == "his.reports"
+    assert refused["operation"] == "receipts.reports"
 
 
 def test_charges_paid_needs_a_confirmed_payment(site: Site) -> None:

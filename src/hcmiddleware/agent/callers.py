@@ -39,8 +39,6 @@ AGENT_OPERATIONS: Mapping[str, str] = {
     "console.status": "journal.entries",  # hospital IT and auditors (the defaults)
     "journal.reconcile": "journal.entries",
     "events.ward": "ward.alarms",  # ward alarms on the event stream
-    # printing a visit's reports: who may fetch them (the fetch itself is checked too)
-    "receipts.reports": "his.reports",
 }
 
 

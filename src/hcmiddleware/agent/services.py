@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from fastapi import FastAPI, Path, Query, Response
 from pydantic import BaseModel, Field
 
-from hcmiddleware.access import context
 from hcmiddleware.agent.app import MovementOut, movement_out
 from hcmiddleware.agent.callers import need, provided
 from hcmiddleware.agent.deps import As, Who
@@ -439,22 +438,19 @@ def add_services(app: FastAPI, state: AgentState) -> None:
 
     @app.post("/v1/his/reports/print", tags=["his"])
     def print_reports(
-        s: As, who: Who, body: HospitalPatient, visit_id: _Visit, again: bool = False
+        s: As, body: HospitalPatient, visit_id: _Visit, again: bool = False
     ) -> list[PrintJobOut]:
         """Print the visit's reports that are ready and not printed yet (``again``: those
-        printed before too) on the workstation's page printer; one job each, a failed
-        one recorded and the others still printed."""
+        printed before too) on the workstation's page printer (``receipts.reports``); one
+        job each, a failed one recorded and the others still printed."""
         need(s, "agent.print_reports", "receipts.reports")
-        receipts = mw._raw("receipts")
-        if not receipts.available():
+        if not mw._raw("receipts").available():
             raise NoAdapterError(
                 "printing",
                 "hcm_print",
                 hint="set [printing] pdf_dir (or a page printer plugin) in the config file",
             )
-        found = s.his.reports(body, visit_id)
-        with context.acting(who):  # the print log's audit entries name the caller
-            jobs = receipts.print_reports(found, again=again)
+        jobs = s.receipts.reports(body, visit_id, again=again)
         return [_job(j) for j in jobs]
 
     # -- the HIS: the inpatient stay ------------------------------------------------------

@@ -250,14 +250,8 @@ class Receipts:
         not printed yet (``again``: those printed before too). A pending report is left
         for later; a failed one is recorded and the others are still printed.
         """
-        return self.print_reports(self._mw.his.reports(patient, visit_id), again=again)
-
-    def print_reports(self, reports: Sequence[Report], *, again: bool = False) -> list[PrintJob]:
-        """Print the reports given (fetched already, e.g. through a caller's session) as
-        :meth:`reports` does: the ready ones not printed yet (``again``: those too), each
-        failure recorded and the others still printed."""
         jobs: list[PrintJob] = []
-        for report in reports:
+        for report in self._mw.his.reports(patient, visit_id):
             if report.status == "pending":
                 continue
             if not again and self._printed(report.report_id):
