@@ -184,6 +184,27 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            except (OSError, IndexError):
+                continue
+            if parent == str(pid):
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def test_cli_bulk_load_killed_midway_and_run_again(tmp_path: Path, dirty_file: Path) -> None:
     env = _env(tmp_path)
     command = [sys.executable, "-c", "from hcmiddleware.cli import main; main()", "empi",
@@ -202,8 +223,16 @@ def test_cli_bulk_load_killed_midway_and_run_again(tmp_path: Path, dirty_file: P
             except sa.exc.OperationalError:
                 continue  # not migrated yet
         assert process.poll() is None, "the load ended before it could be killed"
+        workers = _children(process.pid)
+        assert workers, "the load prepares its rows in worker processes"
         process.send_signal(signal.SIGKILL)
         process.wait()
+        deadline = time.monotonic() + 10  # its workers die with it, none waits for ever
+        while (alive := [pid for pid in workers if _running(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in alive:  # stopped here so a failure leaves nothing behind
+            os.kill(pid, signal.SIGKILL)
+        assert alive == [], "preparation workers outlived the killed load"
     finally:
         if process.poll() is None:
             process.kill()

@@ -30,8 +30,11 @@ index has them already), so the term-frequency adjustment applies from the first
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -299,6 +302,20 @@ def _names(records: Iterable[tuple[int, dict[str, str] | None, RowIssue | None]]
                 yield normalize_display_name(name)
 
 
+def _die_with(parent: int) -> None:
+    """A preparation worker ends when the load that forked it dies.
+
+    A worker waits on the pool's queue, whose pipe it holds both ends of, so a load
+    killed outright (SIGKILL, the OOM killer) would leave it waiting for ever, holding
+    the index's keys in memory. On Linux the kernel kills it with its parent.
+    """
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
 def bulk_import(
     index: ResidentIndex,
     path: Path,
@@ -340,7 +357,9 @@ def bulk_import(
         _WORKER = (index, source)
         try:
             context = multiprocessing.get_context("fork")
-            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            with concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),)
+            ) as pool:
                 items = pooled_preparation(records, pool, workers)
                 run_import(writer, items, source, report, batch_size=batch_size,
                            progress=progress, on_enrolled=on_enrolled)  # fmt: skip
