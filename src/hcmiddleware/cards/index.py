@@ -34,6 +34,7 @@ An in-memory SQLite database, or another database, is never indexed.
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 import time
@@ -119,17 +120,17 @@ class IndexStatus:
     unavailable: str | None = None
 
 
-class _Watch:
+class _Watch(abc.ABC):
     """Tells, cheaply, whether the lists may have changed since it last said."""
 
-    def changed(self) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def changed(self) -> bool: ...
 
-    def versions(self) -> Versions:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def versions(self) -> Versions: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
 
 class _SqliteWatch(_Watch):
