@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from card_samples import KEYS, SAMPLES
 
 from hcmiddleware.card import filemap as fm
+from hcmiddleware.card.apdu import Apdu, exchange
 from hcmiddleware.card.atr import card_factor
 from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.field import FieldProfile
 from hcmiddleware.errors import CardAbsentError, CardDataError
 from hcmiddleware.sam import crypto
 from hcmiddleware.sam.keyset import load_keyset
@@ -61,6 +64,58 @@ def test_wrong_le_gets_6cxx_and_read_by_number(card: EmulatedCard) -> None:
     assert tx(card, "00B2012C05")[1] == "6C03"
     assert tx(card, "00B2012C03") == (bytes.fromhex("010131"), "9000")
     assert tx(card, "00B20B2C00")[1] == "6A83"
+
+
+def test_read_all_records_from_p1_to_the_last(card: EmulatedCard) -> None:
+    """P2 b3-b1 = 101: the records from P1 up to the last, concatenated (ISO/IEC 7816-4)."""
+    tx(card, DDF1)
+    assert tx(card, "00B2013500")[1] == "6982"  # EF06 still needs key 01
+    ext_auth(card, 0x01)
+    records = card._files[fm.CARDHOLDER].records
+    assert tx(card, "00B2013500") == (b"".join(records), "9000")
+    assert tx(card, "00B2033500") == (b"".join(records[2:]), "9000")
+    assert tx(card, "00B2053500") == (records[4], "9000")  # the last alone
+    assert tx(card, f"00B2{len(records) + 1:02X}3500")[1] == "6A83"  # past the last
+    assert tx(card, "00B2003500")[1] == "6A86"
+    whole = b"".join(records)
+    assert tx(card, f"00B20135{len(whole) + 1:02X}")[1] == f"6C{len(whole):02X}"
+    # index and cyclic files too: the written records, and all of them
+    tx(card, "00A4000002DF03")
+    ext_auth(card, 0x04)
+    index = card._files[fm.INPATIENT_INDEX].records
+    assert tx(card, "00B2012D00") == (b"".join(index), "9000")
+    assert len(index) == fm.INPATIENT_INDEX.records
+
+
+def test_all_records_longer_than_a_short_answer_come_with_get_response(
+    profile: dict[str, Any],
+) -> None:
+    """The issuer file with a 180-byte certificate: 256 bytes, 61xx, the rest."""
+    profile["items"]["issuer_certificate"] = "C3" * 180
+    card = EmulatedCard(profile, KEYS, base_dir=SAMPLES)
+    tx(card, DDF1)
+    whole = b"".join(card._files[fm.ISSUER].records)
+    assert len(whole) > 256
+    first, sw = tx(card, "00B2012D00")
+    assert (first, sw) == (whole[:256], f"61{len(whole) - 256:02X}")
+    assert tx(card, f"00C00000{len(whole) - 256:02X}") == (whole[256:], "9000")
+    assert tx(card, "00C0000000")[1] == "6985"  # nothing more
+    answer = exchange(card, Apdu(0x00, 0xB2, 0x01, 0x2D, le=256))
+    assert answer.data == whole
+
+
+def test_a_field_card_may_not_read_all_records_at_once(profile: dict[str, object]) -> None:
+    card = EmulatedCard(
+        profile, KEYS, base_dir=SAMPLES, field=FieldProfile(multi_record_read=False)
+    )
+    tx(card, DDF1)
+    assert tx(card, "00B2012D00")[1] == "6A86"
+    assert tx(card, "00B2012C00")[1] == "9000"  # by number as ever
+    assert tx(card, "00B2392800")[1] == "9000"  # and by tag
+    as_json = EmulatedCard(
+        {**profile, "field": {"multi_record_read": False}}, KEYS, base_dir=SAMPLES
+    )
+    assert as_json.field == FieldProfile(multi_record_read=False)
 
 
 def test_reselecting_a_df_clears_security(card: EmulatedCard) -> None:

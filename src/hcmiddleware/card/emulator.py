@@ -10,7 +10,8 @@ to it in-process, and :mod:`.vpcd` can put it behind pcscd.
 
 Behaviour follows docs/card-spec.md ("Behaviour"): SELECT answers FCI only when asked
 (Le present); a SELECT of a DF clears the security state; READ RECORD by tag or number
-(current EF or SFI), READ/UPDATE BINARY (offset or SFI), cyclic APPEND RECORD, UPDATE
+(current EF or SFI), all records from P1 to the last in one READ RECORD (``61xx`` and
+GET RESPONSE past 256 bytes), READ/UPDATE BINARY (offset or SFI), cyclic APPEND RECORD, UPDATE
 RECORD under secure messaging, GET CHALLENGE, EXTERNAL/INTERNAL AUTHENTICATE with five
 tries per key, the proprietary index marks ``84 D2``/``84 0C``, ``61xx`` for INTERNAL
 AUTHENTICATE without Le and ``6Cxx`` for a wrong Le.
@@ -22,7 +23,7 @@ With a :class:`~.field.FieldProfile` (``field=`` or the profile's ``"field"`` ke
 card behaves like cards in the field rather than like the specification's drawing:
 cyclic records that were never written are not there (``6A83``), items without a
 value have no record, text padded with ``FF``, short records, items in another order,
-files and DFs left out.
+files and DFs left out, and (an option) no reading of all records in one READ RECORD.
 """
 
 from __future__ import annotations
@@ -519,9 +520,23 @@ class EmulatedCard:
             if found is None:
                 raise _Sw(0x6A83)
             record = found
+        elif mode == 0x05 and (self.field is None or self.field.multi_record_read):
+            # all records from P1 up to the last, concatenated (ISO/IEC 7816-4)
+            if c.p1 > len(ef.records):
+                raise _Sw(0x6A83)
+            return self._chained(b"".join(ef.records[c.p1 - 1 :]), c.le)
         else:
             raise _Sw(0x6A86)
         return _with_le(record, c.le)
+
+    def _chained(self, data: bytes, le: int | None) -> tuple[bytes, int]:
+        """``data`` for Le, or, longer than a short answer, its first Le bytes and ``61xx``
+        (the rest comes with GET RESPONSE)."""
+        if le is None or len(data) <= 256:
+            return _with_le(data, le)
+        first = min(le, 256)
+        self._pending = data[first:]
+        return data[:first], 0x6100 | (min(len(self._pending), 256) & 0xFF)
 
     def _binary_target(self, c: Apdu) -> tuple[_Ef, int]:
         if c.p1 & 0x80:
@@ -640,7 +655,7 @@ class EmulatedCard:
         pending, self._pending = self._pending, None
         if pending is None:
             raise _Sw(0x6985)
-        return _with_le(pending, c.le)
+        return self._chained(pending, c.le)
 
     def _mark(self, c: Apdu, raw: bytes) -> tuple[bytes, int]:
         ef = self._ef_by_sfi(c.p2 >> 3)

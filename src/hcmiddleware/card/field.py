@@ -22,9 +22,14 @@ A :class:`FieldProfile` makes the software card behave like a field card:
 - ``omit``: files and DFs the card does not have (``"DF01"``, ``"DDF1/EF07"``,
   ``"DF03/ED02"``): SELECT and READ answer ``6A82``;
 - ``checks_tags``: whether UPDATE RECORD refuses to put another item into a record
-  (``False``, like cards in the field: the card writes what it is sent).
+  (``False``, like cards in the field: the card writes what it is sent);
+- ``multi_record_read``: whether READ RECORD reads all records from P1 up to the last
+  in one command (P2 b3–b1 = ``101``, ISO/IEC 7816-4); ``False``, a card that does not
+  know the mode, answers it ``6A86``.
 
-``FieldProfile()`` is the unkindest card of each kind at once (nothing omitted). In a
+``FieldProfile()`` is the unkindest card of each kind at once (nothing omitted; the
+one-command read of all records is supported, ``multi_record_read=False`` takes it
+away). In a
 card profile JSON the key ``"field"`` carries the same settings (``true`` for the
 defaults)::
 
@@ -65,6 +70,7 @@ class FieldProfile:
     reorder: bool = True
     omit: tuple[str, ...] = ()
     checks_tags: bool = False
+    multi_record_read: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (
