@@ -162,7 +162,7 @@ def test_a_short_read_through_the_terminal_is_announced_and_audited(tmp_path: Pa
     with Middleware(config(tmp_path, sam={"keys": str(KEYS)})) as mw:
         recorder = HookRecorder(mw)
         read = mw.terminal.read(card, parts="identity,insurance")
-        assert card.apdu_count == 15
+        assert card.apdu_count == 8
         assert recorder.last("hcm_card_read").kwargs["card"] is read
         event = recorder.last("hcm_audit_event").kwargs["event"]
         assert event.details["parts"] == "identity,insurance"

@@ -62,17 +62,25 @@ class Inserted:
         self.pcscd.wait_card(False)
 
 
+@pytest.mark.parametrize("multi", [True, False], ids=["whole", "item-by-item"])
 def test_the_field_card_of_the_report_reads_through_pcscd(
-    pcscd: Pcscd, profile: dict[str, Any]
+    pcscd: Pcscd, profile: dict[str, Any], multi: bool
 ) -> None:
-    """Fewer allergies than the file has room for: 6A83 ends the file, nothing stops."""
-    card = EmulatedCard(profile, KEYS, base_dir=SAMPLES, field=FieldProfile())
+    """Fewer allergies than the file has room for: 6A83 ends the file, nothing stops.
+
+    Also without the whole-file READ RECORD: refused once (6A86), then item by item.
+    """
+    card = EmulatedCard(
+        profile, KEYS, base_dir=SAMPLES, field=FieldProfile(multi_record_read=multi)
+    )
     with Inserted(pcscd, card) as transport:
         tracer = TracingTransport(transport, io.StringIO())
         read = CardSession(tracer, SoftwareSam.from_file(KEYS)).read_all()
     check_against_profile(read, profile)
     allergy_3 = f"00B203{(7 << 3) | 4:02X}"
     assert [e["r"][-4:] for e in tracer.entries if e["c"].startswith(allergy_3)] == ["6A83"]
+    whole = [e["r"][-4:] for e in tracer.entries if e["c"][2:4] == "B2" and e["c"][7] in "5D"]
+    assert whole == (["9000"] * 7 if multi else ["6A86"])
 
 
 def test_a_card_without_photo_contacts_and_immunisations(
@@ -99,14 +107,25 @@ def test_a_card_without_its_cardholder_file_is_a_typed_error(
     assert info.value.path == "DDF1/EF06"
 
 
-def test_registration_short_read_through_pcscd(pcscd: Pcscd) -> None:
-    card = EmulatedCard.from_files(FIELD_SAMPLE, KEYS)
+@pytest.mark.parametrize("multi", [True, False], ids=["whole", "item-by-item"])
+def test_registration_short_read_through_pcscd(pcscd: Pcscd, multi: bool) -> None:
+    data = json.loads(FIELD_SAMPLE.read_text(encoding="utf-8"))
+    data["field"]["multi_record_read"] = multi
+    card = EmulatedCard(data, KEYS, base_dir=SAMPLES)
     with Inserted(pcscd, card) as transport:
         session = CardSession(transport, SoftwareSam.from_file(KEYS))
         read = session.read(parts="identity,insurance")
-    assert session.apdu_count == 15
+        again = session.read(parts="identity,insurance")
+    # 8: SELECT DDF1, items 8 and 57, INTERNAL AUTH, GET CHALLENGE + EXTERNAL AUTH and the
+    # two files whole; a card without the whole-file read refuses it once (6A86) and
+    # has its 5 + 4 items read by tag, and is not asked again in the second read (the
+    # DF still open: items 8 and 57, INTERNAL AUTH, the two files)
+    first = 8 if multi else 6 + 1 + 5 + 4
+    assert session.apdu_count == first + 2 + 1 + (2 if multi else 5 + 4)
+    assert read == again
     assert read.cardholder.name == "赵晓燕"
     assert read.validity.payment_methods == ["2"]
+    assert read.absent_items == (19, 20)
     assert read.missing == ()  # the photo file it lacks was never asked for
 
 

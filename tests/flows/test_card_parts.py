@@ -32,8 +32,8 @@ def test_identify_reads_identity_insurance_and_phones_only(
     who = flow.identify(card)
     assert who.card is not None
     # SELECT DDF1, card number and city, INTERNAL AUTH, GET CHALLENGE + EXTERNAL AUTH,
-    # five cardholder items, expiry + three insurance types, two phones
-    assert card.apdu_count == 1 + 2 + 1 + 2 + 5 + 4 + 2 == 17
+    # the cardholder file, the validity file (expiry, insurance types, phones) whole
+    assert card.apdu_count == 1 + 2 + 1 + 2 + 1 + 1 == 8
     assert who.resident.phone == who.card.validity.phone1  # the index got the phone
     with pytest.raises(CardPartNotReadError):
         _ = who.card.visits

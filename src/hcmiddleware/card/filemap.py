@@ -386,7 +386,8 @@ class CardPart(StrEnum):
     """A part of the card's data that can be read on its own (``read(parts=...)``).
 
     Each part is a group of items or files of one DF, so a read of a few parts costs
-    one SELECT and one authentication per DF it touches and one READ per item or record.
+    one SELECT and one authentication per DF it touches and one READ per TLV file (per
+    item where the card cannot read a file whole, and in DDF1/EF05) or record.
     """
 
     ISSUER = "issuer"  #: DDF1/EF05 in full: issuer, issue date, certificate, chip serial …

@@ -6,8 +6,10 @@ security rules, and sends no APDU a smarter read could avoid:
 - it remembers the selected DF and the keys authenticated in it, so consecutive reads
   in one DF share one SELECT and one authentication (any DF selection clears the
   card's security state, so reads are grouped per DF);
-- records are read through their short file identifier (no SELECT of the EF), each TLV
-  record with Le ``00`` so no ``6Cxx`` round trip is needed;
+- records are read through their short file identifier (no SELECT of the EF), with Le
+  ``00`` so no ``6Cxx`` round trip is needed; a TLV file several items of which are
+  wanted is read whole in one READ RECORD (all records from record 1, ISO/IEC 7816-4)
+  when its records fit a short answer, item by item on a card without that mode;
 - the photo is read up to its announced length, visit records up to the end of their
   TLV run, the cyclic files only up to the first never-written record.
 
@@ -72,6 +74,7 @@ from hcmiddleware.errors import (
     CardFileMissingError,
     CardFileNotFoundError,
     CardKeyBlockedError,
+    CardStatusError,
     ForeignCardError,
     SamInputError,
     SamUnavailableError,
@@ -91,6 +94,14 @@ _ABSENT_FILE = frozenset({0x6A82})
 _ABSENT_RECORD = frozenset({0x6A82, 0x6A83})
 #: Records beyond the specification's items a TLV file is searched for an item.
 _EXTRA_RECORDS = 8
+#: READ RECORD P2 b3–b1 = 101: all records from P1 up to the last (ISO/IEC 7816-4).
+_ALL_FROM_P1 = 0x05
+#: Answers of a card that does not know the whole-file read (wrong P1/P2, function,
+#: instruction or class not supported, wrong length): it is read item by item instead.
+_NO_WHOLE_READ = frozenset({0x6A86, 0x6A81, 0x6D00, 0x6E00, 0x6B00, 0x6700})
+#: Status words of a whole-file read handed back to the caller (6282: the records end
+#: before Le bytes, which a card may say of a complete answer).
+_WHOLE_READ_ACCEPT = _ABSENT_RECORD | _NO_WHOLE_READ | {0x6282}
 
 
 class _Missing:
@@ -123,6 +134,58 @@ def _mandatory(path: str, sw: int, what: str) -> CardFileMissingError:
 def _items(want: frozenset[fm.CardPart], *parts: fm.CardPart) -> list[fm.Item]:
     """The TLV items of those of ``parts`` that are wanted."""
     return [it for p in parts if p in want for it in fm.PART_ITEMS[p]]
+
+
+def _whole_size(ef: fm.EfSpec) -> int:
+    """Bytes of a TLV file's records, every item at its full length."""
+    return sum(2 + it.length for it in fm.items_of(ef))
+
+
+@dataclass(frozen=True, slots=True)
+class _WholeFile:
+    """What one READ RECORD of a whole TLV file said about each of its items.
+
+    ``records`` are the TLV records found, by tag (the first of a tag, as a read by
+    tag finds it). ``complete``: an item not among them has no record on the card
+    (else it is read by its tag to be sure).
+    """
+
+    sw: int
+    records: dict[int, bytes]
+    complete: bool = True
+
+    def answer(self, number: int) -> Response | None:
+        """The answer a READ RECORD by tag ``number`` would give; ``None``: ask the card."""
+        if self.sw != SW_OK:
+            return Response(b"", self.sw)
+        record = self.records.get(number)
+        if record is not None:
+            return Response(record, SW_OK)
+        return Response(b"", 0x6A83) if self.complete else None
+
+
+def _split_records(data: bytes, *, cut: bool) -> tuple[dict[int, bytes], int] | None:
+    """The TLV records of a whole-file answer, by tag, and how many there were.
+
+    Records are concatenated, each as long as its TLV or padded with ``00`` or ``FF``
+    (neither is a tag); a zero-length record leaves nothing. ``cut``: the answer may
+    end inside a record (it filled the Le), whose bytes are then dropped. Anything
+    else that does not parse is ``None``.
+    """
+    records: dict[int, bytes] = {}
+    count = pos = 0
+    while pos < len(data):
+        tag = data[pos]
+        if tag in (0x00, 0xFF):
+            pos += 1
+            continue
+        end = pos + 2 + data[pos + 1] if pos + 1 < len(data) else len(data) + 1
+        if end > len(data):
+            return (records, count) if cut else None
+        records.setdefault(tag, data[pos:end])
+        count += 1
+        pos = end
+    return records, count
 
 
 def _any(want: frozenset[fm.CardPart], model: type[PartialModel]) -> bool:
@@ -199,6 +262,8 @@ class CardSession:
         self._factor: bytes | None = None
         #: item number -> record number on this card (located before an update)
         self._records: dict[int, int] = {}
+        #: the ATR of the card known not to read a whole record file in one READ RECORD
+        self._no_whole_read: bytes | None = None
         self._lock = threading.RLock()
 
     # --- plumbing ----------------------------------------------------------------------
@@ -226,6 +291,7 @@ class CardSession:
         self._card_city = None  # a reinserted card may be another card
         self._factor = None
         self._records.clear()
+        self._no_whole_read = None
 
     def _select_df(self, df: fm.DfSpec, *, optional: bool = False) -> bool:
         """Make ``df`` current with as few SELECTs as the card allows.
@@ -361,7 +427,9 @@ class CardSession:
         missing = _Missing() if missing is None else missing
         values: dict[str, ItemValue] = {}
         order = {df: i for i, df in enumerate(fm.DFS)}
-        for it in sorted(its, key=lambda i: (order[i.ef.df], i.ef.fid, i.record)):
+        wanted = sorted(its, key=lambda i: (order[i.ef.df], i.ef.fid, i.record))
+        whole: dict[fm.EfSpec, _WholeFile | None] = {}
+        for it in wanted:
             ef = it.ef
             if ef.df.label in missing or ef.path in missing:
                 continue
@@ -369,7 +437,17 @@ class CardSession:
                 missing.add(ef.df.label)
                 continue
             what = f"reading item {it.number}"
-            answer = self._read_record(ef, it.number, False, what)
+            if ef not in whole:
+                several = len({i.number for i in wanted if i.ef is ef}) > 1
+                whole[ef] = self._read_whole(ef) if several else None
+            from_whole = whole[ef]
+            answer = from_whole.answer(it.number) if from_whole is not None else None
+            if answer is None:
+                answer = self._read_record(ef, it.number, False, what)
+                if from_whole is not None and answer.sw == SW_OK:
+                    # the whole-file answer lacked a record the card has: the card did
+                    # not read them all; ask it item by item from now on
+                    self._no_whole_read = self.transport.atr
             if answer.sw == 0x6A82:
                 if ef in fm.MANDATORY_FILES:
                     raise _mandatory(ef.path, answer.sw, what)
@@ -394,6 +472,43 @@ class CardSession:
             if it.name == "city_code":
                 self._card_city = str(value)
         return values
+
+    def _read_whole(self, ef: fm.EfSpec) -> _WholeFile | None:
+        """A TLV file's records in one READ RECORD (P1 = 1, all up to the last).
+
+        ``None`` means: read its items by tag. So it is when the records would not fit
+        a short answer (the issuer file with its certificate), on a card that does not
+        know the mode (it refuses, or answers what does not parse as TLV records: it is
+        remembered for this card and not asked again), when the answer did not fit
+        (``6Cxx`` that persists, ``61xx`` without end) and on ``6A83``: no record 1 is
+        an empty file or a card that answers so for a mode it lacks, and the reads by
+        tag tell which. ``6A82`` (no such file) keeps its meaning.
+        """
+        if _whole_size(ef) > READ_CHUNK or self._no_whole_read == self.transport.atr:
+            return None
+        assert ef.sfi is not None
+        what = f"reading {ef.path}"
+        apdu = Apdu(0x00, 0xB2, 0x01, (ef.sfi << 3) | _ALL_FROM_P1, le=READ_CHUNK)
+        try:
+            answer = self._send(apdu, what, _WHOLE_READ_ACCEPT)
+        except CardStatusError as exc:
+            if exc.sw >> 8 not in (0x61, 0x6C):
+                raise
+            self._no_whole_read = self.transport.atr
+            return None
+        if answer.sw == 0x6A82:
+            return _WholeFile(answer.sw, {})
+        if answer.sw == 0x6A83:
+            return None
+        cut = len(answer.data) >= READ_CHUNK  # it filled the Le: more may follow
+        split = None if answer.sw in _NO_WHOLE_READ else _split_records(answer.data, cut=cut)
+        if split is None:
+            self._no_whole_read = self.transport.atr
+            return None
+        records, tlvs = split
+        # One record alone may be a card that read record 1 only: the items not in it
+        # are then asked for by tag.
+        return _WholeFile(SW_OK, records, complete=not cut and tlvs > 1)
 
     @_serialised
     def read_items(self, numbers: Iterable[int]) -> dict[int, ItemValue]:
