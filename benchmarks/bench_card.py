@@ -46,29 +46,41 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def tlv_reads(ef: fm.EfSpec, wanted: int | None = None) -> int:
+    """READ RECORDs for ``wanted`` items of a TLV file (default: all): one for the whole
+    file when more than one is wanted and every record at full length fits a short
+    answer (256 bytes), else one per item."""
+    wanted = len(fm.items_of(ef)) if wanted is None else wanted
+    whole = sum(2 + it.length for it in fm.items_of(ef))
+    return 1 if wanted > 1 and whole <= READ_CHUNK else wanted
+
+
 def minimum_identity() -> int:
     """SELECT DDF1, the EF05 records, GET CHALLENGE + EXTERNAL AUTH, the EF06 records."""
-    return 1 + len(fm.items_of(fm.ISSUER)) + 2 + len(fm.items_of(fm.CARDHOLDER))
+    return 1 + tlv_reads(fm.ISSUER) + 2 + tlv_reads(fm.CARDHOLDER)
 
 
 def minimum_registration() -> int:
     """SELECT DDF1, the card number and city (items 8, 57), INTERNAL AUTHENTICATE,
     GET CHALLENGE + EXTERNAL AUTH, the EF06 records, expiry and the payment methods."""
-    insurance = fm.PART_ITEMS[fm.CardPart.INSURANCE]
-    return 1 + len(fm.CORE_ITEMS) + 1 + 2 + len(fm.items_of(fm.CARDHOLDER)) + len(insurance)
+    insurance = len(fm.PART_ITEMS[fm.CardPart.INSURANCE])
+    return (
+        1
+        + tlv_reads(fm.ISSUER, len(fm.CORE_ITEMS))
+        + 1
+        + 2
+        + tlv_reads(fm.CARDHOLDER)
+        + tlv_reads(fm.VALIDITY, insurance)
+    )
 
 
 def minimum_full(profile: dict[str, Any], photo_len: int, visit_lens: list[int]) -> int:
     """Every file read once, one SELECT and one authentication per DF, reads cut short."""
     n = 1  # INTERNAL AUTHENTICATE (with Le: no GET RESPONSE)
-    n += 1 + 2 + sum(len(fm.items_of(ef)) for ef in (fm.ISSUER, fm.CARDHOLDER, fm.VALIDITY))
+    n += 1 + 2 + sum(tlv_reads(ef) for ef in (fm.ISSUER, fm.CARDHOLDER, fm.VALIDITY))
     n += ceil_div(2 + photo_len, READ_CHUNK)
-    n += (
-        1
-        + 2
-        + sum(len(fm.items_of(ef)) for ef in (fm.ADDRESSES, fm.CONTACTS, fm.SOCIAL, fm.DOCUMENTS))
-    )
-    n += 1 + 2 + len(fm.items_of(fm.BASICS)) + len(fm.items_of(fm.PSYCHIATRIC))
+    n += 1 + 2 + sum(tlv_reads(ef) for ef in (fm.ADDRESSES, fm.CONTACTS, fm.SOCIAL, fm.DOCUMENTS))
+    n += 1 + 2 + tlv_reads(fm.BASICS) + tlv_reads(fm.PSYCHIATRIC)
     for ring, key in ((fm.ALLERGIES, "allergies"), (fm.IMMUNISATIONS, "immunisations")):
         used = len(profile.get(key, []))
         n += used + (1 if used < ring.records else 0)  # one empty record proves the end
