@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hcmiddleware.access.caller import Caller
 
-__all__ = ["Acting", "acting", "current", "in_system", "system"]
+__all__ = ["Acting", "acting", "current", "in_step", "in_system", "step", "system", "within"]
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Acting:
     """A caller at work: who, and the grant the call relies on, if any (break glass, or
     a reason given for the resident: ``grant_kind``)."""
@@ -26,6 +26,11 @@ class Acting:
     caller: Caller
     grant: str | None = None
     grant_kind: str = "break_glass"
+    #: audit entries written for the caller in the block so far, and the subjects they
+    #: name: a session writes an entry of its own for a call only when the service wrote
+    #: none (about the resident the call is about)
+    entries: int = field(default=0, compare=False)
+    subjects: set[str] = field(default_factory=set, compare=False)
 
     @property
     def marker(self) -> str:
@@ -35,6 +40,7 @@ class Acting:
 
 _ACTING: ContextVar[Acting | None] = ContextVar("hcm_acting", default=None)
 _SYSTEM: ContextVar[bool] = ContextVar("hcm_system", default=False)
+_STEP: ContextVar[bool] = ContextVar("hcm_step", default=False)
 
 
 def current() -> Acting | None:
@@ -53,7 +59,13 @@ def acting(
     caller: Caller, grant: str | None = None, grant_kind: str = "break_glass"
 ) -> Iterator[Acting]:
     """Make the calls inside the block on ``caller``'s behalf."""
-    made = Acting(caller, grant, grant_kind)
+    with within(Acting(caller, grant, grant_kind)) as made:
+        yield made
+
+
+@contextmanager
+def within(made: Acting) -> Iterator[Acting]:
+    """Go on with ``made``'s call inside the block (a streamed answer read later)."""
     token = _ACTING.set(made)
     try:
         yield made
@@ -70,3 +82,20 @@ def system() -> Iterator[None]:
         yield
     finally:
         _SYSTEM.reset(token)
+
+
+def in_step() -> bool:
+    """True inside a journey's step that writes the audit entry of its service calls."""
+    return _STEP.get()
+
+
+@contextmanager
+def step() -> Iterator[None]:
+    """Mark the calls inside the block as part of a journey's step whose own entry
+    (``flow.outpatient.register``) records them, in success and failure: a session
+    then writes no entry of its own for them (a service's own entries are written)."""
+    token = _STEP.set(True)
+    try:
+        yield
+    finally:
+        _STEP.reset(token)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -62,16 +62,6 @@ _OPERATIONS = frozenset(OPERATIONS)
 #: a session records the same resident's identification at most once in this time
 _REIDENTIFY_SECONDS = 60.0
 
-#: operations whose service writes its own audit entry (the session adds none)
-_SELF_AUDITED = frozenset(
-    {
-        "terminal.read", "terminal.read_issuer", "faces.verify_card", "faces.verify",
-        "faces.enrol", "faces.search", "ehc.verify", "ehc.verify_image", "ehc.issue",
-        "ehc.bind", "residents.merge", "residents.unmerge", "ward.orders", "ward.move",
-        "audit.record", "audit.verify", "audit.export", "cards.check", "cards.report_loss",
-        "terminal.write_visit",
-    }
-)  # fmt: skip
 #: operations that show no personal data and change nothing: not audited
 _UNAUDITED = frozenset(
     {
@@ -385,18 +375,49 @@ class Session:
         if "actor" not in kwargs and _takes_actor(method):
             kwargs["actor"] = self.caller.user
         args, kwargs = self._whole(args, kwargs)
-        with context.acting(self.caller, plan.grant, plan.grant_kind):
+        # the session writes an entry of its own for the act only when the service wrote
+        # none (the card read, the band bound, the payment's states are the act's own
+        # entries) — none naming the resident the call is about, if it is about one —
+        # and no journey's step writes it
+        audits = operation not in _UNAUDITED and not context.in_step()
+        with context.acting(self.caller, plan.grant, plan.grant_kind) as acting:
             result = method(*args, **kwargs)
+            if isinstance(result, Iterator):  # streamed: read in the caller's name too
+                return self._streamed(plan, acting, result, audits=audits)
             if operation in _IDENTIFIES:
                 self._identify(operation, args, kwargs, result)
+            audited = _audited(plan, acting)
             result = self._answer(plan, result)
-            if operation not in _SELF_AUDITED and operation not in _UNAUDITED:
-                self._mw._raw("audit").record(
-                    operation,
-                    actor=self.caller.user,
-                    subject=plan.subject or _subject_of(result),
-                )
+            if audits and not audited:
+                self._audit_call(plan, result)
         return result
+
+    def _audit_call(self, plan: _Call, result: Any) -> None:
+        self._mw._raw("audit").record(
+            plan.operation, actor=self.caller.user, subject=plan.subject or _subject_of(result)
+        )
+
+    def _streamed(
+        self, plan: _Call, acting: context.Acting, items: Iterator[Any], *, audits: bool
+    ) -> Iterator[Any]:
+        """A streamed answer (an export, the linkage table), produced in the caller's name
+        and cut item by item; audited once read (or given up), as a call is."""
+        try:
+            while True:
+                with context.within(acting):
+                    try:
+                        item = next(items)
+                    except StopIteration:
+                        return
+                    item = self._answer(plan, item)
+                yield item
+        finally:
+            with context.within(acting):
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+                if audits and not _audited(plan, acting):
+                    self._audit_call(plan, None)
 
     def _whole(
         self, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -614,6 +635,13 @@ class Session:
         """Close the resident's visit at this terminal: step-by-step data closes again."""
         self._identified.pop(resident_id, None)
         return self._access.end_visit(resident_id, self.caller.terminal, caller=self.caller)
+
+
+def _audited(plan: _Call, acting: context.Acting) -> bool:
+    """Did the service audit the call itself (about its resident, if it names one)?"""
+    if plan.subject is not None:
+        return plan.subject in acting.subjects
+    return acting.entries > 0
 
 
 def _withheld(value: Any) -> bool:

@@ -401,11 +401,13 @@ class Audit:
             raise AuditInputError(f"audit outcome {outcome!r} is not ok, refused or failed")
         if not action or not actor:
             raise AuditInputError("an audit entry needs an action and an actor")
+        acting = _acting()
         if user is None and role is None:
-            acting = _acting()
             if acting is not None:  # a session's call: the caller's identity
+                # and the caller's terminal, also where the service names its own (the
+                # e-card's terminal ID, a payment's till)
                 user, role = acting.caller.user, acting.caller.role
-                terminal = terminal or acting.caller.terminal
+                terminal = acting.caller.terminal
                 if acting.grant is not None and acting.marker not in details:
                     details = {**details, acting.marker: acting.grant}
             else:  # the embedding process, a plugin, the core: the system caller
@@ -422,6 +424,10 @@ class Audit:
             },
             details,
         )
+        if acting is not None:  # the session audits a call whose service wrote nothing
+            acting.entries += 1
+            if subject:
+                acting.subjects.add(subject)
         fields = (
             at.astimezone(UTC).replace(tzinfo=None),
             action,

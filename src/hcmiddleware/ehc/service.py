@@ -535,6 +535,12 @@ class Ehc:
         :raises EhcFormatError: the e-card ID is not 64 hex digits.
         :raises IdentifierConflictError: another resident holds that e-card ID.
         """
+        resident = self._bind(resident_id, ecard_id)
+        self._mw.audit("ehc.bind", actor=actor, subject=resident.resident_id)
+        return resident
+
+    def _bind(self, resident_id: str, ecard_id: str) -> Resident:
+        """:meth:`bind` without its audit entry (issuing audits the whole act)."""
         canonical = normalize_ecard_id(ecard_id)
         index = self._mw.residents.index
         resident = index.get(resident_id)
@@ -547,7 +553,6 @@ class Ehc:
             )
         if holder is None:
             index.link_ecard_id(resident.resident_id, canonical)
-        self._mw.audit("ehc.bind", actor=actor, subject=resident.resident_id)
         return index.get(resident.resident_id)
 
     def issue(self, resident_id: str, *, actor: str = "ehc") -> str:
@@ -585,7 +590,7 @@ class Ehc:
                 hint="enable the e-card platform adapter, or configure [ehc.issuer] to "
                 "issue e-cards here (docs/ehc.md)",
             )
-        self.bind(resident.resident_id, ecard_id, actor=actor)
+        self._bind(resident.resident_id, ecard_id)  # one act, one entry: ehc.issue
         self._mw.audit("ehc.issue", actor=actor, subject=resident.resident_id)
         return ecard_id
 

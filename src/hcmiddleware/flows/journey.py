@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from hcmiddleware.access import context
 from hcmiddleware.access.policy import CARD_PART_CATEGORY
 from hcmiddleware.access.session import Session
 from hcmiddleware.card.filemap import CardPart, parse_parts
@@ -264,9 +265,14 @@ class Journey:
         self._audit(step, subject, "refused" if refused else "failed", **details)
 
     def _step(self, step: str, subject: str | None, call: Callable[[], T]) -> T:
-        """Run one service call of ``step``; a failure is audited and raised as it is."""
+        """Run one service call of ``step``; a failure is audited and raised as it is.
+
+        The step's own entry records the call (the caller writes it once the step is
+        done; :meth:`_failed` when it fails): a session adds none of its own for it.
+        """
         try:
-            return call()
+            with context.step():
+                return call()
         except BaseException as exc:
             self._failed(step, subject, exc)
             raise
@@ -291,8 +297,9 @@ class Journey:
         # the short read, of the parts the caller may see; parts named are read or refused
         wanted = self._readable(self.identify_parts) if parts is None else parts
         try:
-            card = self.services.terminal.read(transport, actor=self.actor, parts=wanted)
-            resident = self.services.residents.enrol_from_card(card)
+            with context.step():
+                card = self.services.terminal.read(transport, actor=self.actor, parts=wanted)
+                resident = self.services.residents.enrol_from_card(card)
         except BaseException as exc:
             self._failed("identify", None, exc)
             raise
