@@ -550,4 +550,7 @@ def test_a_journey_through_a_session_audits_each_step_once(site: Site) -> None:
         "reports": ["flow.outpatient.reports"],
         "write_summary": ["card.write_visit", "flow.outpatient.write_summary"],
     }  # fmt: skip
+    # the card written and the visit's entry: one commit, that of the two entries
+    assert wrote["write_summary"][1] == 1
+    assert wrote["desk"][1] == 1
     assert mw.audit.verify().ok

@@ -8,12 +8,16 @@ import threading
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from hcmiddleware import storage
 from hcmiddleware.errors import AuditError
 from hcmiddleware.runtime import Middleware
+from hcmiddleware.testing import HookRecorder
 from hcmiddleware.testing.plugin import MiddlewareFactory
+
+from .conftest import MakeAudited
 
 
 def _commits(mw: Middleware) -> list[int]:
@@ -222,3 +226,88 @@ def test_a_writer_waits_for_its_turn_no_longer_than_sqlite_would(
     assert waited[0] >= 0.3
     with mw.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT n FROM tally ORDER BY n")).scalars().all() == [1, 2]
+
+
+# --- a step's entries in one commit (Audit.grouped) ---------------------------------------
+
+
+def test_entries_of_a_grouped_block_are_committed_together_at_its_end(
+    audited: MakeAudited,
+) -> None:
+    mw = audited()
+    mw.audit("card.read", actor="kiosk-01")  # the log is open and migrated
+    commits = _commits(mw)
+    recorder = HookRecorder(mw)
+
+    def announced() -> list[str]:
+        return [c.kwargs["event"].action for c in recorder.calls("hcm_audit_event")]
+
+    with mw.audit.grouped():
+        read = mw.audit("card.read", actor="kiosk-01")
+        with mw.audit.grouped():  # a block inside commits with the outer one
+            mw.audit("flow.outpatient.identify", actor="kiosk-01", subject="r-1")
+        # held: nothing is in the chain, nothing committed or announced yet
+        assert (read.seq, commits, announced()) == (0, [], [])
+        assert mw.audit.head()[0] == 1
+    assert len(commits) == 1
+    entries = mw.audit.entries()
+    assert [e.action for e in entries] == ["card.read", "card.read", "flow.outpatient.identify"]
+    # the entry handed out is the one stored, number and hash included
+    assert (read.seq, read.hash, read.prev_hash) == (2, entries[1].hash, entries[0].hash)
+    assert announced() == ["card.read", "flow.outpatient.identify"]
+    assert mw.audit.verify().ok
+
+
+def test_a_grouped_block_that_fails_still_commits_what_it_audited(
+    audited: MakeAudited,
+) -> None:
+    mw = audited()
+
+    def step() -> None:
+        with mw.audit.grouped():
+            mw.audit("card.write_visit", actor="desk-07", slot="3")  # the card was written
+            raise LookupError("the step failed after the act")
+
+    with pytest.raises(LookupError):
+        step()
+    assert [e.action for e in mw.audit.entries()] == ["card.write_visit"]
+
+
+def test_an_entry_in_a_transaction_is_not_held_by_a_grouped_block(
+    audited: MakeAudited,
+) -> None:
+    mw = audited()
+
+    def act_that_fails() -> None:
+        with mw.audit.transaction() as conn:
+            mw.audit.record("band.bound", actor="ward", connection=conn)
+            raise LookupError("the act is rolled back, and its entry with it")
+
+    with mw.audit.grouped():
+        mw.audit("card.read", actor="kiosk-01")
+        with pytest.raises(LookupError):
+            act_that_fails()
+        with mw.audit.transaction() as conn:
+            mw.audit.record("band.bound", actor="ward", connection=conn)
+        assert [e.action for e in mw.audit.entries()] == ["band.bound"]
+    assert [e.action for e in mw.audit.entries()] == ["band.bound", "card.read"]
+    assert mw.audit.verify().ok
+
+
+def test_a_grouped_block_that_cannot_commit_raises_and_writes_none(
+    audited: MakeAudited,
+) -> None:
+    mw = audited()
+    mw.audit("card.read", actor="kiosk-01")
+
+    def step() -> None:
+        with mw.audit.grouped():
+            mw.audit("card.read", actor="kiosk-01")
+            mw.audit("flow.outpatient.identify", actor="kiosk-01")
+            with mw.engine.begin() as conn:  # the log broken by hand meanwhile
+                conn.execute(sa.text("DELETE FROM audit_head"))
+
+    with pytest.raises(AuditError):
+        step()
+    with mw.engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one() == 1

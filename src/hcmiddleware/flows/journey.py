@@ -23,11 +23,12 @@ system caller), refused while ``[access] require_caller`` is on.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypeVar
 
 from hcmiddleware.access import context
 from hcmiddleware.access.policy import CARD_PART_CATEGORY
@@ -50,6 +51,8 @@ from hcmiddleware.errors import (
 from hcmiddleware.models import Charge, HospitalPatient, IdentifierKind, Resident, VisitSummary
 
 T = TypeVar("T")
+J = TypeVar("J", bound="Journey")
+A = ParamSpec("A")
 
 if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead, VisitRecord
@@ -70,6 +73,7 @@ __all__ = [
     "Journey",
     "Pay",
     "Services",
+    "audited_together",
     "request_key",
     "visit_record",
 ]
@@ -131,6 +135,20 @@ class Identified:
         if self.card is not None:
             return self.card.issuer.card_number
         return self.resident.identifier(IdentifierKind.CARD_NUMBER)
+
+
+def audited_together(step: Callable[Concatenate[J, A], T]) -> Callable[Concatenate[J, A], T]:
+    """A step whose audit entries are committed together when it ends: one commit for
+    the card read and the identification it makes, the card written and the visit's
+    entry (:meth:`~hcmiddleware.audit.Audit.grouped`). Only for steps with nothing
+    slow (no remote call) after their first entry."""
+
+    @functools.wraps(step)
+    def run(self: J, /, *args: A.args, **kwargs: A.kwargs) -> T:
+        with self.mw._raw("audit").grouped():
+            return step(self, *args, **kwargs)
+
+    return run
 
 
 def request_key(*parts: object) -> str:
@@ -279,6 +297,7 @@ class Journey:
 
     # -- identify ---------------------------------------------------------------------
 
+    @audited_together
     def identify(
         self,
         transport: Transport | None = None,
@@ -306,6 +325,7 @@ class Journey:
         self._audit("identify", resident.resident_id, how="card")
         return Identified(resident=resident, card=card, how="card")
 
+    @audited_together
     def identify_ecard(
         self,
         text: str | bytes,
@@ -444,6 +464,7 @@ class Journey:
         card = self.card_with(who, CardPart.VISITS, transport=transport, step="visits")
         return sorted(card.visits, key=lambda v: v.visited_at, reverse=True)
 
+    @audited_together
     def write_summary(
         self, who: Identified, summary: VisitSummary, transport: Transport | None = None
     ) -> int:

@@ -41,7 +41,7 @@ from hcmiddleware.errors import (
     HcmError,
     PaymentNotRecordedError,
 )
-from hcmiddleware.flows.journey import Identified, Journey, Pay, request_key
+from hcmiddleware.flows.journey import Identified, Journey, Pay, audited_together, request_key
 from hcmiddleware.models import (
     MAX_SLOT,
     Charge,
@@ -204,6 +204,7 @@ class OutpatientFlow(Journey):
         )
         return position
 
+    @audited_together
     def desk(
         self,
         who: Identified,
