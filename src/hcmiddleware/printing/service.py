@@ -186,18 +186,24 @@ class Receipts:
             "document": document.model_dump_json(),
             "at": _now(),
         }
-        with storage.begin_write(self.engine, durable=False) as conn:
+        audit = self._mw.audit
+        # the attempt and its audit entry commit together, in one durable commit
+        with storage.begin_write(self.engine) as conn:
             inserted = conn.execute(_JOBS.insert(), values).inserted_primary_key
+            audit.record(
+                f"print.{values['state']}",
+                actor=_ACTOR,
+                subject=document.document_id,
+                outcome="failed" if failure is not None else "ok",
+                details={
+                    "kind": document.kind,
+                    "printer": printer or "none",
+                    "reprint": "yes" if document.reprint else "no",
+                },
+                connection=conn,
+            )
+        audit.flush()
         assert inserted is not None
-        self._mw.audit(
-            f"print.{values['state']}",
-            actor=_ACTOR,
-            subject=document.document_id,
-            outcome="failed" if failure is not None else "ok",
-            kind=document.kind,
-            printer=printer or "none",
-            reprint="yes" if document.reprint else "no",
-        )
         return _job({**values, "id": int(inserted[0])})
 
     # -- what is printed ----------------------------------------------------------------
