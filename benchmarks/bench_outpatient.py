@@ -24,11 +24,20 @@ a PIX query). Goal: ≤ 150 ms end to end, the middleware's share ≤ 20 ms.
 The cards differ only in card and ID number: every new resident shares name, sex and
 birth date with all earlier ones, so the index's enrolment loads and scores a block of
 candidates that grows with each card — more than a real population gives it.
+
+``--session`` runs each visit as a kiosk's caller (``mw.acting_as``: role checks, cut
+answers, the caller in every audit entry), as a kiosk behind the agent does;
+``--profile`` adds a cProfile of the returning visits (cumulative time) after the
+tables; ``--cards`` sets how many cards are measured. The last lines give the commits
+on the installation's database and the audit entries of one visit.
 """
 
 from __future__ import annotations
 
+import argparse
+import cProfile
 import json
+import pstats
 import statistics
 import tempfile
 import time
@@ -40,15 +49,17 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from hcm_his_reference import ReferenceHis
 
-from hcmiddleware import Middleware
+from hcmiddleware import Caller, Middleware, Session
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.card.pcsc import PcscTransport
 from hcmiddleware.card.vpcd import VpcdCard
 from hcmiddleware.config import parse_config
 from hcmiddleware.dispatch import CallRecord
 from hcmiddleware.empi.identity import check_character
+from hcmiddleware.flows.journey import Identified
 from hcmiddleware.flows.outpatient import OutpatientFlow
 from hcmiddleware.keyfiles import scratch_empi_keys
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
@@ -125,18 +136,18 @@ def card_for(i: int, folder: Path) -> EmulatedCard:
     return EmulatedCard.from_files(path, TEST_ISSUER_KEYS)
 
 
-def visit(flow: OutpatientFlow, mw: Middleware, clock: Clock, slot: datetime) -> None:
+def visit(
+    flow: OutpatientFlow, services: Middleware | Session, clock: Clock, slot: datetime
+) -> None:
     """One kiosk registration, step by step, as the flow runs it."""
     transport = TimedTransport(PcscTransport(USER_READER), clock)
     try:
         with clock.measure("card read"):
-            card = mw.terminal.read(transport, actor="bench-kiosk")
+            card = services.terminal.read(transport, actor="bench-kiosk")
     finally:
         transport.close()
     with clock.measure("index"):
-        resident = mw.residents.enrol_from_card(card)
-    from hcmiddleware.flows.journey import Identified
-
+        resident = services.residents.enrol_from_card(card)
     who = Identified(resident=resident, card=card)
     with clock.measure("hospital patient ID"):
         patient = flow.patient(who)
@@ -178,7 +189,19 @@ def table(title: str, clocks: list[Clock]) -> list[str]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cards", type=int, default=N, help="cards measured (one warm-up more)")
+    parser.add_argument(
+        "--session", action="store_true", help="run each visit as a kiosk's caller (acting_as)"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the returning visits (cProfile)"
+    )
+    args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="hcm-bench-outpatient-"))
+    profile = cProfile.Profile()
+    commits = [0]
+    per_visit: dict[str, tuple[int, int]] = {}
     with ReferenceHis(folder / "his.db", hospital_code=HOSPITAL) as his, Pcscd() as pcscd:
         host, port = his.mllp_address
         config = parse_config(
@@ -193,14 +216,20 @@ def main() -> None:
         with Middleware(config) as mw:
             client = mw.pm.get_plugin("his-hl7").client  # type: ignore[union-attr]
             round_trip = client._send  # one MLLP exchange: the wire and the HIS
-            flow = OutpatientFlow(mw, actor="bench-kiosk")
+            services: Middleware | Session = mw
+            if args.session:
+                services = mw.acting_as(Caller(user="kiosk-01", role="kiosk", terminal="kiosk-01"))
+            flow = OutpatientFlow(services, actor="bench-kiosk")
+            sa.event.listen(
+                mw.engine, "commit", lambda _conn: commits.__setitem__(0, commits[0] + 1)
+            )
             base = (datetime.now() + timedelta(days=2)).replace(
                 hour=8, minute=0, second=0, microsecond=0
             )
             first: list[Clock] = []
             returning: list[Clock] = []
             pcscd.wait_card(False)
-            for i in range(N + 1):
+            for i in range(args.cards + 1):
                 card = card_for(i, folder)
                 with VpcdCard(card, pcscd.user_port):
                     pcscd.wait_card(True)
@@ -209,7 +238,14 @@ def main() -> None:
                         detach = mw.dispatcher.add_observer(clock.observe)
                         client._send = clock.timed(clock.his, round_trip)
                         slot = base + timedelta(days=i, minutes=0 if kind == "first" else 30)
-                        visit(flow, mw, clock, slot)
+                        profiling = args.profile and i > 0 and kind == "returning"
+                        before = (commits[0], mw.audit.head()[0])
+                        if profiling:
+                            profile.enable()
+                        visit(flow, services, clock, slot)
+                        if profiling:
+                            profile.disable()
+                        per_visit[kind] = (commits[0] - before[0], mw.audit.head()[0] - before[1])
                         detach()
                         if i > 0:  # the first card warms up imports, connections, caches
                             bucket.append(clock)
@@ -219,6 +255,12 @@ def main() -> None:
     for line in table("Returning patient: the index knows the hospital patient ID", returning):
         print(line)
     print("\ngoal: total ≤ 150 ms, middleware ≤ 20 ms")
+    print("one visit" + (" as a kiosk's caller" if args.session else "") + ":")
+    for kind, (made, entries) in per_visit.items():
+        print(f"  {kind:<9} {made} commits on the installation's database, {entries} audit entries")
+    if args.profile:
+        print(f"\nthe {len(returning)} returning visits, by cumulative time:")
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
 
 
 if __name__ == "__main__":

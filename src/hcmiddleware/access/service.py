@@ -55,6 +55,33 @@ SYSTEM_ROLE = "system"
 _GRANTS: sa.Table = GrantRow.__table__  # type: ignore[assignment]
 _IDS: sa.Table = IdentificationRow.__table__  # type: ignore[assignment]
 
+#: Asked on every call of a session: made once (building a statement per call costs
+#: more than running it).
+_IDENTIFIED = (
+    sa.select(_IDS.c.id)
+    .where(
+        _IDS.c.resident_id == sa.bindparam("resident_id"),
+        _IDS.c.terminal == sa.bindparam("terminal"),
+        _IDS.c.at >= sa.bindparam("since"),
+        _IDS.c.at <= sa.bindparam("now"),
+        _IDS.c.ended_at.is_(None),
+    )
+    .limit(1)
+)
+_ACTIVE = sa.select(_GRANTS).where(
+    _GRANTS.c.kind == sa.bindparam("kind"),
+    _GRANTS.c.user_id == sa.bindparam("user_id"),
+    _GRANTS.c.role == sa.bindparam("role"),
+    _GRANTS.c.terminal == sa.bindparam("terminal"),
+    _GRANTS.c.expires_at > sa.bindparam("now"),
+    _GRANTS.c.opened_at <= sa.bindparam("now"),
+)
+#: grants for anyone; and those for anyone or for one resident
+_ACTIVE_ANYONE = _ACTIVE.where(_GRANTS.c.resident_id.is_(None)).order_by(_GRANTS.c.opened_at)
+_ACTIVE_FOR = _ACTIVE.where(
+    sa.or_(_GRANTS.c.resident_id.is_(None), _GRANTS.c.resident_id == sa.bindparam("resident_id"))
+).order_by(_GRANTS.c.opened_at)
+
 #: what a break-glass reason must not hold: an ID number or a mobile number
 _PERSONAL = re.compile(r"\d{17}[\dXx]|(?<!\d)1[3-9]\d{9}(?!\d)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -284,15 +311,8 @@ class Access:
         since = now - timedelta(minutes=self.settings.identification_minutes)
         with self.engine.connect() as conn:
             found = conn.execute(
-                sa.select(_IDS.c.id)
-                .where(
-                    _IDS.c.resident_id == resident_id,
-                    _IDS.c.terminal == terminal,
-                    _IDS.c.at >= since,
-                    _IDS.c.at <= now,
-                    _IDS.c.ended_at.is_(None),
-                )
-                .limit(1)
+                _IDENTIFIED,
+                {"resident_id": resident_id, "terminal": terminal, "since": since, "now": now},
             ).first()
         return found is not None
 
@@ -464,22 +484,18 @@ class Access:
         """The caller's grants of ``kind`` not yet expired (for ``resident_id``, or for
         anyone)."""
         now = _naive(at) if at is not None else _now()
-        query = sa.select(_GRANTS).where(
-            _GRANTS.c.kind == kind,
-            _GRANTS.c.user_id == caller.user,
-            _GRANTS.c.role == caller.role,
-            _GRANTS.c.terminal == caller.terminal,
-            _GRANTS.c.expires_at > now,
-            _GRANTS.c.opened_at <= now,
-        )
-        if resident_id is None:
-            query = query.where(_GRANTS.c.resident_id.is_(None))
-        else:
-            query = query.where(
-                sa.or_(_GRANTS.c.resident_id.is_(None), _GRANTS.c.resident_id == resident_id)
-            )
+        params = {
+            "kind": kind,
+            "user_id": caller.user,
+            "role": caller.role,
+            "terminal": caller.terminal,
+            "now": now,
+        }
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(_GRANTS.c.opened_at)).all()
+            if resident_id is None:
+                rows = conn.execute(_ACTIVE_ANYONE, params).all()
+            else:
+                rows = conn.execute(_ACTIVE_FOR, {**params, "resident_id": resident_id}).all()
         return [_grant(r) for r in rows]
 
     def grants(
