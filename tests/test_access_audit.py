@@ -167,7 +167,10 @@ class Site:
 
 
 @pytest.fixture
-def site(tmp_path: Path, hcm_make_middleware: MiddlewareFactory) -> Iterator[Site]:
+def site(
+    fresh_database: str, tmp_path: Path, hcm_make_middleware: MiddlewareFactory
+) -> Iterator[Site]:
+    """Everything a session's operations reach, on each kind of database."""
     bank = serve_bank(tmp_path / "bank-ledger.db")
     bank.service.ledger.bind(CARD, "6222000011112222", ID_NUMBER)  # type: ignore[attr-defined]
     insurer = serve_insurer(tmp_path / "insurer-ledger.db")
@@ -195,6 +198,7 @@ def site(tmp_path: Path, hcm_make_middleware: MiddlewareFactory) -> Iterator[Sit
                 cards={"list_keys": {LISTS: str(pem)}},
                 printing={"pdf_dir": str(tmp_path / "pdf"), "receipts": False},
                 access={"roles": {"administrator": everything}},
+                database={"url": fresh_database},
             )  # fmt: skip
             yield Site(mw, his, bank, lists, feed, tmp_path)
     finally:
