@@ -25,6 +25,9 @@ The cards differ only in card and ID number: every new resident shares name, sex
 birth date with all earlier ones, so the index's enrolment loads and scores a block of
 candidates that grows with each card — more than a real population gives it.
 
+The card read takes what the flow's ``identify`` step reads (identity, insurance and
+phones: ``Journey.identify_parts``, less what the caller may not see); ``--all-parts``
+reads the whole card, as this benchmark did before the flow read less.
 ``--session`` runs each visit as a kiosk's caller (``mw.acting_as``: role checks, cut
 answers, the caller in every audit entry), as a kiosk behind the agent does;
 ``--profile`` adds a cProfile of the returning visits (cumulative time) after the
@@ -53,7 +56,9 @@ import sqlalchemy as sa
 from hcm_his_reference import ReferenceHis
 
 from hcmiddleware import Caller, Middleware, Session
+from hcmiddleware.access.policy import CARD_PART_CATEGORY, Category
 from hcmiddleware.card.emulator import EmulatedCard
+from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.card.pcsc import PcscTransport
 from hcmiddleware.card.vpcd import VpcdCard
 from hcmiddleware.config import parse_config
@@ -137,13 +142,17 @@ def card_for(i: int, folder: Path) -> EmulatedCard:
 
 
 def visit(
-    flow: OutpatientFlow, services: Middleware | Session, clock: Clock, slot: datetime
+    flow: OutpatientFlow,
+    services: Middleware | Session,
+    clock: Clock,
+    slot: datetime,
+    parts: frozenset[CardPart] | None,
 ) -> None:
     """One kiosk registration, step by step, as the flow runs it."""
     transport = TimedTransport(PcscTransport(USER_READER), clock)
     try:
         with clock.measure("card read"):
-            card = services.terminal.read(transport, actor="bench-kiosk")
+            card = services.terminal.read(transport, actor="bench-kiosk", parts=parts)
     finally:
         transport.close()
     with clock.measure("index"):
@@ -197,6 +206,11 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="profile the returning visits (cProfile)"
     )
+    parser.add_argument(
+        "--all-parts",
+        action="store_true",
+        help="read the whole card, not only what the flow's identify step reads",
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="hcm-bench-outpatient-"))
     profile = cProfile.Profile()
@@ -220,6 +234,13 @@ def main() -> None:
             if args.session:
                 services = mw.acting_as(Caller(user="kiosk-01", role="kiosk", terminal="kiosk-01"))
             flow = OutpatientFlow(services, actor="bench-kiosk")
+            # what the flow's identify step reads: the parts the caller may see
+            parts: frozenset[CardPart] | None = None
+            if not args.all_parts:
+                seen = services.visible() if isinstance(services, Session) else set(Category)
+                parts = frozenset(
+                    p for p in flow.identify_parts if CARD_PART_CATEGORY[p.value] in seen
+                )
             sa.event.listen(
                 mw.engine, "commit", lambda _conn: commits.__setitem__(0, commits[0] + 1)
             )
@@ -242,7 +263,7 @@ def main() -> None:
                         before = (commits[0], mw.audit.head()[0])
                         if profiling:
                             profile.enable()
-                        visit(flow, services, clock, slot)
+                        visit(flow, services, clock, slot, parts)
                         if profiling:
                             profile.disable()
                         per_visit[kind] = (commits[0] - before[0], mw.audit.head()[0] - before[1])
