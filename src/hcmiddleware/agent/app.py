@@ -23,8 +23,8 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hcmiddleware import __version__
@@ -42,6 +42,7 @@ from hcmiddleware.agent.deps import As, Who
 from hcmiddleware.agent.events import EventBridge
 from hcmiddleware.agent.guard import Guard
 from hcmiddleware.agent.problems import MEDIA_TYPE, Problem, problem_of, status_of
+from hcmiddleware.agent.workers import Workers, off_loop
 from hcmiddleware.card.data import CardRead, Issuer
 from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.config import AgentSection
@@ -100,6 +101,8 @@ class AgentState:
         self.events = EventBridge()
         #: the agent's own ``agent.call`` entries, written in batches
         self.calls = CallLog(mw)
+        #: the threads the routes' service calls run in (one hand-over per request)
+        self.workers = Workers()
         self.card_lock = threading.Lock()
         self.started = dt.datetime.now(dt.UTC)
         self._active = 0
@@ -113,11 +116,11 @@ class AgentState:
 
         Making one does no I/O once the caller's role and terminal were found configured;
         the first time (or when they are not, which writes the refusal to the audit log)
-        it runs in the thread pool, off the event loop.
+        it runs in a worker thread, off the event loop.
         """
         if who in self._admitted:
             return session_for(self.mw, who)
-        made = await run_in_threadpool(session_for, self.mw, who)
+        made = await self.workers.run(session_for, self.mw, who)
         self._admitted.add(who)
         return made
 
@@ -288,6 +291,8 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
         redoc_url=None,
         responses=_PROBLEMS,
     )
+    # every plain ``def`` route below runs its service call in the agent's workers
+    app.router.route_class = _route_class(state.workers)
     app.state.agent = state
     app.add_middleware(Guard, mw=mw, settings=settings, tokens=state.tokens, calls=state.calls)
 
@@ -339,13 +344,16 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
             media_type=MEDIA_TYPE,
         )
 
+    # the routes that touch no service, no disk and no device are coroutines: answered
+    # on the event loop, with no thread at all
+
     @app.get("/v1/health", tags=["agent"])
-    def health() -> Health:
+    async def health() -> Health:
         """Liveness: the agent answers (no token needed)."""
         return Health(version=__version__, started=state.started)
 
     @app.get("/v1/me", tags=["agent"])
-    def me(who: Who) -> Caller:
+    async def me(who: Who) -> Caller:
         """Who the token acts as: user, role and terminal."""
         return who
 
@@ -377,7 +385,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
         return issuer
 
     @app.get("/v1/card/parts", tags=["card"])
-    def card_parts() -> list[str]:
+    async def card_parts() -> list[str]:
         """The part names a read may ask for."""
         return [p.value for p in CardPart]
 
@@ -600,6 +608,18 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
     add_dll(app, state)
     add_console(app, state)
     return app
+
+
+def _route_class(workers: Workers) -> type[APIRoute]:
+    """FastAPI's route, with a plain ``def`` endpoint run in ``workers``
+    (:func:`~hcmiddleware.agent.workers.off_loop`): one hand-over to a thread per
+    request, the answer validated on the loop."""
+
+    class _Route(APIRoute):
+        def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
+            super().__init__(path, off_loop(endpoint, workers), **kwargs)
+
+    return _Route
 
 
 def _problem(exc: HcmError) -> JSONResponse:

@@ -134,16 +134,20 @@ def status(state: AgentState, s: Session, who: Caller) -> ConsoleStatus:
 
 
 def add_console(app: FastAPI, state: AgentState) -> None:
-    """Add the console page, its script and its status call to ``app``."""
+    """Add the console page, its script and its status call to ``app``.
+
+    The page and the script are answered from memory, on the event loop (coroutines);
+    the status call runs in the agent's workers like every service call.
+    """
     page = files("hcmiddleware.agent").joinpath("console.html").read_text(encoding="utf-8")
     script = files("hcmiddleware.agent").joinpath("console.js").read_text(encoding="utf-8")
 
     @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
+    async def root() -> RedirectResponse:
         return RedirectResponse("/console")
 
     @app.get("/console", include_in_schema=False)
-    def console_page() -> HTMLResponse:
+    async def console_page() -> HTMLResponse:
         return HTMLResponse(
             page,
             headers={
@@ -153,7 +157,7 @@ def add_console(app: FastAPI, state: AgentState) -> None:
         )
 
     @app.get("/console/console.js", include_in_schema=False)
-    def console_script() -> Response:
+    async def console_script() -> Response:
         return Response(script, media_type="text/javascript; charset=utf-8")
 
     @app.get("/v1/console/status", tags=["console"])

@@ -25,9 +25,13 @@ async def caller(request: Request) -> Caller:
     return found
 
 
-async def session(request: Request, who: Annotated[Caller, Depends(caller)]) -> Session:
-    """The services as the caller may use them (``mw.acting_as``)."""
-    made: Session = await request.app.state.agent.session(who)
+async def session(request: Request) -> Session:
+    """The services as the caller may use them (``mw.acting_as``).
+
+    It finds the caller itself rather than through :func:`caller` as a dependency of
+    its own: each level of dependencies is work FastAPI does again on every request.
+    """
+    made: Session = await request.app.state.agent.session(await caller(request))
     return made
 
 

@@ -258,7 +258,7 @@ def add_dll(app: FastAPI, state: AgentState) -> None:
         return _answer(work)
 
     @app.get("/dll/codes", tags=["dll"], operation_id="dll_codes")
-    def codes() -> dict[str, str]:
+    async def codes() -> dict[str, str]:
         """What each return code means."""
         return {str(k): v for k, v in MEANINGS.items()}
 

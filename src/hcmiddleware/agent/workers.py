@@ -1,0 +1,158 @@
+"""The agent's worker threads: where a route's service call runs, off the event loop.
+
+A service call may wait — for the disk (the audit log commits before the answer goes
+out), the card reader, a remote system — so it must not run on the event loop, which
+parses and answers every other request meanwhile. FastAPI would run a plain ``def``
+route in anyio's thread pool, and then its answer's validation in that pool again: two
+hand-overs per request, each a thread woken and the loop woken back, and on a busy
+machine each wake-up a wait for a core. :func:`off_loop` makes the route a coroutine
+that hands only the call itself to :class:`Workers`; FastAPI then validates and
+serialises the answer on the loop (CPU work, a few microseconds for a resident). So a
+request crosses to a thread once, and the crossing itself is a queue put and a
+``call_soon_threadsafe``, without anyio's capacity limiter and cancel scope per call.
+
+As with anyio's threads, a call once started is not abandoned: a request cancelled while
+its call runs (the server stopping) ends when the call has, so a stopping agent still
+waits for the calls in flight before it closes the Middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["Workers", "off_loop"]
+
+_T = TypeVar("_T")
+
+
+class _Job:
+    __slots__ = ("call", "context", "done", "finished", "future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, call: Callable[[], Any]) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.context = contextvars.copy_context()
+        self.call = call
+        #: set on the loop once the call has returned or raised
+        self.done = False
+        #: what a cancelled request waits on until the call is done
+        self.finished: asyncio.Future[None] | None = None
+
+
+def _finish(job: _Job, result: Any, error: BaseException | None) -> None:
+    """On the loop: hand the call's outcome to the request waiting for it."""
+    job.done = True
+    if not job.future.done():
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+    if job.finished is not None and not job.finished.done():
+        job.finished.set_result(None)
+
+
+class Workers:
+    """Up to ``limit`` threads (started as needed, kept until :meth:`close`) that run
+    the blocking calls of the agent's routes; more calls at once wait their turn."""
+
+    def __init__(self, limit: int = 40, *, name: str = "hcm-agent-worker") -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self._name = name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        #: threads waiting for a job that no submitted job has claimed yet
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    @property
+    def threads(self) -> int:
+        """How many threads have been started."""
+        return len(self._threads)
+
+    async def run(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """``fn(*args, **kwargs)`` in a worker thread, in a copy of the caller's context."""
+        loop = asyncio.get_running_loop()
+        job = _Job(loop, functools.partial(fn, *args, **kwargs))
+        self._submit(job)
+        try:
+            result: _T = await job.future
+            return result
+        except asyncio.CancelledError:
+            # the call cannot be stopped half-way: the request ends once it has
+            while not job.done:
+                job.finished = loop.create_future()
+                try:
+                    await job.finished
+                except asyncio.CancelledError:
+                    continue
+            raise
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the threads once the calls queued before have run (new calls refused)."""
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(None)
+        for thread in threads:
+            thread.join(timeout)
+
+    def _submit(self, job: _Job) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the agent's worker threads are stopped")
+            self._jobs.put(job)
+            if self._idle.acquire(blocking=False) or len(self._threads) >= self.limit:
+                return  # an idle thread takes it, or it waits for the next one free
+            thread = threading.Thread(
+                target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
+            )
+            self._threads.append(thread)
+        thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = job.context.run(job.call)
+            except BaseException as exc:  # handed to the request, as anyio's threads do
+                error = exc
+            # free before the loop is woken (it may hand this thread the next call), and
+            # the loop woken last: it then finds the GIL free when it wakes
+            self._idle.release()
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                job.loop.call_soon_threadsafe(_finish, job, result, error)
+            del job, result, error  # hold nothing while idle
+
+
+def off_loop(endpoint: Callable[..., Any], workers: Workers) -> Callable[..., Any]:
+    """A plain ``def`` route as a coroutine that runs it in ``workers``.
+
+    The signature, name and docstring stay the route's (``functools.wraps``), so its
+    parameters, answer model and OpenAPI operation are the same. Coroutines,
+    generators and anything else are given back as they are.
+    """
+    if not inspect.isfunction(endpoint) or (
+        inspect.iscoroutinefunction(endpoint)
+        or inspect.isgeneratorfunction(endpoint)
+        or inspect.isasyncgenfunction(endpoint)
+    ):
+        return endpoint
+
+    @functools.wraps(endpoint)
+    async def route(*args: Any, **kwargs: Any) -> Any:
+        return await workers.run(endpoint, *args, **kwargs)
+
+    return route
