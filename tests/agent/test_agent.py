@@ -316,6 +316,29 @@ def test_the_access_log_holds_no_personal_data(
         assert personal not in text
 
 
+def test_fastapis_own_telemetry_sees_no_call(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an OpenTelemetry provider in the process (a site's, or a library's), FastAPI
+    would open a span per request with the path and the query — an ID number; the agent
+    turns its telemetry off: its own access log and audit entries are the record."""
+    from opentelemetry import trace
+
+    spans: list[tuple[str, Any]] = []
+
+    class Tracer(trace.NoOpTracer):
+        def start_span(self, name: str, *args: Any, **kwargs: Any) -> Any:
+            spans.append((name, kwargs.get("attributes")))
+            return super().start_span(name, *args, **kwargs)
+
+    class Provider(trace.TracerProvider):
+        def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+            return Tracer()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: Provider())
+    found = agent.get("/v1/residents/lookup", params={"kind": "id_number", "value": ID_NUMBER})
+    assert found.status_code == 404  # nobody enrolled: the call went all the way through
+    assert spans == []
+
+
 def test_the_openapi_document_comes_from_the_models(agent: Agent) -> None:
     doc = agent.client.get("/openapi.json").json()
     schemas = doc["components"]["schemas"]

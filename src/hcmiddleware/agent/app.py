@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import inspect
 import logging
 import threading
 from collections.abc import Iterator
@@ -290,6 +291,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         responses=_PROBLEMS,
+        **_without_telemetry(),
     )
     # every plain ``def`` route below runs its service call in the agent's workers
     app.router.route_class = _route_class(state.workers)
@@ -608,6 +610,17 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
     add_dll(app, state)
     add_console(app, state)
     return app
+
+
+def _without_telemetry() -> dict[str, Any]:
+    """FastAPI's own OpenTelemetry spans, metrics and logs off, where this FastAPI has
+    them: a span carries the path's values and the query (an ID number), and they cost
+    every request a look at the providers. The access log and the audit log are the
+    agent's record of its calls."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    off = ("tracing", "metrics", "logs", "operation_spans", "auto_configure")
+    return {"telemetry": dict.fromkeys(off, False)}
 
 
 def _route_class(workers: Workers) -> type[APIRoute]:

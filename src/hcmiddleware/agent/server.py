@@ -54,6 +54,9 @@ def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -
         timeout_graceful_shutdown=int(settings.shutdown_grace),
         server_header=False,
         lifespan="off",
+        # the agent is called on loopback, never through a proxy: X-Forwarded-For from
+        # a local page must not change whom the rate limit counts
+        proxy_headers=False,
     )
     server = _Server(config, state)
     watcher = None

@@ -1,0 +1,80 @@
+"""``hcm agent serve`` as a real process: what its HTTP server trusts of a request."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hcmiddleware.testing import audit_key, empi_keys
+
+from .conftest import free_port
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
+def _config(folder: Path, port: int) -> Path:
+    (folder / "desk.token").write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+    keys = folder / "keys"
+    sections: dict[str, dict[str, Any]] = {
+        "middleware": {"data_dir": str(folder / "data"), "institution_code": "210100000001"},
+        "empi": empi_keys(keys),
+        "audit": audit_key(keys),
+        "agent": {"port": port, "rate_limit": 0.01, "rate_burst": 2},
+        "agent.tokens.desk-1": {
+            "token": {"file": "desk.token"},
+            "user": "u-desk",
+            "role": "registration",
+            "terminal": "desk-1",
+        },
+    }
+    path = folder / "hcm.toml"
+    path.write_text(
+        "".join(
+            f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in body.items()) + "\n"
+            for name, body in sections.items()
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_x_forwarded_for_does_not_change_whom_the_rate_limit_counts(tmp_path: Path) -> None:
+    """The agent is called on loopback, never through a proxy: a page that sends
+    X-Forwarded-For is still the one client it is (its burst of two, then 429)."""
+    port = free_port()
+    config = _config(tmp_path, port)
+    hcm = [sys.executable, "-c", "from hcmiddleware.cli import main; main()"]
+    process = subprocess.Popen(
+        [*hcm, "--config", str(config), "agent", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:"), line if line else process.stderr.read()
+        statuses = [
+            httpx.get(
+                f"http://127.0.0.1:{port}/v1/health",
+                headers={"X-Forwarded-For": f"203.0.113.{i}", "X-Forwarded-Proto": "https"},
+                timeout=10,
+            ).status_code
+            for i in range(1, 4)
+        ]
+        assert statuses == [200, 200, 429]
+    finally:
+        process.terminate()
+        process.wait(30)
