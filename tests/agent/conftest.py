@@ -126,7 +126,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     config, tokens = agent_config(tmp_path / "hcm-data")
     with Middleware(config) as mw, TestClient(create_app(mw)) as client:
         yield Agent(mw, client, tokens)
-        client.app.state.agent.calls.close()  # type: ignore[attr-defined]
+        client.app.state.agent.close()  # type: ignore[attr-defined]
 
 
 def free_port() -> int:
@@ -171,4 +171,4 @@ def served(tmp_path: Path) -> Iterator[Served]:
             app.state.agent.events.close()
             server.should_exit = True
             thread.join(10)
-            app.state.agent.calls.close()
+            app.state.agent.close()

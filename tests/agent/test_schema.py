@@ -42,7 +42,7 @@ def agent_schema(pcscd: Pcscd, tmp_path_factory: pytest.TempPathFactory) -> Iter
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         # the event stream does not end by itself: test_console.py reads it
         yield schema.exclude(path="/v1/events"), tokens["admin"], app
-        app.state.agent.calls.close()
+        app.state.agent.close()
 
 
 def test_every_operation_keeps_its_schema(agent_schema: Any) -> None:

@@ -75,7 +75,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
             }
             with Middleware(config, plugins=objects) as mw, TestClient(create_app(mw)) as client:
                 yield Site(Agent(mw, client, tokens), his, bank, tmp_path / "pdf")
-                client.app.state.agent.calls.close()  # type: ignore[attr-defined]
+                client.app.state.agent.close()  # type: ignore[attr-defined]
     finally:
         insurer.stop()
         bank.stop()
@@ -264,7 +264,7 @@ def test_a_deposit_the_his_cannot_record_takes_no_money(tmp_path: Path) -> None:
                 "hcm_his_record_deposit",
             )
             assert mw.journal.entries() == []
-            client.app.state.agent.calls.close()  # type: ignore[attr-defined]
+            client.app.state.agent.close()  # type: ignore[attr-defined]
     finally:
         bank.stop()
 
@@ -554,7 +554,7 @@ def test_ecard_issue_bind_code_and_verify(tmp_path: Path) -> None:
         assert checked.json()["resident"]["resident_id"] == resident_id
         static = agent.post("/v1/ehc/code", json={"ecard_id": ecard_id, "kind": "static"})
         assert static.json()["text"] != code
-        client.app.state.agent.calls.close()  # type: ignore[attr-defined]
+        client.app.state.agent.close()  # type: ignore[attr-defined]
 
 
 def test_issuing_an_ecard_without_an_issuer_is_501(agent: Agent) -> None:

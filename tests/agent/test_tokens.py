@@ -32,7 +32,7 @@ def hcm(*args: str, cwd: Path) -> Any:
 def _me(config_file: Path, token: str) -> Any:
     with Middleware(load_config(config_file)) as mw, TestClient(create_app(mw)) as client:
         answer = client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
-        client.app.state.agent.calls.close()  # type: ignore[attr-defined]
+        client.app.state.agent.close()  # type: ignore[attr-defined]
     return answer
 
 
@@ -160,4 +160,4 @@ def test_a_token_of_a_role_not_configured_is_refused_every_time(tmp_path: Path) 
             assert answer.status_code == 403, answer.text
             assert answer.json()["title"] == "UnknownRoleError"
         assert len(mw.audit.entries(action="access.refused")) == 2
-        client.app.state.agent.calls.close()  # type: ignore[attr-defined]
+        client.app.state.agent.close()  # type: ignore[attr-defined]

@@ -26,20 +26,21 @@ _where: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="u
 def test_a_call_runs_in_a_worker_thread_with_the_callers_context() -> None:
     workers = Workers(limit=2)
 
-    def call(x: int, *, y: int) -> tuple[str, str, int]:
-        return threading.current_thread().name, _where.get(), x + y
+    def call(x: int, *, y: int) -> tuple[threading.Thread, str, int]:
+        return threading.current_thread(), _where.get(), x + y
 
-    async def main() -> tuple[str, str, int]:
+    async def main() -> tuple[threading.Thread, str, int]:
         _where.set("request")
         return await workers.run(call, 1, y=2)
 
     try:
-        name, where, total = asyncio.run(main())
+        thread, where, total = asyncio.run(main())
     finally:
         workers.close()
-    assert name.startswith("hcm-agent-worker-")
+    assert thread is not threading.main_thread()
+    assert thread.name.startswith("hcm-agent-worker-")
     assert (where, total) == ("request", 3)
-    assert not any(t.name == name for t in threading.enumerate())  # closed: gone
+    assert not thread.is_alive()  # closed: the thread has ended
 
 
 def test_an_error_reaches_the_request_as_it_was_raised() -> None:
@@ -210,7 +211,6 @@ def test_a_lookup_crosses_to_a_thread_once_and_health_not_at_all(tmp_path: Path)
                 assert missing.json()["title"] == "ResidentNotFoundError"
             # FastAPI's own pool is never used for a route or its answer
             assert pool == []
-            app.state.agent.calls.close()
-            app.state.agent.workers.close()
+            app.state.agent.close()
         finally:
             mp.undo()

@@ -125,6 +125,12 @@ class AgentState:
         self._admitted.add(who)
         return made
 
+    def close(self) -> None:
+        """Stop the worker threads (the calls queued run first) and write the queued
+        ``agent.call`` entries; the Middleware stays open (it is the caller's)."""
+        self.workers.close()
+        self.calls.close()
+
     @contextmanager
     def moving_money(self) -> Iterator[None]:
         """Around a money movement: shutdown waits for it (:meth:`wait_idle`)."""

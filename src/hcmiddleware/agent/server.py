@@ -77,10 +77,9 @@ def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -
     finally:
         if not state.wait_idle(settings.shutdown_grace):
             log.error("a money movement was still under way at shutdown; run hcm journal recover")
-        state.workers.close()
         if watcher is not None:
             watcher.stop()
-        state.calls.close()
+        state.close()
         mw.close()
         log.info("agent stopped")
 

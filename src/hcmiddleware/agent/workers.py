@@ -25,6 +25,7 @@ import functools
 import inspect
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -99,14 +100,16 @@ class Workers:
             raise
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the threads once the calls queued before have run (new calls refused)."""
+        """Stop the threads once the calls queued before have run (new calls refused);
+        wait at most ``timeout`` seconds in all for them (they are daemon threads)."""
         with self._lock:
             self._closed = True
             threads = list(self._threads)
         for _ in threads:
             self._jobs.put(None)
+        deadline = time.monotonic() + timeout
         for thread in threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _submit(self, job: _Job) -> None:
         with self._lock:
