@@ -95,6 +95,30 @@ def test_calls_beyond_the_limit_wait_their_turn() -> None:
     assert took >= 0.14  # three turns of two
 
 
+def test_a_call_goes_to_the_thread_idle_last() -> None:
+    """Three threads started by three calls at once; one at a time after that, every call
+    runs in the same thread (the one whose caches are warm), the others sleep on."""
+    workers = Workers(limit=3)
+    gate = threading.Barrier(3)
+
+    def together() -> None:
+        gate.wait(5)
+
+    def which() -> threading.Thread:
+        return threading.current_thread()
+
+    async def main() -> list[threading.Thread]:
+        await asyncio.gather(*(workers.run(together) for _ in range(3)))
+        return [await workers.run(which) for _ in range(10)]
+
+    try:
+        used = asyncio.run(main())
+    finally:
+        workers.close()
+    assert workers.threads == 3
+    assert len(set(used)) == 1
+
+
 def test_a_cancelled_request_ends_only_when_its_call_has() -> None:
     workers = Workers(limit=1)
     finished = threading.Event()

@@ -19,6 +19,7 @@ waits for the calls in flight before it closes the Middleware.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import functools
@@ -60,20 +61,35 @@ def _finish(job: _Job, result: Any, error: BaseException | None) -> None:
         job.finished.set_result(None)
 
 
+class _Thread:
+    """One worker thread and the slot a call is handed to it in."""
+
+    __slots__ = ("slot", "thread")
+
+    def __init__(self) -> None:
+        self.slot: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+
+
 class Workers:
     """Up to ``limit`` threads (started as needed, kept until :meth:`close`) that run
-    the blocking calls of the agent's routes; more calls at once wait their turn."""
+    the blocking calls of the agent's routes; more calls at once wait their turn.
+
+    A call goes to the thread that became idle last (its caches, and the database
+    connection it used, are the warmest), handed to it alone: the others sleep on.
+    """
 
     def __init__(self, limit: int = 40, *, name: str = "hcm-agent-worker") -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
         self._name = name
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        #: threads waiting for a job that no submitted job has claimed yet
-        self._idle = threading.Semaphore(0)
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._threads: list[_Thread] = []
+        #: idle threads, the last one idle at the end
+        self._idle: list[_Thread] = []
+        #: calls waiting for a thread (all ``limit`` busy)
+        self._waiting: collections.deque[_Job] = collections.deque()
         self._closed = False
 
     @property
@@ -100,13 +116,14 @@ class Workers:
             raise
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the threads once the calls queued before have run (new calls refused);
+        """Stop the threads once the calls handed to them have run (new calls refused);
         wait at most ``timeout`` seconds in all for them (they are daemon threads)."""
         with self._lock:
             self._closed = True
-            threads = list(self._threads)
-        for _ in threads:
-            self._jobs.put(None)
+            idle, self._idle = self._idle, []
+            threads = [t.thread for t in self._threads if t.thread is not None]
+        for worker in idle:
+            worker.slot.put(None)
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -115,29 +132,44 @@ class Workers:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the agent's worker threads are stopped")
-            self._jobs.put(job)
-            if self._idle.acquire(blocking=False) or len(self._threads) >= self.limit:
-                return  # an idle thread takes it, or it waits for the next one free
-            thread = threading.Thread(
-                target=self._work, name=f"{self._name}-{len(self._threads) + 1}", daemon=True
-            )
-            self._threads.append(thread)
-        thread.start()
+            if self._idle:
+                worker = self._idle.pop()
+            elif len(self._threads) < self.limit:
+                worker = _Thread()
+                worker.thread = threading.Thread(
+                    target=self._work,
+                    args=(worker,),
+                    name=f"{self._name}-{len(self._threads) + 1}",
+                    daemon=True,
+                )
+                self._threads.append(worker)
+                worker.thread.start()
+            else:
+                self._waiting.append(job)  # the next thread free takes it
+                return
+        worker.slot.put(job)
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+    def _work(self, worker: _Thread) -> None:
+        job = worker.slot.get()
+        while job is not None:
             result: Any = None
             error: BaseException | None = None
             try:
                 result = job.context.run(job.call)
             except BaseException as exc:  # handed to the request, as anyio's threads do
                 error = exc
-            # free before the loop is woken (it may hand this thread the next call), and
-            # the loop woken last: it then finds the GIL free when it wakes
-            self._idle.release()
+            with self._lock:
+                following = self._waiting.popleft() if self._waiting else None
+                stop = following is None and self._closed
+                if following is None and not stop:
+                    self._idle.append(worker)
+            # the loop woken last before this thread waits: it then finds the GIL free
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
                 job.loop.call_soon_threadsafe(_finish, job, result, error)
             del job, result, error  # hold nothing while idle
+            if stop:
+                return
+            job = following if following is not None else worker.slot.get()
 
 
 def off_loop(endpoint: Callable[..., Any], workers: Workers) -> Callable[..., Any]:
