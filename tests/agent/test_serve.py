@@ -23,7 +23,7 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
-def _config(folder: Path, port: int) -> Path:
+def _config(folder: Path, port: int, **extra: dict[str, Any]) -> Path:
     (folder / "desk.token").write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
     keys = folder / "keys"
     sections: dict[str, dict[str, Any]] = {
@@ -37,6 +37,7 @@ def _config(folder: Path, port: int) -> Path:
             "role": "registration",
             "terminal": "desk-1",
         },
+        **extra,
     }
     path = folder / "hcm.toml"
     path.write_text(
@@ -78,3 +79,26 @@ def test_x_forwarded_for_does_not_change_whom_the_rate_limit_counts(tmp_path: Pa
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_the_card_index_is_built_before_the_agent_listens(tmp_path: Path) -> None:
+    """A service builds the in-memory index of listed cards as it starts, so the first
+    card checks are answered from memory, not the database; it says so in its log."""
+    port = free_port()
+    config = _config(tmp_path, port, logging={"level": "INFO"})
+    hcm = [sys.executable, "-c", "from hcmiddleware.cli import main; main()"]
+    process = subprocess.Popen(
+        [*hcm, "--config", str(config), "agent", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:"), line if line else process.stderr.read()
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert "card index ready: 0 entries" in stderr, stderr

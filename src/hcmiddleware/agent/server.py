@@ -67,6 +67,7 @@ def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -
         except Exception as exc:  # no pcsc extra or no PC/SC service: no card events
             log.warning("card events are off: %s", type(exc).__name__)
             watcher = None
+        _load_card_index(mw)
         if ready:
             _announce_when_started(server, ready)
         # uvicorn raises the signal again once it has stopped, with the handler found
@@ -82,6 +83,21 @@ def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -
         state.close()
         mw.close()
         log.info("agent stopped")
+
+
+def _load_card_index(mw: Middleware) -> None:
+    """Build the in-memory index of listed cards before the first call, so the first
+    card checks are answered from memory rather than the database. A failure only
+    leaves the index to be built on the first check: the agent starts either way."""
+    try:
+        status = mw._raw("cards").load_index()
+    except Exception as exc:
+        log.warning("the card index was not built at start: %s", type(exc).__name__)
+        return
+    if status.unavailable:
+        log.info("no in-memory card index: %s", status.unavailable)
+    else:
+        log.info("card index ready: %d entries", status.entries)
 
 
 def _stopped(sig: int, frame: FrameType | None) -> None:
