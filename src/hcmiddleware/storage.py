@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ __all__ = [
     "head_revision",
     "ping",
     "upgrade",
+    "urgent_waiting",
     "writing",
 ]
 
@@ -85,30 +87,88 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
 
 
 #: One writer at a time per SQLite engine inside this process (see :func:`begin_write`).
-_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITERS: weakref.WeakKeyDictionary[Engine, _Turn] = weakref.WeakKeyDictionary()
 _WRITERS_LOCK = threading.Lock()
 #: seconds a writer waits for the process's turn (SQLite's busy_timeout is as long)
 _WRITER_WAIT = 5.0
 
 
-def _writer_lock(engine: Engine) -> threading.RLock:
+class _Turn:
+    """The process's turn to write on one SQLite engine: one writer at a time, again
+    for the thread that holds it (nested), and urgent writers waiting go first.
+
+    A lock of Python's own has no order among its waiters: a writer that must not wait
+    (an alarm) could lose the turn to each of a stream of others (positions, audit
+    entries). Here a writer that is not urgent does not take the turn while an urgent
+    one waits; one in progress is never interrupted.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._owner: int | None = None
+        self._depth = 0
+        self._urgent = 0
+
+    def acquire(self, *, urgent: bool, timeout: float) -> bool:
+        me = threading.get_ident()
+        with self._changed:
+            if self._owner == me:
+                self._depth += 1
+                return True
+            deadline = time.monotonic() + timeout
+            if urgent:
+                self._urgent += 1
+            try:
+                while self._owner is not None or (self._urgent and not urgent):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._changed.wait(left)
+                self._owner, self._depth = me, 1
+                return True
+            finally:
+                if urgent:
+                    self._urgent -= 1
+                    if self._owner != me:  # gave up: the others may go now
+                        self._changed.notify_all()
+
+    def release(self) -> None:
+        with self._changed:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._changed.notify_all()
+
+    @property
+    def urgent_waiting(self) -> bool:
+        """Is an urgent writer waiting for the turn?"""
+        return self._urgent > 0
+
+
+def _writer_turn(engine: Engine) -> _Turn:
     with _WRITERS_LOCK:
-        lock = _WRITERS.get(engine)
-        if lock is None:
-            lock = _WRITERS[engine] = threading.RLock()
-        return lock
+        turn = _WRITERS.get(engine)
+        if turn is None:
+            turn = _WRITERS[engine] = _Turn()
+        return turn
 
 
 @contextmanager
-def begin_write(engine: Engine, *, durable: bool = True) -> Iterator[Connection]:
+def begin_write(
+    engine: Engine, *, durable: bool = True, urgent: bool = False
+) -> Iterator[Connection]:
     """A transaction that will write: like ``engine.begin()``, but on SQLite it takes the
     write lock at its start, so concurrent writers queue instead of failing.
 
-    On SQLite the threads of this process queue for the write lock on a lock of their
+    On SQLite the threads of this process queue for the write lock on a turn of their
     own first: SQLite's busy handler waits for a lock held by another connection by
     sleeping and polling (1, 2, 5, 10 … ms), so threads that each wait there lose
     milliseconds per commit; a thread waiting here starts as soon as the writer before it
     commits. Other processes still meet the database's own lock (``busy_timeout``).
+
+    ``urgent=True`` goes before the writers waiting that are not urgent (a ward alarm
+    before a batch of positions); it does not interrupt one in progress, so the others
+    keep their transactions short.
 
     ``durable=False`` commits without waiting for the disk (SQLite: ``synchronous=NORMAL``
     for this commit; PostgreSQL: ``synchronous_commit=off``): safe against a crash of the
@@ -119,20 +179,28 @@ def begin_write(engine: Engine, *, durable: bool = True) -> Iterator[Connection]
     held.append(engine)
     try:
         if engine.dialect.name == "sqlite":
-            lock = _writer_lock(engine)
+            turn = _writer_turn(engine)
             # as long as SQLite's own busy_timeout; past it, SQLite's lock decides as before
-            got = lock.acquire(timeout=_WRITER_WAIT)
+            got = turn.acquire(urgent=urgent, timeout=_WRITER_WAIT)
             try:
                 with _begin_write(engine, durable=durable) as conn:
                     yield conn
             finally:
                 if got:
-                    lock.release()
+                    turn.release()
         else:
             with _begin_write(engine, durable=durable) as conn:
                 yield conn
     finally:
         held.pop()
+
+
+def urgent_waiting(engine: Engine) -> bool:
+    """Is an urgent writer of this process waiting for its turn on ``engine``? A long
+    series of writes that are not urgent may let it go first between two transactions."""
+    if engine.dialect.name != "sqlite":
+        return False
+    return _writer_turn(engine).urgent_waiting
 
 
 def writing(engine: Engine) -> bool:
