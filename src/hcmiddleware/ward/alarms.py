@@ -1,18 +1,26 @@
 """Alarms from active bands: stored first, folded per band, escalated, acknowledged.
 
-:meth:`AlarmDesk.receive` takes a batch of device events in one write transaction and
-returns only once it is committed: a device plugin acknowledges the events to the
-device (an MQTT PUBACK, a gateway's ACK line) after that, so an event is either stored
-or redelivered — never dropped. An event the desk has stored already (same band and
-event ID) is taken once.
+:meth:`AlarmDesk.receive` stores a batch's alarm events in one small write transaction
+and returns only once it is committed (durably, ahead of any other writer waiting): a
+device plugin acknowledges the events to the device (an MQTT PUBACK, a gateway's ACK
+line) after that, so an alarm is either stored or redelivered — never dropped. An event
+the desk has stored already (same band and event ID) is taken once.
 
 While a band's alarm of one kind is open, further events of that band and kind fold
 into it (``count``): a faulty band's storm is one alarm at the nurse station, not a
-thousand. Location reports keep the last known location per band.
+thousand.
+
+Location reports keep the last known location per band. Taken with
+``defer_locations=True``, they are only noted in memory — the newest per band, which
+:meth:`AlarmDesk.location` answers from at once — and :meth:`AlarmDesk.write_locations`
+writes them later, a few bands per transaction: a stream of positions then costs no
+transaction per report and never holds an alarm's commit for long. A position lost in a
+crash is replaced by the band's next fix.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,6 +47,8 @@ _BANDS: sa.Table = WristbandRow.__table__  # type: ignore[assignment]
 
 #: what a reject keeps of the message
 MAX_REJECT_BYTES = 4096
+#: bands whose positions one transaction writes: an alarm waits for one such at most
+LOCATION_CHUNK = 100
 
 #: Prepared once: building a statement costs more than running it on SQLite.
 _LAST_SEEN = sa.select(
@@ -135,6 +145,13 @@ class AlarmDesk:
     def __init__(self, engine: Engine, settings: AlarmSettings) -> None:
         self.engine = engine
         self.settings = settings
+        self._where_lock = threading.Lock()
+        #: the newest fix of each band seen (naive UTC, location), written or not
+        self._known: dict[str, tuple[datetime, str]] = {}
+        #: the fixes not written yet: band → (seen, location, received)
+        self._unwritten: dict[str, tuple[datetime, str, datetime]] = {}
+        #: one writer of positions at a time
+        self._writing = threading.Lock()
 
     # -- receiving ----------------------------------------------------------------------
 
@@ -143,37 +160,40 @@ class AlarmDesk:
         events: Iterable[BandEvent],
         *,
         on_raised: Callable[[Connection, Alarm], None] | None = None,
+        defer_locations: bool = False,
     ) -> Received:
-        """Store a batch of events (one transaction); see the module docstring.
+        """Store a batch of events; see the module docstring.
 
-        ``on_raised(conn, alarm)`` is called in the same transaction for each new alarm
-        (the audit entry commits with the alarm, in one durable commit).
+        The alarm events (every kind but ``location``) are stored in one durable
+        transaction that goes before the other writers waiting (``urgent``);
+        ``on_raised(conn, alarm)`` is called in it for each new alarm (the audit entry
+        commits with the alarm, in one durable commit). The positions (location reports,
+        and an alarm event's location) are then noted per band, and written at once
+        unless ``defer_locations`` (then :meth:`write_locations` writes them).
         """
         done = Received()
         now = utcnow()
         batch = list(events)
         if not batch:
             return done
-        # an alarm is on disk before its band hears back; a batch of positions only need
-        # not wait for the disk (a lost one is replaced by the band's next fix)
-        durable = any(e.kind != "location" for e in batch)
-        with storage.begin_write(self.engine, durable=durable) as conn:
-            fixes = [e for e in batch if e.kind == "location" or e.location]
-            for event in batch:
-                if event.kind != "location":
+        alarms = [e for e in batch if e.kind != "location"]
+        if alarms:
+            # an alarm is on disk before its band hears back
+            with storage.begin_write(self.engine, urgent=True) as conn:
+                for event in alarms:
                     self._alarm(conn, event, now, done)
-            if on_raised is not None:
-                for alarm in done.raised:
-                    on_raised(conn, alarm)
-            if fixes:
-                self._locations(conn, fixes, now, done)
+                if on_raised is not None:
+                    for alarm in done.raised:
+                        on_raised(conn, alarm)
+        fixes = [e for e in batch if e.kind == "location" or e.location]
+        if fixes:
+            self._note(fixes, now, done)
+            if not defer_locations:
+                self.write_locations()
         return done
 
-    @staticmethod
-    def _locations(
-        conn: Connection, events: list[BandEvent], now: datetime, done: Received
-    ) -> None:
-        """Keep each band's newest fix of the batch, if newer than the stored one."""
+    def _note(self, events: list[BandEvent], now: datetime, done: Received) -> None:
+        """Keep each band's newest fix of the batch, if newer than the one known."""
         newest: dict[str, tuple[datetime, str]] = {}
         for event in events:
             if not event.location:
@@ -188,31 +208,86 @@ class AlarmDesk:
             newest[event.wristband_id] = (seen, event.location)
         if not newest:
             return
+        # a band not seen since the start: what the table knows of it (a read; it does
+        # not wait for the writers)
+        unknown = [band for band in newest if band not in self._known]
+        stored: dict[str, tuple[datetime, str]] = {}
+        if unknown:
+            with self.engine.connect() as conn:
+                stored = {
+                    r.wristband_id: (r.seen_at, r.location)
+                    for r in conn.execute(_LAST_SEEN, {"bands": unknown})
+                }
+        with self._where_lock:
+            for band, found in stored.items():
+                known = self._known.get(band)
+                if known is None or known[0] < found[0]:
+                    self._known[band] = found
+            for band, (seen, where) in newest.items():
+                before = self._known.get(band)
+                if before is not None and before[0] > seen:
+                    done.stale += 1  # an older fix, delivered late: the newer one stands
+                    continue
+                self._known[band] = (seen, where)
+                self._unwritten[band] = (seen, where, now)
+                if before is not None and before[1] == where:
+                    continue
+                done.moved.append(
+                    LocationReport(
+                        wristband_id=band, seen_at=seen.replace(tzinfo=UTC), location=where
+                    )
+                )
+
+    def write_locations(self) -> int:
+        """Write the positions noted and not written yet (the newest per band), up to
+        :data:`LOCATION_CHUNK` bands per transaction, none of them durable; the number of
+        bands written. What fails to be written is kept for the next call."""
+        with self._writing:
+            with self._where_lock:
+                todo, self._unwritten = list(self._unwritten.items()), {}
+            written = 0
+            try:
+                for start in range(0, len(todo), LOCATION_CHUNK):
+                    chunk = todo[start : start + LOCATION_CHUNK]
+                    with storage.begin_write(self.engine, durable=False) as conn:
+                        self._write_chunk(conn, chunk)
+                    written += len(chunk)
+            finally:
+                if written < len(todo):
+                    with self._where_lock:
+                        for band, fix in todo[written:]:
+                            newer = self._unwritten.get(band)
+                            if newer is None or newer[0] < fix[0]:
+                                self._unwritten[band] = fix
+        return written
+
+    @staticmethod
+    def _write_chunk(
+        conn: Connection, chunk: list[tuple[str, tuple[datetime, str, datetime]]]
+    ) -> None:
         stored = {
-            r.wristband_id: (r.seen_at, r.location)
-            for r in conn.execute(_LAST_SEEN, {"bands": list(newest)})
+            r.wristband_id: r.seen_at
+            for r in conn.execute(_LAST_SEEN, {"bands": [band for band, _fix in chunk]})
         }
         added, moved = [], []
-        for band, (seen, where) in newest.items():
+        for band, (seen, where, at) in chunk:
             before = stored.get(band)
             if before is None:
                 added.append(
-                    {"wristband_id": band, "location": where, "seen_at": seen, "received_at": now}
+                    {"wristband_id": band, "location": where, "seen_at": seen, "received_at": at}
                 )
-            elif before[0] > seen:
-                done.stale += 1  # an older fix, delivered late: the newer one stands
-                continue
-            else:
-                moved.append({"band": band, "where": where, "seen": seen, "now": now})
-                if before[1] == where:
-                    continue
-            done.moved.append(
-                LocationReport(wristband_id=band, seen_at=seen.replace(tzinfo=UTC), location=where)
-            )
+            elif before <= seen:  # else another process stored a newer fix: it stands
+                moved.append({"band": band, "where": where, "seen": seen, "now": at})
         if added:
             conn.execute(_ADD_LOCATION, added)
         if moved:
             conn.execute(_MOVE, moved)
+
+    @property
+    def unwritten_locations(self) -> int:
+        """Bands whose newest position is noted and not written yet."""
+        with self._where_lock:
+            return len(self._unwritten)
 
     def _alarm(self, conn: Connection, event: BandEvent, now: datetime, done: Received) -> None:
         seen = conn.execute(
@@ -348,17 +423,22 @@ class AlarmDesk:
     # -- locations and rejects ------------------------------------------------------------
 
     def location(self, wristband_id: str) -> LocationReport | None:
-        """The band's last known location, or ``None`` if it never reported one."""
+        """The band's last known location, or ``None`` if it never reported one: the
+        newest of the one noted here (written or not) and the stored one."""
+        with self._where_lock:
+            known = self._known.get(wristband_id)
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(_LOCATIONS).where(_LOCATIONS.c.wristband_id == wristband_id)
+                sa.select(_LOCATIONS.c.seen_at, _LOCATIONS.c.location).where(
+                    _LOCATIONS.c.wristband_id == wristband_id
+                )
             ).first()
-        if row is None:
+        if row is not None and (known is None or known[0] < row.seen_at):
+            known = (row.seen_at, row.location)
+        if known is None:
             return None
         return LocationReport(
-            wristband_id=row.wristband_id,
-            seen_at=row.seen_at.replace(tzinfo=UTC),
-            location=row.location,
+            wristband_id=wristband_id, seen_at=known[0].replace(tzinfo=UTC), location=known[1]
         )
 
     def reject(self, source: str, payload: bytes, reason: str) -> Reject:

@@ -72,6 +72,10 @@ class Ward:
         self._orders: OrderStore | None = None
         self._escalator: threading.Thread | None = None
         self._stop = threading.Event()
+        #: writes the positions noted by receive (see AlarmDesk.write_locations)
+        self._locator: threading.Thread | None = None
+        self._stop_locating = threading.Event()
+        self._closed = False
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -115,12 +119,21 @@ class Ward:
         return self._ready()[2]
 
     def close(self) -> None:
-        """Stop the escalation thread (the Middleware calls this when it closes)."""
+        """Stop the escalation thread and write the positions not written yet (the
+        Middleware calls this when it closes); positions received later are written as
+        they come."""
         self._stop.set()
         thread = self._escalator
         if thread is not None:
             thread.join(timeout=5)
         self._escalator = None
+        with self._lock:
+            self._closed = True
+            locator, self._locator = self._locator, None
+        self._stop_locating.set()
+        if locator is not None:
+            locator.join(timeout=5)
+        self._write_locations()
 
     # -- wristbands -------------------------------------------------------------------------
 
@@ -620,12 +633,16 @@ class Ward:
     # -- alarms and locations -----------------------------------------------------------------
 
     def receive(self, events: Iterable[BandEvent]) -> Received:
-        """Take device events: stored in one transaction, then announced.
+        """Take device events: the alarms stored in one transaction, then announced.
 
-        Returns once the events are committed; a device plugin acknowledges them to the
-        device only then. New alarms go to ``hcm_ward_alarm`` (``raised``) and, for an
-        emergency, ``hcm_ward_emergency_call``; a band that moved goes to
+        Returns once the alarm events are committed; a device plugin acknowledges them
+        to the device only then. New alarms go to ``hcm_ward_alarm`` (``raised``) and,
+        for an emergency, ``hcm_ward_emergency_call``; a band that moved goes to
         ``hcm_ward_location``. The escalation thread starts with the first alarm.
+
+        Positions are noted (the newest per band, :meth:`location` answers from it at
+        once) and written to the database by a thread of their own every
+        ``[ward.alarms] locations_every`` seconds, and when the Middleware closes.
         """
         audit = self._mw.audit
         together = audit.engine is self._mw.engine
@@ -633,9 +650,17 @@ class Ward:
         def audited(conn: Connection, alarm: Alarm) -> None:
             audit.record("ward.alarm", connection=conn, **_alarm_entry(alarm))
 
+        batch = list(events)
+        # positions are noted, and written by a thread of their own, a few bands per
+        # transaction: a stream of them never holds an alarm's commit for long
+        deferred = any(e.location for e in batch) and self._start_locating()
         # the alarm and its audit entry commit together (one durable commit), and the
         # nurse station hears of every new alarm of the batch before anything else runs
-        done = self.desk.receive(events, on_raised=audited if together else None)
+        done = self.desk.receive(
+            batch, on_raised=audited if together else None, defer_locations=deferred
+        )
+        if deferred and self._closed:  # closed meanwhile: its last write may be past
+            self._write_locations()
         for alarm in done.raised:
             self._announce(alarm, "raised")
         for alarm in done.raised:
@@ -709,6 +734,36 @@ class Ward:
                 level=str(alarm.level),
             )
         return escalated
+
+    def _start_locating(self) -> bool:
+        """Start the thread that writes the noted positions, unless the ward is closed
+        (then False: they are written as they come)."""
+        with self._lock:
+            if self._closed:
+                return False
+            if self._locator is None or not self._locator.is_alive():
+                self._stop_locating.clear()
+                thread = threading.Thread(target=self._locate_loop, name="hcm-ward-locations")
+                thread.daemon = True
+                self._locator = thread
+                thread.start()
+        return True
+
+    def _locate_loop(self) -> None:
+        from hcmiddleware.access.context import system
+
+        with system():  # the core's own work, not a caller's
+            while not self._stop_locating.wait(self.settings.alarms.locations_every):
+                self._write_locations()
+
+    def _write_locations(self) -> None:
+        desk = self._desk  # None: the ward was never used, nothing was noted
+        if desk is None:
+            return
+        try:
+            desk.write_locations()
+        except Exception:  # kept for the next write
+            log.exception("writing the bands' positions failed; trying again")
 
     def start_escalation(self) -> None:
         """Start the thread that escalates unacknowledged alarms (idempotent)."""

@@ -88,7 +88,7 @@ def default_rules() -> dict[str, OrderRule]:
 
 
 class AlarmSettings(BaseModel):
-    """``[ward.alarms]``: escalation of alarms nobody acknowledges."""
+    """``[ward.alarms]``: escalation of alarms nobody acknowledges; the bands' positions."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -100,6 +100,13 @@ class AlarmSettings(BaseModel):
     )
     max_level: int = Field(3, ge=1, description="escalations after which it is not repeated")
     check_every: float = Field(1.0, gt=0, le=60, description="seconds between escalation runs")
+    locations_every: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="seconds between writes of the bands' newest positions to the database "
+        "(kept in memory between, and answered from there)",
+    )
 
 
 class LabelSettings(BaseModel):
