@@ -4,11 +4,18 @@ One MQTT client with a persistent session (clean session off, QoS 1 both ways), 
 what the broker holds for the middleware while it is away is delivered when it comes
 back. paho's network thread only queues what arrives; two worker threads do the work:
 
-* band events, in batches: stored through ``middleware.ward.receive`` (one
-  transaction a batch), then confirmed to each band on ``band/<id>/ack`` and only
-  then acknowledged to the broker (PUBACK). A band resends an alarm event until it
-  sees the confirmation, so an event is stored or sent again — never dropped, also
-  when the broker itself restarts and forgets what it held;
+* alarm events (calls, low battery, a band taken off), in batches: stored through
+  ``middleware.ward.receive`` (one durable transaction a batch, ahead of other
+  writers), then confirmed to each band on ``band/<id>/ack`` and only then
+  acknowledged to the broker (PUBACK). A band resends an alarm event until it sees the
+  confirmation, so an alarm is stored or sent again — never dropped, also when the
+  broker itself restarts and forgets what it held;
+* position fixes, on a worker of their own: handed to ``middleware.ward.receive``,
+  which notes the newest per band and writes them a few bands per transaction later,
+  and acknowledged to the broker at once. The broker sends a client only so many
+  messages it has not acknowledged (Mosquitto: ``max_inflight_messages``, 20): fixes
+  waiting for a database write would hold the calls behind them at the broker. A fix
+  lost in a crash is replaced by the band's next one;
 * handheld requests (orders, the checks, acknowledging alarms), answered on
   ``handheld/<id>/reply``; a slow HIS never delays an alarm.
 
@@ -19,7 +26,6 @@ off from ``reconnect_min`` to ``reconnect_max`` seconds.
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -72,9 +78,10 @@ class WardMqtt:
         self.topics = Topics(self.settings.prefix)
         self._mw: Middleware | None = None
         self._client: Any = None
-        self._events: queue.Queue[Any] = queue.Queue()
-        #: position fixes, stored by their own worker: a stream of them never delays a call
-        self._fixes: queue.Queue[Any] = queue.Queue()
+        #: band messages, each with what it reads as (or why it cannot be read)
+        self._events: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        #: position fixes, taken by their own worker: a stream of them never delays a call
+        self._fixes: queue.Queue[tuple[Any, Any]] = queue.Queue()
         self._requests: queue.Queue[Any] = queue.Queue()
         self._running = threading.Event()
         self._connected = threading.Event()
@@ -194,14 +201,19 @@ class WardMqtt:
     def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
         if self.topics.part(message.topic, 0) == "band":
             # positions go to their own worker; anything else (calls, and what cannot be
-            # read, which is kept as a reject) to the alarm worker
-            (self._fixes if _is_fix(message.payload) else self._events).put(message)
+            # read, which is kept as a reject) to the alarm worker. Read once, here.
+            try:
+                data: Any = decode(message.topic, message.payload)
+            except DeviceMessageError as exc:
+                data = exc
+            fix = isinstance(data, dict) and data.get("kind") == "location"
+            (self._fixes if fix else self._events).put((message, data))
         else:
             self._requests.put(message)
 
     # -- band events ---------------------------------------------------------------------------
 
-    def _event_loop(self, source: queue.Queue[Any]) -> None:
+    def _event_loop(self, source: queue.Queue[tuple[Any, Any]]) -> None:
         while self._running.is_set() or not source.empty():
             try:
                 first = source.get(timeout=0.1)
@@ -215,12 +227,13 @@ class WardMqtt:
                     break
             self._store(batch)
 
-    def _store(self, batch: list[Any]) -> None:
+    def _store(self, batch: list[tuple[Any, Any]]) -> None:
         readable: list[tuple[Any, BandEvent]] = []
-        for message in batch:
+        for message, data in batch:
             band = self.topics.part(message.topic, 1)
             try:
-                data = decode(message.topic, message.payload)
+                if isinstance(data, DeviceMessageError):
+                    raise data
                 readable.append((message, event_from(message.topic, data, band)))
             except DeviceMessageError as exc:
                 self._reject(message, exc)
@@ -389,16 +402,6 @@ class WardMqtt:
         client.publish(
             self.topics.band_status(binding.wristband_id), encode(status), qos=1, retain=True
         )
-
-
-def _is_fix(payload: bytes) -> bool:
-    """Is this band message a position fix? (Only a sorting guess: it is decoded and
-    checked again by the worker; whatever is not clearly a fix goes with the alarms.)"""
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(data, dict) and data.get("kind") == "location"
 
 
 def _text(topic: str, data: dict[str, Any], key: str) -> str:
