@@ -7,8 +7,11 @@ bedside scan-to-verdict time with the orders fetched from the reference HIS.
 2. **Alarm latency**: the same load from 500 simulated bands (1,000 events a second,
    one in twenty an emergency call, each call from a band with no open alarm) into a
    Middleware with the ward-mqtt plugin on SQLite: the band's event time → the
-   nurse-station hook (``hcm_ward_alarm``), p50/p99, and alarms lost (calls sent whose
-   alarm never reached the hook, and calls never confirmed to their band).
+   nurse-station hook (``hcm_ward_alarm``), p50/p99/max, and alarms lost (calls sent
+   whose alarm never reached the hook, and calls never confirmed to their band). Then
+   where each call's time went, stage by stage: band → MQTT receive (the plugin's
+   network thread) → the alarm worker taking it → ``mw.ward.receive`` → the writer's
+   turn → committed (``AlarmDesk.receive`` returns) → the hook.
 3. **Across a broker crash**: the same on a private Mosquitto killed (SIGKILL) and
    started again mid-run: alarms lost, and the latency of the calls sent around it.
 4. **Scan to verdict**, before and after side by side, round by round in turn: a band
@@ -21,14 +24,23 @@ bedside scan-to-verdict time with the orders fetched from the reference HIS.
    hospital's HIS is another system), so its parsing does not share the middleware's
    interpreter.
 
-Run: ``python benchmarks/bench_ward.py [seconds] [--only alarms|scan]`` (default 10 s of
-load per part; ``--only scan`` needs no broker).
+Before each part the process's heap is settled (``gc.collect()`` then ``gc.freeze()``),
+as a long-running service's is: otherwise the first full collection after the imports
+and the set-up (100-200 ms on a busy 2-core machine, every thread stopped) falls into
+the measured seconds, on the floor and the alarms alike. The full collections that
+happen during a part are printed with it; ``--gc as-is`` leaves the heap alone.
+
+Run: ``python benchmarks/bench_ward.py [seconds] [--only alarms|scan] [--runs N]``
+(default 10 s of load per part; ``--only scan`` needs no broker; ``--runs`` repeats
+the floor and the alarm part, in turn).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import gc
 import multiprocessing
 import os
 import shutil
@@ -40,7 +52,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from importlib.resources import files
 from pathlib import Path
@@ -51,10 +63,10 @@ from hcm_his_hl7 import Hl7His
 from hcm_his_reference import ReferenceHis
 from hcm_ward_mqtt import Simulator, WardMqtt
 
-from hcmiddleware import InpatientFlow, Middleware, hookimpl
+from hcmiddleware import InpatientFlow, Middleware, hookimpl, storage
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.config import parse_config
-from hcmiddleware.models import Alarm, BedsideScan
+from hcmiddleware.models import Alarm, BandEvent, BedsideScan
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS
 
 BROKER = ("127.0.0.1", 1883)
@@ -70,8 +82,49 @@ def pct(samples: list[float], q: float) -> float:
 
 def line(name: str, samples: list[float], extra: str = "") -> str:
     if not samples:
-        return f"{name:<58} {'-':>8} {'-':>8} {extra}"
-    return f"{name:<58} {statistics.median(samples):>8.2f} {pct(samples, 0.99):>8.2f} {extra}"
+        return f"{name:<58} {'-':>8} {'-':>8} {'-':>8} {extra}"
+    return (
+        f"{name:<58} {statistics.median(samples):>8.2f} {pct(samples, 0.99):>8.2f}"
+        f" {max(samples):>8.2f} {extra}"
+    )
+
+
+class FullCollections:
+    """The full (generation 2) collections of this process while it is on, in ms."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._started) * 1e3)
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def __str__(self) -> str:
+        if not self.pauses:
+            return "no full collection"
+        return f"{len(self.pauses)} full collection(s), longest {max(self.pauses):.0f} ms"
+
+
+SETTLE = True
+
+
+def settle() -> None:
+    """Collect, then set what lives now aside from later collections (see above)."""
+    if SETTLE:
+        gc.collect()
+        gc.freeze()
 
 
 # -- 1. the broker's own round trip --------------------------------------------------------
@@ -111,12 +164,14 @@ def broker_floor(seconds: float) -> list[float]:
     ready.wait(5)
     done: Any = multiprocessing.Queue()
     child = multiprocessing.Process(target=_publish_load, args=(BROKER[1], prefix, seconds, done))
-    child.start()
-    n = done.get()
-    child.join()
+    settle()
+    with FullCollections() as collections:
+        child.start()
+        n = done.get()
+        child.join()
     sub.loop_stop()
     sub.disconnect()
-    print(f"  broker floor: {len(got)} of {n} messages delivered")
+    print(f"  broker floor: {len(got)} of {n} messages delivered; {collections}")
     return got
 
 
@@ -126,13 +181,118 @@ def broker_floor(seconds: float) -> list[float]:
 class NurseStation:
     """Takes the time each alarm reaches the nurse station."""
 
-    def __init__(self) -> None:
+    def __init__(self, stages: AlarmStages | None = None) -> None:
         self.latency: dict[str, float] = {}
+        self.stages = stages
 
     @hookimpl
     def hcm_ward_alarm(self, alarm: Alarm, change: str) -> None:
         if change == "raised":
             self.latency[alarm.wristband_id] = (time.time() - alarm.raised_at.timestamp()) * 1e3
+            if self.stages is not None:
+                self.stages.hook(alarm)
+
+
+#: the stages of a call's way, each from the one before; "event" is the band's clock
+STAGES = (
+    ("received", "MQTT receive (plugin's network thread)"),
+    ("taken", "taken by the alarm worker"),
+    ("core", "mw.ward.receive called"),
+    ("turn", "writer's turn taken (BEGIN IMMEDIATE next)"),
+    ("stored", "committed: AlarmDesk.receive returned"),
+    ("hook", "hcm_ward_alarm reached the nurse station"),
+)
+
+
+class AlarmStages:
+    """When each call (by band: one call per band in this benchmark) reached each stage.
+
+    Wraps the plugin's callbacks and the alarm desk of one Middleware, on the instances
+    (and storage.begin_write while installed); nothing of it runs for position fixes
+    but a test of the payload.
+    """
+
+    def __init__(self) -> None:
+        self.at: dict[str, dict[str, float]] = {}
+        self._turn = threading.local()
+
+    def _mark(self, band: str, stage: str, when: float | None = None) -> None:
+        self.at.setdefault(band, {}).setdefault(stage, time.time() if when is None else when)
+
+    def plugin(self, plugin: WardMqtt) -> None:
+        """Before the Middleware configures it (paho takes the bound callback then)."""
+        on_message, store = plugin._on_message, plugin._store
+
+        def received(client: Any, userdata: Any, message: Any) -> None:
+            if b'"emergency"' in message.payload:
+                self._mark(plugin.topics.part(message.topic, 1), "received")
+            on_message(client, userdata, message)
+
+        def taken(batch: list[Any]) -> None:
+            now = time.time()
+            for item in batch:
+                message = item[0] if isinstance(item, tuple) else item
+                if b'"emergency"' in message.payload:
+                    self._mark(plugin.topics.part(message.topic, 1), "taken", now)
+            store(batch)
+
+        plugin._on_message = received  # type: ignore[method-assign,assignment]
+        plugin._store = taken  # type: ignore[method-assign]
+
+    @contextlib.contextmanager
+    def middleware(self, mw: Middleware) -> Iterator[None]:
+        ward_receive, desk = mw.ward.receive, mw.ward.desk
+        desk_receive = desk.receive
+        begin_write = storage.begin_write
+        turn = self._turn
+
+        def core(events: Any) -> Any:
+            batch = list(events)
+            now = time.time()
+            for event in batch:
+                if event.kind == "emergency":
+                    self._mark(event.wristband_id, "core", now)
+            return ward_receive(batch)
+
+        def stored(events: list[BandEvent], **kwargs: Any) -> Any:
+            turn.at = None
+            done = desk_receive(events, **kwargs)
+            now = time.time()
+            for event in events:
+                if event.kind == "emergency":
+                    if turn.at is not None:
+                        self._mark(event.wristband_id, "turn", turn.at)
+                    self._mark(event.wristband_id, "stored", now)
+            return done
+
+        @contextlib.contextmanager
+        def timed_write(engine: Any, **kwargs: Any) -> Iterator[Any]:
+            with begin_write(engine, **kwargs) as conn:
+                if kwargs.get("durable", True):
+                    turn.at = time.time()
+                yield conn
+
+        mw.ward.receive = core  # type: ignore[method-assign]
+        desk.receive = stored  # type: ignore[method-assign,assignment]
+        storage.begin_write = timed_write
+        try:
+            yield
+        finally:
+            storage.begin_write = begin_write
+            del mw.ward.receive, desk.receive
+
+    def hook(self, alarm: Alarm) -> None:
+        self._mark(alarm.wristband_id, "event", alarm.raised_at.timestamp())
+        self._mark(alarm.wristband_id, "hook")
+
+    def lines(self) -> list[str]:
+        whole = [t for t in self.at.values() if all(k in t for k, _ in STAGES) and "event" in t]
+        out = [f"  where the time went ({len(whole)} calls with every stage), ms:"]
+        before = "event"
+        for stage, label in STAGES:
+            out.append(line(f"    -> {label}", [(t[stage] - t[before]) * 1e3 for t in whole]))
+            before = stage
+        return out
 
 
 def site(workdir: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -171,14 +331,28 @@ def _bands(port: int, prefix: str, seconds: float, done: Any) -> None:
         done.put((calls, len(sim.pending)))
 
 
-def alarm_run(
-    port: int, seconds: float, crash: Callable[[], None] | None = None
-) -> tuple[list[float], int, int, int]:
-    """``(latencies ms, calls sent, alarms reaching the hook, calls unconfirmed)``."""
+class AlarmRun:
+    """What one alarm part measured."""
+
+    def __init__(self, stages: AlarmStages) -> None:
+        self.stages = stages
+        self.latencies: list[float] = []
+        self.sent = self.reached = self.unconfirmed = 0
+        self.collections = FullCollections()
+
+    def line(self, name: str) -> str:
+        lost = f"lost {self.sent - self.reached} of {self.sent}, unconfirmed {self.unconfirmed}"
+        return line(name, self.latencies, lost)
+
+
+def alarm_run(port: int, seconds: float, crash: Callable[[], None] | None = None) -> AlarmRun:
+    """One run of the alarm part (with the broker on ``port``)."""
     prefix = f"hcm-bench/{uuid.uuid4().hex[:8]}"
     workdir = Path(tempfile.mkdtemp(prefix="hcm-bench-ward-"))
-    station = NurseStation()
+    run = AlarmRun(AlarmStages())
+    station = NurseStation(run.stages)
     plugin = WardMqtt()
+    run.stages.plugin(plugin)
     settings = {
         "host": "127.0.0.1",
         "port": port,
@@ -193,16 +367,19 @@ def alarm_run(
     plugin.wait_connected(5)
     done: Any = multiprocessing.Queue()
     child = multiprocessing.Process(target=_bands, args=(port, prefix, seconds, done))
-    child.start()
-    if crash is not None:
-        time.sleep(seconds / 2)
-        crash()
-    calls, unconfirmed = done.get()
-    child.join()
-    time.sleep(0.5)
+    settle()
+    with run.stages.middleware(mw), run.collections:
+        child.start()
+        if crash is not None:
+            time.sleep(seconds / 2)
+            crash()
+        calls, run.unconfirmed = done.get()
+        child.join()
+        time.sleep(0.5)
     mw.close()
-    latencies = [station.latency[b] for b in calls if b in station.latency]
-    return latencies, len(calls), len(station.latency), unconfirmed
+    run.latencies = [station.latency[b] for b in calls if b in station.latency]
+    run.sent, run.reached = len(calls), len(station.latency)
+    return run
 
 
 def free_port() -> int:
@@ -372,11 +549,25 @@ def print_scans(times: dict[str, dict[str, list[float]]]) -> None:
 
 
 def main() -> int:
+    global SETTLE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("seconds", nargs="?", type=float, default=10.0, help="load per part")
     parser.add_argument("--only", choices=("alarms", "scan"), help="run only these parts")
+    parser.add_argument(
+        "--runs", type=int, default=1, help="runs of the floor and the alarm part, in turn"
+    )
+    parser.add_argument(
+        "--no-crash", action="store_true", help="leave out the part across a broker crash"
+    )
+    parser.add_argument(
+        "--gc",
+        choices=("settle", "as-is"),
+        default="settle",
+        help="settle the heap before each part (default), or leave it as it is",
+    )
     args = parser.parse_args()
     seconds = args.seconds
+    SETTLE = args.gc == "settle"
     if args.only == "scan":
         print_scans(scan_to_verdict())
         return 0
@@ -385,33 +576,26 @@ def main() -> int:
     except OSError:
         print("no MQTT broker on 127.0.0.1:1883: start Mosquitto first")
         return 1
-    print(f"{RATE} events/s from {BANDS} bands, {seconds:.0f} s a part; QoS 1; SQLite")
-    print(f"{'':<58} {'p50 ms':>8} {'p99 ms':>8}")
-    floor = broker_floor(seconds)
-    print(line("broker floor: paho publish -> paho subscriber", floor))
-    latencies, sent, reached, unconfirmed = alarm_run(BROKER[1], seconds)
     print(
-        line(
-            "alarm: band event -> nurse-station hook",
-            latencies,
-            f"lost {sent - reached} of {sent}, unconfirmed {unconfirmed}",
-        )
+        f"{RATE} events/s from {BANDS} bands, {seconds:.0f} s a part; QoS 1; SQLite;"
+        f" heap {'settled' if SETTLE else 'as it is'} before each part"
     )
-    broker = PrivateBroker()
-    broker.start()
-    try:
-        latencies, sent, reached, unconfirmed = alarm_run(
-            broker.port, seconds, crash=broker.crash_and_restart
-        )
-    finally:
-        broker.stop()
-    print(
-        line(
-            "alarm across a broker crash (SIGKILL, restart 0.5 s)",
-            latencies,
-            f"lost {sent - reached} of {sent}, unconfirmed {unconfirmed}",
-        )
-    )
+    print(f"{'':<58} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for _ in range(args.runs):
+        floor = broker_floor(seconds)
+        print(line("broker floor: paho publish -> paho subscriber", floor))
+        run = alarm_run(BROKER[1], seconds)
+        print(run.line("alarm: band event -> nurse-station hook"))
+        print(f"  {run.collections}")
+        print("\n".join(run.stages.lines()))
+    if not args.no_crash:
+        broker = PrivateBroker()
+        broker.start()
+        try:
+            run = alarm_run(broker.port, seconds, crash=broker.crash_and_restart)
+        finally:
+            broker.stop()
+        print(run.line("alarm across a broker crash (SIGKILL, restart 0.5 s)"))
     if args.only is None:
         print_scans(scan_to_verdict())
     return 0
