@@ -171,6 +171,65 @@ def test_a_thread_knows_it_is_writing_and_writers_take_turns(
         assert conn.execute(sa.text("SELECT count(*) FROM tally")).scalar() == writers * 30
 
 
+def test_an_urgent_writer_goes_before_the_writers_waiting(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    mw = hcm_make_middleware()
+    with storage.begin_write(mw.engine) as conn:
+        conn.execute(sa.text("CREATE TABLE turns (who TEXT NOT NULL)"))
+    order: list[str] = []
+
+    def write(who: str, urgent: bool) -> None:
+        with storage.begin_write(mw.engine, urgent=urgent) as conn:
+            order.append(who)
+            conn.execute(sa.text("INSERT INTO turns (who) VALUES (:who)"), {"who": who})
+
+    plain = [threading.Thread(target=write, args=(f"plain-{n}", False)) for n in range(3)]
+    urgent = threading.Thread(target=write, args=("urgent", True))
+    with storage.begin_write(mw.engine) as conn:  # a writer in progress
+        for thread in plain:
+            thread.start()
+        time.sleep(0.2)  # the others are queued for the turn
+        urgent.start()
+        _wait_for(lambda: storage.urgent_waiting(mw.engine), "the urgent writer to wait")
+        conn.execute(sa.text("INSERT INTO turns (who) VALUES ('first')"))
+        assert order == []  # the one in progress is not interrupted
+    for thread in [*plain, urgent]:
+        thread.join(10)
+    assert order[0] == "urgent"
+    assert sorted(order[1:]) == ["plain-0", "plain-1", "plain-2"]
+    assert not storage.urgent_waiting(mw.engine)
+    with mw.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM turns")).scalar() == 5
+
+
+def test_an_urgent_writer_that_gives_up_holds_nobody_back(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    turn = storage._writer_turn(hcm_make_middleware().engine)
+    got: dict[str, bool] = {}
+
+    def wait(who: str, urgent: bool, timeout: float) -> None:
+        got[who] = turn.acquire(urgent=urgent, timeout=timeout)
+        if got[who]:
+            turn.release()
+
+    assert turn.acquire(urgent=False, timeout=1)  # a writer in progress, for a while
+    urgent = threading.Thread(target=wait, args=("urgent", True, 0.2))
+    urgent.start()
+    _wait_for(lambda: turn.urgent_waiting, "the urgent writer to wait")
+    plain = threading.Thread(target=wait, args=("plain", False, 5.0))
+    plain.start()
+    urgent.join(5)
+    assert got == {"urgent": False}  # it gave up (and meets SQLite's own lock)
+    assert not turn.urgent_waiting
+    started = time.monotonic()
+    turn.release()
+    plain.join(5)
+    assert got["plain"]
+    assert time.monotonic() - started < 1
+
+
 def test_entries_riding_along_are_committed_with_the_next_append(
     hcm_make_middleware: MiddlewareFactory,
 ) -> None:
