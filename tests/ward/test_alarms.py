@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from hcmiddleware import Middleware
 from hcmiddleware.errors import UnknownAlarmError
 from hcmiddleware.models import BandEvent
+from hcmiddleware.ward.tables import LocationRow
 
 from .conftest import Stay
 
@@ -131,3 +135,95 @@ def test_each_new_alarm_is_audited_once_with_the_alarm(stay: Stay) -> None:
     stay.mw.ward.receive([event(stay.band, 3)])
     assert stay.mw.ward.alarm(mine.alarm_id).location == "5A-corridor"
     assert stay.mw.audit.verify().ok
+
+
+def stored_where(mw: Middleware, band: str) -> tuple[str, datetime] | None:
+    """The band's row in the locations table: (location, seen)."""
+    table = LocationRow.__table__
+    with mw.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(table.c.location, table.c.seen_at).where(table.c.wristband_id == band)
+        ).first()
+    return None if row is None else (row.location, row.seen_at.replace(tzinfo=UTC))
+
+
+def known_where(mw: Middleware, band: str) -> tuple[str, datetime] | None:
+    """What ``mw.ward.location`` answers: (location, seen)."""
+    where = mw.ward.location(band)
+    return None if where is None else (where.location, where.seen_at)
+
+
+def fix(band: str, n: int, where: str, at: datetime) -> BandEvent:
+    return event(band, n, "location", location=where, at=at)
+
+
+def test_positions_are_noted_at_once_and_written_per_band_later(make_ward_mw: Any) -> None:
+    mw = make_ward_mw(ward={"alarms": {"locations_every": 60}})  # the test writes them
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    for n in range(5):  # five fixes of one band: one row, the newest
+        mw.ward.receive([fix("WB-0001", n, f"5A-{n}", t0 + timedelta(seconds=n))])
+    mw.ward.receive([fix(f"WB-{n:04d}", 1, "5B", t0) for n in range(2, 252)])
+    newest = ("5A-4", t0 + timedelta(seconds=4))
+    assert known_where(mw, "WB-0001") == newest  # answered before it is written
+    assert stored_where(mw, "WB-0001") is None
+    assert mw.ward.desk.unwritten_locations == 251
+    commits: list[int] = []
+    sa.event.listen(mw.engine, "commit", lambda _conn: commits.append(1))
+    assert mw.ward.desk.write_locations() == 251
+    assert len(commits) == 3  # 100 bands a transaction: an alarm never waits for more
+    assert mw.ward.desk.unwritten_locations == 0
+    assert stored_where(mw, "WB-0001") == newest
+    assert stored_where(mw, "WB-0251") == ("5B", t0)
+    # an older fix delivered late replaces the newer one neither in memory nor on disk
+    late = mw.ward.receive([fix("WB-0001", 9, "5A-2", t0)])
+    assert late.stale == 1
+    assert mw.ward.desk.write_locations() == 0
+    assert known_where(mw, "WB-0001") == newest
+    assert stored_where(mw, "WB-0001") == newest
+
+
+def test_a_newer_position_stored_by_another_process_stands(stay: Stay) -> None:
+    mw, t0 = stay.mw, datetime.now(UTC).replace(microsecond=0)
+    mw.ward.receive([fix(stay.band, 1, "5A-12", t0)])
+    mw.ward.desk.write_locations()
+    table = LocationRow.__table__
+    later = t0 + timedelta(seconds=30)
+    with mw.engine.begin() as conn:  # another process, further on
+        conn.execute(
+            table.update()
+            .where(table.c.wristband_id == stay.band)
+            .values(location="5A-lift", seen_at=later.replace(tzinfo=None))
+        )
+    mw.ward.receive([fix(stay.band, 2, "5A-toilet", t0 + timedelta(seconds=10))])
+    assert known_where(mw, stay.band) == ("5A-lift", later)  # the newest of memory and disk
+    mw.ward.desk.write_locations()
+    assert stored_where(mw, stay.band) == ("5A-lift", later)
+
+
+def test_the_noted_positions_are_written_by_their_thread_and_at_close(
+    make_ward_mw: Any, tmp_path: Path
+) -> None:
+    at = datetime.now(UTC).replace(microsecond=0)
+    mw = make_ward_mw(ward={"alarms": {"locations_every": 0.05}})
+    mw.ward.receive([fix("WB-0001", 1, "5A-12", at)])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and stored_where(mw, "WB-0001") is None:
+        time.sleep(0.02)
+    assert stored_where(mw, "WB-0001") == ("5A-12", at)
+    slow = make_ward_mw(ward={"alarms": {"locations_every": 60}}, data_dir=tmp_path / "slow")
+    slow.ward.receive([fix("WB-0002", 1, "5B-3", at)])
+    assert stored_where(slow, "WB-0002") is None
+    slow.close()  # not written yet: closing writes it
+    again = make_ward_mw(data_dir=tmp_path / "slow")
+    assert known_where(again, "WB-0002") == ("5B-3", at)
+    # once closed, positions are written as they come
+    slow.ward.receive([fix("WB-0002", 2, "5B-4", at + timedelta(seconds=1))])
+    assert slow.ward.desk.unwritten_locations == 0
+    assert known_where(again, "WB-0002") == ("5B-4", at + timedelta(seconds=1))
+
+
+def test_an_alarm_is_stored_with_its_position_noted(stay: Stay) -> None:
+    at = datetime.now(UTC).replace(microsecond=0)
+    (alarm,) = stay.mw.ward.receive([event(stay.band, 1, location="5A-corridor", at=at)]).raised
+    assert stay.mw.ward.alarm(alarm.alarm_id).location == "5A-corridor"  # on disk already
+    assert known_where(stay.mw, stay.band) == ("5A-corridor", at)

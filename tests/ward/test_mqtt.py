@@ -8,11 +8,14 @@ restarting the machine's broker would disturb everyone else.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -221,6 +224,30 @@ def test_events_sent_while_the_middleware_is_down_arrive_when_it_is_back(
     assert len(back.ward.alarms()) == len(sent)
 
 
+def test_a_call_is_not_held_behind_positions_not_written_yet(
+    wired: Ward, station: NurseStation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    desk = wired.mw.ward.desk
+    write, go_on = desk.write_locations, threading.Event()
+
+    def stalled() -> int:  # the database is slow for positions
+        go_on.wait(30)
+        return write()
+
+    monkeypatch.setattr(desk, "write_locations", stalled)
+    try:
+        # far more than the broker sends before it has them acknowledged (20)
+        for n in range(300):
+            wired.sim.location(f"WB-{n % 30:04d}", f"room-{n}")
+        call = wired.sim.emergency("WB-0999")
+        assert until(lambda: wired.sim.confirmed_at(call) is not None, 5)
+        assert [a.wristband_id for _c, a in station.alarms] == ["WB-0999"]
+        assert until(lambda: (wired.mw.ward.location("WB-0029") or _none).location == "room-299")
+    finally:
+        go_on.set()
+    assert until(lambda: wired.mw.ward.desk.unwritten_locations == 0)
+
+
 # -- a broker that goes away and comes back --------------------------------------------------
 
 
@@ -314,3 +341,54 @@ def test_a_kiosk_asks_for_the_summary_by_band_or_card(wired: Ward) -> None:
     nothing = wired.sim.request("summary")
     assert not nothing["ok"]
     assert nothing["error"]["error"] == "DeviceMessageError"
+
+
+#: a Middleware with the plugin, in a process of its own that the test kills
+_SERVE = """
+import json, sys, time
+from pathlib import Path
+from hcm_ward_mqtt import WardMqtt
+from hcmiddleware import Middleware
+from hcmiddleware.testing.plugin import embedded_config
+
+plugin = WardMqtt()
+config = embedded_config(
+    Path(sys.argv[1]),
+    plugins={"enabled": [], "ward-mqtt": json.loads(sys.argv[2])},
+    ward={"alarms": {"locations_every": 60}},
+)
+mw = Middleware(config, plugins={"ward-mqtt": plugin})
+mw.ward.alarms()
+assert plugin.wait_connected(5)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_confirmed_call_survives_the_middleware_being_killed(
+    broker: tuple[str, int], prefix: str, make_ward_mw: Any, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    settings = plugin_settings(*broker, prefix)
+    serving = subprocess.Popen(
+        [sys.executable, "-c", _SERVE, str(site), json.dumps(settings)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert serving.stdout is not None
+        assert serving.stdout.readline().strip() == b"ready"
+        with Simulator(*broker, prefix=prefix, resend_after=30) as sim:
+            for n in range(50):
+                sim.location("WB-0001", f"5A-{n}")
+            sim.emergency("WB-0001", location="5A-12")
+            assert sim.wait_confirmed(10), f"unconfirmed: {sim.pending}"
+        serving.send_signal(signal.SIGKILL)  # no close, no last write
+        serving.wait(10)
+    finally:
+        if serving.poll() is None:
+            serving.kill()
+            serving.wait(10)
+    after = make_ward_mw(data_dir=site)
+    (alarm,) = after.ward.alarms()  # confirmed to the band: on disk
+    assert (alarm.wristband_id, alarm.location, alarm.count) == ("WB-0001", "5A-12", 1)
