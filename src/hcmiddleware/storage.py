@@ -22,6 +22,7 @@ __all__ = [
     "begin_write",
     "create_engine",
     "current_revision",
+    "fold_log",
     "head_revision",
     "ping",
     "upgrade",
@@ -168,7 +169,10 @@ def begin_write(
 
     ``urgent=True`` goes before the writers waiting that are not urgent (a ward alarm
     before a batch of positions); it does not interrupt one in progress, so the others
-    keep their transactions short.
+    keep their transactions short. On SQLite an urgent commit also leaves folding the
+    write-ahead log into the database (a checkpoint: copying pages, syncing the file)
+    to the other commits or to :func:`fold_log`, unless the log has grown past
+    10,000 pages.
 
     ``durable=False`` commits without waiting for the disk (SQLite: ``synchronous=NORMAL``
     for this commit; PostgreSQL: ``synchronous_commit=off``): safe against a crash of the
@@ -183,7 +187,7 @@ def begin_write(
             # as long as SQLite's own busy_timeout; past it, SQLite's lock decides as before
             got = turn.acquire(urgent=urgent, timeout=_WRITER_WAIT)
             try:
-                with _begin_write(engine, durable=durable) as conn:
+                with _begin_write(engine, durable=durable, urgent=urgent) as conn:
                     yield conn
             finally:
                 if got:
@@ -218,13 +222,22 @@ def _held() -> list[Engine]:
     return held
 
 
+#: SQLite's own default: the commit that takes the write-ahead log past this many pages
+#: copies it into the database (a checkpoint, with a sync of the database file)
+_AUTOCHECKPOINT = 1000
+#: for an urgent commit: the checkpoint is left to the others, unless the log is huge
+_URGENT_AUTOCHECKPOINT = 10_000
+
+
 @contextmanager
-def _begin_write(engine: Engine, *, durable: bool) -> Iterator[Connection]:
+def _begin_write(engine: Engine, *, durable: bool, urgent: bool = False) -> Iterator[Connection]:
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         raw: Any = conn.connection.driver_connection
         if sqlite and not durable:
             raw.execute("PRAGMA synchronous=NORMAL")
+        if sqlite and urgent:
+            raw.execute(f"PRAGMA wal_autocheckpoint={_URGENT_AUTOCHECKPOINT}")
         try:
             write = conn.execution_options(hcm_write=True)
             with write.begin():
@@ -234,6 +247,20 @@ def _begin_write(engine: Engine, *, durable: bool) -> Iterator[Connection]:
         finally:
             if sqlite and not durable:
                 raw.execute("PRAGMA synchronous=FULL")
+            if sqlite and urgent:
+                raw.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT}")
+
+
+def fold_log(engine: Engine) -> None:
+    """SQLite: copy what the write-ahead log holds into the database now, as far as it
+    can without waiting for anyone (a passive checkpoint), outside the writers' turn —
+    so that no writer's commit has to (see ``urgent`` in :func:`begin_write`). Nothing
+    on other databases."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        raw: Any = conn.connection.driver_connection  # outside any transaction
+        raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def ping(engine: Engine) -> None:

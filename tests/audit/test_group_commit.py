@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,6 +229,33 @@ def test_an_urgent_writer_that_gives_up_holds_nobody_back(
     plain.join(5)
     assert got["plain"]
     assert time.monotonic() - started < 1
+
+
+def test_an_urgent_commit_leaves_the_checkpoint_to_others(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    mw = hcm_make_middleware()
+    database = Path(str(mw.engine.url.database))
+    with storage.begin_write(mw.engine) as conn:
+        conn.execute(sa.text("CREATE TABLE blobs (b BLOB NOT NULL)"))
+    storage.fold_log(mw.engine)
+    size = database.stat().st_size
+
+    def add(pages: int, **kwargs: Any) -> None:
+        for _ in range(pages // 10):
+            with storage.begin_write(mw.engine, **kwargs) as conn:
+                conn.execute(sa.text("INSERT INTO blobs (b) VALUES (randomblob(40000))"))
+
+    add(1500, urgent=True)  # past SQLite's 1000 pages: still in the log only
+    assert database.stat().st_size == size
+    storage.fold_log(mw.engine)
+    assert database.stat().st_size > size + 1400 * 4096
+    size = database.stat().st_size
+    add(1500)  # commits that are not urgent checkpoint as SQLite does
+    assert database.stat().st_size > size + 500 * 4096
+    with mw.engine.connect() as conn:  # the connections are as they were
+        raw: Any = conn.connection.driver_connection
+        assert raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
 
 
 def test_entries_riding_along_are_committed_with_the_next_append(

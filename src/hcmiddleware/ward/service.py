@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from hcmiddleware import storage
 from hcmiddleware._optional import needs_extra
 from hcmiddleware.errors import (
     HcmError,
@@ -755,6 +756,15 @@ class Ward:
         with system():  # the core's own work, not a caller's
             while not self._stop_locating.wait(self.settings.alarms.locations_every):
                 self._write_locations()
+                self._fold_log()
+
+    def _fold_log(self) -> None:
+        """Checkpoint the database here, outside the writers' turn: an alarm's commit
+        leaves it to others (see storage.begin_write, urgent)."""
+        try:
+            storage.fold_log(self._mw.engine)
+        except Exception:
+            log.exception("checkpointing the database failed; trying again")
 
     def _write_locations(self) -> None:
         desk = self._desk  # None: the ward was never used, nothing was noted
@@ -788,6 +798,7 @@ class Ward:
                 self.escalate_due()
             except Exception:
                 log.exception("escalating alarms failed; trying again")
+            self._fold_log()
 
     def location(self, wristband_id: str) -> LocationReport | None:
         """The band's last known location, or ``None`` if it never sent one."""

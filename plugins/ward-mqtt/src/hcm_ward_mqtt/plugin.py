@@ -2,7 +2,8 @@
 
 One MQTT client with a persistent session (clean session off, QoS 1 both ways), so
 what the broker holds for the middleware while it is away is delivered when it comes
-back. paho's network thread only queues what arrives; two worker threads do the work:
+back. paho's network thread reads each band message and queues it; worker threads do
+the work:
 
 * alarm events (calls, low battery, a band taken off), in batches: stored through
   ``middleware.ward.receive`` (one durable transaction a batch, ahead of other
@@ -10,11 +11,12 @@ back. paho's network thread only queues what arrives; two worker threads do the 
   acknowledged to the broker (PUBACK). A band resends an alarm event until it sees the
   confirmation, so an alarm is stored or sent again — never dropped, also when the
   broker itself restarts and forgets what it held;
-* position fixes, on a worker of their own: handed to ``middleware.ward.receive``,
-  which notes the newest per band and writes them a few bands per transaction later,
-  and acknowledged to the broker at once. The broker sends a client only so many
-  messages it has not acknowledged (Mosquitto: ``max_inflight_messages``, 20): fixes
-  waiting for a database write would hold the calls behind them at the broker. A fix
+* position fixes: acknowledged to the broker as soon as they are read, then handed to
+  ``middleware.ward.receive`` (which notes the newest per band and writes them a few
+  bands per transaction later) by a worker of their own that steps aside while a call
+  is being stored. The broker sends a client only so many messages it has not
+  acknowledged (Mosquitto: ``max_inflight_messages``, 20): fixes waiting for the
+  database, or for a worker, would hold the calls behind them at the broker. A fix
   lost in a crash is replaced by the band's next one;
 * handheld requests (orders, the checks, acknowledging alarms), answered on
   ``handheld/<id>/reply``; a slow HIS never delays an alarm.
@@ -50,6 +52,8 @@ log = logging.getLogger("hcm_ward_mqtt")
 #: alarm kinds: their events are confirmed to the band (locations are not: the next fix
 #: replaces a lost one)
 ALARM_KINDS = frozenset({"emergency", "battery", "removed"})
+#: seconds the fixes' worker steps aside at most for calls being stored
+QUIET_WAIT = 0.25
 
 
 class WardMqttSettings(SettingsModel):
@@ -78,10 +82,14 @@ class WardMqtt:
         self.topics = Topics(self.settings.prefix)
         self._mw: Middleware | None = None
         self._client: Any = None
-        #: band messages, each with what it reads as (or why it cannot be read)
-        self._events: queue.Queue[tuple[Any, Any]] = queue.Queue()
-        #: position fixes, taken by their own worker: a stream of them never delays a call
-        self._fixes: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        #: alarm events, and band messages that cannot be read (kept as rejects)
+        self._events: queue.Queue[tuple[Any, BandEvent | DeviceMessageError]] = queue.Queue()
+        #: position fixes (acknowledged already), taken by their own worker
+        self._fixes: queue.Queue[BandEvent] = queue.Queue()
+        #: set while no alarm event waits or is being stored: the fixes' worker, whose
+        #: work can wait, leaves the interpreter to the alarms until then
+        self._quiet = threading.Event()
+        self._quiet.set()
         self._requests: queue.Queue[Any] = queue.Queue()
         self._running = threading.Event()
         self._connected = threading.Event()
@@ -123,18 +131,8 @@ class WardMqtt:
         self._client = client
         self._running.set()
         self._workers = [
-            threading.Thread(
-                target=self._event_loop,
-                args=(self._events,),
-                name="hcm-ward-mqtt-events",
-                daemon=True,
-            ),
-            threading.Thread(
-                target=self._event_loop,
-                args=(self._fixes,),
-                name="hcm-ward-mqtt-fixes",
-                daemon=True,
-            ),
+            threading.Thread(target=self._alarm_loop, name="hcm-ward-mqtt-events", daemon=True),
+            threading.Thread(target=self._fix_loop, name="hcm-ward-mqtt-fixes", daemon=True),
             threading.Thread(target=self._request_loop, name="hcm-ward-mqtt-requests", daemon=True),
         ]
         for worker in self._workers:
@@ -198,51 +196,73 @@ class WardMqtt:
     def _on_disconnect(self, *_args: Any) -> None:
         self._connected.clear()
 
-    def _on_message(self, _client: Any, _userdata: Any, message: Any) -> None:
-        if self.topics.part(message.topic, 0) == "band":
-            # positions go to their own worker; anything else (calls, and what cannot be
-            # read, which is kept as a reject) to the alarm worker. Read once, here.
-            try:
-                data: Any = decode(message.topic, message.payload)
-            except DeviceMessageError as exc:
-                data = exc
-            fix = isinstance(data, dict) and data.get("kind") == "location"
-            (self._fixes if fix else self._events).put((message, data))
-        else:
+    def _on_message(self, client: Any, _userdata: Any, message: Any) -> None:
+        if self.topics.part(message.topic, 0) != "band":
             self._requests.put(message)
+            return
+        try:
+            event = event_from(
+                message.topic,
+                decode(message.topic, message.payload),
+                self.topics.part(message.topic, 1),
+            )
+        except DeviceMessageError as exc:  # kept as a reject before it is acknowledged
+            self._events.put((message, exc))
+            return
+        if event.kind in ALARM_KINDS:
+            self._quiet.clear()  # before the put: the worker sets it once it is done
+            self._events.put((message, event))
+        else:
+            # a fix needs no database write before its PUBACK (the next one replaces
+            # it): acknowledged now, it never holds a call behind it at the broker
+            client.ack(message.mid, message.qos)
+            self._fixes.put(event)
 
     # -- band events ---------------------------------------------------------------------------
 
-    def _event_loop(self, source: queue.Queue[tuple[Any, Any]]) -> None:
-        while self._running.is_set() or not source.empty():
+    def _alarm_loop(self) -> None:
+        while self._running.is_set() or not self._events.empty():
             try:
-                first = source.get(timeout=0.1)
+                first = self._events.get(timeout=0.1)
             except queue.Empty:
                 continue
-            batch = [first]
-            while len(batch) < self.settings.batch:
-                try:
-                    batch.append(source.get_nowait())
-                except queue.Empty:
-                    break
-            self._store(batch)
-
-    def _store(self, batch: list[tuple[Any, Any]]) -> None:
-        readable: list[tuple[Any, BandEvent]] = []
-        for message, data in batch:
-            band = self.topics.part(message.topic, 1)
+            self._quiet.clear()
             try:
-                if isinstance(data, DeviceMessageError):
-                    raise data
-                readable.append((message, event_from(message.topic, data, band)))
-            except DeviceMessageError as exc:
-                self._reject(message, exc)
-        # alarms first, in their own (durable) transaction: positions never delay a call
-        alarms = [(m, e) for m, e in readable if e.kind in ALARM_KINDS]
-        fixes = [(m, e) for m, e in readable if e.kind not in ALARM_KINDS]
-        for part in (alarms, fixes):
-            if part:
-                self._commit(part)
+                self._store(_drain(self._events, first, self.settings.batch))
+            finally:
+                if self._events.empty():
+                    self._quiet.set()
+
+    def _store(self, batch: list[tuple[Any, BandEvent | DeviceMessageError]]) -> None:
+        alarms: list[tuple[Any, BandEvent]] = []
+        for message, read in batch:
+            if isinstance(read, DeviceMessageError):
+                self._reject(message, read)
+            else:
+                alarms.append((message, read))
+        if alarms:
+            self._commit(alarms)
+
+    def _fix_loop(self) -> None:
+        while self._running.is_set() or not self._fixes.empty():
+            try:
+                first = self._fixes.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            # a call being stored goes first (the GIL is one for all threads); not for
+            # ever, should the database be away and the call retried
+            self._quiet.wait(QUIET_WAIT)
+            self._note(_drain(self._fixes, first, self.settings.batch))
+
+    def _note(self, fixes: list[BandEvent]) -> None:
+        mw = self._mw
+        assert mw is not None
+        try:
+            mw.ward.receive(fixes)
+        except Exception as exc:  # acknowledged already: the bands' next fixes replace them
+            log.warning("%d position fixes not taken (%s)", len(fixes), exc)
+            return
+        self.stats["events"] += len(fixes)
 
     def _commit(self, part: list[tuple[Any, BandEvent]]) -> None:
         mw = self._mw
@@ -258,12 +278,9 @@ class WardMqtt:
         self.stats["events"] += len(part)
         client = self._client
         for message, event in part:
-            if event.kind in ALARM_KINDS:
-                client.publish(
-                    self.topics.band_ack(event.wristband_id),
-                    encode({"event": event.event_id}),
-                    qos=1,
-                )
+            client.publish(
+                self.topics.band_ack(event.wristband_id), encode({"event": event.event_id}), qos=1
+            )
             client.ack(message.mid, message.qos)
 
     def _reject(self, message: Any, exc: DeviceMessageError) -> None:
@@ -402,6 +419,17 @@ class WardMqtt:
         client.publish(
             self.topics.band_status(binding.wristband_id), encode(status), qos=1, retain=True
         )
+
+
+def _drain(source: queue.Queue[Any], first: Any, most: int) -> list[Any]:
+    """``first`` and what else waits in ``source``, up to ``most`` items."""
+    batch = [first]
+    while len(batch) < most:
+        try:
+            batch.append(source.get_nowait())
+        except queue.Empty:
+            break
+    return batch
 
 
 def _text(topic: str, data: dict[str, Any], key: str) -> str:
