@@ -8,8 +8,11 @@ bedside scan-to-verdict time with the orders fetched from the reference HIS.
    one in twenty an emergency call, each call from a band with no open alarm) into a
    Middleware with the ward-mqtt plugin on SQLite: the band's event time → the
    nurse-station hook (``hcm_ward_alarm``), p50/p99/max, and alarms lost (calls sent
-   whose alarm never reached the hook, and calls never confirmed to their band). Then
-   where each call's time went, stage by stage: band → MQTT receive (the plugin's
+   whose alarm never reached the hook, and calls never confirmed to their band); next
+   to it the same calls as a plain paho subscriber in a process of its own sees them at
+   the same moment (the floor as this run's bands, broker and machine make it: the
+   band simulator is a heavier publisher than part 1's). Then where each call's time
+   went, stage by stage: band → MQTT receive (the plugin's
    network thread) → the alarm worker taking it → ``mw.ward.receive`` → the writer's
    turn → committed (``AlarmDesk.receive`` returns) → the hook.
 3. **Across a broker crash**: the same on a private Mosquitto killed (SIGKILL) and
@@ -41,6 +44,7 @@ import argparse
 import base64
 import contextlib
 import gc
+import json
 import multiprocessing
 import os
 import shutil
@@ -54,6 +58,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -331,12 +336,42 @@ def _bands(port: int, prefix: str, seconds: float, done: Any) -> None:
         done.put((calls, len(sim.pending)))
 
 
+def _bystander(port: int, prefix: str, ready: Any, stop: Any, out: Any) -> None:
+    """A plain subscriber in its own process, on the bands' topics while they play: the
+    broker's round trip for the very calls, at the same moment — the floor as this run's
+    bands, broker and machine make it."""
+    seen: dict[str, float] = {}
+
+    def on_message(_c: Any, _u: Any, message: Any) -> None:
+        data = json.loads(message.payload)
+        if data.get("kind") == "emergency":
+            at = datetime.fromisoformat(data["at"]).timestamp()
+            seen.setdefault(message.topic.split("/")[-2], (time.time() - at) * 1e3)
+
+    def on_connect(client: Any, *_args: Any) -> None:
+        client.subscribe(f"{prefix}/band/+/event", qos=1)
+        ready.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{prefix[-8:]}-bystander")
+    client.on_message = on_message
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    stop.wait()
+    time.sleep(0.5)
+    client.loop_stop()
+    client.disconnect()
+    out.put(seen)
+
+
 class AlarmRun:
     """What one alarm part measured."""
 
     def __init__(self, stages: AlarmStages) -> None:
         self.stages = stages
         self.latencies: list[float] = []
+        #: the same calls' band event -> a plain subscriber in its own process
+        self.bystander: list[float] = []
         self.sent = self.reached = self.unconfirmed = 0
         self.collections = FullCollections()
 
@@ -367,6 +402,10 @@ def alarm_run(port: int, seconds: float, crash: Callable[[], None] | None = None
     plugin.wait_connected(5)
     done: Any = multiprocessing.Queue()
     child = multiprocessing.Process(target=_bands, args=(port, prefix, seconds, done))
+    ready, stop, seen = multiprocessing.Event(), multiprocessing.Event(), multiprocessing.Queue()
+    bystander = multiprocessing.Process(target=_bystander, args=(port, prefix, ready, stop, seen))
+    bystander.start()
+    ready.wait(5)
     settle()
     with run.stages.middleware(mw), run.collections:
         child.start()
@@ -376,8 +415,12 @@ def alarm_run(port: int, seconds: float, crash: Callable[[], None] | None = None
         calls, run.unconfirmed = done.get()
         child.join()
         time.sleep(0.5)
+    stop.set()
+    floor = seen.get()
+    bystander.join()
     mw.close()
     run.latencies = [station.latency[b] for b in calls if b in station.latency]
+    run.bystander = [floor[b] for b in calls if b in floor]
     run.sent, run.reached = len(calls), len(station.latency)
     return run
 
@@ -586,6 +629,7 @@ def main() -> int:
         print(line("broker floor: paho publish -> paho subscriber", floor))
         run = alarm_run(BROKER[1], seconds)
         print(run.line("alarm: band event -> nurse-station hook"))
+        print(line("  the same calls -> a plain subscriber (own process)", run.bystander))
         print(f"  {run.collections}")
         print("\n".join(run.stages.lines()))
     if not args.no_crash:
