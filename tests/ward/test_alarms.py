@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -227,3 +228,28 @@ def test_an_alarm_is_stored_with_its_position_noted(stay: Stay) -> None:
     (alarm,) = stay.mw.ward.receive([event(stay.band, 1, location="5A-corridor", at=at)]).raised
     assert stay.mw.ward.alarm(alarm.alarm_id).location == "5A-corridor"  # on disk already
     assert known_where(stay.mw, stay.band) == ("5A-corridor", at)
+
+
+def test_an_audit_checkpoint_falling_due_is_made_off_the_alarms_path(
+    make_ward_mw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mw = make_ward_mw(ward={"alarms": {"check_every": 0.05}}, audit={"checkpoint_every": 3})
+    made_in: list[str] = []
+    checkpoint = mw.audit.checkpoint
+
+    def watched(**kwargs: Any) -> Any:
+        made = checkpoint(**kwargs)
+        if made is not None:
+            made_in.append(threading.current_thread().name)
+        return made
+
+    monkeypatch.setattr(mw.audit, "checkpoint", watched)
+    for n in range(6):  # six new alarms: six entries, a checkpoint due twice
+        mw.ward.receive([event(f"WB-{n:04d}", 1)])
+    assert threading.current_thread().name not in made_in
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not made_in:
+        time.sleep(0.02)
+    assert made_in
+    assert set(made_in) == {"hcm-ward-escalation"}
+    assert mw.audit.verify().ok

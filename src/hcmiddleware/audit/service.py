@@ -824,11 +824,14 @@ class Audit:
     def _forget_savepoints(self, conn: Connection) -> None:
         self._savepoints.pop(conn, None)
 
-    def flush(self) -> None:
+    def flush(self, *, checkpoint: bool = True) -> None:
         """Announce committed entries (``hcm_audit_event``) and checkpoint when due.
 
         Runs after every append of its own and at the end of :meth:`transaction`; call
         it after committing a transaction of your own that holds entries.
+        ``checkpoint=False`` only announces: a checkpoint that is due (a signature and a
+        durable commit) is left to the next flush that allows it, for a caller on a path
+        that must not wait for one (a ward alarm on its way to the nurse station).
         """
         while True:
             try:
@@ -836,7 +839,7 @@ class Audit:
             except IndexError:
                 break
             self._mw.dispatcher.call("hcm_audit_event", event=entry)
-        if self._due:
+        if self._due and checkpoint:
             self._due = False
             try:
                 self.checkpoint(only_if_due=True)

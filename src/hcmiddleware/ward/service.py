@@ -678,7 +678,9 @@ class Ward:
                     )
                 )
         if together:
-            audit.flush()
+            # a checkpoint that falls due is made by the escalation thread, not here:
+            # the next call waits for this thread
+            audit.flush(checkpoint=False)
         else:
             for alarm in done.raised:
                 audit.record("ward.alarm", **_alarm_entry(alarm))
@@ -796,6 +798,7 @@ class Ward:
         while not self._stop.wait(self.settings.alarms.check_every):
             try:
                 self.escalate_due()
+                self._mw.audit.flush()  # the checkpoint receive left, if one is due
             except Exception:
                 log.exception("escalating alarms failed; trying again")
             self._fold_log()
