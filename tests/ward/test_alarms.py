@@ -171,7 +171,7 @@ def test_positions_are_noted_at_once_and_written_per_band_later(make_ward_mw: An
     commits: list[int] = []
     sa.event.listen(mw.engine, "commit", lambda _conn: commits.append(1))
     assert mw.ward.desk.write_locations() == 251
-    assert len(commits) == 3  # 100 bands a transaction: an alarm never waits for more
+    assert len(commits) == 6  # 50 bands a transaction: an alarm never waits for more
     assert mw.ward.desk.unwritten_locations == 0
     assert stored_where(mw, "WB-0001") == newest
     assert stored_where(mw, "WB-0251") == ("5B", t0)
@@ -253,3 +253,24 @@ def test_an_audit_checkpoint_falling_due_is_made_off_the_alarms_path(
     assert made_in
     assert set(made_in) == {"hcm-ward-escalation"}
     assert mw.audit.verify().ok
+
+
+def test_positions_are_written_on_either_database(make_ward_mw: Any, fresh_database: str) -> None:
+    mw = make_ward_mw(ward={"alarms": {"locations_every": 60}}, database={"url": fresh_database})
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    mw.ward.receive([fix("WB-0001", 1, "5A-12", t0), fix("WB-0002", 1, "5B-1", t0)])
+    assert mw.ward.desk.write_locations() == 2
+    table = LocationRow.__table__
+    later = t0 + timedelta(seconds=30)
+    with mw.engine.begin() as conn:  # another process, further on, for one band
+        conn.execute(
+            table.update()
+            .where(table.c.wristband_id == "WB-0002")
+            .values(location="5B-lift", seen_at=later.replace(tzinfo=None))
+        )
+    mw.ward.receive(
+        [fix("WB-0001", 2, "5A-toilet", t0 + timedelta(seconds=5)), fix("WB-0002", 2, "5B-2", t0)]
+    )
+    assert mw.ward.desk.write_locations() == 2  # the table keeps the newer of the two
+    assert stored_where(mw, "WB-0001") == ("5A-toilet", t0 + timedelta(seconds=5))
+    assert stored_where(mw, "WB-0002") == ("5B-lift", later)

@@ -21,6 +21,7 @@ crash is replaced by the band's next fix.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ _BANDS: sa.Table = WristbandRow.__table__  # type: ignore[assignment]
 #: what a reject keeps of the message
 MAX_REJECT_BYTES = 4096
 #: bands whose positions one transaction writes: an alarm waits for one such at most
-LOCATION_CHUNK = 100
+LOCATION_CHUNK = 50
 
 #: Prepared once: building a statement costs more than running it on SQLite.
 _LAST_SEEN = sa.select(
@@ -83,6 +84,29 @@ _ADD_ALARM = _ALARMS.insert()
 _BAND_STAY = sa.select(_BANDS.c.admission_id, _BANDS.c.ward, _BANDS.c.bed).where(
     _BANDS.c.active_band == sa.bindparam("band")
 )
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_location(dialect: str) -> Any:
+    """Insert a band's fix, or update its row unless that holds a newer one: one
+    statement (SQLite, PostgreSQL), prepared once per dialect; ``None`` elsewhere."""
+    if dialect not in ("sqlite", "postgresql") or dialect in _UPSERTS:
+        return _UPSERTS.get(dialect)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    new = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(_LOCATIONS)
+    _UPSERTS[dialect] = new.on_conflict_do_update(
+        index_elements=[_LOCATIONS.c.wristband_id],
+        set_={
+            "location": new.excluded.location,
+            "seen_at": new.excluded.seen_at,
+            "received_at": new.excluded.received_at,
+        },
+        where=new.excluded.seen_at >= _LOCATIONS.c.seen_at,
+    )
+    return _UPSERTS[dialect]
 
 
 def _naive(moment: datetime) -> datetime:
@@ -252,6 +276,9 @@ class AlarmDesk:
                     with storage.begin_write(self.engine, durable=False) as conn:
                         self._write_chunk(conn, chunk)
                     written += len(chunk)
+                    # the interpreter to the other threads (the broker's, the alarms')
+                    # between two chunks: positions can wait, they cannot
+                    time.sleep(0)
             finally:
                 if written < len(todo):
                     with self._where_lock:
@@ -265,6 +292,16 @@ class AlarmDesk:
     def _write_chunk(
         conn: Connection, chunk: list[tuple[str, tuple[datetime, str, datetime]]]
     ) -> None:
+        upsert = _upsert_location(conn.dialect.name)
+        if upsert is not None:  # one statement a band: a newer stored fix stands
+            conn.execute(
+                upsert,
+                [
+                    {"wristband_id": band, "location": where, "seen_at": seen, "received_at": at}
+                    for band, (seen, where, at) in chunk
+                ],
+            )
+            return
         stored = {
             r.wristband_id: r.seen_at
             for r in conn.execute(_LAST_SEEN, {"bands": [band for band, _fix in chunk]})
