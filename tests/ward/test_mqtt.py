@@ -248,6 +248,31 @@ def test_a_call_is_not_held_behind_positions_not_written_yet(
     assert until(lambda: wired.mw.ward.desk.unwritten_locations == 0)
 
 
+def test_a_call_is_not_held_behind_fixes_whose_worker_is_stuck(
+    wired: Ward, station: NurseStation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    note, go_on = wired.plugin._note, threading.Event()
+
+    def stuck(fixes: list[Any]) -> None:  # the fixes' worker does not come back
+        go_on.wait(30)
+        note(fixes)
+
+    monkeypatch.setattr(wired.plugin, "_note", stuck)
+    try:
+        # more than the broker sends unacknowledged, however it counts (Mosquitto 2.0
+        # lets up to 20 more go with each acknowledgement)
+        for n in range(2000):
+            wired.sim.location(f"WB-{n % 30:04d}", f"room-{n}")
+        call = wired.sim.emergency("WB-0999")
+        assert until(lambda: wired.sim.confirmed_at(call) is not None, 5)
+        assert [a.wristband_id for _c, a in station.alarms] == ["WB-0999"]
+    finally:
+        go_on.set()
+    # the worker goes on (the broker may have dropped some of such a burst of fixes: it
+    # queues 1,000 per client, and a fix may be lost, the band's next one replaces it)
+    assert until(lambda: wired.plugin._fixes.empty() and wired.mw.ward.location("WB-0019"))
+
+
 # -- a broker that goes away and comes back --------------------------------------------------
 
 

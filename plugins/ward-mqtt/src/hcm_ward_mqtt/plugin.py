@@ -11,13 +11,14 @@ the work:
   acknowledged to the broker (PUBACK). A band resends an alarm event until it sees the
   confirmation, so an alarm is stored or sent again — never dropped, also when the
   broker itself restarts and forgets what it held;
-* position fixes: acknowledged to the broker as soon as they are read, then handed to
-  ``middleware.ward.receive`` (which notes the newest per band and writes them a few
-  bands per transaction later) by a worker of their own that steps aside while a call
-  is being stored. The broker sends a client only so many messages it has not
-  acknowledged (Mosquitto: ``max_inflight_messages``, 20): fixes waiting for the
-  database, or for a worker, would hold the calls behind them at the broker. A fix
-  lost in a crash is replaced by the band's next one;
+* position fixes: acknowledged to the broker without waiting for the database, by
+  their worker in a batch as soon as it wakes (by the network thread itself once
+  ``ACK_BACKLOG`` are waiting), then handed to ``middleware.ward.receive`` (which
+  notes the newest per band and writes them a few bands per transaction later); the
+  worker steps aside while a call is being stored. The broker sends a client only so
+  many messages it has not acknowledged (Mosquitto: ``max_inflight_messages``, 20):
+  fixes waiting for the database, or for a worker, would hold the calls behind them
+  at the broker. A fix lost in a crash is replaced by the band's next one;
 * handheld requests (orders, the checks, acknowledging alarms), answered on
   ``handheld/<id>/reply``; a slow HIS never delays an alarm.
 
@@ -54,6 +55,9 @@ log = logging.getLogger("hcm_ward_mqtt")
 ALARM_KINDS = frozenset({"emergency", "battery", "removed"})
 #: seconds the fixes' worker steps aside at most for calls being stored
 QUIET_WAIT = 0.25
+#: fixes left unacknowledged at most (the broker sends no more than 20 unacknowledged
+#: messages, calls included, by default)
+ACK_BACKLOG = 10
 
 
 class WardMqttSettings(SettingsModel):
@@ -90,6 +94,9 @@ class WardMqtt:
         #: work can wait, leaves the interpreter to the alarms until then
         self._quiet = threading.Event()
         self._quiet.set()
+        #: fixes read and not acknowledged yet (message ID, QoS); see _on_message
+        self._unacked: list[tuple[int, int]] = []
+        self._ack_lock = threading.Lock()
         self._requests: queue.Queue[Any] = queue.Queue()
         self._running = threading.Event()
         self._connected = threading.Event()
@@ -212,11 +219,18 @@ class WardMqtt:
         if event.kind in ALARM_KINDS:
             self._quiet.clear()  # before the put: the worker sets it once it is done
             self._events.put((message, event))
-        else:
-            # a fix needs no database write before its PUBACK (the next one replaces
-            # it): acknowledged now, it never holds a call behind it at the broker
-            client.ack(message.mid, message.qos)
-            self._fixes.put(event)
+            return
+        # a fix needs no database write before its PUBACK (the next one replaces it):
+        # its worker acknowledges the fixes in a batch as soon as it wakes, and should
+        # it fall behind, this thread does — so they never fill the broker's window
+        with self._ack_lock:
+            self._unacked.append((message.mid, message.qos))
+            due = self._unacked if len(self._unacked) >= ACK_BACKLOG else []
+            if due:
+                self._unacked = []
+        for mid, qos in due:
+            client.ack(mid, qos)
+        self._fixes.put(event)
 
     # -- band events ---------------------------------------------------------------------------
 
@@ -249,10 +263,23 @@ class WardMqtt:
                 first = self._fixes.get(timeout=0.1)
             except queue.Empty:
                 continue
+            self._ack_fixes()
             # a call being stored goes first (the GIL is one for all threads); not for
             # ever, should the database be away and the call retried
             self._quiet.wait(QUIET_WAIT)
-            self._note(_drain(self._fixes, first, self.settings.batch))
+            batch = _drain(self._fixes, first, self.settings.batch)
+            self._ack_fixes()
+            self._note(batch)
+
+    def _ack_fixes(self) -> None:
+        """Acknowledge the fixes read so far (in one go: one wake of paho's thread)."""
+        with self._ack_lock:
+            due, self._unacked = self._unacked, []
+        client = self._client
+        if client is None:  # stopped: the broker sends them again on the next start
+            return
+        for mid, qos in due:
+            client.ack(mid, qos)
 
     def _note(self, fixes: list[BandEvent]) -> None:
         mw = self._mw
