@@ -8,15 +8,25 @@ calls one after the other (p50, p99). Throughput: ``--clients`` clients at once 
 software SAM (``parts=identity,insurance``, the registration read). Goals: the agent
 adds at most 2 ms at p99; 500 lookups a second on 2 cores.
 
-Run: ``python benchmarks/bench_agent.py [--lookups N] [--reads N] [--clients C]``.
+The throughput load comes from ``wrk`` when it is installed (``apt-get install wrk``:
+a C load generator that takes a few percent of a core) and otherwise from httpx threads
+in this process, which take most of one of the two cores the agent runs on
+(``--load httpx`` forces them; the figures say which was used). ``--no-card`` leaves
+pcscd and the card read out (the lookups only).
+
+Run: ``python benchmarks/bench_agent.py [--lookups N] [--reads N] [--clients C]
+[--seconds S] [--load wrk|httpx] [--no-card]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import re
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -138,13 +148,52 @@ def throughput(call: Callable[[httpx.Client], object], base: str, headers: dict[
     return sum(done) / seconds
 
 
+_WRK_SCRIPT = """
+local numbers = {%s}
+wrk.headers["Authorization"] = "Bearer %s"
+request = function()
+  local value = numbers[math.random(#numbers)]
+  return wrk.format("GET", "/v1/residents/lookup?kind=id_number&value=" .. value)
+end
+"""
+
+
+def wrk_throughput(
+    base: str, token: str, numbers: list[str], clients: int, seconds: float
+) -> tuple[float, str]:
+    """Lookups a second under ``wrk`` (two threads, ``clients`` connections), and its
+    latency line; every answer must be a 200."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT % (", ".join(f'"{n}"' for n in numbers), token))
+    try:
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{clients}", f"-d{seconds:g}s", "--latency", "-s", script.name,
+             base],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise SystemExit(f"wrk saw failed lookups:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    latency = f"p50 {p50.group(1) if p50 else '?'}, p99 {p99.group(1) if p99 else '?'}"
+    return rate, latency
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lookups", type=int, default=2000)
     parser.add_argument("--reads", type=int, default=100)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--load", choices=("wrk", "httpx"),
+                        default="wrk" if shutil.which("wrk") else "httpx")  # fmt: skip
+    parser.add_argument("--no-card", action="store_true", help="lookups only: no pcscd")
     args = parser.parse_args()
+    if args.no_card:
+        args.reads = 0
     started_load = load()
     folder = Path(tempfile.mkdtemp(prefix="hcm-bench-agent-"))
     with socket_port() as port:
@@ -155,8 +204,13 @@ def main() -> int:
     rng = random.Random(7)
     rows: list[tuple[str, str, float, float, float]] = []
 
-    with Pcscd() as pcscd, VpcdCard(EmulatedCard.from_files(PROFILE, KEYS), pcscd.user_port):
-        pcscd.wait_card(True)
+    with contextlib.ExitStack() as card_stack:
+        if not args.no_card:
+            pcscd = card_stack.enter_context(Pcscd())
+            card_stack.enter_context(
+                VpcdCard(EmulatedCard.from_files(PROFILE, KEYS), pcscd.user_port)
+            )
+            pcscd.wait_card(True)
         # -- directly on the SDK -----------------------------------------------------------
         with Middleware(load_config(config_path)) as mw:
             for i, number in enumerate(numbers):
@@ -172,8 +226,10 @@ def main() -> int:
             s.residents.lookup("id_number", numbers[0])  # warm
             direct_lookup = timed(lambda: s.residents.lookup("id_number", rng.choice(numbers)),
                                   args.lookups)  # fmt: skip
-            s.terminal.read(parts="identity,insurance")
-            direct_read = timed(lambda: s.terminal.read(parts="identity,insurance"), args.reads)
+            direct_read: list[float] = []
+            if args.reads:
+                s.terminal.read(parts="identity,insurance")
+                direct_read = timed(lambda: s.terminal.read(parts="identity,insurance"), args.reads)
             t0 = time.perf_counter()
             n = 0
             while time.perf_counter() - t0 < args.seconds:
@@ -207,10 +263,20 @@ def main() -> int:
                 for _ in range(50):
                     lookup()
                 agent_lookup = timed(lookup, args.lookups)
-                read()
-                agent_read = timed(read, args.reads)
+                agent_read: list[float] = []
+                if args.reads:
+                    read()
+                    agent_read = timed(read, args.reads)
             before = cpu_seconds(server.pid)
-            agent_rate = throughput(lambda c: lookup(c), base, headers, args.clients, args.seconds)
+            wrk_latency = ""
+            if args.load == "wrk":
+                agent_rate, wrk_latency = wrk_throughput(
+                    base, token, numbers, args.clients, args.seconds
+                )
+            else:
+                agent_rate = throughput(
+                    lambda c: lookup(c), base, headers, args.clients, args.seconds
+                )
             agent_cpu = (cpu_seconds(server.pid) - before) / (agent_rate * args.seconds)
         finally:
             server.terminate()
@@ -220,6 +286,8 @@ def main() -> int:
         ("resident lookup", direct_lookup, agent_lookup),
         ("card read (identity,insurance)", direct_read, agent_read),
     ):
+        if not direct:
+            continue
         d50, d99 = percentiles(direct)
         a50, a99 = percentiles(agent)
         rows.append((what, "SDK (acting_as)", d50, d99, 1000 / statistics.mean(direct)))
@@ -239,8 +307,9 @@ def main() -> int:
           f"p50 {u50:.2f} ms, p99 {u99:.2f} ms")  # fmt: skip
     print(f"lookups/s, one caller in-process on the SDK: {direct_rate:.0f}")
     print(f"lookups/s through the agent, {args.clients} clients for {args.seconds:g} s "
-          f"(load generator in the same machine): {agent_rate:.0f} "
-          f"(goal {GOAL_LOOKUPS_PER_S})")  # fmt: skip
+          f"(load generator {args.load}, in the same machine): {agent_rate:.0f} "
+          f"(goal {GOAL_LOOKUPS_PER_S})" + (f"; under that load {wrk_latency}"
+                                            if wrk_latency else ""))  # fmt: skip
     print(f"agent process CPU per lookup under that load: {agent_cpu * 1000:.2f} ms "
           f"(what a shared machine disturbs least; 2 cores give at most "
           f"{2 / agent_cpu:.0f} lookups/s with nothing else running)")  # fmt: skip

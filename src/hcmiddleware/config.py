@@ -730,6 +730,14 @@ class AgentSection(SettingsModel):
     )
     rate_limit: float = Field(200.0, gt=0, description="requests per second per workstation")
     rate_burst: int = Field(400, ge=1, description="requests a workstation may send at once")
+    auth_failures_per_minute: float = Field(
+        20.0,
+        gt=0,
+        description="requests with a missing or wrong token an address may send a minute",
+    )
+    auth_failure_burst: int = Field(
+        10, ge=1, description="such requests an address may send at once before it waits"
+    )
     card_wait: float = Field(
         5.0, ge=0, le=60, description="seconds a card read waits for another one to finish"
     )

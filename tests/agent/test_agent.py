@@ -59,6 +59,28 @@ def test_each_token_acts_as_its_workstation(agent: Agent) -> None:
     assert entry.details["operation"] == "GET /v1/me"
 
 
+def test_a_call_is_audited_once_by_the_services_or_by_the_agent(agent: Agent) -> None:
+    resident = agent.mw.residents.enrol(name="张三", sex=1, id_number=ID_NUMBER, source="t")
+    found = agent.get("/v1/residents/lookup", params={"kind": "id_number", "value": ID_NUMBER})
+    assert found.status_code == 200, found.text
+    missing = agent.get(
+        "/v1/residents/lookup", params={"kind": "id_number", "value": "11010519491231002X"}
+    )
+    assert missing.status_code == 404
+    problem(agent.get("/v1/card", "audit"), 403, "AccessDeniedError")  # the role's refusal
+    assert agent.get("/v1/me", "nurse").status_code == 200  # no service: the agent's entry
+    # the lookups are the index's entries, with the caller; the refusal the session's
+    lookups = agent.mw.audit.entries(action="residents.lookup")
+    first = lookups[0]
+    assert (first.user, first.terminal, first.subject, first.outcome) == (
+        "u-desk", "ws-desk", resident.resident_id, "ok"
+    )  # fmt: skip
+    assert len(lookups) == 2
+    assert len(agent.mw.audit.entries(action="access.refused")) == 1
+    calls = agent_calls(agent)
+    assert [(e.user, e.details["operation"]) for e in calls] == [("u-nurse", "GET /v1/me")]
+
+
 def test_a_token_of_another_role_is_refused_before_the_service(agent: Agent) -> None:
     # an auditor may not read the card; the reader is never touched (no card is in it)
     body = problem(agent.get("/v1/card", "audit"), 403, "AccessDeniedError")
@@ -292,6 +314,57 @@ def test_rate_limit_over_http(tmp_path: Any) -> None:
         assert body["retry_after"] > 0
         other = {"Authorization": f"Bearer {tokens['nurse']}"}
         assert client.get("/v1/me", headers=other).status_code == 200
+
+
+def test_wrong_tokens_are_limited_per_address(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Token guessing is slowed: past the budget of wrong tokens an address is refused
+    429 before its token is looked at — a right token too, so a hit looks like a miss —
+    and the agent says so once in its log, without the tokens."""
+    from fastapi.testclient import TestClient
+
+    from hcmiddleware import Middleware
+    from hcmiddleware.agent import create_app
+
+    from .conftest import agent_config
+
+    config, tokens = agent_config(
+        tmp_path / "d", auth_failure_burst=3, auth_failures_per_minute=0.5
+    )
+    right = {"Authorization": f"Bearer {tokens['desk']}"}
+    guesses = [{"Authorization": "Bearer " + c * 43} for c in "abcde"]
+    with (
+        Middleware(config) as mw,
+        TestClient(create_app(mw)) as client,
+        caplog.at_level(logging.WARNING, logger="hcmiddleware.agent"),
+    ):
+        assert client.get("/v1/me", headers=right).status_code == 200  # no failure counted
+        for guess in guesses[:2]:
+            problem(client.get("/v1/me", headers=guess), 401, "AgentAuthError")
+        problem(client.get("/v1/me"), 401, "AgentAuthError")  # no token counts as well
+        refused = client.get("/v1/me", headers=guesses[3])
+        body = problem(refused, 429, "AgentRateLimitError")
+        assert "wrong token" in body["detail"]
+        assert int(refused.headers["retry-after"]) >= 100  # 0.5 a minute: 2 min for one
+        problem(client.get("/v1/me", headers=right), 429, "AgentRateLimitError")
+        # the console page needs no token and is still served
+        assert client.get("/console").status_code == 200
+        assert client.app.state.agent.calls.flush()  # type: ignore[attr-defined]
+        statuses = [e.details["status"] for e in mw.audit.entries(action="agent.call")]
+    assert statuses == ["200", "401", "401", "401", "429", "429"]
+    warnings = [r.getMessage() for r in caplog.records if "wrong token" in r.getMessage()]
+    assert len(warnings) == 1
+    assert not any(t in warnings[0] for t in ("a" * 43, tokens["desk"]))
+
+
+def test_a_rate_bucket_store_forgets_buckets_that_refilled() -> None:
+    from hcmiddleware.agent import guard
+
+    limits = guard.RateLimiter(rate=1e9, burst=2)  # refills at once
+    for i in range(guard._MAX_BUCKETS + 10):
+        limits.take(f"ip:10.0.{i // 256}.{i % 256}")
+    assert len(limits._buckets) <= guard._MAX_BUCKETS + 1
 
 
 def test_the_access_log_holds_no_personal_data(

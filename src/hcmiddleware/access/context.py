@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 
 from hcmiddleware.access.caller import Caller
 
-__all__ = ["Acting", "acting", "current", "in_step", "in_system", "step", "system", "within"]
+__all__ = [
+    "Acting",
+    "acting",
+    "counted",
+    "current",
+    "in_step",
+    "in_system",
+    "step",
+    "system",
+    "tally",
+    "within",
+]
 
 
 @dataclass(eq=False)
@@ -39,6 +50,7 @@ class Acting:
 
 
 _ACTING: ContextVar[Acting | None] = ContextVar("hcm_acting", default=None)
+_TALLY: ContextVar[list[int] | None] = ContextVar("hcm_audit_tally", default=None)
 _SYSTEM: ContextVar[bool] = ContextVar("hcm_system", default=False)
 _STEP: ContextVar[bool] = ContextVar("hcm_step", default=False)
 
@@ -99,3 +111,23 @@ def step() -> Iterator[None]:
         yield
     finally:
         _STEP.reset(token)
+
+
+@contextmanager
+def tally() -> Iterator[list[int]]:
+    """Count the audit entries prepared inside the block: ``[n]``, also in the threads
+    the block's context is copied to (the agent's workers). The agent writes its own
+    entry for a request only when nothing else was audited for it."""
+    cell = [0]
+    token = _TALLY.set(cell)
+    try:
+        yield cell
+    finally:
+        _TALLY.reset(token)
+
+
+def counted() -> None:
+    """One audit entry more for the block's :func:`tally`, if it keeps one."""
+    cell = _TALLY.get()
+    if cell is not None:
+        cell[0] += 1

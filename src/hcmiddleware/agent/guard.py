@@ -1,13 +1,16 @@
 """What every request passes before it reaches a service, as one ASGI middleware.
 
 In order: the browser's origin (``[agent] allowed_origins``; CORS preflights are
-answered here), the workstation token (→ the caller), the workstation's rate, the body's
-size (``Content-Length`` first, then the bytes as they arrive). A refusal is a typed
+answered here), the workstation token (→ the caller; missing and wrong tokens are
+counted per address and limited), the workstation's rate, the body's size
+(``Content-Length`` first, then the bytes as they arrive). A refusal is a typed
 problem+json answer and an audit entry; nothing reaches a service.
 
 After the answer, one access-log line (workstation, method, route *template*, status,
-milliseconds — never the path's values, the query or a body: no personal data) and one
-audit entry per call (``agent.call``: the caller, the operation, the status).
+milliseconds — never the path's values, the query or a body: no personal data) and,
+for a call that nothing else audited (the services audit what they do, a role's refusal
+too) or that failed with a 5xx, one audit entry (``agent.call``: the caller, the
+operation, the status).
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hcmiddleware.access.context import tally
 from hcmiddleware.agent.auditing import CallLog
 from hcmiddleware.agent.callers import Caller, TokenBook
 from hcmiddleware.agent.problems import MEDIA_TYPE, problem_of, status_of
 from hcmiddleware.errors import (
+    AgentAuthError,
     AgentError,
     AgentOriginError,
     AgentRateLimitError,
@@ -52,6 +57,10 @@ log = logging.getLogger("hcmiddleware.agent")
 PUBLIC_PATHS = frozenset({"/", "/console", "/console/console.js", "/openapi.json", "/v1/health"})
 
 
+#: Buckets kept before full ones are dropped (addresses come and go on a network).
+_MAX_BUCKETS = 4096
+
+
 class RateLimiter:
     """A token bucket per workstation: ``rate`` a second, ``burst`` at once."""
 
@@ -63,18 +72,39 @@ class RateLimiter:
 
     def take(self, who: str) -> None:
         """Spend one request of ``who``'s; :raises AgentRateLimitError: none left."""
+        wait = self._spend(who, spend=True)
+        if wait:
+            raise AgentRateLimitError(
+                f"more than {self.rate:g} requests a second from this workstation",
+                retry_after=round(wait, 3),
+            )
+
+    def wait(self, who: str) -> float:
+        """Seconds until ``who`` has a request to spend again (0: it has one now)."""
+        return self._spend(who, spend=False)
+
+    def spend(self, who: str) -> bool:
+        """Spend one of ``who``'s if there is one; ``False`` when the bucket is empty."""
+        return not self._spend(who, spend=True)
+
+    def _spend(self, who: str, *, spend: bool) -> float:
         now = time.monotonic()
         with self._lock:
             level, then = self._buckets.get(who, (self.burst, now))
             level = min(self.burst, level + (now - then) * self.rate)
             if level < 1.0:
                 self._buckets[who] = (level, now)
-                wait = (1.0 - level) / self.rate
-                raise AgentRateLimitError(
-                    f"more than {self.rate:g} requests a second from this workstation",
-                    retry_after=round(wait, 3),
-                )
-            self._buckets[who] = (level - 1.0, now)
+                return (1.0 - level) / self.rate
+            self._buckets[who] = (level - 1.0 if spend else level, now)
+            if len(self._buckets) > _MAX_BUCKETS:
+                self._forget_full(now)
+            return 0.0
+
+    def _forget_full(self, now: float) -> None:
+        """Drop buckets that have filled up again: they hold nothing a new one would not."""
+        for key, (level, then) in list(self._buckets.items()):
+            if level + (now - then) * self.rate >= self.burst:
+                del self._buckets[key]
 
 
 @dataclass
@@ -104,15 +134,31 @@ class Guard:
         self.calls = calls
         self.origins = frozenset(settings.allowed_origins)
         self.rates = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self.auth_failures = RateLimiter(
+            settings.auth_failures_per_minute / 60.0, settings.auth_failure_burst
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
         call = _Call()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         origin = headers.get("origin")
+        with tally() as audited:
+            await self._guarded(scope, receive, send, call, headers, origin, audited)
+
+    async def _guarded(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        call: _Call,
+        headers: dict[str, str],
+        origin: str | None,
+        audited: list[int],
+    ) -> None:
+        started = time.perf_counter()
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -128,14 +174,13 @@ class Guard:
                 await _preflight(answer)
                 return
             path = scope["path"]
+            client = scope.get("client")
+            address = f"ip:{client[0] if client else '-'}"
             if path not in PUBLIC_PATHS:
-                call.workstation, call.caller = self.tokens.resolve(headers.get("authorization"))
+                call.workstation, call.caller = self._authenticate(headers, address)
                 scope.setdefault("state", {})["caller"] = call.caller
                 scope["state"]["workstation"] = call.workstation
-            client = scope.get("client")
-            self.rates.take(
-                call.workstation if call.caller else f"ip:{client[0] if client else '-'}"
-            )
+            self.rates.take(call.workstation if call.caller else address)
             receive = self._limited(headers, receive)
             await self.app(scope, receive, answer)
         except AgentError as exc:
@@ -150,8 +195,41 @@ class Guard:
             access_log.info(
                 "%s %s %s %d %.1fms", call.workstation, scope["method"], template, call.status, ms
             )
-            if scope["path"] not in PUBLIC_PATHS or call.error:
+            # a call the services audited (a lookup, a card read, a refusal of the role)
+            # is not audited twice; one they did not, or one that failed after, is
+            if (scope["path"] not in PUBLIC_PATHS or call.error) and (
+                not audited[0] or call.status >= 500
+            ):
                 self._audit(scope, call, template)
+
+    def _authenticate(self, headers: dict[str, str], address: str) -> tuple[str, Caller]:
+        """The token's workstation and caller; wrong tokens are counted per address.
+
+        An address that sent more than ``auth_failure_burst`` requests with a missing or
+        wrong token (refilled at ``auth_failures_per_minute``) is refused with 429 before
+        its token is looked at — a right one too, or the answer would tell a guess that
+        hit from one that missed — until its budget has refilled by one.
+        """
+        wait = self.auth_failures.wait(address)
+        if wait:
+            raise AgentRateLimitError(
+                "too many requests with a missing or wrong token from this address",
+                retry_after=round(wait, 3),
+                hint="check the workstation's token (hcm agent token NAME makes a new one); "
+                "the address may try again after Retry-After seconds",
+            )
+        try:
+            return self.tokens.resolve(headers.get("authorization"))
+        except AgentAuthError:
+            self.auth_failures.spend(address)
+            if self.auth_failures.wait(address):  # this one emptied the budget
+                log.warning(
+                    "agent: %s sent more than %d requests with a missing or wrong token; "
+                    "its requests are refused (429) until its budget refills",
+                    address,
+                    self.settings.auth_failure_burst,
+                )
+            raise
 
     def _check_origin(self, origin: str | None, headers: dict[str, str], scope: Scope) -> None:
         if origin is None or origin in self.origins:

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from hcmiddleware import storage
+from hcmiddleware.access.context import counted as _counted
 from hcmiddleware.access.context import current as _acting
 from hcmiddleware.access.service import SYSTEM_ROLE
 from hcmiddleware.audit import chain
@@ -475,6 +476,7 @@ class Audit:
             acting.entries += 1
             if subject:
                 acting.subjects.add(subject)
+        _counted()
         fields = (
             at.astimezone(UTC).replace(tzinfo=None),
             action,
