@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from hcmiddleware import storage
 from hcmiddleware.errors import UnknownAlarmError
 from hcmiddleware.models import Alarm, BandEvent, LocationReport
-from hcmiddleware.ward.bands import utcnow
+from hcmiddleware.ward.bands import Audited, utcnow
 from hcmiddleware.ward.settings import AlarmSettings
 from hcmiddleware.ward.tables import AlarmEventRow, AlarmRow, LocationRow, RejectRow, WristbandRow
 
@@ -406,8 +406,11 @@ class AlarmDesk:
         with self.engine.connect() as conn:
             return [to_alarm(r) for r in conn.execute(query)]
 
-    def acknowledge(self, alarm_id: str, nurse_id: str) -> tuple[Alarm, bool]:
-        """Mark the alarm taken by ``nurse_id``: ``(alarm, changed)``; again is a no-op."""
+    def acknowledge(
+        self, alarm_id: str, nurse_id: str, *, audited: Audited | None = None
+    ) -> tuple[Alarm, bool]:
+        """Mark the alarm taken by ``nurse_id``: ``(alarm, changed)``; again is a no-op.
+        ``audited(conn, admission_id)`` is called in the transaction of a change."""
         with storage.begin_write(self.engine) as conn:
             row = conn.execute(sa.select(_ALARMS).where(_ALARMS.c.alarm_id == alarm_id)).first()
             if row is None:
@@ -425,10 +428,18 @@ class AlarmDesk:
                 )
             )
             row = conn.execute(sa.select(_ALARMS).where(_ALARMS.c.alarm_id == alarm_id)).one()
+            if audited is not None:
+                audited(conn, row.admission_id)
         return to_alarm(row), True
 
-    def escalate_due(self, now: datetime | None = None) -> list[Alarm]:
-        """Escalate every alarm nobody acknowledged in time; the escalated ones."""
+    def escalate_due(
+        self,
+        now: datetime | None = None,
+        *,
+        audited: Callable[[Connection, Alarm], None] | None = None,
+    ) -> list[Alarm]:
+        """Escalate every alarm nobody acknowledged in time; the escalated ones.
+        ``audited(conn, alarm)`` is called in the transaction for each."""
         at = _naive(now) if now is not None else utcnow()
         first = at - timedelta(seconds=self.settings.escalate_after)
         again = at - timedelta(seconds=self.settings.repeat_every)
@@ -455,6 +466,8 @@ class AlarmDesk:
                         conn.execute(sa.select(_ALARMS).where(_ALARMS.c.alarm_id == alarm_id)).one()
                     )
                 )
+                if audited is not None:
+                    audited(conn, escalated[-1])
         return escalated
 
     # -- locations and rejects ------------------------------------------------------------

@@ -27,7 +27,11 @@ from hcmiddleware.errors import (
 from hcmiddleware.models import Admission, WristbandBinding
 from hcmiddleware.ward.tables import WristbandRow
 
-__all__ = ["BandStore", "utcnow"]
+#: Writes an act's audit entry in the act's own transaction: ``(conn, subject)`` — the
+#: resident (a band) or the execution / admission the act is about.
+Audited = Callable[[Connection, str], None]
+
+__all__ = ["Audited", "BandStore", "utcnow"]
 
 _BANDS: sa.Table = WristbandRow.__table__  # type: ignore[assignment]
 
@@ -170,8 +174,10 @@ class BandStore:
         card_number: str,
         kind: str,
         actor: str,
+        audited: Audited | None = None,
     ) -> tuple[WristbandBinding, bool]:
-        """Bind the band to the stay; ``(binding, new)``. The same binding again is a no-op."""
+        """Bind the band to the stay; ``(binding, new)``. The same binding again is a no-op
+        (and ``audited`` is not called)."""
         self.check_id(wristband_id)
         with storage.begin_write(self.engine) as conn:
             row = self._latest(conn, wristband_id)
@@ -203,6 +209,8 @@ class BandStore:
                 )
             self._insert(conn, wristband_id, admission, resident_id, card_number, kind, actor)
             made = self._latest(conn, wristband_id)
+            if audited is not None:
+                audited(conn, resident_id)
         return self.to_model(made), True
 
     def _insert(
@@ -246,7 +254,14 @@ class BandStore:
         )
 
     def rebind(
-        self, old_id: str, new_id: str, *, reason: str, kind: str | None, actor: str
+        self,
+        old_id: str,
+        new_id: str,
+        *,
+        reason: str,
+        kind: str | None,
+        actor: str,
+        audited: Audited | None = None,
     ) -> tuple[WristbandBinding, WristbandBinding]:
         """Kill ``old_id`` and bind ``new_id`` to its stay, in one transaction."""
         self.check_id(old_id)
@@ -294,9 +309,13 @@ class BandStore:
             self._insert(conn, new_id, stay, old.resident_id, card, kind or old.kind, actor)
             dead = conn.execute(sa.select(_BANDS).where(_BANDS.c.id == old.id)).one()
             made = self._latest(conn, new_id)
+            if audited is not None:
+                audited(conn, old.resident_id)
         return self.to_model(dead), self.to_model(made)
 
-    def release(self, wristband_id: str, *, reason: str) -> WristbandBinding:
+    def release(
+        self, wristband_id: str, *, reason: str, audited: Audited | None = None
+    ) -> WristbandBinding:
         """End the band's active binding (discharge); WristbandError if it has none."""
         self.check_id(wristband_id)
         with storage.begin_write(self.engine) as conn:
@@ -313,12 +332,18 @@ class BandStore:
                 )
             )
             done = conn.execute(sa.select(_BANDS).where(_BANDS.c.id == row.id)).one()
+            if audited is not None:
+                audited(conn, row.resident_id)
         return self.to_model(done)
 
-    def move(self, wristband_id: str, *, ward: str, bed: str) -> WristbandBinding:
+    def move(
+        self, wristband_id: str, *, ward: str, bed: str, audited: Audited | None = None
+    ) -> WristbandBinding:
         """The patient moved to another bed: the active binding follows."""
         with storage.begin_write(self.engine) as conn:
             row = self._usable(self._latest(conn, wristband_id), wristband_id)
             conn.execute(_BANDS.update().where(_BANDS.c.id == row.id).values(ward=ward, bed=bed))
             done = conn.execute(sa.select(_BANDS).where(_BANDS.c.id == row.id)).one()
+            if audited is not None:
+                audited(conn, row.resident_id)
         return self.to_model(done)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from hcmiddleware import storage
 from hcmiddleware.errors import AlreadyExecutedError, ExecutionStateError, WardError
 from hcmiddleware.models import BedsideExecution, BedsideScan, Order
-from hcmiddleware.ward.bands import utcnow
+from hcmiddleware.ward.bands import Audited, utcnow
 from hcmiddleware.ward.tables import ExecutionRow
 
 __all__ = ["ExecutionStore", "live_key"]
@@ -121,8 +121,10 @@ class ExecutionStore:
         at: datetime,
         given: BedsideScan | None = None,
         patient_id: str | None = None,
+        audited: Audited | None = None,
     ) -> BedsideExecution:
-        """Record the passed check before execution; AlreadyExecutedError if it was."""
+        """Record the passed check before execution; AlreadyExecutedError if it was.
+        ``audited(conn, execution_id)`` writes the act's audit entry in its transaction."""
         execution_id = str(uuid.uuid4())
         naive = at.astimezone(UTC).replace(tzinfo=None)  # a naive time is local wall time
         try:
@@ -151,6 +153,8 @@ class ExecutionStore:
                         his_error=None,
                     )
                 )
+                if audited is not None:
+                    audited(conn, execution_id)
         except IntegrityError:
             existing = self.live(order)
             raise self.already(order, existing) from None
@@ -183,8 +187,10 @@ class ExecutionStore:
         next_state: str,
         checks: dict[str, bool],
         executed_at: datetime | None,
+        audited: Audited | None = None,
     ) -> BedsideExecution:
-        """Move from ``expected`` to ``next_state`` (compare-and-set)."""
+        """Move from ``expected`` to ``next_state`` (compare-and-set); ``audited`` is
+        called in the transaction once the move is made."""
         with storage.begin_write(self.engine) as conn:
             values: dict[str, Any] = {
                 "state": next_state,
@@ -198,6 +204,8 @@ class ExecutionStore:
                 .where(_EXEC.c.execution_id == execution_id, _EXEC.c.state == expected)
                 .values(values)
             ).rowcount
+            if done == 1 and audited is not None:
+                audited(conn, execution_id)
         if done != 1:
             now = self.get(execution_id)
             raise ExecutionStateError(
@@ -207,7 +215,7 @@ class ExecutionStore:
             )
         return self.get(execution_id)
 
-    def abandon(self, execution_id: str) -> BedsideExecution:
+    def abandon(self, execution_id: str, *, audited: Audited | None = None) -> BedsideExecution:
         """Give up an execution not done yet; the occurrence may be started again."""
         with storage.begin_write(self.engine) as conn:
             done = conn.execute(
@@ -218,6 +226,8 @@ class ExecutionStore:
                 )
                 .values(state="abandoned", live_key=None, updated_at=utcnow())
             ).rowcount
+            if done == 1 and audited is not None:
+                audited(conn, execution_id)
         if done != 1:
             now = self.get(execution_id)
             raise ExecutionStateError(
@@ -228,7 +238,9 @@ class ExecutionStore:
             )
         return self.get(execution_id)
 
-    def uploaded(self, execution_id: str, *, ok: bool, error: str | None) -> BedsideExecution:
+    def uploaded(
+        self, execution_id: str, *, ok: bool, error: str | None, audited: Audited | None = None
+    ) -> BedsideExecution:
         """Record the HIS's answer to the upload."""
         with storage.begin_write(self.engine) as conn:
             conn.execute(
@@ -239,4 +251,6 @@ class ExecutionStore:
                     his_error=None if ok else (error or "")[:200],
                 )
             )
+            if audited is not None:
+                audited(conn, execution_id)
         return self.get(execution_id)

@@ -39,7 +39,7 @@ from hcmiddleware.models import (
     WristbandBinding,
 )
 from hcmiddleware.ward.alarms import AlarmDesk, Received, Reject
-from hcmiddleware.ward.bands import BandStore
+from hcmiddleware.ward.bands import Audited, BandStore
 from hcmiddleware.ward.executions import ExecutionStore
 from hcmiddleware.ward.orders import OrderStore
 from hcmiddleware.ward.settings import OrderRule, WardSettings
@@ -84,6 +84,33 @@ class Ward:
     def settings(self) -> WardSettings:
         """The ``[ward]`` section."""
         return self._mw.config.ward
+
+    def _together(self) -> bool:
+        """Whether an act's audit entry commits in the act's own transaction: the audit
+        log keeps the ward's database (always, but for a log given an engine of its own)."""
+        return self._mw.audit.engine is self._mw.engine
+
+    def _entry(
+        self, action: str, *, actor: str, outcome: str = "ok", **details: str
+    ) -> Audited | None:
+        """The act's audit entry, to be written in the act's own transaction by the store
+        (``audited(conn, subject)``); ``None`` when the audit log keeps another database
+        than the ward's (then the service writes it once the act has committed)."""
+        audit = self._mw.audit
+        if not self._together():
+            return None
+
+        def audited(conn: Connection, subject: str) -> None:
+            audit.record(
+                action,
+                actor=actor,
+                subject=subject,
+                outcome=outcome,  # type: ignore[arg-type]
+                details=details,
+                connection=conn,
+            )
+
+        return audited
 
     def _ready(self) -> tuple[BandStore, ExecutionStore, AlarmDesk]:
         with self._lock:
@@ -168,6 +195,8 @@ class Ward:
                     hint="read the card at the admissions desk first (it enrols the holder)",
                 )
             resident_id = resident.resident_id
+        details = {"band": wristband_id, "admission": admission.admission_id}
+        audited = self._entry("ward.bind", actor=actor, **details)
         binding, new = self.bands.bind(
             wristband_id,
             admission,
@@ -175,16 +204,13 @@ class Ward:
             card_number=card_number,
             kind=kind,
             actor=actor,
+            audited=audited,
         )
+        self._mw.audit.flush()  # announce the entry committed with the binding
         if new:
             self._mw.hooks.hcm_ward_wristband_bound(binding=binding)
-        self._mw.audit(
-            "ward.bind",
-            actor=actor,
-            subject=resident_id,
-            band=binding.wristband_id,
-            admission=admission.admission_id,
-        )
+        if not new or audited is None:  # the same binding asked for again is audited too
+            self._mw.audit.record("ward.bind", actor=actor, subject=resident_id, details=details)
         return binding
 
     def rebind(
@@ -197,28 +223,36 @@ class Ward:
         actor: str = "ward",
     ) -> WristbandBinding:
         """Replace a lost or broken band: the old one is dead at once, the new one active."""
-        dead, made = self.bands.rebind(
-            old_wristband_id, new_wristband_id, reason=reason, kind=kind, actor=actor
-        )
-        self._mw.hooks.hcm_ward_wristband_bound(binding=made)
-        self._mw.audit(
-            "ward.rebind",
-            actor=actor,
-            subject=made.resident_id,
-            band=made.wristband_id,
-            old_band=dead.wristband_id,
+        details = {"band": new_wristband_id, "old_band": old_wristband_id, "reason": reason}
+        audited = self._entry("ward.rebind", actor=actor, **details)
+        _dead, made = self.bands.rebind(
+            old_wristband_id,
+            new_wristband_id,
             reason=reason,
+            kind=kind,
+            actor=actor,
+            audited=audited,
         )
+        self._mw.audit.flush()
+        self._mw.hooks.hcm_ward_wristband_bound(binding=made)
+        if audited is None:
+            self._mw.audit.record(
+                "ward.rebind", actor=actor, subject=made.resident_id, details=details
+            )
         return made
 
     def unbind(
         self, wristband_id: str, *, reason: str = "discharged", actor: str = "ward"
     ) -> WristbandBinding:
         """End the band's binding (discharge); it identifies nobody from now on."""
-        done = self.bands.release(wristband_id, reason=reason)
-        self._mw.audit(
-            "ward.unbind", actor=actor, subject=done.resident_id, band=wristband_id, reason=reason
-        )
+        details = {"band": wristband_id, "reason": reason}
+        audited = self._entry("ward.unbind", actor=actor, **details)
+        done = self.bands.release(wristband_id, reason=reason, audited=audited)
+        self._mw.audit.flush()
+        if audited is None:
+            self._mw.audit.record(
+                "ward.unbind", actor=actor, subject=done.resident_id, details=details
+            )
         return done
 
     def release_stay(self, admission_id: str, *, actor: str = "ward") -> WristbandBinding | None:
@@ -250,8 +284,11 @@ class Ward:
 
     def move(self, wristband_id: str, *, ward: str, bed: str, actor: str = "ward") -> None:
         """The patient changed bed: the binding follows (the bed check uses it)."""
-        moved = self.bands.move(wristband_id, ward=ward, bed=bed)
-        self._mw.audit("ward.move", actor=actor, subject=moved.resident_id, band=wristband_id)
+        audited = self._entry("ward.move", actor=actor, band=wristband_id)
+        moved = self.bands.move(wristband_id, ward=ward, bed=bed, audited=audited)
+        self._mw.audit.flush()
+        if audited is None:
+            self._mw.audit("ward.move", actor=actor, subject=moved.resident_id, band=wristband_id)
 
     def label(self, wristband_id: str, *, kind: str = "zpl", actor: str = "admissions") -> bytes:
         """The band's printable label: ``zpl`` (ZPL II text, UTF-8) or ``png``.
@@ -464,6 +501,19 @@ class Ward:
         checks["check.before"] = True
         next_state = _next(rule, "before")
         at = scan.scanned_at or datetime.now(UTC)
+        resident_id = binding.resident_id
+        together = self._together()
+
+        def entry(execution_id: str) -> dict[str, Any]:  # about the resident
+            return {
+                "actor": scan.nurse_id,
+                "subject": resident_id,
+                "details": {"order": order.order_id, "check": "before", "execution": execution_id},
+            }
+
+        def audited(conn: Connection, execution_id: str) -> None:
+            self._mw.audit.record("ward.check", connection=conn, **entry(execution_id))
+
         started = executions.start(
             order,
             admission_id=binding.admission_id,
@@ -476,15 +526,11 @@ class Ward:
             at=at,
             given=scan if order.kind in _DRUG_KINDS else None,
             patient_id=binding.patient_id,
+            audited=audited if together else None,
         )
-        self._mw.audit(
-            "ward.check",
-            actor=scan.nurse_id,
-            subject=binding.resident_id,
-            order=order.order_id,
-            check="before",
-            execution=started.execution_id,
-        )
+        self._mw.audit.flush()
+        if not together:
+            self._mw.audit.record("ward.check", **entry(started.execution_id))
         if next_state == "done":
             return self._upload(started)
         return started
@@ -536,21 +582,22 @@ class Ward:
             executed_at = current.executed_at or current.started_at
         elif stage == "during":
             executed_at = when
+        details = {"order": order.order_id, "check": stage, "execution": execution_id}
+        audited = self._entry("ward.check", actor=scan.nurse_id, **details)
+        resident_id = binding.resident_id
         moved = executions.advance(
             execution_id,
             expected=stage,
             next_state=next_state,
             checks=checks,
             executed_at=executed_at,
+            audited=(lambda conn, _id: audited(conn, resident_id)) if audited else None,
         )
-        self._mw.audit(
-            "ward.check",
-            actor=scan.nurse_id,
-            subject=binding.resident_id,
-            order=order.order_id,
-            check=stage,
-            execution=execution_id,
-        )
+        self._mw.audit.flush()
+        if audited is None:
+            self._mw.audit.record(
+                "ward.check", actor=scan.nurse_id, subject=resident_id, details=details
+            )
         if next_state == "done":
             return self._upload(moved)
         return moved
@@ -569,14 +616,19 @@ class Ward:
     def abandon(self, execution_id: str, *, reason: str, actor: str) -> BedsideExecution:
         """Give up a started execution (the patient refused, the drip was not hung)."""
         _bands, executions, _desk = self._ready()
-        done = executions.abandon(execution_id)
-        self._mw.audit(
-            "ward.abandon",
-            actor=actor,
-            subject=done.admission_id,
-            order=done.order_id,
-            reason=reason[:80],
+        current = executions.get(execution_id)
+        details = {"order": current.order_id, "reason": reason[:80]}
+        audited = self._entry("ward.abandon", actor=actor, **details)
+        admission_id = current.admission_id
+        done = executions.abandon(
+            execution_id,
+            audited=(lambda conn, _id: audited(conn, admission_id)) if audited else None,
         )
+        self._mw.audit.flush()
+        if audited is None:
+            self._mw.audit.record(
+                "ward.abandon", actor=actor, subject=done.admission_id, details=details
+            )
         return done
 
     def _upload(self, execution: BedsideExecution) -> BedsideExecution:
@@ -603,19 +655,32 @@ class Ward:
         except HcmError as exc:
             ok, error = False, exc.message
             log.warning("execution %s not recorded by the HIS: %s", execution.execution_id, error)
-        updated = executions.uploaded(execution.execution_id, ok=bool(ok), error=error)
+        details = {
+            "order": execution.order_id,
+            "execution": execution.execution_id,
+            "his": "recorded" if ok else "failed",
+        }
+        outcome = "ok" if ok else "failed"
+        audited = self._entry("ward.execute", actor=execution.nurse_id, outcome=outcome, **details)
+        admission_id = execution.admission_id
+        updated = executions.uploaded(
+            execution.execution_id,
+            ok=bool(ok),
+            error=error,
+            audited=(lambda conn, _id: audited(conn, admission_id)) if audited else None,
+        )
+        self._mw.audit.flush()
         # the HIS changes an executed order (done, or its next occurrence): ask it next time
         self.order_store.forget(execution.admission_id, execution.order_id)
         self._mw.hooks.hcm_ward_order_executed(execution=record)
-        self._mw.audit(
-            "ward.execute",
-            actor=execution.nurse_id,
-            subject=execution.admission_id,
-            outcome="ok" if ok else "failed",
-            order=execution.order_id,
-            execution=execution.execution_id,
-            his=updated.his_state,
-        )
+        if audited is None:
+            self._mw.audit(
+                "ward.execute",
+                actor=execution.nurse_id,
+                subject=admission_id,
+                outcome=outcome,  # type: ignore[arg-type]
+                **details,
+            )
         return updated
 
     def resend(self) -> list[BedsideExecution]:
@@ -716,26 +781,32 @@ class Ward:
 
     def acknowledge(self, alarm_id: str, nurse_id: str) -> Alarm:
         """A nurse took the alarm; announced as ``acknowledged`` (the band is told)."""
-        alarm, changed = self.desk.acknowledge(alarm_id, nurse_id)
+        audited = self._entry("ward.acknowledge", actor=nurse_id, alarm=alarm_id)
+        alarm, changed = self.desk.acknowledge(alarm_id, nurse_id, audited=audited)
+        self._mw.audit.flush()
         if changed:
             self._announce(alarm, "acknowledged")
-            self._mw.audit(
-                "ward.acknowledge", actor=nurse_id, subject=alarm.admission_id, alarm=alarm_id
-            )
+            if audited is None:
+                self._mw.audit(
+                    "ward.acknowledge", actor=nurse_id, subject=alarm.admission_id, alarm=alarm_id
+                )
         return alarm
 
     def escalate_due(self, now: datetime | None = None) -> list[Alarm]:
         """Escalate the alarms nobody acknowledged in time (the thread calls this)."""
-        escalated = self.desk.escalate_due(now)
+        audit = self._mw.audit
+        together = self._together()
+
+        def audited(conn: Connection, alarm: Alarm) -> None:
+            audit.record("ward.escalate", connection=conn, **_escalation_entry(alarm))
+
+        escalated = self.desk.escalate_due(now, audited=audited if together else None)
+        if escalated:
+            audit.flush()
         for alarm in escalated:
             self._announce(alarm, "escalated")
-            self._mw.audit(
-                "ward.escalate",
-                actor="ward",
-                subject=alarm.admission_id,
-                alarm=alarm.alarm_id,
-                level=str(alarm.level),
-            )
+            if not together:
+                audit.record("ward.escalate", **_escalation_entry(alarm))
         return escalated
 
     def _start_locating(self) -> bool:
@@ -870,6 +941,15 @@ def _alarm_entry(alarm: Alarm) -> dict[str, Any]:
         "actor": alarm.wristband_id,
         "subject": alarm.admission_id,
         "details": {"kind": alarm.kind, "alarm": alarm.alarm_id},
+    }
+
+
+def _escalation_entry(alarm: Alarm) -> dict[str, Any]:
+    """The audit entry of an escalation (``record``'s keyword arguments)."""
+    return {
+        "actor": "ward",
+        "subject": alarm.admission_id,
+        "details": {"alarm": alarm.alarm_id, "level": str(alarm.level)},
     }
 
 
