@@ -96,10 +96,21 @@ def appends(label: str, url: str, work: Path, n: int) -> None:
         audit("bench.start", actor="bench")  # migrations, first connection, first checkpoint
         with mw.engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE bench_acts (id INTEGER PRIMARY KEY, what TEXT)"))
-        in_tx: list[float] = []
+        # the ways a transaction ends, taken in turn so that the machine's load falls on
+        # each alike: without an entry; with one appended by the database at commit
+        # (PostgreSQL, SHA-256: what the log does there); with one appended in Python at
+        # once (SQLite, SM3, and PostgreSQL before)
+        modes = ["bare", "python"]
+        if mw.engine.dialect.name == "postgresql":
+            modes.insert(1, "database")
+        record: dict[str, list[float]] = {m: [] for m in modes}
+        commit: dict[str, list[float]] = {m: [] for m in modes}
         announce: list[float] = []
         floor: list[float] = []
-        for i in range(n + 20):
+        warm_up = 20 * len(modes)
+        for i in range((n + 20) * len(modes)):
+            mode = modes[i % len(modes)]
+            audit._in_database = mode == "database"
             with storage.begin_write(mw.engine) as conn:
                 # the act itself, which opens the transaction on the server
                 conn.execute(_ACT, {"id": i, "what": "registered"})
@@ -107,20 +118,26 @@ def appends(label: str, url: str, work: Path, n: int) -> None:
                 conn.exec_driver_sql("SELECT 1").scalar()
                 round_trip = time.perf_counter() - started
                 started = time.perf_counter()
-                audit.record(
-                    "flow.outpatient.register",
-                    actor="kiosk-03",
-                    subject=f"r-{i % 997:04d}",
-                    details={"department": "NEI", "queue_number": str(i)},
-                    connection=conn,
-                )
+                if mode != "bare":
+                    audit.record(
+                        "flow.outpatient.register",
+                        actor="kiosk-03",
+                        subject=f"r-{i % 997:04d}",
+                        details={"department": "NEI", "queue_number": str(i)},
+                        connection=conn,
+                    )
                 took = time.perf_counter() - started
+                committing = time.perf_counter()  # the block's end: the commit
+            committed = time.perf_counter() - committing
             started = time.perf_counter()
             audit.flush()  # the announcement, after the commit (and a checkpoint when due)
-            if i >= 20:  # warm-up
-                in_tx.append(took)
-                announce.append(time.perf_counter() - started)
+            if i >= warm_up:
+                record[mode].append(took)
+                commit[mode].append(committed)
                 floor.append(round_trip)
+                if mode != "bare":
+                    announce.append(time.perf_counter() - started)
+        audit._in_database = True
         alone = []
         for i in range(n // 4):
             started = time.perf_counter()
@@ -128,10 +145,32 @@ def appends(label: str, url: str, work: Path, n: int) -> None:
             alone.append(time.perf_counter() - started)
         peer = _logging_peer(mw, work, n)
         _row(label, "floor: SELECT 1 in the transaction", floor)
-        _row(label, "chain append inside the transaction", in_tx)
-        _row(label, "  then the announcement (hcm_audit_event)", announce)
+        _row(label, "commit of the transaction, no entry", commit["bare"])
+        for mode in modes[1:]:
+            how = {"database": "appended at commit by the database"}.get(
+                mode, "appended at once in Python"
+            )
+            both = [r + c for r, c in zip(record[mode], commit[mode], strict=True)]
+            print(f"{label:<11} entry {how}:")
+            _row(label, "  record() inside the transaction", record[mode])
+            _row(label, "  commit of the transaction", commit[mode])
+            _row(label, "  record() + commit", both)
+            _cost(label, "  full cost: (record() + commit) - commit alone", both, commit["bare"])
+        _row(label, "the announcement after it (hcm_audit_event)", announce)
         _row(label, "peer: logging sink (event + hook + JSON line)", peer)
         _row(label, "stand-alone mw.audit() with its own commit", alone)
+
+
+def _cost(label: str, name: str, with_entry: list[float], without: list[float]) -> None:
+    """What an entry adds to its transaction, at each percentile: the percentile of
+    (record() + commit) less that of the commit without an entry (an estimate: the two
+    are different transactions, taken in turn)."""
+    cells = [
+        (statistics.median(with_entry) - statistics.median(without)) * 1e3,
+        (_percentile(with_entry, 0.9) - _percentile(without, 0.9)) * 1e3,
+        (_percentile(with_entry, 0.99) - _percentile(without, 0.99)) * 1e3,
+    ]
+    print(f"{label:<11} {name:<46} {'':>9} " + " ".join(f"{c:>7.3f}" for c in cells))
 
 
 def _logging_peer(mw: Middleware, work: Path, n: int) -> list[float]:
