@@ -78,11 +78,6 @@ _PG_AFTER_OWN = (
     "terminal, details, prev_hash, hash) "
     "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s FROM head"
 )
-#: PostgreSQL, a chain hashed with SHA-256: the database makes the chain's step itself
-#: (the function of migration 0016: it locks the head, builds the canonical text, hashes,
-#: inserts, moves the head). Sent with the transaction's COMMIT, in one message.
-_PG_APPEND = "SELECT * FROM hcm_audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-_PG_HAS_APPEND = "SELECT to_regproc('hcm_audit_append') IS NOT NULL"
 assert HEAD_ID == 1  # the statements above name the head row
 _SET_HASH = _HEAD.update().where(_HEAD.c.id == HEAD_ID)
 _READ_HEAD = sa.select(_HEAD).where(_HEAD.c.id == HEAD_ID)
@@ -113,31 +108,6 @@ class _Pending:
         self.error: HcmError | None = None
         #: in an :meth:`Audit.grouped` block: the entry handed out before its commit
         self.shown: AuditEntry | None = None
-
-
-class _Held:
-    """An entry in a caller's transaction, until it commits or rolls back.
-
-    ``fields`` is set while the entry is still to be written: on PostgreSQL it is
-    appended by the database with the transaction's ``COMMIT`` (:meth:`Audit._on_commit`),
-    and ``entry`` gets its number and hashes then. ``announce``: handed to
-    ``hcm_audit_event`` after the commit (a group commit's entries are announced by it).
-    """
-
-    __slots__ = ("announce", "entry", "fields")
-
-    def __init__(
-        self, entry: AuditEntry, fields: tuple[Any, ...] | None = None, announce: bool = True
-    ) -> None:
-        self.entry = entry
-        self.fields = fields
-        self.announce = announce
-
-
-#: engines whose appends a log makes at commit: one log per engine (the first attached),
-#: so that one COMMIT carries every entry the transaction holds
-_DEFERRING: weakref.WeakKeyDictionary[Engine, Any] = weakref.WeakKeyDictionary()
-_DEFERRING_LOCK = threading.Lock()
 
 
 #: the entries an :meth:`Audit.grouped` block holds, and the log they are for
@@ -176,8 +146,10 @@ class Audit:
         self._lock = threading.Lock()
         self._opened: Engine | None = None
         self._algorithm: str | None = None
-        #: entries in a caller's transaction, by connection, until it ends
-        self._held: weakref.WeakKeyDictionary[Connection, list[_Held]] = weakref.WeakKeyDictionary()
+        #: entries written in a caller's transaction, by connection, until it ends
+        self._held: weakref.WeakKeyDictionary[Connection, list[AuditEntry]] = (
+            weakref.WeakKeyDictionary()
+        )
         #: per connection: how many entries it held when each open savepoint began
         self._savepoints: weakref.WeakKeyDictionary[Connection, list[int]] = (
             weakref.WeakKeyDictionary()
@@ -189,14 +161,6 @@ class Audit:
         self._leading = False
         #: engines whose transactions are followed (see :meth:`attach`)
         self._attached: weakref.WeakSet[Engine] = weakref.WeakSet()
-        #: PostgreSQL: engines on which this log appends at commit (it follows their every
-        #: commit, savepoint and rollback from the start, and no other log does)
-        self._at_commit: weakref.WeakSet[Engine] = weakref.WeakSet()
-        #: PostgreSQL: engines whose database has the append function (migration 0016)
-        self._has_function: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
-        #: PostgreSQL, SHA-256: append at commit, in the database (False: in Python, at
-        #: once, as SM3 chains are; the benchmark compares the two)
-        self._in_database = True
         #: committed entries not yet announced through hcm_audit_event
         self._committed: deque[AuditEntry] = deque()
         self._due = False
@@ -238,7 +202,6 @@ class Audit:
             if self._opened is engine:
                 return
             storage.upgrade(engine)
-            self._has_function.pop(engine, None)  # made by the upgrade, if it was not there
             with engine.connect() as conn:
                 self._check_head(conn)
             self._opened = engine
@@ -259,9 +222,6 @@ class Audit:
         if head.algorithm is not None:
             self._check_algorithm(head.algorithm)
             self._algorithm = head.algorithm
-        engine = conn.engine
-        if conn.dialect.name == "postgresql" and engine not in self._has_function:
-            self._has_function[engine] = bool(conn.exec_driver_sql(_PG_HAS_APPEND).scalar())
 
     def _check_algorithm(self, chain_algorithm: str) -> None:
         if chain_algorithm != self.settings.hash:
@@ -553,7 +513,9 @@ class Audit:
             if self._opened is not self.engine:
                 with self._lock:
                     self._check_head(connection)
-            return self._write(connection, fields, details, announce=True)
+            entry = self._write(connection, fields, details)
+            self._hold(connection, entry)
+            return entry
         grouped = _GROUPED.get()
         if grouped is not None and grouped[0] is self:
             waiting = _Pending(fields, details)
@@ -623,7 +585,7 @@ class Audit:
                     with self._group:
                         batch.extend(self._waiting)
                         self._waiting.clear()
-                return [self._write(conn, p.fields, p.details, announce=False) for p in batch]
+                return [self._write(conn, p.fields, p.details) for p in batch]
         except HcmError:
             raise
         except sa.exc.SQLAlchemyError as exc:
@@ -653,54 +615,12 @@ class Audit:
             self._group.notify_all()
 
     def _write(
-        self,
-        conn: Connection,
-        fields: tuple[Any, ...],
-        given: Mapping[str, str],
-        *,
-        announce: bool,
-    ) -> AuditEntry:
-        """Append in ``conn``'s transaction; ``announce``: once it commits.
-
-        On PostgreSQL with a SHA-256 chain the entry is appended when the transaction
-        commits, by the database, in the message that carries the ``COMMIT``
-        (:meth:`_on_commit`): nothing is sent now, and the entry returned gets its number
-        and hashes then. Otherwise it is appended now: the head locked, the entry
-        inserted, the head moved.
-        """
-        if not conn.in_transaction():
-            conn.begin()  # what SQLAlchemy's autobegin would do for a statement of its own
-        if conn.dialect.name == "postgresql" and self._appends_at_commit(conn):
-            entry = _unwritten(fields, given)
-            self._hold(conn, _Held(entry, fields, announce))
-            return entry
-        entry = self._write_now(conn, fields, given)
-        if announce:
-            self._hold(conn, _Held(entry))
-        return entry
-
-    def _appends_at_commit(self, conn: Connection) -> bool:
-        """Can ``conn``'s transaction leave its entries to its commit? Only where the
-        database can hash them (SHA-256, the function there), where this log sees the
-        transaction's every commit, savepoint and rollback (its own engine, attached
-        before the connection was made), and where a commit is one (not autocommit, not
-        two-phase)."""
-        engine = conn.engine
-        return (
-            self._in_database
-            and self.algorithm == "sha256"
-            and conn.dialect.driver == "psycopg"
-            and engine in self._at_commit
-            and self._has_function.get(engine, False)
-            and not conn.connection.driver_connection.autocommit  # type: ignore[union-attr]
-            and not isinstance(conn.get_transaction(), sa.engine.TwoPhaseTransaction)
-        )
-
-    def _write_now(
         self, conn: Connection, fields: tuple[Any, ...], given: Mapping[str, str]
     ) -> AuditEntry:
-        """Append in ``conn``'s transaction now: lock the head, insert, move the head."""
+        """Append in ``conn``'s transaction: lock the head, insert, move the head."""
         at, action, actor, subject, outcome, user, role, terminal, details = fields
+        if not conn.in_transaction():
+            conn.begin()  # what SQLAlchemy's autobegin would do for a statement of its own
         dialect = conn.dialect
         sqlite = dialect.name == "sqlite"
         cursor: Any = (
@@ -849,10 +769,6 @@ class Audit:
                 return
             self._attached.add(engine)
         self._listen(engine)
-        with _DEFERRING_LOCK:
-            if engine not in _DEFERRING:
-                _DEFERRING[engine] = weakref.ref(self)
-                self._at_commit.add(engine)
 
     def _listen(self, target: Engine | Connection) -> None:
         sa.event.listen(target, "commit", self._on_commit)
@@ -861,121 +777,28 @@ class Audit:
         sa.event.listen(target, "rollback_savepoint", self._on_rollback_savepoint)
         sa.event.listen(target, "release_savepoint", self._on_release_savepoint)
 
-    def _hold(self, conn: Connection, held: _Held) -> None:
+    def _hold(self, conn: Connection, entry: AuditEntry) -> None:
         with self._held_lock:
-            entries = self._held.get(conn)
-            if entries is None:
-                entries = self._held[conn] = []
+            held = self._held.get(conn)
+            if held is None:
+                held = self._held[conn] = []
                 if conn.engine not in self._attached:  # another engine on the same database
                     self._listen(conn)
-            entries.append(held)
+            held.append(entry)
 
     def _on_commit(self, conn: Connection) -> None:
-        """The transaction commits: append the entries left to its commit, in the message
-        that carries the ``COMMIT``, then hold its entries for the announcement.
-
-        Runs before SQLAlchemy's own commit, which then finds the transaction ended.
-        :raises AuditError: an entry could not be appended; nothing was committed.
-        """
         with self._held_lock:
-            held = self._held.pop(conn, None)
+            held = self._held.get(conn)
+            if held:
+                self._committed.extend(held)
+                held.clear()
             self._forget_savepoints(conn)
-        if not held:
-            return
-        waiting = [h for h in held if h.fields is not None]
-        if waiting:
-            self._append_with_commit(conn, waiting)
-        self._committed.extend(h.entry for h in held if h.announce)
-
-    def _append_with_commit(self, conn: Connection, waiting: list[_Held]) -> None:
-        """PostgreSQL: ``hcm_audit_append(…)`` for each entry, then ``COMMIT``, as one
-        query (the simple protocol runs its statements in order and stops at the first
-        error, so the ``COMMIT`` runs only if every entry was appended; an error leaves
-        the transaction aborted, to be rolled back). One round trip for the commit, as
-        before; the entries get their numbers and hashes from the rows returned."""
-        dbapi: Any = conn.dialect.dbapi
-        cursor = _client_cursor(conn)
-        try:
-            statements = [cursor.mogrify(_PG_APPEND, h.fields) for h in waiting]
-            statements.append("COMMIT")
-            cursor.execute(";\n".join(statements))
-            rows = []
-            for _ in waiting:
-                rows.append(cursor.fetchone())
-                cursor.nextset()
-        except dbapi.Error as exc:
-            raise self._commit_error(exc, dbapi) from exc
-        for held, row in zip(waiting, rows, strict=True):
-            self._appended_by_database(held, row)
-
-    def _appended_by_database(self, held: _Held, row: Any) -> None:
-        """Give a committed entry its number and hashes, and note the head as it is now."""
-        seq, prev, new, mark_seq, mark_at = row
-        prev, new = bytes(prev), bytes(new)
-        assert held.fields is not None  # an entry left to the commit
-        at, action, actor, subject, outcome, user, role, terminal, details = held.fields
-        expected = chain.digest("sha256")(
-            prev
-            + chain.canonical(
-                seq, chain.format_at(at), action, actor, subject, outcome, user, role,
-                terminal, details,
-            )
-        )  # fmt: skip
-        if new != expected:  # the database's canonical text is not this process's
-            log.error(
-                "audit entry %d was hashed by the database over other text than this "
-                "process makes: appending in Python from now on; run 'hcm audit verify'",
-                seq,
-            )
-            self._in_database = False
-        held.entry.__dict__.update(seq=int(seq), prev_hash=prev.hex(), hash=new.hex())
-        self._algorithm = "sha256"
-        self._tail = (int(seq), new, "sha256")
-        self._mark = (int(mark_seq), mark_at)
-        self._appended = True
-        if self._checkpoint_due(seq, mark_seq, mark_at, at):
-            self._due = True
-
-    def _commit_error(self, exc: Exception, dbapi: Any) -> Exception:
-        """What a commit whose appends failed raises; nothing of it was committed.
-
-        The entry's own failures are :class:`AuditError` (the act cannot be audited); a
-        failure of the ``COMMIT`` itself, or of the connection, is raised as SQLAlchemy
-        raises a failed commit (``sqlalchemy.exc.OperationalError`` …).
-        """
-        state = getattr(exc, "sqlstate", None)
-        diag = getattr(exc, "diag", None)
-        hint = "nothing of the transaction was committed; run 'hcm audit verify'"
-        if state == "HC001":
-            return AuditError(
-                "the audit log's head row is missing: the table was emptied by hand",
-                hint=hint + " and restore the database from a backup",
-            )
-        if state == "HC002":
-            chain_algorithm = getattr(diag, "message_detail", None) or "another hash"
-            try:
-                self._check_algorithm(chain_algorithm)
-            except AuditAlgorithmError as refused:
-                return refused
-        if state == "23505" and getattr(diag, "table_name", None) == "audit_log":
-            return AuditError(
-                "the audit table already holds an entry at the head's next number, which "
-                "the head does not count: the table was edited by hand",
-                hint=hint + " and restore the table from a backup",
-            )
-        if state == "25P02":  # a statement of the act had failed: COMMIT would roll back
-            return AuditError(
-                "the transaction had failed before its commit, so its audit entries were "
-                "not written",
-                hint="nothing of the transaction was committed",
-            )
-        if state is not None and state.startswith("HC"):
-            return AuditError(f"the audit log could not be written at commit ({exc})"[:300])
-        return sa.exc.DBAPIError.instance("COMMIT", None, exc, dbapi.Error)
 
     def _on_rollback(self, conn: Connection) -> None:
         with self._held_lock:
-            self._held.pop(conn, None)
+            held = self._held.get(conn)
+            if held:
+                held.clear()
             self._forget_savepoints(conn)
 
     def _on_savepoint(self, conn: Connection, _name: str | None) -> None:
@@ -1294,19 +1117,6 @@ def _cursor(conn: Connection) -> Any:
     if cursor is None or cursor.closed:
         driver: Any = pooled.driver_connection
         cursor = pooled.info["hcm_audit_cursor"] = driver.cursor()
-    return cursor
-
-
-def _client_cursor(conn: Connection) -> Any:
-    """A cursor that binds parameters itself (psycopg's ``ClientCursor``), kept with the
-    pooled connection: statements with their values written in, several in one query."""
-    pooled = conn.connection
-    cursor = pooled.info.get("hcm_audit_client_cursor")
-    if cursor is None or cursor.closed:
-        import psycopg
-
-        driver: Any = pooled.driver_connection
-        cursor = pooled.info["hcm_audit_client_cursor"] = psycopg.ClientCursor(driver)
     return cursor
 
 

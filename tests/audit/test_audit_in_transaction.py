@@ -1,7 +1,7 @@
-"""Entries in a caller's transaction: on PostgreSQL (SHA-256) the database appends them
-with the transaction's COMMIT, in the same message; on SQLite, and for SM3, Python
-appends them at once. Either way the act and its entries commit together or not at all,
-the numbers have no gaps, and the chain verifies."""
+"""Entries in a caller's transaction: the act and its entries commit together or not at
+all — also when the commit itself fails — the numbers have no gaps across threads and
+processes, and the chain verifies; the text the database builds for the verifier is the
+text Python hashes, byte for byte."""
 
 from __future__ import annotations
 
@@ -44,9 +44,7 @@ def _postgresql(mw: Middleware) -> bool:
     return mw.engine.dialect.name == "postgresql"
 
 
-def test_an_entry_is_written_with_the_commit_and_gets_its_place_then(
-    audited: MakeAudited,
-) -> None:
+def test_an_entry_in_a_transaction_is_announced_once_committed(audited: MakeAudited) -> None:
     mw = audited()
     _acts(mw)
     fill(mw, 2)
@@ -55,14 +53,8 @@ def test_an_entry_is_written_with_the_commit_and_gets_its_place_then(
         conn.execute(sa.text("INSERT INTO acts VALUES ('a-1', 'registered')"))
         first = mw.audit.record("act.done", actor="clerk-2", subject="r-1", connection=conn)
         second = mw.audit.record("act.more", actor="clerk-2", connection=conn)
-        if _postgresql(mw):
-            # nothing was sent: the head has not moved, even in this transaction, and the
-            # entries learn their numbers at the commit
-            assert _head(conn) == 2
-            assert (first.seq, first.hash, second.seq) == (0, "", 0)
-        else:  # SQLite appends at once
-            assert _head(conn) == 4
-            assert (first.seq, second.seq) == (3, 4)
+        assert _head(conn) == 4  # appended at once, in the transaction
+        assert recorder.calls("hcm_audit_event") == []
     assert (first.seq, second.seq) == (3, 4)
     assert second.prev_hash == first.hash
     stored = mw.audit.entries(start=3)
@@ -73,7 +65,7 @@ def test_an_entry_is_written_with_the_commit_and_gets_its_place_then(
     assert mw.audit.verify().ok
 
 
-def test_the_database_hashes_the_text_python_makes_byte_for_byte(audited: MakeAudited) -> None:
+def test_the_text_the_database_builds_is_the_text_python_hashes(audited: MakeAudited) -> None:
     mw = audited(terminal="kiosk-03")
     made: list[AuditEntry] = []
     with mw.audit.transaction() as conn:
@@ -169,9 +161,9 @@ def test_a_transaction_rolled_back_takes_its_entries_with_it(audited: MakeAudite
     assert mw.audit.verify().ok
 
 
-def test_an_entry_that_cannot_be_appended_at_commit_fails_the_act(audited: MakeAudited) -> None:
-    """The entry's number was taken by hand meanwhile: on PostgreSQL the append fails at
-    the commit (on SQLite at once); the act is not committed without its entry."""
+def test_an_entry_that_cannot_be_appended_fails_the_act(audited: MakeAudited) -> None:
+    """The entry's number was taken by hand meanwhile: the append fails, and the act is
+    not committed without its entry."""
     mw = audited()
     _acts(mw)
     fill(mw, 2)
@@ -227,9 +219,9 @@ def test_a_head_removed_in_the_act_fails_it_and_is_restored(audited: MakeAudited
     assert mw.audit.verify().ok
 
 
-def test_a_commit_that_fails_after_the_appends_writes_neither(audited: MakeAudited) -> None:
-    """A constraint checked at COMMIT fails: the entries appended just before it in the
-    same message are rolled back with the act, and the error is the database's."""
+def test_a_commit_that_fails_writes_neither_the_act_nor_its_entries(audited: MakeAudited) -> None:
+    """A constraint checked at COMMIT fails: the entries appended in the transaction are
+    rolled back with the act, and none is announced."""
     mw = audited()
     if not _postgresql(mw):
         pytest.skip("SQLite has no unique constraint checked at commit")
@@ -253,7 +245,7 @@ def test_a_commit_that_fails_after_the_appends_writes_neither(audited: MakeAudit
     assert mw.audit.verify().ok
 
 
-def test_an_sm3_chain_is_appended_in_python_in_the_transaction(audited: MakeAudited) -> None:
+def test_an_sm3_chain_is_appended_in_the_transaction(audited: MakeAudited) -> None:
     mw = audited(hash="sm3")
     _acts(mw)
     with mw.audit.transaction() as conn:
@@ -377,8 +369,8 @@ def test_concurrent_appenders_in_threads_and_another_process_make_one_chain(
 
 
 def test_a_connection_in_autocommit_appends_at_once(audited: MakeAudited) -> None:
-    """Without a transaction to commit, an entry cannot wait for a commit: it is written
-    by the statements that append it, as the act's are."""
+    """Without a transaction, an entry is written by the statements that append it, as the
+    act's are."""
     mw = audited()
     if not _postgresql(mw):
         pytest.skip("SQLite's transactions are begun by SQLAlchemy (storage._sqlite_begin)")
