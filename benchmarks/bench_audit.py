@@ -5,8 +5,13 @@
 
 Part 1 — append overhead per audited call. Each call is made inside a write transaction
 that is already open and has done its act (an insert, as the journal's state changes
-do): the time of ``mw.audit.record(…, connection=conn)`` alone, the transaction's own
-commit excluded.
+do). An append's full cost is what ``mw.audit.record(…, connection=conn)`` takes plus
+what the transaction's commit grows by (a bigger commit: the entry's rows in the
+write-ahead log). Transactions with an entry and without one are taken in turn, so that
+the machine's load falls on both alike; the full cost is then (record() + commit) less
+the commit without an entry, percentile by percentile (an estimate: they are different
+transactions). ``--not-durable`` commits without waiting for the disk, whose time is
+alike with an entry or without and otherwise blurs the rest.
 Side by side: the floor (a ``SELECT 1`` round trip in the same kind of transaction:
 what any statement to the database costs on this machine now, scheduler included),
 the peer, a plain logging sink (what ``mw.audit`` was before the chain: an
@@ -76,7 +81,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _row(label: str, name: str, times: list[float]) -> None:
     print(
-        f"{label:<11} {name:<46} {len(times) / sum(times):>9.0f} "
+        f"{label:<11} {name:<48} {len(times) / sum(times):>9.0f} "
         f"{statistics.median(times) * 1e3:>7.3f} {_percentile(times, 0.9) * 1e3:>7.3f} "
         f"{_percentile(times, 0.99) * 1e3:>7.3f}"
     )
@@ -85,7 +90,7 @@ def _row(label: str, name: str, times: list[float]) -> None:
 # --- part 1: appends ---------------------------------------------------------------------
 
 
-def appends(label: str, url: str, work: Path, n: int) -> None:
+def appends(label: str, url: str, work: Path, n: int, *, durable: bool = True) -> None:
     config = embedded_config(
         work / f"hcm-data-{uuid.uuid4().hex[:6]}",
         database={"url": url},
@@ -96,31 +101,42 @@ def appends(label: str, url: str, work: Path, n: int) -> None:
         audit("bench.start", actor="bench")  # migrations, first connection, first checkpoint
         with mw.engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE bench_acts (id INTEGER PRIMARY KEY, what TEXT)"))
-        in_tx: list[float] = []
+        # transactions without an entry and with one, in turn, so that the machine's load
+        # falls on both alike
+        modes = ["bare", "entry"]
+        record: dict[str, list[float]] = {m: [] for m in modes}
+        commit: dict[str, list[float]] = {m: [] for m in modes}
         announce: list[float] = []
         floor: list[float] = []
-        for i in range(n + 20):
-            with storage.begin_write(mw.engine) as conn:
+        warm_up = 20 * len(modes)
+        for i in range((n + 20) * len(modes)):
+            mode = modes[i % len(modes)]
+            with storage.begin_write(mw.engine, durable=durable) as conn:
                 # the act itself, which opens the transaction on the server
                 conn.execute(_ACT, {"id": i, "what": "registered"})
                 started = time.perf_counter()
                 conn.exec_driver_sql("SELECT 1").scalar()
                 round_trip = time.perf_counter() - started
                 started = time.perf_counter()
-                audit.record(
-                    "flow.outpatient.register",
-                    actor="kiosk-03",
-                    subject=f"r-{i % 997:04d}",
-                    details={"department": "NEI", "queue_number": str(i)},
-                    connection=conn,
-                )
+                if mode != "bare":
+                    audit.record(
+                        "flow.outpatient.register",
+                        actor="kiosk-03",
+                        subject=f"r-{i % 997:04d}",
+                        details={"department": "NEI", "queue_number": str(i)},
+                        connection=conn,
+                    )
                 took = time.perf_counter() - started
+                committing = time.perf_counter()  # the block's end: the commit
+            committed = time.perf_counter() - committing
             started = time.perf_counter()
             audit.flush()  # the announcement, after the commit (and a checkpoint when due)
-            if i >= 20:  # warm-up
-                in_tx.append(took)
-                announce.append(time.perf_counter() - started)
+            if i >= warm_up:
+                record[mode].append(took)
+                commit[mode].append(committed)
                 floor.append(round_trip)
+                if mode != "bare":
+                    announce.append(time.perf_counter() - started)
         alone = []
         for i in range(n // 4):
             started = time.perf_counter()
@@ -128,10 +144,27 @@ def appends(label: str, url: str, work: Path, n: int) -> None:
             alone.append(time.perf_counter() - started)
         peer = _logging_peer(mw, work, n)
         _row(label, "floor: SELECT 1 in the transaction", floor)
-        _row(label, "chain append inside the transaction", in_tx)
-        _row(label, "  then the announcement (hcm_audit_event)", announce)
+        _row(label, "commit of the transaction, no entry", commit["bare"])
+        both = [r + c for r, c in zip(record["entry"], commit["entry"], strict=True)]
+        _row(label, "chain append inside the transaction: record()", record["entry"])
+        _row(label, "  the commit of a transaction with an entry", commit["entry"])
+        _row(label, "  record() + commit", both)
+        _cost(label, "  full cost: (record() + commit) - commit alone", both, commit["bare"])
+        _row(label, "the announcement after it (hcm_audit_event)", announce)
         _row(label, "peer: logging sink (event + hook + JSON line)", peer)
         _row(label, "stand-alone mw.audit() with its own commit", alone)
+
+
+def _cost(label: str, name: str, with_entry: list[float], without: list[float]) -> None:
+    """What an entry adds to its transaction, at each percentile: the percentile of
+    (record() + commit) less that of the commit without an entry (an estimate: the two
+    are different transactions, taken in turn)."""
+    cells = [
+        (statistics.median(with_entry) - statistics.median(without)) * 1e3,
+        (_percentile(with_entry, 0.9) - _percentile(without, 0.9)) * 1e3,
+        (_percentile(with_entry, 0.99) - _percentile(without, 0.99)) * 1e3,
+    ]
+    print(f"{label:<11} {name:<48} {'':>9} " + " ".join(f"{c:>7.3f}" for c in cells))
 
 
 def _logging_peer(mw: Middleware, work: Path, n: int) -> list[float]:
@@ -254,6 +287,12 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-sm3", action="store_true", help="verify SHA-256 chains only")
     parser.add_argument(
+        "--not-durable",
+        action="store_true",
+        help="part 1: commit without waiting for the disk (as the journal's states do), "
+        "so that the disk's time, alike with an entry or without, does not blur the rest",
+    )
+    parser.add_argument(
         "--part", choices=["all", "append", "verify"], default="all", help="run one part only"
     )
     args = parser.parse_args()
@@ -272,11 +311,11 @@ def main() -> None:
             if args.part in ("all", "append"):
                 print(f"part 1: {args.n} audited calls each; per second, p50, p90 and p99 in ms")
                 print(
-                    f"{'database':<11} {'measure':<46} {'per s':>9} {'p50':>7} {'p90':>7} "
+                    f"{'database':<11} {'measure':<48} {'per s':>9} {'p50':>7} {'p90':>7} "
                     f"{'p99':>7}"
                 )
                 for label, url, _ in databases:
-                    appends(label, url, work, args.n)
+                    appends(label, url, work, args.n, durable=not args.not_durable)
             if args.part == "append":
                 return
             print(f"\npart 2: verifying a chain of {args.entries:,} entries")
