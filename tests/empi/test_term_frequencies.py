@@ -181,7 +181,8 @@ def _town(**overrides: list[object]) -> list[dict[str, object]]:
 
 def test_a_placeholder_birth_date_weighs_less_an_ordinary_one_keeps_its_weight() -> None:
     placeholder = dt.date(1980, 1, 1)
-    tables = learn_frequencies(_town(birth_date=[placeholder] * 64))
+    second = dt.date(1950, 1, 2) + dt.timedelta(days=1)
+    tables = learn_frequencies(_town(birth_date=[placeholder] * 64 + [second] * 3))
     table = tables["birth_date"]
     assert table.count("1980-01-01") == 64
     assert table.typical == 1  # most people's birth date is theirs alone here
@@ -189,10 +190,14 @@ def test_a_placeholder_birth_date_weighs_less_an_ordinary_one_keeps_its_weight()
     model = MatchModel(frequencies={"birth_date": table})
     common = {"name": "王伟", "sex": 1, "birth_date": placeholder}
     own = {**common, "birth_date": dt.date(1950, 1, 2) + dt.timedelta(days=500)}
-    # log2(typical / count): 64 people on the placeholder, 6 bits less.
+    # 64 people on the placeholder, where chance gives up to 1 + 2·√1: log2(3/64) bits.
     assert model.score(common, common).weight - plain.score(common, common).weight == (
-        pytest.approx(-6.0)
+        pytest.approx(math.log2(3 / 64))
     )
+    # A date two or three people happen to share costs nothing.
+    assert table.count(second.isoformat()) == 3
+    shared = {**common, "birth_date": second}
+    assert model.score(shared, shared).weight == pytest.approx(plain.score(shared, shared).weight)
     # A date held by one person is not made stronger: the model's weight stands.
     birth = next(j for j, c in enumerate(model.comparisons) if c.field == "birth_date")
     levels = model.levels(own, own)
@@ -242,18 +247,26 @@ def test_an_address_is_counted_as_the_top_level_compares_it() -> None:
 
 
 def test_the_reference_is_the_typical_holders_count() -> None:
-    # Every birth date held by three people (a big index, few days): agreeing on one
-    # is ordinary, and only a date held by more weighs less.
-    dates = [dt.date(1960, 1, 1) + dt.timedelta(days=i // 3) for i in range(1200)]
-    dates[:12] = [dt.date(1970, 7, 1)] * 12
-    table = learn_frequencies(_town(birth_date=dates))["birth_date"]
-    assert table.typical == 3
-    model = MatchModel(frequencies={"birth_date": table})
-    birth = [c.field for c in model.comparisons].index("birth_date")
-    levels = [-1] * len(model.comparisons)
-    levels[birth] = 3
-    assert model.tf_adjustment({"birth_date": dates[600]}, levels) == 0.0
-    assert model.tf_adjustment({"birth_date": dt.date(1970, 7, 1)}, levels) == pytest.approx(-2.0)
+    # Every address and birth date held by three people (a big index): agreeing on one
+    # is ordinary, and only a value held by more weighs less.
+    days = [dt.date(1960, 1, 1) + dt.timedelta(days=i // 3) for i in range(1200)]
+    days[:12] = [dt.date(1970, 7, 1)] * 12
+    flats = [f"北京市东城区和平街{i // 3}号" for i in range(1200)]
+    flats[:12] = ["北京市东城区和平街1000号"] * 12
+    tables = learn_frequencies(_town(birth_date=days, address=flats))
+    assert tables["address"].typical == tables["birth_date"].typical == 3
+    model = MatchModel(frequencies=tables)
+    fields = [c.field for c in model.comparisons]
+
+    def bits(field: str, value: object) -> float:
+        levels = [-1] * len(fields)
+        levels[fields.index(field)] = model.comparisons[fields.index(field)].levels - 1
+        return model.tf_adjustment({field: value}, levels)
+
+    assert bits("address", flats[600]) == bits("birth_date", days[600]) == 0.0
+    assert bits("address", flats[0]) == pytest.approx(math.log2(3 / 12))
+    # A birth date: beyond what chance gives, 3 + 2·√3.
+    assert bits("birth_date", days[0]) == pytest.approx(math.log2((3 + 2 * math.sqrt(3)) / 12))
 
 
 def test_too_few_values_learn_no_table() -> None:

@@ -195,6 +195,10 @@ class Comparison:
     #: ``log2(typical count / count)`` (never more), each value counted once per person
     #: holding it — see :meth:`MatchModel.tf_adjustment`.
     tf_relative: bool = False
+    #: Strangers share the field's values by chance too (a birth date, unlike a phone):
+    #: only a count beyond ``typical + 2·√typical`` weighs less, so that a date a few
+    #: more people happen to hold than the typical one costs nothing.
+    tf_by_chance: bool = False
 
     @property
     def levels(self) -> int:
@@ -224,6 +228,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         u=(0.9949, 0.005, 0.00005, 0.00005),
         tf_key=_date_key,
         tf_relative=True,
+        tf_by_chance=True,
     ),
     Comparison(
         "phone",
@@ -504,8 +509,10 @@ class MatchModel:
         (:attr:`Comparison.tf_relative`: birth date, phone, address),
         ``log2(typical count / count of the value)`` when the value is held by more
         people than the typical holder's, else nothing — a placeholder birth date, a
-        household's phone and a building's address weigh less, and an ordinary value
-        keeps the model's weight whatever the size of the index.
+        household's phone and a flat's address weigh less, and an ordinary value
+        keeps the model's weight whatever the size of the index. For the birth date
+        (:attr:`Comparison.tf_by_chance`) the reference is ``typical + 2·√typical``:
+        only an excess beyond what chance gives counts.
         """
         if not self.frequencies:
             return 0.0
@@ -516,7 +523,10 @@ class MatchModel:
                 continue
             key = comp.tf_key(a[comp.field])
             if comp.tf_relative:
-                bits += min(0.0, math.log2(table.typical / table.count(key)))
+                reference = table.typical
+                if comp.tf_by_chance:
+                    reference += 2 * math.sqrt(reference)
+                bits += min(0.0, math.log2(reference / table.count(key)))
             else:
                 u_top = float(np.clip(self.u[j][-1], self._EPS, 1))
                 bits += math.log2(u_top / table.frequency(key))
