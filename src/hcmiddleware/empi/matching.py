@@ -16,7 +16,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -289,26 +289,11 @@ class TermFrequencies:
 
     @classmethod
     def learn(
-        cls,
-        values: Iterable[Any],
-        key: Callable[[Any], str] = str,
-        *,
-        holders: Iterable[Hashable] | None = None,
+        cls, values: Iterable[Any], key: Callable[[Any], str] = str
     ) -> TermFrequencies | None:
         """Count ``values`` (by ``key``); ``None`` when fewer than :attr:`MINIMUM` are given.
-
-        With ``holders`` (one per value, e.g. the sound of the name it was recorded
-        with), a value counts once per distinct holder: the two records of one person
-        carry the same phone without making it a household's.
-        """
-        if holders is None:
-            counts: Counter[str] = Counter(key(v) for v in values if not _blank(v))
-            return cls.from_counts(counts)
-        seen: set[tuple[str, Hashable]] = set()
-        for value, holder in zip(values, holders, strict=True):
-            if not _blank(value):
-                seen.add((key(value), holder))
-        return cls.from_counts(Counter(k for k, _holder in seen))
+        (:func:`learn_frequencies` learns the tables of a model's fields from records.)"""
+        return cls.from_counts(Counter(key(v) for v in values if not _blank(v)))
 
     @classmethod
     def from_counts(cls, counts: Mapping[str, int]) -> TermFrequencies | None:

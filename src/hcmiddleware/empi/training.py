@@ -101,7 +101,7 @@ class Training(Search):
         loaded), store the tables with the model in use and use them from now on.
 
         Agreement on a common value then weighs less — a common name, a placeholder
-        birth date, a household's phone, a building's address — and on a rare name more
+        birth date, a household's phone, a flat's address — and on a rare name more
         (the term-frequency adjustment: see
         :class:`~hcmiddleware.empi.matching.TermFrequencies` and
         :meth:`~hcmiddleware.empi.matching.MatchModel.tf_adjustment`). ``fields``: only
