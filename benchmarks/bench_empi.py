@@ -39,11 +39,12 @@ import numpy as np
 import sqlalchemy as sa
 
 from hcmiddleware import storage
-from hcmiddleware.empi.bulk import bulk_import
+from hcmiddleware.empi.bulk import bulk_import, frequency_records
 from hcmiddleware.empi.identity import Sex
 from hcmiddleware.empi.importer import COLUMNS, csv_rows, decode, import_csv, prepare_row
 from hcmiddleware.empi.index import ResidentIndex
 from hcmiddleware.empi.matching import (
+    COMPARISONS,
     Comparison,
     MatchModel,
     compare_address,
@@ -55,6 +56,9 @@ from hcmiddleware.empi.protection import Protector
 from hcmiddleware.empi.store import BLOCKS, IDENTIFIERS, RESIDENTS, SOURCES, bulk_insert
 from hcmiddleware.empi.synthetic import APART_KINDS, ERROR_KINDS, dirty_population, population
 from hcmiddleware.errors import ResidentIndexError
+
+#: The fields the resident index can adjust by term frequency.
+TF_FIELDS = tuple(c.field for c in COMPARISONS if c.tf_key is not None)
 
 PG_URL = os.environ.get("HCM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -430,7 +434,7 @@ def _per_kind(
 
 
 def _load_dirty(
-    path: Path, folder: Path, size: int, loader: str, frequencies: bool
+    path: Path, folder: Path, size: int, loader: str, frequencies: Sequence[str]
 ) -> tuple[float, Any, dict[str, list[str]], set[tuple[str, str]], sa.Engine]:
     """Load the file into a fresh SQLite index (encryption on) the ordinary way or in
     bulk; the seconds it took, the report, records by resident and pairs in review."""
@@ -443,7 +447,7 @@ def _load_dirty(
     else:
         if frequencies:
             with path.open(encoding="utf-8", newline="") as rows:
-                index.learn_name_frequencies(r["name"] for r in csv.DictReader(rows))
+                index.learn_frequencies(frequency_records(csv.DictReader(rows)), fields=frequencies)
         report = import_csv(index, path, source="dirty")
     seconds = time.perf_counter() - start
     residents: dict[str, list[str]] = defaultdict(list)
@@ -468,7 +472,7 @@ def bench_dirty(
     splink_threshold: float = 0.95,
     splink: bool = True,
     loaders: Sequence[str] = ("bulk",),
-    frequencies: bool = True,
+    frequencies: Sequence[str] = TF_FIELDS,
     floor: bool = False,
 ) -> None:
     """The dirty population: load it into this index, run Splink on the same file.
@@ -477,7 +481,9 @@ def bench_dirty(
     rows refused (goal: none that names a person) and, for this index, how many true
     pairs ended in review instead of linked. ``loaders``: the bulk load and/or the
     ordinary import (the quality columns are the first one's; the two make the same
-    links). ``floor``: also the write floor of the loaded index (:func:`write_floor`).
+    links). ``frequencies``: the fields whose term frequencies are learnt from the file
+    first (none: no term-frequency adjustment). ``floor``: also the write floor of the
+    loaded index (:func:`write_floor`).
     """
     began = time.perf_counter()
     pop = dirty_population(size, seed=size)
@@ -526,7 +532,7 @@ def bench_dirty(
                       for k, v in loads.items())  # fmt: skip
     print(
         f"\nDirty Chinese population: {len(rows):,} records, {len(truth):,} true pairs, "
-        f"encryption on, name frequencies {'on' if frequencies else 'off'}; this index: "
+        f"encryption on, term frequencies: {', '.join(frequencies) or 'none'}; this index: "
         f"{times} ({len(report.bad_rows)} rows refused, {report.flagged:,} flagged, "
         f"{report.reviews:,} sent to review, {residents_count:,} residents), Splink (DuckDB, "
         f"clusters at {splink_threshold}) took {splink_seconds:.1f} s"
@@ -785,9 +791,18 @@ def main() -> None:
         help="part 2: load with the bulk load, the ordinary import, or both (timed apart)",
     )
     parser.add_argument(
+        "--frequencies",
+        nargs="*",
+        choices=TF_FIELDS,
+        default=list(TF_FIELDS),
+        metavar="FIELD",
+        help=f"part 2: the fields with a term-frequency adjustment (default: all of "
+        f"{', '.join(TF_FIELDS)}; none given: no adjustment)",
+    )
+    parser.add_argument(
         "--no-name-frequencies",
         action="store_true",
-        help="part 2: without the name frequencies (no term-frequency adjustment)",
+        help="part 2: no term-frequency adjustment at all (as --frequencies alone)",
     )
     parser.add_argument(
         "--floor", action="store_true", help="part 2: also the write floor of the loaded index"
@@ -810,7 +825,7 @@ def main() -> None:
                     loaders=("bulk", "rows")
                     if args.dirty_loader == "both"
                     else (args.dirty_loader,),
-                    frequencies=not args.no_name_frequencies,
+                    frequencies=() if args.no_name_frequencies else tuple(args.frequencies),
                     floor=args.floor,
                 )
     if args.skip_population:

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from hcmiddleware import storage
 from hcmiddleware.cli import main
 from hcmiddleware.empi import bulk
-from hcmiddleware.empi.bulk import bulk_import
+from hcmiddleware.empi.bulk import bulk_import, frequency_records
 from hcmiddleware.empi.importer import COLUMNS, import_csv
 from hcmiddleware.empi.index import ResidentIndex
 from hcmiddleware.empi.matching import TermFrequencies
@@ -83,11 +83,14 @@ def test_the_same_links_and_reviews_as_the_ordinary_import(
     index: ResidentIndex, tmp_path: Path, dirty_file: Path
 ) -> None:
     loaded = bulk_import(index, dirty_file, workers=2, batch_size=150)
-    # The frequencies were learnt from the file before the first row was matched; the
-    # ordinary import is given the same ones.
+    # The frequencies were learnt from the file before the first row was matched (every
+    # field the model adjusts); the ordinary import is given the same ones.
     assert index.model.frequencies["name"].total == len(_names(dirty_file)) - 1
+    assert set(index.model.frequencies) == {"name", "birth_date", "phone", "address"}
     ordinary = _fresh(tmp_path, "rows.db")
-    ordinary.learn_name_frequencies(_names(dirty_file))
+    with dirty_file.open(encoding="utf-8", newline="") as rows:
+        learnt = ordinary.learn_frequencies(frequency_records(csv.DictReader(rows)))
+    assert learnt["name"] == len(_names(dirty_file)) - 1
     assert ordinary.model.frequencies == index.model.frequencies
     imported = import_csv(ordinary, dirty_file, batch_size=150)
 

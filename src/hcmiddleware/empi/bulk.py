@@ -23,8 +23,9 @@ already in, and goes on. When it ends the marker says ``done`` and the index tak
 writes again, with every possible duplicate linked or in the review queue, as after
 an ordinary import.
 
-Before matching, the name frequencies are learnt from the file's names (unless the
-index has them already), so the term-frequency adjustment applies from the first row.
+Before matching, the term frequencies (names, birth dates, phones, addresses) are
+learnt from the file's records (those the index has none of yet), so the term-frequency
+adjustment applies from the first row.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,12 @@ from hcmiddleware.empi.importer import (
     _no_row,
     inline_preparation,
     open_import,
+    parse_birth_date,
     prepare_row,
     run_import,
 )
 from hcmiddleware.empi.index import PreparedRecord, ResidentIndex
-from hcmiddleware.empi.normalize import normalize_display_name
+from hcmiddleware.empi.normalize import normalize_address, normalize_display_name, normalize_phone
 from hcmiddleware.empi.records import Enrolment
 from hcmiddleware.empi.schema import ResidentStatus, new_id
 from hcmiddleware.empi.store import (
@@ -74,7 +76,7 @@ from hcmiddleware.empi.store import (
 )
 from hcmiddleware.errors import BulkLoadRunningError, IdentityError, ResidentIndexError
 
-__all__ = ["MemoryStore", "bulk_import"]
+__all__ = ["MemoryStore", "bulk_import", "frequency_records"]
 
 RUNNING = "running"
 DONE = "done"
@@ -294,12 +296,28 @@ def _begin(index: ResidentIndex, source: str) -> tuple[str, bool]:
         return load_id, False
 
 
-def _names(records: Iterable[tuple[int, dict[str, str] | None, RowIssue | None]]) -> Iterator[str]:
-    for _line, row, _issue in records:
-        if row is not None:
-            name = row.get("name") or ""
-            if name.strip().lower() not in PLACEHOLDERS:
-                yield normalize_display_name(name)
+def frequency_records(rows: Iterable[dict[str, str]]) -> Iterator[dict[str, Any]]:
+    """A file's rows (CSV column → text) as the values the term frequencies count:
+    normalised as the import normalises them, placeholders and unreadable values left
+    out (see :meth:`~hcmiddleware.empi.training.Training.learn_frequencies`)."""
+    for row in rows:
+        clean = {
+            k: "" if (v or "").strip().lower() in PLACEHOLDERS else (v or "")
+            for k, v in row.items()
+            if k in ("name", "birth_date", "phone", "address")
+        }
+        try:
+            born = parse_birth_date(clean.get("birth_date") or "")
+        except ValueError:
+            born = None
+        phone = clean.get("phone") or ""
+        address = clean.get("address") or ""
+        yield {
+            "name": normalize_display_name(clean.get("name") or "") or None,
+            "birth_date": born,
+            "phone": (normalize_phone(phone) or None) if phone else None,
+            "address": normalize_address(address) if address.strip() else None,
+        }
 
 
 def _die_with(parent: int) -> None:
@@ -324,7 +342,7 @@ def bulk_import(
     encoding: str = "auto",
     batch_size: int = 20000,
     workers: int | None = None,
-    learn_frequencies: bool = True,
+    learn_frequencies: bool | Collection[str] = True,
     progress: Callable[[int], None] | None = None,
     on_enrolled: Callable[[Enrolment], object] | None = None,
 ) -> ImportReport:
@@ -332,15 +350,26 @@ def bulk_import(
     :func:`~hcmiddleware.empi.importer.import_csv`, in less time (see the module).
 
     ``workers`` processes prepare the rows (default: one per core; ``0`` prepares in
-    this process). ``learn_frequencies``: learn the name frequencies from the file
-    first when the index has none. ``progress`` is called with the rows handled after
-    each batch. Raises :class:`BulkLoadRunningError` when a load of another source is
-    running or stopped midway; a load of the same source that stopped is resumed.
+    this process). ``learn_frequencies``: learn the term frequencies the index has
+    none of yet from the file first (a collection of fields: only those fields').
+    ``progress`` is called with the rows handled after each batch. Raises
+    :class:`BulkLoadRunningError` when a load of another source is running or stopped
+    midway; a load of the same source that stopped is resumed.
     """
     decoded, header, source = open_import(path, encoding, source)
     load_id, resumed = _begin(index, source)
-    if learn_frequencies and not resumed and "name" not in index.model.frequencies:
-        index.learn_name_frequencies(_names(read_records(decoded, header)))
+    if learn_frequencies and not resumed:
+        wanted = None if learn_frequencies is True else set(learn_frequencies)
+        missing = [
+            c.field
+            for c in index.model.comparisons
+            if c.tf_key is not None
+            and c.field not in index.model.frequencies
+            and (wanted is None or c.field in wanted)
+        ]
+        if missing:
+            rows = (row for _line, row, _issue in read_records(decoded, header) if row)
+            index.learn_frequencies(frequency_records(rows), fields=missing)
     with index._engine.connect() as conn:
         store = MemoryStore(index._codec, conn, max_block=index._max_block)
         store.load(conn, source)

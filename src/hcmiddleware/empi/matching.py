@@ -25,7 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 from rapidfuzz.fuzz import ratio
 
-from hcmiddleware.empi.chinese_names import fuzzy_syllable, is_chinese, readings, to_simplified
+from hcmiddleware.empi.chinese_names import (
+    fuzzy_syllable,
+    is_chinese,
+    name_key,
+    readings,
+    to_simplified,
+)
 
 __all__ = [
     "COMPARISONS",
@@ -42,6 +48,7 @@ __all__ = [
     "compare_name",
     "compare_sex",
     "compare_string",
+    "learn_frequencies",
 ]
 
 MISSING = -1
@@ -165,6 +172,11 @@ def compare_sex(a: int | None, b: int | None) -> int:
     return 1 if a == b else 0
 
 
+def _date_key(value: Any) -> str:
+    """A birth date's term-frequency key: ISO form (a date or its ISO text)."""
+    return value.isoformat() if isinstance(value, dt.date) else str(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Comparison:
     """A field of the record, how to compare it, its number of levels and their labels."""
@@ -177,6 +189,16 @@ class Comparison:
     #: The value's key for term frequencies (see :class:`TermFrequencies`): what the
     #: top level compares equal. ``None``: the field has no term-frequency adjustment.
     tf_key: Callable[[Any], str] | None = None
+    #: How the adjustment reads the table. ``False`` (the name): as Splink does,
+    #: ``log2(u / frequency)``, either way. ``True`` (birth date, phone, address): only
+    #: a value held by more people than the typical holder's weighs less,
+    #: ``log2(typical count / count)`` (never more), each value counted once per person
+    #: holding it — see :meth:`MatchModel.tf_adjustment`.
+    tf_relative: bool = False
+    #: Strangers share the field's values by chance too (a birth date, unlike a phone):
+    #: only a count beyond ``typical + 2·√typical`` weighs less, so that a date a few
+    #: more people happen to hold than the typical one costs nothing.
+    tf_by_chance: bool = False
 
     @property
     def levels(self) -> int:
@@ -204,6 +226,9 @@ COMPARISONS: tuple[Comparison, ...] = (
         ("different", "one part", "day/month swapped", "same"),
         m=(0.02, 0.05, 0.01, 0.92),
         u=(0.9949, 0.005, 0.00005, 0.00005),
+        tf_key=_date_key,
+        tf_relative=True,
+        tf_by_chance=True,
     ),
     Comparison(
         "phone",
@@ -211,6 +236,8 @@ COMPARISONS: tuple[Comparison, ...] = (
         ("different", "one digit", "same"),
         m=(0.15, 0.03, 0.82),
         u=(0.99998, 0.00001, 0.00001),
+        tf_key=str,
+        tf_relative=True,
     ),
     Comparison(
         "address",
@@ -218,6 +245,8 @@ COMPARISONS: tuple[Comparison, ...] = (
         ("different", "similar", "very similar", "same"),
         m=(0.2, 0.15, 0.15, 0.5),
         u=(0.97, 0.025, 0.004, 0.001),
+        tf_key=to_simplified,
+        tf_relative=True,
     ),
     Comparison(
         "id_number",
@@ -243,44 +272,114 @@ class TermFrequencies:
     (as Splink does). ``counts`` keeps only values seen more than once; any other value
     counts once. Learnt from the index itself (:meth:`learn`); a sample smaller than
     :attr:`MINIMUM` says too little and gives no adjustment.
+
+    ``typical`` is the count of the value a typical holder holds (the median over the
+    counted values' holders): the reference of the fields whose adjustment is relative
+    (see :attr:`Comparison.tf_relative`) — a birth date is shared by more people in a
+    bigger index, a phone is not, and only a value held by more people than that
+    weighs less.
     """
 
     counts: Mapping[str, int]
     total: int
+    typical: float = 1.0
 
     #: The fewest values a table is learnt from.
     MINIMUM = 1000
 
     @classmethod
     def learn(
-        cls, values: Iterable[str | None], key: Callable[[Any], str] = str
+        cls, values: Iterable[Any], key: Callable[[Any], str] = str
     ) -> TermFrequencies | None:
-        """Count ``values`` (by ``key``); ``None`` when fewer than :attr:`MINIMUM` are given."""
-        counts: Counter[str] = Counter()
-        for value in values:
-            if not _blank(value):
-                counts[key(value)] += 1
+        """Count ``values`` (by ``key``); ``None`` when fewer than :attr:`MINIMUM` are given.
+        (:func:`learn_frequencies` learns the tables of a model's fields from records.)"""
+        return cls.from_counts(Counter(key(v) for v in values if not _blank(v)))
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int]) -> TermFrequencies | None:
+        """The table of these counts (by key); ``None`` below :attr:`MINIMUM` values."""
         total = sum(counts.values())
         if total < cls.MINIMUM:
             return None
-        return cls({k: n for k, n in counts.items() if n > 1}, total)
+        # The median over holders: half of all holders hold a value at most this common.
+        typical, seen = 1, 0
+        for n in sorted(counts.values()):
+            seen += n
+            if 2 * seen >= total:
+                typical = n
+                break
+        return cls({k: n for k, n in counts.items() if n > 1}, total, float(typical))
+
+    def count(self, key: str) -> int:
+        """How many times ``key`` was counted (at least once)."""
+        return max(self.counts.get(key, 1), 1)
 
     def frequency(self, key: str) -> float:
         """The share of values equal to ``key`` (at least one occurrence)."""
-        return max(self.counts.get(key, 1), 1) / self.total
+        return self.count(key) / self.total
 
     def to_json(self) -> str:
         """As JSON (the values are personal data: store it encrypted)."""
-        return json.dumps({"total": self.total, "counts": self.counts}, ensure_ascii=False)
+        return json.dumps(
+            {"total": self.total, "typical": self.typical, "counts": self.counts},
+            ensure_ascii=False,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TermFrequencies:
-        """Read what :meth:`to_json` wrote."""
+        """Read what :meth:`to_json` wrote (a table stored before ``typical`` was: 1)."""
         data = json.loads(text)
-        return cls({str(k): int(v) for k, v in data["counts"].items()}, int(data["total"]))
+        return cls(
+            {str(k): int(v) for k, v in data["counts"].items()},
+            int(data["total"]),
+            float(data.get("typical", 1.0)),
+        )
 
-    def __repr__(self) -> str:  # the values are names: never in a repr or a log
+    def __repr__(self) -> str:  # the values are personal data: never in a repr or a log
         return f"TermFrequencies({len(self.counts)} repeated values of {self.total})"
+
+
+def learn_frequencies(
+    records: Iterable[Mapping[str, Any]],
+    comparisons: Sequence[Comparison] = COMPARISONS,
+    *,
+    fields: Iterable[str] | None = None,
+) -> dict[str, TermFrequencies]:
+    """The term-frequency tables of ``records`` (dicts keyed by field), in one pass.
+
+    One table per comparison with a ``tf_key`` (of ``fields`` only, if given) that has
+    at least :attr:`TermFrequencies.MINIMUM` values. The name counts records, as Splink
+    does; a relative field (:attr:`Comparison.tf_relative`) counts a value once per
+    name sound holding it, so a person's duplicate records do not make a value common
+    but a household's members, or the many people a placeholder was typed for, do.
+    """
+    wanted = None if fields is None else set(fields)
+    chosen = [
+        c for c in comparisons if c.tf_key is not None and (wanted is None or c.field in wanted)
+    ]
+    counts: dict[str, Counter[str]] = {c.field: Counter() for c in chosen}
+    held: dict[str, set[tuple[str, str]]] = {c.field: set() for c in chosen if c.tf_relative}
+    for number, record in enumerate(records):
+        holder: str | None = None
+        for comp in chosen:
+            value = record.get(comp.field)
+            if _blank(value):
+                continue
+            assert comp.tf_key is not None
+            key = comp.tf_key(value)
+            if not comp.tf_relative:
+                counts[comp.field][key] += 1
+                continue
+            if holder is None:
+                name = record.get("name")
+                holder = name_key(name) if not _blank(name) else ""
+                holder = holder or f"#{number}"  # no name: a holder of its own
+            pair = (key, holder)
+            if pair not in held[comp.field]:
+                held[comp.field].add(pair)
+                counts[comp.field][key] += 1
+    tables = {f: TermFrequencies.from_counts(c) for f, c in counts.items()}
+    return {f: t for f, t in tables.items() if t is not None}
 
 
 # --- the model -------------------------------------------------------------------------
@@ -390,8 +489,15 @@ class MatchModel:
         """Bits the term frequencies add to a pair's weight (``a``: either record).
 
         For each field with frequencies whose comparison reached its top level (the
-        values agree), ``log2(u_top / frequency of the value)``: negative for a common
-        value, positive for a rare one.
+        values agree): the name, ``log2(u_top / frequency of the value)`` (as Splink
+        does), negative for a common value, positive for a rare one; a relative field
+        (:attr:`Comparison.tf_relative`: birth date, phone, address),
+        ``log2(typical count / count of the value)`` when the value is held by more
+        people than the typical holder's, else nothing — a placeholder birth date, a
+        household's phone and a flat's address weigh less, and an ordinary value
+        keeps the model's weight whatever the size of the index. For the birth date
+        (:attr:`Comparison.tf_by_chance`) the reference is ``typical + 2·√typical``:
+        only an excess beyond what chance gives counts.
         """
         if not self.frequencies:
             return 0.0
@@ -400,8 +506,15 @@ class MatchModel:
             table = self.frequencies.get(comp.field)
             if table is None or comp.tf_key is None or levels[j] != comp.levels - 1:
                 continue
-            u_top = float(np.clip(self.u[j][-1], self._EPS, 1))
-            bits += math.log2(u_top / table.frequency(comp.tf_key(a[comp.field])))
+            key = comp.tf_key(a[comp.field])
+            if comp.tf_relative:
+                reference = table.typical
+                if comp.tf_by_chance:
+                    reference += 2 * math.sqrt(reference)
+                bits += min(0.0, math.log2(reference / table.count(key)))
+            else:
+                u_top = float(np.clip(self.u[j][-1], self._EPS, 1))
+                bits += math.log2(u_top / table.frequency(key))
         return bits
 
     def score_levels(self, levels: Sequence[int], adjustment: float = 0.0) -> Score:

@@ -133,8 +133,8 @@ class MatchModelRow(Base):
     params: Mapped[str] = mapped_column(sa.Text)
     pairs: Mapped[int] = mapped_column(sa.Integer)
     trained_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
-    # The name frequencies of the term-frequency adjustment (names: personal, so one
-    # ciphertext; revision 0014).
+    # The term frequencies of the adjustment, a JSON object by field (name, birth date,
+    # phone, address: personal, so one ciphertext; revision 0014).
     frequencies_ct: Mapped[bytes | None] = mapped_column(Blob)
 
 

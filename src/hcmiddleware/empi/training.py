@@ -8,7 +8,7 @@ residents that look like one person.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from hcmiddleware import storage
 from hcmiddleware.empi.blocking import evidence_keys, probe_keys
-from hcmiddleware.empi.matching import MatchModel, TermFrequencies
+from hcmiddleware.empi.matching import MatchModel, learn_frequencies
 from hcmiddleware.empi.schema import ResidentStatus
 from hcmiddleware.empi.search import Search
 from hcmiddleware.empi.store import MODELS, RESIDENTS, now_for
@@ -83,42 +83,54 @@ class Training(Search):
         model = MatchModel(
             self._model.comparisons,
             thresholds=self._model.thresholds,
-            frequencies=self._learn_frequencies(r.get("name") for r in records.values())
-            or self._model.frequencies,
+            # A table learnt replaces its field's; a field with too few values keeps its own.
+            frequencies={
+                **self._model.frequencies,
+                **learn_frequencies(records.values(), self._model.comparisons),
+            },
         )
         model.train(gammas)
         self._store_model(model, len(pairs))
         return len(pairs)
 
-    def _learn_frequencies(self, names: Iterable[str | None]) -> dict[str, TermFrequencies]:
-        comparison = next(c for c in self._model.comparisons if c.field == "name")
-        assert comparison.tf_key is not None
-        table = TermFrequencies.learn(names, comparison.tf_key)
-        return {"name": table} if table is not None else {}
+    def learn_frequencies(
+        self, records: Iterable[Mapping[str, Any]], *, fields: Iterable[str] | None = None
+    ) -> dict[str, int]:
+        """Learn how common each value is from ``records`` (dicts with ``name``,
+        ``birth_date``, ``phone``, ``address``: e.g. every record of a file about to be
+        loaded), store the tables with the model in use and use them from now on.
 
-    def learn_name_frequencies(self, names: Iterable[str | None]) -> int:
-        """Learn how common each name is from ``names`` (e.g. every name of a file about
-        to be loaded), store it with the model in use and use it from now on.
-
-        Agreement on a common name then weighs less and on a rare one more (the
-        term-frequency adjustment: see :class:`~hcmiddleware.empi.matching.TermFrequencies`).
-        :meth:`train_model` learns it too, from the residents it samples. Returns how
-        many names it was learnt from; 0 (and nothing changes) below
-        ``TermFrequencies.MINIMUM`` names.
+        Agreement on a common value then weighs less — a common name, a placeholder
+        birth date, a household's phone, a flat's address — and on a rare name more
+        (the term-frequency adjustment: see
+        :class:`~hcmiddleware.empi.matching.TermFrequencies` and
+        :meth:`~hcmiddleware.empi.matching.MatchModel.tf_adjustment`). ``fields``: only
+        these fields' tables (default: every field the model adjusts). A field with
+        fewer than ``TermFrequencies.MINIMUM`` values learns nothing and keeps the table
+        it had. :meth:`train_model` learns them too, from the residents it samples.
+        Returns how many values each table learnt was counted from (empty: nothing
+        changed).
         """
-        frequencies = self._learn_frequencies(names)
-        if not frequencies:
-            return 0
+        tables = learn_frequencies(records, self._model.comparisons, fields=fields)
+        if not tables:
+            return {}
         model = MatchModel(
             self._model.comparisons,
             m=[list(map(float, x)) for x in self._model.m],
             u=[list(map(float, x)) for x in self._model.u],
             prior=self._model.prior,
             thresholds=self._model.thresholds,
-            frequencies=frequencies,
+            frequencies={**self._model.frequencies, **tables},
         )
         self._store_model(model, 0)
-        return frequencies["name"].total
+        return {f: t.total for f, t in tables.items()}
+
+    def learn_name_frequencies(self, names: Iterable[str | None]) -> int:
+        """Learn how common each name is from ``names`` alone (see
+        :meth:`learn_frequencies`, which learns the other fields too). Returns how many
+        names it was learnt from; 0 (and nothing changes) below
+        ``TermFrequencies.MINIMUM`` names."""
+        return self.learn_frequencies(({"name": n} for n in names), fields=("name",)).get("name", 0)
 
     def _store_model(self, model: MatchModel, pairs: int) -> None:
         with storage.begin_write(self._engine) as conn:
