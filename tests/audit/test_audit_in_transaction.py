@@ -219,12 +219,17 @@ def test_a_head_removed_in_the_act_fails_it_and_is_restored(audited: MakeAudited
     assert mw.audit.verify().ok
 
 
+#: PostgreSQL only: what the test needs, SQLite does not have
+only_postgresql = pytest.mark.parametrize(
+    "fresh_database", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
+
+
+@only_postgresql  # SQLite has no unique constraint checked at commit
 def test_a_commit_that_fails_writes_neither_the_act_nor_its_entries(audited: MakeAudited) -> None:
     """A constraint checked at COMMIT fails: the entries appended in the transaction are
     rolled back with the act, and none is announced."""
     mw = audited()
-    if not _postgresql(mw):
-        pytest.skip("SQLite has no unique constraint checked at commit")
     with mw.engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE late (id INTEGER UNIQUE DEFERRABLE INITIALLY DEFERRED)"))
     fill(mw, 1)
@@ -368,12 +373,11 @@ def test_concurrent_appenders_in_threads_and_another_process_make_one_chain(
     assert report.checkpoints >= 2
 
 
+@only_postgresql  # SQLite's transactions are begun by SQLAlchemy (storage._sqlite_begin)
 def test_a_connection_in_autocommit_appends_at_once(audited: MakeAudited) -> None:
     """Without a transaction, an entry is written by the statements that append it, as the
     act's are."""
     mw = audited()
-    if not _postgresql(mw):
-        pytest.skip("SQLite's transactions are begun by SQLAlchemy (storage._sqlite_begin)")
     mw.audit.open()
     with mw.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         entry = mw.audit.record("act.done", actor="clerk-2", connection=conn)
