@@ -20,7 +20,7 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
-from hcm_his_hl7 import messages
+from hcm_his_hl7 import messages, shapes
 from hcm_his_hl7.client import MllpClient, RetryPolicy
 from hcm_his_hl7.er7 import Er7Message, parse_ts
 from hcmiddleware import Middleware, SettingsModel, hookimpl
@@ -284,7 +284,12 @@ class Hl7His:
                 *self._budget,
             )
         self.client = MllpClient(s.host, s.port, policy, messages.CHARSETS[s.encoding][1])
-        self._validate = messages.StrictCheck() if s.validation_cache else messages.validate
+        if s.validation_cache:
+            # the shapes of the adapter's own messages, checked when it was built: the
+            # first message of each is not parsed in full at every start
+            self._validate = messages.StrictCheck(shapes.load())
+        else:
+            self._validate = messages.validate
 
     @hookimpl
     def hcm_unconfigure(self) -> None:
