@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
@@ -667,6 +668,53 @@ def test_control_id_mismatch_is_a_protocol_error(reference_his: ReferenceHis) ->
     client = MllpClient(*reference_his.mllp_address, RetryPolicy(attempts=1))
     with pytest.raises(HisProtocolError, match="acknowledged control ID"):
         client.exchange(text, "C-2")
+
+
+def test_a_visits_messages_share_one_connection(adapter: Any) -> None:
+    mw, plugin = adapter()
+    patient = mw.hooks.hcm_his_register_patient(
+        resident=RESIDENT, card=None, hospital_code=HOSPITAL
+    )
+    registration = mw.hooks.hcm_his_register_visit(patient=patient, request=REQUEST)
+    mw.hooks.hcm_his_queue_position(registration=registration)
+    client = plugin.client
+    assert client is not None
+    assert client.sent >= 6  # PIX, A28, PIX; A04, Z01; Z02
+    assert client.connections == 1
+
+
+def test_keep_alive_zero_is_a_connection_per_message(adapter: Any) -> None:
+    mw, plugin = adapter(keep_alive=0)
+    mw.hooks.hcm_his_register_patient(resident=RESIDENT, card=None, hospital_code=HOSPITAL)
+    assert plugin.client is not None
+    assert plugin.client.connections == plugin.client.sent == 3
+
+
+def test_a_connection_the_his_closed_or_kept_too_long_is_not_used(
+    reference_his: ReferenceHis,
+) -> None:
+    text = messages.qbp_pix(HEADER, "C-1", NOW, "R-0001", "HCMEMPI", "PI")
+    client = MllpClient(*reference_his.mllp_address, RetryPolicy(attempts=1), keep_alive=0.2)
+    client.exchange(text, "C-1")
+    reference_his._mllp._server.close_connections()  # the HIS ends idle connections
+    client.exchange(text.replace("C-1", "C-2"), "C-2")  # one try: a new connection
+    assert (client.sent, client.connections) == (2, 2)
+    time.sleep(0.3)  # longer than keep_alive
+    client.exchange(text.replace("C-1", "C-3"), "C-3")
+    client.exchange(text.replace("C-1", "C-4"), "C-4")
+    assert (client.sent, client.connections) == (4, 3)
+    client.close()
+
+
+def test_a_stopped_his_answers_nothing_on_a_kept_connection(tmp_path: Path) -> None:
+    his = ReferenceHis(tmp_path / "h.db").start()
+    text = messages.qbp_pix(HEADER, "C-1", NOW, "R-0001", "HCMEMPI", "PI")
+    client = MllpClient(*his.mllp_address, RetryPolicy(attempts=2, timeout=0.5, backoff=0.01))
+    client.exchange(text, "C-1")
+    his.stop()
+    with pytest.raises(HisUnavailableError):
+        client.exchange(text.replace("C-1", "C-2"), "C-2")
+    assert client.sent == 3
 
 
 def test_simultaneous_registrations_of_one_resident_make_one_patient(

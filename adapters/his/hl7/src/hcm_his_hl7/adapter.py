@@ -222,6 +222,13 @@ class Hl7HisSettings(SettingsModel):
         "message (~5-10 ms each)",
     )
     timeout: float = Field(2.0, gt=0, le=60, description="seconds to wait for one acknowledgment")
+    keep_alive: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="seconds an idle connection is kept for the next message; 0: one "
+        "connection per message",
+    )
     attempts: int = Field(3, ge=1, le=10, description="tries per message, resends included")
     backoff: float = Field(0.2, ge=0, le=10, description="pause before the first resend; doubles")
     minutes_per_patient: int = Field(
@@ -283,7 +290,11 @@ class Hl7His:
                 s.timeout,
                 *self._budget,
             )
-        self.client = MllpClient(s.host, s.port, policy, messages.CHARSETS[s.encoding][1])
+        if self.client is not None:
+            self.client.close()
+        self.client = MllpClient(
+            s.host, s.port, policy, messages.CHARSETS[s.encoding][1], keep_alive=s.keep_alive
+        )
         if s.validation_cache:
             # the shapes of the adapter's own messages, checked when it was built: the
             # first message of each is not parsed in full at every start
@@ -293,6 +304,8 @@ class Hl7His:
 
     @hookimpl
     def hcm_unconfigure(self) -> None:
+        if self.client is not None:
+            self.client.close()
         self.client = None
 
     @hookimpl
