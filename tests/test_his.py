@@ -146,6 +146,29 @@ def test_find_or_register_links_and_asks_once(hcm_make_middleware: Any) -> None:
     assert len(recorder.calls("hcm_his_register_patient")) == 1
 
 
+def test_the_link_the_his_can_give_again_does_not_wait_for_the_disk(
+    hcm_make_middleware: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hcmiddleware import storage
+
+    mw = start(hcm_make_middleware, his=FullHis())
+    who = resident(mw)
+    writes: list[bool] = []
+    real = storage.begin_write
+
+    def begin_write(engine: Any, *, durable: bool = True, urgent: bool = False) -> Any:
+        writes.append(durable)
+        return real(engine, durable=durable, urgent=urgent)
+
+    monkeypatch.setattr(storage, "begin_write", begin_write)
+    mw.his.find_or_register(who)
+    assert writes == [False], "the link: committed without waiting for the disk"
+    assert mw.residents.hospital_id(who.resident_id, HOSPITAL) == "P00001"
+    writes.clear()
+    mw.residents.link_hospital_id(who.resident_id, "H0002", "Q1")
+    assert writes == [True], "a link made by hand stays durable"
+
+
 def test_wrong_answers_name_the_adapter(hcm_make_middleware: Any) -> None:
     his = FullHis()
     mw = start(hcm_make_middleware, his=his)

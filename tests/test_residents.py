@@ -46,6 +46,41 @@ def test_card_holder_is_enrolled_once_and_announced(tmp_path: Path) -> None:
         assert [c.kwargs["resident"].resident_id for c in enrolled] == [first.resident_id]
 
 
+def test_a_known_cards_enrolment_reads_its_resident_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hcmiddleware.empi.store import DirectStore
+
+    with make(tmp_path) as mw:
+        card = mw.terminal.read(EmulatedCard.from_files(PROFILE, KEYS))
+        first = mw.residents.enrol_from_card(card)
+        reads: list[str] = []
+        real = DirectStore.resident
+
+        def resident(self: DirectStore, resident_id: str) -> Resident:
+            reads.append(resident_id)
+            return real(self, resident_id)
+
+        monkeypatch.setattr(DirectStore, "resident", resident)
+        again = mw.residents.enrol_from_card(card)
+        assert reads == [first.resident_id], "nothing added: read once"
+        assert again.resident_id == first.resident_id
+        assert sorted(again.identifiers, key=repr) == sorted(first.identifiers, key=repr)
+        # a replacement card (same ID number, new card number): its number is added, and
+        # the answer is the resident as it stands with it
+        reads.clear()
+        number = card.issuer.card_number[:-4] + "9999"
+        replacement = card.model_copy(
+            update={"issuer": card.issuer.model_copy(update={"card_number": number})}
+        )
+        updated = mw.residents.enrol_from_card(replacement)
+        assert reads == [first.resident_id] * 2
+        assert updated.resident_id == first.resident_id
+        held = [i.value for i in updated.identifiers if i.kind == IdentifierKind.CARD_NUMBER]
+        assert number in held
+        assert card.issuer.card_number in held
+
+
 def test_without_keys_the_index_does_not_open_and_makes_none(tmp_path: Path) -> None:
     with make(tmp_path, empi={}) as mw:
         with pytest.raises(ConfigError) as caught:

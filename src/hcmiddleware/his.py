@@ -232,7 +232,11 @@ class His:
         if patient is None:
             patient = self.register(resident, card=card, hospital_code=code)
             source = "his-created" if patient.created else "his"
-        residents.link_hospital_id(rid, code, patient.patient_id)
+        # the link remembers what the HIS answers again (find and register are idempotent
+        # per resident): it need not wait for the disk. The caller's next durable commit
+        # (the flow's audit entry) carries it there; a power cut before then costs one
+        # more question to the HIS at the next visit.
+        residents.link_hospital_id(rid, code, patient.patient_id, durable=False)
         return patient, source
 
     def _one_finds_and_creates(self) -> bool:

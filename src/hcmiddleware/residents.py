@@ -244,9 +244,16 @@ class Residents:
         """
         self.index.link_card_number(resident_id, card_number)
 
-    def link_hospital_id(self, resident_id: str, hospital_code: str, patient_id: str) -> None:
-        """Remember the hospital's patient ID for the resident (idempotent)."""
-        self.index.link_hospital_id(resident_id, hospital_code, patient_id)
+    def link_hospital_id(
+        self, resident_id: str, hospital_code: str, patient_id: str, *, durable: bool = True
+    ) -> None:
+        """Remember the hospital's patient ID for the resident (idempotent).
+
+        ``durable=False``: committed without waiting for the disk, for a link the HIS
+        can give again (see :meth:`CrossReference.link_hospital_id
+        <hcmiddleware.empi.crossref.CrossReference.link_hospital_id>`).
+        """
+        self.index.link_hospital_id(resident_id, hospital_code, patient_id, durable=durable)
 
     # -- enrolling ----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hcm_his_hl7 import Hl7His, MllpClient, RetryPolicy, messages
+from hcm_his_hl7 import Hl7His, MllpClient, RetryPolicy, messages, shapes
 from hcm_his_reference import ReferenceHis
 
 from hcmiddleware import Middleware
@@ -454,6 +455,53 @@ def test_the_cached_check_gives_hl7apys_strict_verdict(name: str) -> None:
     assert any(v.startswith("refused") for v in cached)
 
 
+def test_the_shipped_shapes_are_what_the_builders_and_hl7apy_give() -> None:
+    made = shapes.table()  # a full parse of one message of every shape the builders make
+    if os.environ.get("HCM_REGEN_GOLDEN"):
+        shapes.dump(made)
+    assert made == shapes.load(), "shapes.json is stale: run the tests with HCM_REGEN_GOLDEN=1"
+
+
+@pytest.mark.parametrize("name", ["adt_a28", "adt_a04", "qbp_q23", "dft_p03_deposit"])
+def test_a_shipped_shape_gives_hl7apys_verdict_from_the_first_message(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check = messages.StrictCheck(shapes.load())
+    original = GOLDEN_MESSAGES[name]()
+    full_parses: list[str] = []
+    strict = messages._strict
+    monkeypatch.setattr(messages, "_strict", lambda text: full_parses.append(text) or strict(text))
+    check(original)
+    assert full_parses == [], "a shipped shape is not parsed in full"
+    shape = messages._leaves(original)[0]
+    decided: set[str] = set()  # verdicts given without a full parse
+    for segment, line in enumerate(original.split("\r")):
+        fields = line.split("|")
+        for field in range(2 if segment == 0 else 1, len(fields)):
+            if not re.match(r"[^~^&]", fields[field]):
+                continue
+            for value in ODD_VALUES[:5]:
+                text = _replace(original, segment, field + (segment == 0), value)
+                parses = len(full_parses)
+                got = _verdict(check, text)
+                if messages._leaves(text)[0] == shape:
+                    assert len(full_parses) == parses, "decided without a full parse"
+                    decided.add(got)
+                assert got == _verdict(messages.validate, text), (name, line[:3], field, value)
+    assert "valid" in decided
+    assert any(v.startswith("refused") for v in decided)
+
+
+def test_shapes_of_another_hl7apy_are_not_used(tmp_path: Path) -> None:
+    stale = tmp_path / "shapes.json"
+    shapes.dump(shapes.load(), stale)
+    assert shapes.load(stale) == shapes.load()
+    document = stale.read_text(encoding="utf-8").replace('"hl7apy":"', '"hl7apy":"0.0.0-', 1)
+    stale.write_text(document, encoding="utf-8")
+    assert shapes.load(stale) == {}
+    assert shapes.load(tmp_path / "missing.json") == {}
+
+
 def test_the_cached_check_refuses_what_the_full_check_refuses() -> None:
     check = messages.StrictCheck()
     check(GOLDEN_MESSAGES["adt_a04"]())
@@ -483,7 +531,12 @@ def test_every_journey_message_passes_the_adapters_check(adapter: Any, cache: bo
     assert len(checked) == len(sent) > 0, "every message sent was checked first"
     if cache:
         assert isinstance(inner, messages.StrictCheck)
-        assert 0 < len(inner) < len(checked), "messages of one shape share the verdict"
+        shipped = shapes.load()
+        kinds = {messages._leaves(text)[0] for text in checked}
+        assert len(kinds) < len(checked), "messages of one shape share the verdict"
+        assert kinds <= set(inner._shapes), "each shape is remembered"
+        assert kinds <= set(shipped), "the journey's shapes are all in shapes.json"
+        assert len(inner) == len(shipped), "nothing to learn"
     else:
         assert inner is messages.validate
 
@@ -615,6 +668,53 @@ def test_control_id_mismatch_is_a_protocol_error(reference_his: ReferenceHis) ->
     client = MllpClient(*reference_his.mllp_address, RetryPolicy(attempts=1))
     with pytest.raises(HisProtocolError, match="acknowledged control ID"):
         client.exchange(text, "C-2")
+
+
+def test_a_visits_messages_share_one_connection(adapter: Any) -> None:
+    mw, plugin = adapter()
+    patient = mw.hooks.hcm_his_register_patient(
+        resident=RESIDENT, card=None, hospital_code=HOSPITAL
+    )
+    registration = mw.hooks.hcm_his_register_visit(patient=patient, request=REQUEST)
+    mw.hooks.hcm_his_queue_position(registration=registration)
+    client = plugin.client
+    assert client is not None
+    assert client.sent >= 6  # PIX, A28, PIX; A04, Z01; Z02
+    assert client.connections == 1
+
+
+def test_keep_alive_zero_is_a_connection_per_message(adapter: Any) -> None:
+    mw, plugin = adapter(keep_alive=0)
+    mw.hooks.hcm_his_register_patient(resident=RESIDENT, card=None, hospital_code=HOSPITAL)
+    assert plugin.client is not None
+    assert plugin.client.connections == plugin.client.sent == 3
+
+
+def test_a_connection_the_his_closed_or_kept_too_long_is_not_used(
+    reference_his: ReferenceHis,
+) -> None:
+    text = messages.qbp_pix(HEADER, "C-1", NOW, "R-0001", "HCMEMPI", "PI")
+    client = MllpClient(*reference_his.mllp_address, RetryPolicy(attempts=1), keep_alive=0.2)
+    client.exchange(text, "C-1")
+    reference_his._mllp._server.close_connections()  # the HIS ends idle connections
+    client.exchange(text.replace("C-1", "C-2"), "C-2")  # one try: a new connection
+    assert (client.sent, client.connections) == (2, 2)
+    time.sleep(0.3)  # longer than keep_alive
+    client.exchange(text.replace("C-1", "C-3"), "C-3")
+    client.exchange(text.replace("C-1", "C-4"), "C-4")
+    assert (client.sent, client.connections) == (4, 3)
+    client.close()
+
+
+def test_a_stopped_his_answers_nothing_on_a_kept_connection(tmp_path: Path) -> None:
+    his = ReferenceHis(tmp_path / "h.db").start()
+    text = messages.qbp_pix(HEADER, "C-1", NOW, "R-0001", "HCMEMPI", "PI")
+    client = MllpClient(*his.mllp_address, RetryPolicy(attempts=2, timeout=0.5, backoff=0.01))
+    client.exchange(text, "C-1")
+    his.stop()
+    with pytest.raises(HisUnavailableError):
+        client.exchange(text.replace("C-1", "C-2"), "C-2")
+    assert client.sent == 3
 
 
 def test_simultaneous_registrations_of_one_resident_make_one_patient(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
 
 import pytest
 from hcm_his_reference import ReferenceHis
-from hcm_his_reference.validation import StructureCheck, strict_problem
+from hcm_his_reference.validation import StructureCheck, dump, learn, load, strict_problem
 
 START, END = b"\x0b", b"\x1c\x0d"
 #: what the HL7 adapter sends, one file per message type (the HIS's inbound traffic)
@@ -112,6 +113,42 @@ def test_the_his_refuses_a_bad_value_in_a_known_structure(tmp_path: Path, cache:
         check = his.hl7.check
         if cache:
             assert isinstance(check, StructureCheck)
-            assert (check.parsed, check.reused) == (1, 2), "one structure, parsed once"
+            # the adapter's A28 structure: known from the start, never parsed in full
+            assert (check.parsed, check.reused) == (0, 3)
         else:
             assert check is strict_problem
+
+
+def test_the_shipped_structures_are_those_of_the_adapters_messages() -> None:
+    from hcm_his_hl7.shapes import catalog
+
+    made = learn(catalog())  # a full parse of one message of every structure
+    if os.environ.get("HCM_REGEN_GOLDEN"):
+        dump(made)
+    assert made == load(), "structures.json is stale: run the tests with HCM_REGEN_GOLDEN=1"
+
+
+@pytest.mark.parametrize("name", ["adt_a04", "qbp_q23", "ras_o17"])
+def test_a_shipped_structure_gives_the_full_parses_verdict_at_once(name: str) -> None:
+    original = _golden(name)
+    check = StructureCheck(load())
+    assert check(original) is None
+    assert (check.parsed, check.reused) == (0, 1), "known from the start"
+    # a value too long in the second segment's last field that holds one: the same
+    # structure, refused by its datatype without a full parse, as the full parse does
+    fields = original.split("\r")[1].split("|")
+    index = max(i for i, f in enumerate(fields) if i and re.match(r"[^~^&]", f))
+    refused = _with_value(original, 1, index, "9" * 300)
+    verdict = _kind(strict_problem(refused))
+    assert verdict != "valid"
+    assert _kind(check(refused)) == verdict
+    assert (check.parsed, check.reused) == (0, 2)
+
+
+def test_structures_of_another_hl7apy_are_not_used(tmp_path: Path) -> None:
+    stale = tmp_path / "structures.json"
+    dump(load(), stale)
+    assert load(stale) == load()
+    document = stale.read_text(encoding="utf-8").replace('"hl7apy":"', '"hl7apy":"0.0.0-', 1)
+    stale.write_text(document, encoding="utf-8")
+    assert load(stale) == {}

@@ -104,6 +104,40 @@ def test_unknown_reader(pcscd: Pcscd) -> None:
     assert USER_READER in info.value.message
 
 
+def test_a_reader_named_by_a_unique_part(inserted: VpcdCard) -> None:
+    t = PcscTransport(USER_READER[-5:])  # "00 00": the user reader's slot, not the SAM's
+    try:
+        assert t.reader == USER_READER
+    finally:
+        t.close()
+    with pytest.raises(ReaderError) as info:
+        PcscTransport(USER_READER.split()[0])  # "Virtual": both readers
+    assert "no single reader" in info.value.message
+
+
+def test_one_pcsc_context_per_connection(
+    inserted: VpcdCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader named exactly is connected to on the transport's own context: no second
+    context for a list of the readers, and no list at all; closing releases it."""
+    from smartcard import scard
+
+    calls: list[str] = []
+    for name in ("SCardEstablishContext", "SCardReleaseContext", "SCardListReaders"):
+        real = getattr(scard, name)
+
+        def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(_name)
+            return _real(*args)
+
+        monkeypatch.setattr(scard, name, counted)
+    t = PcscTransport(USER_READER)
+    assert t.atr == inserted.card.atr
+    t.close()
+    t.close()  # idempotent
+    assert calls == ["SCardEstablishContext", "SCardReleaseContext"]
+
+
 class ForeignCard:
     """A bank card, as far as the health application is concerned."""
 

@@ -39,6 +39,29 @@ def _no_service() -> ReaderError:
     )
 
 
+class _UnknownReaderError(Exception):
+    """pcscd knows no reader by this exact name (a part of one is looked up in the list)."""
+
+
+def _unsigned(hresult: int) -> int:
+    return hresult + 0x100000000 if hresult < 0 else hresult
+
+
+def _message(scard: Any, hresult: int) -> str:
+    return f"{str(scard.SCardGetErrorMessage(hresult)).strip()} (0x{_unsigned(hresult):08X})"
+
+
+def _scard() -> Any:
+    try:
+        from smartcard import scard
+    except ImportError:
+        raise ReaderError(
+            "PC/SC support is not installed",
+            hint="install it with `pip install 'hcmiddleware[pcsc]'` (needs libpcsclite-dev)",
+        ) from None
+    return scard
+
+
 def _pyscard() -> Any:
     try:
         import smartcard.System
@@ -74,28 +97,79 @@ class PcscTransport:
     """A connection to the card in one PC/SC reader.
 
     ``reader`` is a reader's name (exact, or a unique part of it); ``None`` picks the
-    first reader holding a card. The connection uses ``reader.createConnection()``
-    (a connection from pyscard's ``CardRequest`` dies with the request object).
+    first reader holding a card.
 
     ``exclusive`` (the default) keeps other programs off the card while it is open: the
     session's selected DF and authentications live on the card, and another program's
     SELECT in between would silently drop them. A second program then gets a
-    :class:`ReaderError` ("in use") instead of corrupting the conversation.
+    :class:`ReaderError` ("in use") instead of corrupting the conversation. Closing
+    powers the card down (``SCARD_UNPOWER_CARD``), so nothing of the session outlives it.
+
+    One PC/SC context per connection, used for the reader list too; a reader named
+    exactly is connected to without listing the readers first. pcscd serves every
+    context on a socket and a thread of its own: the list on a context of its own and
+    pyscard's connection object cost two of each per card read, and a round trip to
+    pcscd per step (establish, list, release twice) — 8 calls to pcscd besides the
+    APDUs, now 4 (establish, connect, status, disconnect) and the release.
     """
 
     def __init__(self, reader: str | None = None, *, exclusive: bool = True) -> None:
         self.exclusive = exclusive
-        readers = _readers()
-        if not readers:
+        self._scard = _scard()
+        self._context = self._establish()
+        try:
+            self._open(reader)
+        except BaseException:
+            self._release()
+            raise
+
+    def _establish(self) -> Any:
+        scard = self._scard
+        hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+        if hresult != scard.SCARD_S_SUCCESS:
+            if _unsigned(hresult) == SCARD_E_NO_SERVICE:
+                raise _no_service()
+            raise ReaderError(
+                f"the PC/SC service could not list readers ({_message(scard, hresult)})",
+                hint="check the reader is plugged in and pcscd is healthy",
+            )
+        return context
+
+    def _list(self) -> list[str]:
+        scard = self._scard
+        hresult, readers = scard.SCardListReaders(self._context, [])
+        code = _unsigned(hresult)
+        if code == SCARD_E_NO_READERS_AVAILABLE:
+            return []
+        if code == SCARD_E_NO_SERVICE:
+            raise _no_service()
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise ReaderError(
+                f"the PC/SC service could not list readers ({_message(scard, hresult)})",
+                hint="check the reader is plugged in and pcscd is healthy",
+            )
+        return [str(r) for r in readers]
+
+    def _open(self, reader: str | None) -> None:
+        if reader is not None:
+            # a reader named exactly (the configured one) needs no list
+            try:
+                self._connect(reader)
+                return
+            except _UnknownReaderError:
+                pass
+            except ReaderError:
+                raise
+            except CardAbsentError:
+                raise CardAbsentError(f"no card in reader {reader!r}") from None
+        names = self._list()
+        if not names:
             raise ReaderError(
                 "no card reader is connected",
                 hint="plug in the card reader and check its cable",
             )
-        names = [str(r) for r in readers]
         if reader is not None:
-            matches = [r for r in readers if str(r) == reader] or [
-                r for r in readers if reader in str(r)
-            ]
+            matches = [n for n in names if n == reader] or [n for n in names if reader in n]
             if len(matches) != 1:
                 raise ReaderError(
                     f"no single reader named {reader!r} (readers: {', '.join(names)})",
@@ -103,7 +177,7 @@ class PcscTransport:
                 )
             candidates = matches
         else:
-            candidates = readers
+            candidates = names
         busy: ReaderError | None = None
         for candidate in candidates:
             try:
@@ -111,7 +185,7 @@ class PcscTransport:
                 return
             except ReaderError as exc:
                 busy = busy or exc  # a card in a busy reader beats "no card anywhere"
-            except CardAbsentError:
+            except (CardAbsentError, _UnknownReaderError):
                 pass
         if busy is not None:
             raise busy
@@ -119,29 +193,36 @@ class PcscTransport:
             "no card in " + (f"reader {reader!r}" if reader else "any reader"),
         )
 
-    def _connect(self, reader: Any) -> None:
-        from smartcard.Exceptions import SmartcardException
-        from smartcard.scard import SCARD_SHARE_EXCLUSIVE, SCARD_SHARE_SHARED
-
-        connection = reader.createConnection()
-        try:
-            connection.connect(mode=SCARD_SHARE_EXCLUSIVE if self.exclusive else SCARD_SHARE_SHARED)
-        except SmartcardException as exc:
-            # Release now: pyscard's finaliser would do it later, maybe after pcscd is gone.
-            with contextlib.suppress(SmartcardException):
-                connection.release()
-            code = _hresult(exc)
+    def _connect(self, reader: str) -> None:
+        scard = self._scard
+        mode = scard.SCARD_SHARE_EXCLUSIVE if self.exclusive else scard.SCARD_SHARE_SHARED
+        hresult, card, protocol = scard.SCardConnect(
+            self._context, reader, mode, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+        )
+        if hresult != scard.SCARD_S_SUCCESS:
+            code = _unsigned(hresult)
             if code == SCARD_E_NO_SERVICE:
-                raise _no_service() from None
+                raise _no_service()
             if code == SCARD_E_SHARING_VIOLATION:
                 raise ReaderError(
                     f"reader {reader} is in use by another program",
                     hint="close the other program using the card reader",
-                ) from None
-            raise CardAbsentError(f"no usable card in reader {reader}") from None
-        self._connection = connection
-        self.reader = str(reader)
-        self._atr = bytes(connection.getATR())
+                )
+            if code in (SCARD_E_UNKNOWN_READER, SCARD_E_READER_UNAVAILABLE):
+                raise _UnknownReaderError(reader)  # looked up in the list
+            raise CardAbsentError(f"no usable card in reader {reader}")
+        pci = {
+            scard.SCARD_PROTOCOL_T0: scard.SCARD_PCI_T0,
+            scard.SCARD_PROTOCOL_T1: scard.SCARD_PCI_T1,
+        }
+        self._pci = pci.get(protocol, scard.SCARD_PCI_RAW)
+        self._connection = card
+        self.reader = reader
+        hresult, _name, _state, _protocol, atr = scard.SCardStatus(card)
+        if hresult != scard.SCARD_S_SUCCESS:
+            self.close()
+            raise CardAbsentError(f"no usable card in reader {reader}")
+        self._atr = bytes(atr)
 
     @property
     def atr(self) -> bytes:
@@ -150,20 +231,19 @@ class PcscTransport:
 
     def transmit(self, apdu: bytes) -> bytes:
         """Send one APDU; a pulled card is :class:`CardAbsentError`."""
-        from smartcard.Exceptions import SmartcardException
-
         if self._connection is None:
             raise CardAbsentError("the card connection is closed")
-        try:
-            data, sw1, sw2 = self._connection.transmit(list(apdu))
-        except SmartcardException as exc:
-            code = _hresult(exc)
-            if code == SCARD_E_NO_SERVICE:
-                raise _no_service() from None
-            if code in _ABSENT or code == SCARD_E_READER_UNAVAILABLE or self._card_gone():
-                raise CardAbsentError("the card was removed during the operation") from None
-            raise CardProtocolError(f"the reader failed to exchange an APDU ({exc})") from None
-        return bytes(data) + bytes((sw1, sw2))
+        scard = self._scard
+        hresult, response = scard.SCardTransmit(self._connection, self._pci, list(apdu))
+        if hresult == scard.SCARD_S_SUCCESS and len(response) >= 2:
+            return bytes(b & 0xFF for b in response)
+        code = _unsigned(hresult)
+        if code == SCARD_E_NO_SERVICE:
+            raise _no_service()
+        if code in _ABSENT or code == SCARD_E_READER_UNAVAILABLE or self._card_gone():
+            raise CardAbsentError("the card was removed during the operation")
+        what = _message(scard, hresult) if hresult else "the card returned no valid response"
+        raise CardProtocolError(f"the reader failed to exchange an APDU ({what})")
 
     def _card_gone(self, wait: float = 2.0) -> bool:
         """After a failed exchange: does pcscd report the reader empty within ``wait`` s?
@@ -194,17 +274,25 @@ class PcscTransport:
             scard.SCardReleaseContext(context)
 
     def close(self) -> None:
-        """Disconnect from the card (idempotent)."""
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            from smartcard.Exceptions import SmartcardException
+        """Power the card down and disconnect; release the context (idempotent)."""
+        card, self._connection = self._connection, None
+        if card is not None:
+            # the card or pcscd may already be gone: nothing to report
+            self._scard.SCardDisconnect(card, self._scard.SCARD_UNPOWER_CARD)
+        self._release()
 
-            # the card or pcscd may already be gone
-            with contextlib.suppress(SmartcardException):
-                connection.disconnect()
-            release = getattr(connection, "release", None)
-            if callable(release):
-                with contextlib.suppress(SmartcardException):
-                    release()
+    def _release(self) -> None:
+        context, self._context = self._context, None
+        if context is not None:
+            self._scard.SCardReleaseContext(context)
 
+    def __del__(self) -> None:
+        # a transport dropped without close(): give pcscd its context and thread back
+        with contextlib.suppress(Exception):
+            self.close()
+
+    _context: Any = None
+    _pci: Any = None
+    _atr: bytes = b""
+    reader: str = ""
     _connection: Any = None

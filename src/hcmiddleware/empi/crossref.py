@@ -20,14 +20,25 @@ __all__ = ["CrossReference"]
 class CrossReference(IndexCore):
     """Links to hospital patient IDs and regional index IDs."""
 
-    def link_hospital_id(self, resident_id: str, hospital_code: str, patient_id: str) -> Identifier:
+    def link_hospital_id(
+        self, resident_id: str, hospital_code: str, patient_id: str, *, durable: bool = True
+    ) -> Identifier:
         """Record the hospital's own patient id for the resident; idempotent.
+
+        ``durable=False`` commits without waiting for the disk (see
+        :func:`hcmiddleware.storage.begin_write`): for a link the HIS can give again —
+        lost only in a power cut before the next durable commit, it costs one more
+        question to the HIS, which answers with the same patient.
 
         Raises :class:`IdentifierConflictError` when that hospital's patient id already
         belongs to another resident (the HIS has two records: merge them first).
         """
         return self._link(
-            resident_id, IdentifierKind.HOSPITAL_PATIENT_ID, hospital_code, patient_id
+            resident_id,
+            IdentifierKind.HOSPITAL_PATIENT_ID,
+            hospital_code,
+            patient_id,
+            durable=durable,
         )
 
     def link_regional_id(self, resident_id: str, index_code: str, regional_id: str) -> Identifier:
@@ -56,13 +67,14 @@ class CrossReference(IndexCore):
         value: str,
         *,
         issued: bool = True,
+        durable: bool = True,
     ) -> Identifier:
         issuer = normalize_code(issuer)
         if issued and not issuer:
             raise IdentityError(f"a {kind.value} needs the code of its issuer", field="issuer")
         canonical = self._canonical(kind, value)
         bidx = self._ident_bidx(kind, canonical)
-        with storage.begin_write(self._engine) as conn:
+        with storage.begin_write(self._engine, durable=durable) as conn:
             self._refuse_during_bulk_load(conn)
             target = self._codec.row(conn, resident_id, follow=True)["id"]
             holder = conn.scalar(Q_HOLDER, {"kind": kind.value, "issuer": issuer, "bidx": bidx})

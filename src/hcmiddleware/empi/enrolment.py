@@ -175,15 +175,18 @@ class Enrolling(Preparation, Search):
                 kind=first.value,
                 holder=",".join(sorted(holders)),
             )
-        elif holders:
-            conflict = self._id_number_conflict(store.resident(next(iter(holders))), bidxs)
+        known: Resident | None = None
+        if len(holders) == 1:
+            known = store.resident(next(iter(holders)))
+            conflict = self._id_number_conflict(known, bidxs)
         if conflict is not None and prepared.strict:
             raise conflict
-        if holders and conflict is None:
+        if known is not None and conflict is None:
             resident_id, matched_on = next(iter(holders.items()))
-            self._attach(store, resident_id, bidxs, present, prepared)
+            if self._attach(store, resident_id, bidxs, present, prepared):
+                known = store.resident(resident_id)  # as it stands with what was added
             return Enrolment(
-                resident=store.resident(resident_id),
+                resident=known,
                 created=False,
                 matched_on=matched_on,
                 warnings=warnings,
@@ -310,7 +313,9 @@ class Enrolling(Preparation, Search):
         bidxs: list[tuple[IdentifierKind, str, str, bytes]],
         present: set[tuple[str, str, bytes]],
         prepared: PreparedRecord,
-    ) -> None:
+    ) -> bool:
+        """Give the resident the identifiers and the source record it lacks; whether
+        anything was written."""
         source, record_id = prepared.source, prepared.record_id
         new_source = False
         if source is not None and record_id is not None:
@@ -330,6 +335,8 @@ class Enrolling(Preparation, Search):
                     store.now, resident_id, source, record_id, prepared.demographics, prepared.flags
                 )
             )
+            return True
+        return bool(rows)
 
     def _source_row(
         self,

@@ -20,7 +20,7 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
-from hcm_his_hl7 import messages
+from hcm_his_hl7 import messages, shapes
 from hcm_his_hl7.client import MllpClient, RetryPolicy
 from hcm_his_hl7.er7 import Er7Message, parse_ts
 from hcmiddleware import Middleware, SettingsModel, hookimpl
@@ -222,6 +222,13 @@ class Hl7HisSettings(SettingsModel):
         "message (~5-10 ms each)",
     )
     timeout: float = Field(2.0, gt=0, le=60, description="seconds to wait for one acknowledgment")
+    keep_alive: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="seconds an idle connection is kept for the next message; 0: one "
+        "connection per message",
+    )
     attempts: int = Field(3, ge=1, le=10, description="tries per message, resends included")
     backoff: float = Field(0.2, ge=0, le=10, description="pause before the first resend; doubles")
     minutes_per_patient: int = Field(
@@ -283,11 +290,22 @@ class Hl7His:
                 s.timeout,
                 *self._budget,
             )
-        self.client = MllpClient(s.host, s.port, policy, messages.CHARSETS[s.encoding][1])
-        self._validate = messages.StrictCheck() if s.validation_cache else messages.validate
+        if self.client is not None:
+            self.client.close()
+        self.client = MllpClient(
+            s.host, s.port, policy, messages.CHARSETS[s.encoding][1], keep_alive=s.keep_alive
+        )
+        if s.validation_cache:
+            # the shapes of the adapter's own messages, checked when it was built: the
+            # first message of each is not parsed in full at every start
+            self._validate = messages.StrictCheck(shapes.load())
+        else:
+            self._validate = messages.validate
 
     @hookimpl
     def hcm_unconfigure(self) -> None:
+        if self.client is not None:
+            self.client.close()
         self.client = None
 
     @hookimpl

@@ -7,12 +7,21 @@ pause between tries. A HIS that follows HL7's original acknowledgment rules answ
 resent control ID with its first answer instead of acting twice, so a retry can never
 register a patient or a payment twice. A NAK (``AE``/``AR``) is an answer, not a
 failure of transport: it is never resent.
+
+Connections: an exchange that went well leaves its connection open for the next one
+(``keep_alive`` seconds at most; MLLP carries any number of messages on one connection,
+one answer after each), so a visit's messages do not each pay a TCP connection — and a
+thread of the HIS's listener — of their own. A kept connection the HIS has closed
+meanwhile is seen before it is used (a peek finds its end) and left; one that fails
+during an exchange is closed, and the try is a try like any other. ``keep_alive=0``: a
+connection per exchange.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -49,6 +58,21 @@ class RetryPolicy:
         return float(self.backoff * (2 ** (attempt - 1)))
 
 
+def _still_open(sock: socket.socket) -> bool:
+    """Is an idle connection still open: nothing to read, no end of stream, no error?"""
+    try:
+        sock.setblocking(False)
+        try:
+            sock.recv(1, socket.MSG_PEEK)  # the end of the stream, or bytes unasked for
+            return False
+        finally:
+            sock.setblocking(True)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
 class _TransportError(Exception):
     """One try failed below HL7 (no connection, no answer, unreadable answer)."""
 
@@ -59,15 +83,66 @@ class _TransportError(Exception):
 
 
 class MllpClient:
-    """Sends messages to one HIS MLLP endpoint; one connection per exchange."""
+    """Sends messages to one HIS MLLP endpoint, on connections kept for the next one."""
 
-    def __init__(self, host: str, port: int, policy: RetryPolicy, codec: str = "utf-8") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        policy: RetryPolicy,
+        codec: str = "utf-8",
+        *,
+        keep_alive: float = 30.0,
+    ) -> None:
         self.host = host
         self.port = port
         self.policy = policy
         self.codec = codec
+        #: seconds an idle connection is kept for the next exchange (0: none is kept)
+        self.keep_alive = keep_alive
         #: tries made since start (resends included), for tests and ``hcm doctor``
         self.sent = 0
+        #: connections opened since start, for tests
+        self.connections = 0
+        #: idle connections and since when (the exchanges of several threads at once
+        #: each take one of their own)
+        self._idle: list[tuple[socket.socket, float]] = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the idle connections (the next exchange opens one again)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for sock, _since in idle:
+            sock.close()
+
+    def _connection(self) -> socket.socket:
+        """An idle connection still open, else a new one."""
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                sock, since = self._idle.pop()
+            if now - since <= self.keep_alive and _still_open(sock):
+                return sock
+            sock.close()
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.policy.timeout)
+        except OSError as exc:
+            raise _TransportError(
+                HisUnavailableError, f"cannot connect ({exc.strerror or exc})"
+            ) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connections += 1
+        return sock
+
+    def _keep(self, sock: socket.socket) -> None:
+        if self.keep_alive <= 0:
+            sock.close()
+            return
+        with self._lock:
+            self._idle.append((sock, time.monotonic()))
 
     def exchange(self, text: str, control_id: str) -> Er7Message:
         """Send ``text``; return the accepted answer (``MSA-1`` = ``AA``).
@@ -98,14 +173,11 @@ class MllpClient:
     def _send(self, payload: bytes) -> bytes:
         self.sent += 1
         deadline = time.monotonic() + self.policy.timeout
+        sock = self._connection()
+        kept = False
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.policy.timeout)
-        except OSError as exc:
-            raise _TransportError(
-                HisUnavailableError, f"cannot connect ({exc.strerror or exc})"
-            ) from None
-        with sock:
             try:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 sock.sendall(payload)
                 buffer = b""
                 while END not in buffer:
@@ -131,10 +203,16 @@ class MllpClient:
                 raise _TransportError(
                     HisUnavailableError, f"connection failed ({exc.strerror or exc})"
                 ) from None
-        frame = buffer.partition(END)[0]
-        if not frame.startswith(START):
-            raise _TransportError(HisProtocolError, "answer is not MLLP-framed")
-        return frame[1:]
+            frame, _, rest = buffer.partition(END)
+            if not frame.startswith(START):
+                raise _TransportError(HisProtocolError, "answer is not MLLP-framed")
+            if not rest:  # nothing after the answer: the connection can carry the next
+                self._keep(sock)
+                kept = True
+            return frame[1:]
+        finally:
+            if not kept:
+                sock.close()
 
     @staticmethod
     def _decode(raw: bytes) -> Er7Message:

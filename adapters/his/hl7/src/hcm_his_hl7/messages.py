@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -558,11 +559,16 @@ class StrictCheck:
     same errors — instead of the whole parse. :func:`validate` is the uncached check.
     """
 
-    #: shapes remembered; a few per message type in practice
+    #: shapes remembered besides those it starts with; a few per message type in practice
     MAX_SHAPES = 1024
 
-    def __init__(self) -> None:
-        self._shapes: dict[tuple[object, ...], tuple[str | None, ...]] = {}
+    def __init__(
+        self, known: Mapping[tuple[object, ...], tuple[str | None, ...]] | None = None
+    ) -> None:
+        #: ``known``: shapes and their datatypes learned before, by a check with the
+        #: same hl7apy (the adapter starts with those of :mod:`hcm_his_hl7.shapes`)
+        self._shapes: dict[tuple[object, ...], tuple[str | None, ...]] = dict(known or {})
+        self._limit = len(self._shapes) + self.MAX_SHAPES
         self._lock = threading.Lock()
 
     def __call__(self, text: str) -> None:
@@ -577,7 +583,7 @@ class StrictCheck:
             by_path = _datatypes(message, shape[2])  # type: ignore[arg-type]
             if by_path is not None:
                 with self._lock:
-                    if len(self._shapes) < self.MAX_SHAPES:
+                    if len(self._shapes) < self._limit:
                         self._shapes[shape] = tuple(by_path.get(path) for path, _ in leaves)
             return
         version = str(shape[1])

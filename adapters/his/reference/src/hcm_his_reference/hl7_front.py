@@ -19,7 +19,8 @@ QBP^Z01..Z07       registration, queue, orders, charges, reports, stay, bill (RS
 Every message is checked with hl7apy's strict v2.5 validation; one that fails is
 refused with ``AR``. The structure of a message (type, version, segments, the positions
 holding values) is parsed in full once; later messages of that structure have their
-values checked with the datatypes found then (see :mod:`hcm_his_reference.validation`;
+values checked with the datatypes found then; the structures of the messages the HL7
+adapter sends are known from the start (see :mod:`hcm_his_reference.validation`;
 ``validation_cache=False`` parses every message in full). A message whose control ID
 (MSH-10) was seen before from the same sender gets the answer it got the first time and
 is not carried out again.
@@ -37,6 +38,7 @@ from typing import Any
 from hcm_his_reference.faults import Fault
 from hcm_his_reference.store import HisFaultError, Row, Store
 from hcm_his_reference.validation import StructureCheck, strict_problem
+from hcm_his_reference.validation import load as load_structures
 
 __all__ = ["CHARSETS", "Hl7Front", "order_group"]
 
@@ -266,9 +268,10 @@ class Hl7Front:
         self.store = store
         self.application = application
         self.strict = strict
-        #: the strict check: once per message structure, or every message in full
+        #: the strict check: once per message structure (those the HL7 adapter sends
+        #: known from the start), or every message in full
         self.check: Callable[[str], str | None] = (
-            StructureCheck() if validation_cache else strict_problem
+            StructureCheck(load_structures()) if validation_cache else strict_problem
         )
         self._counter = itertools.count(1)
         self._routes: dict[str, Callable[[_Message], list[str]]] = {

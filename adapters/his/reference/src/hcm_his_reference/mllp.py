@@ -2,11 +2,13 @@
 
 A message travels as ``0x0B`` + message bytes + ``0x1C 0x0D``. The listener keeps a
 connection open for as many messages as the client sends, answers each in turn, and
-lets the fault switch delay, drop or spoil answers.
+lets the fault switch delay, drop or spoil answers. Stopping it ends the connections
+clients keep open too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import threading
@@ -26,6 +28,17 @@ Handler = Callable[[bytes], bytes]
 
 class _Connection(socketserver.BaseRequestHandler):
     server: _Server
+
+    def setup(self) -> None:
+        sock: socket.socket = self.request
+        # one answer per message, each in one write: nothing for Nagle to hold back
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.live_lock:
+            self.server.live.add(sock)
+
+    def finish(self) -> None:
+        with self.server.live_lock:
+            self.server.live.discard(self.request)
 
     def handle(self) -> None:
         buffer = b""
@@ -74,6 +87,17 @@ class _Server(socketserver.ThreadingTCPServer):
         super().__init__(address, _Connection)
         self.faults = faults
         self.handle_message = handle
+        #: connections open now (a client keeps one for its next message)
+        self.live: set[socket.socket] = set()
+        self.live_lock = threading.Lock()
+
+    def close_connections(self) -> None:
+        """End every open connection: a stopped HIS answers nothing more."""
+        with self.live_lock:
+            live = list(self.live)
+        for sock in live:
+            with contextlib.suppress(OSError):  # already closed by the client
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class MllpServer:
@@ -108,4 +132,5 @@ class MllpServer:
         """Stop listening and close the socket."""
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         self._thread.join(timeout=5)

@@ -19,17 +19,25 @@ value moved) gets the full parse. :func:`strict_problem` is the check without me
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Iterable, Mapping
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.factories import datatype_factory
 from hl7apy.parser import parse_message
 
-__all__ = ["StructureCheck", "strict_problem"]
+__all__ = ["STRUCTURES", "StructureCheck", "dump", "learn", "load", "strict_problem"]
 
 #: where a value sits: segment index, field, repetition (from 0), component, subcomponent
 Position = tuple[int, int, int, int, int]
+#: a structure: (MSH-2, MSH-9, MSH-12), the segments in order, the positions holding values
+Key = tuple[object, ...]
+#: the structures of the messages the HL7 adapter of hcmiddleware sends (see :func:`load`)
+STRUCTURES = Path(__file__).with_name("structures.json")
 
 
 def _problem(exc: Exception) -> str:
@@ -133,11 +141,15 @@ class StructureCheck:
     Thread-safe: the MLLP listener serves each connection in a thread of its own.
     """
 
-    #: structures remembered; a client sends a handful per message type
+    #: structures remembered besides those it starts with; a client sends a handful
+    #: per message type
     LIMIT = 2048
 
-    def __init__(self) -> None:
-        self._known: dict[tuple[object, ...], tuple[str | None, ...]] = {}
+    def __init__(self, known: Mapping[Key, tuple[str | None, ...]] | None = None) -> None:
+        #: ``known``: structures and their datatypes found before with the same hl7apy
+        #: (the reference HIS starts with :func:`load`'s)
+        self._known: dict[Key, tuple[str | None, ...]] = dict(known or {})
+        self._limit = len(self._known) + self.LIMIT
         self._lock = threading.Lock()
         #: full parses and cheap checks made, for tests and the benchmark
         self.parsed = 0
@@ -173,6 +185,56 @@ class StructureCheck:
         by_position = _datatypes(message, key[1])  # type: ignore[arg-type]
         if by_position is not None:
             with self._lock:
-                if len(self._known) < self.LIMIT:
+                if len(self._known) < self._limit:
                     self._known[key] = tuple(by_position.get(p) for p, _ in values)
         return None
+
+
+# -- structures known in advance ------------------------------------------------------------
+#
+# A started HIS parsed the first message of each structure in full: the first patient
+# registered, the first visit, the first query of each kind after every start each cost
+# some 10-20 ms more than the next. ``structures.json`` holds what a StructureCheck learns
+# from one message of every structure the HL7 adapter of hcmiddleware sends (each message
+# type, each optional value present or absent: ``hcm_his_hl7.shapes.catalog``), with the
+# hl7apy version that gave it; the reference HIS starts with it when that hl7apy is the
+# one installed. Any other structure is parsed in full once, as before. The tests check
+# the file, and write it again with HCM_REGEN_GOLDEN=1 (hcm-his-hl7 installed).
+
+
+def learn(texts: Iterable[str]) -> dict[Key, tuple[str | None, ...]]:
+    """What a :class:`StructureCheck` learns from ``texts`` (a full parse of each new
+    structure); a text it refuses is not learned from."""
+    check = StructureCheck()
+    for text in texts:
+        check(text)
+    return dict(check._known)
+
+
+def dump(known: Mapping[Key, tuple[str | None, ...]], path: Path = STRUCTURES) -> None:
+    """Write ``known`` to ``path`` with the installed hl7apy's version."""
+    rows = [
+        [list(header), list(segments), [list(p) for p in positions], list(types)]
+        for (header, segments, positions), types in sorted(
+            known.items(),
+            key=lambda item: repr(item[0]),  # type: ignore[misc]
+        )
+    ]
+    document = {"hl7apy": version("hl7apy"), "structures": rows}
+    path.write_text(json.dumps(document, separators=(",", ":")) + "\n", encoding="utf-8")
+
+
+def load(path: Path = STRUCTURES) -> dict[Key, tuple[str | None, ...]]:
+    """The structures of ``path``; none when they were found with another hl7apy than
+    the one installed (its verdicts may differ), or the file is missing or unreadable."""
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+        if document.get("hl7apy") != version("hl7apy"):
+            return {}
+        known: dict[Key, tuple[str | None, ...]] = {}
+        for header, segments, positions, types in document["structures"]:
+            key = (tuple(header), tuple(segments), tuple(tuple(p) for p in positions))
+            known[key] = tuple(types)
+        return known
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}
