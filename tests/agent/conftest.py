@@ -3,8 +3,12 @@ the sample HIS, and three workstations of three roles."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -172,3 +176,30 @@ def served(tmp_path: Path) -> Iterator[Served]:
             server.should_exit = True
             thread.join(10)
             app.state.agent.close()
+
+
+@contextlib.contextmanager
+def serving(config: Path) -> Iterator[subprocess.Popen[str]]:
+    """``hcm agent serve`` on ``config`` in a process of its own, once it listens;
+    stopped after (SIGTERM, then killed if it does not end) unless it ended already."""
+    hcm = [sys.executable, "-c", "from hcmiddleware.cli import main; main()"]
+    process = subprocess.Popen(
+        [*hcm, "--config", str(config), "agent", "serve"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:"), line if line else process.stderr.read()
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +11,7 @@ import httpx
 
 from hcmiddleware.testing import audit_key, empi_keys
 
-from .conftest import free_port
+from .conftest import free_port, serving
 
 
 def _toml(value: Any) -> str:
@@ -52,33 +47,11 @@ def _config(folder: Path, port: int, **extra: dict[str, Any]) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _serving(config: Path) -> Iterator[subprocess.Popen[str]]:
-    """``hcm agent serve`` on ``config``, once it listens; stopped (SIGTERM) after."""
-    hcm = [sys.executable, "-c", "from hcmiddleware.cli import main; main()"]
-    process = subprocess.Popen(
-        [*hcm, "--config", str(config), "agent", "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("listening on 127.0.0.1:"), line if line else process.stderr.read()
-        yield process
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            process.wait(30)
-
-
 def test_x_forwarded_for_does_not_change_whom_the_rate_limit_counts(tmp_path: Path) -> None:
     """The agent is called on loopback, never through a proxy: a page that sends
     X-Forwarded-For is still the one client it is (its burst of two, then 429)."""
     port = free_port()
-    with _serving(_config(tmp_path, port)):
+    with serving(_config(tmp_path, port)):
         statuses = [
             httpx.get(
                 f"http://127.0.0.1:{port}/v1/health",
@@ -93,7 +66,7 @@ def test_x_forwarded_for_does_not_change_whom_the_rate_limit_counts(tmp_path: Pa
 def test_the_card_index_is_built_before_the_agent_listens(tmp_path: Path) -> None:
     """A service builds the in-memory index of listed cards as it starts, so the first
     card checks are answered from memory, not the database; it says so in its log."""
-    with _serving(_config(tmp_path, free_port(), logging={"level": "INFO"})) as process:
+    with serving(_config(tmp_path, free_port(), logging={"level": "INFO"})) as process:
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert "card index ready: 0 entries" in stderr, stderr

@@ -7,11 +7,8 @@ state, the process exits 0, and nothing new is let in meanwhile.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +24,7 @@ from hcmiddleware import Middleware
 from hcmiddleware.config import load_config
 from hcmiddleware.testing import audit_key, empi_keys
 
-from .conftest import free_port
+from .conftest import free_port, serving
 
 CARD = "1100000000000001"
 ID_NUMBER = "110105198001010032"
@@ -82,18 +79,7 @@ def test_sigterm_lets_the_top_up_in_flight_finish_journalled(
 ) -> None:
     port = free_port()
     config, token = write_config(tmp_path, slow_bank, port)
-    hcm = [sys.executable, "-c", "from hcmiddleware.cli import main; main()"]
-    process = subprocess.Popen(
-        [*hcm, "--config", str(config), "agent", "serve"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("listening on 127.0.0.1:"), line if line else process.stderr.read()
+    with serving(config) as process:
         base = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {token}"}
         answers: list[httpx.Response] = []
@@ -117,10 +103,6 @@ def test_sigterm_lets_the_top_up_in_flight_finish_journalled(
             httpx.get(f"{base}/v1/health", timeout=2)
         caller.join(30)
         assert process.wait(30) == 0, process.stderr.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     (answer,) = answers
     assert answer.status_code == 200, answer.text
     moved = answer.json()

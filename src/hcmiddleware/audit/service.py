@@ -719,27 +719,14 @@ class Audit:
         given: Mapping[str, str],
         done: tuple[int, bytes, bytes, str, int, datetime | None],
     ) -> AuditEntry:
-        at, action, actor, subject, outcome, user, role, terminal, _ = fields
+        at = fields[0]
         seq, prev, new, algorithm, checkpoint_seq, checkpoint_at = done
         self._algorithm = algorithm
         self._tail = (seq, new, algorithm)
         self._appended = True
         if self._checkpoint_due(seq, checkpoint_seq, checkpoint_at, at):
             self._due = True
-        return AuditEntry.model_construct(
-            at=at.replace(tzinfo=UTC),
-            actor=actor,
-            action=action,
-            subject=subject,
-            outcome=outcome,
-            details=dict(given),
-            user=user,
-            role=role,
-            terminal=terminal,
-            seq=seq,
-            prev_hash=prev.hex(),
-            hash=new.hex(),
-        )
+        return _entry(fields, given, seq=seq, prev_hash=prev.hex(), hash_=new.hex())
 
     @staticmethod
     def _write_error(exc: Exception) -> AuditError:
@@ -1092,8 +1079,10 @@ class Audit:
         self._opened = None
 
 
-def _unwritten(fields: tuple[Any, ...], details: Mapping[str, str]) -> AuditEntry:
-    """An entry held for a group commit, as it will be stored (no number or hash yet)."""
+def _entry(
+    fields: tuple[Any, ...], details: Mapping[str, str], *, seq: int, prev_hash: str, hash_: str
+) -> AuditEntry:
+    """The entry of stored ``fields`` (see ``_prepare``), at its place in the chain."""
     at, action, actor, subject, outcome, user, role, terminal, _ = fields
     return AuditEntry.model_construct(
         at=at.replace(tzinfo=UTC),
@@ -1105,10 +1094,15 @@ def _unwritten(fields: tuple[Any, ...], details: Mapping[str, str]) -> AuditEntr
         user=user,
         role=role,
         terminal=terminal,
-        seq=0,
-        prev_hash="",
-        hash="",
+        seq=seq,
+        prev_hash=prev_hash,
+        hash=hash_,
     )
+
+
+def _unwritten(fields: tuple[Any, ...], details: Mapping[str, str]) -> AuditEntry:
+    """An entry held for a group commit, as it will be stored (no number or hash yet)."""
+    return _entry(fields, details, seq=0, prev_hash="", hash_="")
 
 
 def _cursor(conn: Connection) -> Any:

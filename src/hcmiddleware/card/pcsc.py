@@ -9,6 +9,7 @@ PC/SC failures become our error types: no pcscd (``0x8010001D``) and no reader a
 from __future__ import annotations
 
 import contextlib
+import importlib
 import time
 from typing import Any
 
@@ -51,26 +52,23 @@ def _message(scard: Any, hresult: int) -> str:
     return f"{str(scard.SCardGetErrorMessage(hresult)).strip()} (0x{_unsigned(hresult):08X})"
 
 
-def _scard() -> Any:
+def _pcsc_module(name: str) -> Any:
+    """``smartcard.<name>``, or the ReaderError that says how to install pyscard."""
     try:
-        from smartcard import scard
+        return importlib.import_module(f"smartcard.{name}")
     except ImportError:
         raise ReaderError(
             "PC/SC support is not installed",
             hint="install it with `pip install 'hcmiddleware[pcsc]'` (needs libpcsclite-dev)",
         ) from None
-    return scard
+
+
+def _scard() -> Any:
+    return _pcsc_module("scard")
 
 
 def _pyscard() -> Any:
-    try:
-        import smartcard.System
-    except ImportError:
-        raise ReaderError(
-            "PC/SC support is not installed",
-            hint="install it with `pip install 'hcmiddleware[pcsc]'` (needs libpcsclite-dev)",
-        ) from None
-    return smartcard.System
+    return _pcsc_module("System")
 
 
 def _readers() -> list[Any]:

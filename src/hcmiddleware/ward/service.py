@@ -91,20 +91,27 @@ class Ward:
         return self._mw.audit.engine is self._mw.engine
 
     def _entry(
-        self, action: str, *, actor: str, outcome: str = "ok", **details: str
+        self,
+        action: str,
+        *,
+        actor: str,
+        outcome: str = "ok",
+        subject: str | None = None,
+        **details: str,
     ) -> Audited | None:
         """The act's audit entry, to be written in the act's own transaction by the store
-        (``audited(conn, subject)``); ``None`` when the audit log keeps another database
+        (``audited(conn, found)``: about ``subject`` if given, else about what the store
+        found — the band's resident); ``None`` when the audit log keeps another database
         than the ward's (then the service writes it once the act has committed)."""
         audit = self._mw.audit
         if not self._together():
             return None
 
-        def audited(conn: Connection, subject: str) -> None:
+        def audited(conn: Connection, found: str) -> None:
             audit.record(
                 action,
                 actor=actor,
-                subject=subject,
+                subject=subject or found,
                 outcome=outcome,  # type: ignore[arg-type]
                 details=details,
                 connection=conn,
@@ -583,20 +590,21 @@ class Ward:
         elif stage == "during":
             executed_at = when
         details = {"order": order.order_id, "check": stage, "execution": execution_id}
-        audited = self._entry("ward.check", actor=scan.nurse_id, **details)
-        resident_id = binding.resident_id
+        audited = self._entry(
+            "ward.check", actor=scan.nurse_id, subject=binding.resident_id, **details
+        )
         moved = executions.advance(
             execution_id,
             expected=stage,
             next_state=next_state,
             checks=checks,
             executed_at=executed_at,
-            audited=(lambda conn, _id: audited(conn, resident_id)) if audited else None,
+            audited=audited,
         )
         self._mw.audit.flush()
         if audited is None:
             self._mw.audit.record(
-                "ward.check", actor=scan.nurse_id, subject=resident_id, details=details
+                "ward.check", actor=scan.nurse_id, subject=binding.resident_id, details=details
             )
         if next_state == "done":
             return self._upload(moved)
@@ -618,11 +626,10 @@ class Ward:
         _bands, executions, _desk = self._ready()
         current = executions.get(execution_id)
         details = {"order": current.order_id, "reason": reason[:80]}
-        audited = self._entry("ward.abandon", actor=actor, **details)
-        admission_id = current.admission_id
+        audited = self._entry("ward.abandon", actor=actor, subject=current.admission_id, **details)
         done = executions.abandon(
             execution_id,
-            audited=(lambda conn, _id: audited(conn, admission_id)) if audited else None,
+            audited=audited,
         )
         self._mw.audit.flush()
         if audited is None:
@@ -661,13 +668,18 @@ class Ward:
             "his": "recorded" if ok else "failed",
         }
         outcome = "ok" if ok else "failed"
-        audited = self._entry("ward.execute", actor=execution.nurse_id, outcome=outcome, **details)
-        admission_id = execution.admission_id
+        audited = self._entry(
+            "ward.execute",
+            actor=execution.nurse_id,
+            outcome=outcome,
+            subject=execution.admission_id,
+            **details,
+        )
         updated = executions.uploaded(
             execution.execution_id,
             ok=bool(ok),
             error=error,
-            audited=(lambda conn, _id: audited(conn, admission_id)) if audited else None,
+            audited=audited,
         )
         self._mw.audit.flush()
         # the HIS changes an executed order (done, or its next occurrence): ask it next time
@@ -677,7 +689,7 @@ class Ward:
             self._mw.audit(
                 "ward.execute",
                 actor=execution.nurse_id,
-                subject=admission_id,
+                subject=execution.admission_id,
                 outcome=outcome,  # type: ignore[arg-type]
                 **details,
             )
