@@ -435,7 +435,7 @@ def _per_kind(
 
 def _load_dirty(
     path: Path, folder: Path, size: int, loader: str, frequencies: Sequence[str]
-) -> tuple[float, Any, dict[str, list[str]], set[tuple[str, str]], sa.Engine]:
+) -> tuple[float, Any, dict[str, list[str]], set[tuple[str, str]], sa.Engine, ResidentIndex]:
     """Load the file into a fresh SQLite index (encryption on) the ordinary way or in
     bulk; the seconds it took, the report, records by resident and pairs in review."""
     db = folder / f"dirty{size}-{loader}.db"
@@ -462,7 +462,7 @@ def _load_dirty(
             for b in residents[item.candidate_id]
         )
     }
-    return seconds, report, residents, in_review, engine
+    return seconds, report, residents, in_review, engine, index
 
 
 def bench_dirty(
@@ -474,6 +474,7 @@ def bench_dirty(
     loaders: Sequence[str] = ("bulk",),
     frequencies: Sequence[str] = TF_FIELDS,
     floor: bool = False,
+    latency: bool = False,
 ) -> None:
     """The dirty population: load it into this index, run Splink on the same file.
 
@@ -483,7 +484,8 @@ def bench_dirty(
     ordinary import (the quality columns are the first one's; the two make the same
     links). ``frequencies``: the fields whose term frequencies are learnt from the file
     first (none: no term-frequency adjustment). ``floor``: also the write floor of the
-    loaded index (:func:`write_floor`).
+    loaded index (:func:`write_floor`). ``latency``: also exact lookups and searches
+    on the loaded index (:func:`_latencies`).
     """
     began = time.perf_counter()
     pop = dirty_population(size, seed=size)
@@ -505,7 +507,7 @@ def bench_dirty(
     for loader in loaders:
         loads[loader] = _load_dirty(path, folder, size, loader, frequencies)
         print(f"({loader}: {loads[loader][0]:.1f} s)", file=sys.stderr)
-    _seconds, report, residents, in_review, engine = loads[loaders[0]]
+    _seconds, report, residents, in_review, engine, index = loads[loaders[0]]
     ours = _pairs_of(residents.values())
     if len(loads) > 1:
         same = {frozenset(map(tuple, (sorted(g) for g in x[2].values()))) for x in loads.values()}
@@ -515,6 +517,19 @@ def bench_dirty(
         target = storage.create_engine(f"sqlite:///{folder / f'floor{size}.db'}")
         floor_rate = write_floor(engine, target, limit=10**9)
         target.dispose()
+    latencies: dict[str, tuple[float, float]] = {}
+    if latency:
+        # originals, whose numbers are as the issuer wrote them: what a desk looks up
+        clean = [
+            p
+            for p in pop.records
+            if p.record_id not in pop.error_of
+            and p.id_number
+            and p.card_number
+            and len(p.id_number) == 18
+            and p.id_number.isascii()
+        ]
+        latencies = _latencies(index, clean)
     residents_count = len(residents)
     engine.dispose()
 
@@ -534,14 +549,23 @@ def bench_dirty(
         f"\nDirty Chinese population: {len(rows):,} records, {len(truth):,} true pairs, "
         f"encryption on, term frequencies: {', '.join(frequencies) or 'none'}; this index: "
         f"{times} ({len(report.bad_rows)} rows refused, {report.flagged:,} flagged, "
-        f"{report.reviews:,} sent to review, {residents_count:,} residents), Splink (DuckDB, "
-        f"clusters at {splink_threshold}) took {splink_seconds:.1f} s"
+        f"{report.reviews:,} sent to review, {residents_count:,} residents), "
+        + (
+            f"Splink (DuckDB, clusters at {splink_threshold}) took {splink_seconds:.1f} s"
+            if splink
+            else "Splink not run"
+        )
     )
     if floor and floor_rate:
         print(
             f"write floor: {floor_rate:,.0f} residents/s, i.e. "
             f"{residents_count / floor_rate:.1f} s for the {residents_count:,} residents "
             "(inserts only, into an empty SQLite file)"
+        )
+    if latencies:
+        print(
+            "on the loaded index, ms p50/p99: "
+            + ", ".join(f"{k} {v[0]:.2f}/{v[1]:.2f}" for k, v in latencies.items())
         )
     print(f"{'kind':<22}{'pairs':>7}  {'ours P':>7}{'R':>7}{'F1':>7}  {'Splink P':>9}{'R':>7}"
           f"{'F1':>7}  {'ours in review':>14}")  # fmt: skip
@@ -581,6 +605,26 @@ def _timed(calls: Iterable[Callable[[], Any]]) -> list[float]:
         call()
         out.append(time.perf_counter() - start)
     return out
+
+
+def _latencies(index: ResidentIndex, people: Sequence[Any]) -> dict[str, tuple[float, float]]:
+    """p50/p99 ms of exact lookups by ID and card number (500 people drawn from
+    ``people``) and of demographic searches (200 of them) on ``index``."""
+    rng = np.random.default_rng(1)
+    sample = [people[i] for i in rng.choice(len(people), min(500, len(people)), replace=False)]
+    lookups = _timed([lambda p=p: index.lookup("id_number", p.id_number or "") for p in sample])
+    cards = _timed([lambda p=p: index.lookup("card_number", p.card_number or "") for p in sample])
+    searches = _timed(
+        [
+            lambda p=p: index.search(name=p.name, sex=p.sex, birth_date=p.birth_date, phone=p.phone)
+            for p in sample[:200]
+        ]
+    )
+    return {
+        "id lookup": _percentiles(lookups),
+        "card lookup": _percentiles(cards),
+        "search": _percentiles(searches),
+    }
 
 
 def write_floor(source: sa.Engine, target: sa.Engine, limit: int) -> float:
@@ -683,21 +727,8 @@ def bench_population(
         report = import_csv(index, path, source="bench", progress=progress)  # default batch
         import_seconds = time.perf_counter() - start
 
-        rng = np.random.default_rng(1)
         originals = [p for p in people if p.record_id.startswith("P")]
-        sample = [originals[i] for i in rng.choice(len(originals), 500, replace=False)]
-        lookups = _timed([lambda p=p: index.lookup("id_number", p.id_number or "") for p in sample])
-        cards = _timed(
-            [lambda p=p: index.lookup("card_number", p.card_number or "") for p in sample]
-        )
-        searches = _timed(
-            [
-                lambda p=p: index.search(
-                    name=p.name, sex=p.sex, birth_date=p.birth_date, phone=p.phone
-                )
-                for p in sample[:200]
-            ]
-        )
+        timed = _latencies(index, originals)
         enrolments = _timed(
             [
                 lambda i=i: index.enrol(
@@ -751,9 +782,9 @@ def bench_population(
         "records": len(people),
         "import_rate": len(people) / import_seconds,
         "prepare_only": prepare_rate,
-        "lookup_id": _percentiles(lookups),
-        "lookup_card": _percentiles(cards),
-        "search": _percentiles(searches),
+        "lookup_id": timed["id lookup"],
+        "lookup_card": timed["card lookup"],
+        "search": timed["search"],
         "enrol": _percentiles(enrolments),
         "reviews": report.reviews,
         "bad_rows": len(report.bad_rows),
@@ -807,6 +838,11 @@ def main() -> None:
     parser.add_argument(
         "--floor", action="store_true", help="part 2: also the write floor of the loaded index"
     )
+    parser.add_argument(
+        "--latency",
+        action="store_true",
+        help="part 2: also exact lookups and searches (p50/p99) on the loaded index",
+    )
     args = parser.parse_args()
 
     if not args.skip_febrl:
@@ -827,6 +863,7 @@ def main() -> None:
                     else (args.dirty_loader,),
                     frequencies=() if args.no_name_frequencies else tuple(args.frequencies),
                     floor=args.floor,
+                    latency=args.latency,
                 )
     if args.skip_population:
         return
