@@ -179,9 +179,12 @@ def test_off_loop_keeps_the_routes_signature_and_leaves_coroutines_alone() -> No
         workers.close()
 
 
-def test_a_lookup_crosses_to_a_thread_once_and_health_not_at_all(tmp_path: Path) -> None:
-    """The lookup's service call runs in the agent's workers, and nothing of the request
-    in anyio's thread pool (its answer is validated on the loop); health needs no thread."""
+def test_a_search_crosses_to_a_thread_once_a_lookup_and_health_not_at_all(
+    tmp_path: Path,
+) -> None:
+    """A search's service call runs in the agent's workers, and nothing of the request
+    in anyio's thread pool (its answer is validated on the loop); a lookup runs on the
+    loop (``on_loop``), health needs no thread."""
     from fastapi.testclient import TestClient
 
     import hcmiddleware.agent.workers as workers_module
@@ -217,12 +220,17 @@ def test_a_lookup_crosses_to_a_thread_once_and_health_not_at_all(tmp_path: Path)
                 first = client.get("/v1/residents/lookup", params=query, headers=headers)
                 assert first.status_code == 200, first.text
                 # the workstation's first session is made in a thread (it may write a refusal)
-                assert handed == ["session_for", "lookup"]
+                assert handed == ["session_for"]
                 handed.clear()
                 found = client.get("/v1/residents/lookup", params=query, headers=headers)
                 assert found.status_code == 200, found.text
                 assert found.json()["id_number"] == number
-                assert handed == ["lookup"]
+                assert handed == []
+                searched = client.post(
+                    "/v1/residents/search", json={"name": "张三"}, headers=headers
+                )
+                assert searched.status_code == 200, searched.text
+                assert handed == ["search"]
                 handed.clear()
                 assert client.get("/v1/health").status_code == 200
                 assert handed == []
@@ -231,7 +239,7 @@ def test_a_lookup_crosses_to_a_thread_once_and_health_not_at_all(tmp_path: Path)
                     params={"kind": "id_number", "value": "110101199003070038"},
                     headers=headers,
                 )
-                assert missing.status_code == 404  # the route's typed error, from the thread
+                assert missing.status_code == 404  # the route's typed error, from the loop
                 assert missing.json()["title"] == "ResidentNotFoundError"
             # FastAPI's own pool is never used for a route or its answer
             assert pool == []

@@ -43,7 +43,7 @@ from hcmiddleware.agent.deps import As, Who
 from hcmiddleware.agent.events import EventBridge
 from hcmiddleware.agent.guard import Guard
 from hcmiddleware.agent.problems import MEDIA_TYPE, Problem, problem_of, status_of
-from hcmiddleware.agent.workers import Workers, off_loop
+from hcmiddleware.agent.workers import Committer, Workers, held_on_loop, off_loop, on_loop
 from hcmiddleware.card.data import CardRead, Issuer
 from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.config import AgentSection
@@ -104,6 +104,8 @@ class AgentState:
         self.calls = CallLog(mw)
         #: the threads the routes' service calls run in (one hand-over per request)
         self.workers = Workers()
+        #: commits the audit entries of the routes that run on the loop (``on_loop``)
+        self.committer = Committer(mw._raw("audit"))
         self.card_lock = threading.Lock()
         self.started = dt.datetime.now(dt.UTC)
         self._active = 0
@@ -129,6 +131,7 @@ class AgentState:
         """Stop the worker threads (the calls queued run first) and write the queued
         ``agent.call`` entries; the Middleware stays open (it is the caller's)."""
         self.workers.close()
+        self.committer.close()
         self.calls.close()
 
     @contextmanager
@@ -300,7 +303,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
         **_without_telemetry(),
     )
     # every plain ``def`` route below runs its service call in the agent's workers
-    app.router.route_class = _route_class(state.workers)
+    app.router.route_class = _route_class(state)
     app.state.agent = state
     app.add_middleware(Guard, mw=mw, settings=settings, tokens=state.tokens, calls=state.calls)
 
@@ -400,6 +403,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
     # -- the resident index ----------------------------------------------------------
 
     @app.get("/v1/residents/lookup", tags=["residents"])
+    @on_loop
     def lookup(
         s: As,
         kind: Annotated[IdentifierKind, Query()],
@@ -417,6 +421,7 @@ def create_app(mw: Middleware, settings: AgentSection | None = None) -> FastAPI:
         return found
 
     @app.get("/v1/residents/{resident_id}", tags=["residents"])
+    @on_loop
     def get_resident(
         s: As, resident_id: Annotated[str, Path(min_length=1, max_length=64)]
     ) -> Resident:
@@ -629,14 +634,22 @@ def _without_telemetry() -> dict[str, Any]:
     return {"telemetry": dict.fromkeys(off, False)}
 
 
-def _route_class(workers: Workers) -> type[APIRoute]:
-    """FastAPI's route, with a plain ``def`` endpoint run in ``workers``
+def _route_class(state: AgentState) -> type[APIRoute]:
+    """FastAPI's route, with a plain ``def`` endpoint run in the agent's workers
     (:func:`~hcmiddleware.agent.workers.off_loop`): one hand-over to a thread per
-    request, the answer validated on the loop."""
+    request, the answer validated on the loop; one marked
+    :func:`~hcmiddleware.agent.workers.on_loop` runs on the loop, its audit entries
+    committed by the agent's committer."""
 
     class _Route(APIRoute):
         def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
-            super().__init__(path, off_loop(endpoint, workers), **kwargs)
+            if getattr(endpoint, "__hcm_on_loop__", False):
+                wrapped = held_on_loop(
+                    endpoint, state.workers, state.committer, lambda: state.mw.engine
+                )
+            else:
+                wrapped = off_loop(endpoint, state.workers)
+            super().__init__(path, wrapped, **kwargs)
 
     return _Route
 

@@ -14,6 +14,16 @@ request crosses to a thread once, and the crossing itself is a queue put and a
 As with anyio's threads, a call once started is not abandoned: a request cancelled while
 its call runs (the server stopping) ends when the call has, so a stopping agent still
 waits for the calls in flight before it closes the Middleware.
+
+A few routes are short reads whose only effect is what they answer (a resident looked
+up): :func:`on_loop` marks them. Their service call runs on the event loop itself — no
+hand-over — with its audit entries held (:meth:`~hcmiddleware.audit.Audit.held`); the
+answer waits, without blocking the loop, until :class:`Committer`'s one thread has
+committed them, together with every other held entry waiting by then. So each call
+still answers only once its entry is on disk, but the loop never waits for the disk and
+many calls share one commit and one wake-up. When the database is not a local SQLite
+file (a round trip per statement), or its connections are all but taken, such a route
+runs in the workers as any other, its entries still committed by the committer.
 """
 
 from __future__ import annotations
@@ -28,9 +38,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["Workers", "off_loop"]
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from hcmiddleware.audit import Audit, Held
+
+__all__ = ["Committer", "Workers", "off_loop", "on_loop"]
 
 _T = TypeVar("_T")
 
@@ -189,5 +204,149 @@ def off_loop(endpoint: Callable[..., Any], workers: Workers) -> Callable[..., An
     @functools.wraps(endpoint)
     async def route(*args: Any, **kwargs: Any) -> Any:
         return await workers.run(endpoint, *args, **kwargs)
+
+    return route
+
+
+#: the attribute :func:`on_loop` sets on a route's endpoint
+_ON_LOOP = "__hcm_on_loop__"
+
+
+def on_loop(endpoint: Callable[..., _T]) -> Callable[..., _T]:
+    """Mark a plain ``def`` route as a short read whose only effect is its answer: it
+    runs on the event loop with its audit entries held for the :class:`Committer`
+    (:func:`off_loop` with ``committer``). Only for calls that wait for nothing but the
+    installation's own database and act on nothing outside it."""
+    setattr(endpoint, _ON_LOOP, True)
+    return endpoint
+
+
+def _room_in(engine: sa.Engine) -> bool:
+    """True if a connection can be had from ``engine``'s pool without waiting (a pool
+    without a limit always has room)."""
+    pool = engine.pool
+    size = getattr(pool, "size", None)
+    checked_out = getattr(pool, "checkedout", None)
+    if not callable(size) or not callable(checked_out):
+        return True
+    return bool(checked_out() < size())
+
+
+class Committer:
+    """One thread that commits the audit entries :func:`on_loop` routes held: every
+    block waiting when it wakes, in one group commit, then one wake-up of the loop for
+    all of them. Calls that wait on it do so without blocking the loop."""
+
+    def __init__(self, audit: Audit, *, name: str = "hcm-agent-commit") -> None:
+        self.audit = audit
+        self._queue: queue.SimpleQueue[
+            tuple[Held, asyncio.AbstractEventLoop, asyncio.Future[None]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._started = False
+        self._start_lock = threading.Lock()
+
+    async def commit(self, held: Held) -> None:
+        """Return once ``held``'s entries are committed; raise the commit's error.
+
+        A request cancelled meanwhile (the server stopping) still waits for the commit:
+        the entries are written either way, and nothing of the answer goes out before.
+        """
+        if not len(held):
+            return
+        self._start()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._queue.put((held, loop, done))
+        while True:
+            try:
+                await asyncio.shield(done)
+                return
+            except asyncio.CancelledError:
+                if done.done():
+                    raise
+                continue
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is queued and stop the thread."""
+        if self._started:
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def _start(self) -> None:
+        if not self._started:
+            with self._start_lock:
+                if not self._started:
+                    self._thread.start()
+                    self._started = True
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while True:  # everything queued by now rides in this commit
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            error: BaseException | None = None
+            try:
+                self.audit.commit_held(held for held, _loop, _done in batch)
+            except BaseException as exc:  # handed to each request, as a worker's error is
+                error = exc
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for _held, loop, done in batch:
+                by_loop.setdefault(loop, []).append(done)
+            for loop, futures in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                    loop.call_soon_threadsafe(_settle, futures, error)
+            del batch, error
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for done in futures:
+        if not done.done():
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+
+def held_on_loop(
+    endpoint: Callable[..., Any],
+    workers: Workers,
+    committer: Committer,
+    engine: Callable[[], sa.Engine],
+) -> Callable[..., Any]:
+    """An :func:`on_loop` route as a coroutine: the call on the loop (or, on a database
+    that is not a local SQLite file or whose pool is taken, in ``workers``) with its
+    audit entries held, and the answer given once the ``committer`` has committed them —
+    also when the call raised (a refusal is audited before it is answered)."""
+    audit = committer.audit
+
+    @functools.wraps(endpoint)
+    async def route(*args: Any, **kwargs: Any) -> Any:
+        result: Any = None
+        error: BaseException | None = None
+        database = engine()
+        with audit.held() as held:
+            try:
+                if database.dialect.name == "sqlite" and _room_in(database):
+                    result = endpoint(*args, **kwargs)
+                else:
+                    result = await workers.run(endpoint, *args, **kwargs)
+            except Exception as exc:
+                error = exc
+        await committer.commit(held)
+        if error is not None:
+            raise error
+        return result
 
     return route

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from hcmiddleware.audit.service import Audit
+from hcmiddleware.audit.service import Audit, Held
 from hcmiddleware.audit.verify import Problem, VerifyReport, read_checkpoint_file
 
-__all__ = ["Audit", "Problem", "VerifyReport", "read_checkpoint_file"]
+__all__ = ["Audit", "Held", "Problem", "VerifyReport", "read_checkpoint_file"]

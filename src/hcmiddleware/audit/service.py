@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from hcmiddleware.audit.verify import VerifyReport
     from hcmiddleware.runtime import Middleware
 
-__all__ = ["Audit", "Outcome"]
+__all__ = ["Audit", "Held", "Outcome"]
 
 log = logging.getLogger("hcmiddleware.audit")
 
@@ -109,6 +109,18 @@ class _Pending:
         self.error: HcmError | None = None
         #: in an :meth:`Audit.grouped` block: the entry handed out before its commit
         self.shown: AuditEntry | None = None
+
+
+class Held:
+    """The entries an :meth:`Audit.held` block recorded, until :meth:`Audit.commit_held`."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: list[_Pending] = []
+
+    def __len__(self) -> int:
+        return len(self.pending)
 
 
 #: the entries an :meth:`Audit.grouped` block holds, and the log they are for
@@ -373,27 +385,52 @@ class Audit:
 
         :raises AuditError: the entries could not be committed (none of them was).
         """
+        with self.held() as entries:
+            try:
+                yield
+            finally:
+                self.commit_held([entries])
+
+    @contextmanager
+    def held(self) -> Iterator[Held]:
+        """Hold the entries recorded in the block outside a transaction, for the caller
+        to commit with :meth:`commit_held` — in another thread, together with other
+        blocks' — before anything the acts produced is shown.
+
+        For an act whose only effect is what it shows (a lookup): its answer waits for
+        the commit, but the thread that made it need not. Leaving the block commits
+        nothing; entries held and never committed are lost, so commit in a ``finally``.
+        Inside :meth:`grouped` or another ``held`` block the outer block's commit takes
+        them (the handle stays empty).
+        """
         outer = _GROUPED.get()
+        entries = Held()
         if outer is not None and outer[0] is self:
-            yield
+            yield entries
             return
-        waiting: list[_Pending] = []
-        token = _GROUPED.set((self, waiting))
+        token = _GROUPED.set((self, entries.pending))
         try:
-            yield
+            yield entries
         finally:
             _GROUPED.reset(token)
-            if waiting:
-                self.open()
-                self._commit_own(waiting)
-                for held in waiting:
-                    if held.shown is not None and held.entry is not None:
-                        held.shown.__dict__.update(
-                            seq=held.entry.seq,
-                            prev_hash=held.entry.prev_hash,
-                            hash=held.entry.hash,
-                        )
-                self.flush()
+
+    def commit_held(self, blocks: Iterable[Held]) -> None:
+        """Commit the entries of :meth:`held` blocks in one group commit (with whatever
+        else is being appended), then announce them.
+
+        :raises AuditError: the entries could not be committed (none of them was).
+        """
+        waiting = [p for block in blocks for p in block.pending]
+        if not waiting:
+            return
+        self.open()
+        self._commit_own(waiting)
+        for held in waiting:
+            if held.shown is not None and held.entry is not None:
+                held.shown.__dict__.update(
+                    seq=held.entry.seq, prev_hash=held.entry.prev_hash, hash=held.entry.hash
+                )
+        self.flush()
 
     def record_many(
         self, entries: Iterable[Mapping[str, Any]], *, ride_along: float = 0.0

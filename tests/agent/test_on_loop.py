@@ -1,0 +1,201 @@
+"""Routes marked ``on_loop`` (a resident looked up): the call on the event loop, its
+audit entry held and committed by the agent's committer before the answer goes out."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from hcmiddleware import Middleware
+from hcmiddleware.agent import create_app
+from hcmiddleware.agent.workers import Committer
+from hcmiddleware.audit import Audit, Held
+from hcmiddleware.errors import AuditError
+
+from .conftest import agent_config
+
+NUMBER = "210102198503121239"
+
+
+def _lookup(client: TestClient, token: str, number: str = NUMBER) -> Any:
+    return client.get(
+        "/v1/residents/lookup",
+        params={"kind": "id_number", "value": number},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def test_a_lookup_answers_once_its_entry_is_committed(tmp_path: Path) -> None:
+    config, tokens = agent_config(tmp_path / "hcm-data")
+    with Middleware(config) as mw:
+        rid = mw.residents.enrol(name="张三", sex=1, id_number=NUMBER, source="t").resident_id
+        announced: list[int] = []
+        app = create_app(mw)
+        with TestClient(app) as client:
+            before = len(list(mw.audit.entries(action="residents.lookup")))
+            real = Audit.commit_held
+
+            def spy(self: Audit, blocks: Any) -> None:
+                time.sleep(0.2)  # a slow disk: an answer that did not wait would be out
+                real(self, blocks)
+                # committed by now: the answer has not gone out yet
+                announced.append(len(list(mw.audit.entries(action="residents.lookup"))))
+
+            mp = pytest.MonkeyPatch()
+            mp.setattr(Audit, "commit_held", spy)
+            try:
+                found = _lookup(client, tokens["desk"])
+            finally:
+                mp.undo()
+            assert found.status_code == 200, found.text
+            assert found.json()["resident_id"] == rid
+            assert announced == [before + 1]
+            # in the database as the answer arrives, not only by now
+            assert len(list(mw.audit.entries(action="residents.lookup"))) == before + 1
+            (entry,) = list(mw.audit.entries(action="residents.lookup"))[before:]
+            assert entry.subject == rid
+            assert entry.user == "u-desk"
+            # a resident nobody holds: the 404 waits for its entry too
+            missing = _lookup(client, tokens["desk"], "110101199003070038")
+            assert missing.status_code == 404
+            assert len(list(mw.audit.entries(action="residents.lookup"))) == before + 2
+        assert mw.audit.verify().ok
+
+
+def test_a_failed_commit_shows_nothing(tmp_path: Path) -> None:
+    """The resident was read, but its reading could not be audited: the caller gets the
+    audit log's error, not the resident."""
+    config, tokens = agent_config(tmp_path / "hcm-data")
+    with Middleware(config) as mw:
+        mw.residents.enrol(name="张三", sex=1, id_number=NUMBER, source="t")
+        app = create_app(mw)
+        with TestClient(app) as client:
+            assert _lookup(client, tokens["desk"]).status_code == 200
+
+            def broken(self: Audit, blocks: Any) -> None:
+                raise AuditError("the disk is full", hint="free some space")
+
+            mp = pytest.MonkeyPatch()
+            mp.setattr(Audit, "commit_held", broken)
+            try:
+                refused = _lookup(client, tokens["desk"])
+            finally:
+                mp.undo()
+            assert refused.status_code >= 500
+            assert refused.headers["content-type"].startswith("application/problem+json")
+            assert refused.json()["title"] == "AuditError"
+            assert "张三" not in refused.text
+            assert NUMBER not in refused.text
+            # the committer lives on: the next lookup is answered
+            assert _lookup(client, tokens["desk"]).status_code == 200
+
+
+def test_a_taken_pool_sends_the_call_to_the_workers(tmp_path: Path) -> None:
+    """With the database's connections all checked out, the loop must not wait for
+    one: the lookup runs in a worker thread, its entry still held for the committer."""
+    import hcmiddleware.agent.workers as workers_module
+
+    config, tokens = agent_config(tmp_path / "hcm-data")
+    handed: list[str] = []
+    original = workers_module.Workers.run
+
+    async def counted(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        handed.append(getattr(fn, "__name__", "?"))
+        return await original(self, fn, *args, **kwargs)
+
+    with Middleware(config) as mw:
+        mw.residents.enrol(name="张三", sex=1, id_number=NUMBER, source="t")
+        app = create_app(mw)
+        mp = pytest.MonkeyPatch()
+        mp.setattr(workers_module.Workers, "run", counted)
+        try:
+            with TestClient(app) as client:
+                assert _lookup(client, tokens["desk"]).status_code == 200
+                handed.clear()
+                pool = mw.engine.pool
+                assert isinstance(pool, sa.pool.QueuePool)
+                taken = [mw.engine.connect() for _ in range(pool.size())]
+                try:
+                    committed = len(list(mw.audit.entries(action="residents.lookup")))
+                    found = _lookup(client, tokens["desk"])
+                    assert found.status_code == 200, found.text
+                    assert handed == ["lookup"]
+                finally:
+                    for conn in taken:
+                        conn.close()
+                assert len(list(mw.audit.entries(action="residents.lookup"))) == committed + 1
+        finally:
+            mp.undo()
+
+
+def test_blocks_waiting_together_share_one_commit(tmp_path: Path) -> None:
+    """While the committer's thread commits one block, the blocks queued behind it are
+    committed together in the next: one commit and one wake-up of the loop for all."""
+    config, _tokens = agent_config(tmp_path / "hcm-data")
+    with Middleware(config) as mw:
+        audit: Audit = mw._raw("audit")
+        committer = Committer(audit)
+        real = Audit.commit_held
+        calls: list[int] = []
+        gate = threading.Event()
+
+        def slow(self: Audit, blocks: Any) -> None:
+            blocks = list(blocks)
+            calls.append(sum(len(b) for b in blocks))
+            if len(calls) == 1:
+                gate.wait(10)
+            real(self, blocks)
+
+        def block(n: int) -> Held:
+            with audit.held() as held:
+                audit("test.act", actor="t", subject=f"r{n}")
+            assert len(held) == 1
+            return held
+
+        async def main() -> None:
+            first = asyncio.ensure_future(committer.commit(block(0)))
+            while not calls:
+                await asyncio.sleep(0.001)
+            rest = [asyncio.ensure_future(committer.commit(block(n))) for n in range(1, 6)]
+            await asyncio.sleep(0.05)
+            gate.set()
+            await asyncio.gather(first, *rest)
+
+        mp = pytest.MonkeyPatch()
+        mp.setattr(Audit, "commit_held", slow)
+        try:
+            asyncio.run(main())
+        finally:
+            mp.undo()
+            committer.close()
+        assert calls == [1, 5]
+        subjects = [e.subject for e in mw.audit.entries(action="test.act")]
+        assert subjects == [f"r{n}" for n in range(6)]
+        assert mw.audit.verify().ok
+
+
+def test_held_entries_are_not_committed_by_leaving_the_block(tmp_path: Path) -> None:
+    config, _tokens = agent_config(tmp_path / "hcm-data")
+    with Middleware(config) as mw:
+        audit: Audit = mw._raw("audit")
+        with audit.held() as held:
+            shown = audit("test.held", actor="t", subject="r1")
+        assert len(held) == 1
+        assert list(mw.audit.entries(action="test.held")) == []
+        audit.commit_held([held])
+        (entry,) = mw.audit.entries(action="test.held")
+        assert shown.seq == entry.seq
+        assert shown.hash == entry.hash
+        # inside a grouped block, the group commits them; the handle stays empty
+        with audit.grouped():
+            with audit.held() as inner:
+                audit("test.held", actor="t", subject="r2")
+            assert len(inner) == 0
+        assert [e.subject for e in mw.audit.entries(action="test.held")] == ["r1", "r2"]
