@@ -107,7 +107,8 @@ def test_a_taken_pool_sends_the_call_to_the_workers(tmp_path: Path) -> None:
     original = workers_module.Workers.run
 
     async def counted(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        handed.append(getattr(fn, "__name__", "?"))
+        called = args[0] if fn is workers_module._timed else fn  # the route, timed
+        handed.append(getattr(called, "__name__", "?"))
         return await original(self, fn, *args, **kwargs)
 
     with Middleware(config) as mw:
@@ -199,3 +200,36 @@ def test_held_entries_are_not_committed_by_leaving_the_block(tmp_path: Path) -> 
                 audit("test.held", actor="t", subject="r2")
             assert len(inner) == 0
         assert [e.subject for e in mw.audit.entries(action="test.held")] == ["r1", "r2"]
+
+
+def test_server_timing_gives_the_services_own_time(tmp_path: Path) -> None:
+    """``Server-Timing: svc;dur=…``: the milliseconds the call's service took itself (the
+    lookup and its commit; a search in its worker), what the agent added left out; a
+    call that reaches no service says 0."""
+    config, tokens = agent_config(tmp_path / "hcm-data")
+    headers = {"Authorization": f"Bearer {tokens['desk']}"}
+    with Middleware(config) as mw:
+        mw.residents.enrol(name="张三", sex=1, id_number=NUMBER, source="t")
+        real = Audit.commit_held
+
+        def slow(self: Audit, blocks: Any) -> None:
+            time.sleep(0.05)  # a slow disk: the commit is the service's time
+            real(self, blocks)
+
+        with TestClient(create_app(mw)) as client:
+            assert _lookup(client, tokens["desk"]).status_code == 200
+            mp = pytest.MonkeyPatch()
+            mp.setattr(Audit, "commit_held", slow)
+            try:
+                started = time.perf_counter()
+                found = _lookup(client, tokens["desk"])
+                total = (time.perf_counter() - started) * 1000
+            finally:
+                mp.undo()
+            name, _, value = found.headers["server-timing"].partition(";dur=")
+            assert name == "svc"
+            assert 50 <= float(value) <= total
+            searched = client.post("/v1/residents/search", json={"name": "张三"}, headers=headers)
+            assert float(searched.headers["server-timing"].split("=")[1]) > 0
+            health = client.get("/v1/health")
+            assert health.headers["server-timing"] == "svc;dur=0.000"

@@ -28,6 +28,7 @@ from hcmiddleware.access.context import tally
 from hcmiddleware.agent.auditing import CallLog
 from hcmiddleware.agent.callers import Caller, TokenBook
 from hcmiddleware.agent.problems import MEDIA_TYPE, problem_of, status_of
+from hcmiddleware.agent.workers import service_time
 from hcmiddleware.errors import (
     AgentAuthError,
     AgentError,
@@ -145,8 +146,8 @@ class Guard:
         call = _Call()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         origin = headers.get("origin")
-        with tally() as audited:
-            await self._guarded(scope, receive, send, call, headers, origin, audited)
+        with tally() as audited, service_time() as spent:
+            await self._guarded(scope, receive, send, call, headers, origin, audited, spent)
 
     async def _guarded(
         self,
@@ -157,15 +158,17 @@ class Guard:
         headers: dict[str, str],
         origin: str | None,
         audited: list[int],
+        spent: list[float],
     ) -> None:
         started = time.perf_counter()
 
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
                 call.status = int(message["status"])
+                extra = [(b"server-timing", b"svc;dur=%.3f" % (spent[0] * 1000))]
                 if origin is not None and origin in self.origins:
-                    message.setdefault("headers", [])
-                    message["headers"] = [*message["headers"], *_cors(origin)]
+                    extra += _cors(origin)
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         try:
@@ -299,7 +302,7 @@ def _cors(origin: str) -> list[tuple[bytes, bytes]]:
     return [
         (b"access-control-allow-origin", origin.encode("latin-1")),
         (b"vary", b"Origin"),
-        (b"access-control-expose-headers", b"Retry-After"),
+        (b"access-control-expose-headers", b"Retry-After, Server-Timing"),
     ]
 
 

@@ -37,7 +37,7 @@ import inspect
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -45,9 +45,43 @@ if TYPE_CHECKING:
 
     from hcmiddleware.audit import Audit, Held
 
-__all__ = ["Committer", "Workers", "off_loop", "on_loop"]
+__all__ = ["Committer", "Workers", "off_loop", "on_loop", "service_time"]
 
 _T = TypeVar("_T")
+
+#: seconds the request's service calls took themselves (:func:`service_time`)
+_SPENT: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "hcm_agent_service_time", default=None
+)
+
+
+@contextlib.contextmanager
+def service_time() -> Iterator[list[float]]:
+    """Add up, in ``[seconds]``, the time the block's routes spent in their service call
+    itself — in the worker thread or on the loop, with the commit of its audit entries —
+    leaving out the hand-overs and the waits for a thread, the loop or the committer.
+    What a request took beyond it is the agent's own (``Server-Timing: svc``)."""
+    cell = [0.0]
+    token = _SPENT.set(cell)
+    try:
+        yield cell
+    finally:
+        _SPENT.reset(token)
+
+
+def _spent(seconds: float) -> None:
+    cell = _SPENT.get()
+    if cell is not None:
+        cell[0] += seconds
+
+
+def _timed(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args, **kwargs)``, its time added to the request's :func:`service_time`."""
+    start = time.perf_counter()
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _spent(time.perf_counter() - start)
 
 
 class _Job:
@@ -203,7 +237,7 @@ def off_loop(endpoint: Callable[..., Any], workers: Workers) -> Callable[..., An
 
     @functools.wraps(endpoint)
     async def route(*args: Any, **kwargs: Any) -> Any:
-        return await workers.run(endpoint, *args, **kwargs)
+        return await workers.run(_timed, endpoint, *args, **kwargs)
 
     return route
 
@@ -240,28 +274,28 @@ class Committer:
     def __init__(self, audit: Audit, *, name: str = "hcm-agent-commit") -> None:
         self.audit = audit
         self._queue: queue.SimpleQueue[
-            tuple[Held, asyncio.AbstractEventLoop, asyncio.Future[None]] | None
+            tuple[Held, asyncio.AbstractEventLoop, asyncio.Future[float]] | None
         ] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
         self._start_lock = threading.Lock()
 
-    async def commit(self, held: Held) -> None:
-        """Return once ``held``'s entries are committed; raise the commit's error.
+    async def commit(self, held: Held) -> float:
+        """Return once ``held``'s entries are committed — the seconds the commit took,
+        not counting the wait for the thread — or raise the commit's error.
 
         A request cancelled meanwhile (the server stopping) still waits for the commit:
         the entries are written either way, and nothing of the answer goes out before.
         """
         if not len(held):
-            return
+            return 0.0
         self._start()
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[float] = loop.create_future()
         self._queue.put((held, loop, done))
         while True:
             try:
-                await asyncio.shield(done)
-                return
+                return await asyncio.shield(done)
             except asyncio.CancelledError:
                 if done.done():
                     raise
@@ -297,26 +331,28 @@ class Committer:
                     break
                 batch.append(item)
             error: BaseException | None = None
+            start = time.perf_counter()
             try:
                 self.audit.commit_held(held for held, _loop, _done in batch)
             except BaseException as exc:  # handed to each request, as a worker's error is
                 error = exc
-            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            took = time.perf_counter() - start
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[float]]] = {}
             for _held, loop, done in batch:
                 by_loop.setdefault(loop, []).append(done)
             for loop, futures in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
-                    loop.call_soon_threadsafe(_settle, futures, error)
+                    loop.call_soon_threadsafe(_settle, futures, took, error)
             del batch, error
 
 
-def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+def _settle(futures: list[asyncio.Future[float]], took: float, error: BaseException | None) -> None:
     for done in futures:
         if not done.done():
             if error is not None:
                 done.set_exception(error)
             else:
-                done.set_result(None)
+                done.set_result(took)
 
 
 def held_on_loop(
@@ -339,12 +375,12 @@ def held_on_loop(
         with audit.held() as held:
             try:
                 if database.dialect.name == "sqlite" and _room_in(database):
-                    result = endpoint(*args, **kwargs)
+                    result = _timed(endpoint, *args, **kwargs)
                 else:
-                    result = await workers.run(endpoint, *args, **kwargs)
+                    result = await workers.run(_timed, endpoint, *args, **kwargs)
             except Exception as exc:
                 error = exc
-        await committer.commit(held)
+        _spent(await committer.commit(held))
         if error is not None:
             raise error
         return result
