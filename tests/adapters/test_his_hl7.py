@@ -390,6 +390,28 @@ GOLDEN_MESSAGES: dict[str, Callable[[], str]] = {
 }
 
 
+def test_an_administration_without_a_route_sends_hl7s_null() -> None:
+    """v2.5 requires RXR-1: a drug given whose route nobody recorded is sent with ``""``
+    (HL7's null), not refused before it leaves as an empty RXR would be."""
+    given = GOLDEN_MESSAGES["ras_o17"]().replace("RXR|ID", "RXR|")
+    with pytest.raises(HisError):
+        messages.validate(given)  # what was built before
+    execution = OrderExecution(
+        order_id="A00000001-O3",
+        admission_id="A00000001",
+        wristband_id="WB-7",
+        executed_by="N01",
+        executed_at=NOW,
+        checks={"dose": True},
+        drug_code="PNC-ST",
+        dose="0.1 ml",
+    )
+    text = messages.ras_administered(HEADER, "C0012", NOW, execution)
+    assert text.split("\r")[-1] == 'RXR|""'
+    messages.validate(text)
+    messages.StrictCheck(shapes.load())(text)
+
+
 @pytest.mark.parametrize("name", sorted(GOLDEN_MESSAGES))
 def test_messages_match_their_golden_files(name: str) -> None:
     text = GOLDEN_MESSAGES[name]()

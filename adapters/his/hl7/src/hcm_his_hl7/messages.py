@@ -394,7 +394,8 @@ def ras_administered(
     ORC-1 ``RE``, ORC-2 the order; RXA-3/4 when it was given, RXA-5 the drug's code,
     RXA-6/7 the amount and unit given, RXA-10 the nurse (and the second nurse who
     signed the double check, repeated), RXA-20 ``CP`` (complete);
-    RXR-1 the route.
+    RXR-1 the route — ``""``, HL7's null, when the execution has none: v2.5 requires
+    RXR-1, and an empty one is refused.
     """
     amount, unit = "0", ""
     found = _AMOUNT.match(execution.dose or "")
@@ -429,7 +430,7 @@ def ras_administered(
                 20: "CP",
             },
         ),
-        segment("RXR", {1: escape(execution.route or "")}),
+        segment("RXR", {1: escape(execution.route) if execution.route else '""'}),
     )
 
 

@@ -88,11 +88,11 @@ def _requests() -> Iterator[RegistrationRequest]:
 
 
 def _executions() -> Iterator[OrderExecution]:
-    # a drug given (RAS^O17: the adapter sends it when the drug's code was scanned);
-    # without a route its RXR is empty, which v2.5 refuses: not a shape to remember
+    # a drug given (RAS^O17: the adapter sends it when the drug's code was scanned;
+    # without a route RXR-1 is HL7's null, "", a value like any other here)
     # (the stay's ID stands in PID-3 for a missing patient ID, the time given in RXA-3
     # for a missing start time, 0 in RXA-6 for a missing dose: the same shapes)
-    for dose, second in itertools.product(("2", "250 ml"), (None, "N-0108")):
+    for dose, second, route in itertools.product(("2", "250 ml"), (None, "N-0108"), ("IV", None)):
         yield OrderExecution(
             order_id="A00000001-O2",
             admission_id="A00000001",
@@ -105,7 +105,7 @@ def _executions() -> Iterator[OrderExecution]:
             drug_code="D-NS250",
             dose=dose,
             second_nurse=second,
-            route="IV",
+            route=route,
         )
 
 
