@@ -6,7 +6,9 @@ the load comes from this process (httpx, keep-alive connections). Latency: one c
 calls one after the other (p50, p99). Throughput: ``--clients`` clients at once for
 ``--seconds`` seconds. The card is the sample card in vpcd behind pcscd, read with the
 software SAM (``parts=identity,insurance``, the registration read). Goals: the agent
-adds at most 2 ms at p99; 500 lookups a second on 2 cores.
+adds at most 2 ms at p99; 500 lookups a second on 2 cores. What the agent adds is
+measured per call: on one keep-alive connection from a raw-socket client, each
+lookup's round trip less the ``Server-Timing: svc`` the agent reports for it.
 
 The throughput load comes from ``wrk`` when it is installed (``apt-get install wrk``:
 a C load generator that takes a few percent of a core) and otherwise from httpx threads
