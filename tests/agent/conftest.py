@@ -203,3 +203,21 @@ def serving(config: Path) -> Iterator[subprocess.Popen[str]]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture
+def handed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the calls handed to the agent's worker threads, in order (a route's
+    own name, not the timing wrapper's)."""
+    import hcmiddleware.agent.workers as workers_module
+
+    names: list[str] = []
+    original = workers_module.Workers.run
+
+    async def counted(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        called = args[0] if fn is workers_module._timed else fn
+        names.append(getattr(called, "__name__", "?"))
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(workers_module.Workers, "run", counted)
+    return names

@@ -97,43 +97,28 @@ def test_a_failed_commit_shows_nothing(tmp_path: Path) -> None:
             assert _lookup(client, tokens["desk"]).status_code == 200
 
 
-def test_a_taken_pool_sends_the_call_to_the_workers(tmp_path: Path) -> None:
+def test_a_taken_pool_sends_the_call_to_the_workers(tmp_path: Path, handed: list[str]) -> None:
     """With the database's connections all checked out, the loop must not wait for
     one: the lookup runs in a worker thread, its entry still held for the committer."""
-    import hcmiddleware.agent.workers as workers_module
-
     config, tokens = agent_config(tmp_path / "hcm-data")
-    handed: list[str] = []
-    original = workers_module.Workers.run
-
-    async def counted(self: Any, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        called = args[0] if fn is workers_module._timed else fn  # the route, timed
-        handed.append(getattr(called, "__name__", "?"))
-        return await original(self, fn, *args, **kwargs)
-
     with Middleware(config) as mw:
         mw.residents.enrol(name="张三", sex=1, id_number=NUMBER, source="t")
         app = create_app(mw)
-        mp = pytest.MonkeyPatch()
-        mp.setattr(workers_module.Workers, "run", counted)
-        try:
-            with TestClient(app) as client:
-                assert _lookup(client, tokens["desk"]).status_code == 200
-                handed.clear()
-                pool = mw.engine.pool
-                assert isinstance(pool, sa.pool.QueuePool)
-                taken = [mw.engine.connect() for _ in range(pool.size())]
-                try:
-                    committed = len(list(mw.audit.entries(action="residents.lookup")))
-                    found = _lookup(client, tokens["desk"])
-                    assert found.status_code == 200, found.text
-                    assert handed == ["lookup"]
-                finally:
-                    for conn in taken:
-                        conn.close()
-                assert len(list(mw.audit.entries(action="residents.lookup"))) == committed + 1
-        finally:
-            mp.undo()
+        with TestClient(app) as client:
+            assert _lookup(client, tokens["desk"]).status_code == 200
+            handed.clear()
+            pool = mw.engine.pool
+            assert isinstance(pool, sa.pool.QueuePool)
+            taken = [mw.engine.connect() for _ in range(pool.size())]
+            try:
+                committed = len(list(mw.audit.entries(action="residents.lookup")))
+                found = _lookup(client, tokens["desk"])
+                assert found.status_code == 200, found.text
+                assert handed == ["lookup"]
+            finally:
+                for conn in taken:
+                    conn.close()
+            assert len(list(mw.audit.entries(action="residents.lookup"))) == committed + 1
 
 
 def test_blocks_waiting_together_share_one_commit(tmp_path: Path) -> None:

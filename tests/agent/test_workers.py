@@ -180,24 +180,14 @@ def test_off_loop_keeps_the_routes_signature_and_leaves_coroutines_alone() -> No
 
 
 def test_a_search_crosses_to_a_thread_once_a_lookup_and_health_not_at_all(
-    tmp_path: Path,
+    tmp_path: Path, handed: list[str]
 ) -> None:
     """A search's service call runs in the agent's workers, and nothing of the request
     in anyio's thread pool (its answer is validated on the loop); a lookup runs on the
     loop (``on_loop``), health needs no thread."""
     from fastapi.testclient import TestClient
 
-    import hcmiddleware.agent.workers as workers_module
-
     config, tokens = agent_config(tmp_path / "hcm-data")
-    handed: list[str] = []
-    original = workers_module.Workers.run
-
-    async def counted(self: Workers, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        called = args[0] if fn is workers_module._timed else fn  # the route, timed
-        handed.append(getattr(called, "__name__", "?"))
-        return await original(self, fn, *args, **kwargs)
-
     pool: list[str] = []
     import anyio.to_thread
 
@@ -212,7 +202,6 @@ def test_a_search_crosses_to_a_thread_once_a_lookup_and_health_not_at_all(
         mw.residents.enrol(name="张三", sex=1, id_number=number, source="test")
         mp = pytest.MonkeyPatch()
         try:
-            mp.setattr(workers_module.Workers, "run", counted)
             mp.setattr(anyio.to_thread, "run_sync", in_pool)
             app = create_app(mw)
             with TestClient(app) as client:

@@ -43,7 +43,7 @@ from hcmiddleware.agent.deps import As, Who
 from hcmiddleware.agent.events import EventBridge
 from hcmiddleware.agent.guard import Guard
 from hcmiddleware.agent.problems import MEDIA_TYPE, Problem, problem_of, status_of
-from hcmiddleware.agent.workers import Committer, Workers, held_on_loop, off_loop, on_loop
+from hcmiddleware.agent.workers import Committer, Workers, on_loop, route_for
 from hcmiddleware.card.data import CardRead, Issuer
 from hcmiddleware.card.filemap import CardPart
 from hcmiddleware.config import AgentSection
@@ -643,12 +643,7 @@ def _route_class(state: AgentState) -> type[APIRoute]:
 
     class _Route(APIRoute):
         def __init__(self, path: str, endpoint: Any, **kwargs: Any) -> None:
-            if getattr(endpoint, "__hcm_on_loop__", False):
-                wrapped = held_on_loop(
-                    endpoint, state.workers, state.committer, lambda: state.mw.engine
-                )
-            else:
-                wrapped = off_loop(endpoint, state.workers)
+            wrapped = route_for(endpoint, state.workers, state.committer, lambda: state.mw.engine)
             super().__init__(path, wrapped, **kwargs)
 
     return _Route

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from hcmiddleware.audit import Audit, Held
 
-__all__ = ["Committer", "Workers", "off_loop", "on_loop", "service_time"]
+__all__ = ["Committer", "Workers", "off_loop", "on_loop", "route_for", "service_time"]
 
 _T = TypeVar("_T")
 
@@ -249,8 +249,8 @@ _ON_LOOP = "__hcm_on_loop__"
 def on_loop(endpoint: Callable[..., _T]) -> Callable[..., _T]:
     """Mark a plain ``def`` route as a short read whose only effect is its answer: it
     runs on the event loop with its audit entries held for the :class:`Committer`
-    (:func:`off_loop` with ``committer``). Only for calls that wait for nothing but the
-    installation's own database and act on nothing outside it."""
+    (:func:`held_on_loop`). Only for calls that wait for nothing but the installation's
+    own database and act on nothing outside it."""
     setattr(endpoint, _ON_LOOP, True)
     return endpoint
 
@@ -277,8 +277,7 @@ class Committer:
             tuple[Held, asyncio.AbstractEventLoop, asyncio.Future[float]] | None
         ] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._started = False
-        self._start_lock = threading.Lock()
+        self._thread.start()
 
     async def commit(self, held: Held) -> float:
         """Return once ``held``'s entries are committed — the seconds the commit took,
@@ -289,7 +288,6 @@ class Committer:
         """
         if not len(held):
             return 0.0
-        self._start()
         loop = asyncio.get_running_loop()
         done: asyncio.Future[float] = loop.create_future()
         self._queue.put((held, loop, done))
@@ -303,16 +301,8 @@ class Committer:
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is queued and stop the thread."""
-        if self._started:
-            self._queue.put(None)
-            self._thread.join(timeout)
-
-    def _start(self) -> None:
-        if not self._started:
-            with self._start_lock:
-                if not self._started:
-                    self._thread.start()
-                    self._started = True
+        self._queue.put(None)
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         stop = False
@@ -386,3 +376,16 @@ def held_on_loop(
         return result
 
     return route
+
+
+def route_for(
+    endpoint: Callable[..., Any],
+    workers: Workers,
+    committer: Committer,
+    engine: Callable[[], sa.Engine],
+) -> Callable[..., Any]:
+    """A route's endpoint as the agent runs it: :func:`held_on_loop` if it is marked
+    :func:`on_loop`, else :func:`off_loop`."""
+    if getattr(endpoint, _ON_LOOP, False):
+        return held_on_loop(endpoint, workers, committer, engine)
+    return off_loop(endpoint, workers)
