@@ -8,7 +8,11 @@ calls one after the other (p50, p99). Throughput: ``--clients`` clients at once 
 software SAM (``parts=identity,insurance``, the registration read). Goals: the agent
 adds at most 2 ms at p99; 500 lookups a second on 2 cores. What the agent adds is
 measured per call: on one keep-alive connection from a raw-socket client, each
-lookup's round trip less the ``Server-Timing: svc`` the agent reports for it.
+lookup's (and card read's) round trip less the ``Server-Timing: svc`` the agent reports
+for it; and beside each call, the same call made on the SDK in this process (kept open
+on the same database and reader), alternately just before and just after it, so that
+the two sets are taken in the same moments and the agent's p99 can be set against the
+SDK's without the minute between two runs in it.
 
 The throughput load comes from ``wrk`` when it is installed (``apt-get install wrk``:
 a C load generator that takes a few percent of a core) and otherwise from httpx threads
@@ -192,23 +196,31 @@ def run_wrk(
     return rate, p50, p99
 
 
-def per_call(port: int, token: str, numbers: list[str], n: int) -> tuple[list[float], list[float]]:
-    """``n`` random lookups in sequence on one keep-alive connection, from a client of a
-    few lines on a raw socket (next to nothing of its own): for each call the round
-    trip and the service's own time the agent reports (``Server-Timing: svc``), in ms.
-    Their difference, call by call, is what the agent added to that call."""
+def per_call(
+    port: int, token: str, paths: list[str], sdk: Callable[[int], object] | None = None
+) -> tuple[list[float], list[float], list[float]]:
+    """Each of ``paths`` requested in sequence on one keep-alive connection, from a
+    client of a few lines on a raw socket (next to nothing of its own): for each call
+    the round trip and the service's own time the agent reports (``Server-Timing:
+    svc``), in ms. Their difference, call by call, is what the agent added to that call.
+
+    With ``sdk``, ``sdk(i)`` — the same call made directly on the SDK — is timed next
+    to each request, before it on even calls and after it on odd ones: the two are
+    taken in the same moments, so the machine's pace falls on both alike (the third
+    list)."""
     import socket
 
-    rng = random.Random(11)
     trips: list[float] = []
     services: list[float] = []
+    direct: list[float] = []
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reader = sock.makefile("rb")
-        for _ in range(n):
+        for i, path in enumerate(paths):
+            if sdk is not None and i % 2 == 0:
+                direct.append(timed(lambda i=i: sdk(i), 1)[0])
             request = (
-                f"GET /v1/residents/lookup?kind=id_number&value={rng.choice(numbers)} HTTP/1.1"
-                f"\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
             ).encode()
             start = time.perf_counter()
             sock.sendall(request)
@@ -223,9 +235,11 @@ def per_call(port: int, token: str, numbers: list[str], n: int) -> tuple[list[fl
             reader.read(length)
             trips.append((time.perf_counter() - start) * 1000)
             if b" 200 " not in status:
-                raise SystemExit(f"a lookup was answered {status!r}")
+                raise SystemExit(f"{path} was answered {status!r}")
             services.append(svc)
-    return trips, services
+            if sdk is not None and i % 2 == 1:
+                direct.append(timed(lambda i=i: sdk(i), 1)[0])
+    return trips, services, direct
 
 
 def main() -> int:
@@ -258,30 +272,31 @@ def main() -> int:
             )
             pcscd.wait_card(True)
         # -- directly on the SDK -----------------------------------------------------------
-        with Middleware(load_config(config_path)) as mw:
-            for i, number in enumerate(numbers):
-                mw.residents.enrol(
-                    name=f"测试{i}",
-                    sex=1 if int(number[16]) % 2 else 2,
-                    id_number=number,
-                    source="bench",
-                )
-            unbound = timed(lambda: mw.residents.lookup("id_number", rng.choice(numbers)),
-                            args.lookups)  # fmt: skip
-            s = mw.acting_as(caller)
-            s.residents.lookup("id_number", numbers[0])  # warm
-            direct_lookup = timed(lambda: s.residents.lookup("id_number", rng.choice(numbers)),
-                                  args.lookups)  # fmt: skip
-            direct_read: list[float] = []
-            if args.reads:
-                s.terminal.read(parts="identity,insurance")
-                direct_read = timed(lambda: s.terminal.read(parts="identity,insurance"), args.reads)
-            t0 = time.perf_counter()
-            n = 0
-            while time.perf_counter() - t0 < args.seconds:
-                s.residents.lookup("id_number", rng.choice(numbers))
-                n += 1
-            direct_rate = n / args.seconds
+        # kept open through the agent's part too: the interleaved calls below
+        mw = card_stack.enter_context(Middleware(load_config(config_path)))
+        for i, number in enumerate(numbers):
+            mw.residents.enrol(
+                name=f"测试{i}",
+                sex=1 if int(number[16]) % 2 else 2,
+                id_number=number,
+                source="bench",
+            )
+        unbound = timed(lambda: mw.residents.lookup("id_number", rng.choice(numbers)),
+                        args.lookups)  # fmt: skip
+        s = mw.acting_as(caller)
+        s.residents.lookup("id_number", numbers[0])  # warm
+        direct_lookup = timed(lambda: s.residents.lookup("id_number", rng.choice(numbers)),
+                              args.lookups)  # fmt: skip
+        direct_read: list[float] = []
+        if args.reads:
+            s.terminal.read(parts="identity,insurance")
+            direct_read = timed(lambda: s.terminal.read(parts="identity,insurance"), args.reads)
+        t0 = time.perf_counter()
+        n = 0
+        while time.perf_counter() - t0 < args.seconds:
+            s.residents.lookup("id_number", rng.choice(numbers))
+            n += 1
+        direct_rate = n / args.seconds
 
         # -- through the agent -------------------------------------------------------------
         server = subprocess.Popen(
@@ -313,7 +328,25 @@ def main() -> int:
                 if args.reads:
                     read()
                     agent_read = timed(read, args.reads)
-            trips, services = per_call(port, token, numbers, args.lookups)
+            paths = [
+                f"/v1/residents/lookup?kind=id_number&value={rng.choice(numbers)}"
+                for _ in range(args.lookups)
+            ]
+
+            def sdk_lookup(i: int) -> None:
+                s.residents.lookup("id_number", paths[i].rsplit("=", 1)[1])
+
+            trips, services, beside = per_call(port, token, paths, sdk_lookup)
+            read_trips: list[float] = []
+            read_services: list[float] = []
+            read_beside: list[float] = []
+            if args.reads:
+                read_trips, read_services, read_beside = per_call(
+                    port,
+                    token,
+                    ["/v1/card?parts=identity,insurance"] * args.reads,
+                    lambda i: s.terminal.read(parts="identity,insurance"),
+                )
             wrk_one: tuple[float, float, float] | None = None
             if args.load == "wrk":  # one connection, calls in sequence: the latency
                 wrk_one = run_wrk(base, token, numbers, 1, args.seconds)
@@ -370,14 +403,24 @@ def main() -> int:
     overhead99 = (wrk_one[2] if wrk_one else percentiles(agent_lookup)[1]) - d99
     print(f"lookup p99 through the agent less the SDK's p99 ({'wrk' if wrk_one else 'httpx'}, "
           f"one connection; two runs' tails): {overhead99:.2f} ms")  # fmt: skip
-    t50, t99 = percentiles(trips)
-    s50, s99 = percentiles(services)
-    a50, a99 = percentiles([t - s for t, s in zip(trips, services, strict=True)])
-    print(f"per call, one raw-socket connection: round trip p50 {t50:.2f} / p99 {t99:.2f} ms, "
-          f"of which the service (Server-Timing svc: the lookup and its audit commit) "
-          f"p50 {s50:.2f} / p99 {s99:.2f} ms")  # fmt: skip
-    print(f"what the agent adds to a lookup, call by call (round trip - svc): p50 {a50:.2f} ms, "
-          f"p99 {a99:.2f} ms (goal <= {GOAL_OVERHEAD_MS} ms)")  # fmt: skip
+    print("per call, one raw-socket connection, each call beside the same call on the SDK "
+          "(alternately before and after it):")  # fmt: skip
+    for what, t, svc, direct in (
+        ("resident lookup", trips, services, beside),
+        ("card read (identity,insurance)", read_trips, read_services, read_beside),
+    ):
+        if not t:
+            continue
+        t50, t99 = percentiles(t)
+        s50, s99 = percentiles(svc)
+        d50, d99 = percentiles(direct)
+        a50, a99 = percentiles([a - b for a, b in zip(t, svc, strict=True)])
+        print(f"  {what}: the SDK p50 {d50:.2f} / p99 {d99:.2f} ms; through the agent "
+              f"p50 {t50:.2f} / p99 {t99:.2f} ms, of which the service (Server-Timing svc) "
+              f"p50 {s50:.2f} / p99 {s99:.2f} ms")  # fmt: skip
+        print(f"  {what}: agent less SDK, same moments: p50 {t50 - d50:.2f} ms, "
+              f"p99 {t99 - d99:.2f} ms; what the agent adds, call by call (round trip - svc): "
+              f"p50 {a50:.2f} ms, p99 {a99:.2f} ms (goal <= {GOAL_OVERHEAD_MS} ms)")  # fmt: skip
     return 0
 
 
