@@ -19,6 +19,7 @@ from hcmiddleware.errors import MissingExtraError, StorageError
 
 __all__ = [
     "Base",
+    "WriteBusyError",
     "begin_write",
     "create_engine",
     "current_revision",
@@ -35,6 +36,15 @@ class Base(DeclarativeBase):
     """Declarative base shared by every table of the product (index, faces, journal)."""
 
 
+#: how long a SQLite connection waits for another connection's lock
+_BUSY_TIMEOUT_MS = 5000
+
+
+class WriteBusyError(Exception):
+    """:func:`begin_write` with ``wait=False`` found the write lock taken; nothing was
+    begun. Not an error of the installation: the caller writes later, or elsewhere."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # The sqlite3 module opens transactions on its own, late (only before a write) and
     # commits on SAVEPOINT release; leave transactions to SQLAlchemy instead (_sqlite_begin),
@@ -46,7 +56,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     # The default page cache is 2 MiB; the index's B-trees of random 32-byte keys
     # (blind indexes) then miss on almost every insert and lookup once the file is a
     # few hundred MB. 64 MiB per connection keeps their inner pages in memory.
@@ -156,7 +166,7 @@ def _writer_turn(engine: Engine) -> _Turn:
 
 @contextmanager
 def begin_write(
-    engine: Engine, *, durable: bool = True, urgent: bool = False
+    engine: Engine, *, durable: bool = True, urgent: bool = False, wait: bool = True
 ) -> Iterator[Connection]:
     """A transaction that will write: like ``engine.begin()``, but on SQLite it takes the
     write lock at its start, so concurrent writers queue instead of failing.
@@ -178,16 +188,26 @@ def begin_write(
     for this commit; PostgreSQL: ``synchronous_commit=off``): safe against a crash of the
     process, not of the machine, and the next durable commit carries it to disk. For
     writes whose loss in a power cut costs nothing (a band's latest position).
+
+    ``wait=False`` takes the write lock only if it is free at once — no writer of this
+    process has the turn or waits for it urgently, and no other connection holds the
+    database's lock — and otherwise raises :class:`WriteBusyError` with nothing begun: for a
+    thread that must not wait (an event loop). Only SQLite can promise that; on other
+    databases it raises :class:`WriteBusyError` at once.
     """
+    if not wait and engine.dialect.name != "sqlite":
+        raise WriteBusyError(f"a {engine.dialect.name} transaction cannot promise not to wait")
     held = _held()
     held.append(engine)
     try:
         if engine.dialect.name == "sqlite":
             turn = _writer_turn(engine)
             # as long as SQLite's own busy_timeout; past it, SQLite's lock decides as before
-            got = turn.acquire(urgent=urgent, timeout=_WRITER_WAIT)
+            got = turn.acquire(urgent=urgent, timeout=_WRITER_WAIT if wait else 0.0)
+            if not got and not wait:
+                raise WriteBusyError("another writer of this process has the turn")
             try:
-                with _begin_write(engine, durable=durable, urgent=urgent) as conn:
+                with _begin_write(engine, durable=durable, urgent=urgent, wait=wait) as conn:
                     yield conn
             finally:
                 if got:
@@ -230,7 +250,9 @@ _URGENT_AUTOCHECKPOINT = 10_000
 
 
 @contextmanager
-def _begin_write(engine: Engine, *, durable: bool, urgent: bool = False) -> Iterator[Connection]:
+def _begin_write(
+    engine: Engine, *, durable: bool, urgent: bool = False, wait: bool = True
+) -> Iterator[Connection]:
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
         raw: Any = conn.connection.driver_connection
@@ -238,9 +260,19 @@ def _begin_write(engine: Engine, *, durable: bool, urgent: bool = False) -> Iter
             raw.execute("PRAGMA synchronous=NORMAL")
         if sqlite and urgent:
             raw.execute(f"PRAGMA wal_autocheckpoint={_URGENT_AUTOCHECKPOINT}")
+        if sqlite and not wait:
+            raw.execute("PRAGMA busy_timeout=0")
         try:
             write = conn.execution_options(hcm_write=True)
-            with write.begin():
+            try:
+                transaction = write.begin()  # SQLite: BEGIN IMMEDIATE, the write lock
+            except sa.exc.OperationalError as exc:
+                if sqlite and not wait and _locked(exc):
+                    raise WriteBusyError(
+                        "another connection holds the database's write lock"
+                    ) from exc
+                raise
+            with transaction:
                 if not durable and conn.dialect.name == "postgresql":
                     write.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield write
@@ -249,6 +281,16 @@ def _begin_write(engine: Engine, *, durable: bool, urgent: bool = False) -> Iter
                 raw.execute("PRAGMA synchronous=FULL")
             if sqlite and urgent:
                 raw.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT}")
+            if sqlite and not wait:
+                raw.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+
+
+def _locked(exc: sa.exc.OperationalError) -> bool:
+    """SQLITE_BUSY (or SQLITE_LOCKED): another connection has the lock."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF in (5, 6)
+    return "locked" in str(exc.orig) or "busy" in str(exc.orig)
 
 
 def fold_log(engine: Engine) -> None:

@@ -1,5 +1,6 @@
 """Routes marked ``on_loop`` (a resident looked up): the call on the event loop, its
-audit entry held and committed by the agent's committer before the answer goes out."""
+audit entry held and committed before the answer goes out — on the loop itself when the
+call is alone and the write lock free, else by the agent's committer."""
 
 from __future__ import annotations
 
@@ -32,7 +33,21 @@ def _lookup(client: TestClient, token: str, number: str = NUMBER) -> Any:
     )
 
 
-def test_a_lookup_answers_once_its_entry_is_committed(tmp_path: Path) -> None:
+#: where a lookup's entry is committed: on the loop (a lone call, the write lock free)
+#: or by the committer's thread (forced here by refusing the loop's commit)
+PATHS = ["loop", "committer"]
+
+
+def _by(path: str, mp: pytest.MonkeyPatch) -> str:
+    """Make lookups commit by ``path``; the Audit method that then commits them."""
+    if path == "committer":
+        mp.setattr(Committer, "commit_now", lambda self, held: False)
+        return "commit_held"
+    return "commit_held_now"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_lookup_answers_once_its_entry_is_committed(tmp_path: Path, path: str) -> None:
     config, tokens = agent_config(tmp_path / "hcm-data")
     with Middleware(config) as mw:
         rid = mw.residents.enrol(name="张三", sex=1, id_number=NUMBER, source="t").resident_id
@@ -40,16 +55,18 @@ def test_a_lookup_answers_once_its_entry_is_committed(tmp_path: Path) -> None:
         app = create_app(mw)
         with TestClient(app) as client:
             before = len(list(mw.audit.entries(action="residents.lookup")))
-            real = Audit.commit_held
+            mp = pytest.MonkeyPatch()
+            method = _by(path, mp)
+            real = getattr(Audit, method)
 
-            def spy(self: Audit, blocks: Any) -> None:
+            def spy(self: Audit, blocks: Any) -> Any:
                 time.sleep(0.2)  # a slow disk: an answer that did not wait would be out
-                real(self, blocks)
+                done = real(self, blocks)
                 # committed by now: the answer has not gone out yet
                 announced.append(len(list(mw.audit.entries(action="residents.lookup"))))
+                return done
 
-            mp = pytest.MonkeyPatch()
-            mp.setattr(Audit, "commit_held", spy)
+            mp.setattr(Audit, method, spy)
             try:
                 found = _lookup(client, tokens["desk"])
             finally:
@@ -69,7 +86,8 @@ def test_a_lookup_answers_once_its_entry_is_committed(tmp_path: Path) -> None:
         assert mw.audit.verify().ok
 
 
-def test_a_failed_commit_shows_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_a_failed_commit_shows_nothing(tmp_path: Path, path: str) -> None:
     """The resident was read, but its reading could not be audited: the caller gets the
     audit log's error, not the resident."""
     config, tokens = agent_config(tmp_path / "hcm-data")
@@ -83,7 +101,7 @@ def test_a_failed_commit_shows_nothing(tmp_path: Path) -> None:
                 raise AuditError("the disk is full", hint="free some space")
 
             mp = pytest.MonkeyPatch()
-            mp.setattr(Audit, "commit_held", broken)
+            mp.setattr(Audit, _by(path, mp), broken)
             try:
                 refused = _lookup(client, tokens["desk"])
             finally:
@@ -204,6 +222,7 @@ def test_server_timing_gives_the_services_own_time(tmp_path: Path) -> None:
         with TestClient(create_app(mw)) as client:
             assert _lookup(client, tokens["desk"]).status_code == 200
             mp = pytest.MonkeyPatch()
+            _by("committer", mp)
             mp.setattr(Audit, "commit_held", slow)
             try:
                 started = time.perf_counter()
@@ -218,3 +237,110 @@ def test_server_timing_gives_the_services_own_time(tmp_path: Path) -> None:
             assert float(searched.headers["server-timing"].split("=")[1]) > 0
             health = client.get("/v1/health")
             assert health.headers["server-timing"] == "svc;dur=0.000"
+
+
+def test_a_lone_lookup_commits_on_the_loop_and_is_announced_after(tmp_path: Path) -> None:
+    """Nothing else under way: the entry is committed on the loop (the committer's thread
+    is not woken for it), on disk when the answer arrives, and announced shortly after
+    by the committer's thread."""
+    announced: list[tuple[str | None, str]] = []
+
+    def observe(call: Any) -> None:
+        if call.hook == "hcm_audit_event":
+            announced.append((call.kwargs["event"].subject, threading.current_thread().name))
+
+    config, tokens = agent_config(tmp_path / "hcm-data")
+    with Middleware(config) as mw:
+        mw.dispatcher.add_observer(observe)
+        rid = mw.residents.enrol(name="张三", sex=1, id_number=NUMBER, source="t").resident_id
+        handed: list[Held] = []
+        real = Committer.commit
+
+        async def spy(self: Committer, held: Held) -> float:
+            handed.append(held)
+            return await real(self, held)
+
+        with TestClient(create_app(mw)) as client:
+            # the first append opens the log (reads its head, maybe migrates): not on
+            # the loop
+            assert _lookup(client, tokens["desk"]).status_code == 200
+            mp = pytest.MonkeyPatch()
+            mp.setattr(Committer, "commit", spy)
+            try:
+                for _ in range(3):
+                    assert _lookup(client, tokens["desk"]).status_code == 200
+                    # on disk as the answer arrives
+                    assert list(mw.audit.entries(action="residents.lookup"))[-1].subject == rid
+            finally:
+                mp.undo()
+            assert handed == []
+            deadline = time.monotonic() + 5
+            while sum(1 for a in announced if a[0] == rid) < 4:
+                assert time.monotonic() < deadline, announced
+                time.sleep(0.01)
+            assert {name for subject, name in announced if subject == rid} == {"hcm-agent-commit"}
+            assert sum(1 for a in announced if a[0] == rid) == 4  # each once
+        assert mw.audit.verify().ok
+
+
+def test_a_write_lock_held_elsewhere_leaves_the_loop_free(tmp_path: Path) -> None:
+    """Another connection (a second process on the same file) holds SQLite's write lock:
+    the lone lookup does not wait for it on the loop — its commit goes to the committer,
+    which waits — and the loop answers other requests meanwhile."""
+    config, tokens = agent_config(tmp_path / "hcm-data")
+    with Middleware(config) as mw:
+        mw.residents.enrol(name="张三", sex=1, id_number=NUMBER, source="t")
+        other = sa.create_engine(mw.engine.url, poolclass=sa.pool.NullPool)
+        with TestClient(create_app(mw)) as client:
+            assert _lookup(client, tokens["desk"]).status_code == 200
+            before = len(list(mw.audit.entries(action="residents.lookup")))
+            answers: list[Any] = []
+            with other.connect() as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                waiting = threading.Thread(
+                    target=lambda: answers.append(_lookup(client, tokens["desk"]))
+                )
+                waiting.start()
+                time.sleep(0.3)
+                assert answers == []  # its entry cannot be written yet
+                started = time.monotonic()
+                assert client.get("/v1/health").status_code == 200
+                assert time.monotonic() - started < 1.0
+                conn.exec_driver_sql("ROLLBACK")
+            waiting.join(10)
+            assert [a.status_code for a in answers] == [200]
+            assert len(list(mw.audit.entries(action="residents.lookup"))) == before + 1
+        other.dispose()
+        assert mw.audit.verify().ok
+
+
+def test_the_loop_commits_only_a_call_that_is_alone(tmp_path: Path) -> None:
+    config, _tokens = agent_config(tmp_path / "hcm-data")
+    with Middleware(config) as mw:
+        audit: Audit = mw._raw("audit")
+        audit("test.open", actor="t")
+        committer = Committer(audit)
+
+        def block(subject: str) -> Held:
+            with audit.held() as held:
+                audit("test.act", actor="t", subject=subject)
+            return held
+
+        async def main() -> list[bool]:
+            outcomes = []
+            committer.calls = 2  # another call under way
+            outcomes.append(committer.commit_now(block("two")))
+            committer.calls = 1
+            committer._committing = True  # the thread is committing a batch
+            outcomes.append(committer.commit_now(block("busy")))
+            committer._committing = False
+            outcomes.append(committer.commit_now(block("alone")))
+            await asyncio.sleep(0.2)  # the announcement's turn, after the answer
+            return outcomes
+
+        try:
+            assert asyncio.run(main()) == [False, False, True]
+        finally:
+            committer.close()
+        assert [e.subject for e in mw.audit.entries(action="test.act")] == ["alone"]
+        assert mw.audit.verify().ok

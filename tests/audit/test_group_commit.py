@@ -398,3 +398,112 @@ def test_a_grouped_block_that_cannot_commit_raises_and_writes_none(
         step()
     with mw.engine.begin() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one() == 1
+
+
+def _held(mw: Middleware, subject: str) -> Any:
+    with mw.audit.held() as held:
+        mw.audit("card.read", actor="kiosk-01", subject=subject)
+    return held
+
+
+def test_a_commit_that_must_not_wait_is_made_only_when_nobody_is_in_its_way(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    """``commit_held_now`` (an event loop's commit): made at once when the lock is free;
+    refused with nothing written while another thread of this process writes, while a
+    group commit forms behind it, or while another connection holds SQLite's lock —
+    and refused at once, not after waiting."""
+    mw = hcm_make_middleware()
+    mw.audit("card.read", actor="kiosk-01")  # open and migrated
+    audit = mw.audit
+
+    free = _held(mw, "r-free")
+    assert audit.commit_held_now([free]) is True
+    assert [e.subject for e in audit.entries(action="card.read")][-1] == "r-free"
+    assert audit.commit_held_now([]) is True  # nothing held: nothing to do
+
+    # another thread of this process has the writers' turn, and an append waits behind it
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with storage.begin_write(mw.engine):
+            holding.set()
+            release.wait(10)
+
+    behind: list[Any] = []
+    threads = [
+        threading.Thread(target=writer),
+        threading.Thread(target=lambda: behind.append(audit("card.read", actor="k2"))),
+    ]
+    threads[0].start()
+    assert holding.wait(10)
+    refused = _held(mw, "r-turn")
+    started = time.monotonic()
+    assert audit.commit_held_now([refused]) is False  # the turn is taken
+    threads[1].start()
+    _wait_for(lambda: audit._leading, "the append to lead a group")
+    assert audit.commit_held_now([refused]) is False  # a group is forming
+    assert time.monotonic() - started < 1.0
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert len(behind) == 1
+    assert "r-turn" not in [e.subject for e in audit.entries(action="card.read")]
+
+    # another connection (another process, say) holds SQLite's write lock
+    other = sa.create_engine(mw.engine.url, poolclass=sa.pool.NullPool)
+    with other.connect() as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert audit.commit_held_now([refused]) is False
+        assert time.monotonic() - started < 1.0  # SQLite's busy wait was not taken
+        conn.exec_driver_sql("ROLLBACK")
+    other.dispose()
+    # refused three times, then committed once, in its place after the others
+    assert audit.commit_held_now([refused]) is True
+    assert [e.subject for e in audit.entries(action="card.read")][-1] == "r-turn"
+    # the connection waits for other connections' locks again, as before
+    with mw.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+    assert audit.verify().ok
+
+
+def test_a_commit_that_must_not_wait_announces_nothing_until_flushed(
+    hcm_make_middleware: MiddlewareFactory,
+) -> None:
+    mw = hcm_make_middleware()
+    mw.audit("card.read", actor="kiosk-01")
+    recorder = HookRecorder(mw)
+    held = _held(mw, "r-1")
+    assert mw.audit.commit_held_now([held]) is True
+    assert recorder.calls("hcm_audit_event") == []
+    mw.audit.flush()
+    assert [c.kwargs["event"].subject for c in recorder.calls("hcm_audit_event")] == ["r-1"]
+
+
+def test_a_commit_that_must_not_wait_and_fails_writes_nothing_and_frees_the_log(
+    hcm_make_middleware: MiddlewareFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mw = hcm_make_middleware()
+    mw.audit("card.read", actor="kiosk-01")
+    audit = mw.audit
+    held = _held(mw, "r-1")
+    real = type(audit)._write
+
+    def failing(self: Any, conn: Any, fields: Any, given: Any) -> Any:
+        raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(type(audit), "_write", failing)
+    with pytest.raises(AuditError):
+        audit.commit_held_now([held])
+    monkeypatch.setattr(type(audit), "_write", real)
+    assert "r-1" not in [e.subject for e in audit.entries(action="card.read")]
+    assert not audit._leading
+    audit("card.read", actor="kiosk-01", subject="r-2")  # the next append is not held up
+    assert audit.verify().ok
+
+
+def test_a_write_that_must_not_wait_is_refused_on_a_database_that_cannot_promise_it() -> None:
+    engine = storage.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    with pytest.raises(storage.WriteBusyError), storage.begin_write(engine, wait=False):
+        pass  # nothing was tried: no connection to a server that is not there

@@ -34,11 +34,14 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from hcmiddleware import storage
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["Committer", "Workers", "off_loop", "on_loop", "route_for", "service_time"]
 
 _T = TypeVar("_T")
+log = logging.getLogger("hcmiddleware.agent")
 
 #: seconds the request's service calls took themselves (:func:`service_time`)
 _SPENT: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
@@ -145,6 +149,10 @@ class Workers:
     def threads(self) -> int:
         """How many threads have been started."""
         return len(self._threads)
+
+    def idle(self) -> bool:
+        """No call is running in a thread or waiting for one."""
+        return len(self._idle) == len(self._threads) and not self._waiting
 
     async def run(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
         """``fn(*args, **kwargs)`` in a worker thread, in a copy of the caller's context."""
@@ -266,6 +274,12 @@ def _room_in(engine: sa.Engine) -> bool:
     return bool(checked_out() < size())
 
 
+#: what the committer's queue carries to ask for :meth:`Committer._flush`
+_FLUSH = "flush"
+#: seconds after a commit on the loop that its announcement follows
+_FLUSH_AFTER = 0.05
+
+
 class Committer:
     """One thread that commits the audit entries :func:`on_loop` routes held: every
     block waiting when it wakes, in one group commit, then one wake-up of the loop for
@@ -274,10 +288,36 @@ class Committer:
     def __init__(self, audit: Audit, *, name: str = "hcm-agent-commit") -> None:
         self.audit = audit
         self._queue: queue.SimpleQueue[
-            tuple[Held, asyncio.AbstractEventLoop, asyncio.Future[float]] | None
+            tuple[Held, asyncio.AbstractEventLoop, asyncio.Future[float]] | str | None
         ] = queue.SimpleQueue()
+        #: calls of :func:`on_loop` routes under way (counted on the loop)
+        self.calls = 0
+        #: the thread is committing a batch
+        self._committing = False
+        #: a flush of what the loop committed itself is scheduled
+        self._flush_asked = False
+        self._folded = 0.0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+
+    def commit_now(self, held: Held) -> bool:
+        """On the loop: commit ``held`` right here if the call is the only one under way
+        and nothing is queued or being committed — it then costs no wake-up of this
+        thread and none of the loop — and only if the commit needs no wait
+        (:meth:`Audit.commit_held_now`). False, with nothing written, otherwise: then
+        :meth:`commit`. The announcement (and a checkpoint when due) follows on this
+        thread, shortly after the answer.
+
+        :raises AuditError: the commit was tried and failed.
+        """
+        if self.calls != 1 or self._committing or not self._queue.empty():
+            return False
+        if not self.audit.commit_held_now([held]):
+            return False
+        if not self._flush_asked:
+            self._flush_asked = True
+            asyncio.get_running_loop().call_later(_FLUSH_AFTER, self._queue.put, _FLUSH)
+        return True
 
     async def commit(self, held: Held) -> float:
         """Return once ``held``'s entries are committed — the seconds the commit took,
@@ -310,7 +350,7 @@ class Committer:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
+            items = [first]
             while True:  # everything queued by now rides in this commit
                 try:
                     item = self._queue.get_nowait()
@@ -319,13 +359,22 @@ class Committer:
                 if item is None:
                     stop = True
                     break
-                batch.append(item)
+                items.append(item)
+            batch = [item for item in items if not isinstance(item, str)]
+            if len(batch) < len(items):  # asked to flush what the loop committed
+                self._flush_asked = False
+                if not batch:
+                    self._flush()
+                    continue
             error: BaseException | None = None
             start = time.perf_counter()
+            self._committing = True
             try:
                 self.audit.commit_held(held for held, _loop, _done in batch)
             except BaseException as exc:  # handed to each request, as a worker's error is
                 error = exc
+            finally:
+                self._committing = False
             took = time.perf_counter() - start
             by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[float]]] = {}
             for _held, loop, done in batch:
@@ -333,7 +382,20 @@ class Committer:
             for loop, futures in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
                     loop.call_soon_threadsafe(_settle, futures, took, error)
-            del batch, error
+            del batch, items, error
+        self._flush()  # stopping: what the loop committed last is announced too
+
+    def _flush(self) -> None:
+        """Announce what the loop committed itself (a checkpoint when due), and fold
+        SQLite's write-ahead log, which those commits leave to others, once a second at
+        most."""
+        try:
+            self.audit.flush()
+            if time.monotonic() - self._folded >= 1.0:
+                self._folded = time.monotonic()
+                storage.fold_log(self.audit.engine)
+        except Exception:  # the entries are committed; the next flush tries again
+            log.exception("the audit log's announcement or fold failed")
 
 
 def _settle(futures: list[asyncio.Future[float]], took: float, error: BaseException | None) -> None:
@@ -362,15 +424,21 @@ def held_on_loop(
         result: Any = None
         error: BaseException | None = None
         database = engine()
-        with audit.held() as held:
-            try:
-                if database.dialect.name == "sqlite" and _room_in(database):
-                    result = _timed(endpoint, *args, **kwargs)
-                else:
-                    result = await workers.run(_timed, endpoint, *args, **kwargs)
-            except Exception as exc:
-                error = exc
-        _spent(await committer.commit(held))
+        here = database.dialect.name == "sqlite" and _room_in(database)
+        committer.calls += 1
+        try:
+            with audit.held() as held:
+                try:
+                    if here:
+                        result = _timed(endpoint, *args, **kwargs)
+                    else:
+                        result = await workers.run(_timed, endpoint, *args, **kwargs)
+                except Exception as exc:
+                    error = exc
+            if not (here and workers.idle() and _timed(committer.commit_now, held)):
+                _spent(await committer.commit(held))
+        finally:
+            committer.calls -= 1
         if error is not None:
             raise error
         return result

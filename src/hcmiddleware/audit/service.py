@@ -123,6 +123,15 @@ class Held:
         return len(self.pending)
 
 
+def _show(committed: list[_Pending]) -> None:
+    """Give the entries a :meth:`Audit.held` block handed back their place in the chain."""
+    for held in committed:
+        if held.shown is not None and held.entry is not None:
+            held.shown.__dict__.update(
+                seq=held.entry.seq, prev_hash=held.entry.prev_hash, hash=held.entry.hash
+            )
+
+
 #: the entries an :meth:`Audit.grouped` block holds, and the log they are for
 _GROUPED: ContextVar[tuple[Audit, list[_Pending]] | None] = ContextVar(
     "hcm_audit_grouped", default=None
@@ -425,12 +434,63 @@ class Audit:
             return
         self.open()
         self._commit_own(waiting)
-        for held in waiting:
-            if held.shown is not None and held.entry is not None:
-                held.shown.__dict__.update(
-                    seq=held.entry.seq, prev_hash=held.entry.prev_hash, hash=held.entry.hash
-                )
+        _show(waiting)
         self.flush()
+
+    def commit_held_now(self, blocks: Iterable[Held]) -> bool:
+        """Commit the entries of :meth:`held` blocks in this thread if that needs no
+        wait for anyone — no group commit under way or forming in this process, the
+        database's write lock free (SQLite only: :func:`storage.begin_write` with
+        ``wait=False``) — and return True once they are committed. Return False with
+        nothing written when it would have to wait: then :meth:`commit_held`, from a
+        thread that may.
+
+        Nothing is announced and no checkpoint is made here (the commit leaves folding
+        SQLite's write-ahead log to other commits, as an urgent one does): call
+        :meth:`flush` later, from a thread that may wait. For an event loop with nothing
+        else to do, which would otherwise wake a thread to commit and be woken by it.
+
+        :raises AuditError: the commit was tried and failed (none of the entries was
+            written).
+        """
+        waiting = [p for block in blocks for p in block.pending]
+        if not waiting:
+            return True
+        if self._opened is not self.engine or storage.writing(self.engine):
+            return False
+        with self._group:
+            if self._leading:
+                return False
+            # entries waiting with no group under way are riding along (``ride_along``):
+            # this commit takes them, as a group's leader would
+            self._leading = True
+        batch: list[_Pending] = []
+        entries: list[AuditEntry] = []
+        error: HcmError | None = None
+        try:
+            with storage.begin_write(self.engine, urgent=True, wait=False) as conn:
+                with self._group:
+                    batch.extend(self._waiting)
+                    self._waiting.clear()
+                batch.extend(waiting)
+                entries = [self._write(conn, p.fields, p.details) for p in batch]
+        except storage.WriteBusyError:
+            with self._group:
+                self._leading = False
+                self._group.notify_all()
+            return False
+        except HcmError as exc:
+            error = exc
+        except sa.exc.SQLAlchemyError as exc:
+            error = self._write_error(exc)
+        except BaseException:
+            self._end_group(waiting, batch, [], AuditError("the audit log was not written"))
+            raise
+        self._end_group(waiting, batch, entries if error is None else [], error)
+        if error is not None:
+            raise error
+        _show(waiting)
+        return True
 
     def record_many(
         self, entries: Iterable[Mapping[str, Any]], *, ride_along: float = 0.0
