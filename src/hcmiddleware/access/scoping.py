@@ -19,6 +19,7 @@ partial read.
 
 from __future__ import annotations
 
+import copy
 import functools
 import weakref
 from collections.abc import Mapping
@@ -116,7 +117,15 @@ def withhold(model: _M, withheld: frozenset[tuple[str, str]]) -> _M:
     values = dict(model.__dict__)
     for name, _category in withheld:
         values[name] = None
-    made: _M = cls.model_construct(_fields_set=model.model_fields_set, **values)
+    # a shallow copy into the scoped class, as pydantic's own ``__copy__`` makes one:
+    # every field is in ``values`` already, so ``model_construct``'s pass over the
+    # fields for their defaults (most of the filter's time) has nothing to add
+    made: _M = cls.__new__(cls)
+    private = getattr(model, "__pydantic_private__", None)
+    object.__setattr__(made, "__dict__", values)
+    object.__setattr__(made, "__pydantic_extra__", copy.copy(model.__pydantic_extra__))
+    object.__setattr__(made, "__pydantic_fields_set__", set(model.model_fields_set))
+    object.__setattr__(made, "__pydantic_private__", None if private is None else dict(private))
     key = id(made)
     _ORIGINALS[key] = original_of(model) or model
     weakref.finalize(made, _ORIGINALS.pop, key, None)
