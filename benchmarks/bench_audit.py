@@ -71,7 +71,8 @@ def _pg_database() -> tuple[str, Callable[[], None]] | None:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
-    return PG_URL.rsplit("/", 1)[0] + f"/{name}", drop
+    # set the database by name, so a URL with a query (a Unix socket: ?host=/run/...) works
+    return sa.engine.make_url(PG_URL).set(database=name).render_as_string(False), drop
 
 
 def _percentile(values: list[float], q: float) -> float:
