@@ -120,7 +120,7 @@ def withhold(model: _M, withheld: frozenset[tuple[str, str]]) -> _M:
     # a shallow copy into the scoped class, as pydantic's own ``__copy__`` makes one:
     # every field is in ``values`` already, so ``model_construct``'s pass over the
     # fields for their defaults (most of the filter's time) has nothing to add
-    made: _M = cls.__new__(cls)
+    made: _M = object.__new__(cls)
     private = getattr(model, "__pydantic_private__", None)
     object.__setattr__(made, "__dict__", values)
     object.__setattr__(made, "__pydantic_extra__", copy.copy(model.__pydantic_extra__))
