@@ -461,34 +461,28 @@ class Audit:
         with self._group:
             if self._leading:
                 return False
-            # entries waiting with no group under way are riding along (``ride_along``):
-            # this commit takes them, as a group's leader would
+            # this thread leads a group of its own, as _commit_own's leader does; entries
+            # already waiting with no group under way are riding along (``ride_along``)
+            # and are taken with it
+            self._waiting.extend(waiting)
             self._leading = True
         batch: list[_Pending] = []
-        entries: list[AuditEntry] = []
-        error: HcmError | None = None
         try:
-            with storage.begin_write(self.engine, urgent=True, wait=False) as conn:
-                with self._group:
-                    batch.extend(self._waiting)
-                    self._waiting.clear()
-                batch.extend(waiting)
-                entries = [self._write(conn, p.fields, p.details) for p in batch]
+            entries = self._commit_batch(batch, urgent=True, wait=False)
         except storage.WriteBusyError:
-            with self._group:
+            with self._group:  # nothing was taken: the others' entries wait on
+                mine = {id(p) for p in waiting}
+                self._waiting = [p for p in self._waiting if id(p) not in mine]
                 self._leading = False
                 self._group.notify_all()
             return False
         except HcmError as exc:
-            error = exc
-        except sa.exc.SQLAlchemyError as exc:
-            error = self._write_error(exc)
-        except BaseException:
+            self._end_group(waiting, batch, [], exc)
+            raise
+        except BaseException:  # an interrupt: nothing of the group was committed
             self._end_group(waiting, batch, [], AuditError("the audit log was not written"))
             raise
-        self._end_group(waiting, batch, entries if error is None else [], error)
-        if error is not None:
-            raise error
+        self._end_group(waiting, batch, entries, None)
         _show(waiting)
         return True
 
@@ -675,11 +669,15 @@ class Audit:
                 raise waiting.error
         return [p.entry for p in pending if p.entry is not None]
 
-    def _commit_batch(self, batch: list[_Pending]) -> list[AuditEntry]:
+    def _commit_batch(
+        self, batch: list[_Pending], *, urgent: bool = False, wait: bool = True
+    ) -> list[AuditEntry]:
         """Write ``batch`` in one transaction; into an empty list, the entries waiting
-        once the transaction holds the write lock (SQLite: the whole database)."""
+        once the transaction holds the write lock (SQLite: the whole database).
+        ``urgent`` and ``wait`` are :func:`storage.begin_write`'s (``WriteBusyError``
+        passes through, nothing taken)."""
         try:
-            with storage.begin_write(self.engine) as conn:
+            with storage.begin_write(self.engine, urgent=urgent, wait=wait) as conn:
                 if not batch:
                     with self._group:
                         batch.extend(self._waiting)
