@@ -20,8 +20,14 @@ in this process, which take most of one of the two cores the agent runs on
 (``--load httpx`` forces them; the figures say which was used). ``--no-card`` leaves
 pcscd and the card read out (the lookups only).
 
+A workstation is seldom idle. ``--busy N`` keeps N other processes spinning on the CPU
+for the whole run (the SDK's calls and the agent's alike), as a busy front end or a
+virus scan would; ``--nice N`` gives the agent's process the scheduling priority a
+service unit would (``Nice=N`` in systemd; below 0 needs root or CAP_SYS_NICE), and
+only the agent: the client, pcscd and the SDK's calls keep theirs.
+
 Run: ``python benchmarks/bench_agent.py [--lookups N] [--reads N] [--clients C]
-[--seconds S] [--load wrk|httpx] [--no-card]``.
+[--seconds S] [--load wrk|httpx] [--no-card] [--busy N] [--nice N]``.
 """
 
 from __future__ import annotations
@@ -251,6 +257,10 @@ def main() -> int:
     parser.add_argument("--load", choices=("wrk", "httpx"),
                         default="wrk" if shutil.which("wrk") else "httpx")  # fmt: skip
     parser.add_argument("--no-card", action="store_true", help="lookups only: no pcscd")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="N other processes spinning on the CPU throughout")  # fmt: skip
+    parser.add_argument("--nice", type=int, default=None, metavar="N",
+                        help="the agent's niceness (systemd Nice=)")  # fmt: skip
     args = parser.parse_args()
     if args.no_card:
         args.reads = 0
@@ -265,6 +275,7 @@ def main() -> int:
     rows: list[tuple[str, str, float, float, float]] = []
 
     with contextlib.ExitStack() as card_stack:
+        card_stack.enter_context(Busy(args.busy))
         if not args.no_card:
             pcscd = card_stack.enter_context(Pcscd())
             card_stack.enter_context(
@@ -308,6 +319,8 @@ def main() -> int:
         try:
             assert server.stdout is not None
             assert server.stdout.readline().startswith("listening")
+            if args.nice is not None:
+                renice(server.pid, args.nice)
             base = f"http://127.0.0.1:{port}"
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
@@ -384,6 +397,8 @@ def main() -> int:
           f"at end {load()}")  # fmt: skip
     print(f"{RESIDENTS} residents; {args.lookups} lookups, {args.reads} reads, one client "
           "in sequence")  # fmt: skip
+    niceness = args.nice if args.nice is not None else os.getpriority(os.PRIO_PROCESS, 0)
+    print(f"other load: {args.busy} busy processes; the agent's niceness: {niceness}")
     print(f"{'call':<32} {'path':<18} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
     for what, path, p50, p99, rate in rows:
         rate_text = "" if rate != rate else f"{rate:8.0f}"
@@ -426,6 +441,37 @@ def main() -> int:
               f"over {GOAL_OVERHEAD_MS} ms: {over} of {len(added)} calls, the worst "
               f"{max(added):.2f} ms")  # fmt: skip
     return 0
+
+
+def renice(pid: int, niceness: int) -> None:
+    """Set every thread of ``pid`` to ``niceness`` (Linux keeps it per thread; threads
+    started later inherit it from the thread that starts them)."""
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            os.setpriority(os.PRIO_PROCESS, int(task), niceness)
+    except PermissionError:
+        raise SystemExit(
+            f"--nice {niceness}: not permitted; a niceness below 0 needs root or CAP_SYS_NICE"
+        ) from None
+
+
+class Busy:
+    """``n`` processes spinning on the CPU while the block runs."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._spinning: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> Busy:
+        for _ in range(self.n):
+            self._spinning.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in self._spinning:
+            process.kill()
+        for process in self._spinning:
+            process.wait(10)
 
 
 class socket_port:  # noqa: N801 - used as a context manager
