@@ -165,6 +165,7 @@ __all__ = [
     "AgentAuthError",
     "AgentBusyError",
     "AgentError",
+    "AgentListenError",
     "AgentOriginError",
     "AgentRateLimitError",
     "AgentRequestError",
@@ -1639,6 +1640,19 @@ class AgentBusyError(AgentError):
 
     status = 409
     default_hint = "wait for the other read to finish, then read again"
+
+
+class AgentListenError(HcmError):
+    """``hcm agent serve`` cannot listen on ``[agent] host:port``: another program holds
+    the port, the host is not an address of this machine, or the port needs a privilege.
+    Raised before anything is opened (the database, the SAM, the readers)."""
+
+    default_hint = "choose another port with --port or [agent] port (docs/agent.md)"
+
+    def __init__(self, message: str, *, host: str, port: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.host = host
+        self.port = port
 
 
 # --- access ----------------------------------------------------------------------------

@@ -8,20 +8,24 @@ Middleware (the audit log's last checkpoint, the SAM, the database).
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import signal
+import socket
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
 
 from hcmiddleware.agent.app import AgentState, create_app
+from hcmiddleware.errors import AgentListenError
 
 if TYPE_CHECKING:
     from hcmiddleware.config import AgentSection
     from hcmiddleware.runtime import Middleware
 
-__all__ = ["serve"]
+__all__ = ["listen", "serve"]
 
 log = logging.getLogger("hcmiddleware.agent")
 
@@ -38,11 +42,93 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port``, for :func:`serve`.
+
+    Made before anything else is opened, so that a port another program holds is said
+    at once, in one line, with nothing of the installation touched. On Windows the port
+    is taken for this process alone (``SO_EXCLUSIVEADDRUSE``: there ``SO_REUSEADDR``
+    would let a second program bind the same port and take calls meant for the agent).
+
+    :raises AgentListenError: the port is taken, the host is not an address of this
+        machine or cannot be resolved, or the port needs a privilege.
+    """
+    where = f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror:
+        raise AgentListenError(
+            f"cannot listen on {where}: {host!r} is not a name this machine can resolve",
+            host=host, port=port,
+            hint="set [agent] host (or --host) to 127.0.0.1, the default, or an address "
+            "of this machine",
+        ) from None  # fmt: skip
+    sock = socket.socket(family, kind, proto)
+    try:
+        if os.name == "nt":
+            sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_EXCLUSIVEADDRUSE", 0), 1)
+        else:  # a restart may bind while the last run's connections are in TIME_WAIT
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise _listen_error(exc, host, port) from None
+    sock.setblocking(False)
+    return sock
+
+
+def _listen_error(exc: OSError, host: str, port: int) -> AgentListenError:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE or getattr(exc, "winerror", None) == 10048:
+        return AgentListenError(
+            f"cannot listen on {where}: another program holds the port (another hcm agent?)",
+            host=host, port=port,
+            hint=f"stop that program (Linux: ss -ltnp 'sport = :{port}'; Windows: netstat "
+            f"-ano | findstr :{port} names it), or choose another port with --port or "
+            "[agent] port and tell the HIS",
+        )  # fmt: skip
+    if exc.errno == errno.EADDRNOTAVAIL or getattr(exc, "winerror", None) == 10049:
+        return AgentListenError(
+            f"cannot listen on {where}: {host} is not an address of this machine",
+            host=host, port=port,
+            hint="set [agent] host (or --host) to 127.0.0.1, the default, or an address "
+            "of this machine",
+        )  # fmt: skip
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return AgentListenError(
+            f"cannot listen on {where}: not permitted (a port below 1024 needs a privilege)",
+            host=host, port=port,
+            hint="use a port from 1024 up, such as the default 8765",
+        )  # fmt: skip
+    return AgentListenError(
+        f"cannot listen on {where}: {exc.strerror or type(exc).__name__}", host=host, port=port
+    )
+
+
+def serve(
+    mw: Middleware,
+    settings: AgentSection,
+    *,
+    ready: str | None = None,
+    sock: socket.socket | None = None,
+) -> None:
     """Serve the agent on ``settings.host:port`` until SIGTERM/SIGINT; closes ``mw``.
 
     :param ready: a line printed on stdout once the socket listens (for supervisors).
+    :param sock: the socket :func:`listen` made (the command line makes it before it
+        opens the Middleware); by default one is made here.
+    :raises AgentListenError: ``sock`` was not given and the address cannot be listened
+        on; ``mw`` is closed.
     """
+    if sock is None:
+        try:
+            sock = listen(settings.host, settings.port)
+        except AgentListenError:
+            mw.close()
+            raise
     app = create_app(mw, settings)
     state: AgentState = app.state.agent
     config = uvicorn.Config(
@@ -74,7 +160,7 @@ def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -
         # before it started: that must not end the process before the Middleware is closed
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _stopped)
-        server.run()
+        server.run(sockets=[sock])
     finally:
         if not state.wait_idle(settings.shutdown_grace):
             log.error("a money movement was still under way at shutdown; run hcm journal recover")
@@ -82,6 +168,7 @@ def serve(mw: Middleware, settings: AgentSection, *, ready: str | None = None) -
             watcher.stop()
         state.close()
         mw.close()
+        sock.close()
         log.info("agent stopped")
 
 

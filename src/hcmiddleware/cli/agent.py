@@ -49,13 +49,20 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
             hint="add an [agent.tokens.<workstation>] section per workstation (docs/agent.md)",
         )
     with needs_extra("hcm agent serve"):
+        from hcmiddleware.agent.server import listen
         from hcmiddleware.agent.server import serve as run
 
     from hcmiddleware.runtime import Middleware
 
-    mw = Middleware(config)
+    # the port first: one taken is said before the database, the SAM or a reader is opened
+    sock = listen(settings.host, settings.port)
+    try:
+        mw = Middleware(config)
+    except BaseException:
+        sock.close()
+        raise
     click.echo(f"hcm agent on http://{settings.host}:{settings.port} (console: /console)", err=True)
-    run(mw, settings, ready=f"listening on {settings.host}:{settings.port}")
+    run(mw, settings, ready=f"listening on {settings.host}:{settings.port}", sock=sock)
 
 
 @agent.command("token")
