@@ -4,6 +4,7 @@ the sample HIS, and three workstations of three roles."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -25,6 +26,7 @@ from hcmiddleware.agent import create_app
 from hcmiddleware.card.emulator import EmulatedCard
 from hcmiddleware.card.vpcd import VpcdCard
 from hcmiddleware.sam.samples import TEST_ISSUER_KEYS as KEYS
+from hcmiddleware.testing import audit_key, empi_keys
 from hcmiddleware.testing.pcscd import USER_READER, Pcscd
 from hcmiddleware.testing.plugin import embedded_config
 
@@ -176,6 +178,43 @@ def served(tmp_path: Path) -> Iterator[Served]:
             server.should_exit = True
             thread.join(10)
             app.state.agent.close()
+
+
+def toml_value(value: Any) -> str:
+    """A value as TOML writes it (strings, numbers, lists, inline tables)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f'"{k}" = {toml_value(v)}' for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
+def write_config(folder: Path, port: int, **extra: dict[str, Any]) -> Path:
+    """An hcm.toml in ``folder`` for ``hcm agent serve`` on ``port``: one workstation
+    (``desk-1``, registration) whose token is in ``folder/desk.token``; ``extra``
+    sections are added or replace the ones named."""
+    (folder / "desk.token").write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+    keys = folder / "keys"
+    sections: dict[str, dict[str, Any]] = {
+        "middleware": {"data_dir": str(folder / "data"), "institution_code": "210100000001"},
+        "empi": empi_keys(keys),
+        "audit": audit_key(keys),
+        "agent": {"port": port, "rate_limit": 0.01, "rate_burst": 2},
+        "agent.tokens.desk-1": {
+            "token": {"file": "desk.token"},
+            "user": "u-desk",
+            "role": "registration",
+            "terminal": "desk-1",
+        },
+        **extra,
+    }
+    path = folder / "hcm.toml"
+    path.write_text(
+        "".join(
+            f"[{name}]\n" + "".join(f"{k} = {toml_value(v)}\n" for k, v in body.items()) + "\n"
+            for name, body in sections.items()
+        ),
+        encoding="utf-8",
+    )
+    return path
 
 
 @contextlib.contextmanager

@@ -3,63 +3,26 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from hcmiddleware.agent.server import listen
 from hcmiddleware.errors import AgentListenError
-from hcmiddleware.testing import audit_key, empi_keys
 
-from .conftest import free_port, serving
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f'"{k}" = {_toml(v)}' for k, v in value.items()) + " }"
-    return json.dumps(value)
-
-
-def _config(folder: Path, port: int, **extra: dict[str, Any]) -> Path:
-    (folder / "desk.token").write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
-    keys = folder / "keys"
-    sections: dict[str, dict[str, Any]] = {
-        "middleware": {"data_dir": str(folder / "data"), "institution_code": "210100000001"},
-        "empi": empi_keys(keys),
-        "audit": audit_key(keys),
-        "agent": {"port": port, "rate_limit": 0.01, "rate_burst": 2},
-        "agent.tokens.desk-1": {
-            "token": {"file": "desk.token"},
-            "user": "u-desk",
-            "role": "registration",
-            "terminal": "desk-1",
-        },
-        **extra,
-    }
-    path = folder / "hcm.toml"
-    path.write_text(
-        "".join(
-            f"[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in body.items()) + "\n"
-            for name, body in sections.items()
-        ),
-        encoding="utf-8",
-    )
-    return path
+from .conftest import free_port, serving, write_config
 
 
 def test_x_forwarded_for_does_not_change_whom_the_rate_limit_counts(tmp_path: Path) -> None:
     """The agent is called on loopback, never through a proxy: a page that sends
     X-Forwarded-For is still the one client it is (its burst of two, then 429)."""
     port = free_port()
-    with serving(_config(tmp_path, port)):
+    with serving(write_config(tmp_path, port)):
         statuses = [
             httpx.get(
                 f"http://127.0.0.1:{port}/v1/health",
@@ -74,7 +37,7 @@ def test_x_forwarded_for_does_not_change_whom_the_rate_limit_counts(tmp_path: Pa
 def test_the_card_index_is_built_before_the_agent_listens(tmp_path: Path) -> None:
     """A service builds the in-memory index of listed cards as it starts, so the first
     card checks are answered from memory, not the database; it says so in its log."""
-    with serving(_config(tmp_path, free_port(), logging={"level": "INFO"})) as process:
+    with serving(write_config(tmp_path, free_port(), logging={"level": "INFO"})) as process:
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert "card index ready: 0 entries" in stderr, stderr
@@ -98,7 +61,7 @@ def test_a_port_another_program_holds_is_said_before_anything_is_opened(tmp_path
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = _serve(_config(tmp_path, port))
+        done = _serve(write_config(tmp_path, port))
     assert done.returncode == 1, done.stderr
     assert f"error: cannot listen on 127.0.0.1:{port}: another program holds the port" in (
         done.stderr
@@ -110,7 +73,7 @@ def test_a_port_another_program_holds_is_said_before_anything_is_opened(tmp_path
 
 
 def test_the_port_on_the_command_line_is_the_one_checked(tmp_path: Path) -> None:
-    config = _config(tmp_path, free_port())
+    config = write_config(tmp_path, free_port())
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -122,7 +85,7 @@ def test_the_port_on_the_command_line_is_the_one_checked(tmp_path: Path) -> None
 
 def test_a_host_that_is_not_this_machines_is_said_so(tmp_path: Path) -> None:
     # 192.0.2.1 is TEST-NET-1 (RFC 5737): never an address of this machine
-    config = _config(
+    config = write_config(
         tmp_path, free_port(), agent={"port": free_port(), "allow_remote": True,
                                       "host": "192.0.2.1"}
     )  # fmt: skip
@@ -161,12 +124,12 @@ def test_the_socket_made_first_is_the_one_served(tmp_path: Path) -> None:
     that socket: the agent answers on it, and a second agent on the same port is
     refused while the first runs."""
     port = free_port()
-    config = _config(tmp_path, port)
+    config = write_config(tmp_path, port)
     with serving(config):
         assert httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).status_code == 200
         second = tmp_path / "second"
         second.mkdir()
-        done = _serve(_config(second, port))
+        done = _serve(write_config(second, port))
         assert done.returncode == 1
         assert "another program holds the port" in done.stderr
         assert httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=10).status_code == 200
