@@ -190,14 +190,21 @@ class Terminal:
         self._mw.audit("card.read_issuer", actor=actor, reader=reader)
         return issuer
 
-    def watch(self) -> CardEvents:
-        """Card events of every PC/SC reader, delivered as hooks; call ``start()``."""
+    def watch(self, *, wait_for_service: bool = False) -> CardEvents:
+        """Card events of every PC/SC reader, delivered as hooks; call ``start()``.
+
+        ``start()`` raises :class:`~hcmiddleware.errors.ReaderError` when the PC/SC
+        service is not running, unless ``wait_for_service``: then the events begin once
+        it answers. A service lost later is waited for either way (the cards it held
+        reported removed meanwhile).
+        """
         from hcmiddleware.card.monitor import CardEvents
 
         hooks = self._mw.hooks
         return CardEvents(
             on_inserted=lambda reader, atr: hooks.hcm_card_inserted(reader=reader, atr=atr),
             on_removed=lambda reader: hooks.hcm_card_removed(reader=reader),
+            wait_for_service=wait_for_service,
         )
 
     def close(self) -> None:

@@ -58,6 +58,9 @@ def test_vpcd_that_cannot_bind_moves_to_the_next_pair(monkeypatch: pytest.Monkey
     first = next(daemon._port_pairs())
     monkeypatch.setattr(daemon, "_bindable", lambda port: True)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        # a pcscd stopped with a card linked leaves the port in TIME_WAIT for a minute:
+        # a listener may still bind it, and then holds it as surely
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("0.0.0.0", first))
         holder.listen()
         with daemon.Pcscd() as started:

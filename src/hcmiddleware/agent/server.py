@@ -148,9 +148,11 @@ def serve(
     watcher = None
     try:
         try:
-            watcher = mw.terminal.watch()
+            # a PC/SC service not up yet (or restarted later) is waited for: the events
+            # begin, or begin again, once it answers
+            watcher = mw.terminal.watch(wait_for_service=True)
             watcher.start()
-        except Exception as exc:  # no pcsc extra or no PC/SC service: no card events
+        except Exception as exc:  # no pcsc extra: no card events
             log.warning("card events are off: %s", type(exc).__name__)
             watcher = None
         _load_card_index(mw)
