@@ -8,6 +8,7 @@ This module starts and stops pcscd itself (the machine's one PC/SC socket).
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -63,15 +64,34 @@ def test_the_stream_hears_cards_once_pcscd_is_up_and_again_after_a_restart(
     if Pcscd.running():
         pytest.fail("a pcscd runs already: this module needs the PC/SC socket to itself")
     port = free_port()
-    config = write_config(tmp_path, port)
+    (tmp_path / "it.token").write_text(secrets.token_urlsafe(32), encoding="utf-8")
+    it = {"token": {"file": "it.token"}, "user": "u-it", "role": "administrator",
+          "terminal": "it-1"}  # fmt: skip
+    config = write_config(tmp_path, port, **{"agent.tokens.it-1": it})
     token = (tmp_path / "desk.token").read_text(encoding="utf-8").strip()
     base = f"http://127.0.0.1:{port}"
+
+    def console() -> dict[str, Any]:
+        """The card events' line of the console's readers panel."""
+        answer = httpx.get(
+            f"{base}/v1/console/status",
+            headers={"Authorization": f"Bearer {(tmp_path / 'it.token').read_text()}"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        events: dict[str, Any] = answer.json()["panels"]["readers"]["data"]["card_events"]
+        return events
+
     with serving(config) as agent:  # no PC/SC service yet, as on a workstation at boot
         stream = Stream(base, token)
+        off = console()
+        assert off["on"] is False
+        assert "not running" in off["off_reason"]
         card = EmulatedCard.from_files(PROFILE, KEYS)
         with Pcscd() as first:
             with VpcdCard(card, first.user_port):
                 stream.wait_for(["card.inserted"])
+                assert console() == {"on": True, "off_reason": None}
             stream.wait_for(["card.inserted", "card.removed"])
         with Pcscd() as second, VpcdCard(card, second.user_port):  # pcscd restarted
             stream.wait_for(["card.inserted", "card.removed", "card.inserted"])

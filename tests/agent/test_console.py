@@ -114,6 +114,8 @@ def test_the_console_in_chinese_and_english(served: Served, browser: Any, tmp_pa
                     "审计链状态", "病区报警"):  # fmt: skip
         assert heading in text
     assert "sample-his" in page.inner_text("#p-plugins")
+    # this agent is not `hcm agent serve`: nothing watches the card events, and it says so
+    assert "本代理未监听" in page.inner_text("#p-readers")
     assert "完整" in page.inner_text("#p-audit")  # the chain is intact
     assert page.inner_text("#p-doctor").count("正常") >= 3
     # an alarm raised now appears live, then in the alarms panel

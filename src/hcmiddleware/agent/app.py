@@ -46,6 +46,7 @@ from hcmiddleware.agent.problems import MEDIA_TYPE, Problem, problem_of, status_
 from hcmiddleware.agent.workers import Committer, Workers, on_loop, route_for
 from hcmiddleware.card.data import CardRead, Issuer
 from hcmiddleware.card.filemap import CardPart
+from hcmiddleware.card.monitor import CardEvents
 from hcmiddleware.config import AgentSection
 from hcmiddleware.empi.records import Candidate
 from hcmiddleware.errors import AgentBusyError, AgentRequestError, HcmError
@@ -112,6 +113,8 @@ class AgentState:
         self._idle = threading.Condition()
         #: callers whose session was made once: their role and terminal are configured
         self._admitted: set[Caller] = set()
+        #: the card events ``hcm agent serve`` started (the console shows their state)
+        self.card_events: CardEvents | None = None
 
     async def session(self, who: Caller) -> Session:
         """A new session for ``who`` (a session per request: it holds what the request

@@ -16,6 +16,8 @@ const T = {
     detail: "说明", hint: "处理办法", bed: "床位", band: "腕带", raised: "发生时间",
     source: "来源", differences: "差异", version: "版本", hooks: "钩子数",
     signed_in: "当前用户", lang: "English", wrong_token: "令牌无效",
+    card_events: "插拔卡事件", events_on: "正在接收", events_off: "已中断",
+    not_watched: "本代理未监听",
   },
   en: {
     title: "Health card middleware · operator console", refresh: "Refresh", sign_in: "Sign in",
@@ -32,6 +34,8 @@ const T = {
     band: "Band", raised: "Raised", source: "Source", differences: "Differences",
     version: "Version", hooks: "Hooks", signed_in: "Signed in", lang: "中文",
     wrong_token: "The token was refused",
+    card_events: "Card events", events_on: "being received", events_off: "interrupted",
+    not_watched: "not watched by this agent",
   },
 };
 const params = new URLSearchParams(location.search);
@@ -73,6 +77,8 @@ const render = {
       [t("sam_reader"), where(d.sam, d.sam_present)],
       [t("sam_kind"), d.sam_kind],
       [t("all_readers"), d.present === null ? t("unknown") : (d.present.join(", ") || t("none"))],
+      [t("card_events"), d.card_events === null ? t("not_watched")
+        : d.card_events.on ? t("events_on") : `${t("events_off")}: ${d.card_events.off_reason}`],
     ]);
   },
   plugins(d) {

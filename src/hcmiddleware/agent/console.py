@@ -66,7 +66,13 @@ def _readers(state: AgentState) -> dict[str, Any]:
     except Exception:  # no pcsc extra, or no PC/SC service: shown as unknown
         present = None
     sam = "keys" if state.mw.config.sam.keys else ("card" if config.sam else "none")
+    watched = state.card_events
     return {
+        # the card events the browser hears: on, off (why, e.g. no PC/SC service), or
+        # not watched by this agent at all (None)
+        "card_events": None
+        if watched is None
+        else {"on": watched.on, "off_reason": watched.off_reason},
         "present": present,
         "user": config.user,
         "user_present": None if present is None or not config.user else config.user in present,

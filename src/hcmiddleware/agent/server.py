@@ -152,6 +152,7 @@ def serve(
             # begin, or begin again, once it answers
             watcher = mw.terminal.watch(wait_for_service=True)
             watcher.start()
+            state.card_events = watcher
         except Exception as exc:  # no pcsc extra: no card events
             log.warning("card events are off: %s", type(exc).__name__)
             watcher = None
