@@ -889,7 +889,10 @@ class SamStatusError(SamError):
 class SamUnavailableError(SamError):
     """No SAM answers: none in the slot, pulled during the operation, or already closed."""
 
-    default_hint = "check that the SAM is seated in the terminal's SAM slot, then restart"
+    default_hint = (
+        "check that the SAM is seated in the terminal's SAM slot, then try again: the "
+        "next card opens the SAM again"
+    )
 
 
 class ResidentIndexError(HcmError):

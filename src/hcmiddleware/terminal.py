@@ -9,11 +9,13 @@ card key that reported 2 tries left is never tried again by this process.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from hcmiddleware.errors import NoHandlerError, WrongCardError
+from hcmiddleware.errors import NoHandlerError, SamUnavailableError, WrongCardError
 
 if TYPE_CHECKING:
     from hcmiddleware.card.data import CardRead, Issuer, VisitRecord
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from hcmiddleware.sam.base import Sam
 
 __all__ = ["Terminal"]
+
+log = logging.getLogger(__name__)
 
 
 class Terminal:
@@ -64,15 +68,46 @@ class Terminal:
                 self._sam = checked("hcm_sam_provider", plugin, sam, kind)
             return self._sam
 
+    def _forget_sam(self, sam: Sam | None) -> bool:
+        """Close and forget ``sam``, which stopped answering (its reader re-plugged, the
+        PC/SC service restarted: its connection is gone for good), so that the next use
+        opens the SAM again through ``hcm_sam_provider``. True if it was forgotten; a
+        SAM the caller gave stays the caller's, and is kept."""
+        with self._lock:
+            if sam is None or self._sam is not sam or not self._own_sam:
+                return False
+            self._sam = None
+        with contextlib.suppress(Exception):  # its link is gone: closing may fail too
+            sam.close()
+        log.warning("the SAM stopped answering; it is opened again for the next card")
+        return True
+
+    def check_sam(self) -> Sam:
+        """The SAM, asked for a challenge now to show that it answers (nothing reaches
+        any card); one that stopped answering is opened again, once.
+
+        :raises SamUnavailableError: no SAM answers, after opening it again.
+        """
+        sam = self.sam
+        try:
+            sam.new_challenge()
+        except SamUnavailableError:
+            if not self._forget_sam(sam):
+                raise
+            sam = self.sam
+            sam.new_challenge()
+        return sam
+
     def open(self, transport: Transport | None = None) -> CardSession:
         """A session with the card in ``transport`` (default: the ``[readers] user`` reader)."""
         from hcmiddleware.card.session import CardSession
 
+        sam = self.sam  # first: a SAM that cannot be had leaves no reader open
         if transport is None:
             from hcmiddleware.card.pcsc import PcscTransport
 
             transport = PcscTransport(self._mw.config.readers.user)
-        return CardSession(transport, self.sam, guard=self.guard)
+        return CardSession(transport, sam, guard=self.guard)
 
     def read(
         self,
@@ -95,23 +130,33 @@ class Terminal:
         from hcmiddleware.card.filemap import parse_parts, parts_text
 
         wanted = parse_parts(parts)
-        session = self.open(transport)
-        reader = str(getattr(session.transport, "reader", "in-process"))
-        try:
-            card = session.read(wanted)
-        except Exception as exc:
-            self._mw.audit(
-                "card.read",
-                actor=actor,
-                outcome="failed",
-                reader=reader,
-                parts=parts_text(wanted),
-                error=type(exc).__name__,
-            )
-            raise
-        finally:
-            if transport is None:
-                session.transport.close()
+        again = True  # a SAM found gone is opened again, and the read tried once more
+        while True:
+            try:
+                session = self.open(transport)
+            except SamUnavailableError:
+                if not again:  # the SAM found gone could not be opened again
+                    reader = str(self._mw.config.readers.user or "in-process")
+                    self._read_failed(actor, reader, wanted, SamUnavailableError)
+                raise
+            reader = str(getattr(session.transport, "reader", "in-process"))
+            try:
+                card = session.read(wanted)
+                break
+            except SamUnavailableError:
+                # nothing reached the card that costs it a try: the SAM's part of an
+                # authentication comes before the card is asked to check it
+                if again and self._forget_sam(session.sam):
+                    again = False
+                    continue
+                self._read_failed(actor, reader, wanted, SamUnavailableError)
+                raise
+            except Exception as exc:
+                self._read_failed(actor, reader, wanted, type(exc))
+                raise
+            finally:
+                if transport is None:
+                    session.transport.close()
         # offline, before the card is used for anything: a listed card goes no further
         self._mw.cards.check(card.issuer.card_number, actor=actor)
         # file names only: what the card lacks is no personal data
@@ -121,6 +166,20 @@ class Terminal:
         self._mw.audit("card.read", actor=actor, outcome="ok", **details)
         self._mw.hooks.hcm_card_read(reader=reader, card=card)
         return card
+
+    def _read_failed(
+        self, actor: str, reader: str, wanted: Iterable[CardPart], error: type[BaseException]
+    ) -> None:
+        from hcmiddleware.card.filemap import parts_text
+
+        self._mw.audit(
+            "card.read",
+            actor=actor,
+            outcome="failed",
+            reader=reader,
+            parts=parts_text(wanted),
+            error=error.__name__,
+        )
 
     def write_visit(
         self,
@@ -146,6 +205,8 @@ class Terminal:
                 raise WrongCardError("the card in the reader is not the card this visit began with")
             slot = session.append_visit(visit)
         except Exception as exc:
+            if isinstance(exc, SamUnavailableError):  # not written again: opened next time
+                self._forget_sam(session.sam)
             self._mw.audit(
                 "card.write_visit",
                 actor=actor,

@@ -187,11 +187,11 @@ def _sam(mw: Middleware) -> list[CheckResult]:
     if config.sam.keys is None and config.readers.sam is None:
         return []
     try:
-        sam = mw.terminal.sam
+        sam = mw.terminal.check_sam()  # asked now: a SAM opened once may have gone since
     except HcmError as exc:
         return [CheckResult(name="SAM", ok=False, detail=exc.message, hint=exc.hint)]
     kind = type(sam).__name__
-    return [CheckResult(name="SAM", ok=True, detail=f"{kind}, city code {sam.city_code}")]
+    return [CheckResult(name="SAM", ok=True, detail=f"{kind}, city code {sam.city_code}, answers")]
 
 
 @hookimpl(trylast=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hcmiddleware.errors import SamUnavailableError
+from hcmiddleware.errors import CardAbsentError, ReaderError, SamUnavailableError
 from hcmiddleware.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -47,7 +47,17 @@ def hcm_sam_provider(middleware: Middleware) -> Sam | None:
                 super().close()
                 reader.close()
 
-        reader = PcscTransport(config.readers.sam)
+        try:
+            reader = PcscTransport(config.readers.sam)
+        except (CardAbsentError, ReaderError) as exc:
+            # said as the SAM's: a "no card" here is not about the resident's card
+            raise SamUnavailableError(
+                f"the SAM's reader {config.readers.sam!r}: {exc.message}",
+                hint="seat the SAM card in its slot and check the reader's cable, then "
+                "try again (no restart needed)"
+                if isinstance(exc, CardAbsentError)
+                else exc.hint,
+            ) from exc
         try:
             return _SamInOurReader(reader, config.sam.pin)
         except BaseException:
