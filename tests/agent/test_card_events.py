@@ -67,7 +67,8 @@ def test_the_stream_hears_cards_once_pcscd_is_up_and_again_after_a_restart(
     (tmp_path / "it.token").write_text(secrets.token_urlsafe(32), encoding="utf-8")
     it = {"token": {"file": "it.token"}, "user": "u-it", "role": "administrator",
           "terminal": "it-1"}  # fmt: skip
-    config = write_config(tmp_path, port, **{"agent.tokens.it-1": it})
+    # the agent's own rate limit, not the tight one of the rate-limit tests
+    config = write_config(tmp_path, port, agent={"port": port}, **{"agent.tokens.it-1": it})
     token = (tmp_path / "desk.token").read_text(encoding="utf-8").strip()
     base = f"http://127.0.0.1:{port}"
 
@@ -96,6 +97,13 @@ def test_the_stream_hears_cards_once_pcscd_is_up_and_again_after_a_restart(
         with Pcscd() as second, VpcdCard(card, second.user_port):  # pcscd restarted
             stream.wait_for(["card.inserted", "card.removed", "card.inserted"])
             assert stream.events[-1][1]["reader"] == USER_READER
+            assert "present_at_connect" not in stream.events[-1][1]
+            # a page opened (or reloaded) now learns of the card already in the reader
+            late = Stream(base, token)
+            late.wait_for(["card.inserted"])
+            assert late.events[0][1] == {
+                "reader": USER_READER, "atr": card.atr.hex().upper(), "present_at_connect": True
+            }  # fmt: skip
             # the agent still reads the card through the restarted service (the issuer's
             # file, which needs no SAM)
             read = httpx.get(
@@ -106,6 +114,11 @@ def test_the_stream_hears_cards_once_pcscd_is_up_and_again_after_a_restart(
             assert read.status_code == 200, read.text
             assert read.json()["card_number"]
         stream.wait_for(["card.inserted", "card.removed", "card.inserted", "card.removed"])
+        late.wait_for(["card.inserted", "card.removed"])
+        # and one opened with the reader empty is told nothing
+        empty = Stream(base, token)
+        time.sleep(0.5)
+        assert empty.events == []
         agent.terminate()
         _, stderr = agent.communicate(timeout=30)
     assert "Traceback" not in stderr, stderr

@@ -102,10 +102,12 @@ def test_a_lost_service_removes_the_card_and_the_events_come_back(
             link = VpcdCard(_card(), first.user_port)
             link.start()
             seen.wait_for([inserted])
+            assert events.cards() == {USER_READER: _card().atr}
             first.stop()  # pcscd restarted by an upgrade, with the card still in
             # nobody can say the card is still there: removed, and the events are off
             seen.wait_for([inserted, removed])
             assert not events.on
+            assert events.cards() == {}
             link.stop()
             time.sleep(0.5)  # a few retries while the service is away
             with Pcscd() as second:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from hcmiddleware.hookspecs import hookimpl
@@ -48,6 +48,9 @@ class EventBridge:
         self._subs: set[Subscription] = set()
         self._lock = threading.Lock()
         self._closed = False
+        #: the cards in the readers now (reader -> ATR), told to a stream as it opens;
+        #: ``hcm agent serve`` sets it from its card events
+        self.cards: Callable[[], dict[str, bytes]] | None = None
 
     # -- hooks (any thread) ------------------------------------------------------------
 
@@ -99,6 +102,13 @@ class EventBridge:
         sub = self.subscribe(kinds)
         try:
             yield b": hcm agent events\nretry: 3000\n\n"
+            # a page opened (or reloaded) with a card already in the reader learns of it
+            # now, not at the next insertion; taken after subscribing, so that nothing
+            # happening meanwhile is missed (a card may then be told twice)
+            if "card.inserted" in kinds and self.cards is not None:
+                for reader, atr in sorted(self.cards().items()):
+                    data = {"reader": reader, "atr": atr.hex().upper(), "present_at_connect": True}
+                    yield f"event: card.inserted\ndata: {json.dumps(data)}\n\n".encode()
             while not self._closed:
                 try:
                     item = await asyncio.wait_for(sub.queue.get(), _KEEPALIVE)

@@ -153,6 +153,7 @@ def serve(
             watcher = mw.terminal.watch(wait_for_service=True)
             watcher.start()
             state.card_events = watcher
+            state.events.cards = watcher.cards
         except Exception as exc:  # no pcsc extra: no card events
             log.warning("card events are off: %s", type(exc).__name__)
             watcher = None

@@ -71,6 +71,8 @@ class CardEvents:
         self._on = False
         self._off_reason: str | None = "not started"
         self._ready = threading.Event()
+        #: the cards in the readers as last delivered: reader -> ATR (replaced whole)
+        self._cards: dict[str, bytes] = {}
 
     def __enter__(self) -> CardEvents:
         self.start()
@@ -93,6 +95,11 @@ class CardEvents:
     def off_reason(self) -> str | None:
         """Why the events are not watched now (``None`` while they are)."""
         return None if self._on else self._off_reason
+
+    def cards(self) -> dict[str, bytes]:
+        """The cards in the readers as the events last told them: reader -> ATR. Empty
+        while the events are off (nobody can say then)."""
+        return dict(self._cards)
 
     def start(self) -> None:
         """Begin delivering events, in a daemon thread.
@@ -164,9 +171,11 @@ class CardEvents:
                 context = None
             if reason is None:  # stopped
                 break
-            for reader in sorted(present):  # nobody can say these cards are still there
-                self._deliver(self.on_removed, reader)
+            gone = sorted(present)
             present.clear()
+            self._cards = {}
+            for reader in gone:  # nobody can say these cards are still there
+                self._deliver(self.on_removed, reader)
             self._off(reason, False)
             lost = True
             self._stop.wait(self.retry)
@@ -204,6 +213,7 @@ class CardEvents:
             for reader in [r for r in states if r not in readers]:  # unplugged
                 del states[reader]
                 if present.pop(reader, None) is not None:
+                    self._note(present)
                     self._deliver(self.on_removed, reader)
             query = [(r, states.setdefault(r, scard.SCARD_STATE_UNAWARE)) for r in readers]
             if pnp is not None:
@@ -239,11 +249,17 @@ class CardEvents:
         if known is not None and (not card_in or count != known[1]):
             # gone — or, with the count moved on while present both times, swapped
             del present[reader]
+            self._note(present)
             self._deliver(self.on_removed, reader)
             known = None
         if card_in and known is None:
             present[reader] = (atr, count)
+            self._note(present)
             self._deliver(self.on_inserted, reader, atr)
+
+    def _note(self, present: dict[str, tuple[bytes, int]]) -> None:
+        """What :meth:`cards` answers, set before the event is delivered."""
+        self._cards = {reader: atr for reader, (atr, _count) in present.items()}
 
     def _deliver(self, callback: Callable[..., object], *args: object) -> None:
         try:
